@@ -1,0 +1,194 @@
+/**
+ * Configuration: the contract's `WEBHOOKS_*` environment variables, optionally added to by a JSON
+ * file (`WEBHOOKS_CONFIG_FILE`). The environment wins over the file. Every value is validated at
+ * start; all problems are reported at once, one detail per bad value.
+ */
+import { ConfigError, type ErrorDetail } from './errors.ts';
+import { isJsonObject } from './json.ts';
+
+export type BusEngine = 'embedded' | 'kafka';
+export type StoreEngine = 'sqlite' | 'dynamodb';
+export type LogLevelName = 'debug' | 'info' | 'warn' | 'error';
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  adminToken?: string;
+  bus: BusEngine;
+  kafkaBrokers: string[];
+  store: StoreEngine;
+  dynamodbEndpoint?: string;
+  dev: boolean;
+  secretKey?: string;
+  maxBodyBytes: number;
+  logLevel: LogLevelName;
+  topicPartitions: number;
+  secretOverlapSeconds: number;
+  partnerApi?: { url: string; timeoutMs: number; cacheTtlMs: number; token?: string };
+  tls?: { certFile: string; keyFile: string };
+}
+
+/** One configuration entry: its env variable, its key in the config file, and how to read it. */
+interface Entry {
+  env: string;
+  file: string;
+  parse: (raw: string) => unknown;
+}
+
+type Raw = Record<string, string | undefined>;
+
+const int = (min: number, max: number) => (raw: string) => {
+  if (!/^\d+$/.test(raw)) throw new Error(`must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
+  return n;
+};
+const oneOf =
+  <T extends string>(...values: T[]) =>
+  (raw: string): T => {
+    if (!(values as string[]).includes(raw)) throw new Error(`must be one of ${values.join(', ')}, got "${raw}"`);
+    return raw as T;
+  };
+const bool = (raw: string) => {
+  if (['1', 'true', 'yes'].includes(raw.toLowerCase())) return true;
+  if (['0', 'false', 'no', ''].includes(raw.toLowerCase())) return false;
+  throw new Error(`must be 1 or 0, got "${raw}"`);
+};
+const text = (raw: string) => {
+  if (raw.trim() === '') throw new Error('must not be empty');
+  return raw;
+};
+const httpUrl = (raw: string) => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`must be an absolute URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must be an http(s) URL');
+  return raw.replace(/\/+$/, '');
+};
+const brokers = (raw: string) => {
+  const list = raw
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
+  if (list.length === 0) throw new Error('must list at least one host:port');
+  for (const b of list) if (!/^[^\s:]+:\d{1,5}$/.test(b)) throw new Error(`"${b}" is not host:port`);
+  return list;
+};
+const token = (raw: string) => {
+  if (raw.length < 16) throw new Error('must be at least 16 characters long');
+  return raw;
+};
+
+const ENTRIES: Record<string, Entry> = {
+  port: { env: 'WEBHOOKS_PORT', file: 'port', parse: int(0, 65535) },
+  host: { env: 'WEBHOOKS_HOST', file: 'host', parse: text },
+  dataDir: { env: 'WEBHOOKS_DATA_DIR', file: 'dataDir', parse: text },
+  adminToken: { env: 'WEBHOOKS_ADMIN_TOKEN', file: 'adminToken', parse: token },
+  bus: { env: 'WEBHOOKS_BUS', file: 'bus', parse: oneOf('embedded', 'kafka') },
+  kafkaBrokers: { env: 'WEBHOOKS_KAFKA_BROKERS', file: 'kafkaBrokers', parse: brokers },
+  store: { env: 'WEBHOOKS_STORE', file: 'store', parse: oneOf('sqlite', 'dynamodb') },
+  dynamodbEndpoint: { env: 'WEBHOOKS_DYNAMODB_ENDPOINT', file: 'dynamodbEndpoint', parse: httpUrl },
+  dev: { env: 'WEBHOOKS_DEV', file: 'dev', parse: bool },
+  secretKey: { env: 'WEBHOOKS_SECRET_KEY', file: 'secretKey', parse: text },
+  maxBodyBytes: { env: 'WEBHOOKS_MAX_BODY_BYTES', file: 'maxBodyBytes', parse: int(1024, 64 * 1024 * 1024) },
+  logLevel: { env: 'WEBHOOKS_LOG_LEVEL', file: 'logLevel', parse: oneOf('debug', 'info', 'warn', 'error') },
+  topicPartitions: { env: 'WEBHOOKS_TOPIC_PARTITIONS', file: 'topicPartitions', parse: int(1, 1024) },
+  secretOverlapSeconds: {
+    env: 'WEBHOOKS_SECRET_OVERLAP_SECONDS',
+    file: 'secretOverlapSeconds',
+    parse: int(0, 30 * 86400),
+  },
+  partnerApiUrl: { env: 'WEBHOOKS_PARTNER_API_URL', file: 'partnerApiUrl', parse: httpUrl },
+  partnerApiTimeoutMs: { env: 'WEBHOOKS_PARTNER_API_TIMEOUT_MS', file: 'partnerApiTimeoutMs', parse: int(1, 60000) },
+  partnerApiCacheTtlMs: {
+    env: 'WEBHOOKS_PARTNER_API_CACHE_TTL_MS',
+    file: 'partnerApiCacheTtlMs',
+    parse: int(0, 86400000),
+  },
+  partnerApiToken: { env: 'WEBHOOKS_PARTNER_API_TOKEN', file: 'partnerApiToken', parse: text },
+  tlsCert: { env: 'WEBHOOKS_TLS_CERT', file: 'tlsCert', parse: text },
+  tlsKey: { env: 'WEBHOOKS_TLS_KEY', file: 'tlsKey', parse: text },
+};
+
+/** Every environment variable the platform reads, for documentation and `webhooks config`. */
+export const CONFIG_ENV_VARS: readonly string[] = [
+  'WEBHOOKS_CONFIG_FILE',
+  ...Object.values(ENTRIES).map((e) => e.env),
+];
+
+/**
+ * Builds the configuration from environment variables and the parsed config file (if any).
+ * Throws ConfigError listing every bad value.
+ */
+export function loadConfig(env: Raw, file?: unknown): Config {
+  const details: ErrorDetail[] = [];
+  const fileValues: Raw = {};
+  if (file !== undefined) {
+    if (!isJsonObject(file)) {
+      details.push({ field: 'WEBHOOKS_CONFIG_FILE', message: 'the config file must hold a JSON object' });
+    } else {
+      const known = new Set(Object.values(ENTRIES).map((e) => e.file));
+      for (const [key, value] of Object.entries(file)) {
+        if (!known.has(key)) {
+          details.push({ field: `file:${key}`, message: `unknown setting "${key}"` });
+          continue;
+        }
+        fileValues[key] = Array.isArray(value) ? value.join(',') : String(value);
+      }
+    }
+  }
+  const values: Record<string, unknown> = {};
+  for (const [name, entry] of Object.entries(ENTRIES)) {
+    const fromEnv = env[entry.env];
+    const raw = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fileValues[entry.file];
+    if (raw === undefined) continue;
+    try {
+      values[name] = entry.parse(raw);
+    } catch (err) {
+      const where = fromEnv !== undefined && fromEnv !== '' ? entry.env : `file:${entry.file}`;
+      details.push({ field: where, message: `${where} ${(err as Error).message}` });
+    }
+  }
+  const config: Config = {
+    port: (values.port as number | undefined) ?? 8080,
+    host: (values.host as string | undefined) ?? '127.0.0.1',
+    dataDir: (values.dataDir as string | undefined) ?? './.webhooks',
+    adminToken: values.adminToken as string | undefined,
+    bus: (values.bus as BusEngine | undefined) ?? 'embedded',
+    kafkaBrokers: (values.kafkaBrokers as string[] | undefined) ?? [],
+    store: (values.store as StoreEngine | undefined) ?? 'sqlite',
+    dynamodbEndpoint: values.dynamodbEndpoint as string | undefined,
+    dev: (values.dev as boolean | undefined) ?? false,
+    secretKey: values.secretKey as string | undefined,
+    maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 1024 * 1024,
+    logLevel: (values.logLevel as LogLevelName | undefined) ?? 'info',
+    topicPartitions: (values.topicPartitions as number | undefined) ?? 4,
+    secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,
+  };
+  if (values.partnerApiUrl !== undefined) {
+    config.partnerApi = {
+      url: values.partnerApiUrl as string,
+      timeoutMs: (values.partnerApiTimeoutMs as number | undefined) ?? 2000,
+      cacheTtlMs: (values.partnerApiCacheTtlMs as number | undefined) ?? 60000,
+      token: values.partnerApiToken as string | undefined,
+    };
+  }
+  if (values.tlsCert !== undefined || values.tlsKey !== undefined) {
+    if (values.tlsCert === undefined || values.tlsKey === undefined) {
+      details.push({ field: 'WEBHOOKS_TLS_CERT', message: 'WEBHOOKS_TLS_CERT and WEBHOOKS_TLS_KEY go together' });
+    } else {
+      config.tls = { certFile: values.tlsCert as string, keyFile: values.tlsKey as string };
+    }
+  }
+  if (config.bus === 'kafka' && config.kafkaBrokers.length === 0) {
+    details.push({ field: 'WEBHOOKS_KAFKA_BROKERS', message: 'WEBHOOKS_BUS=kafka needs WEBHOOKS_KAFKA_BROKERS' });
+  }
+  if (details.length > 0) {
+    throw new ConfigError(`invalid configuration: ${details.map((d) => d.message).join('; ')}`, { details });
+  }
+  return config;
+}

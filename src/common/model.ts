@@ -1,0 +1,112 @@
+/**
+ * The records of the plan's tables: `event_schema`, `partner`, `partner_event_subscription`.
+ * Shared by the components (which build them) and the store engines (which persist them).
+ */
+import type { JsonObject, JsonValue } from './json.ts';
+
+export type SchemaStatus = 'ACTIVE' | 'INACTIVE';
+export type PartnerStatus = 'ACTIVE' | 'INACTIVE';
+export type SubscriptionStatus = 'ACTIVE' | 'PAUSED' | 'DISABLED';
+
+/** Compatibility modes, Confluent style; the checker lives in `src/schemas/compatibility.ts`. */
+export type SchemaCompatibility =
+  | 'NONE'
+  | 'BACKWARD'
+  | 'BACKWARD_TRANSITIVE'
+  | 'FORWARD'
+  | 'FORWARD_TRANSITIVE'
+  | 'FULL'
+  | 'FULL_TRANSITIVE';
+
+/** One version of an event's JSON Schema (`event_schema`). Key: domain + event + version. */
+export interface SchemaRecord {
+  id: string;
+  domain: string;
+  event: string;
+  version: number;
+  status: SchemaStatus;
+  schema: JsonValue;
+  /** SHA-256 of the canonical JSON of `schema`: equal documents, equal fingerprints. */
+  fingerprint: string;
+  compatibility: SchemaCompatibility;
+  ingressTopic: string;
+  description?: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Optimistic-concurrency revision; 1 on insert, +1 on each update. */
+  revision: number;
+}
+
+/** Per-partner delivery timeouts (milliseconds). */
+export interface DeliveryTimeouts {
+  connectMs?: number;
+  headersMs?: number;
+  bodyMs?: number;
+}
+
+/** Retry settings; a partner's apply to all its subscriptions, a subscription's override them. */
+export interface RetryPolicy {
+  /** Delay before each retry, in seconds; attempt 1 is immediate. */
+  scheduleSeconds?: number[];
+  maxAttempts?: number;
+  maxAgeSeconds?: number;
+}
+
+/** How deliveries to one partner behave (isolation and retries). */
+export interface PartnerDeliverySettings {
+  timeouts?: DeliveryTimeouts;
+  retry?: RetryPolicy;
+  maxConcurrency?: number;
+  rateLimitPerSecond?: number;
+}
+
+/** A partner (`partner`): who receives webhooks. */
+export interface PartnerRecord {
+  id: string;
+  name: string;
+  status: PartnerStatus;
+  contactEmail?: string;
+  metadata: JsonObject;
+  delivery: PartnerDeliverySettings;
+  createdAt: string;
+  updatedAt: string;
+  revision: number;
+}
+
+/** A signing secret, sealed at rest; `expiresAt` is set on the old one when it is rotated out. */
+export interface SigningSecretRecord {
+  sealed: string;
+  createdAt: string;
+  expiresAt?: string;
+}
+
+/** Delivery credentials: the kind is visible, the values are sealed as one JSON blob. */
+export interface SealedDeliveryAuth {
+  type: 'bearer' | 'basic' | 'header';
+  /** Header name for `header` auth (not secret). */
+  headerName?: string;
+  sealed: string;
+}
+
+/** A partner's subscription to an event (`partner_event_subscription`). */
+export interface SubscriptionRecord {
+  id: string;
+  partnerId: string;
+  domain: string;
+  event: string;
+  /** Only this schema version, or every version when absent. */
+  schemaVersion?: number;
+  url: string;
+  status: SubscriptionStatus;
+  statusReason?: string;
+  signing: { enabled: boolean; secrets: SigningSecretRecord[] };
+  auth?: SealedDeliveryAuth;
+  filter?: JsonObject;
+  mapping?: JsonObject;
+  retry?: RetryPolicy;
+  egressTopic: string;
+  description?: string;
+  createdAt: string;
+  updatedAt: string;
+  revision: number;
+}
