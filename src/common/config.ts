@@ -47,7 +47,8 @@ const int = (min: number, max: number) => (raw: string) => {
 const oneOf =
   <T extends string>(...values: T[]) =>
   (raw: string): T => {
-    if (!(values as string[]).includes(raw)) throw new Error(`must be one of ${values.join(', ')}, got "${raw}"`);
+    if (!(values as string[]).includes(raw))
+      throw new Error(`must be one of ${values.join(', ')}, got "${raw}"`);
     return raw as T;
   };
 const bool = (raw: string) => {
@@ -103,7 +104,11 @@ const ENTRIES: Record<string, Entry> = {
     parse: int(0, 30 * 86400),
   },
   partnerApiUrl: { env: 'WEBHOOKS_PARTNER_API_URL', file: 'partnerApiUrl', parse: httpUrl },
-  partnerApiTimeoutMs: { env: 'WEBHOOKS_PARTNER_API_TIMEOUT_MS', file: 'partnerApiTimeoutMs', parse: int(1, 60000) },
+  partnerApiTimeoutMs: {
+    env: 'WEBHOOKS_PARTNER_API_TIMEOUT_MS',
+    file: 'partnerApiTimeoutMs',
+    parse: int(1, 60000),
+  },
   partnerApiCacheTtlMs: {
     env: 'WEBHOOKS_PARTNER_API_CACHE_TTL_MS',
     file: 'partnerApiCacheTtlMs',
@@ -179,13 +184,19 @@ export function loadConfig(env: Raw, file?: unknown): Config {
   }
   if (values.tlsCert !== undefined || values.tlsKey !== undefined) {
     if (values.tlsCert === undefined || values.tlsKey === undefined) {
-      details.push({ field: 'WEBHOOKS_TLS_CERT', message: 'WEBHOOKS_TLS_CERT and WEBHOOKS_TLS_KEY go together' });
+      details.push({
+        field: 'WEBHOOKS_TLS_CERT',
+        message: 'WEBHOOKS_TLS_CERT and WEBHOOKS_TLS_KEY go together',
+      });
     } else {
       config.tls = { certFile: values.tlsCert as string, keyFile: values.tlsKey as string };
     }
   }
   if (config.bus === 'kafka' && config.kafkaBrokers.length === 0) {
-    details.push({ field: 'WEBHOOKS_KAFKA_BROKERS', message: 'WEBHOOKS_BUS=kafka needs WEBHOOKS_KAFKA_BROKERS' });
+    details.push({
+      field: 'WEBHOOKS_KAFKA_BROKERS',
+      message: 'WEBHOOKS_BUS=kafka needs WEBHOOKS_KAFKA_BROKERS',
+    });
   }
   if (details.length > 0) {
     throw new ConfigError(`invalid configuration: ${details.map((d) => d.message).join('; ')}`, { details });

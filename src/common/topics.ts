@@ -1,10 +1,11 @@
 /** Names of things that become topic names, and the topic names derived from them. */
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** Domains, events and partner ids become parts of topic names, so they use a safe alphabet. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** True for a valid domain, event or partner id: 1..64 chars of [A-Za-z0-9_-], starting alphanumeric. */
 export function isValidName(value: unknown): value is string {
-  return typeof value === 'string' && NAME.test(value);
+  return typeof value === 'string' && NAME_PATTERN.test(value);
 }
 
 /** What a valid name looks like, for error messages. */

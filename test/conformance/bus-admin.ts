@@ -9,7 +9,10 @@ export interface TopicAdminHarness {
 }
 
 /** Registers the topic-administration suite for one engine. */
-export function runTopicAdminConformance(engine: string, makeHarness: () => Promise<TopicAdminHarness>): void {
+export function runTopicAdminConformance(
+  engine: string,
+  makeHarness: () => Promise<TopicAdminHarness>,
+): void {
   describe(`bus topic admin conformance: ${engine}`, () => {
     let harness: TopicAdminHarness;
     let admin: TopicAdmin;

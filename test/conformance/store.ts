@@ -36,7 +36,11 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
 
     describe('event_schema', () => {
       test('a schema version round-trips with every field', async () => {
-        const rec = schemaRecord({ domain: 'rt', description: 'round trip', schema: { type: 'object', a: [1, 'x'] } });
+        const rec = schemaRecord({
+          domain: 'rt',
+          description: 'round trip',
+          schema: { type: 'object', a: [1, 'x'] },
+        });
         await store.schemas.insert(rec);
         assert.deepEqual(await store.schemas.get('rt', 'created', 1), rec);
       });
@@ -44,7 +48,10 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
       test('inserting an existing domain/event/version is a conflict and keeps the first', async () => {
         const first = schemaRecord({ domain: 'dup' });
         await store.schemas.insert(first);
-        await assert.rejects(store.schemas.insert(schemaRecord({ domain: 'dup', status: 'INACTIVE' })), conflict('already_exists'));
+        await assert.rejects(
+          store.schemas.insert(schemaRecord({ domain: 'dup', status: 'INACTIVE' })),
+          conflict('already_exists'),
+        );
         assert.equal((await store.schemas.get('dup', 'created', 1))?.id, first.id);
       });
 
@@ -53,7 +60,8 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
       });
 
       test('listVersions returns one event’s versions in ascending numeric order', async () => {
-        for (const version of [3, 1, 10, 2]) await store.schemas.insert(schemaRecord({ domain: 'lv', version }));
+        for (const version of [3, 1, 10, 2])
+          await store.schemas.insert(schemaRecord({ domain: 'lv', version }));
         await store.schemas.insert(schemaRecord({ domain: 'lv', event: 'other', version: 5 }));
         const versions = (await store.schemas.listVersions('lv', 'created')).map((r) => r.version);
         assert.deepEqual(versions, [1, 2, 3, 10]);
@@ -61,12 +69,20 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
 
       test('list filters by domain, event and status', async () => {
         await store.schemas.insert(schemaRecord({ domain: 'lf', event: 'a', version: 1 }));
-        await store.schemas.insert(schemaRecord({ domain: 'lf', event: 'a', version: 2, status: 'INACTIVE' }));
+        await store.schemas.insert(
+          schemaRecord({ domain: 'lf', event: 'a', version: 2, status: 'INACTIVE' }),
+        );
         await store.schemas.insert(schemaRecord({ domain: 'lf', event: 'b', version: 1 }));
         const all = await store.schemas.list({ domain: 'lf' });
-        assert.deepEqual(all.items.map((r) => `${r.event}.v${r.version}`), ['a.v1', 'a.v2', 'b.v1']);
+        assert.deepEqual(
+          all.items.map((r) => `${r.event}.v${r.version}`),
+          ['a.v1', 'a.v2', 'b.v1'],
+        );
         const inactive = await store.schemas.list({ domain: 'lf', status: 'INACTIVE' });
-        assert.deepEqual(inactive.items.map((r) => r.version), [2]);
+        assert.deepEqual(
+          inactive.items.map((r) => r.version),
+          [2],
+        );
         const b = await store.schemas.list({ domain: 'lf', event: 'b' });
         assert.equal(b.items.length, 1);
       });
@@ -77,7 +93,10 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
         const updated = await store.schemas.update({ ...rec, status: 'INACTIVE' });
         assert.equal(updated.revision, 2);
         assert.equal((await store.schemas.get('up', 'created', 1))?.status, 'INACTIVE');
-        await assert.rejects(store.schemas.update({ ...rec, status: 'ACTIVE' }), conflict('revision_conflict'));
+        await assert.rejects(
+          store.schemas.update({ ...rec, status: 'ACTIVE' }),
+          conflict('revision_conflict'),
+        );
         assert.equal((await store.schemas.get('up', 'created', 1))?.status, 'INACTIVE');
       });
 
@@ -94,7 +113,10 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
         const p = partnerRecord({ id: 'p-rt', contactEmail: 'ops@p.example' });
         await store.partners.insert(p);
         assert.deepEqual(await store.partners.get('p-rt'), p);
-        await assert.rejects(store.partners.insert(partnerRecord({ id: 'p-rt' })), conflict('already_exists'));
+        await assert.rejects(
+          store.partners.insert(partnerRecord({ id: 'p-rt' })),
+          conflict('already_exists'),
+        );
       });
 
       test('of two updates from the same revision exactly one wins', async () => {
@@ -120,7 +142,10 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
           seen.push(...page.items.map((p) => p.id));
           cursor = page.next;
         } while (cursor);
-        assert.deepEqual(seen.filter((id) => id.startsWith('pg-')), ids);
+        assert.deepEqual(
+          seen.filter((id) => id.startsWith('pg-')),
+          ids,
+        );
       });
 
       test('a cursor that the store did not issue is a validation error', async () => {
@@ -146,7 +171,13 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
 
       test('list filters by partner, by event and by status', async () => {
         const a = subscriptionRecord({ id: testId('a'), partnerId: 'lf-a', domain: 'lfd', event: 'x' });
-        const b = subscriptionRecord({ id: testId('b'), partnerId: 'lf-b', domain: 'lfd', event: 'x', status: 'PAUSED' });
+        const b = subscriptionRecord({
+          id: testId('b'),
+          partnerId: 'lf-b',
+          domain: 'lfd',
+          event: 'x',
+          status: 'PAUSED',
+        });
         const c = subscriptionRecord({ id: testId('c'), partnerId: 'lf-a', domain: 'lfd', event: 'y' });
         for (const s of [a, b, c]) await store.subscriptions.insert(s);
         const ids = async (f: Parameters<Store['subscriptions']['list']>[0]) =>

@@ -33,7 +33,10 @@ export interface SchemaRepository {
   /** Every version of one event's schema, ascending by version. */
   listVersions(domain: string, event: string): Promise<SchemaRecord[]>;
   /** Schemas ordered by domain, event, version. */
-  list(filter: { domain?: string; event?: string; status?: SchemaStatus }, page?: PageRequest): Promise<Page<SchemaRecord>>;
+  list(
+    filter: { domain?: string; event?: string; status?: SchemaStatus },
+    page?: PageRequest,
+  ): Promise<Page<SchemaRecord>>;
   update(record: SchemaRecord): Promise<SchemaRecord>;
 }
 

@@ -57,9 +57,14 @@ class DocumentTable<T extends { revision: number }> {
     const sql = `INSERT INTO ${this.#spec.table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})
                  ON CONFLICT DO NOTHING`;
     const stored = { ...record, revision: 1 };
-    const result = this.#db.prepare(sql).run(...cols.map(([, read]) => read(stored)), 1, JSON.stringify(stored));
+    const result = this.#db
+      .prepare(sql)
+      .run(...cols.map(([, read]) => read(stored)), 1, JSON.stringify(stored));
     if (result.changes === 0) {
-      throw new ConflictError('already_exists', `${this.#spec.table} ${this.#describe(record)} already exists`);
+      throw new ConflictError(
+        'already_exists',
+        `${this.#spec.table} ${this.#describe(record)} already exists`,
+      );
     }
   }
 
@@ -86,7 +91,8 @@ class DocumentTable<T extends { revision: number }> {
         record.revision,
       );
     if (result.changes === 0) {
-      if (!this.get(key)) throw new NotFoundError('not_found', `${this.#spec.table} ${this.#describe(record)} not found`);
+      if (!this.get(key))
+        throw new NotFoundError('not_found', `${this.#spec.table} ${this.#describe(record)} not found`);
       throw new ConflictError(
         'revision_conflict',
         `${this.#spec.table} ${this.#describe(record)} was changed by someone else; read it again and retry`,
@@ -197,7 +203,10 @@ export class SqliteStore implements Store {
       insert: async (r) => subscriptions.insert(r),
       get: async (id) => subscriptions.get([id]),
       list: async (f, page) =>
-        subscriptions.list({ partner_id: f.partnerId, domain: f.domain, event: f.event, status: f.status }, page),
+        subscriptions.list(
+          { partner_id: f.partnerId, domain: f.domain, event: f.event, status: f.status },
+          page,
+        ),
       update: async (r) => subscriptions.update(r),
       delete: async (id) => subscriptions.delete([id]),
     };

@@ -1,0 +1,111 @@
+/**
+ * CloudEvents JSON format (structured and batch content modes), and the JSON text and trace-context
+ * helpers the HTTP modes share.
+ */
+import type { EventEnvelope } from './envelope-model.ts';
+import { isValidTraceparent } from './envelope-rules.ts';
+import { buildEnvelope, envelopeError } from './envelope-validate.ts';
+import type { ErrorDetail } from './errors.ts';
+import { ValidationError } from './errors.ts';
+import { isJsonObject } from './json.ts';
+
+/** The most events one batch may carry. */
+export const MAX_BATCH_EVENTS = 1000;
+
+/** Reads one structured-mode event into `details`-collecting validation; `prefix` names its place. */
+export function readStructured(
+  value: unknown,
+  prefix: string,
+  details: ErrorDetail[],
+): EventEnvelope | undefined {
+  if (!isJsonObject(value)) {
+    const hint =
+      Array.isArray(value) && prefix === '' ? ' (send a batch with application/cloudevents-batch+json)' : '';
+    details.push({ ...fieldOrNothing(prefix), message: `a CloudEvent must be a JSON object${hint}` });
+    return undefined;
+  }
+  const before = details.length;
+  const attributes = new Map<string, unknown>();
+  for (const [name, attribute] of Object.entries(value)) {
+    // The JSON format says a null attribute is the same as an absent one.
+    if (name === 'data' || attribute === null) continue;
+    if (name === 'data_base64') {
+      details.push({
+        field: `${prefix}data_base64`,
+        message: 'data_base64 is not supported: send JSON data in "data"',
+      });
+      continue;
+    }
+    attributes.set(name, attribute);
+  }
+  // When data_base64 was refused, "data is required" would only repeat the same problem.
+  const hasData = value.data !== undefined || details.length > before;
+  const envelope = buildEnvelope(
+    { attributes, hasData, data: value.data },
+    (name) => `${prefix}${name}`,
+    details,
+  );
+  return details.length > before ? undefined : envelope;
+}
+
+function fieldOrNothing(prefix: string): { field?: string } {
+  const field = prefix.replace(/\.$/, '');
+  return field === '' ? {} : { field };
+}
+
+/** Parses one structured-mode event (object already JSON-parsed). Throws ValidationError `envelope_invalid`. */
+export function parseStructuredEvent(value: unknown, fieldPrefix = ''): EventEnvelope {
+  const details: ErrorDetail[] = [];
+  const envelope = readStructured(value, fieldPrefix, details);
+  if (!envelope || details.length > 0) throw envelopeError(details);
+  return envelope;
+}
+
+/** Parses a batch (JSON array of structured events); field paths are prefixed "[i]." */
+export function parseEventBatch(value: unknown): EventEnvelope[] {
+  if (!Array.isArray(value))
+    throw envelopeError([{ message: 'a batch must be a JSON array of CloudEvents' }]);
+  if (value.length === 0) throw envelopeError([{ message: 'a batch must contain at least one event' }]);
+  if (value.length > MAX_BATCH_EVENTS) {
+    throw envelopeError([
+      { message: `a batch holds at most ${MAX_BATCH_EVENTS} events, got ${value.length}` },
+    ]);
+  }
+  const details: ErrorDetail[] = [];
+  const envelopes: EventEnvelope[] = [];
+  value.forEach((item, index) => {
+    const envelope = readStructured(item, `[${index}].`, details);
+    if (envelope) envelopes.push(envelope);
+  });
+  if (details.length > 0) throw envelopeError(details);
+  return envelopes;
+}
+
+/** Parses JSON text; malformed text is ValidationError `invalid_json`. */
+export function parseJsonText(text: string, field?: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    const message = `not valid JSON: ${(cause as Error).message}`;
+    return failJson(message, field, cause);
+  }
+}
+
+function failJson(message: string, field: string | undefined, cause: unknown): never {
+  const detail: ErrorDetail = field === undefined ? { message } : { field, message };
+  throw new ValidationError('invalid_json', `The request body is ${message}`, { details: [detail], cause });
+}
+
+/** Uses the HTTP request's W3C trace context for an event that carries none of its own. */
+export function withHttpTraceContext(
+  envelope: EventEnvelope,
+  headers: Record<string, string | undefined>,
+): EventEnvelope {
+  const traceparent = headers.traceparent?.trim();
+  // An invalid transport header is ignored, as W3C asks: it must not make a valid event fail.
+  if (envelope.traceparent !== undefined || traceparent === undefined || !isValidTraceparent(traceparent)) {
+    return envelope;
+  }
+  const tracestate = headers.tracestate?.trim();
+  return tracestate ? { ...envelope, traceparent, tracestate } : { ...envelope, traceparent };
+}

@@ -1,0 +1,13 @@
+/**
+ * The event envelope: CloudEvents 1.0 events as the platform accepts them over HTTP (structured,
+ * batch and binary content modes) and as it carries them on the bus (structured JSON).
+ * Decisions: `data` is required and may be any JSON value, null included; only JSON data is
+ * accepted (`data_base64` and non-JSON content types are refused); an invalid `traceparent` on the
+ * event is an error, while an invalid HTTP `traceparent` header is ignored.
+ */
+export { parseBinaryEvent } from './envelope-binary.ts';
+export { parseHttpEvents } from './envelope-http.ts';
+export type { EventEnvelope } from './envelope-model.ts';
+export { toStructured } from './envelope-model.ts';
+export { isValidTraceparent } from './envelope-rules.ts';
+export { MAX_BATCH_EVENTS, parseEventBatch, parseStructuredEvent } from './envelope-structured.ts';

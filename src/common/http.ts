@@ -1,0 +1,101 @@
+/**
+ * The platform's own tiny HTTP vocabulary: components declare routes over plain request/response
+ * objects, so the same handlers serve Node's HTTP server and API Gateway (runtimes adapt both).
+ */
+
+/** A request as the components see it: body already read and, for JSON, parsed. */
+export interface ApiRequest {
+  method: string;
+  path: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** Header names are lower case. */
+  headers: Record<string, string | undefined>;
+  /** The parsed JSON body (undefined when there was none). */
+  body: unknown;
+  /** The raw body text (for endpoints that parse it themselves, e.g. CloudEvents binary mode). */
+  rawBody: string;
+}
+
+export interface ApiResponse {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export type Handler = (request: ApiRequest) => Promise<ApiResponse>;
+
+/** One route: method, a path pattern with `{param}` segments, and what the OpenAPI document says of it. */
+export interface Route {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  path: string;
+  summary: string;
+  /** Whether the admin bearer token is required (true unless said otherwise). */
+  auth?: boolean;
+  /** Whether the raw body is passed through unparsed (the handler parses it). */
+  rawBody?: boolean;
+  /** OpenAPI fragments: request body schema and success response description. */
+  requestSchema?: Record<string, unknown>;
+  responses?: Record<string, string>;
+  tag?: string;
+  handler: Handler;
+}
+
+/** A JSON response. */
+export function json(status: number, body: unknown, headers?: Record<string, string>): ApiResponse {
+  return headers ? { status, body, headers } : { status, body };
+}
+
+interface CompiledRoute {
+  route: Route;
+  regex: RegExp;
+  names: string[];
+}
+
+/** Matches requests to routes; tells "no such path" (404) from "wrong method" (405). */
+export class Router {
+  readonly #routes: CompiledRoute[] = [];
+
+  constructor(routes: readonly Route[] = []) {
+    for (const r of routes) this.add(r);
+  }
+
+  add(route: Route): void {
+    const names: string[] = [];
+    const pattern = route.path
+      .replace(/[.*+?^$()|[\]\\]/g, '\\$&')
+      .replace(/\\?\{(\w+)\\?\}/g, (_m, name: string) => {
+        names.push(name);
+        return '([^/]+)';
+      });
+    this.#routes.push({ route, regex: new RegExp(`^${pattern}/?$`), names });
+  }
+
+  get routes(): Route[] {
+    return this.#routes.map((r) => r.route);
+  }
+
+  /** The route and path parameters for a request, or why there is none. */
+  match(
+    method: string,
+    path: string,
+  ):
+    | { route: Route; params: Record<string, string> }
+    | { error: 'not_found' | 'method_not_allowed'; allow?: string[] } {
+    const allow: string[] = [];
+    for (const { route, regex, names } of this.#routes) {
+      const m = regex.exec(path);
+      if (!m) continue;
+      if (route.method !== method) {
+        allow.push(route.method);
+        continue;
+      }
+      const params: Record<string, string> = {};
+      names.forEach((name, i) => {
+        params[name] = decodeURIComponent(m[i + 1]!);
+      });
+      return { route, params };
+    }
+    return allow.length > 0 ? { error: 'method_not_allowed', allow } : { error: 'not_found' };
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Identifiers. UUIDv7 (RFC 9562 §5.7) because its leading 48-bit timestamp makes ids sort by
+ * creation time, which keeps store indexes append-mostly and log listings in order.
+ */
+
+import { ValidationError } from './errors.ts';
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const UUID_V7_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+const COUNTER_MAX = 0xfff;
+
+// RFC 9562 §6.2 method 1: a 12-bit counter in rand_a. A fresh millisecond seeds it randomly in the
+// lower half, so at least 2048 ids fit in one millisecond before we borrow the next one.
+let lastMs = -1;
+let counter = 0;
+
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** A new RFC 9562 UUIDv7 (time-ordered; monotonic within the same millisecond in this process). */
+export function uuidv7(): string {
+  const random = crypto.getRandomValues(new Uint8Array(10));
+  const now = Date.now();
+  if (now > lastMs) {
+    lastMs = now;
+    counter = ((random[0]! << 8) | random[1]!) & 0x7ff;
+  } else {
+    // Same millisecond, or the clock stepped back: keep counting on the last timestamp so ids
+    // never go backwards; on counter overflow advance the timestamp by one millisecond.
+    counter += 1;
+    if (counter > COUNTER_MAX) {
+      lastMs += 1;
+      counter = 0;
+    }
+  }
+
+  const bytes = new Uint8Array(16);
+  let ms = lastMs;
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = ms % 256;
+    ms = Math.floor(ms / 256);
+  }
+  bytes[6] = 0x70 | (counter >> 8);
+  bytes[7] = counter & 0xff;
+  bytes[8] = 0x80 | (random[2]! & 0x3f);
+  bytes.set(random.subarray(3), 9);
+  return format(bytes);
+}
+
+function format(bytes: Uint8Array): string {
+  let hex = '';
+  for (const byte of bytes) hex += HEX[byte];
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** True for a syntactically valid UUID (any version), lower or upper case. */
+export function isUuid(value: unknown): boolean {
+  return typeof value === 'string' && UUID_PATTERN.test(value);
+}
+
+/** Milliseconds since epoch encoded in a UUIDv7; throws ValidationError for anything else. */
+export function uuidv7Time(id: string): number {
+  if (!UUID_V7_PATTERN.test(id)) {
+    throw new ValidationError('invalid_uuid', 'expected a UUIDv7', {
+      details: [{ field: 'id', message: 'not a version 7 UUID' }],
+    });
+  }
+  return Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}

@@ -1,0 +1,122 @@
+/**
+ * Encryption of short secrets at rest (signing secrets, partner credentials) with AES-256-GCM.
+ * The sealed form names the key that sealed it, so a value sealed under another key fails with a
+ * message that says so instead of a bare authentication error.
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { ConfigError, WebhooksError } from './errors.ts';
+
+const ALGORITHM = 'aes-256-gcm';
+const KEY_BYTES = 32;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const SEALED_PREFIX = 'enc:';
+const VERSION = 'v1';
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+/** Encrypts/decrypts short secrets with AES-256-GCM under a 32-byte key. Sealed form: "enc:v1:<keyId>:<iv b64url>:<ciphertext b64url>:<tag b64url>" where keyId = first 8 hex chars of sha256(key). */
+export class SecretBox {
+  readonly keyId: string;
+  // Private so the key never shows up in logs, inspection or JSON of the box.
+  readonly #key: Buffer;
+
+  /** Takes a copy of the raw 32-byte key; throws ConfigError otherwise. */
+  constructor(key: Buffer) {
+    if (!Buffer.isBuffer(key) || key.length !== KEY_BYTES) {
+      const message = `the secret encryption key must be ${KEY_BYTES} bytes`;
+      throw new ConfigError(message, { details: [{ field: 'key', message }] });
+    }
+    this.#key = Buffer.from(key);
+    this.keyId = createHash('sha256').update(key).digest('hex').slice(0, 8);
+  }
+
+  /** A box from a key given as base64 (44 chars) or hex (64 chars); ConfigError otherwise. */
+  static fromString(encoded: string): SecretBox {
+    const text = typeof encoded === 'string' ? encoded.trim() : '';
+    if (/^[0-9a-fA-F]{64}$/.test(text)) return new SecretBox(Buffer.from(text, 'hex'));
+    if (/^[A-Za-z0-9+/]{43}=$/.test(text)) {
+      const key = Buffer.from(text, 'base64');
+      if (key.toString('base64') === text) return new SecretBox(key);
+    }
+    // The value itself is never echoed: it is (nearly) a key.
+    const message = `the secret encryption key must be ${KEY_BYTES} bytes as base64 (44 chars) or hex (64 chars), got ${text.length} chars`;
+    throw new ConfigError(message, { details: [{ field: 'key', message }] });
+  }
+
+  /** A new random key in the base64 form `fromString` accepts. */
+  static generateKey(): string {
+    return randomBytes(KEY_BYTES).toString('base64');
+  }
+
+  /** True when a stored value is in sealed form (so must be opened), rather than legacy plaintext. */
+  static isSealed(value: string): boolean {
+    // Any `enc:` prefix counts, so a corrupt or future-version value fails loudly in `open`
+    // instead of being mistaken for a plaintext secret.
+    return typeof value === 'string' && value.startsWith(SEALED_PREFIX);
+  }
+
+  /** Encrypts under a fresh random IV; `associatedData` binds the result to its row (e.g. its id). */
+  seal(plaintext: string, associatedData?: string): string {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv(ALGORITHM, this.#key, iv, { authTagLength: TAG_BYTES });
+    if (associatedData !== undefined) cipher.setAAD(Buffer.from(associatedData, 'utf8'));
+    const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    const tag = cipher.getAuthTag();
+    return [
+      'enc',
+      VERSION,
+      this.keyId,
+      iv.toString('base64url'),
+      ciphertext.toString('base64url'),
+      tag.toString('base64url'),
+    ].join(':');
+  }
+
+  /** Decrypts a sealed value; throws `secret_decrypt_failed` on a wrong key, tampering or another associated data. */
+  open(sealed: string, associatedData?: string): string {
+    const parts = typeof sealed === 'string' ? sealed.split(':') : [];
+    if (parts.length !== 6 || parts[0] !== 'enc') throw decryptFailed('the value is not in sealed form');
+    const [, version, keyId, ivText, ciphertextText, tagText] = parts as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    if (version !== VERSION) throw decryptFailed(`unsupported sealed format version "${version}"`);
+    if (keyId !== this.keyId) {
+      throw decryptFailed(`the value was sealed with key ${keyId}, but the configured key is ${this.keyId}`);
+    }
+    const iv = decodeBase64url(ivText);
+    const ciphertext = decodeBase64url(ciphertextText);
+    const tag = decodeBase64url(tagText);
+    // GCM accepts truncated tags unless told otherwise; a short tag would weaken authentication.
+    if (iv?.length !== IV_BYTES || ciphertext === undefined || tag?.length !== TAG_BYTES) {
+      throw decryptFailed('the sealed value is malformed');
+    }
+    try {
+      const decipher = createDecipheriv(ALGORITHM, this.#key, iv, { authTagLength: TAG_BYTES });
+      if (associatedData !== undefined) decipher.setAAD(Buffer.from(associatedData, 'utf8'));
+      decipher.setAuthTag(tag);
+      return Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString('utf8');
+    } catch (cause) {
+      throw decryptFailed(
+        `authentication failed under key ${this.keyId}: the value was tampered with or belongs to another record`,
+        cause,
+      );
+    }
+  }
+}
+
+function decodeBase64url(text: string): Buffer | undefined {
+  if (!BASE64URL.test(text)) return undefined;
+  const bytes = Buffer.from(text, 'base64url');
+  return bytes.toString('base64url') === text ? bytes : undefined;
+}
+
+function decryptFailed(message: string, cause?: unknown): WebhooksError {
+  return new WebhooksError('internal', 'secret_decrypt_failed', `cannot decrypt secret: ${message}`, {
+    cause,
+  });
+}

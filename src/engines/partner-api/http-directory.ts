@@ -1,0 +1,243 @@
+/**
+ * The external Partner Info API as a `PartnerDirectory` (read-only, over HTTP, cached).
+ *
+ * Protocol (what a Partner Info API must serve):
+ * - `GET {baseUrl}/partners/{id}` (id URL-encoded), `Accept: application/json`, plus
+ *   `Authorization: Bearer <token>` when a token is configured.
+ *   200 → `{ id, name, status?, contactEmail?, metadata?, delivery?, createdAt?, updatedAt? }`, or the
+ *   same object wrapped as `{ partner: {...} }`. `status` is `ACTIVE` (default) or `INACTIVE`;
+ *   `metadata` is any JSON object (default `{}`); `delivery` takes the same settings as
+ *   `POST /admin/partners` (`timeouts`, `retry`, `maxConcurrency`, `rateLimitPerSecond`; default `{}`);
+ *   timestamps default to the time of the fetch; `null` counts as absent; unknown fields are ignored.
+ *   The answer's `id` must equal the id asked for. 404 → the partner does not exist.
+ * - `GET {baseUrl}/partners?limit=&cursor=` (each parameter only when given) → 200
+ *   `{ items: [partner...], next?: "<opaque cursor>" }` or a bare array `[partner...]` (one page).
+ * - Failures, all `TransientError` (none is the caller's fault, and each may clear up):
+ *   timeout (whole request, `timeoutMs`), connection error, 408, 429, 5xx →
+ *   `partner_directory_unavailable`; 401/403 → `partner_directory_unauthorized` (the platform's
+ *   token is wrong); anything else (non-JSON, wrong field types, another id, other statuses) →
+ *   `partner_directory_bad_response`. Messages name the URL, never the token.
+ *
+ * Cache: per id, found and not-found alike, for `cacheTtlMs` (0 disables it); at most
+ * `maxCacheEntries`, dropping the oldest; concurrent lookups of one id share a single request;
+ * errors and listings are never cached. `invalidate(id?)` forgets one id or everything.
+ */
+import { ConfigError, type ErrorDetail, TransientError } from '../../common/errors.ts';
+import type { PartnerRecord } from '../../common/model.ts';
+import type { PartnerDirectory } from '../../common/ports/partner-directory.ts';
+import type { Page, PageRequest } from '../../common/ports/store.ts';
+import { parsePartnerAnswer, parsePartnerPage } from './partner-body.ts';
+
+export const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
+
+export interface HttpPartnerDirectoryOptions {
+  /** e.g. `http://127.0.0.1:9000/v1`; a trailing slash is ignored. */
+  baseUrl: string;
+  /** Whole-request timeout (connect, headers and body). */
+  timeoutMs: number;
+  /** How long an answer (found or not) is reused; 0 disables caching. */
+  cacheTtlMs: number;
+  /** Sent as `Authorization: Bearer <token>` when set. */
+  token?: string;
+  /** Defaults to `DEFAULT_MAX_CACHE_ENTRIES`. */
+  maxCacheEntries?: number;
+  fetch?: typeof fetch;
+  /** Milliseconds; only drives cache expiry. */
+  clock?: () => number;
+}
+
+interface CacheEntry {
+  partner: PartnerRecord | undefined;
+  expiresAt: number;
+}
+
+type Answer = { found: false } | { found: true; body: unknown };
+
+/** Looks partners up in an external Partner Info API, caching answers per id. */
+export class HttpPartnerDirectory implements PartnerDirectory {
+  readonly kind = 'http';
+  readonly #baseUrl: string;
+  readonly #timeoutMs: number;
+  readonly #ttlMs: number;
+  readonly #maxEntries: number;
+  readonly #headers: Record<string, string>;
+  readonly #fetch: typeof fetch;
+  readonly #clock: () => number;
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #inFlight = new Map<string, Promise<PartnerRecord | undefined>>();
+
+  constructor(o: HttpPartnerDirectoryOptions) {
+    this.#baseUrl = checkOptions(o);
+    this.#timeoutMs = o.timeoutMs;
+    this.#ttlMs = o.cacheTtlMs;
+    this.#maxEntries = o.maxCacheEntries ?? DEFAULT_MAX_CACHE_ENTRIES;
+    this.#headers = { accept: 'application/json' };
+    if (o.token) this.#headers.authorization = `Bearer ${o.token}`;
+    this.#fetch = o.fetch ?? globalThis.fetch;
+    this.#clock = o.clock ?? Date.now;
+  }
+
+  /** The partner, from the cache while fresh, else from the API (one request per id at a time). */
+  async getPartner(id: string): Promise<PartnerRecord | undefined> {
+    const cached = this.#cache.get(id);
+    if (cached && cached.expiresAt > this.#clock()) return structuredClone(cached.partner);
+    if (cached) this.#cache.delete(id);
+    const flight = this.#inFlight.get(id) ?? this.#startFlight(id);
+    // Each caller gets its own copy, so one caller's edits cannot leak into the cache or another's result.
+    return structuredClone(await flight);
+  }
+
+  /** One page of partners, always fresh from the API. */
+  async listPartners(page: PageRequest = {}): Promise<Page<PartnerRecord>> {
+    const query = new URLSearchParams();
+    if (page.limit !== undefined) query.set('limit', String(page.limit));
+    if (page.cursor !== undefined) query.set('cursor', page.cursor);
+    const url = `${this.#baseUrl}/partners${query.size > 0 ? `?${query}` : ''}`;
+    const answer = await this.#get(url, false);
+    const parsed = parsePartnerPage(
+      answer.found ? answer.body : undefined,
+      new Date(this.#clock()).toISOString(),
+    );
+    if (!parsed.ok) throw badResponse(url, 'sent an unusable partner listing', parsed.details);
+    return parsed.value;
+  }
+
+  /** Forgets one id (or everything), including a lookup in flight, whose answer will not be cached. */
+  invalidate(id?: string): void {
+    if (id === undefined) {
+      this.#cache.clear();
+      this.#inFlight.clear();
+    } else {
+      this.#cache.delete(id);
+      this.#inFlight.delete(id);
+    }
+  }
+
+  #startFlight(id: string): Promise<PartnerRecord | undefined> {
+    const flight: Promise<PartnerRecord | undefined> = this.#fetchPartner(id)
+      .then((partner) => {
+        // Still ours, i.e. not invalidated meanwhile: only then is the answer fresh enough to keep.
+        if (this.#inFlight.get(id) === flight) this.#remember(id, partner);
+        return partner;
+      })
+      .finally(() => {
+        if (this.#inFlight.get(id) === flight) this.#inFlight.delete(id);
+      });
+    this.#inFlight.set(id, flight);
+    return flight;
+  }
+
+  async #fetchPartner(id: string): Promise<PartnerRecord | undefined> {
+    const url = `${this.#baseUrl}/partners/${encodeURIComponent(id)}`;
+    const answer = await this.#get(url, true);
+    if (!answer.found) return undefined;
+    const parsed = parsePartnerAnswer(answer.body, new Date(this.#clock()).toISOString());
+    if (!parsed.ok) throw badResponse(url, 'sent an unusable partner', parsed.details);
+    if (parsed.value.id !== id) {
+      throw badResponse(url, 'answered with another partner', [
+        { field: 'id', message: `is \`${parsed.value.id}\`, not the requested \`${id}\`` },
+      ]);
+    }
+    return parsed.value;
+  }
+
+  #remember(id: string, partner: PartnerRecord | undefined): void {
+    if (this.#ttlMs <= 0) return;
+    this.#cache.delete(id); // re-inserting moves the id to the young end of the eviction order
+    this.#cache.set(id, { partner, expiresAt: this.#clock() + this.#ttlMs });
+    for (const oldest of this.#cache.keys()) {
+      if (this.#cache.size <= this.#maxEntries) break;
+      this.#cache.delete(oldest);
+    }
+  }
+
+  /** GETs JSON, turning every way it can fail into the directory's TransientErrors. */
+  async #get(url: string, notFoundIsAnswer: boolean): Promise<Answer> {
+    const where = `GET ${redact(url)}`;
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    let response: Response;
+    try {
+      response = await this.#fetch(url, { method: 'GET', headers: this.#headers, signal });
+    } catch (cause) {
+      throw unavailable(`${where} ${failure(cause, signal, this.#timeoutMs)}`, cause);
+    }
+    const status = response.status;
+    if (status < 200 || status > 299) {
+      response.body?.cancel().catch(() => {}); // frees the connection; the body is of no use
+      if (status === 404 && notFoundIsAnswer) return { found: false };
+      if (status === 401 || status === 403) {
+        throw new TransientError(
+          'partner_directory_unauthorized',
+          `the Partner Info API refused the platform's credentials (HTTP ${status}) at ${where}; check the token`,
+        );
+      }
+      if (status === 408 || status === 429 || status >= 500)
+        throw unavailable(`${where} answered HTTP ${status}`);
+      throw badResponse(url, `answered HTTP ${status}`, []);
+    }
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (cause) {
+      throw unavailable(`${where} ${failure(cause, signal, this.#timeoutMs)} while reading the body`, cause);
+    }
+    try {
+      return { found: true, body: JSON.parse(text) };
+    } catch (cause) {
+      throw badResponse(url, 'answered with a body that is not JSON', [], cause);
+    }
+  }
+}
+
+function checkOptions(o: HttpPartnerDirectoryOptions): string {
+  const details: ErrorDetail[] = [];
+  let base: URL | undefined;
+  try {
+    base = new URL(o.baseUrl);
+  } catch {
+    details.push({ field: 'baseUrl', message: 'must be an absolute URL' });
+  }
+  if (base && base.protocol !== 'http:' && base.protocol !== 'https:') {
+    details.push({ field: 'baseUrl', message: 'must be an http:// or https:// URL' });
+  }
+  if (!(o.timeoutMs > 0)) details.push({ field: 'timeoutMs', message: 'must be a positive number' });
+  if (!(o.cacheTtlMs >= 0)) details.push({ field: 'cacheTtlMs', message: 'must be zero or more' });
+  const max = o.maxCacheEntries;
+  if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
+    details.push({ field: 'maxCacheEntries', message: 'must be a positive integer' });
+  }
+  if (details.length > 0) throw new ConfigError('the Partner Info API settings are invalid', { details });
+  return o.baseUrl.replace(/\/+$/, '');
+}
+
+/** Why a request failed, in words: its own timeout, or the network error under undici's "fetch failed". */
+function failure(cause: unknown, signal: AbortSignal, timeoutMs: number): string {
+  if (signal.aborted) return `timed out after ${timeoutMs} ms`;
+  const inner = (cause as { cause?: { message?: unknown } } | undefined)?.cause?.message;
+  const outer = (cause as { message?: unknown } | undefined)?.message;
+  return `failed: ${String(inner ?? outer ?? cause)}`;
+}
+
+function unavailable(what: string, cause?: unknown): TransientError {
+  return new TransientError('partner_directory_unavailable', `the Partner Info API is unavailable: ${what}`, {
+    cause,
+  });
+}
+
+function badResponse(url: string, what: string, details: ErrorDetail[], cause?: unknown): TransientError {
+  const first = details[0];
+  const summary = first ? ` (${first.field ? `${first.field}: ` : ''}${first.message})` : '';
+  return new TransientError(
+    'partner_directory_bad_response',
+    `the Partner Info API ${what} at GET ${redact(url)}${summary}`,
+    { details, cause },
+  );
+}
+
+/** The URL without any user-info, so credentials placed in the base URL never reach logs. */
+function redact(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = '';
+  parsed.password = '';
+  return parsed.toString();
+}

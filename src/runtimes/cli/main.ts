@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+/**
+ * The `webhooks` command line: `webhooks start` runs the platform; `webhooks help` lists commands.
+ * Runs on Node 24 directly from the TypeScript sources (type stripping).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts';
+import { isWebhooksError } from '../../common/errors.ts';
+import { VERSION } from '../platform.ts';
+import { startServer } from '../server/server.ts';
+
+const HELP = `webhooks ${VERSION} — partner-webhook delivery platform
+
+Usage:
+  webhooks start [--port N] [--host H] [--data-dir DIR] [--config FILE] [--role all|api]
+  webhooks version
+  webhooks help
+
+Configuration comes from the environment (a JSON file named by --config or
+WEBHOOKS_CONFIG_FILE adds to it; the environment wins):
+  ${CONFIG_ENV_VARS.join('\n  ')}
+`;
+
+/** Reads the configuration from the environment, the optional file and the command-line overrides. */
+function configure(values: Record<string, string | boolean | undefined>): Config {
+  const env: Record<string, string | undefined> = { ...process.env };
+  if (typeof values.port === 'string') env.WEBHOOKS_PORT = values.port;
+  if (typeof values.host === 'string') env.WEBHOOKS_HOST = values.host;
+  if (typeof values['data-dir'] === 'string') env.WEBHOOKS_DATA_DIR = values['data-dir'];
+  const file = typeof values.config === 'string' ? values.config : env.WEBHOOKS_CONFIG_FILE;
+  let parsed: unknown;
+  if (file) {
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`cannot read the config file ${file}: ${(err as Error).message}`);
+    }
+  }
+  return loadConfig(env, parsed);
+}
+
+async function start(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const role = values.role ?? 'all';
+  if (role !== 'all' && role !== 'api') {
+    throw new Error(`--role must be all or api in this version, got "${String(role)}"`);
+  }
+  const config = configure(values);
+  const running = await startServer(config);
+  const { platform } = running;
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out(
+    `webhooks ${VERSION} listening on ${running.url} (role ${role}, bus ${config.bus}, store ${config.store}, data dir ${config.dataDir})`,
+  );
+  if (config.dev)
+    out('WEBHOOKS_DEV=1: http:// and private delivery targets are allowed — never use this in production');
+  const token = platform.adminToken;
+  if (token.source === 'generated') out(`admin token (generated, stored in ${token.path}): ${token.value}`);
+  else if (token.source === 'file') out(`admin token: stored in ${token.path}`);
+  else out('admin token: from WEBHOOKS_ADMIN_TOKEN');
+  out(`OpenAPI document: ${running.url}/openapi.json`);
+
+  const shutdown = (signal: string) => {
+    platform.logger.info('shutting down', { signal });
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    running.stop().then(
+      () => process.exit(0),
+      (err) => {
+        platform.logger.error('shutdown failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** Entry point: parses the command and runs it; prints configuration errors one per line. */
+export async function main(argv: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      config: { type: 'string' },
+      role: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = values.help ? 'help' : (positionals[0] ?? 'help');
+  switch (command) {
+    case 'start':
+      return start(values);
+    case 'version':
+      process.stdout.write(`${VERSION}\n`);
+      return;
+    case 'help':
+      process.stdout.write(HELP);
+      return;
+    default:
+      throw new Error(`unknown command "${command}"; run \`webhooks help\``);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (isWebhooksError(err) && err.details.length > 0) {
+    process.stderr.write(
+      `webhooks: ${err.code === 'config_invalid' ? 'invalid configuration' : err.message}\n`,
+    );
+    for (const d of err.details) process.stderr.write(`  - ${d.field ? `${d.field}: ` : ''}${d.message}\n`);
+  } else {
+    process.stderr.write(`webhooks: ${(err as Error).message}\n`);
+  }
+  process.exit(2);
+});

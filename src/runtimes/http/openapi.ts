@@ -1,0 +1,76 @@
+/** The OpenAPI 3.1 document, built from the route table so it can never drift from the routes. */
+import type { Route } from '../../common/http.ts';
+
+const ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message', 'details'],
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        details: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: { field: { type: 'string' }, message: { type: 'string' }, code: { type: 'string' } },
+          },
+        },
+      },
+    },
+  },
+};
+
+/** An OpenAPI 3.1 document describing `routes`. */
+export function buildOpenApi(routes: readonly Route[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const params = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+      name: m[1],
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    }));
+    const responses: Record<string, unknown> = {};
+    for (const [status, description] of Object.entries(route.responses ?? { '200': 'OK' })) {
+      responses[status] = { description };
+    }
+    responses['4XX'] = {
+      description: 'client error',
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+    };
+    const operation: Record<string, unknown> = {
+      summary: route.summary,
+      operationId: `${route.method.toLowerCase()}${route.path.replace(/[{}]/g, '').replace(/[/.-](\w)/g, (_m, c: string) => c.toUpperCase())}`,
+      tags: route.tag ? [route.tag] : [],
+      parameters: params,
+      responses,
+      ...(route.auth === false ? { security: [] } : {}),
+    };
+    if (route.requestSchema) {
+      operation.requestBody = {
+        required: true,
+        content: { 'application/json': { schema: route.requestSchema } },
+      };
+    }
+    paths[route.path] ??= {};
+    paths[route.path]![route.method.toLowerCase()] = operation;
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Webhooks platform API',
+      version,
+      description:
+        'Schema registration, partners, subscriptions and event ingest of the partner-webhook platform.',
+    },
+    components: {
+      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
+      schemas: { Error: ERROR_SCHEMA },
+    },
+    security: [{ adminToken: [] }],
+    paths,
+  };
+}

@@ -1,0 +1,46 @@
+/** The standalone server: the platform behind Node's HTTP server, with graceful shutdown. */
+import type { Server } from 'node:http';
+import type { Config } from '../../common/config.ts';
+import { buildPlatform, type Platform, type PlatformOptions } from '../platform.ts';
+import { close, createNodeServer, listen } from './http-server.ts';
+
+export interface RunningServer {
+  platform: Platform;
+  server: Server;
+  port: number;
+  url: string;
+  /** Stops accepting requests, finishes in-flight ones, closes the engines. */
+  stop(): Promise<void>;
+}
+
+/** Builds the platform and starts listening on the configured host and port. */
+export async function startServer(config: Config, options: PlatformOptions = {}): Promise<RunningServer> {
+  const platform = await buildPlatform(config, options);
+  const server = createNodeServer({
+    handle: platform.handle,
+    maxBodyBytes: config.maxBodyBytes,
+    ...(config.tls ? { tls: config.tls } : {}),
+  });
+  let port: number;
+  try {
+    port = await listen(server, config.port, config.host);
+  } catch (err) {
+    await platform.close();
+    throw err;
+  }
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  let stopping: Promise<void> | undefined;
+  return {
+    platform,
+    server,
+    port,
+    url: `${config.tls ? 'https' : 'http'}://${host}:${port}`,
+    stop() {
+      stopping ??= (async () => {
+        await close(server);
+        await platform.close();
+      })();
+      return stopping;
+    },
+  };
+}

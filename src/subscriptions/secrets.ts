@@ -1,0 +1,68 @@
+/**
+ * Sealing a subscription's secrets at rest and rotating signing secrets. Each ciphertext is bound
+ * to its subscription (AES-GCM associated data), so ciphertexts cannot be swapped between rows.
+ */
+import type { SealedDeliveryAuth, SigningSecretRecord, SubscriptionRecord } from '../common/model.ts';
+import type { SecretBox } from '../common/secret-box.ts';
+import type { DeliveryAuthInput } from './input.ts';
+
+const signingAd = (subscriptionId: string) => `subscription:${subscriptionId}:signing`;
+const authAd = (subscriptionId: string) => `subscription:${subscriptionId}:auth`;
+
+/** A sealed signing-secret record. */
+export function sealSigningSecret(
+  box: SecretBox,
+  subscriptionId: string,
+  secret: string,
+  now: Date,
+): SigningSecretRecord {
+  return { sealed: box.seal(secret, signingAd(subscriptionId)), createdAt: now.toISOString() };
+}
+
+/** Sealed delivery credentials; the type (and header name) stay readable. */
+export function sealAuth(
+  box: SecretBox,
+  subscriptionId: string,
+  auth: DeliveryAuthInput,
+): SealedDeliveryAuth {
+  return {
+    type: auth.type,
+    ...(auth.type === 'header' ? { headerName: auth.name } : {}),
+    sealed: box.seal(JSON.stringify(auth), authAd(subscriptionId)),
+  };
+}
+
+/** The delivery credentials of a subscription, decrypted (for the dispatcher). */
+export function openAuth(box: SecretBox, subscription: SubscriptionRecord): DeliveryAuthInput | undefined {
+  if (!subscription.auth) return undefined;
+  return JSON.parse(box.open(subscription.auth.sealed, authAd(subscription.id))) as DeliveryAuthInput;
+}
+
+/** The signing secrets valid at `now`, newest first, decrypted (for the dispatcher and tests). */
+export function activeSigningSecrets(box: SecretBox, subscription: SubscriptionRecord, now: Date): string[] {
+  if (!subscription.signing.enabled) return [];
+  return subscription.signing.secrets
+    .filter((s) => s.expiresAt === undefined || Date.parse(s.expiresAt) > now.getTime())
+    .map((s) => box.open(s.sealed, signingAd(subscription.id)));
+}
+
+/**
+ * The secret list after a rotation: the new secret first; secrets still valid keep working until
+ * `now + overlapSeconds` (or their own earlier expiry); expired ones are dropped.
+ */
+export function rotateSecrets(
+  current: readonly SigningSecretRecord[],
+  fresh: SigningSecretRecord,
+  now: Date,
+  overlapSeconds: number,
+): SigningSecretRecord[] {
+  const overlapEnd = now.getTime() + overlapSeconds * 1000;
+  const kept = current
+    .filter((s) => s.expiresAt === undefined || Date.parse(s.expiresAt) > now.getTime())
+    .map((s) => {
+      const expires = Math.min(s.expiresAt === undefined ? overlapEnd : Date.parse(s.expiresAt), overlapEnd);
+      return { ...s, expiresAt: new Date(expires).toISOString() };
+    })
+    .filter((s) => Date.parse(s.expiresAt) > now.getTime());
+  return [fresh, ...kept];
+}

@@ -1,0 +1,158 @@
+/** Schema Registration Admin over real HTTP. */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ORDER_SCHEMA, startTestServer, type TestServer } from '../support/server.ts';
+
+describe('POST/GET/PATCH /admin/schemas', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(() => server.stop());
+
+  test('registering a schema returns 201 with id, version 1, ACTIVE and the ingress topic, which exists', async () => {
+    const res = await server.request('POST', '/admin/schemas', {
+      domain: 'orders',
+      event: 'created',
+      schema: ORDER_SCHEMA,
+    });
+    assert.equal(res.status, 201);
+    assert.match(res.body.id, /^[0-9a-f-]{36}$/);
+    assert.equal(res.body.version, 1);
+    assert.equal(res.body.status, 'ACTIVE');
+    assert.equal(res.body.compatibility, 'BACKWARD');
+    assert.equal(res.body.ingressTopic, 'ingress.orders.created.v1');
+    assert.deepEqual(await server.running.platform.topics.describeTopic('ingress.orders.created.v1'), {
+      name: 'ingress.orders.created.v1',
+      partitions: 4,
+    });
+  });
+
+  test('re-posting the identical document is idempotent: 200 and the same id and version', async () => {
+    const body = { domain: 'idem', event: 'created', schema: ORDER_SCHEMA };
+    const first = await server.request('POST', '/admin/schemas', body);
+    const second = await server.request('POST', '/admin/schemas', {
+      ...body,
+      schema: JSON.parse(JSON.stringify(ORDER_SCHEMA)),
+    });
+    assert.equal(first.status, 201);
+    assert.equal(second.status, 200);
+    assert.equal(second.body.id, first.body.id);
+    assert.equal(second.body.version, 1);
+  });
+
+  test('a compatible change gets the next version and its own ingress topic', async () => {
+    await server.request('POST', '/admin/schemas', { domain: 'next', event: 'made', schema: ORDER_SCHEMA });
+    const { currency: _c, ...props } = ORDER_SCHEMA.properties;
+    const v2 = await server.request('POST', '/admin/schemas', {
+      domain: 'next',
+      event: 'made',
+      schema: {
+        ...ORDER_SCHEMA,
+        properties: { ...props, currency: { type: 'string', enum: ['EUR', 'USD', 'GBP'] } },
+      },
+    });
+    assert.equal(v2.status, 201);
+    assert.equal(v2.body.version, 2);
+    assert.equal(v2.body.ingressTopic, 'ingress.next.made.v2');
+  });
+
+  test('an incompatible version is 409 naming the breaking change', async () => {
+    await server.request('POST', '/admin/schemas', { domain: 'pay', event: 'done', schema: ORDER_SCHEMA });
+    const res = await server.request('POST', '/admin/schemas', {
+      domain: 'pay',
+      event: 'done',
+      schema: { ...ORDER_SCHEMA, required: ['orderId', 'amount', 'currency'] },
+    });
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error.code, 'schema_incompatible');
+    assert.ok(
+      res.body.error.details.some((d: { message: string }) =>
+        d.message.includes('`currency` became required'),
+      ),
+    );
+    const list = await server.request('GET', '/admin/schemas?domain=pay');
+    assert.equal(list.body.items.length, 1, 'nothing was stored');
+  });
+
+  test('compatibility NONE accepts the same change', async () => {
+    await server.request('POST', '/admin/schemas', { domain: 'free', event: 'done', schema: ORDER_SCHEMA });
+    const res = await server.request('POST', '/admin/schemas', {
+      domain: 'free',
+      event: 'done',
+      compatibility: 'NONE',
+      schema: { ...ORDER_SCHEMA, required: ['orderId', 'amount', 'currency'] },
+    });
+    assert.equal(res.status, 201);
+    assert.equal(res.body.compatibility, 'NONE');
+  });
+
+  test('an explicit version that exists with another document is 409; a lower one is 409', async () => {
+    await server.request('POST', '/admin/schemas', {
+      domain: 'ver',
+      event: 'x',
+      version: 3,
+      schema: ORDER_SCHEMA,
+    });
+    const taken = await server.request('POST', '/admin/schemas', {
+      domain: 'ver',
+      event: 'x',
+      version: 3,
+      schema: { type: 'object' },
+    });
+    assert.equal(taken.status, 409);
+    assert.equal(taken.body.error.code, 'schema_version_exists');
+    const lower = await server.request('POST', '/admin/schemas', {
+      domain: 'ver',
+      event: 'x',
+      version: 2,
+      schema: { type: 'object' },
+    });
+    assert.equal(lower.body.error.code, 'schema_version_not_increasing');
+    assert.equal(lower.body.error.details[0].field, 'version');
+  });
+
+  test('GET one version and GET the list with filters', async () => {
+    const one = await server.request('GET', '/admin/schemas/orders/created/1');
+    assert.equal(one.status, 200);
+    assert.deepEqual(one.body.schema, ORDER_SCHEMA);
+    const list = await server.request('GET', '/admin/schemas?domain=orders&event=created');
+    assert.deepEqual(
+      list.body.items.map((s: { version: number }) => s.version),
+      [1],
+    );
+    const missing = await server.request('GET', '/admin/schemas/orders/created/99');
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.code, 'schema_not_found');
+  });
+
+  test('the list pages with limit and cursor', async () => {
+    for (const event of ['p1', 'p2', 'p3']) {
+      await server.request('POST', '/admin/schemas', { domain: 'paged', event, schema: { type: 'object' } });
+    }
+    const first = await server.request('GET', '/admin/schemas?domain=paged&limit=2');
+    assert.equal(first.body.items.length, 2);
+    const second = await server.request(
+      'GET',
+      `/admin/schemas?domain=paged&limit=2&cursor=${first.body.next}`,
+    );
+    assert.deepEqual(
+      second.body.items.map((s: { event: string }) => s.event),
+      ['p3'],
+    );
+    assert.equal(second.body.next, null);
+  });
+
+  test('PATCH changes the status to INACTIVE and back', async () => {
+    await server.request('POST', '/admin/schemas', { domain: 'st', event: 'x', schema: ORDER_SCHEMA });
+    const off = await server.request('PATCH', '/admin/schemas/st/x/1', { status: 'INACTIVE' });
+    assert.equal(off.status, 200);
+    assert.equal(off.body.status, 'INACTIVE');
+    assert.equal(
+      (await server.request('GET', '/admin/schemas?domain=st&status=ACTIVE')).body.items.length,
+      0,
+    );
+    const on = await server.request('PATCH', '/admin/schemas/st/x/v1', { status: 'ACTIVE' });
+    assert.equal(on.body.status, 'ACTIVE');
+  });
+});

@@ -1,0 +1,213 @@
+/** Subscription Admin over real HTTP: creation, upsert, secrets at rest, rotation, list/get/patch/delete. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Webhook } from 'standardwebhooks';
+import { SecretBox } from '../../src/common/secret-box.ts';
+import { signWebhook } from '../../src/common/signing.ts';
+import { activeSigningSecrets, openAuth } from '../../src/subscriptions/secrets.ts';
+import { seed, startTestServer, type TestServer } from '../support/server.ts';
+
+const base = { partnerId: 'acme', domain: 'orders', event: 'created' };
+
+describe('/admin/subscriptions', () => {
+  let server: TestServer;
+  let box: SecretBox;
+  before(async () => {
+    server = await startTestServer();
+    await seed(server);
+    box = SecretBox.fromString(readFileSync(join(server.dataDir, 'secret.key'), 'utf8'));
+  });
+  after(() => server.stop());
+
+  test('creating returns 201 with a whsec_ secret once, the egress topic, and ensures that topic', async () => {
+    const res = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/a',
+    });
+    assert.equal(res.status, 201);
+    assert.match(res.body.secret, /^whsec_[A-Za-z0-9+/]+=*$/);
+    const bytes = Buffer.from(res.body.secret.slice(6), 'base64').length;
+    assert.ok(bytes >= 24 && bytes <= 64);
+    assert.equal(res.body.egressTopic, 'egress.acme.orders.created');
+    assert.equal(res.body.signing.enabled, true);
+    assert.ok(await server.running.platform.topics.describeTopic('egress.acme.orders.created'));
+    const got = await server.request('GET', `/admin/subscriptions/${res.body.id}`);
+    assert.equal(got.body.secret, undefined, 'the secret is shown on creation only');
+    assert.equal(JSON.stringify(got.body).includes('whsec_'), false);
+  });
+
+  test('the secret and the delivery credentials are encrypted at rest, bound to the subscription', async () => {
+    const res = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/enc',
+      auth: { type: 'bearer', token: 'partner-token-123' },
+    });
+    const db = readFileSync(join(server.dataDir, 'store.db')).toString('latin1');
+    const wal = readFileSync(join(server.dataDir, 'store.db-wal')).toString('latin1');
+    for (const file of [db, wal]) {
+      assert.equal(file.includes(res.body.secret), false, 'no plaintext secret in the database files');
+      assert.equal(
+        file.includes('partner-token-123'),
+        false,
+        'no plaintext credential in the database files',
+      );
+    }
+    const record = await server.running.platform.store.subscriptions.get(res.body.id);
+    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [res.body.secret]);
+    assert.deepEqual(openAuth(box, record!), { type: 'bearer', token: 'partner-token-123' });
+    assert.deepEqual(res.body.auth, { type: 'bearer' }, 'the API shows the kind of auth, never the value');
+  });
+
+  test('posting the same partner, event and URL again updates the subscription (200, no new secret)', async () => {
+    const first = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/up',
+    });
+    const second = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/up',
+      filter: { amount: { $gt: 100 } },
+    });
+    assert.equal(second.status, 200);
+    assert.equal(second.body.id, first.body.id);
+    assert.equal(second.body.secret, undefined);
+    assert.deepEqual(second.body.filter, { amount: { $gt: 100 } });
+    const record = await server.running.platform.store.subscriptions.get(first.body.id);
+    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [first.body.secret]);
+  });
+
+  test('signing can be turned off; a bring-your-own secret is stored and not echoed', async () => {
+    const off = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/nosign',
+      signing: { enabled: false },
+    });
+    assert.equal(off.status, 201);
+    assert.equal(off.body.secret, undefined);
+    assert.equal(off.body.signing.enabled, false);
+    const own = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    const byo = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/byo',
+      signing: { secret: own },
+    });
+    assert.equal(byo.body.secret, undefined);
+    const record = await server.running.platform.store.subscriptions.get(byo.body.id);
+    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [own]);
+  });
+
+  test('rotate-secret returns a new secret; both verify during the overlap, only the new one after it', async () => {
+    const created = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/rot',
+    });
+    const rotated = await server.request('POST', `/admin/subscriptions/${created.body.id}/rotate-secret`, {
+      overlapSeconds: 3600,
+    });
+    assert.equal(rotated.status, 200);
+    assert.notEqual(rotated.body.secret, created.body.secret);
+    assert.equal(rotated.body.signing.secrets.length, 2);
+    const record = await server.running.platform.store.subscriptions.get(created.body.id);
+    const now = new Date();
+    const during = activeSigningSecrets(box, record!, now);
+    assert.deepEqual(during, [rotated.body.secret, created.body.secret]);
+    // A receiver holding either secret accepts a message signed with the active set.
+    const body = '{"a":1}';
+    const ts = Math.floor(now.getTime() / 1000);
+    const headers = {
+      'webhook-id': 'msg_1',
+      'webhook-timestamp': String(ts),
+      'webhook-signature': signWebhook({ id: 'msg_1', timestamp: ts, body, secrets: during }),
+    };
+    for (const secret of [created.body.secret, rotated.body.secret])
+      new Webhook(secret).verify(body, headers);
+    const later = activeSigningSecrets(box, record!, new Date(now.getTime() + 3601_000));
+    assert.deepEqual(later, [rotated.body.secret]);
+  });
+
+  test('list filters by partner and event; get, patch and delete work', async () => {
+    await server.request('POST', '/admin/partners', { id: 'zeta', name: 'Zeta' });
+    const created = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      partnerId: 'zeta',
+      url: 'https://other.partner.test/z',
+      auth: { type: 'header', name: 'X-Api-Key', value: 'k1' },
+      retry: { maxAttempts: 3 },
+      mapping: { rules: [{ to: 'id', from: 'orderId' }] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const list = await server.request('GET', '/admin/subscriptions?partnerId=zeta');
+    assert.deepEqual(
+      list.body.items.map((s: { id: string }) => s.id),
+      [created.body.id],
+    );
+    const patched = await server.request('PATCH', `/admin/subscriptions/${created.body.id}`, {
+      status: 'PAUSED',
+      auth: null,
+      retry: { maxAttempts: 7 },
+      url: 'https://other.partner.test/z2',
+    });
+    assert.equal(patched.status, 200);
+    assert.equal(patched.body.status, 'PAUSED');
+    assert.equal(patched.body.auth, undefined);
+    assert.deepEqual(patched.body.retry, { maxAttempts: 7 });
+    assert.equal(patched.body.url, 'https://other.partner.test/z2');
+    assert.equal(
+      (await server.request('GET', '/admin/subscriptions?partnerId=zeta&status=PAUSED')).body.items.length,
+      1,
+    );
+    const deleted = await server.request('DELETE', `/admin/subscriptions/${created.body.id}`);
+    assert.equal(deleted.status, 204);
+    assert.equal((await server.request('GET', `/admin/subscriptions/${created.body.id}`)).status, 404);
+    assert.equal((await server.request('DELETE', `/admin/subscriptions/${created.body.id}`)).status, 404);
+  });
+
+  test('a subscription to an event whose only schema is INACTIVE is refused with 422', async () => {
+    await server.request('POST', '/admin/schemas', {
+      domain: 'old',
+      event: 'gone',
+      schema: { type: 'object' },
+    });
+    await server.request('PATCH', '/admin/schemas/old/gone/1', { status: 'INACTIVE' });
+    const res = await server.request('POST', '/admin/subscriptions', {
+      partnerId: 'acme',
+      domain: 'old',
+      event: 'gone',
+      url: 'https://hooks.partner.test/x',
+    });
+    assert.equal(res.status, 422);
+    assert.equal(res.body.error.code, 'schema_inactive');
+  });
+
+  test('an INACTIVE partner cannot subscribe', async () => {
+    await server.request('POST', '/admin/partners', { id: 'sleepy', name: 'S', status: 'INACTIVE' });
+    const res = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      partnerId: 'sleepy',
+      url: 'https://hooks.partner.test/s',
+    });
+    assert.equal(res.status, 422);
+    assert.equal(res.body.error.code, 'partner_inactive');
+    assert.equal(res.body.error.details[0].field, 'partnerId');
+  });
+});
+
+describe('/admin/subscriptions with WEBHOOKS_DEV=1', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ WEBHOOKS_DEV: '1' });
+    await seed(server);
+  });
+  after(() => server.stop());
+
+  test('http:// and loopback targets are allowed for local development', async () => {
+    const res = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'http://127.0.0.1:9999/hook',
+    });
+    assert.equal(res.status, 201);
+    assert.equal(res.body.url, 'http://127.0.0.1:9999/hook');
+  });
+});

@@ -1,0 +1,62 @@
+/** Operational endpoints: health, readiness, metrics and the OpenAPI document. */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+describe('operational endpoints', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(() => server.stop());
+
+  test('/healthz and /readyz answer without a token; readyz checks the store and the bus', async () => {
+    assert.equal((await server.request('GET', '/healthz', undefined, { token: null })).status, 200);
+    const ready = await server.request('GET', '/readyz', undefined, { token: null });
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.body.checks, { store: 'ok', bus: 'ok' });
+  });
+
+  test('/readyz says 503 and names the engine when the store is gone', async () => {
+    const other = await startTestServer();
+    await other.running.platform.store.close();
+    const ready = await other.request('GET', '/readyz', undefined, { token: null });
+    assert.equal(ready.status, 503);
+    assert.match(ready.body.checks.store, /^unavailable/);
+    assert.equal(ready.body.checks.bus, 'ok');
+    await other.stop();
+  });
+
+  test('/metrics is Prometheus text with request counters and process metrics', async () => {
+    await server.request('GET', '/admin/schemas');
+    const res = await server.request('GET', '/metrics', undefined, { token: null });
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    assert.match(res.body, /^# TYPE http_requests_total counter$/m);
+    assert.match(
+      res.body,
+      /^http_requests_total\{method="GET",route="\/admin\/schemas",status="200"\} \d+$/m,
+    );
+    assert.match(res.body, /^process_resident_memory_bytes \d+/m);
+  });
+
+  test('/openapi.json is an OpenAPI 3.1 document listing every route of the server', async () => {
+    const res = await server.request('GET', '/openapi.json', undefined, { token: null });
+    assert.equal(res.body.openapi, '3.1.0');
+    for (const route of server.running.platform.router.routes) {
+      assert.ok(
+        res.body.paths[route.path]?.[route.method.toLowerCase()],
+        `${route.method} ${route.path} documented`,
+      );
+    }
+    assert.deepEqual(res.body.paths['/healthz'].get.security, []);
+    assert.ok(res.body.paths['/admin/subscriptions'].post.requestBody);
+  });
+
+  test('every response carries a request id, and an incoming one is echoed', async () => {
+    const res = await server.request('GET', '/healthz', undefined, {
+      token: null,
+      headers: { 'x-request-id': 'req-42' },
+    });
+    assert.equal(res.headers.get('x-request-id'), 'req-42');
+  });
+});

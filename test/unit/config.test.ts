@@ -1,0 +1,74 @@
+/** Configuration from the environment and an optional file. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { loadConfig } from '../../src/common/config.ts';
+
+describe('loadConfig', () => {
+  test('defaults follow the contract', () => {
+    const c = loadConfig({});
+    assert.equal(c.port, 8080);
+    assert.equal(c.dataDir, './.webhooks');
+    assert.equal(c.bus, 'embedded');
+    assert.equal(c.store, 'sqlite');
+    assert.equal(c.dev, false);
+    assert.equal(c.adminToken, undefined);
+    assert.equal(c.partnerApi, undefined);
+  });
+
+  test('environment variables are parsed and typed', () => {
+    const c = loadConfig({
+      WEBHOOKS_PORT: '9090',
+      WEBHOOKS_DEV: '1',
+      WEBHOOKS_BUS: 'kafka',
+      WEBHOOKS_KAFKA_BROKERS: 'a:9092, b:9093',
+      WEBHOOKS_PARTNER_API_URL: 'https://partners.example/v1/',
+    });
+    assert.equal(c.port, 9090);
+    assert.equal(c.dev, true);
+    assert.deepEqual(c.kafkaBrokers, ['a:9092', 'b:9093']);
+    assert.deepEqual(c.partnerApi, {
+      url: 'https://partners.example/v1',
+      timeoutMs: 2000,
+      cacheTtlMs: 60000,
+      token: undefined,
+    });
+  });
+
+  test('the file adds settings and the environment wins over it', () => {
+    const c = loadConfig(
+      { WEBHOOKS_PORT: '7000' },
+      { port: 6000, dataDir: '/var/lib/webhooks', kafkaBrokers: ['k:9092'] },
+    );
+    assert.equal(c.port, 7000);
+    assert.equal(c.dataDir, '/var/lib/webhooks');
+    assert.deepEqual(c.kafkaBrokers, ['k:9092']);
+  });
+
+  test('every bad value is reported at once, naming its variable', () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          WEBHOOKS_PORT: '70000',
+          WEBHOOKS_STORE: 'mongo',
+          WEBHOOKS_ADMIN_TOKEN: 'short',
+          WEBHOOKS_DEV: 'maybe',
+        }),
+      (err: any) => {
+        assert.equal(err.code, 'config_invalid');
+        assert.deepEqual(err.details.map((d: { field: string }) => d.field).sort(), [
+          'WEBHOOKS_ADMIN_TOKEN',
+          'WEBHOOKS_DEV',
+          'WEBHOOKS_PORT',
+          'WEBHOOKS_STORE',
+        ]);
+        return true;
+      },
+    );
+  });
+
+  test('kafka without brokers, half a TLS pair and unknown file keys are errors', () => {
+    assert.throws(() => loadConfig({ WEBHOOKS_BUS: 'kafka' }), /WEBHOOKS_KAFKA_BROKERS/);
+    assert.throws(() => loadConfig({ WEBHOOKS_TLS_CERT: '/c.pem' }), /go together/);
+    assert.throws(() => loadConfig({}, { prot: 1 }), /unknown setting "prot"/);
+  });
+});
