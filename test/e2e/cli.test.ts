@@ -26,11 +26,15 @@ function cleanEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 /** Starts the CLI and waits for its "listening on" line. */
+const children = new Set<ChildProcess>();
+
 function startCli(dataDir: string, extraEnv: Record<string, string> = {}): Promise<Started> {
   const child = spawn(process.execPath, [CLI, 'start', '--port', '0', '--data-dir', dataDir], {
     env: cleanEnv(extraEnv),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let out = '';
   child.stdout!.on('data', (d) => {
     out += d;
@@ -41,8 +45,9 @@ function startCli(dataDir: string, extraEnv: Record<string, string> = {}): Promi
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line in time:\n${out}`)), 20_000);
     const check = () => {
+      // The start banner ends with the OpenAPI line.
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
+      if (m && out.includes('OpenAPI document:')) {
         clearTimeout(timer);
         child.stdout!.off('data', check);
         resolve({ child, url: m[1]!, output: () => out });
@@ -74,7 +79,10 @@ describe('webhooks start (child process)', () => {
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'webhooks-cli-'));
   });
-  after(() => rm(dataDir, { recursive: true, force: true }));
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
 
   test('first start prints a generated admin token; data survives SIGTERM and SIGKILL restarts', async () => {
     const first = await startCli(dataDir, { WEBHOOKS_DEV: '1' });

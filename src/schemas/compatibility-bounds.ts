@@ -1,0 +1,107 @@
+/** Scalar keyword evaluation and numeric bounds for the compatibility check. */
+import type { SchemaNode, SchemaObject } from './compatibility-nodes.ts';
+
+/** Scalar keywords a finite set of values can be checked against directly. */
+export const SCALAR_KEYWORDS = [
+  'minimum',
+  'exclusiveMinimum',
+  'maximum',
+  'exclusiveMaximum',
+  'multipleOf',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'format',
+] as const;
+
+/** Whether `value` meets one scalar keyword; undefined when the checker cannot tell (e.g. `format`). */
+export function evaluateScalar(keyword: string, limit: unknown, value: unknown): boolean | undefined {
+  if (typeof value === 'number' && typeof limit === 'number') {
+    if (keyword === 'minimum') return value >= limit;
+    if (keyword === 'exclusiveMinimum') return value > limit;
+    if (keyword === 'maximum') return value <= limit;
+    if (keyword === 'exclusiveMaximum') return value < limit;
+    if (keyword === 'multipleOf') return isMultiple(value, limit);
+  }
+  if (typeof value === 'string') {
+    const length = [...value].length;
+    if (keyword === 'minLength' && typeof limit === 'number') return length >= limit;
+    if (keyword === 'maxLength' && typeof limit === 'number') return length <= limit;
+    if (keyword === 'pattern' && typeof limit === 'string') return testPattern(limit, value);
+    if (keyword === 'format') return undefined;
+  }
+  const appliesTo =
+    keyword.endsWith('Length') || keyword === 'pattern' || keyword === 'format' ? 'string' : 'number';
+  return typeof value === appliesTo ? undefined : true;
+}
+
+/** Tests a JSON Schema `pattern` (ECMA-262, unanchored); undefined when it does not compile. */
+export function testPattern(pattern: string, text: string): boolean | undefined {
+  try {
+    return new RegExp(pattern, 'u').test(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `value` is an integer multiple of `step` (within floating-point noise). */
+export function isMultiple(value: number, step: number): boolean {
+  if (step <= 0) return false;
+  const quotient = value / step;
+  return Math.abs(quotient - Math.round(quotient)) < 1e-9;
+}
+
+/** A numeric bound; `exclusive` means the limit itself is not allowed. */
+export interface Bound {
+  value: number;
+  exclusive: boolean;
+}
+
+/** The tightest bound the conjuncts put on numbers, on one side; integers round it inward. */
+export function numberBound(conjuncts: readonly SchemaNode[], side: 'lower' | 'upper', integers: boolean) {
+  const [inclusive, exclusive] =
+    side === 'lower' ? ['minimum', 'exclusiveMinimum'] : ['maximum', 'exclusiveMaximum'];
+  const tighter = (a: Bound, b: Bound): boolean =>
+    side === 'lower'
+      ? a.value > b.value || (a.value === b.value && a.exclusive)
+      : a.value < b.value || (a.value === b.value && a.exclusive);
+  let best: Bound | undefined;
+  for (const { value } of conjuncts) {
+    const schema = value as SchemaObject;
+    for (const [keyword, isExclusive] of [
+      [inclusive, false],
+      [exclusive, true],
+    ] as const) {
+      const limit = schema[keyword];
+      if (typeof limit !== 'number') continue;
+      const bound = { value: limit, exclusive: isExclusive };
+      if (!best || tighter(bound, best)) best = bound;
+    }
+  }
+  if (!best || !integers) return best;
+  if (side === 'lower')
+    return { value: best.exclusive ? Math.floor(best.value) + 1 : Math.ceil(best.value), exclusive: false };
+  return { value: best.exclusive ? Math.ceil(best.value) - 1 : Math.floor(best.value), exclusive: false };
+}
+
+/** Renders a bound as `>= 0`, `< 10`. */
+export function describeBound(bound: Bound | undefined, side: 'lower' | 'upper'): string | undefined {
+  if (!bound) return undefined;
+  const op = side === 'lower' ? (bound.exclusive ? '>' : '>=') : bound.exclusive ? '<' : '<=';
+  return `${op} ${bound.value}`;
+}
+
+/** The largest (`max`) or smallest (`min`) numeric value of a keyword across the conjuncts. */
+export function extremeOf(
+  conjuncts: readonly SchemaNode[],
+  keyword: string,
+  pick: 'max' | 'min',
+): number | undefined {
+  let best: number | undefined;
+  for (const { value } of conjuncts) {
+    const n = (value as SchemaObject)[keyword];
+    if (typeof n !== 'number') continue;
+    if (best === undefined || (pick === 'max' ? n > best : n < best)) best = n;
+  }
+  return best;
+}

@@ -1,0 +1,110 @@
+/**
+ * Confluent-style compatibility of JSON Schema versions. BACKWARD: the new schema accepts every
+ * instance the previous one accepted; FORWARD: the previous schema accepts every instance the new one
+ * accepts; FULL: both; `_TRANSITIVE`: against every earlier version, not only the latest.
+ * The inclusion check is a sound approximation: what it cannot prove is reported as breaking.
+ * See docs/schema-compatibility.md for the rules.
+ */
+
+import { ValidationError } from '../common/errors.ts';
+import { isJsonObject } from '../common/json.ts';
+import { compareNodes, newContext } from './compatibility-compare.ts';
+import type { Issue } from './compatibility-facts.ts';
+import { rootNode } from './compatibility-nodes.ts';
+
+export const COMPATIBILITY_MODES = [
+  'NONE',
+  'BACKWARD',
+  'BACKWARD_TRANSITIVE',
+  'FORWARD',
+  'FORWARD_TRANSITIVE',
+  'FULL',
+  'FULL_TRANSITIVE',
+] as const;
+
+export type CompatibilityMode = (typeof COMPATIBILITY_MODES)[number];
+
+/** The mode used when a subject has none configured (as in Confluent Schema Registry). */
+export const DEFAULT_COMPATIBILITY_MODE: CompatibilityMode = 'BACKWARD';
+
+/** True when `value` is one of the compatibility mode names. */
+export function isCompatibilityMode(value: unknown): value is CompatibilityMode {
+  return typeof value === 'string' && (COMPATIBILITY_MODES as readonly string[]).includes(value);
+}
+
+/** One reason a candidate schema is incompatible with an earlier version. */
+export interface BreakingChange {
+  againstVersion: number; // the earlier version the candidate conflicts with
+  direction: 'backward' | 'forward'; // backward: old data fails new schema; forward: new data fails old schema
+  path: string; // JSON pointer into the reader schema (backward: the candidate; forward: the earlier version)
+  message: string; // names the property by its dotted path, e.g. "property `customer.email` became required"
+}
+
+/** What a mode checks: which directions, and against every earlier version or only the latest. */
+export function modeChecks(mode: CompatibilityMode): {
+  backward: boolean;
+  forward: boolean;
+  transitive: boolean;
+} {
+  return {
+    backward: mode.startsWith('BACKWARD') || mode.startsWith('FULL'),
+    forward: mode.startsWith('FORWARD') || mode.startsWith('FULL'),
+    transitive: mode.endsWith('_TRANSITIVE'),
+  };
+}
+
+/** Checks a candidate schema against earlier versions (ascending by version) under a mode. */
+export function checkCompatibility(
+  candidate: unknown,
+  previous: ReadonlyArray<{ version: number; schema: unknown }>,
+  mode: CompatibilityMode,
+): BreakingChange[] {
+  if (!isCompatibilityMode(mode)) {
+    throw new ValidationError(
+      'compatibility_mode_invalid',
+      `unknown compatibility mode ${JSON.stringify(mode)}`,
+      {
+        details: [{ field: 'compatibility', message: `must be one of ${COMPATIBILITY_MODES.join(', ')}` }],
+      },
+    );
+  }
+  if (mode === 'NONE' || previous.length === 0) return [];
+  const { backward, forward, transitive } = modeChecks(mode);
+  const ordered = [...previous].sort((a, b) => a.version - b.version);
+  const targets = transitive ? ordered : ordered.slice(-1);
+  const changes: BreakingChange[] = [];
+  for (const { version, schema } of targets) {
+    if (backward) {
+      for (const i of compareDocuments(schema, candidate)) {
+        changes.push({ againstVersion: version, direction: 'backward', path: i.path, message: i.back });
+      }
+    }
+    if (forward) {
+      for (const i of compareDocuments(candidate, schema)) {
+        changes.push({ againstVersion: version, direction: 'forward', path: i.path, message: i.fwd });
+      }
+    }
+  }
+  return changes;
+}
+
+/** Reasons why some instance valid under `writer` may be invalid under `reader` (empty = reader accepts everything writer accepts). */
+export function findIncompatibilities(
+  writer: unknown,
+  reader: unknown,
+): Array<{ path: string; message: string }> {
+  return compareDocuments(writer, reader).map((i) => ({ path: i.path, message: i.back }));
+}
+
+function compareDocuments(writer: unknown, reader: unknown): Issue[] {
+  assertSchema(writer, 'writer');
+  assertSchema(reader, 'reader');
+  return compareNodes(newContext(), [rootNode(writer, 'w')], rootNode(reader, 'r'), '');
+}
+
+function assertSchema(schema: unknown, field: string): void {
+  if (typeof schema === 'boolean' || isJsonObject(schema)) return;
+  throw new ValidationError('schema_invalid', 'a JSON Schema must be an object or a boolean', {
+    details: [{ field, message: 'must be an object or a boolean' }],
+  });
+}
