@@ -133,7 +133,7 @@ const CASES: Case[] = [
     },
     status: 409,
     code: 'schema_incompatible',
-    field: 'schema.properties.amount',
+    field: 'schema.properties.amount.type',
   },
   {
     name: 'bad schema status in PATCH',
