@@ -26,6 +26,14 @@ export interface Config {
   topicPartitions: number;
   secretOverlapSeconds: number;
   partnerApi?: { url: string; timeoutMs: number; cacheTtlMs: number; token?: string };
+  /** Idempotency ledger on (default): an event × subscription is delivered at most once successfully. */
+  ledger: boolean;
+  /** Extra CA certificates (PEM file) trusted for partner endpoints. */
+  deliveryCaFile?: string;
+  /** Concurrent requests per endpoint unless the partner says otherwise. */
+  endpointConcurrency: number;
+  /** Delay before the processor retries a transiently failed event. */
+  processorRetryDelayMs: number;
   tls?: { certFile: string; keyFile: string };
 }
 
@@ -115,6 +123,14 @@ const ENTRIES: Record<string, Entry> = {
     parse: int(0, 86400000),
   },
   partnerApiToken: { env: 'WEBHOOKS_PARTNER_API_TOKEN', file: 'partnerApiToken', parse: text },
+  ledger: { env: 'WEBHOOKS_LEDGER', file: 'ledger', parse: bool },
+  deliveryCaFile: { env: 'WEBHOOKS_DELIVERY_CA_FILE', file: 'deliveryCaFile', parse: text },
+  endpointConcurrency: { env: 'WEBHOOKS_ENDPOINT_CONCURRENCY', file: 'endpointConcurrency', parse: int(1, 1000) },
+  processorRetryDelayMs: {
+    env: 'WEBHOOKS_PROCESSOR_RETRY_DELAY_MS',
+    file: 'processorRetryDelayMs',
+    parse: int(0, 86_400_000),
+  },
   tlsCert: { env: 'WEBHOOKS_TLS_CERT', file: 'tlsCert', parse: text },
   tlsKey: { env: 'WEBHOOKS_TLS_KEY', file: 'tlsKey', parse: text },
 };
@@ -173,6 +189,10 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     logLevel: (values.logLevel as LogLevelName | undefined) ?? 'info',
     topicPartitions: (values.topicPartitions as number | undefined) ?? 4,
     secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,
+    ledger: (values.ledger as boolean | undefined) ?? true,
+    deliveryCaFile: values.deliveryCaFile as string | undefined,
+    endpointConcurrency: (values.endpointConcurrency as number | undefined) ?? 16,
+    processorRetryDelayMs: (values.processorRetryDelayMs as number | undefined) ?? 30_000,
   };
   if (values.partnerApiUrl !== undefined) {
     config.partnerApi = {

@@ -80,6 +80,12 @@ export interface SigningSecretRecord {
   expiresAt?: string;
 }
 
+/** Delivery credentials in clear (only in memory: sealed at rest). */
+export type DeliveryAuth =
+  | { type: 'bearer'; token: string }
+  | { type: 'basic'; username: string; password: string }
+  | { type: 'header'; name: string; value: string };
+
 /** Delivery credentials: the kind is visible, the values are sealed as one JSON blob. */
 export interface SealedDeliveryAuth {
   type: 'bearer' | 'basic' | 'header';
@@ -109,4 +115,71 @@ export interface SubscriptionRecord {
   createdAt: string;
   updatedAt: string;
   revision: number;
+}
+
+/** Delivery status of one event to one subscription (`event_delivery_status`). */
+export type DeliveryStatus = 'PENDING' | 'SUCCESS' | 'FAILED';
+
+/** One event × subscription: the unit of delivery. `id` is the stable `webhook-id`. */
+export interface DeliveryRecord {
+  id: string;
+  eventId: string;
+  eventSource: string;
+  eventType: string;
+  subscriptionId: string;
+  partnerId: string;
+  status: DeliveryStatus;
+  /** Attempts made so far. */
+  attempts: number;
+  lastStatusCode?: number;
+  lastError?: string;
+  /** When the next attempt is due (while PENDING after a failure). */
+  nextAttemptAt?: string;
+  correlationId?: string;
+  createdAt: string;
+  updatedAt: string;
+  completedAt?: string;
+}
+
+/** One HTTP attempt of a delivery (`delivery_attempt`). */
+export interface DeliveryAttempt {
+  deliveryId: string;
+  attempt: number;
+  at: string;
+  /** HTTP status, absent when no response came (network error, timeout). */
+  statusCode?: number;
+  latencyMs: number;
+  /** What went wrong, in words (absent on 2xx). */
+  error?: string;
+  /** The start of the response body (truncated). */
+  responseBody?: string;
+  outcome: 'success' | 'retry' | 'failed';
+}
+
+/** A message that could not be processed or delivered, kept for inspection and redrive. */
+export interface DeadLetterRecord {
+  id: string;
+  stage: 'processor' | 'dispatcher';
+  reason: string;
+  lastError?: string;
+  attempts: number;
+  eventId?: string;
+  eventType?: string;
+  subscriptionId?: string;
+  partnerId?: string;
+  /** The topic and JSON message to re-publish on redrive. */
+  topic: string;
+  key?: string;
+  value: string;
+  createdAt: string;
+  redrivenAt?: string;
+}
+
+/** An idempotency-ledger entry: a key claimed while work is in progress, then completed. */
+export interface LedgerEntry {
+  key: string;
+  status: 'IN_PROGRESS' | 'COMPLETED';
+  /** IN_PROGRESS: when the claim lapses; COMPLETED: when the entry may be purged. */
+  expiresAt: number;
+  updatedAt: number;
 }

@@ -11,11 +11,21 @@ import { Router } from '../common/http.ts';
 import { uuidv7 } from '../common/ids.ts';
 import { Logger } from '../common/log.ts';
 import { MetricsRegistry, processMetrics } from '../common/metrics.ts';
-import type { TopicAdmin } from '../common/ports/bus.ts';
+import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
 import { createDnsResolver } from '../engines/dns-resolver.ts';
-import { EmbeddedTopicAdmin } from '../engines/embedded/topic-admin.ts';
+import { readFileSync } from 'node:fs';
+import { EmbeddedLog } from '../engines/embedded/log.ts';
+import { UndiciDeliveryClient } from '../engines/http/delivery-client.ts';
+import { ingestRoutes } from '../ingest/routes.ts';
+import { EventIngest } from '../ingest/service.ts';
+import { operationsRoutes } from '../operations/routes.ts';
+import { Operations } from '../operations/service.ts';
+import { CachedLookups } from '../processor/lookups.ts';
+import { TtlCache } from '../common/ttl-cache.ts';
+import type { SubscriptionRecord } from '../common/model.ts';
+import { ensurePipelineTopics, startDispatcher, startProcessor } from './workers.ts';
 import { HttpPartnerDirectory } from '../engines/partner-api/http-directory.ts';
 import { SqliteStore } from '../engines/sqlite/store.ts';
 import { schemaRoutes } from '../schemas/routes.ts';
@@ -30,10 +40,15 @@ import { systemRoutes } from './system-routes.ts';
 
 export const VERSION = '0.1.0';
 
+/** What one process runs: the HTTP API, the processor, the dispatcher (all three by default). */
+export type Role = 'api' | 'processor' | 'dispatcher';
+export const ALL_ROLES: readonly Role[] = ['api', 'processor', 'dispatcher'];
+
 export interface PlatformOptions {
   logger?: Logger;
   resolve?: HostResolver;
   clock?: () => Date;
+  roles?: readonly Role[];
 }
 
 export interface Platform {
@@ -41,8 +56,11 @@ export interface Platform {
   logger: Logger;
   metrics: MetricsRegistry;
   store: Store;
-  topics: TopicAdmin;
+  bus: Bus;
+  /** Same as `bus` (its topic administration). */
+  topics: Bus;
   router: Router;
+  roles: readonly Role[];
   adminToken: LocalSecret;
   handle: (raw: RawRequest) => Promise<ApiResponse>;
   close(): Promise<void>;
@@ -56,12 +74,10 @@ function openStore(config: Config): Store {
   });
 }
 
-/** Opens the bus engine's topic administration named by the configuration. */
-function openTopicAdmin(config: Config): TopicAdmin {
+/** Opens the bus engine named by the configuration. */
+function openBus(config: Config): Bus {
   if (config.bus === 'embedded') {
-    return new EmbeddedTopicAdmin(join(config.dataDir, 'bus.db'), {
-      defaultPartitions: config.topicPartitions,
-    });
+    return new EmbeddedLog(join(config.dataDir, 'bus.db'), { defaultPartitions: config.topicPartitions });
   }
   throw new ConfigError('WEBHOOKS_BUS=kafka is not available in this version yet; use embedded', {
     details: [{ field: 'WEBHOOKS_BUS', message: 'only embedded is available in this version' }],
@@ -78,8 +94,10 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   ensureDataDir(config.dataDir);
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
+  const roles = options.roles ?? ALL_ROLES;
   const store = openStore(config);
-  const topics = openTopicAdmin(config);
+  const bus = openBus(config);
+  const topics = bus;
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
         baseUrl: config.partnerApi.url,
@@ -89,12 +107,15 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       })
     : new StorePartnerDirectory(store.partners);
 
+  const lookups = new CachedLookups({ schemas: store.schemas, subscriptions: store.subscriptions, directory });
+  const subscriptionCache = new TtlCache<string, SubscriptionRecord | undefined>({ ttlMs: 5_000 });
   const schemaAdmin = new SchemaAdmin({
     schemas: store.schemas,
     topics,
     newId: uuidv7,
     clock,
     partitions: config.topicPartitions,
+    onSchemaChanged: (domain, event, version) => lookups.schemaChanged(domain, event, version),
   });
   const partnerAdmin = new PartnerAdmin({ partners: store.partners, directory, clock });
   const subscriptionAdmin = new SubscriptionAdmin({
@@ -109,17 +130,35 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     clock,
     partitions: config.topicPartitions,
     secretOverlapSeconds: config.secretOverlapSeconds,
+    onSubscriptionChanged: (sub) => {
+      lookups.subscriptionsChanged(sub.domain, sub.event);
+      subscriptionCache.invalidate(sub.id);
+    },
   });
+  const publish = (messages: Parameters<Bus['publish']>[0]) => bus.publish(messages);
+  const ingest = new EventIngest({
+    versions: (domain, event) => store.schemas.listVersions(domain, event),
+    publish,
+    metrics,
+    clock,
+  });
+  const operations = new Operations({ deliveries: store.deliveries, deadLetters: store.deadLetters, publish, clock });
 
-  const router = new Router([
-    ...schemaRoutes(schemaAdmin),
-    ...partnerRoutes(partnerAdmin),
-    ...subscriptionRoutes(subscriptionAdmin),
-  ]);
+  const router = new Router(
+    roles.includes('api')
+      ? [
+          ...schemaRoutes(schemaAdmin),
+          ...partnerRoutes(partnerAdmin),
+          ...subscriptionRoutes(subscriptionAdmin),
+          ...ingestRoutes(ingest),
+          ...operationsRoutes(operations),
+        ]
+      : [],
+  );
   let openapi: unknown;
   for (const route of systemRoutes({
     metrics,
-    readiness: { store: () => store.ping(), bus: () => topics.ping() },
+    readiness: { store: () => store.ping(), bus: () => bus.ping() },
     openapi: () => {
       openapi ??= buildOpenApi(router.routes, VERSION);
       return openapi;
@@ -129,17 +168,49 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   }
   const handle = createEdge({ router, adminToken: adminToken.value, logger, metrics });
 
+  const consumers: ConsumerHandle[] = [];
+  const workerRoles = roles.filter((r) => r !== 'api');
+  const client =
+    workerRoles.includes('dispatcher')
+      ? new UndiciDeliveryClient({
+          allowInsecure: config.dev,
+          ...(config.deliveryCaFile ? { ca: readFileSync(config.deliveryCaFile, 'utf8') } : {}),
+        })
+      : undefined;
+  if (workerRoles.length > 0) {
+    await ensurePipelineTopics(bus, config.topicPartitions);
+    const workerDeps = {
+      config,
+      bus,
+      store,
+      lookups,
+      subscriptionAdmin,
+      secretBox: box,
+      client: client!,
+      metrics,
+      logger,
+      clock,
+      subscriptionCache,
+    };
+    if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
+    if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
+  }
+
   return {
     config,
     logger,
     metrics,
     store,
+    bus,
     topics,
     router,
+    roles,
     adminToken,
     handle,
     async close() {
-      await topics.close();
+      await Promise.all(consumers.map((c) => c.stop()));
+      await client?.close();
+      await bus.close();
       await store.close();
     },
   };

@@ -7,15 +7,11 @@ import { validateFilter } from '../common/filter.ts';
 import type { InputReader } from '../common/input.ts';
 import type { JsonObject } from '../common/json.ts';
 import { validateMapping } from '../common/mapping.ts';
-import type { RetryPolicy } from '../common/model.ts';
+import type { DeliveryAuth as DeliveryAuthInput, RetryPolicy } from '../common/model.ts';
 import { parseRetryPolicy } from '../common/retry.ts';
 import { decodeSigningSecret } from '../common/signing.ts';
 
-/** Delivery credentials as given by the user (sealed before they are stored). */
-export type DeliveryAuthInput =
-  | { type: 'bearer'; token: string }
-  | { type: 'basic'; username: string; password: string }
-  | { type: 'header'; name: string; value: string };
+export type { DeliveryAuth as DeliveryAuthInput } from '../common/model.ts';
 
 // Headers the platform sets itself or that would break the request; a custom auth header may not be one of them.
 const RESERVED_HEADERS = new Set([

@@ -8,17 +8,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Store } from '../../src/common/ports/store.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord, testId } from '../support/fixtures.ts';
+import { describeDeadLetters } from './store-dead-letters.ts';
+import { describeDeliveries } from './store-deliveries.ts';
+import { describeLedger } from './store-ledger.ts';
+import { conflict, type StoreContext, type StoreHarness } from './store-support.ts';
 
-export interface StoreHarness {
-  open(): Promise<Store>;
-  cleanup(): Promise<void>;
-}
-
-const conflict = (code: string) => (err: unknown) => {
-  assert.equal((err as { kind?: string }).kind, 'conflict');
-  assert.equal((err as { code?: string }).code, code);
-  return true;
-};
+export type { StoreHarness } from './store-support.ts';
 
 /** Registers the whole suite for one engine. */
 export function runStoreConformance(engine: string, makeHarness: () => Promise<StoreHarness>): void {
@@ -33,6 +28,15 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
       await store.close();
       await harness.cleanup();
     });
+    const context: StoreContext = {
+      store: () => store,
+      reopen: async () => {
+        await store.close();
+        store = await harness.open();
+        return store;
+      },
+      openAnother: () => harness.open(),
+    };
 
     describe('event_schema', () => {
       test('a schema version round-trips with every field', async () => {
@@ -204,6 +208,10 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
         assert.equal(await store.subscriptions.delete(s.id), false);
       });
     });
+
+    describeDeliveries(context);
+    describeLedger(context);
+    describeDeadLetters(context);
 
     test('everything written survives closing and opening the store again', async () => {
       const s = subscriptionRecord({ partnerId: 'restart' });

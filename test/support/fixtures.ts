@@ -1,5 +1,12 @@
 /** Record builders for tests: valid by default, any field overridable. */
-import type { PartnerRecord, SchemaRecord, SubscriptionRecord } from '../../src/common/model.ts';
+import type {
+  DeadLetterRecord,
+  DeliveryAttempt,
+  DeliveryRecord,
+  PartnerRecord,
+  SchemaRecord,
+  SubscriptionRecord,
+} from '../../src/common/model.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
 let counter = 0;
@@ -8,6 +15,11 @@ let counter = 0;
 export function testId(prefix = ''): string {
   counter += 1;
   return `${prefix}0190a000-0000-7000-8000-${String(counter).padStart(12, '0')}`;
+}
+
+/** The fixtures' clock (2026-01-01T00:00:00Z) moved by `seconds`, as an ISO timestamp. */
+export function timeAt(seconds: number): string {
+  return new Date(Date.parse(NOW) + seconds * 1000).toISOString();
 }
 
 export function schemaRecord(overrides: Partial<SchemaRecord> = {}): SchemaRecord {
@@ -62,6 +74,58 @@ export function subscriptionRecord(overrides: Partial<SubscriptionRecord> = {}):
     createdAt: NOW,
     updatedAt: NOW,
     revision: 1,
+    ...overrides,
+  };
+}
+
+/** A fresh PENDING delivery of a new event to a new subscription of `acme`. */
+export function deliveryRecord(overrides: Partial<DeliveryRecord> = {}): DeliveryRecord {
+  return {
+    id: testId('dlv-'),
+    eventId: testId('evt-'),
+    eventSource: '/orders',
+    eventType: 'orders.created',
+    subscriptionId: testId('sub-'),
+    partnerId: 'acme',
+    status: 'PENDING',
+    attempts: 0,
+    correlationId: 'corr-1',
+    createdAt: NOW,
+    updatedAt: NOW,
+    ...overrides,
+  };
+}
+
+/** A successful first attempt (set `deliveryId` to the delivery it belongs to). */
+export function deliveryAttempt(overrides: Partial<DeliveryAttempt> = {}): DeliveryAttempt {
+  return {
+    deliveryId: testId('dlv-'),
+    attempt: 1,
+    at: NOW,
+    statusCode: 200,
+    latencyMs: 42,
+    responseBody: 'ok',
+    outcome: 'success',
+    ...overrides,
+  };
+}
+
+/** A dispatcher dead letter whose retries ran out. */
+export function deadLetterRecord(overrides: Partial<DeadLetterRecord> = {}): DeadLetterRecord {
+  return {
+    id: testId('dl-'),
+    stage: 'dispatcher',
+    reason: 'retries_exhausted',
+    lastError: 'HTTP 503 Service Unavailable',
+    attempts: 8,
+    eventId: testId('evt-'),
+    eventType: 'orders.created',
+    subscriptionId: testId('sub-'),
+    partnerId: 'acme',
+    topic: 'egress.acme.orders.created',
+    key: 'order-1',
+    value: '{"id":"order-1"}',
+    createdAt: NOW,
     ...overrides,
   };
 }

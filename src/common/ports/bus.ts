@@ -26,3 +26,67 @@ export interface TopicAdmin {
 export function isValidTopicName(name: string): boolean {
   return /^[a-zA-Z0-9._-]{1,249}$/.test(name) && name !== '.' && name !== '..';
 }
+
+/** A message to publish. `value` is JSON text; `key` chooses the partition (same key, same partition, in order). */
+export interface BusMessage {
+  topic: string;
+  key?: string;
+  value: string;
+  headers?: Record<string, string>;
+  /** Earliest time (ms since epoch) a consumer may process it: how retry tiers delay messages. */
+  notBefore?: number;
+}
+
+/** A message as a consumer receives it. */
+export interface ConsumedMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  key?: string;
+  value: string;
+  headers: Record<string, string>;
+  /** When it was appended (ms since epoch). */
+  timestamp: number;
+  notBefore?: number;
+}
+
+/**
+ * What a batch handler reports: the messages that failed and must be delivered again (the partial
+ * batch response). Per partition, the committed offset stops before the first failed message, so it
+ * and every later message of that partition are redelivered (at-least-once).
+ */
+export interface BatchOutcome {
+  failed: ConsumedMessage[];
+}
+
+export type BatchHandler = (batch: ConsumedMessage[]) => Promise<BatchOutcome | undefined>;
+
+export interface ConsumerOptions {
+  /** Consumer group: each group gets every message once (at least once); members of one group share partitions. */
+  group: string;
+  /** Topics whose name starts with one of these prefixes, including topics created later. */
+  topicPrefixes: string[];
+  /** Largest batch handed to the handler (default 100). */
+  maxBatch?: number;
+  /**
+   * Messages that may be in flight at once across concurrently running batches (default: maxBatch,
+   * i.e. one batch at a time). A slow batch then holds back only its own partitions' commits.
+   */
+  maxInFlight?: number;
+  handler: BatchHandler;
+  /** Told when a handler throws (the batch is then redelivered after a pause). */
+  onError?: (err: unknown) => void;
+}
+
+export interface ConsumerHandle {
+  /** Stops fetching, waits for in-flight batches, commits what they completed. */
+  stop(): Promise<void>;
+}
+
+/** The bus port: topic administration, publishing, consumer groups. */
+export interface Bus extends TopicAdmin {
+  /** Appends messages durably; resolves when all are stored (all or none for the embedded log). */
+  publish(messages: BusMessage[]): Promise<void>;
+  /** Starts a consumer in a group; returns a handle to stop it. */
+  consume(options: ConsumerOptions): ConsumerHandle;
+}

@@ -9,6 +9,11 @@
  *   `revision_conflict` (or NotFoundError `not_found` when the key is gone).
  */
 import type {
+  DeadLetterRecord,
+  DeliveryAttempt,
+  DeliveryRecord,
+  DeliveryStatus,
+  LedgerEntry,
   PartnerRecord,
   SchemaRecord,
   SchemaStatus,
@@ -65,12 +70,68 @@ export interface SubscriptionRepository {
   delete(id: string): Promise<boolean>;
 }
 
+export interface DeliveryFilter {
+  eventId?: string;
+  subscriptionId?: string;
+  partnerId?: string;
+  status?: DeliveryStatus;
+}
+
+/** `event_delivery_status` and `delivery_attempt`. */
+export interface DeliveryRepository {
+  /** Creates the delivery if absent; an existing one is left as it is. Returns the stored record. */
+  ensure(record: DeliveryRecord): Promise<DeliveryRecord>;
+  get(id: string): Promise<DeliveryRecord | undefined>;
+  /** Records one attempt and the delivery's new state together. */
+  recordAttempt(attempt: DeliveryAttempt, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
+  /** Changes fields of a delivery (status after a redrive, a failure before any attempt). */
+  patch(id: string, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
+  /** Deliveries, newest first. */
+  list(filter: DeliveryFilter, page?: PageRequest): Promise<Page<DeliveryRecord>>;
+  /** Attempts of a delivery, in order. */
+  attempts(deliveryId: string): Promise<DeliveryAttempt[]>;
+}
+
+/**
+ * `idempotency_ledger`: conditional claims so one key's work is done once.
+ * claim: succeeds when the key is absent or its IN_PROGRESS claim has lapsed; 'completed' when done
+ * already; 'busy' when someone else holds a live claim.
+ */
+export interface IdempotencyLedger {
+  claim(key: string, leaseMs: number, now: number): Promise<'claimed' | 'completed' | 'busy'>;
+  /** Marks the key done; it stays for `ttlMs` (then may be purged). */
+  complete(key: string, ttlMs: number, now: number): Promise<void>;
+  /** Drops an IN_PROGRESS claim so the key can be claimed again (after a failed attempt). */
+  release(key: string): Promise<void>;
+  get(key: string): Promise<LedgerEntry | undefined>;
+  /** Removes entries expired before `now`; returns how many. */
+  purge(now: number): Promise<number>;
+}
+
+export interface DeadLetterFilter {
+  stage?: 'processor' | 'dispatcher';
+  subscriptionId?: string;
+  eventId?: string;
+  /** Only entries not yet redriven. */
+  pending?: boolean;
+}
+
+/** Dead letters kept for inspection and redrive (history is kept: redriven ones are marked). */
+export interface DeadLetterRepository {
+  insert(record: DeadLetterRecord): Promise<void>;
+  list(filter: DeadLetterFilter, page?: PageRequest): Promise<Page<DeadLetterRecord>>;
+  markRedriven(id: string, at: string): Promise<boolean>;
+}
+
 /** The whole store: one repository per table, plus health and lifecycle. */
 export interface Store {
   readonly engine: string;
   readonly schemas: SchemaRepository;
   readonly partners: PartnerRepository;
   readonly subscriptions: SubscriptionRepository;
+  readonly deliveries: DeliveryRepository;
+  readonly ledger: IdempotencyLedger;
+  readonly deadLetters: DeadLetterRepository;
   /** Throws when the engine cannot be reached (used by /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,25 +1,25 @@
 /**
  * Topic administration of the embedded durable log (SQLite file `bus.db` in the data dir).
- * Topics and their partition counts are durable; the log's records live in the same file.
+ * Topics and their partition counts are durable; the log's records live in the same file
+ * (see `log.ts`, whose `EmbeddedLog` extends this class with publishing and consumer groups).
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { ValidationError } from '../../common/errors.ts';
 import { isValidTopicName, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
 import { openDatabase, transaction } from '../sqlite/database.ts';
+import { BUS_MIGRATIONS, createBusFile, sql } from './schema.ts';
 
-export const BUS_MIGRATIONS = [
-  `CREATE TABLE topic (
-     name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID;`,
-];
+export { BUS_MIGRATIONS } from './schema.ts';
 
 /** Embedded-log implementation of the topic administration port. */
 export class EmbeddedTopicAdmin implements TopicAdmin {
   readonly engine = 'embedded';
-  readonly #db: DatabaseSync;
+  protected readonly db: DatabaseSync;
   readonly #defaultPartitions: number;
 
   constructor(path: string, options: { defaultPartitions?: number } = {}) {
-    this.#db = openDatabase(path, BUS_MIGRATIONS);
+    createBusFile(path);
+    this.db = openDatabase(path, BUS_MIGRATIONS);
     this.#defaultPartitions = options.defaultPartitions ?? 4;
   }
 
@@ -35,13 +35,12 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
         details: [{ field: 'partitions', message: `got ${partitions}` }],
       });
     }
-    return transaction(this.#db, () => {
-      this.#db
-        .prepare(
-          `INSERT INTO topic (name, partitions, created_at) VALUES (?, ?, ?)
-           ON CONFLICT (name) DO UPDATE SET partitions = max(partitions, excluded.partitions)`,
-        )
-        .run(name, partitions, new Date().toISOString());
+    return transaction(this.db, () => {
+      sql(
+        this.db,
+        `INSERT INTO topic (name, partitions, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET partitions = max(partitions, excluded.partitions)`,
+      ).run(name, partitions, new Date().toISOString());
       return this.#describe(name)!;
     });
   }
@@ -51,20 +50,20 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   }
 
   async listTopics(): Promise<string[]> {
-    const rows = this.#db.prepare('SELECT name FROM topic ORDER BY name').all() as Array<{ name: string }>;
+    const rows = sql(this.db, 'SELECT name FROM topic ORDER BY name').all() as Array<{ name: string }>;
     return rows.map((r) => r.name);
   }
 
   async ping(): Promise<void> {
-    this.#db.prepare('SELECT 1').get();
+    sql(this.db, 'SELECT 1').get();
   }
 
   async close(): Promise<void> {
-    if (this.#db.isOpen) this.#db.close();
+    if (this.db.isOpen) this.db.close();
   }
 
   #describe(name: string): TopicDescription | undefined {
-    const row = this.#db.prepare('SELECT name, partitions FROM topic WHERE name = ?').get(name) as
+    const row = sql(this.db, 'SELECT name, partitions FROM topic WHERE name = ?').get(name) as
       | { name: string; partitions: number }
       | undefined;
     return row ? { name: row.name, partitions: row.partitions } : undefined;

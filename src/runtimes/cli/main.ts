@@ -7,13 +7,21 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts';
 import { isWebhooksError } from '../../common/errors.ts';
-import { VERSION } from '../platform.ts';
+import { ALL_ROLES, type Role, VERSION } from '../platform.ts';
 import { startServer } from '../server/server.ts';
+import { publishCommand } from './publish.ts';
+import { receiveCommand } from './receive.ts';
 
 const HELP = `webhooks ${VERSION} — partner-webhook delivery platform
 
 Usage:
-  webhooks start [--port N] [--host H] [--data-dir DIR] [--config FILE] [--role all|api]
+  webhooks start [--port N] [--host H] [--data-dir DIR] [--config FILE] [--role all|api|processor|dispatcher[,…]]
+  webhooks receive [--port 9000] [--host 127.0.0.1] [--secret whsec_... (repeatable)] [--tls]
+                   [--cert-file FILE] [--status 204] [--fail-first N] [--fail-status 500]
+                   [--delay-ms 0] [--quiet]
+      a local partner endpoint: verifies Standard Webhooks signatures, prints one JSON line per request
+  webhooks publish [FILE|-] [--url http://127.0.0.1:8080] [--token T] [--batch] [--data-dir DIR]
+      POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events
   webhooks version
   webhooks help
 
@@ -40,13 +48,23 @@ function configure(values: Record<string, string | boolean | undefined>): Config
   return loadConfig(env, parsed);
 }
 
-async function start(values: Record<string, string | boolean | undefined>): Promise<void> {
-  const role = values.role ?? 'all';
-  if (role !== 'all' && role !== 'api') {
-    throw new Error(`--role must be all or api in this version, got "${String(role)}"`);
+/** `all`, or a comma-separated list of api, processor, dispatcher. */
+function parseRoles(text: string): Role[] {
+  if (text === 'all') return [...ALL_ROLES];
+  const roles = text.split(',').map((r) => r.trim());
+  for (const r of roles) {
+    if (!(ALL_ROLES as readonly string[]).includes(r)) {
+      throw new Error(`--role takes all, or a comma-separated list of ${ALL_ROLES.join(', ')}; got "${r}"`);
+    }
   }
+  return roles as Role[];
+}
+
+async function start(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const role = String(values.role ?? 'all');
+  const roles = parseRoles(role);
   const config = configure(values);
-  const running = await startServer(config);
+  const running = await startServer(config, { roles });
   const { platform } = running;
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out(
@@ -78,6 +96,9 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
 
 /** Entry point: parses the command and runs it; prints configuration errors one per line. */
 export async function main(argv: string[]): Promise<void> {
+  // These commands have options of their own, so they parse their arguments themselves.
+  const own = argv[0] === 'receive' ? receiveCommand : argv[0] === 'publish' ? publishCommand : undefined;
+  if (own) return own(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,

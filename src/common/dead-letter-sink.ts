@@ -1,0 +1,52 @@
+/**
+ * Dead-lettering shared by the processor and the dispatcher: the entry is kept in the store (for
+ * `/admin/dlq` and redrive) and published to the stage's DLQ topic (for outside consumers).
+ */
+import type { DeadLetterRecord } from './model.ts';
+import type { BusMessage } from './ports/bus.ts';
+import type { DeadLetterRepository } from './ports/store.ts';
+
+export const DLQ_TOPICS = { processor: 'dlq.processor', dispatcher: 'dlq.dispatcher' } as const;
+
+export interface DeadLetterSinkDeps {
+  deadLetters: DeadLetterRepository;
+  publish: (messages: BusMessage[]) => Promise<void>;
+  newId: () => string;
+  clock: () => Date;
+}
+
+export type DeadLetterInput = Omit<DeadLetterRecord, 'id' | 'createdAt' | 'redrivenAt'>;
+
+/** Stores dead letters and publishes them to the DLQ topics. */
+export class DeadLetterSink {
+  readonly #deps: DeadLetterSinkDeps;
+
+  constructor(deps: DeadLetterSinkDeps) {
+    this.#deps = deps;
+  }
+
+  /** Dead-letters a batch of entries (one publish call). */
+  async send(entries: DeadLetterInput[]): Promise<void> {
+    if (entries.length === 0) return;
+    const records: DeadLetterRecord[] = entries.map((e) => ({
+      ...e,
+      id: this.#deps.newId(),
+      createdAt: this.#deps.clock().toISOString(),
+    }));
+    for (const record of records) await this.#deps.deadLetters.insert(record);
+    await this.#deps.publish(
+      records.map((r) => ({
+        topic: DLQ_TOPICS[r.stage],
+        ...(r.key !== undefined ? { key: r.key } : {}),
+        value: r.value,
+        headers: {
+          'x-webhooks-dlq-id': r.id,
+          'x-webhooks-reason': r.reason,
+          'x-webhooks-origin-topic': r.topic,
+          'x-webhooks-attempts': String(r.attempts),
+          ...(r.lastError ? { 'x-webhooks-last-error': r.lastError.slice(0, 500) } : {}),
+        },
+      })),
+    );
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * Webhook Dispatcher (plan §4). For each delivery task: resolve the subscription (URL, auth,
+ * secrets), check the idempotency ledger, respect the endpoint's limits, POST, record the attempt,
+ * then succeed, retry on a tier, dead-letter, or disable the subscription on 410.
+ */
+import { HEADERS } from '../common/bus-headers.ts';
+import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
+import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
+import type { Logger } from '../common/log.ts';
+import type { MetricsRegistry } from '../common/metrics.ts';
+import type { DeliveryAuth, DeliveryRecord, PartnerRecord, SubscriptionRecord } from '../common/model.ts';
+import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
+import type { DeliveryClient, DeliveryResult } from '../common/ports/delivery-client.ts';
+import type { DeliveryRepository, IdempotencyLedger } from '../common/ports/store.ts';
+import { DEFAULT_TIMEOUTS, effectiveRetryPolicy } from '../common/retry.ts';
+import { egressTopic } from '../common/topics.ts';
+import type { EndpointLimiter } from './endpoint-limiter.ts';
+import { buildDeliveryRequest } from './request.ts';
+import {
+  canRetry,
+  classifyAttempt,
+  nextRetryDelayMs,
+  retryAfterSecondsOf,
+  retryTierFor,
+  retryTopicName,
+} from './retry-math.ts';
+
+export const DISPATCHER_TOPIC_PREFIXES = ['egress.', 'retry.dispatcher.'];
+
+/** What the dispatcher reads and changes outside itself. */
+export interface DispatcherDeps {
+  subscription(id: string): Promise<SubscriptionRecord | undefined>;
+  partner(id: string): Promise<PartnerRecord | undefined>;
+  /** Marks a subscription DISABLED (the endpoint answered 410 Gone). */
+  disableSubscription(id: string, reason: string): Promise<void>;
+  /** Decrypted signing secrets valid now, and delivery credentials. */
+  credentials: {
+    secrets(sub: SubscriptionRecord, now: Date): string[];
+    auth(sub: SubscriptionRecord): DeliveryAuth | undefined;
+  };
+  deliveries: DeliveryRepository;
+  /** The idempotency ledger (absent when turned off). */
+  ledger?: IdempotencyLedger;
+  ledgerTtlMs: number;
+  client: DeliveryClient;
+  publish: (messages: BusMessage[]) => Promise<void>;
+  deadLetters: DeadLetterSink;
+  limiter: EndpointLimiter;
+  defaultMaxConcurrency: number;
+  /** How much of a response body an attempt record keeps. */
+  maxResponseBytes: number;
+  userAgent: string;
+  metrics: MetricsRegistry;
+  logger: Logger;
+  clock: () => Date;
+  random?: () => number;
+}
+
+type TaskOutcome = 'success' | 'retry' | 'failed' | 'gone' | 'deferred' | 'skipped';
+
+/** The dispatcher core, shared by every runtime. */
+export class WebhookDispatcher {
+  readonly #deps: DispatcherDeps;
+  readonly #outcomes;
+  readonly #latency;
+  readonly #responses;
+  readonly #endToEnd;
+
+  constructor(deps: DispatcherDeps) {
+    this.#deps = deps;
+    this.#outcomes = deps.metrics.counter('webhook_deliveries_total', 'Delivery task outcomes', ['outcome']);
+    this.#latency = deps.metrics.histogram('webhook_delivery_duration_seconds', 'Latency of delivery attempts', ['partner']);
+    this.#responses = deps.metrics.counter('webhook_responses_total', 'Partner answers by status code or error kind', [
+      'partner',
+      'status',
+    ]);
+    this.#endToEnd = deps.metrics.histogram(
+      'webhook_end_to_end_seconds',
+      'From ingest to successful delivery',
+      [],
+      [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 60, 300, 3600],
+    );
+  }
+
+  /** Handles a batch concurrently; messages whose handling hit an infrastructure failure are redelivered. */
+  async handleBatch(batch: ConsumedMessage[]): Promise<BatchOutcome> {
+    const failed: ConsumedMessage[] = [];
+    await Promise.all(
+      batch.map(async (message) => {
+        try {
+          this.#outcomes.inc({ outcome: await this.#handle(message) });
+        } catch (err) {
+          this.#deps.logger.error('dispatcher failed to handle a task; it will be redelivered', { err });
+          failed.push(message);
+        }
+      }),
+    );
+    return { failed };
+  }
+
+  async #handle(message: ConsumedMessage): Promise<TaskOutcome> {
+    let task: DeliveryTask;
+    try {
+      task = parseDeliveryTask(message.value);
+    } catch (err) {
+      await this.#deadLetter(message, undefined, 'task_invalid', (err as Error).message, 0);
+      return 'failed';
+    }
+    const now = this.#deps.clock();
+    const sub = await this.#deps.subscription(task.subscriptionId);
+    const delivery = await this.#deps.deliveries.ensure(newDelivery(task, now));
+    if (delivery.status === 'SUCCESS') return 'skipped';
+    if (!sub || sub.status === 'DISABLED') {
+      const reason = sub ? 'subscription_disabled' : 'subscription_deleted';
+      await this.#fail(message, task, reason, sub ? `subscription is disabled: ${sub.statusReason ?? ''}` : 'subscription was deleted');
+      return 'failed';
+    }
+    if (sub.status === 'PAUSED') {
+      await this.#defer(message, task, 60_000);
+      return 'deferred';
+    }
+    if (this.#deps.ledger) {
+      const partnerTimeouts = await this.#timeouts(sub);
+      // The claim must outlive the longest attempt (queue wait ≤ 2 s + timeouts); after a crash it lapses by itself.
+      const lease = partnerTimeouts.connectMs + partnerTimeouts.headersMs + partnerTimeouts.bodyMs + 5_000;
+      const claim = await this.#deps.ledger.claim(task.deliveryId, lease, now.getTime());
+      if (claim === 'completed') {
+        await this.#deps.deliveries.patch(task.deliveryId, { status: 'SUCCESS', updatedAt: now.toISOString() });
+        return 'skipped';
+      }
+      if (claim === 'busy') {
+        await this.#defer(message, task, 5_000);
+        return 'deferred';
+      }
+    }
+    try {
+      return await this.#attempt(message, task, sub, delivery.attempts);
+    } catch (err) {
+      await this.#deps.ledger?.release(task.deliveryId);
+      throw err;
+    }
+  }
+
+  /** One HTTP attempt within the endpoint's limits, and what follows from its result. */
+  async #attempt(
+    message: ConsumedMessage,
+    task: DeliveryTask,
+    sub: SubscriptionRecord,
+    recordedAttempts: number,
+  ): Promise<TaskOutcome> {
+    const partner = await this.#deps.partner(sub.partnerId);
+    const settings = partner?.delivery ?? {};
+    const slot = await this.#deps.limiter.acquire(sub.id, {
+      maxConcurrency: settings.maxConcurrency ?? this.#deps.defaultMaxConcurrency,
+      ...(settings.rateLimitPerSecond !== undefined ? { ratePerSecond: settings.rateLimitPerSecond } : {}),
+    });
+    if (!slot.ok) {
+      await this.#deps.ledger?.release(task.deliveryId);
+      await this.#defer(message, task, slot.retryInMs);
+      return 'deferred';
+    }
+    let result: DeliveryResult;
+    const started = this.#deps.clock();
+    try {
+      const { headers, body } = buildDeliveryRequest({
+        task,
+        secrets: this.#deps.credentials.secrets(sub, started),
+        auth: this.#deps.credentials.auth(sub),
+        now: started.getTime(),
+        userAgent: this.#deps.userAgent,
+      });
+      result = await this.#deps.client.send({
+        url: sub.url,
+        headers,
+        body,
+        timeouts: { ...DEFAULT_TIMEOUTS, ...settings.timeouts },
+        maxResponseBytes: this.#deps.maxResponseBytes,
+      });
+    } finally {
+      slot.release();
+    }
+    // The retry budget counts this task's attempts (a redrive starts a new budget); the record numbers every attempt.
+    const attemptNo = task.attempt + 1;
+    const recordNo = recordedAttempts + 1;
+    const firstAttemptAt = task.firstAttemptAt ?? started.getTime();
+    const statusLabel = result.ok ? String(result.status) : result.kind;
+    this.#responses.inc({ partner: sub.partnerId, status: statusLabel });
+    this.#latency.observe({ partner: sub.partnerId }, result.latencyMs / 1000);
+    const klass = result.ok || result.kind !== 'forbidden_address' ? classifyAttempt(result) : 'failed';
+    const now = this.#deps.clock();
+    const attempt = {
+      deliveryId: task.deliveryId,
+      attempt: recordNo,
+      at: started.toISOString(),
+      latencyMs: Math.round(result.latencyMs),
+      ...(result.ok ? { statusCode: result.status, responseBody: result.body } : {}),
+      ...(klass === 'success' ? {} : { error: result.ok ? `HTTP ${result.status}` : `${result.kind}: ${result.message}` }),
+    };
+    const common = {
+      attempts: recordNo,
+      updatedAt: now.toISOString(),
+      ...(result.ok ? { lastStatusCode: result.status } : {}),
+      ...(attempt.error ? { lastError: attempt.error } : {}),
+    };
+
+    if (klass === 'success') {
+      await this.#deps.deliveries.recordAttempt(
+        { ...attempt, outcome: 'success' },
+        { ...common, status: 'SUCCESS', completedAt: now.toISOString() },
+      );
+      await this.#deps.ledger?.complete(task.deliveryId, this.#deps.ledgerTtlMs, now.getTime());
+      if (task.ingestedAt) this.#endToEnd.observe(undefined, (now.getTime() - task.ingestedAt) / 1000);
+      return 'success';
+    }
+    await this.#deps.ledger?.release(task.deliveryId);
+    if (klass === 'retry') {
+      const policy = effectiveRetryPolicy(settings.retry, sub.retry);
+      const retryAfter = retryAfterSecondsOf(result, now.getTime());
+      const delay = nextRetryDelayMs({
+        nextAttempt: attemptNo + 1,
+        scheduleSeconds: policy.scheduleSeconds,
+        ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
+        ...(this.#deps.random ? { random: this.#deps.random } : {}),
+      });
+      const retryAt = now.getTime() + delay;
+      if (
+        canRetry({
+          attemptsMade: attemptNo,
+          maxAttempts: policy.maxAttempts,
+          firstAttemptAt,
+          maxAgeSeconds: policy.maxAgeSeconds,
+          retryAt,
+        })
+      ) {
+        await this.#deps.deliveries.recordAttempt(
+          { ...attempt, outcome: 'retry' },
+          { ...common, status: 'PENDING', nextAttemptAt: new Date(retryAt).toISOString() },
+        );
+        const next: DeliveryTask = { ...task, attempt: attemptNo, firstAttemptAt };
+        await this.#deps.publish([retryMessage(message, next, delay, now.getTime())]);
+        return 'retry';
+      }
+      await this.#deps.deliveries.recordAttempt({ ...attempt, outcome: 'failed' }, { ...common, status: 'FAILED', completedAt: now.toISOString() });
+      await this.#deadLetter(message, { ...task, attempt: attemptNo }, 'retries_exhausted', attempt.error ?? '', attemptNo);
+      return 'failed';
+    }
+    await this.#deps.deliveries.recordAttempt({ ...attempt, outcome: 'failed' }, { ...common, status: 'FAILED', completedAt: now.toISOString() });
+    if (klass === 'gone') {
+      await this.#deps.disableSubscription(sub.id, `the endpoint answered 410 Gone at ${now.toISOString()}`);
+      await this.#deadLetter(message, { ...task, attempt: attemptNo }, 'endpoint_gone', attempt.error ?? '', attemptNo);
+      return 'gone';
+    }
+    const reason = result.ok ? `http_${result.status}` : result.kind;
+    await this.#deadLetter(message, { ...task, attempt: attemptNo }, reason, attempt.error ?? '', attemptNo);
+    return 'failed';
+  }
+
+  async #timeouts(sub: SubscriptionRecord) {
+    const partner = await this.#deps.partner(sub.partnerId);
+    return { ...DEFAULT_TIMEOUTS, ...partner?.delivery.timeouts };
+  }
+
+  /** Parks a task on a retry tier without counting an attempt. */
+  async #defer(message: ConsumedMessage, task: DeliveryTask, delayMs: number): Promise<void> {
+    await this.#deps.publish([retryMessage(message, task, delayMs, this.#deps.clock().getTime())]);
+  }
+
+  /** FAILED before any attempt could be made (subscription gone or disabled). */
+  async #fail(message: ConsumedMessage, task: DeliveryTask, reason: string, error: string): Promise<void> {
+    await this.#deps.deliveries.patch(task.deliveryId, {
+      status: 'FAILED',
+      lastError: error,
+      updatedAt: this.#deps.clock().toISOString(),
+      completedAt: this.#deps.clock().toISOString(),
+    });
+    await this.#deadLetter(message, task, reason, error, task.attempt);
+  }
+
+  async #deadLetter(
+    message: ConsumedMessage,
+    task: DeliveryTask | undefined,
+    reason: string,
+    error: string,
+    attempts: number,
+  ): Promise<void> {
+    const origin =
+      message.headers[HEADERS.originTopic] ??
+      (task && message.topic.startsWith('retry.') ? originOf(task) : message.topic);
+    // Redrive starts over: the stored task has no attempts and no first-attempt time.
+    const value = task ? JSON.stringify({ ...task, attempt: 0, firstAttemptAt: undefined }) : message.value;
+    await this.#deps.deadLetters.send([
+      {
+        stage: 'dispatcher',
+        reason,
+        lastError: error,
+        attempts,
+        ...(task
+          ? { eventId: task.event.id, eventType: task.event.type, subscriptionId: task.subscriptionId, partnerId: task.partnerId }
+          : {}),
+        topic: origin,
+        ...(message.key !== undefined ? { key: message.key } : {}),
+        value,
+      },
+    ]);
+  }
+}
+
+function newDelivery(task: DeliveryTask, now: Date): DeliveryRecord {
+  return {
+    id: task.deliveryId,
+    eventId: task.event.id,
+    eventSource: task.event.source,
+    eventType: task.event.type,
+    subscriptionId: task.subscriptionId,
+    partnerId: task.partnerId,
+    status: 'PENDING',
+    attempts: task.attempt,
+    correlationId: task.event.correlationId,
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+}
+
+/** The egress topic a task belongs to (for redrive of tasks that were on a retry tier). */
+function originOf(task: DeliveryTask): string {
+  const [domain, event] = task.event.type.split('.');
+  return egressTopic(task.partnerId, domain ?? '', event ?? '');
+}
+
+/** The message that parks `task` on the retry tier for `delayMs`. */
+function retryMessage(message: ConsumedMessage, task: DeliveryTask, delayMs: number, now: number): BusMessage {
+  return {
+    topic: retryTopicName('dispatcher', retryTierFor(delayMs)),
+    key: task.subscriptionId,
+    value: JSON.stringify(task),
+    headers: { [HEADERS.originTopic]: message.headers[HEADERS.originTopic] ?? (message.topic.startsWith('retry.') ? originOf(task) : message.topic) },
+    notBefore: now + delayMs,
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * Isolation between endpoints: each endpoint (subscription) gets a concurrency limit, an optional
+ * rate limit (token bucket) and a wait queue bounded by *expected waiting time*. The limiter keeps
+ * an estimate of the endpoint's latency (moving average, and at least the age of the oldest request
+ * in flight, so a hanging endpoint is recognised before it answers). When waiting would take longer
+ * than `maxQueueWaitMs`, `acquire` answers "defer" at once and the dispatcher parks the task on a
+ * retry tier instead of holding it: a fast endpoint absorbs bursts in memory, a slow or dead one can
+ * hold only a few tasks, and other partners keep flowing.
+ */
+
+export interface EndpointLimits {
+  maxConcurrency: number;
+  /** Requests per second; undefined = unlimited. */
+  ratePerSecond?: number;
+}
+
+export type Acquired = { ok: true; release: () => void } | { ok: false; retryInMs: number };
+
+interface EndpointState {
+  active: number;
+  waiters: Array<() => void>;
+  /** Start times of the requests in flight. */
+  started: Set<number>;
+  latencyMs: number;
+  tokens: number;
+  refilledAt: number;
+}
+
+const INITIAL_LATENCY_MS = 50;
+const EWMA_WEIGHT = 0.2;
+
+/** Per-endpoint concurrency and rate limiting with queues bounded by expected wait. */
+export class EndpointLimiter {
+  readonly #states = new Map<string, EndpointState>();
+  readonly #maxQueueWaitMs: number;
+  readonly #maxQueue: number;
+  readonly #maxRateWaitMs: number;
+  readonly #now: () => number;
+
+  constructor(options: { maxQueueWaitMs?: number; maxQueue?: number; maxRateWaitMs?: number; now?: () => number } = {}) {
+    this.#maxQueueWaitMs = options.maxQueueWaitMs ?? 2000;
+    this.#maxQueue = options.maxQueue ?? 1000;
+    this.#maxRateWaitMs = options.maxRateWaitMs ?? 1000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Waits for a slot (when that is expected to be quick) or says how long to defer. */
+  async acquire(endpoint: string, limits: EndpointLimits): Promise<Acquired> {
+    const state = this.#state(endpoint, limits);
+    if (limits.ratePerSecond !== undefined) {
+      const wait = this.#takeToken(state, limits.ratePerSecond);
+      if (wait > this.#maxRateWaitMs) return { ok: false, retryInMs: wait };
+      if (wait > 0) await sleep(wait);
+    }
+    if (state.active >= limits.maxConcurrency) {
+      const expectedWait = Math.ceil((state.waiters.length + 1) / limits.maxConcurrency) * this.#estimate(state);
+      if (expectedWait > this.#maxQueueWaitMs || state.waiters.length >= this.#maxQueue) {
+        return { ok: false, retryInMs: expectedWait };
+      }
+      await new Promise<void>((resolve) => state.waiters.push(resolve));
+    } else {
+      state.active += 1;
+    }
+    const startedAt = this.#uniqueStart(state);
+    let released = false;
+    return {
+      ok: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        state.started.delete(startedAt);
+        const took = this.#now() - startedAt;
+        state.latencyMs = state.latencyMs * (1 - EWMA_WEIGHT) + took * EWMA_WEIGHT;
+        const next = state.waiters.shift();
+        // Hand the slot straight to the next waiter; otherwise free it.
+        if (next) next();
+        else state.active -= 1;
+      },
+    };
+  }
+
+  /** Tasks running or waiting for an endpoint, and its latency estimate (for tests and metrics). */
+  load(endpoint: string): { active: number; waiting: number; latencyMs: number } {
+    const s = this.#states.get(endpoint);
+    return { active: s?.active ?? 0, waiting: s?.waiters.length ?? 0, latencyMs: s ? this.#estimate(s) : 0 };
+  }
+
+  /** Latency estimate: the moving average, or the age of the oldest request in flight if larger. */
+  #estimate(state: EndpointState): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const t of state.started) if (t < oldest) oldest = t;
+    const age = oldest === Number.POSITIVE_INFINITY ? 0 : this.#now() - oldest;
+    return Math.max(state.latencyMs, age);
+  }
+
+  /** A start time not yet in the set (several requests may start in the same millisecond). */
+  #uniqueStart(state: EndpointState): number {
+    let t = this.#now();
+    while (state.started.has(t)) t += 0.001;
+    state.started.add(t);
+    return t;
+  }
+
+  #state(endpoint: string, limits: EndpointLimits): EndpointState {
+    let state = this.#states.get(endpoint);
+    if (!state) {
+      state = {
+        active: 0,
+        waiters: [],
+        started: new Set(),
+        latencyMs: INITIAL_LATENCY_MS,
+        tokens: limits.ratePerSecond ?? 0,
+        refilledAt: this.#now(),
+      };
+      this.#states.set(endpoint, state);
+    }
+    return state;
+  }
+
+  /** Takes a token; returns 0 when one was free, else the ms until the reserved token is due. */
+  #takeToken(state: EndpointState, rate: number): number {
+    const now = this.#now();
+    state.tokens = Math.min(rate, state.tokens + ((now - state.refilledAt) / 1000) * rate);
+    state.refilledAt = now;
+    state.tokens -= 1;
+    if (state.tokens >= 0) return 0;
+    const wait = Math.ceil((-state.tokens / rate) * 1000);
+    if (wait > this.#maxRateWaitMs) state.tokens += 1; // not reserved: the caller defers instead
+    return wait;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,77 @@
+/**
+ * Appending messages to the embedded log: one write transaction per publish call, offsets taken
+ * from `partition_log` inside it, so concurrent writers (other processes on the same file) never
+ * hand out the same offset and a failed call appends nothing.
+ */
+import type { DatabaseSync } from 'node:sqlite';
+import { NotFoundError } from '../../common/errors.ts';
+import type { BusMessage } from '../../common/ports/bus.ts';
+import { transaction } from '../sqlite/database.ts';
+import { partitionForKey } from './partitioner.ts';
+import { sql } from './schema.ts';
+
+/** Round-robin counters for unkeyed messages, per topic. */
+export type RoundRobin = Map<string, number>;
+
+/** Appends every message or none (an unknown topic fails the whole call with `topic_not_found`). */
+export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRobin: RoundRobin): void {
+  const now = Date.now();
+  transaction(db, () => {
+    const partitionsOf = new Map<string, number>();
+    const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
+    for (const message of messages) {
+      let partitions = partitionsOf.get(message.topic);
+      if (partitions === undefined) {
+        partitions = topicPartitions(db, message.topic);
+        partitionsOf.set(message.topic, partitions);
+      }
+      const part = choosePartition(message, partitions, roundRobin);
+      const slot = `${message.topic}\u0000${part}`;
+      let group = byPartition.get(slot);
+      if (!group) {
+        group = { topic: message.topic, part, messages: [] };
+        byPartition.set(slot, group);
+      }
+      group.messages.push(message);
+    }
+    const reserve = sql(
+      db,
+      `INSERT INTO partition_log (topic, part, next_offset) VALUES (?, ?, ?)
+       ON CONFLICT (topic, part) DO UPDATE SET next_offset = next_offset + excluded.next_offset
+       RETURNING next_offset`,
+    );
+    const insert = sql(
+      db,
+      `INSERT INTO record (topic, part, off, key, value, headers, ts, not_before)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const { topic, part, messages: batch } of byPartition.values()) {
+      const end = (reserve.get(topic, part, batch.length) as { next_offset: number }).next_offset;
+      let offset = end - batch.length;
+      for (const m of batch) {
+        const headers = m.headers && Object.keys(m.headers).length > 0 ? JSON.stringify(m.headers) : null;
+        insert.run(topic, part, offset++, m.key ?? null, m.value, headers, now, m.notBefore ?? null);
+      }
+    }
+  });
+}
+
+function topicPartitions(db: DatabaseSync, topic: string): number {
+  const row = sql(db, 'SELECT partitions FROM topic WHERE name = ?').get(topic) as
+    | { partitions: number }
+    | undefined;
+  if (!row) {
+    throw new NotFoundError('topic_not_found', `topic "${topic}" does not exist`, {
+      details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
+    });
+  }
+  return row.partitions;
+}
+
+function choosePartition(message: BusMessage, partitions: number, roundRobin: RoundRobin): number {
+  if (message.key !== undefined) return partitionForKey(message.key, partitions);
+  // A random start spreads unkeyed messages of several processes over all partitions.
+  const next = roundRobin.get(message.topic) ?? Math.floor(Math.random() * partitions);
+  roundRobin.set(message.topic, next + 1);
+  return next % partitions;
+}

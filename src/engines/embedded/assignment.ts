@@ -1,0 +1,179 @@
+/**
+ * The partitions one group member holds, and its in-flight messages on each: reconciling with the
+ * leases after a heartbeat, fetching a batch across them, and settling a finished batch (commit,
+ * rewind, hand back leases over the fair share). The fetch loop around it is in `consumer.ts`.
+ */
+import type { ConsumedMessage } from '../../common/ports/bus.ts';
+import { PartitionCursor, partitionKey } from './cursor.ts';
+import type { GroupStore, RecordRow } from './group-store.ts';
+
+/** A handed-out message and the cursor of its partition. */
+export interface Entry {
+  cursor: PartitionCursor;
+  message: ConsumedMessage;
+}
+
+/** The key of a message in a handler's `failed` list. */
+export function messageKey(topic: string, partition: number, offset: number): string {
+  return `${topic}\u0000${partition}\u0000${offset}`;
+}
+
+/** A member's held partitions. */
+export class Assignment {
+  readonly #store: GroupStore;
+  readonly #report: (err: unknown) => void;
+  readonly #cursors = new Map<string, PartitionCursor>();
+  /** Cursors of partitions lost while messages were in flight; re-taking them waits until those settle. */
+  readonly #lost = new Map<string, PartitionCursor>();
+  #list: PartitionCursor[] = [];
+  #rotation = 0;
+  /** The earliest time a held partition waiting on notBefore or a pause becomes fetchable. */
+  deadline = Number.POSITIVE_INFINITY;
+
+  constructor(store: GroupStore, report: (err: unknown) => void) {
+    this.#store = store;
+    this.#report = report;
+  }
+
+  /** Renews the leases and adopts the result; returns false when the heartbeat failed. */
+  heartbeat(now: number, acquire: boolean): boolean {
+    let result: ReturnType<GroupStore['heartbeat']>;
+    try {
+      result = this.#store.heartbeat(now, acquire);
+    } catch (err) {
+      this.#report(err);
+      return false;
+    }
+    for (const [key, cursor] of this.#lost) if (cursor.inFlight === 0) this.#lost.delete(key);
+    const held = new Set<string>();
+    for (const h of result.held) {
+      const key = partitionKey(h.topic, h.partition);
+      held.add(key);
+      if (this.#cursors.has(key) || !acquire) continue;
+      // Never hand out a message still in flight here from before the partition was lost.
+      if (this.#lost.has(key)) continue;
+      this.#cursors.set(key, new PartitionCursor(h.topic, h.partition, h.committed));
+    }
+    // A lease that expired and was taken over (this process stalled): its results no longer count.
+    for (const key of [...this.#cursors.keys()]) if (!held.has(key)) this.#drop(key);
+    let over = this.#cursors.size - result.share;
+    for (const cursor of this.#cursors.values()) if (cursor.releasing) over--;
+    if (over > 0) {
+      const idleFirst = [...this.#cursors.values()]
+        .filter((c) => !c.releasing)
+        .sort((a, b) => a.inFlight - b.inFlight || (a.key < b.key ? 1 : -1));
+      for (const cursor of idleFirst.slice(0, over)) cursor.releasing = true;
+    }
+    this.#releaseIdle();
+    this.#list = [...this.#cursors.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
+    return true;
+  }
+
+  /** Takes up to `limit` due messages across the held partitions, by offset range from each position. */
+  fetch(limit: number, now: number): Entry[] {
+    const ends = this.#store.endOffsets();
+    const out: Entry[] = [];
+    let deadline = Number.POSITIVE_INFINITY;
+    const n = this.#list.length;
+    // Start at a different partition each time so a deep backlog on one cannot starve the others.
+    const start = n === 0 ? 0 : this.#rotation++ % n;
+    for (let i = 0; i < n && out.length < limit; i++) {
+      const cursor = this.#list[(start + i) % n]!;
+      if (this.#cursors.get(cursor.key) !== cursor) continue;
+      const readyAt = cursor.readyAt();
+      if (readyAt === undefined) continue;
+      if (readyAt > now) {
+        deadline = Math.min(deadline, readyAt);
+        continue;
+      }
+      const end = ends.get(cursor.key) ?? 0;
+      if (cursor.position >= end) continue;
+      const rows = this.#store.fetch(cursor.topic, cursor.partition, cursor.position, limit - out.length);
+      // Nothing left from the position: retention removed it while this group was not registered.
+      if (rows.length === 0) cursor.position = end;
+      for (const row of rows) {
+        if (row.not_before !== null && row.not_before > now) {
+          // Head-of-line within this partition only: its later messages wait, other partitions flow.
+          cursor.blockedUntil = row.not_before;
+          deadline = Math.min(deadline, row.not_before);
+          break;
+        }
+        cursor.handOut(row.off);
+        out.push({ cursor, message: toMessage(cursor, row) });
+      }
+    }
+    this.deadline = deadline;
+    return out;
+  }
+
+  /** Settles a finished batch (`failed` undefined: all failed), commits, rewinds, hands back leases. */
+  complete(entries: Entry[], failed: Set<string> | undefined, resumeAt: number): void {
+    const touched = new Set<PartitionCursor>();
+    for (const { cursor, message } of entries) {
+      const isFailed =
+        failed === undefined || failed.has(messageKey(message.topic, message.partition, message.offset));
+      cursor.settle(message.offset, isFailed);
+      if (this.#cursors.get(cursor.key) === cursor) touched.add(cursor);
+    }
+    const commits: Array<{ topic: string; partition: number; committed: number }> = [];
+    for (const cursor of touched) {
+      const committed = cursor.takeCommit();
+      if (committed !== undefined)
+        commits.push({ topic: cursor.topic, partition: cursor.partition, committed });
+    }
+    if (commits.length > 0) {
+      try {
+        for (const lost of this.#store.commit(commits)) this.#drop(partitionKey(lost.topic, lost.partition));
+      } catch (err) {
+        this.#report(err);
+      }
+    }
+    for (const cursor of touched) cursor.rewindIfSettled(resumeAt);
+    this.#releaseIdle();
+  }
+
+  /** Leaves the group, releasing every lease. */
+  leave(): void {
+    try {
+      this.#store.leave();
+    } catch (err) {
+      this.#report(err);
+    }
+  }
+
+  /** Hands back the leases being released whose messages are all settled (and so committed). */
+  #releaseIdle(): void {
+    for (const cursor of [...this.#cursors.values()]) {
+      if (!cursor.releasing || cursor.inFlight > 0) continue;
+      try {
+        this.#store.release(cursor.topic, cursor.partition);
+      } catch (err) {
+        this.#report(err);
+        continue;
+      }
+      this.#drop(cursor.key);
+    }
+  }
+
+  #drop(key: string): void {
+    const cursor = this.#cursors.get(key);
+    if (!cursor) return;
+    this.#cursors.delete(key);
+    if (cursor.inFlight > 0) this.#lost.set(key, cursor);
+    this.#list = this.#list.filter((c) => c !== cursor);
+  }
+}
+
+function toMessage(cursor: PartitionCursor, row: RecordRow): ConsumedMessage {
+  const message: ConsumedMessage = {
+    topic: cursor.topic,
+    partition: cursor.partition,
+    offset: row.off,
+    value: row.value,
+    headers: row.headers === null ? {} : (JSON.parse(row.headers) as Record<string, string>),
+    timestamp: row.ts,
+  };
+  if (row.key !== null) message.key = row.key;
+  if (row.not_before !== null) message.notBefore = row.not_before;
+  return message;
+}

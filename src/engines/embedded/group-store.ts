@@ -1,0 +1,219 @@
+/**
+ * The consumer-group side of `bus.db` for one member: membership, partition leases, committed
+ * offsets and fetching. Every method is synchronous and every write is one short transaction, so
+ * members on one connection never interleave inside a transaction.
+ *
+ * Lease protocol: each heartbeat (a third of the lease TTL) renews the member row and its leases,
+ * drops expired members, and computes the fair share ceil(partitions / live members). A member
+ * below its share takes free partitions (no lease, or an expired one); a member above it hands
+ * leases back once their in-flight messages are committed. A commit is written only while the
+ * member still owns the lease (fencing), so a member that lost a partition cannot move its offset.
+ */
+import type { DatabaseSync } from 'node:sqlite';
+import { transaction } from '../sqlite/database.ts';
+import { sql } from './schema.ts';
+
+export interface HeldPartition {
+  topic: string;
+  partition: number;
+  committed: number;
+}
+
+export interface HeartbeatResult {
+  /** Partitions whose lease this member holds after the heartbeat. */
+  held: HeldPartition[];
+  /** How many partitions this member should hold. */
+  share: number;
+}
+
+export interface RecordRow {
+  off: number;
+  key: string | null;
+  value: string;
+  headers: string | null;
+  ts: number;
+  not_before: number | null;
+}
+
+/** True when `topic` is read by a consumer subscribed to `prefixes`. */
+export function matchesPrefixes(topic: string, prefixes: readonly string[]): boolean {
+  return prefixes.some((p) => topic.startsWith(p));
+}
+
+/** Database access of one consumer-group member. */
+export class GroupStore {
+  readonly #db: DatabaseSync;
+  readonly #group: string;
+  readonly #owner: string;
+  readonly #prefixes: readonly string[];
+  readonly #ttl: number;
+
+  constructor(db: DatabaseSync, group: string, owner: string, prefixes: readonly string[], ttlMs: number) {
+    this.#db = db;
+    this.#group = group;
+    this.#owner = owner;
+    this.#prefixes = prefixes;
+    this.#ttl = ttlMs;
+  }
+
+  /** Renews membership and leases; when `acquire`, takes free partitions up to the fair share. */
+  heartbeat(now: number, acquire: boolean): HeartbeatResult {
+    const db = this.#db;
+    return transaction(db, () => {
+      const expires = now + this.#ttl;
+      sql(
+        db,
+        `INSERT INTO group_member (grp, owner, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (grp, owner) DO UPDATE SET expires_at = excluded.expires_at`,
+      ).run(this.#group, this.#owner, expires);
+      sql(db, 'DELETE FROM group_member WHERE grp = ? AND expires_at < ?').run(this.#group, now);
+      for (const prefix of this.#prefixes) {
+        sql(
+          db,
+          `INSERT INTO group_prefix (grp, prefix, seen_at) VALUES (?, ?, ?)
+           ON CONFLICT (grp, prefix) DO UPDATE SET seen_at = excluded.seen_at`,
+        ).run(this.#group, prefix, now);
+      }
+      sql(db, 'UPDATE lease SET expires_at = ? WHERE grp = ? AND owner = ?').run(
+        expires,
+        this.#group,
+        this.#owner,
+      );
+      const partitions = this.#partitions();
+      const members = (
+        sql(db, 'SELECT count(*) AS n FROM group_member WHERE grp = ?').get(this.#group) as { n: number }
+      ).n;
+      const share = Math.ceil(partitions.length / Math.max(1, members));
+      if (acquire) this.#acquire(partitions, share, now, expires);
+      const held = sql(
+        db,
+        `SELECT l.topic, l.part, coalesce(c.next_offset, 0) AS committed
+         FROM lease l LEFT JOIN committed_offset c ON c.grp = l.grp AND c.topic = l.topic AND c.part = l.part
+         WHERE l.grp = ? AND l.owner = ?`,
+      ).all(this.#group, this.#owner) as Array<{ topic: string; part: number; committed: number }>;
+      return {
+        held: held
+          .filter((h) => matchesPrefixes(h.topic, this.#prefixes))
+          .map((h) => ({ topic: h.topic, partition: h.part, committed: h.committed })),
+        share,
+      };
+    });
+  }
+
+  /** Writes the commits of partitions this member still owns; returns the ones it no longer owns. */
+  commit(commits: Array<{ topic: string; partition: number; committed: number }>): Array<{
+    topic: string;
+    partition: number;
+  }> {
+    const db = this.#db;
+    const lost: Array<{ topic: string; partition: number }> = [];
+    transaction(db, () => {
+      for (const c of commits) {
+        const owner = sql(db, 'SELECT owner FROM lease WHERE grp = ? AND topic = ? AND part = ?').get(
+          this.#group,
+          c.topic,
+          c.partition,
+        ) as { owner: string } | undefined;
+        if (owner?.owner !== this.#owner) {
+          lost.push(c);
+          continue;
+        }
+        sql(
+          db,
+          `INSERT INTO committed_offset (grp, topic, part, next_offset) VALUES (?, ?, ?, ?)
+           ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset`,
+        ).run(this.#group, c.topic, c.partition, c.committed);
+      }
+    });
+    return lost;
+  }
+
+  /** Hands one partition's lease back so another member can take it at once. */
+  release(topic: string, partition: number): void {
+    sql(this.#db, 'DELETE FROM lease WHERE grp = ? AND topic = ? AND part = ? AND owner = ?').run(
+      this.#group,
+      topic,
+      partition,
+      this.#owner,
+    );
+  }
+
+  /** Leaves the group: releases every lease and the membership. */
+  leave(): void {
+    transaction(this.#db, () => {
+      sql(this.#db, 'DELETE FROM lease WHERE grp = ? AND owner = ?').run(this.#group, this.#owner);
+      sql(this.#db, 'DELETE FROM group_member WHERE grp = ? AND owner = ?').run(this.#group, this.#owner);
+    });
+  }
+
+  /** Log end offsets of the partitions of matching topics, keyed `topic\0partition`. */
+  endOffsets(): Map<string, number> {
+    const ends = new Map<string, number>();
+    for (const prefix of this.#prefixes) {
+      const rows = (
+        prefix === ''
+          ? sql(this.#db, 'SELECT topic, part, next_offset FROM partition_log').all()
+          : sql(
+              this.#db,
+              'SELECT topic, part, next_offset FROM partition_log WHERE topic >= ? AND topic < ?',
+            ).all(prefix, upperBound(prefix))
+      ) as Array<{ topic: string; part: number; next_offset: number }>;
+      for (const r of rows) ends.set(`${r.topic}\u0000${r.part}`, r.next_offset);
+    }
+    return ends;
+  }
+
+  /** Up to `limit` records of one partition from offset `from`, in offset order. */
+  fetch(topic: string, partition: number, from: number, limit: number): RecordRow[] {
+    return sql(
+      this.#db,
+      `SELECT off, key, value, headers, ts, not_before FROM record
+       WHERE topic = ? AND part = ? AND off >= ? ORDER BY off LIMIT ?`,
+    ).all(topic, partition, from, limit) as unknown as RecordRow[];
+  }
+
+  #partitions(): Array<{ topic: string; partition: number }> {
+    const topics = sql(this.#db, 'SELECT name, partitions FROM topic ORDER BY name').all() as Array<{
+      name: string;
+      partitions: number;
+    }>;
+    const out: Array<{ topic: string; partition: number }> = [];
+    for (const t of topics) {
+      if (!matchesPrefixes(t.name, this.#prefixes)) continue;
+      for (let p = 0; p < t.partitions; p++) out.push({ topic: t.name, partition: p });
+    }
+    return out;
+  }
+
+  #acquire(
+    partitions: Array<{ topic: string; partition: number }>,
+    share: number,
+    now: number,
+    expires: number,
+  ) {
+    const db = this.#db;
+    const leases = sql(db, 'SELECT topic, part, owner, expires_at FROM lease WHERE grp = ?').all(
+      this.#group,
+    ) as Array<{ topic: string; part: number; owner: string; expires_at: number }>;
+    const taken = new Map(leases.map((l) => [`${l.topic}\u0000${l.part}`, l]));
+    let mine = leases.filter(
+      (l) => l.owner === this.#owner && matchesPrefixes(l.topic, this.#prefixes),
+    ).length;
+    for (const { topic, partition } of partitions) {
+      if (mine >= share) break;
+      const lease = taken.get(`${topic}\u0000${partition}`);
+      if (lease && lease.expires_at >= now) continue;
+      sql(
+        db,
+        `INSERT INTO lease (grp, topic, part, owner, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (grp, topic, part) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at`,
+      ).run(this.#group, topic, partition, this.#owner, expires);
+      mine++;
+    }
+  }
+}
+
+/** The smallest string greater than every string starting with `prefix` (topic names are ASCII). */
+function upperBound(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}

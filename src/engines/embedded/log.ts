@@ -1,0 +1,149 @@
+/**
+ * The embedded durable log: the single-node `Bus` on SQLite (`bus.db`, WAL). Kafka semantics on
+ * one file, so components behave the same on Kafka.
+ *
+ * Tables (see `schema.ts`): `record` (topic, part, off) WITHOUT ROWID holds the messages;
+ * `partition_log` the next offset per partition; `committed_offset` per group and partition;
+ * `group_member` and `lease` the live members and who owns which partition; `group_prefix` the
+ * prefixes each group reads (for retention).
+ *
+ * Publishing: one `BEGIN IMMEDIATE` transaction per call; partition = murmur2(key) like Kafka's
+ * default partitioner, round-robin without a key; offsets per partition from 0, +1 each, reserved
+ * from `partition_log` inside the transaction so several processes can append. An unknown topic
+ * fails the whole call (`topic_not_found`): topics are ensured by the admin components.
+ *
+ * Leases: a member heartbeats every TTL/3 (TTL 3 s by default): renews its membership and leases,
+ * takes free or expired leases up to its fair share ceil(partitions / live members), and hands
+ * back leases over its share once their in-flight messages are committed. `stop()` releases all,
+ * so the others take over within a heartbeat; after a crash the leases expire after the TTL.
+ * A commit is written only while the member still owns the lease (fencing).
+ *
+ * Fetching: a batch of up to maxBatch messages across held partitions (starting at a rotating
+ * partition), by offset range from each partition's position, never reading a whole topic; a
+ * message already in flight in this member is never handed out again. Up to maxInFlight messages
+ * in flight over several concurrent batches.
+ *
+ * Commit rule: per partition, the committed offset advances over the contiguous prefix of
+ * messages whose batches completed (so a slow batch holds back only its own partitions' commits).
+ * A failed message (partial batch response, or every message when the handler throws) stops the
+ * commit there; the partition rewinds to it after a pause (retryPauseMs) once nothing later of it
+ * is in flight. At-least-once: anything uncommitted at a crash is redelivered to the next owner.
+ *
+ * notBefore gating: within a partition, fetching stops at the first message not yet due
+ * (head-of-line in that partition only); other partitions keep flowing. The loop sleeps until the
+ * earliest such time, the end of a pause, or the next poll, whichever is first.
+ *
+ * Polling: a publish in this process wakes its consumers at once (in-process event); otherwise
+ * the loop checks `PRAGMA data_version` (changes when another connection commits) with an idle
+ * backoff from minIdleMs to maxIdleMs, so an idle consumer costs almost nothing.
+ *
+ * Retention: every retentionIntervalMs (and on demand with `retention()`), records are deleted
+ * once every recently seen group whose prefixes match the topic has committed past them.
+ */
+import { EventEmitter } from 'node:events';
+import { resolve } from 'node:path';
+import type {
+  Bus,
+  BusMessage,
+  ConsumerHandle,
+  ConsumerOptions,
+  TopicDescription,
+} from '../../common/ports/bus.ts';
+import { appendMessages, type RoundRobin } from './appender.ts';
+import { type ConsumerTuning, EmbeddedConsumer } from './consumer.ts';
+import { deleteConsumedRecords } from './retention.ts';
+import { EmbeddedTopicAdmin } from './topic-admin.ts';
+
+export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
+  /** Partitions of a topic ensured without a count (default 4). */
+  defaultPartitions?: number;
+  /** How often consumed records are deleted (default 60 s); 0 turns the timer off. */
+  retentionIntervalMs?: number;
+  /** Told about failures of background work (retention). */
+  onError?: (err: unknown) => void;
+}
+
+// Consumers of any log instance on the same file in this process hear about appends at once.
+const local = new EventEmitter();
+local.setMaxListeners(0);
+
+/** The embedded durable log: topic administration, publishing and consumer groups on `bus.db`. */
+export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
+  readonly #channel: string;
+  readonly #tuning: ConsumerTuning;
+  readonly #roundRobin: RoundRobin = new Map();
+  readonly #consumers = new Set<EmbeddedConsumer>();
+  readonly #retentionMs: number;
+  readonly #onError: ((err: unknown) => void) | undefined;
+  #retentionTimer: NodeJS.Timeout | undefined;
+
+  constructor(path: string, options: EmbeddedLogOptions = {}) {
+    super(path, options);
+    this.#channel = path === ':memory:' ? `memory:${Math.random()}` : resolve(path);
+    this.#tuning = {
+      leaseTtlMs: options.leaseTtlMs ?? 3000,
+      retryPauseMs: options.retryPauseMs ?? 200,
+      minIdleMs: options.minIdleMs ?? 2,
+      maxIdleMs: options.maxIdleMs ?? 50,
+    };
+    this.#retentionMs = options.retentionIntervalMs ?? 60_000;
+    this.#onError = options.onError;
+  }
+
+  override async ensureTopic(name: string, options: { partitions?: number } = {}): Promise<TopicDescription> {
+    const topic = await super.ensureTopic(name, options);
+    local.emit(`topics:${this.#channel}`);
+    return topic;
+  }
+
+  async publish(messages: BusMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    appendMessages(this.db, messages, this.#roundRobin);
+    local.emit(`append:${this.#channel}`);
+  }
+
+  consume(options: ConsumerOptions): ConsumerHandle {
+    const channel = this.#channel;
+    const consumer = new EmbeddedConsumer(
+      {
+        db: this.db,
+        tuning: this.#tuning,
+        subscribe(onAppend, onTopics) {
+          local.on(`append:${channel}`, onAppend);
+          local.on(`topics:${channel}`, onTopics);
+          return () => {
+            local.off(`append:${channel}`, onAppend);
+            local.off(`topics:${channel}`, onTopics);
+          };
+        },
+        finished: (c) => this.#consumers.delete(c),
+      },
+      options,
+    );
+    this.#consumers.add(consumer);
+    this.#startRetention();
+    return consumer;
+  }
+
+  /** Deletes the records every reading group has committed past; returns how many. */
+  retention(): Promise<number> {
+    return deleteConsumedRecords(this.db);
+  }
+
+  /** Closes the file. Consumers not stopped first are abandoned as in a crash: nothing more is committed. */
+  override async close(): Promise<void> {
+    for (const consumer of this.#consumers) consumer.kill();
+    this.#consumers.clear();
+    clearInterval(this.#retentionTimer);
+    this.#retentionTimer = undefined;
+    await super.close();
+  }
+
+  #startRetention(): void {
+    if (this.#retentionTimer || this.#retentionMs <= 0) return;
+    this.#retentionTimer = setInterval(() => {
+      this.retention().catch((err: unknown) => this.#onError?.(err));
+    }, this.#retentionMs);
+    this.#retentionTimer.unref();
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The delivery client on undici: HTTP/1.1 with keep-alive, connections pooled per origin, TLS 1.3
+ * minimum, the SSRF guard at connect time, no redirects, bounded response reading.
+ *
+ * Decisions the dispatcher relies on:
+ * - `allowInsecure` (WEBHOOKS_DEV) allows `http://` and private/loopback targets; it never weakens
+ *   TLS (certificates are always verified, TLS 1.3 is always the minimum).
+ * - Without it, an `http://` URL or a forbidden address is refused before any packet is sent, as
+ *   kind `forbidden_address` (a policy refusal, not a network fault).
+ * - undici sets the connect timeout per connection, not per request, so the client keeps one
+ *   Agent per distinct `connectMs` (normally one: the default, plus one per partner override).
+ * - `bodyMs` is undici's body timeout: the longest pause between two chunks of the response.
+ *   undici checks all three timeouts on a coarse clock: they fire up to ~1 s late.
+ * - A 3xx is a response like any other; `Location` is never followed.
+ */
+import { getCACertificates } from 'node:tls';
+import { Agent } from 'undici';
+import type { DeliveryClient, DeliveryRequest, DeliveryResult } from '../../common/ports/delivery-client.ts';
+import { describeDeliveryError } from './delivery-errors.ts';
+import { guardedLookup, refuseTarget } from './guarded-lookup.ts';
+import { decodeBody, discardRest, readPrefix } from './response-body.ts';
+
+export const DEFAULT_MAX_CONNECTIONS_PER_ORIGIN = 16;
+export const DEFAULT_USER_AGENT = 'webhooks-platform/0.1';
+
+export interface UndiciDeliveryClientOptions {
+  /** Dev mode (WEBHOOKS_DEV=1): allow `http://` and loopback/private addresses. */
+  allowInsecure: boolean;
+  /** Extra trusted CA certificates (PEM), added to the default root store: a partner's private CA, a test's self-signed cert. */
+  ca?: string | string[];
+  maxConnectionsPerOrigin?: number;
+  /** Sent as `user-agent` unless the request sets one. */
+  userAgent?: string;
+}
+
+/** Sends webhook deliveries over pooled keep-alive connections; one instance per process. */
+export class UndiciDeliveryClient implements DeliveryClient {
+  readonly #allowInsecure: boolean;
+  readonly #ca: string[] | undefined;
+  readonly #connections: number;
+  readonly #userAgent: string;
+  readonly #agents = new Map<number, Agent>();
+  #closed = false;
+
+  constructor(options: UndiciDeliveryClientOptions) {
+    this.#allowInsecure = options.allowInsecure;
+    const extra = options.ca === undefined ? [] : [options.ca].flat();
+    // Passing `ca` replaces Node's trust store, so the defaults (bundled, system, NODE_EXTRA_CA_CERTS) are added back.
+    this.#ca = extra.length === 0 ? undefined : [...getCACertificates('default'), ...extra];
+    this.#connections = options.maxConnectionsPerOrigin ?? DEFAULT_MAX_CONNECTIONS_PER_ORIGIN;
+    this.#userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
+  }
+
+  /** POSTs the body; never throws: every failure becomes a classified `{ ok: false }` result. */
+  async send(request: DeliveryRequest): Promise<DeliveryResult> {
+    const started = performance.now();
+    const elapsed = (): number => Math.round(performance.now() - started);
+    const url = URL.parse(request.url);
+    if (url === null) {
+      return { ok: false, kind: 'network', message: 'the delivery URL is not a valid URL', latencyMs: 0 };
+    }
+    const refused = refuseTarget(url, this.#allowInsecure);
+    if (refused !== undefined) {
+      return { ok: false, kind: 'forbidden_address', message: refused, latencyMs: 0 };
+    }
+    try {
+      const response = await this.#agentFor(request.timeouts.connectMs).request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method: 'POST',
+        headers: { 'user-agent': this.#userAgent, ...request.headers },
+        body: request.body,
+        headersTimeout: request.timeouts.headersMs,
+        bodyTimeout: request.timeouts.bodyMs,
+      });
+      const bytes = await readPrefix(response.body, request.maxResponseBytes);
+      const latencyMs = elapsed();
+      await discardRest(response.body, bytes.length);
+      // undici hands a socket back to the pool one event-loop turn after the response ends; waiting
+      // for it lets a caller's next send to this origin reuse the connection instead of opening another.
+      await new Promise((resolve) => setImmediate(resolve));
+      return {
+        ok: true,
+        status: response.statusCode,
+        headers: flattenHeaders(response.headers),
+        body: decodeBody(bytes, bytes.length >= request.maxResponseBytes),
+        latencyMs,
+      };
+    } catch (err) {
+      return { ok: false, ...describeDeliveryError(err, request.timeouts), latencyMs: elapsed() };
+    }
+  }
+
+  /** Closes every pooled connection; later sends fail with kind `network`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const agents = [...this.#agents.values()];
+    this.#agents.clear();
+    await Promise.all(agents.map((agent) => agent.close()));
+  }
+
+  #agentFor(connectMs: number): Agent {
+    if (this.#closed)
+      throw Object.assign(new Error('the delivery client is closed'), { code: 'UND_ERR_CLOSED' });
+    let agent = this.#agents.get(connectMs);
+    if (agent === undefined) {
+      agent = new Agent({
+        connections: this.#connections,
+        allowH2: false,
+        connect: {
+          timeout: connectMs,
+          minVersion: 'TLSv1.3',
+          lookup: guardedLookup(this.#allowInsecure),
+          ...(this.#ca === undefined ? {} : { ca: this.#ca }),
+        },
+      });
+      this.#agents.set(connectMs, agent);
+    }
+    return agent;
+  }
+}
+
+/** Lower-case names; repeated headers joined with ", " (HTTP's list syntax). */
+function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    flat[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return flat;
+}

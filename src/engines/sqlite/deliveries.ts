@@ -1,0 +1,146 @@
+/**
+ * `event_delivery_status` and `delivery_attempt` in SQLite. This is the dispatcher's hot path, so
+ * every fixed statement is prepared once, and updates are applied inside SQLite as a JSON merge
+ * patch (`json_patch`) instead of a read-modify-write round trip.
+ */
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { ConflictError, NotFoundError } from '../../common/errors.ts';
+import type { DeliveryAttempt, DeliveryRecord } from '../../common/model.ts';
+import type { DeliveryFilter, DeliveryRepository, Page, PageRequest } from '../../common/ports/store.ts';
+import { type Condition, listByTime, StatementCache } from './paging.ts';
+
+/** Fields fixed at creation: an update carrying them leaves them as they were. */
+const IMMUTABLE = new Set([
+  'id',
+  'eventId',
+  'eventSource',
+  'eventType',
+  'subscriptionId',
+  'partnerId',
+  'createdAt',
+]);
+/** Fields every record has: `undefined` for them means "unchanged", never "remove". */
+const REQUIRED = new Set(['status', 'attempts', 'updatedAt']);
+
+type DeliveryUpdate = Partial<DeliveryRecord> & { updatedAt: string };
+
+/**
+ * The update as an RFC 7396 merge patch: an optional field given as `undefined` becomes `null`,
+ * which removes it (e.g. `nextAttemptAt` once the delivery succeeded).
+ */
+function mergePatch(update: DeliveryUpdate): string {
+  const patch: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(update)) {
+    if (IMMUTABLE.has(field)) continue;
+    if (value === undefined) {
+      if (!REQUIRED.has(field)) patch[field] = null;
+    } else patch[field] = value;
+  }
+  return JSON.stringify(patch);
+}
+
+/** The SQLite implementation of the delivery repository. */
+export class SqliteDeliveries implements DeliveryRepository {
+  readonly #db: DatabaseSync;
+  readonly #lists: StatementCache;
+  readonly #insert: StatementSync;
+  readonly #get: StatementSync;
+  readonly #patch: StatementSync;
+  readonly #insertAttempt: StatementSync;
+  readonly #attempts: StatementSync;
+  readonly #begin: StatementSync;
+  readonly #commit: StatementSync;
+  readonly #rollback: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#lists = new StatementCache(db);
+    this.#insert = db.prepare(
+      `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    );
+    this.#get = db.prepare('SELECT doc FROM event_delivery_status WHERE id = ?');
+    this.#patch = db.prepare(
+      `UPDATE event_delivery_status SET doc = json_patch(doc, ?), status = coalesce(?, status) WHERE id = ?`,
+    );
+    this.#insertAttempt = db.prepare(
+      'INSERT INTO delivery_attempt (delivery_id, attempt, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    this.#attempts = db.prepare('SELECT doc FROM delivery_attempt WHERE delivery_id = ? ORDER BY attempt');
+    this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#commit = db.prepare('COMMIT');
+    this.#rollback = db.prepare('ROLLBACK');
+  }
+
+  async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
+    const doc = JSON.stringify(record);
+    const { changes } = this.#insert.run(
+      record.id,
+      record.eventId,
+      record.subscriptionId,
+      record.partnerId,
+      record.status,
+      record.createdAt,
+      doc,
+    );
+    if (changes > 0) return JSON.parse(doc) as DeliveryRecord;
+    return this.#read(record.id) ?? (JSON.parse(doc) as DeliveryRecord);
+  }
+
+  async get(id: string): Promise<DeliveryRecord | undefined> {
+    return this.#read(id);
+  }
+
+  /** Conflict `already_exists` when this attempt number is already recorded; then nothing changes. */
+  async recordAttempt(attempt: DeliveryAttempt, update: DeliveryUpdate): Promise<void> {
+    this.#begin.run();
+    try {
+      this.#apply(attempt.deliveryId, update);
+      const { changes } = this.#insertAttempt.run(
+        attempt.deliveryId,
+        attempt.attempt,
+        JSON.stringify(attempt),
+      );
+      if (changes === 0) {
+        throw new ConflictError(
+          'already_exists',
+          `attempt ${attempt.attempt} of delivery ${attempt.deliveryId} is already recorded`,
+        );
+      }
+      this.#commit.run();
+    } catch (err) {
+      if (this.#db.isTransaction) this.#rollback.run();
+      throw err;
+    }
+  }
+
+  async patch(id: string, update: DeliveryUpdate): Promise<void> {
+    this.#apply(id, update);
+  }
+
+  async list(filter: DeliveryFilter, page: PageRequest = {}): Promise<Page<DeliveryRecord>> {
+    const conditions: Condition[] = [];
+    if (filter.eventId !== undefined) conditions.push({ clause: 'event_id = ?', value: filter.eventId });
+    if (filter.subscriptionId !== undefined)
+      conditions.push({ clause: 'subscription_id = ?', value: filter.subscriptionId });
+    if (filter.partnerId !== undefined)
+      conditions.push({ clause: 'partner_id = ?', value: filter.partnerId });
+    if (filter.status !== undefined) conditions.push({ clause: 'status = ?', value: filter.status });
+    return listByTime(this.#lists, { table: 'event_delivery_status', order: 'desc' }, conditions, page);
+  }
+
+  async attempts(deliveryId: string): Promise<DeliveryAttempt[]> {
+    const rows = this.#attempts.all(deliveryId) as Array<{ doc: string }>;
+    return rows.map((r) => JSON.parse(r.doc) as DeliveryAttempt);
+  }
+
+  #apply(id: string, update: DeliveryUpdate): void {
+    const { changes } = this.#patch.run(mergePatch(update), update.status ?? null, id);
+    if (changes === 0) throw new NotFoundError('not_found', `delivery ${id} not found`);
+  }
+
+  #read(id: string): DeliveryRecord | undefined {
+    const row = this.#get.get(id) as { doc: string } | undefined;
+    return row ? (JSON.parse(row.doc) as DeliveryRecord) : undefined;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * `idempotency_ledger` in SQLite. A claim is one conditional upsert: SQLite runs it under its single
+ * write lock, so of any number of concurrent claimers (threads or processes) exactly one wins.
+ */
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { LedgerEntry } from '../../common/model.ts';
+import type { IdempotencyLedger } from '../../common/ports/store.ts';
+
+interface LedgerRow {
+  key: string;
+  status: LedgerEntry['status'];
+  expires_at: number;
+  updated_at: number;
+}
+
+/** A claim can lose to a concurrent release or completion between its two statements; try again. */
+const CLAIM_TRIES = 3;
+
+/** The SQLite implementation of the idempotency ledger. */
+export class SqliteLedger implements IdempotencyLedger {
+  readonly #claim: StatementSync;
+  readonly #complete: StatementSync;
+  readonly #release: StatementSync;
+  readonly #get: StatementSync;
+  readonly #purge: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    // Inserts when absent; takes over only a lapsed IN_PROGRESS claim; otherwise changes nothing.
+    this.#claim = db.prepare(
+      `INSERT INTO idempotency_ledger (key, status, expires_at, updated_at) VALUES (?1, 'IN_PROGRESS', ?2, ?3)
+       ON CONFLICT (key) DO UPDATE SET status = 'IN_PROGRESS', expires_at = ?2, updated_at = ?3
+       WHERE status = 'IN_PROGRESS' AND expires_at <= ?3`,
+    );
+    this.#complete = db.prepare(
+      `INSERT INTO idempotency_ledger (key, status, expires_at, updated_at) VALUES (?1, 'COMPLETED', ?2, ?3)
+       ON CONFLICT (key) DO UPDATE SET status = 'COMPLETED', expires_at = ?2, updated_at = ?3`,
+    );
+    this.#release = db.prepare(`DELETE FROM idempotency_ledger WHERE key = ? AND status = 'IN_PROGRESS'`);
+    this.#get = db.prepare(
+      'SELECT key, status, expires_at, updated_at FROM idempotency_ledger WHERE key = ?',
+    );
+    this.#purge = db.prepare('DELETE FROM idempotency_ledger WHERE expires_at < ?');
+  }
+
+  async claim(key: string, leaseMs: number, now: number): Promise<'claimed' | 'completed' | 'busy'> {
+    for (let i = 0; i < CLAIM_TRIES; i++) {
+      if (this.#claim.run(key, now + leaseMs, now).changes > 0) return 'claimed';
+      const row = this.#row(key);
+      if (row?.status === 'COMPLETED') return 'completed';
+      if (row && row.expires_at > now) return 'busy';
+    }
+    return 'busy';
+  }
+
+  async complete(key: string, ttlMs: number, now: number): Promise<void> {
+    this.#complete.run(key, now + ttlMs, now);
+  }
+
+  async release(key: string): Promise<void> {
+    this.#release.run(key);
+  }
+
+  async get(key: string): Promise<LedgerEntry | undefined> {
+    const row = this.#row(key);
+    return row
+      ? { key: row.key, status: row.status, expiresAt: row.expires_at, updatedAt: row.updated_at }
+      : undefined;
+  }
+
+  async purge(now: number): Promise<number> {
+    return Number(this.#purge.run(now).changes);
+  }
+
+  #row(key: string): LedgerRow | undefined {
+    return this.#get.get(key) as LedgerRow | undefined;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * The SQLite store's schema, one migration per entry, applied in order and tracked in
+ * `PRAGMA user_version`. Append only: an entry that has shipped is never edited, so every existing
+ * database upgrades by running the entries it has not seen.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE event_schema (
+     domain TEXT NOT NULL, event TEXT NOT NULL, version INTEGER NOT NULL,
+     id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, revision INTEGER NOT NULL, doc TEXT NOT NULL,
+     PRIMARY KEY (domain, event, version)) WITHOUT ROWID;
+   CREATE TABLE partner (
+     id TEXT PRIMARY KEY, status TEXT NOT NULL, revision INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+   CREATE TABLE partner_event_subscription (
+     id TEXT PRIMARY KEY, partner_id TEXT NOT NULL, domain TEXT NOT NULL, event TEXT NOT NULL,
+     status TEXT NOT NULL, revision INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX subscription_by_event ON partner_event_subscription (domain, event, id);
+   CREATE INDEX subscription_by_partner ON partner_event_subscription (partner_id, id);`,
+  // v2: delivery records, their attempts, the idempotency ledger and dead letters. Every listing
+  // filter has an index ending in (created_at, id), the listing order, so a page is an index range.
+  // Deliveries are written on the hot path, where each index costs a WAL page per write: `status`
+  // rides in the time index (checked there without reading the row) instead of an index of its own.
+  `CREATE TABLE event_delivery_status (
+     id TEXT PRIMARY KEY, event_id TEXT NOT NULL, subscription_id TEXT NOT NULL, partner_id TEXT NOT NULL,
+     status TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX delivery_by_time ON event_delivery_status (created_at, id, status);
+   CREATE INDEX delivery_by_event ON event_delivery_status (event_id, created_at, id);
+   CREATE INDEX delivery_by_subscription ON event_delivery_status (subscription_id, created_at, id);
+   CREATE INDEX delivery_by_partner ON event_delivery_status (partner_id, created_at, id);
+   CREATE TABLE delivery_attempt (
+     delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, doc TEXT NOT NULL,
+     PRIMARY KEY (delivery_id, attempt)) WITHOUT ROWID;
+   CREATE TABLE idempotency_ledger (
+     key TEXT PRIMARY KEY, status TEXT NOT NULL, expires_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX ledger_by_expiry ON idempotency_ledger (expires_at);
+   CREATE TABLE dead_letter (
+     id TEXT PRIMARY KEY, stage TEXT NOT NULL, event_id TEXT, subscription_id TEXT,
+     created_at TEXT NOT NULL, redriven_at TEXT, doc TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX dead_letter_by_time ON dead_letter (created_at, id);
+   CREATE INDEX dead_letter_by_stage ON dead_letter (stage, created_at, id);
+   CREATE INDEX dead_letter_by_event ON dead_letter (event_id, created_at, id);
+   CREATE INDEX dead_letter_by_subscription ON dead_letter (subscription_id, created_at, id);
+   CREATE INDEX dead_letter_pending ON dead_letter (created_at, id) WHERE redriven_at IS NULL;`,
+];

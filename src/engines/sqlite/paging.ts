@@ -1,0 +1,86 @@
+/**
+ * Listing helpers shared by the SQLite repositories: page limits, cursors, and time-ordered pages
+ * of JSON documents whose statements are compiled once per filter shape.
+ */
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import { ValidationError } from '../../common/errors.ts';
+import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, type Page } from '../../common/ports/store.ts';
+import { decodeCursor, encodeCursor } from './database.ts';
+
+/** The page size to use: the default when absent, clamped to 1..MAX_PAGE_LIMIT otherwise. */
+export function pageLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
+  return Math.max(1, Math.min(MAX_PAGE_LIMIT, Math.floor(limit)));
+}
+
+/** The error for a cursor this store did not issue (or issued for another listing). */
+export function invalidCursor(): ValidationError {
+  return new ValidationError('cursor_invalid', 'the page cursor is not valid', {
+    details: [{ field: 'cursor', message: 'not a cursor returned by this listing' }],
+  });
+}
+
+/** Prepared statements by SQL text, so each filter combination of a listing is compiled once. */
+export class StatementCache {
+  readonly #db: DatabaseSync;
+  readonly #bySql = new Map<string, StatementSync>();
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  get(sql: string): StatementSync {
+    let statement = this.#bySql.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#bySql.set(sql, statement);
+    }
+    return statement;
+  }
+}
+
+/** One condition of a listing (callers pass only the filters that are set); `value` binds its `?`. */
+export interface Condition {
+  clause: string;
+  value?: SQLInputValue;
+}
+
+/** Which table, and in which direction of (created_at, id) to list it. */
+export interface TimeListing {
+  table: string;
+  order: 'asc' | 'desc';
+}
+
+/**
+ * Rows of `doc` JSON ordered by (created_at, id), one page at a time. Ties on created_at are broken
+ * by id, and the cursor holds both, so paging is stable even when many rows share a timestamp.
+ */
+export function listByTime<T extends { createdAt: string; id: string }>(
+  statements: StatementCache,
+  listing: TimeListing,
+  conditions: Condition[],
+  page: { limit?: number; cursor?: string },
+): Page<T> {
+  const limit = pageLimit(page.limit);
+  const clauses: string[] = [];
+  const params: SQLInputValue[] = [];
+  for (const condition of conditions) {
+    clauses.push(condition.clause);
+    if (condition.value !== undefined) params.push(condition.value);
+  }
+  if (page.cursor !== undefined) {
+    const after = decodeCursor(page.cursor);
+    if (after?.length !== 2 || typeof after[0] !== 'string' || typeof after[1] !== 'string') {
+      throw invalidCursor();
+    }
+    clauses.push(`(created_at, id) ${listing.order === 'desc' ? '<' : '>'} (?, ?)`);
+    params.push(after[0], after[1]);
+  }
+  const where = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
+  const direction = listing.order === 'desc' ? 'DESC' : 'ASC';
+  const sql = `SELECT doc FROM ${listing.table} ${where} ORDER BY created_at ${direction}, id ${direction} LIMIT ?`;
+  const rows = statements.get(sql).all(...params, limit + 1) as Array<{ doc: string }>;
+  const items = rows.slice(0, limit).map((r) => JSON.parse(r.doc) as T);
+  const last = items.at(-1);
+  return rows.length > limit && last ? { items, next: encodeCursor([last.createdAt, last.id]) } : { items };
+}

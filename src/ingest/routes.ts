@@ -1,0 +1,21 @@
+/** HTTP route of event ingest: `POST /events` (CloudEvents structured, binary or batch mode). */
+import { json, type Route } from '../common/http.ts';
+import type { EventIngest } from './service.ts';
+
+export function ingestRoutes(ingest: EventIngest): Route[] {
+  return [
+    {
+      method: 'POST',
+      path: '/events',
+      tag: 'events',
+      rawBody: true,
+      summary:
+        'Publish CloudEvents: structured (application/cloudevents+json or application/json), binary (ce-* headers) or batch (application/cloudevents-batch+json); 202 without waiting for delivery',
+      responses: { '202': 'accepted', '400': 'not a valid CloudEvent', '422': 'no ACTIVE schema for the event type' },
+      handler: async (req) => {
+        const accepted = await ingest.ingest(req.headers['content-type'], req.headers, req.rawBody);
+        return json(202, { accepted });
+      },
+    },
+  ];
+}

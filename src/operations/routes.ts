@@ -1,0 +1,49 @@
+/** HTTP routes of operations: deliveries, dead letters, redrive. */
+import { json, type Route } from '../common/http.ts';
+import { queryObject, readPage } from '../common/input.ts';
+import type { Operations } from './service.ts';
+
+export function operationsRoutes(ops: Operations): Route[] {
+  const tag = 'operations';
+  return [
+    {
+      method: 'GET',
+      path: '/admin/deliveries',
+      tag,
+      summary: 'Deliveries with their attempts (?eventId=&subscriptionId=&partnerId=&status=&limit=&cursor=), newest first',
+      handler: async (req) => {
+        const query = queryObject(req.query, ['eventId', 'subscriptionId', 'partnerId', 'status']);
+        const page = await ops.deliveries(query, readPage(req.query));
+        return json(200, { items: page.items, next: page.next ?? null });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/dlq',
+      tag,
+      summary: 'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&pending=true|false), oldest first',
+      handler: async (req) => {
+        const query = queryObject(req.query, ['stage', 'subscriptionId', 'eventId', 'pending']);
+        const page = await ops.deadLetters(query, readPage(req.query));
+        return json(200, { items: page.items, next: page.next ?? null });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/dlq/redrive',
+      tag,
+      summary: 'Re-enqueue pending dead letters by subscription, event, stage, or all; history is kept',
+      requestSchema: {
+        type: 'object',
+        properties: {
+          subscriptionId: { type: 'string' },
+          eventId: { type: 'string' },
+          stage: { enum: ['processor', 'dispatcher'] },
+          all: { type: 'boolean' },
+        },
+        additionalProperties: false,
+      },
+      handler: async (req) => json(200, await ops.redrive(req.body)),
+    },
+  ];
+}

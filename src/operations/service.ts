@@ -1,0 +1,131 @@
+/**
+ * Operations: the delivery record (`GET /admin/deliveries`, attempts included), the dead letters
+ * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
+ */
+import { HEADERS } from '../common/bus-headers.ts';
+import { ValidationError } from '../common/errors.ts';
+import { InputReader } from '../common/input.ts';
+import type { DeadLetterRecord, DeliveryAttempt, DeliveryRecord } from '../common/model.ts';
+import type { BusMessage } from '../common/ports/bus.ts';
+import type {
+  DeadLetterFilter,
+  DeadLetterRepository,
+  DeliveryRepository,
+  Page,
+  PageRequest,
+} from '../common/ports/store.ts';
+
+export interface OperationsDeps {
+  deliveries: DeliveryRepository;
+  deadLetters: DeadLetterRepository;
+  publish: (messages: BusMessage[]) => Promise<void>;
+  clock: () => Date;
+}
+
+const DELIVERY_STATUSES = ['PENDING', 'SUCCESS', 'FAILED'] as const;
+const STAGES = ['processor', 'dispatcher'] as const;
+const REDRIVE_BATCH = 500;
+
+/** Read the delivery record, inspect and redrive dead letters. */
+export class Operations {
+  readonly #deps: OperationsDeps;
+
+  constructor(deps: OperationsDeps) {
+    this.#deps = deps;
+  }
+
+  /** Deliveries (newest first) with their attempts. */
+  async deliveries(
+    query: Record<string, string>,
+    page: PageRequest,
+  ): Promise<Page<DeliveryRecord & { attemptLog: DeliveryAttempt[] }>> {
+    const input = new InputReader(query, ['eventId', 'subscriptionId', 'partnerId', 'status']);
+    const status = input.oneOf('status', DELIVERY_STATUSES);
+    input.done('the query is invalid');
+    const found = await this.#deps.deliveries.list(
+      { eventId: query.eventId, subscriptionId: query.subscriptionId, partnerId: query.partnerId, status },
+      page,
+    );
+    const items = await Promise.all(
+      found.items.map(async (d) => ({ ...d, attemptLog: await this.#deps.deliveries.attempts(d.id) })),
+    );
+    return found.next ? { items, next: found.next } : { items };
+  }
+
+  /** Dead letters, oldest first. */
+  async deadLetters(query: Record<string, string>, page: PageRequest): Promise<Page<DeadLetterRecord>> {
+    const filter = readDeadLetterFilter(query, ['stage', 'subscriptionId', 'eventId', 'pending']);
+    return this.#deps.deadLetters.list(filter, page);
+  }
+
+  /**
+   * Re-publishes pending dead letters matching the filter to the topic they came from, marks them
+   * redriven (they stay listed) and sets their deliveries back to PENDING.
+   */
+  async redrive(body: unknown): Promise<{ redriven: number; ids: string[] }> {
+    const input = new InputReader(body ?? {}, ['stage', 'subscriptionId', 'eventId', 'all']);
+    const stage = input.oneOf('stage', STAGES);
+    const subscriptionId = input.string('subscriptionId');
+    const eventId = input.string('eventId');
+    const all = input.boolean('all');
+    input.done('the redrive request is invalid');
+    if (!all && subscriptionId === undefined && eventId === undefined && stage === undefined) {
+      throw new ValidationError('redrive_scope_missing', 'say what to redrive: subscriptionId, eventId, stage, or all: true', {
+        details: [{ field: 'all', message: 'set all: true to redrive every pending dead letter' }],
+      });
+    }
+    const filter: DeadLetterFilter = {
+      pending: true,
+      ...(stage ? { stage } : {}),
+      ...(subscriptionId ? { subscriptionId } : {}),
+      ...(eventId ? { eventId } : {}),
+    };
+    const ids: string[] = [];
+    // Each round takes the first page of what is still pending: redriven entries drop out of it.
+    for (;;) {
+      const { items } = await this.#deps.deadLetters.list(filter, { limit: REDRIVE_BATCH });
+      if (items.length === 0) break;
+      const now = this.#deps.clock().toISOString();
+      await this.#deps.publish(
+        items.map((d) => ({
+          topic: d.topic,
+          ...(d.key !== undefined ? { key: d.key } : {}),
+          value: d.value,
+          headers: { 'x-webhooks-redrive': d.id, [HEADERS.originTopic]: d.topic },
+        })),
+      );
+      for (const d of items) {
+        await this.#deps.deadLetters.markRedriven(d.id, now);
+        const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
+        if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
+          await this.#deps.deliveries.patch(deliveryId, { status: 'PENDING', updatedAt: now });
+        }
+        ids.push(d.id);
+      }
+      if (items.length < REDRIVE_BATCH) break;
+    }
+    return { redriven: ids.length, ids };
+  }
+}
+
+function readDeadLetterFilter(query: Record<string, string>, allowed: string[]): DeadLetterFilter {
+  const input = new InputReader(query, allowed);
+  const stage = input.oneOf('stage', STAGES);
+  const pending = input.oneOf('pending', ['true', 'false'] as const);
+  input.done('the query is invalid');
+  return {
+    ...(stage ? { stage } : {}),
+    ...(query.subscriptionId ? { subscriptionId: query.subscriptionId } : {}),
+    ...(query.eventId ? { eventId: query.eventId } : {}),
+    ...(pending ? { pending: pending === 'true' } : {}),
+  };
+}
+
+function deliveryIdOf(value: string): string | undefined {
+  try {
+    const task = JSON.parse(value) as { deliveryId?: unknown };
+    return typeof task.deliveryId === 'string' ? task.deliveryId : undefined;
+  } catch {
+    return undefined;
+  }
+}

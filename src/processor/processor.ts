@@ -1,0 +1,283 @@
+/**
+ * Event Processor & Filter (plan §3). Takes a batch of ingress records and returns the partial
+ * batch response: deserialize, resolve the schema (read-through cache), validate `data`, match
+ * subscriptions and filters, map and enrich, publish one delivery task per match to its egress topic
+ * and write the idempotency marker. Transient failures go to the retry topic, permanent ones to the DLQ.
+ */
+import { HEADERS } from '../common/bus-headers.ts';
+import type { DeadLetterInput, DeadLetterSink } from '../common/dead-letter-sink.ts';
+import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
+import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
+import { isWebhooksError } from '../common/errors.ts';
+import { matchesFilter } from '../common/filter.ts';
+import type { ValidatorCache } from '../common/json-schema.ts';
+import type { JsonObject, JsonValue } from '../common/json.ts';
+import type { Logger } from '../common/log.ts';
+import { applyMapping, type MappingDocument } from '../common/mapping.ts';
+import type { MetricsRegistry } from '../common/metrics.ts';
+import type { SubscriptionRecord } from '../common/model.ts';
+import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
+import type { IdempotencyLedger } from '../common/ports/store.ts';
+import type { ProcessorLookups } from './lookups.ts';
+import { processorRetryMessage } from './retry.ts';
+
+export const PROCESSOR_TOPIC_PREFIXES = ['ingress.', 'retry.processor.'];
+
+export interface ProcessorDeps {
+  lookups: ProcessorLookups;
+  validators: ValidatorCache;
+  publish: (messages: BusMessage[]) => Promise<void>;
+  deadLetters: DeadLetterSink;
+  /** Idempotency markers (absent when the ledger is off). */
+  ledger?: IdempotencyLedger;
+  markerTtlMs: number;
+  /** Processor retries of transient failures before the DLQ. */
+  maxAttempts: number;
+  /** Delay before a transient failure is tried again. */
+  retryDelayMs: number;
+  metrics: MetricsRegistry;
+  logger: Logger;
+  clock: () => Date;
+}
+
+/** A failure that decides where a record goes. */
+class Permanent extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** What one record became. */
+export type RecordOutcome =
+  | { kind: 'published'; tasks: number }
+  | { kind: 'duplicate' }
+  | { kind: 'retry'; error: string }
+  | { kind: 'dlq'; reason: string; error: string };
+
+/** The processor core: pure orchestration over small ports, shared by every runtime. */
+export class EventProcessor {
+  readonly #deps: ProcessorDeps;
+  readonly #processed;
+  readonly #toRetry;
+  readonly #toDlq;
+  readonly #tasks;
+
+  constructor(deps: ProcessorDeps) {
+    this.#deps = deps;
+    this.#processed = deps.metrics.counter('events_processed', 'Events the processor handled (any outcome)');
+    this.#toRetry = deps.metrics.counter('events_to_retry', 'Events sent to the processor retry topic');
+    this.#toDlq = deps.metrics.counter('events_to_dlq', 'Events or deliveries sent to the processor DLQ', ['reason']);
+    this.#tasks = deps.metrics.counter('delivery_tasks_published', 'Delivery tasks published to egress topics');
+  }
+
+  /** Processes a batch; the outcome lists the records that must be redelivered (partial batch response). */
+  async processBatch(batch: ConsumedMessage[]): Promise<BatchOutcome & { outcomes: RecordOutcome[] }> {
+    const out: BusMessage[] = [];
+    const dead: DeadLetterInput[] = [];
+    const markers: string[] = [];
+    const seen = new Set<string>();
+    const outcomes: RecordOutcome[] = [];
+    for (const message of batch) {
+      const outcome = await this.#processRecord(message, out, dead, markers, seen);
+      outcomes.push(outcome);
+      this.#processed.inc();
+      if (outcome.kind === 'retry') this.#toRetry.inc();
+    }
+    try {
+      // One publish for the whole batch (tasks, retries); then markers: a crash in between means
+      // redelivery, and the dispatcher's ledger (deterministic delivery ids) absorbs the repeat.
+      await this.#deps.publish(out);
+      await this.#deps.deadLetters.send(dead);
+      if (this.#deps.ledger) {
+        const now = this.#deps.clock().getTime();
+        for (const key of markers) await this.#deps.ledger.complete(key, this.#deps.markerTtlMs, now);
+      }
+    } catch (err) {
+      this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', { err });
+      return { failed: batch, outcomes };
+    }
+    return { failed: [], outcomes };
+  }
+
+  async #processRecord(
+    message: ConsumedMessage,
+    out: BusMessage[],
+    dead: DeadLetterInput[],
+    markers: string[],
+    seen: Set<string>,
+  ): Promise<RecordOutcome> {
+    const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
+    const originTopic = message.headers[HEADERS.originTopic] ?? message.topic;
+    let envelope: EventEnvelope | undefined;
+    try {
+      envelope = parseStructuredEvent(JSON.parse(message.value));
+      const marker = `event:${envelope.source}:${envelope.id}`;
+      if (seen.has(marker) || (await this.#isDone(marker))) return { kind: 'duplicate' };
+      const tasks = await this.#fanOut(envelope, message, dead);
+      out.push(...tasks);
+      seen.add(marker);
+      markers.push(marker);
+      return { kind: 'published', tasks: tasks.length };
+    } catch (err) {
+      const error = describe(err);
+      if (err instanceof Permanent || (isWebhooksError(err) && err.kind !== 'unavailable' && err.kind !== 'internal') || err instanceof SyntaxError) {
+        const reason = err instanceof Permanent ? err.reason : err instanceof SyntaxError ? 'invalid_json' : (err as { code: string }).code;
+        this.#toDlq.inc({ reason });
+        dead.push(deadLetterFor(message, originTopic, reason, error, attempt + 1, envelope));
+        return { kind: 'dlq', reason, error };
+      }
+      if (attempt + 1 >= this.#deps.maxAttempts) {
+        this.#toDlq.inc({ reason: 'retries_exhausted' });
+        dead.push(deadLetterFor(message, originTopic, 'retries_exhausted', error, attempt + 1, envelope));
+        return { kind: 'dlq', reason: 'retries_exhausted', error };
+      }
+      this.#deps.logger.warn('transient processor failure; event goes to the retry topic', { error, attempt });
+      out.push(
+        processorRetryMessage(message, originTopic, attempt + 1, error, this.#deps.clock().getTime(), this.#deps.retryDelayMs),
+      );
+      return { kind: 'retry', error };
+    }
+  }
+
+  async #isDone(marker: string): Promise<boolean> {
+    return (await this.#deps.ledger?.get(marker))?.status === 'COMPLETED';
+  }
+
+  /** Validates the event and builds one task per matching subscription. */
+  async #fanOut(envelope: EventEnvelope, message: ConsumedMessage, dead: DeadLetterInput[]): Promise<BusMessage[]> {
+    const { domain, event } = envelope;
+    const version = envelope.schemaVersion ?? versionFromTopic(message.headers[HEADERS.originTopic] ?? message.topic);
+    if (version === undefined) throw new Permanent('schema_version_missing', 'the event names no schema version');
+    const schema = await this.#deps.lookups.schema(domain, event, version);
+    if (!schema) throw new Permanent('schema_unknown', `no schema ${domain}.${event} v${version}`);
+    if (schema.status !== 'ACTIVE') throw new Permanent('schema_inactive', `schema ${domain}.${event} v${version} is INACTIVE`);
+    const problems = this.#deps.validators.validate(`${schema.id}:${schema.fingerprint}`, schema.schema, envelope.data);
+    if (problems.length > 0) {
+      throw new Permanent(
+        'data_invalid',
+        `data does not match ${domain}.${event} v${version}: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
+      );
+    }
+    const subscriptions = await this.#deps.lookups.subscriptions(domain, event);
+    const eventAttributes = attributesOf(envelope);
+    const now = this.#deps.clock().getTime();
+    const ingestedAt = Number(message.headers[HEADERS.ingestedAt] ?? message.timestamp);
+    const tasks: BusMessage[] = [];
+    for (const sub of subscriptions) {
+      if (sub.schemaVersion !== undefined && sub.schemaVersion !== version) continue;
+      if (sub.filter && !matchesFilter(sub.filter, { data: envelope.data, event: eventAttributes })) continue;
+      const deliveryId = deliveryIdFor(envelope.source, envelope.id, sub.id);
+      let payload: JsonValue;
+      try {
+        payload = await this.#payloadFor(sub, envelope, eventAttributes);
+      } catch (err) {
+        if (!isWebhooksError(err) || err.kind === 'unavailable') throw err;
+        // A mapping that fails for this event dead-letters this subscription's delivery only.
+        this.#toDlq.inc({ reason: 'mapping_failed' });
+        dead.push({
+          stage: 'processor',
+          reason: 'mapping_failed',
+          lastError: describe(err),
+          attempts: 1,
+          eventId: envelope.id,
+          eventType: envelope.type,
+          subscriptionId: sub.id,
+          partnerId: sub.partnerId,
+          topic: message.headers[HEADERS.originTopic] ?? message.topic,
+          ...(message.key !== undefined ? { key: message.key } : {}),
+          value: message.value,
+        });
+        continue;
+      }
+      const task: DeliveryTask = {
+        v: 1,
+        deliveryId,
+        subscriptionId: sub.id,
+        partnerId: sub.partnerId,
+        event: {
+          id: envelope.id,
+          source: envelope.source,
+          type: envelope.type,
+          ...(envelope.time ? { time: envelope.time } : {}),
+          ...(envelope.subject ? { subject: envelope.subject } : {}),
+          correlationId: envelope.correlationId,
+          ...(envelope.traceparent ? { traceparent: envelope.traceparent } : {}),
+          ...(envelope.tracestate ? { tracestate: envelope.tracestate } : {}),
+        },
+        payload,
+        attempt: 0,
+        createdAt: now,
+        ingestedAt,
+      };
+      tasks.push({ topic: sub.egressTopic, key: sub.id, value: JSON.stringify(task) });
+    }
+    this.#tasks.inc(undefined, tasks.length);
+    return tasks;
+  }
+
+  /** The partner payload: the event's data, or the mapping's output (enriched with the partner). */
+  async #payloadFor(sub: SubscriptionRecord, envelope: EventEnvelope, event: JsonObject): Promise<JsonValue> {
+    if (!sub.mapping) return envelope.data;
+    const partner = await this.#deps.lookups.partner(sub.partnerId);
+    const partnerInfo = partner
+      ? { id: partner.id, name: partner.name, metadata: partner.metadata, ...(partner.contactEmail ? { contactEmail: partner.contactEmail } : {}) }
+      : undefined;
+    return applyMapping(sub.mapping as unknown as MappingDocument, {
+      data: envelope.data,
+      event,
+      ...(partnerInfo ? { partner: partnerInfo } : {}),
+    });
+  }
+}
+
+/** CloudEvents attributes (without data) as filters and mappings see them under `$event.`. */
+function attributesOf(envelope: EventEnvelope): JsonObject {
+  const attrs: JsonObject = {
+    id: envelope.id,
+    source: envelope.source,
+    type: envelope.type,
+    specversion: envelope.specversion,
+    domain: envelope.domain,
+    event: envelope.event,
+    correlationid: envelope.correlationId,
+    ...envelope.extensions,
+  };
+  if (envelope.time) attrs.time = envelope.time;
+  if (envelope.subject) attrs.subject = envelope.subject;
+  if (envelope.schemaVersion !== undefined) attrs.schemaversion = envelope.schemaVersion;
+  return attrs;
+}
+
+function versionFromTopic(topic: string): number | undefined {
+  const m = /\.v(\d+)$/.exec(topic);
+  return m ? Number(m[1]) : undefined;
+}
+
+function deadLetterFor(
+  message: ConsumedMessage,
+  topic: string,
+  reason: string,
+  error: string,
+  attempts: number,
+  envelope: EventEnvelope | undefined,
+): DeadLetterInput {
+  return {
+    stage: 'processor',
+    reason,
+    lastError: error,
+    attempts,
+    ...(envelope ? { eventId: envelope.id, eventType: envelope.type } : {}),
+    topic,
+    ...(message.key !== undefined ? { key: message.key } : {}),
+    value: message.value,
+  };
+}
+
+function describe(err: unknown): string {
+  if (isWebhooksError(err) && err.details.length > 0) {
+    return `${err.message}: ${err.details.map((d) => `${d.field ?? ''} ${d.message}`.trim()).join('; ')}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

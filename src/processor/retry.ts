@@ -1,0 +1,29 @@
+/** The processor's retry topic: transient failures come back after a delay, counted in a header. */
+import { HEADERS } from '../common/bus-headers.ts';
+import type { BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
+
+export const PROCESSOR_RETRY_TOPIC = 'retry.processor.30s';
+export const PROCESSOR_RETRY_DELAY_MS = 30_000;
+
+/** The message that sends a record to the processor retry topic for attempt `attempt + 1`. */
+export function processorRetryMessage(
+  message: ConsumedMessage,
+  originTopic: string,
+  attempt: number,
+  error: string,
+  now: number,
+  delayMs = PROCESSOR_RETRY_DELAY_MS,
+): BusMessage {
+  return {
+    topic: PROCESSOR_RETRY_TOPIC,
+    ...(message.key !== undefined ? { key: message.key } : {}),
+    value: message.value,
+    headers: {
+      ...message.headers,
+      [HEADERS.attempt]: String(attempt),
+      [HEADERS.originTopic]: originTopic,
+      [HEADERS.lastError]: error.slice(0, 500),
+    },
+    notBefore: now + delayMs,
+  };
+}

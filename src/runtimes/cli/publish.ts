@@ -1,0 +1,160 @@
+/**
+ * `webhooks publish`: sends CloudEvents from a file or stdin to the platform's `POST /events`, so a
+ * developer can try a flow without writing a producer. One object is sent as a structured event; an
+ * array or JSON lines go as one batch.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ValidationError } from '../../common/errors.ts';
+import { isJsonObject, type JsonObject } from '../../common/json.ts';
+
+const STRUCTURED = 'application/cloudevents+json';
+const BATCH = 'application/cloudevents-batch+json';
+const TIMEOUT_MS = 30_000;
+
+/** The events read from the input and whether they travel as a batch. */
+export interface PublishInput {
+  events: JsonObject[];
+  batch: boolean;
+}
+
+/** Parses one event, an array, or JSON lines; fills in `specversion`, `id` and `time` when missing. */
+export function parseEventsInput(text: string, forceBatch = false, now: Date = new Date()): PublishInput {
+  if (text.trim() === '')
+    throw invalid('input', 'the input is empty: give one event, an array or JSON lines');
+  let parsed: unknown;
+  let events: unknown[];
+  let batch: boolean;
+  try {
+    parsed = JSON.parse(text);
+    batch = Array.isArray(parsed) || forceBatch;
+    events = Array.isArray(parsed) ? parsed : [parsed];
+  } catch (err) {
+    const lines = text.split('\n').filter((line) => line.trim() !== '');
+    // A single line that does not parse is plain bad JSON, not JSON lines.
+    if (lines.length < 2) throw invalid('input', `not valid JSON: ${(err as Error).message}`);
+    events = lines.map((line, i) => {
+      try {
+        return JSON.parse(line);
+      } catch (lineErr) {
+        throw invalid(`line ${i + 1}`, `not valid JSON: ${(lineErr as Error).message}`);
+      }
+    });
+    batch = true;
+  }
+  if (events.length === 0) throw invalid('input', 'the array holds no events');
+  const time = now.toISOString();
+  return {
+    batch,
+    events: events.map((event, i) => {
+      if (!isJsonObject(event)) throw invalid(batch ? `[${i}]` : 'input', 'an event must be a JSON object');
+      return {
+        specversion: '1.0',
+        id: randomUUID(),
+        ...event,
+        ...(event.time === undefined ? { time } : {}),
+      };
+    }),
+  };
+}
+
+/** The admin token: the flag, else WEBHOOKS_ADMIN_TOKEN, else `<data dir>/admin-token` as `webhooks start` wrote it. */
+export function resolveAdminToken(
+  flag: string | undefined,
+  env: Record<string, string | undefined>,
+  dataDir?: string,
+): string {
+  if (flag) return flag;
+  if (env.WEBHOOKS_ADMIN_TOKEN) return env.WEBHOOKS_ADMIN_TOKEN;
+  const file = join(dataDir ?? env.WEBHOOKS_DATA_DIR ?? './.webhooks', 'admin-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  throw invalid(
+    '--token',
+    `no admin token: pass --token, set WEBHOOKS_ADMIN_TOKEN, or run from where ${file} exists`,
+  );
+}
+
+/** POSTs the events to `{url}/events`; resolves with the status and the parsed (or raw) body. */
+export async function publishEvents(
+  url: string,
+  token: string,
+  input: PublishInput,
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${url.replace(/\/+$/, '')}/events`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': input.batch ? BATCH : STRUCTURED },
+    body: JSON.stringify(input.batch ? input.events : input.events[0]),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = text === '' ? null : JSON.parse(text);
+  } catch {
+    // not JSON (a proxy's error page, say): shown as it came
+  }
+  return { status: res.status, body };
+}
+
+/** `webhooks publish [FILE|-] [--url U] [--token T] [--batch]`: exit code 0 on 2xx, 1 otherwise. */
+export async function publishCommand(argv: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string' },
+      token: { type: 'string' },
+      batch: { type: 'boolean' },
+      'data-dir': { type: 'string' },
+    },
+  });
+  const url = values.url ?? `http://127.0.0.1:${process.env.WEBHOOKS_PORT ?? 8080}`;
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+    throw invalid('--url', `--url must be an http(s) URL, got "${url}"`);
+  }
+  const token = resolveAdminToken(values.token, process.env, values['data-dir']);
+  const file = positionals[0] ?? '-';
+  const input = parseEventsInput(
+    file === '-' ? await readStdin() : await readFile(file, 'utf8'),
+    values.batch,
+  );
+
+  let result: { status: number; body: unknown };
+  try {
+    result = await publishEvents(url, token, input);
+  } catch (err) {
+    const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    process.stderr.write(`webhooks publish: cannot reach ${url}: ${why}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(`${JSON.stringify(result.body, null, 2)}\n`);
+  if (result.status >= 200 && result.status < 300) return;
+  process.exitCode = 1;
+  process.stderr.write(`webhooks publish: HTTP ${result.status}${describeError(result.body)}\n`);
+}
+
+function describeError(body: unknown): string {
+  const error = isJsonObject(body) && isJsonObject(body.error) ? body.error : undefined;
+  if (!error) return '';
+  let text = ` ${String(error.code)}: ${String(error.message)}`;
+  for (const d of Array.isArray(error.details) ? error.details : []) {
+    if (isJsonObject(d)) text += `\n  - ${d.field ? `${String(d.field)}: ` : ''}${String(d.message)}`;
+  }
+  return text;
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('reading events from stdin (end with Ctrl-D)\n');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function invalid(field: string, message: string): ValidationError {
+  return new ValidationError('input_invalid', message, { details: [{ field, message }] });
+}

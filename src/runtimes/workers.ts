@@ -1,0 +1,120 @@
+/**
+ * The pipeline workers of the standalone runtime: the processor and the dispatcher, each a consumer
+ * group on the bus running the component's core. Thin: wiring only.
+ */
+import type { Config } from '../common/config.ts';
+import { DeadLetterSink, DLQ_TOPICS } from '../common/dead-letter-sink.ts';
+import { uuidv7 } from '../common/ids.ts';
+import { ValidatorCache } from '../common/json-schema.ts';
+import type { Logger } from '../common/log.ts';
+import type { MetricsRegistry } from '../common/metrics.ts';
+import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
+import type { DeliveryClient } from '../common/ports/delivery-client.ts';
+import type { Store } from '../common/ports/store.ts';
+import type { SecretBox } from '../common/secret-box.ts';
+import { TtlCache } from '../common/ttl-cache.ts';
+import { WebhookDispatcher, DISPATCHER_TOPIC_PREFIXES } from '../dispatcher/dispatcher.ts';
+import { EndpointLimiter } from '../dispatcher/endpoint-limiter.ts';
+import { RETRY_TIERS_MS, retryTopicName } from '../dispatcher/retry-math.ts';
+import type { CachedLookups } from '../processor/lookups.ts';
+import { EventProcessor, PROCESSOR_TOPIC_PREFIXES } from '../processor/processor.ts';
+import { PROCESSOR_RETRY_TOPIC } from '../processor/retry.ts';
+import type { SubscriptionAdmin } from '../subscriptions/service.ts';
+import { activeSigningSecrets, openAuth } from '../subscriptions/secrets.ts';
+import type { SubscriptionRecord } from '../common/model.ts';
+
+export const LEDGER_TTL_MS = 7 * 86_400_000;
+
+export interface WorkerDeps {
+  config: Config;
+  bus: Bus;
+  store: Store;
+  lookups: CachedLookups;
+  subscriptionAdmin: SubscriptionAdmin;
+  secretBox: SecretBox;
+  client: DeliveryClient;
+  metrics: MetricsRegistry;
+  logger: Logger;
+  clock: () => Date;
+  /** The dispatcher's subscription cache, invalidated by same-process admin changes. */
+  subscriptionCache: TtlCache<string, SubscriptionRecord | undefined>;
+}
+
+/** Topics the workers publish to without an admin creating them first. */
+export async function ensurePipelineTopics(bus: Bus, partitions: number): Promise<void> {
+  const names = [
+    PROCESSOR_RETRY_TOPIC,
+    DLQ_TOPICS.processor,
+    DLQ_TOPICS.dispatcher,
+    ...RETRY_TIERS_MS.map((ms) => retryTopicName('dispatcher', ms)),
+  ];
+  for (const name of names) await bus.ensureTopic(name, { partitions });
+}
+
+/** Starts the processor consumer group. */
+export function startProcessor(deps: WorkerDeps): ConsumerHandle {
+  const processor = new EventProcessor({
+    lookups: deps.lookups,
+    validators: new ValidatorCache(),
+    publish: (m) => deps.bus.publish(m),
+    deadLetters: sink(deps),
+    ...(deps.config.ledger ? { ledger: deps.store.ledger } : {}),
+    markerTtlMs: LEDGER_TTL_MS,
+    maxAttempts: 5,
+    retryDelayMs: deps.config.processorRetryDelayMs,
+    metrics: deps.metrics,
+    logger: deps.logger.child({ component: 'processor' }),
+    clock: deps.clock,
+  });
+  return deps.bus.consume({
+    group: 'processor',
+    topicPrefixes: PROCESSOR_TOPIC_PREFIXES,
+    maxBatch: 100,
+    handler: (batch) => processor.processBatch(batch),
+    onError: (err) => deps.logger.error('processor batch failed', { err }),
+  });
+}
+
+/** Starts the dispatcher consumer group. */
+export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
+  const { store } = deps;
+  const dispatcher = new WebhookDispatcher({
+    subscription: (id) => deps.subscriptionCache.get(id, () => store.subscriptions.get(id)),
+    partner: (id) => deps.lookups.partner(id),
+    disableSubscription: (id, reason) => deps.subscriptionAdmin.disable(id, reason),
+    credentials: {
+      secrets: (sub, now) => activeSigningSecrets(deps.secretBox, sub, now),
+      auth: (sub) => openAuth(deps.secretBox, sub),
+    },
+    deliveries: store.deliveries,
+    ...(deps.config.ledger ? { ledger: store.ledger } : {}),
+    ledgerTtlMs: LEDGER_TTL_MS,
+    client: deps.client,
+    publish: (m) => deps.bus.publish(m),
+    deadLetters: sink(deps),
+    limiter: new EndpointLimiter(),
+    defaultMaxConcurrency: deps.config.endpointConcurrency,
+    maxResponseBytes: 2048,
+    userAgent: 'webhooks-platform/0.1 (+https://www.standardwebhooks.com/)',
+    metrics: deps.metrics,
+    logger: deps.logger.child({ component: 'dispatcher' }),
+    clock: deps.clock,
+  });
+  return deps.bus.consume({
+    group: 'dispatcher',
+    topicPrefixes: DISPATCHER_TOPIC_PREFIXES,
+    maxBatch: 100,
+    maxInFlight: 2000,
+    handler: (batch) => dispatcher.handleBatch(batch),
+    onError: (err) => deps.logger.error('dispatcher batch failed', { err }),
+  });
+}
+
+function sink(deps: WorkerDeps): DeadLetterSink {
+  return new DeadLetterSink({
+    deadLetters: deps.store.deadLetters,
+    publish: (m) => deps.bus.publish(m),
+    newId: uuidv7,
+    clock: deps.clock,
+  });
+}

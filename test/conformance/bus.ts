@@ -1,0 +1,341 @@
+/**
+ * The conformance suite of the bus port (publish + consumer groups); every bus engine runs it.
+ * Engine-neutral: it only uses the `Bus` port. A new group starts at the earliest offset, and
+ * every test uses its own topics and groups, so engines may keep state between tests.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Bus, ConsumedMessage, ConsumerHandle, ConsumerOptions } from '../../src/common/ports/bus.ts';
+
+export interface BusHarness {
+  /** Opens the engine on the harness's storage; opening again after `close()` is a restart. */
+  open(): Promise<Bus>;
+  cleanup(): Promise<void>;
+}
+
+interface Delivery {
+  message: ConsumedMessage;
+  at: number;
+}
+
+/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. */
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+const id = (m: ConsumedMessage) => `${m.topic}/${m.partition}/${m.offset}`;
+
+/** Registers the bus suite for one engine. */
+export function runBusConformance(engine: string, makeHarness: () => Promise<BusHarness>): void {
+  describe(`bus conformance: ${engine}`, () => {
+    let harness: BusHarness;
+    let bus: Bus;
+    const unique = `c${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    let running: ConsumerHandle[] = [];
+    before(async () => {
+      harness = await makeHarness();
+      bus = await harness.open();
+    });
+    after(async () => {
+      await Promise.all(running.map((c) => c.stop()));
+      await bus.close();
+      await harness.cleanup();
+    });
+
+    /** Starts a consumer that records every delivery, then runs `handler` (default: all succeed). */
+    function collect(
+      topic: string,
+      group: string,
+      options: Partial<ConsumerOptions> = {},
+    ): { deliveries: Delivery[]; consumer: ConsumerHandle } {
+      const deliveries: Delivery[] = [];
+      const consumer = bus.consume({
+        group: `${group}.${unique}`,
+        topicPrefixes: [topic],
+        ...options,
+        handler: async (batch) => {
+          for (const message of batch) deliveries.push({ message, at: Date.now() });
+          return options.handler ? options.handler(batch) : undefined;
+        },
+      });
+      running.push(consumer);
+      return { deliveries, consumer };
+    }
+
+    async function stopAll(): Promise<void> {
+      await Promise.all(running.map((c) => c.stop()));
+      running = [];
+    }
+
+    test('a published message is consumed with its key, value, headers, timestamp and notBefore', async () => {
+      const topic = `roundtrip.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      const before = Date.now();
+      const past = before - 1000;
+      await bus.publish([
+        { topic, key: 'order-1', value: '{"n":1}', headers: { 'correlation-id': 'abc' }, notBefore: past },
+        { topic, value: '{"n":2}' },
+      ]);
+      const { deliveries } = collect(topic, 'roundtrip');
+      await waitFor('two messages', () => deliveries.length >= 2);
+      await stopAll();
+      const keyed = deliveries.find((d) => d.message.value === '{"n":1}')!.message;
+      const unkeyed = deliveries.find((d) => d.message.value === '{"n":2}')!.message;
+      assert.equal(keyed.topic, topic);
+      assert.equal(keyed.key, 'order-1');
+      assert.deepEqual(keyed.headers, { 'correlation-id': 'abc' });
+      assert.equal(keyed.notBefore, past);
+      assert.ok(keyed.timestamp >= before - 5000 && keyed.timestamp <= Date.now() + 5000);
+      assert.ok(Number.isInteger(keyed.partition) && Number.isInteger(keyed.offset));
+      assert.equal(unkeyed.key, undefined);
+      assert.deepEqual(unkeyed.headers, {});
+      assert.equal(deliveries.length, 2);
+    });
+
+    test('messages with the same key land on one partition, in publish order', async () => {
+      const topic = `ordering.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 4 });
+      const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
+      for (let round = 0; round < 3; round++) {
+        await bus.publish(keys.map((key) => ({ topic, key, value: JSON.stringify({ key, round }) })));
+      }
+      const { deliveries } = collect(topic, 'ordering');
+      await waitFor('all messages', () => deliveries.length >= keys.length * 3);
+      await stopAll();
+      for (const key of keys) {
+        const mine = deliveries.filter((d) => d.message.key === key).map((d) => d.message);
+        assert.equal(new Set(mine.map((m) => m.partition)).size, 1, `key ${key} on one partition`);
+        assert.deepEqual(
+          mine.map((m) => JSON.parse(m.value).round),
+          [0, 1, 2],
+        );
+        assert.deepEqual(
+          mine.map((m) => m.offset),
+          [...mine.map((m) => m.offset)].sort((x, y) => x - y),
+        );
+      }
+    });
+
+    test('two consumer groups each receive every message', async () => {
+      const topic = `groups.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      const values = Array.from({ length: 10 }, (_, i) => `{"i":${i}}`);
+      await bus.publish(values.map((value) => ({ topic, value })));
+      const first = collect(topic, 'groups-a');
+      const second = collect(topic, 'groups-b');
+      await waitFor('both groups', () => first.deliveries.length >= 10 && second.deliveries.length >= 10);
+      await stopAll();
+      assert.deepEqual(first.deliveries.map((d) => d.message.value).sort(), [...values].sort());
+      assert.deepEqual(second.deliveries.map((d) => d.message.value).sort(), [...values].sort());
+    });
+
+    test('after a restart a group resumes at its committed offset: only uncommitted messages come again', async () => {
+      const topic = `restart.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 1 });
+      await bus.publish(['m0', 'm1', 'm2'].map((value) => ({ topic, value })));
+      const failM2 = async (batch: ConsumedMessage[]) => ({ failed: batch.filter((m) => m.value === 'm2') });
+      const before = collect(topic, 'restart', { handler: failM2 });
+      await waitFor('m0..m2', () => new Set(before.deliveries.map((d) => d.message.value)).size === 3);
+      await stopAll();
+      await bus.close();
+      bus = await harness.open();
+      await bus.publish([{ topic, value: 'm3' }]);
+      const afterRestart = collect(topic, 'restart');
+      await waitFor('m3', () => afterRestart.deliveries.some((d) => d.message.value === 'm3'));
+      await sleep(300);
+      await stopAll();
+      assert.deepEqual(
+        afterRestart.deliveries.map((d) => d.message.value),
+        ['m2', 'm3'],
+      );
+    });
+
+    test('a partial batch response redelivers the failed message and the later ones of its partition only', async () => {
+      const topic = `partial.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      await bus.publish(
+        Array.from({ length: 20 }, (_, i) => ({ topic, key: `k${i % 10}`, value: `{"i":${i}}` })),
+      );
+      let firstBatch: ConsumedMessage[] | undefined;
+      let failedAt: ConsumedMessage | undefined;
+      const { deliveries } = collect(topic, 'partial', {
+        handler: async (batch) => {
+          if (firstBatch) return { failed: [] };
+          firstBatch = batch;
+          const partition = batch[0]!.partition;
+          const ofPartition = batch
+            .filter((m) => m.partition === partition)
+            .sort((a, b) => a.offset - b.offset);
+          failedAt = ofPartition[Math.min(1, ofPartition.length - 1)]!;
+          return { failed: [failedAt] };
+        },
+      });
+      const count = (m: ConsumedMessage) => deliveries.filter((d) => id(d.message) === id(m)).length;
+      const isRedelivered = (m: ConsumedMessage) =>
+        m.partition === failedAt!.partition && m.offset >= failedAt!.offset;
+      await waitFor(
+        'redelivery',
+        () => firstBatch?.filter(isRedelivered).every((m) => count(m) >= 2) ?? false,
+      );
+      await waitFor('every message', () => new Set(deliveries.map((d) => id(d.message))).size === 20);
+      await sleep(500);
+      await stopAll();
+      for (const m of firstBatch!) {
+        assert.equal(count(m), isRedelivered(m) ? 2 : 1, `deliveries of ${id(m)}`);
+      }
+    });
+
+    test('when the handler throws, the whole batch is redelivered and onError is told', async () => {
+      const topic = `throws.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      await bus.publish(Array.from({ length: 6 }, (_, i) => ({ topic, key: `k${i}`, value: `{"i":${i}}` })));
+      const errors: unknown[] = [];
+      let firstBatch: ConsumedMessage[] | undefined;
+      const { deliveries } = collect(topic, 'throws', {
+        onError: (err) => errors.push(err),
+        handler: async (batch) => {
+          if (firstBatch) return undefined;
+          firstBatch = batch;
+          throw new Error('handler exploded');
+        },
+      });
+      const count = (m: ConsumedMessage) => deliveries.filter((d) => id(d.message) === id(m)).length;
+      await waitFor('redelivery', () => firstBatch?.every((m) => count(m) >= 2) ?? false);
+      await stopAll();
+      assert.ok(errors.some((e) => e instanceof Error && e.message === 'handler exploded'));
+    });
+
+    test('a message is held back until its notBefore while another partition keeps flowing', async () => {
+      const topic = `delayed.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      const due = Date.now() + 1500;
+      await bus.publish([{ topic, key: 'x', value: 'late', notBefore: due }]);
+      await bus.publish(Array.from({ length: 8 }, (_, i) => ({ topic, key: `k${i}`, value: `now-${i}` })));
+      const { deliveries } = collect(topic, 'delayed');
+      await waitFor('the delayed message', () => deliveries.some((d) => d.message.value === 'late'));
+      await stopAll();
+      const late = deliveries.find((d) => d.message.value === 'late')!;
+      assert.ok(late.at >= due, `delivered ${due - late.at} ms early`);
+      assert.ok(
+        deliveries.some((d) => d.message.partition !== late.message.partition && d.at < due),
+        'a message of the other partition was delivered while the delayed one waited',
+      );
+    });
+
+    test('topics created after the consumer started are consumed', async () => {
+      const prefix = `later.${unique}.`;
+      const { deliveries } = collect(prefix, 'later');
+      await sleep(300);
+      await bus.ensureTopic(`${prefix}created`, { partitions: 1 });
+      await bus.publish([{ topic: `${prefix}created`, value: 'hello' }]);
+      await waitFor('the message on the new topic', () => deliveries.length >= 1, 10_000);
+      await stopAll();
+      assert.equal(deliveries[0]!.message.value, 'hello');
+    });
+
+    test('a slow batch does not hold up other partitions when maxInFlight allows several batches', async () => {
+      const topic = `inflight.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      await bus.publish([{ topic, key: 'x', value: 'slow' }]);
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const { deliveries } = collect(topic, 'inflight', {
+        maxBatch: 1,
+        maxInFlight: 10,
+        handler: async (batch) => {
+          if (batch.some((m) => m.value === 'slow')) await gate;
+          return undefined;
+        },
+      });
+      await waitFor('the slow message', () => deliveries.some((d) => d.message.value === 'slow'));
+      await bus.publish(Array.from({ length: 8 }, (_, i) => ({ topic, key: `k${i}`, value: `fast-${i}` })));
+      const slowPartition = deliveries.find((d) => d.message.value === 'slow')!.message.partition;
+      await waitFor('the other partition', () =>
+        deliveries.some((d) => d.message.partition !== slowPartition && d.message.value.startsWith('fast')),
+      );
+      release();
+      await stopAll();
+    });
+
+    test('members of one group share the partitions and together process every message exactly once', async () => {
+      const topic = `members.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 4 });
+      const processed = new Map<string, number>();
+      const activePartitions = new Map<number, number>();
+      let overlaps = 0;
+      const handler = async (batch: ConsumedMessage[]) => {
+        const partitions = [...new Set(batch.map((m) => m.partition))];
+        for (const p of partitions) {
+          if (activePartitions.has(p)) overlaps++;
+          activePartitions.set(p, 1);
+        }
+        await sleep(5);
+        for (const m of batch) processed.set(m.value, (processed.get(m.value) ?? 0) + 1);
+        for (const p of partitions) activePartitions.delete(p);
+        return undefined;
+      };
+      collect(topic, 'members', { maxBatch: 10, handler });
+      collect(topic, 'members', { maxBatch: 10, handler });
+      const total = 400;
+      for (let wave = 0; wave < 8; wave++) {
+        await bus.publish(
+          Array.from({ length: total / 8 }, (_, i) => ({ topic, key: `k${i % 40}`, value: `${wave}-${i}` })),
+        );
+        await sleep(200);
+      }
+      await waitFor('every message', () => processed.size === total);
+      await sleep(500);
+      await stopAll();
+      assert.equal(overlaps, 0, 'two members processed one partition at once');
+      assert.deepEqual(
+        [...processed.values()].filter((n) => n !== 1),
+        [],
+      );
+    });
+
+    test('stop() waits for the batches in flight and commits them', async () => {
+      const topic = `stop.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 1 });
+      await bus.publish([{ topic, value: 'first' }]);
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let finished = false;
+      const { deliveries, consumer } = collect(topic, 'stop', {
+        handler: async () => {
+          await gate;
+          finished = true;
+          return undefined;
+        },
+      });
+      await waitFor('the batch to start', () => deliveries.length === 1);
+      let stopped = false;
+      const stopping = consumer.stop().then(() => {
+        stopped = true;
+      });
+      await sleep(200);
+      assert.equal(stopped, false, 'stop() resolved while a batch was in flight');
+      release();
+      await stopping;
+      assert.equal(finished, true);
+      running = running.filter((c) => c !== consumer);
+      await bus.publish([{ topic, value: 'second' }]);
+      const next = collect(topic, 'stop');
+      await waitFor('the second message', () => next.deliveries.length >= 1);
+      await sleep(200);
+      await stopAll();
+      assert.deepEqual(
+        next.deliveries.map((d) => d.message.value),
+        ['second'],
+      );
+    });
+  });
+}

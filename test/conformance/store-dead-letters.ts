@@ -1,0 +1,125 @@
+/** Conformance of `store.deadLetters` (`dead_letter`), for every engine. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { DeadLetterFilter } from '../../src/common/ports/store.ts';
+import { deadLetterRecord, testId, timeAt } from '../support/fixtures.ts';
+import { conflict, invalidCursor, readAllPages, type StoreContext } from './store-support.ts';
+
+/** Registers the dead-letter repository's suite. */
+export function describeDeadLetters(ctx: StoreContext): void {
+  const deadLetters = () => ctx.store().deadLetters;
+  const ids = async (filter: DeadLetterFilter) => (await deadLetters().list(filter)).items.map((d) => d.id);
+
+  describe('dead_letter', () => {
+    test('a dead letter round-trips with every field', async () => {
+      const rec = deadLetterRecord();
+      await deadLetters().insert(rec);
+      assert.deepEqual((await deadLetters().list({ eventId: rec.eventId })).items, [rec]);
+    });
+
+    test('a processor dead letter without subscription or event round-trips', async () => {
+      const rec = deadLetterRecord({
+        stage: 'processor',
+        reason: 'schema_validation_failed',
+        eventId: undefined,
+        eventType: undefined,
+        subscriptionId: undefined,
+        partnerId: undefined,
+        key: undefined,
+        topic: testId('ingress.orders.created.v'),
+      });
+      await deadLetters().insert(rec);
+      const { items } = await deadLetters().list({ stage: 'processor' });
+      assert.deepEqual(
+        items.find((d) => d.id === rec.id),
+        JSON.parse(JSON.stringify(rec)),
+      );
+    });
+
+    test('inserting an existing id is a conflict and keeps the first', async () => {
+      const first = deadLetterRecord();
+      await deadLetters().insert(first);
+      await assert.rejects(
+        deadLetters().insert({ ...first, reason: 'something else' }),
+        conflict('already_exists'),
+      );
+      assert.deepEqual((await deadLetters().list({ eventId: first.eventId })).items, [first]);
+    });
+
+    test('list returns dead letters oldest first, page by page, without gaps or repeats', async () => {
+      const eventId = testId('evt-');
+      const created = [];
+      for (const s of [5, 1, 3, 1, 5, 2, 4]) {
+        const rec = deadLetterRecord({ eventId, createdAt: timeAt(s) });
+        await deadLetters().insert(rec);
+        created.push(rec);
+      }
+      const seen = await readAllPages(3, (page) => deadLetters().list({ eventId }, page));
+      const expected = [...created].sort((a, b) =>
+        a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt.localeCompare(b.createdAt),
+      );
+      assert.deepEqual(
+        seen.map((d) => d.id),
+        expected.map((d) => d.id),
+      );
+    });
+
+    test('list filters by stage, subscription and event', async () => {
+      const eventId = testId('evt-');
+      const subscriptionId = testId('sub-');
+      const a = deadLetterRecord({ eventId, subscriptionId });
+      const b = deadLetterRecord({ eventId, stage: 'processor', subscriptionId: undefined });
+      const c = deadLetterRecord({ subscriptionId });
+      for (const rec of [a, b, c]) await deadLetters().insert(rec);
+      assert.deepEqual((await ids({ eventId })).sort(), [a.id, b.id].sort());
+      assert.deepEqual((await ids({ subscriptionId })).sort(), [a.id, c.id].sort());
+      assert.deepEqual(await ids({ eventId, stage: 'processor' }), [b.id]);
+      assert.deepEqual(await ids({ eventId, stage: 'dispatcher', subscriptionId }), [a.id]);
+    });
+
+    test('markRedriven takes an entry out of the pending list and stamps it', async () => {
+      const eventId = testId('evt-');
+      const [kept, redriven] = [deadLetterRecord({ eventId }), deadLetterRecord({ eventId })];
+      for (const rec of [kept, redriven]) await deadLetters().insert(rec);
+      assert.equal(await deadLetters().markRedriven(redriven.id, timeAt(60)), true);
+      assert.deepEqual(await ids({ eventId, pending: true }), [kept.id]);
+      const all = (await deadLetters().list({ eventId })).items;
+      assert.equal(all.find((d) => d.id === redriven.id)?.redrivenAt, timeAt(60));
+      assert.equal(all.find((d) => d.id === kept.id)?.redrivenAt, undefined);
+    });
+
+    test('pending: false lists only the entries already redriven', async () => {
+      const eventId = testId('evt-');
+      const [pending, redriven] = [deadLetterRecord({ eventId }), deadLetterRecord({ eventId })];
+      for (const rec of [pending, redriven]) await deadLetters().insert(rec);
+      await deadLetters().markRedriven(redriven.id, timeAt(60));
+      assert.deepEqual(await ids({ eventId, pending: false }), [redriven.id]);
+    });
+
+    test('markRedriven a second time is false and keeps the first redrive time', async () => {
+      const rec = deadLetterRecord();
+      await deadLetters().insert(rec);
+      assert.equal(await deadLetters().markRedriven(rec.id, timeAt(60)), true);
+      assert.equal(await deadLetters().markRedriven(rec.id, timeAt(120)), false);
+      assert.equal((await deadLetters().list({ eventId: rec.eventId })).items[0]?.redrivenAt, timeAt(60));
+    });
+
+    test('markRedriven of a missing entry is false', async () => {
+      assert.equal(await deadLetters().markRedriven('dl-ghost', timeAt(1)), false);
+    });
+
+    test('a cursor the store did not issue is a validation error', async () => {
+      await assert.rejects(deadLetters().list({}, { cursor: 'not-a-cursor' }), invalidCursor);
+    });
+
+    test('dead letters and their redrive marks survive closing and opening the store again', async () => {
+      const eventId = testId('evt-');
+      const [pending, redriven] = [deadLetterRecord({ eventId }), deadLetterRecord({ eventId })];
+      for (const rec of [pending, redriven]) await deadLetters().insert(rec);
+      await deadLetters().markRedriven(redriven.id, timeAt(60));
+      await ctx.reopen();
+      assert.deepEqual(await ids({ eventId, pending: true }), [pending.id]);
+      assert.deepEqual(await ids({ eventId, pending: false }), [redriven.id]);
+    });
+  });
+}

@@ -1,0 +1,210 @@
+/** Conformance of `store.deliveries` (`event_delivery_status` + `delivery_attempt`), for every engine. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { deliveryAttempt, deliveryRecord, testId, timeAt } from '../support/fixtures.ts';
+import { conflict, invalidCursor, notFound, readAllPages, type StoreContext } from './store-support.ts';
+
+/** Registers the delivery repository's suite. */
+export function describeDeliveries(ctx: StoreContext): void {
+  const deliveries = () => ctx.store().deliveries;
+
+  describe('event_delivery_status and delivery_attempt', () => {
+    test('ensure creates a delivery that reads back with every field', async () => {
+      const rec = deliveryRecord({ lastError: 'none yet', nextAttemptAt: timeAt(5) });
+      assert.deepEqual(await deliveries().ensure(rec), rec);
+      assert.deepEqual(await deliveries().get(rec.id), rec);
+    });
+
+    test('ensure on an existing delivery keeps and returns the first one', async () => {
+      const first = deliveryRecord();
+      await deliveries().ensure(first);
+      const again = await deliveries().ensure({ ...first, status: 'FAILED', attempts: 3 });
+      assert.deepEqual(again, first);
+      assert.deepEqual(await deliveries().get(first.id), first);
+    });
+
+    test('an absent delivery reads as undefined and has no attempts', async () => {
+      assert.equal(await deliveries().get('dlv-missing'), undefined);
+      assert.deepEqual(await deliveries().attempts('dlv-missing'), []);
+    });
+
+    test('recordAttempt stores the attempt and the delivery’s new state together', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      const attempt = deliveryAttempt({ deliveryId: rec.id, at: timeAt(1) });
+      await deliveries().recordAttempt(attempt, {
+        status: 'SUCCESS',
+        attempts: 1,
+        lastStatusCode: 200,
+        updatedAt: timeAt(1),
+        completedAt: timeAt(1),
+      });
+      assert.deepEqual(await deliveries().get(rec.id), {
+        ...rec,
+        status: 'SUCCESS',
+        attempts: 1,
+        lastStatusCode: 200,
+        updatedAt: timeAt(1),
+        completedAt: timeAt(1),
+      });
+      assert.deepEqual(await deliveries().attempts(rec.id), [attempt]);
+    });
+
+    test('recordAttempt of an attempt number already recorded is a conflict and changes nothing', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      const first = deliveryAttempt({ deliveryId: rec.id, statusCode: 503, outcome: 'retry' });
+      await deliveries().recordAttempt(first, { attempts: 1, lastStatusCode: 503, updatedAt: timeAt(1) });
+      await assert.rejects(
+        deliveries().recordAttempt(deliveryAttempt({ deliveryId: rec.id }), {
+          status: 'SUCCESS',
+          attempts: 2,
+          updatedAt: timeAt(2),
+        }),
+        conflict('already_exists'),
+      );
+      const stored = await deliveries().get(rec.id);
+      assert.equal(stored?.status, 'PENDING');
+      assert.equal(stored?.attempts, 1);
+      assert.deepEqual(await deliveries().attempts(rec.id), [first]);
+    });
+
+    test('recordAttempt for a missing delivery is not_found and stores no attempt', async () => {
+      const attempt = deliveryAttempt({ deliveryId: 'dlv-ghost' });
+      await assert.rejects(
+        deliveries().recordAttempt(attempt, { attempts: 1, updatedAt: timeAt(1) }),
+        notFound,
+      );
+      assert.deepEqual(await deliveries().attempts('dlv-ghost'), []);
+    });
+
+    test('attempts come back in ascending attempt order', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      for (const n of [2, 1, 10, 3]) {
+        await deliveries().recordAttempt(deliveryAttempt({ deliveryId: rec.id, attempt: n }), {
+          updatedAt: timeAt(n),
+        });
+      }
+      assert.deepEqual(
+        (await deliveries().attempts(rec.id)).map((a) => a.attempt),
+        [1, 2, 3, 10],
+      );
+    });
+
+    test('patch changes the given fields and keeps the others', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      await deliveries().patch(rec.id, {
+        status: 'FAILED',
+        lastError: 'subscription deleted',
+        updatedAt: timeAt(9),
+      });
+      assert.deepEqual(await deliveries().get(rec.id), {
+        ...rec,
+        status: 'FAILED',
+        lastError: 'subscription deleted',
+        updatedAt: timeAt(9),
+      });
+    });
+
+    test('a field given as undefined in an update is removed from the delivery', async () => {
+      const rec = await deliveries().ensure(
+        deliveryRecord({ nextAttemptAt: timeAt(60), lastError: 'timeout' }),
+      );
+      await deliveries().patch(rec.id, {
+        nextAttemptAt: undefined,
+        lastError: undefined,
+        updatedAt: timeAt(61),
+      });
+      const stored = await deliveries().get(rec.id);
+      assert.equal(stored?.nextAttemptAt, undefined);
+      assert.equal(stored?.lastError, undefined);
+      assert.equal(stored?.status, 'PENDING');
+    });
+
+    test('patching a missing delivery is not_found', async () => {
+      await assert.rejects(
+        deliveries().patch('dlv-ghost', { status: 'FAILED', updatedAt: timeAt(1) }),
+        notFound,
+      );
+    });
+
+    test('list returns deliveries newest first', async () => {
+      const partnerId = testId('p-newest-');
+      for (const s of [20, 10, 30])
+        await deliveries().ensure(deliveryRecord({ partnerId, createdAt: timeAt(s) }));
+      const page = await deliveries().list({ partnerId });
+      assert.deepEqual(
+        page.items.map((d) => d.createdAt),
+        [timeAt(30), timeAt(20), timeAt(10)],
+      );
+      assert.equal(page.next, undefined);
+    });
+
+    test('list pages newest first without gaps or repeats, even when timestamps tie', async () => {
+      const partnerId = testId('p-pages-');
+      const created = [];
+      for (let i = 0; i < 7; i++) {
+        created.push(await deliveries().ensure(deliveryRecord({ partnerId, createdAt: timeAt(i % 3) })));
+      }
+      const seen = await readAllPages(3, (page) => deliveries().list({ partnerId }, page));
+      const expected = [...created].sort((a, b) =>
+        a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
+      );
+      assert.deepEqual(
+        seen.map((d) => d.id),
+        expected.map((d) => d.id),
+      );
+    });
+
+    test('list filters by event, subscription, partner and status', async () => {
+      const partnerId = testId('p-filter-');
+      const eventId = testId('evt-');
+      const a = await deliveries().ensure(deliveryRecord({ partnerId, eventId }));
+      const b = await deliveries().ensure(deliveryRecord({ partnerId, eventId, status: 'FAILED' }));
+      const c = await deliveries().ensure(deliveryRecord({ partnerId, subscriptionId: a.subscriptionId }));
+      const ids = async (filter: Parameters<ReturnType<typeof deliveries>['list']>[0]) =>
+        (await deliveries().list(filter)).items.map((d) => d.id).sort();
+      assert.deepEqual(await ids({ eventId }), [a.id, b.id].sort());
+      assert.deepEqual(await ids({ subscriptionId: a.subscriptionId }), [a.id, c.id].sort());
+      assert.deepEqual(await ids({ partnerId }), [a.id, b.id, c.id].sort());
+      assert.deepEqual(await ids({ partnerId, status: 'FAILED' }), [b.id]);
+      assert.deepEqual(await ids({ eventId, subscriptionId: a.subscriptionId, status: 'PENDING' }), [a.id]);
+    });
+
+    test('the status filter follows status changes made by recordAttempt', async () => {
+      const partnerId = testId('p-status-');
+      const rec = await deliveries().ensure(deliveryRecord({ partnerId }));
+      await deliveries().recordAttempt(deliveryAttempt({ deliveryId: rec.id }), {
+        status: 'SUCCESS',
+        attempts: 1,
+        updatedAt: timeAt(1),
+      });
+      assert.equal((await deliveries().list({ partnerId, status: 'PENDING' })).items.length, 0);
+      assert.deepEqual(
+        (await deliveries().list({ partnerId, status: 'SUCCESS' })).items.map((d) => d.id),
+        [rec.id],
+      );
+    });
+
+    test('a cursor the store did not issue is a validation error', async () => {
+      await assert.rejects(deliveries().list({}, { cursor: 'not-a-cursor' }), invalidCursor);
+    });
+
+    test('deliveries and their attempts survive closing and opening the store again', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      const attempt = deliveryAttempt({
+        deliveryId: rec.id,
+        statusCode: 500,
+        outcome: 'retry',
+        error: 'HTTP 500',
+      });
+      await deliveries().recordAttempt(attempt, { attempts: 1, lastStatusCode: 500, updatedAt: timeAt(1) });
+      await ctx.reopen();
+      assert.deepEqual(await deliveries().get(rec.id), {
+        ...rec,
+        attempts: 1,
+        lastStatusCode: 500,
+        updatedAt: timeAt(1),
+      });
+      assert.deepEqual(await deliveries().attempts(rec.id), [attempt]);
+    });
+  });
+}

@@ -1,0 +1,202 @@
+/**
+ * The pipeline end to end over real sockets: ingest → embedded log → processor → egress topic →
+ * dispatcher → a real HTTPS receiver (TLS 1.3) that verifies every request with `standardwebhooks`.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { TestServer } from '../support/server.ts';
+import { orderEvent, publish, startPipelineServer, subscribe, waitForDeliveries } from '../support/pipeline.ts';
+import { startReceiver, type TestReceiver } from '../support/receiver.ts';
+
+describe('pipeline end to end (embedded engine)', () => {
+  let server: TestServer;
+  const receivers: TestReceiver[] = [];
+  const receiver = async (options: Parameters<typeof startReceiver>[0] = {}) => {
+    const r = await startReceiver(options);
+    receivers.push(r);
+    return r;
+  };
+  before(async () => {
+    server = await startPipelineServer();
+  });
+  after(async () => {
+    await server.stop();
+    await Promise.all(receivers.map((r) => r.close()));
+  });
+
+  test('an event reaches the partner over TLS 1.3, signed so that standardwebhooks verifies it', async () => {
+    const r = await receiver();
+    const { subscriptionId } = await subscribe(server, r);
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const event = orderEvent({ amount: 10 }, { traceparent, correlationid: 'corr-1' });
+    await publish(server, event);
+    const [got] = await r.waitFor(1);
+    assert.equal(got!.verified, true, got!.verifyError);
+    assert.deepEqual(got!.json, event.data);
+    assert.equal(got!.headers.traceparent, traceparent, 'the W3C trace context travels to the partner');
+    assert.match(got!.headers['webhook-id'] ?? '', /^msg_[0-9a-f]{32}$/);
+    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'SUCCESS');
+    assert.equal(delivery.eventId, event.id);
+    assert.equal(delivery.attempts, 1);
+    assert.equal(delivery.attemptLog[0].statusCode, 204);
+    assert.equal(delivery.correlationId, 'corr-1');
+  });
+
+  test('a TLS 1.2-only receiver is refused with a clear attempt error', async () => {
+    const r = await receiver({ minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' });
+    const { subscriptionId } = await subscribe(server, r, { retry: { maxAttempts: 1 } });
+    await publish(server, orderEvent());
+    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    assert.equal(r.received.length, 0, 'nothing was sent over TLS 1.2');
+    assert.match(delivery.attemptLog[0].error, /TLS/);
+    assert.match(delivery.attemptLog[0].error, /1\.3/);
+  });
+
+  test('500 then 200: the delivery is retried with the same webhook-id and succeeds', async () => {
+    const r = await receiver({ answer: (n) => ({ status: n === 0 ? 500 : 200 }) });
+    const { subscriptionId } = await subscribe(server, r, { retry: { scheduleSeconds: [1] } });
+    await publish(server, orderEvent());
+    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'SUCCESS');
+    assert.equal(delivery.attempts, 2);
+    assert.deepEqual(delivery.attemptLog.map((a: any) => a.statusCode), [500, 200]);
+    assert.equal(r.received[0]!.headers['webhook-id'], r.received[1]!.headers['webhook-id']);
+    assert.ok(r.received.every((d) => d.verified));
+  });
+
+  test('a 400 is not retried: FAILED and in the DLQ with the reason', async () => {
+    const r = await receiver({ answer: () => ({ status: 400 }) });
+    const { subscriptionId } = await subscribe(server, r);
+    await publish(server, orderEvent());
+    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    assert.equal(delivery.attempts, 1);
+    const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
+    assert.equal(dlq.body.items.length, 1);
+    assert.equal(dlq.body.items[0].reason, 'http_400');
+    assert.equal(dlq.body.items[0].stage, 'dispatcher');
+  });
+
+  test('a 410 disables the subscription', async () => {
+    const r = await receiver({ answer: () => ({ status: 410 }) });
+    const { subscriptionId } = await subscribe(server, r);
+    await publish(server, orderEvent());
+    await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    const sub = await server.request('GET', `/admin/subscriptions/${subscriptionId}`);
+    assert.equal(sub.body.status, 'DISABLED');
+    assert.match(sub.body.statusReason, /410/);
+    await publish(server, orderEvent());
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(r.received.length, 1, 'a disabled subscription receives nothing more');
+  });
+
+  test('Retry-After is respected', async () => {
+    const r = await receiver({ answer: (n) => (n === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 }) });
+    await subscribe(server, r, { retry: { scheduleSeconds: [0] } });
+    await publish(server, orderEvent());
+    const [first, second] = await r.waitFor(2);
+    const gap = second!.at - first!.at;
+    assert.ok(gap >= 1900, `second attempt came ${gap} ms after the first; Retry-After asked for 2 s`);
+  });
+
+  test('the same event id ingested twice is delivered once', async () => {
+    const r = await receiver();
+    const { subscriptionId } = await subscribe(server, r);
+    const event = orderEvent();
+    await publish(server, event);
+    await publish(server, event);
+    await r.waitFor(1);
+    await new Promise((res) => setTimeout(res, 700));
+    assert.equal(r.received.length, 1);
+    const deliveries = await server.request('GET', `/admin/deliveries?subscriptionId=${subscriptionId}`);
+    assert.equal(deliveries.body.items.length, 1);
+  });
+
+  test('a filter that does not match delivers nothing; one that matches delivers', async () => {
+    const r = await receiver();
+    await subscribe(server, r, { filter: { 'customer.tier': 'gold', amount: { $gte: 100 } } });
+    await publish(server, orderEvent({ amount: 500, customer: { tier: 'silver' } }));
+    await publish(server, orderEvent({ amount: 50, customer: { tier: 'gold' } }));
+    const match = orderEvent({ amount: 150, customer: { tier: 'gold' } });
+    await publish(server, match);
+    await r.waitFor(1);
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(r.received.length, 1);
+    assert.equal(r.received[0]!.json.orderId, match.data.orderId);
+  });
+
+  test('a mapping changes the payload as specified, enriched with the partner', async () => {
+    const r = await receiver();
+    const { partnerId } = await subscribe(
+      server,
+      r,
+      {
+        mapping: {
+          rules: [
+            { to: 'order.id', from: 'orderId' },
+            { to: 'order.total', from: 'amount' },
+            { to: 'order.currency', from: 'currency', transform: 'lowercase' },
+            { to: 'meta.eventId', from: '$event.id' },
+            { to: 'meta.partner', from: '$partner.name' },
+            { to: 'meta.version', value: 'v1' },
+          ],
+        },
+      },
+      { name: 'Mapped Partner' },
+    );
+    const event = orderEvent({ amount: 99, currency: 'EUR' });
+    await publish(server, event);
+    const [got] = await r.waitFor(1);
+    assert.deepEqual(got!.json, {
+      order: { id: event.data.orderId, total: 99, currency: 'eur' },
+      meta: { eventId: event.id, partner: 'Mapped Partner', version: 'v1' },
+    });
+    assert.ok(partnerId);
+    assert.equal(got!.verified, true);
+  });
+
+  test('an event whose data does not match its schema goes to the processor DLQ with the reason', async () => {
+    const r = await receiver();
+    await subscribe(server, r);
+    const bad = orderEvent({ amount: 'lots' });
+    await publish(server, bad);
+    const deadline = Date.now() + 10_000;
+    let items: any[] = [];
+    while (Date.now() < deadline) {
+      items = (await server.request('GET', `/admin/dlq?eventId=${bad.id}`)).body.items;
+      if (items.length > 0) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.equal(items[0]?.stage, 'processor');
+    assert.equal(items[0]?.reason, 'data_invalid');
+    assert.match(items[0]?.lastError, /amount/);
+    assert.equal(r.received.length, 0);
+  });
+
+  test('a slow receiver does not delay another partner’s deliveries', async () => {
+    const slow = await receiver({ answer: () => ({ status: 200, delayMs: 10_000 }) });
+    const fast = await receiver();
+    await subscribe(server, slow, { retry: { maxAttempts: 1 } }, { delivery: { timeouts: { headersMs: 15_000 } } });
+    await subscribe(server, fast);
+    // Keep the slow partner busy first, then send events that only the fast partner... both get every event.
+    for (let i = 0; i < 20; i++) await publish(server, orderEvent({ amount: i }));
+    const started = Date.now();
+    await fast.waitFor(20, 5_000);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 3_000, `the fast partner got 20 deliveries in ${elapsed} ms while the slow one hangs`);
+    assert.ok(slow.received.length >= 1, 'the slow partner is being delivered to meanwhile');
+  });
+
+  test('redrive re-enqueues a dead letter, keeps its history, and the delivery succeeds', async () => {
+    let fail = true;
+    const r = await receiver({ answer: () => ({ status: fail ? 400 : 200 }) });
+    const { subscriptionId } = await subscribe(server, r);
+    await publish(server, orderEvent());
+    await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    fail = false;
+    const redrive = await server.request('POST', '/admin/dlq/redrive', { subscriptionId });
+    assert.equal(redrive.body.redriven, 1);
+    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'SUCCESS');
+    assert.deepEqual(delivery.attemptLog.map((a: any) => a.statusCode), [400, 200]);
+    const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
+    assert.ok(dlq.body.items[0].redrivenAt, 'the dead letter is kept, marked redriven');
+  });
+});

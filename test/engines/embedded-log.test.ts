@@ -1,0 +1,241 @@
+/** The embedded durable log: the bus conformance suite, plus what only the embedded engine promises. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
+import { PartitionCursor } from '../../src/engines/embedded/cursor.ts';
+import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
+import { murmur2 } from '../../src/engines/embedded/partitioner.ts';
+import { runBusConformance } from '../conformance/bus.ts';
+
+runBusConformance('embedded', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webhooks-log-'));
+  return {
+    open: async () => new EmbeddedLog(join(dir, 'bus.db')),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe('embedded log', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'webhooks-log-only-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('partitions keys with Kafka murmur2 (vectors from Kafka UtilsTest)', () => {
+    const hash = (s: string) => murmur2(new TextEncoder().encode(s));
+    assert.equal(hash('21'), -973932308);
+    assert.equal(hash('foobar'), -790332482);
+    assert.equal(hash('a-little-bit-longer-string'), -1486304829);
+    assert.equal(hash('abc'), 479470107);
+  });
+
+  test('the commit advances only over the contiguous prefix of completed offsets', () => {
+    const cursor = new PartitionCursor('t', 0, 0);
+    for (const offset of [0, 1, 2]) cursor.handOut(offset);
+    cursor.settle(1, false);
+    assert.equal(cursor.takeCommit(), undefined);
+    cursor.settle(0, false);
+    assert.equal(cursor.takeCommit(), 2);
+  });
+
+  test('a failed offset rewinds the partition only once nothing after it is in flight', () => {
+    const cursor = new PartitionCursor('t', 0, 0);
+    for (const offset of [0, 1, 2]) cursor.handOut(offset);
+    cursor.settle(1, true);
+    assert.equal(cursor.rewindIfSettled(0), false);
+    cursor.settle(2, false);
+    cursor.settle(0, false);
+    assert.equal(cursor.takeCommit(), 1);
+    assert.equal(cursor.rewindIfSettled(0), true);
+    assert.equal(cursor.position, 1);
+  });
+
+  test('publishing to an unknown topic fails with topic_not_found and appends nothing', async () => {
+    const log = new EmbeddedLog(join(dir, 'unknown.db'));
+    await log.ensureTopic('known', { partitions: 1 });
+    await assert.rejects(
+      log.publish([
+        { topic: 'known', value: '1' },
+        { topic: 'missing', value: '2' },
+      ]),
+      (err: unknown) => (err as { code?: string }).code === 'topic_not_found',
+    );
+    const seen: ConsumedMessage[] = [];
+    await log.publish([{ topic: 'known', value: '3' }]);
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['known'],
+      handler: async (b) => void seen.push(...b),
+    });
+    await waitFor('the message', () => seen.length >= 1);
+    await consumer.stop();
+    await log.close();
+    assert.deepEqual(
+      seen.map((m) => [m.offset, m.value]),
+      [[0, '3']],
+    );
+  });
+
+  test('retention deletes records every reading group committed past, and keeps the rest', async () => {
+    const log = new EmbeddedLog(join(dir, 'retention.db'));
+    await log.ensureTopic('read', { partitions: 1 });
+    await log.ensureTopic('unread', { partitions: 1 });
+    await log.publish(['0', '1', '2', '3', '4'].map((value) => ({ topic: 'read', value })));
+    await log.publish([{ topic: 'unread', value: 'u' }]);
+    const all: string[] = [];
+    const some: string[] = [];
+    const fast = log.consume({
+      group: 'all',
+      topicPrefixes: ['read'],
+      handler: async (b) => void all.push(...b.map((m) => m.value)),
+    });
+    const slow = log.consume({
+      group: 'some',
+      topicPrefixes: ['read'],
+      handler: async (b) => {
+        some.push(...b.map((m) => m.value));
+        return { failed: b.filter((m) => m.offset >= 2) };
+      },
+    });
+    await waitFor('both groups', () => all.length >= 5 && some.length >= 5);
+    await Promise.all([fast.stop(), slow.stop()]);
+
+    assert.equal(await log.retention(), 2);
+    const later: ConsumedMessage[] = [];
+    const fresh = log.consume({
+      group: 'fresh',
+      topicPrefixes: ['read', 'unread'],
+      handler: async (b) => void later.push(...b),
+    });
+    await waitFor('the kept records', () => later.length >= 4);
+    await fresh.stop();
+    await log.close();
+    assert.deepEqual(later.map((m) => `${m.topic}:${m.offset}`).sort(), [
+      'read:2',
+      'read:3',
+      'read:4',
+      'unread:0',
+    ]);
+  });
+
+  test('a crash (closed without stop) redelivers the unfinished batch to the next member', async () => {
+    const path = join(dir, 'crash.db');
+    const first = new EmbeddedLog(path, { leaseTtlMs: 600 });
+    await first.ensureTopic('crash', { partitions: 1 });
+    await first.publish([
+      { topic: 'crash', value: 'a' },
+      { topic: 'crash', value: 'b' },
+    ]);
+    let started = false;
+    first.consume({
+      group: 'g',
+      topicPrefixes: ['crash'],
+      handler: () => {
+        started = true;
+        return new Promise(() => {});
+      },
+    });
+    await waitFor('the batch to start', () => started);
+    await first.close();
+
+    const second = new EmbeddedLog(path, { leaseTtlMs: 600 });
+    const seen: string[] = [];
+    const consumer = second.consume({
+      group: 'g',
+      topicPrefixes: ['crash'],
+      handler: async (b) => void seen.push(...b.map((m) => m.value)),
+    });
+    await waitFor('the redelivery', () => seen.length >= 2);
+    await consumer.stop();
+    await second.close();
+    assert.deepEqual(seen, ['a', 'b']);
+  });
+
+  test('a killed process loses nothing: another process takes its partitions over after the lease TTL', async () => {
+    const path = join(dir, 'killed.db');
+    const log = new EmbeddedLog(path, { leaseTtlMs: 1000 });
+    await log.ensureTopic('killed', { partitions: 2 });
+    await log.publish(
+      Array.from({ length: 10 }, (_, i) => ({ topic: 'killed', key: `k${i}`, value: `${i}` })),
+    );
+    const logModule = new URL('../../src/engines/embedded/log.ts', import.meta.url).href;
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { EmbeddedLog } = await import(${JSON.stringify(logModule)});
+         const log = new EmbeddedLog(${JSON.stringify(path)}, { leaseTtlMs: 1000 });
+         log.consume({ group: 'g', topicPrefixes: ['killed'], handler: (b) => {
+           console.log('started ' + b.length);
+           return new Promise(() => {});
+         } });`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    await waitFor('the child to take a batch', () => output.includes('started'));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+
+    const seen = new Set<string>();
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['killed'],
+      handler: async (b) => {
+        for (const m of b) seen.add(m.value);
+        return undefined;
+      },
+    });
+    await waitFor('every message', () => seen.size === 10);
+    await consumer.stop();
+    await log.close();
+  });
+
+  test('two connections on one file (two processes) share a group without processing a message twice', async () => {
+    const path = join(dir, 'shared.db');
+    const a = new EmbeddedLog(path);
+    const b = new EmbeddedLog(path);
+    await a.ensureTopic('shared', { partitions: 4 });
+    const counts = new Map<string, number>();
+    const handler = async (batch: ConsumedMessage[]) => {
+      for (const m of batch) counts.set(m.value, (counts.get(m.value) ?? 0) + 1);
+      await sleep(2);
+      return undefined;
+    };
+    const consumers = [a, b].map((log) =>
+      log.consume({ group: 'g', topicPrefixes: ['shared'], maxBatch: 20, handler }),
+    );
+    for (let wave = 0; wave < 6; wave++) {
+      await (wave % 2 ? a : b).publish(
+        Array.from({ length: 50 }, (_, i) => ({ topic: 'shared', key: `k${i}`, value: `${wave}-${i}` })),
+      );
+      await sleep(300);
+    }
+    await waitFor('every message', () => counts.size === 300);
+    await sleep(300);
+    await Promise.all(consumers.map((c) => c.stop()));
+    await Promise.all([a.close(), b.close()]);
+    assert.deepEqual(
+      [...counts.values()].filter((n) => n !== 1),
+      [],
+    );
+  });
+});

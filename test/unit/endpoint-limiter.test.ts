@@ -1,0 +1,77 @@
+/** Per-endpoint isolation: concurrency slots, a bounded wait queue, and rate limiting. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { EndpointLimiter } from '../../src/dispatcher/endpoint-limiter.ts';
+
+describe('EndpointLimiter', () => {
+  test('grants up to maxConcurrency at once and queues the next until a release', async () => {
+    const limiter = new EndpointLimiter();
+    const a = await limiter.acquire('e', { maxConcurrency: 2 });
+    const b = await limiter.acquire('e', { maxConcurrency: 2 });
+    assert.ok(a.ok && b.ok);
+    let third = false;
+    const pending = limiter.acquire('e', { maxConcurrency: 2 }).then((r) => {
+      third = true;
+      return r;
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(third, false);
+    assert.equal(limiter.load('e').waiting, 1);
+    if (a.ok) a.release();
+    const c = await pending;
+    assert.ok(c.ok);
+    assert.equal(limiter.load('e').active, 2);
+    assert.equal(limiter.load('e').waiting, 0);
+  });
+
+  test('a fast endpoint absorbs a burst in its queue', async () => {
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 2000 });
+    await limiter.acquire('fast', { maxConcurrency: 10 });
+    for (let i = 0; i < 9; i++) await limiter.acquire('fast', { maxConcurrency: 10 });
+    // Latency estimate 50 ms: 300 queued tasks wait about 30 × 50 ms = 1.5 s, under the bound.
+    for (let i = 0; i < 300; i++) void limiter.acquire('fast', { maxConcurrency: 10 });
+    assert.equal(limiter.load('fast').waiting, 300);
+  });
+
+  test('a hanging endpoint is recognised by the age of its requests: new tasks are deferred', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 2000, now: () => now });
+    await limiter.acquire('slow', { maxConcurrency: 1 });
+    now = 5000; // the request in flight has hung for 5 s
+    const res = await limiter.acquire('slow', { maxConcurrency: 1 });
+    assert.equal(res.ok, false);
+    if (!res.ok) assert.ok(res.retryInMs >= 5000);
+  });
+
+  test('the latency estimate follows the measured request durations', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ now: () => now });
+    for (let i = 0; i < 20; i++) {
+      const slot = await limiter.acquire('e', { maxConcurrency: 1 });
+      now += 1000;
+      if (slot.ok) slot.release();
+    }
+    assert.ok(limiter.load('e').latencyMs > 900);
+  });
+
+  test('endpoints are independent: a saturated one does not block another', async () => {
+    const limiter = new EndpointLimiter();
+    await limiter.acquire('slow', { maxConcurrency: 1 });
+    void limiter.acquire('slow', { maxConcurrency: 1 });
+    const other = await limiter.acquire('fast', { maxConcurrency: 1 });
+    assert.ok(other.ok);
+  });
+
+  test('a rate limit defers when the next token is further away than the wait bound', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ maxRateWaitMs: 100, now: () => now });
+    const first = await limiter.acquire('r', { maxConcurrency: 10, ratePerSecond: 1 });
+    assert.ok(first.ok);
+    const second = await limiter.acquire('r', { maxConcurrency: 10, ratePerSecond: 1 });
+    assert.equal(second.ok, false);
+    if (!second.ok) assert.ok(second.retryInMs > 100 && second.retryInMs <= 1000);
+    now = 1000;
+    const third = await limiter.acquire('r', { maxConcurrency: 10, ratePerSecond: 1 });
+    assert.ok(third.ok, 'a token is back after a second');
+  });
+});

@@ -1,0 +1,151 @@
+/**
+ * The processor core against the real SQLite store (in memory) and a recording publisher: what each
+ * record becomes, and the partial batch response.
+ */
+import assert from 'node:assert/strict';
+import { beforeEach, describe, test } from 'node:test';
+import { DeadLetterSink } from '../../src/common/dead-letter-sink.ts';
+import { TransientError } from '../../src/common/errors.ts';
+import { uuidv7 } from '../../src/common/ids.ts';
+import { ValidatorCache } from '../../src/common/json-schema.ts';
+import { Logger } from '../../src/common/log.ts';
+import { MetricsRegistry } from '../../src/common/metrics.ts';
+import type { BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
+import { SqliteStore } from '../../src/engines/sqlite/store.ts';
+import { CachedLookups } from '../../src/processor/lookups.ts';
+import { EventProcessor } from '../../src/processor/processor.ts';
+import { StorePartnerDirectory } from '../../src/subscriptions/partners.ts';
+import { partnerRecord, schemaRecord, subscriptionRecord } from '../support/fixtures.ts';
+
+let offset = 0;
+function record(data: unknown, attrs: Record<string, unknown> = {}, headers: Record<string, string> = {}): ConsumedMessage {
+  const event = { specversion: '1.0', id: `e-${offset}`, source: '/t', type: 'orders.created', schemaversion: 1, data, ...attrs };
+  return { topic: 'ingress.orders.created.v1', partition: 0, offset: offset++, value: JSON.stringify(event), headers, timestamp: Date.now() };
+}
+
+describe('EventProcessor', () => {
+  let store: SqliteStore;
+  let published: BusMessage[];
+  let failPublish: boolean;
+  let metrics: MetricsRegistry;
+  let lookups: CachedLookups;
+  const make = (overrides: Partial<ConstructorParameters<typeof EventProcessor>[0]> = {}) =>
+    new EventProcessor({
+      lookups,
+      validators: new ValidatorCache(),
+      publish: async (m) => {
+        if (failPublish) throw new Error('bus down');
+        published.push(...m);
+      },
+      deadLetters: new DeadLetterSink({
+        deadLetters: store.deadLetters,
+        publish: async (m) => {
+          published.push(...m);
+        },
+        newId: uuidv7,
+        clock: () => new Date(),
+      }),
+      ledger: store.ledger,
+      markerTtlMs: 60_000,
+      maxAttempts: 3,
+      retryDelayMs: 1000,
+      metrics,
+      logger: new Logger({ level: 'error', sink: { write: () => {} } }),
+      clock: () => new Date(),
+      ...overrides,
+    });
+
+  beforeEach(async () => {
+    store = new SqliteStore(':memory:');
+    published = [];
+    failPublish = false;
+    metrics = new MetricsRegistry();
+    lookups = new CachedLookups({ schemas: store.schemas, subscriptions: store.subscriptions, directory: new StorePartnerDirectory(store.partners) });
+    await store.schemas.insert(
+      schemaRecord({ schema: { type: 'object', required: ['amount'], properties: { amount: { type: 'number' } } } }),
+    );
+    await store.partners.insert(partnerRecord({ id: 'acme' }));
+  });
+
+  test('one task per matching subscription, to its egress topic, keyed by subscription', async () => {
+    const a = subscriptionRecord({ id: 'sub-a', partnerId: 'acme', filter: undefined });
+    const b = subscriptionRecord({ id: 'sub-b', partnerId: 'acme', filter: { amount: { $gt: 100 } } });
+    await store.subscriptions.insert(a);
+    await store.subscriptions.insert(b);
+    const result = await make().processBatch([record({ amount: 5 })]);
+    assert.deepEqual(result.failed, []);
+    assert.deepEqual(published.map((m) => [m.topic, m.key]), [['egress.acme.orders.created', 'sub-a']]);
+    const task = JSON.parse(published[0]!.value);
+    assert.equal(task.payload.amount, 5);
+    assert.match(task.deliveryId, /^msg_/);
+    assert.equal(metrics.counter('events_processed', '').get(), 1);
+  });
+
+  test('invalid data goes to the DLQ with the reason and the field; the batch does not fail', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const result = await make().processBatch([record({ amount: 'x' })]);
+    assert.deepEqual(result.failed, []);
+    assert.deepEqual(published.map((m) => m.topic), ['dlq.processor']);
+    const [dead] = (await store.deadLetters.list({ stage: 'processor' })).items;
+    assert.equal(dead?.reason, 'data_invalid');
+    assert.match(dead?.lastError ?? '', /data\.amount/);
+    assert.equal(metrics.counter('events_to_dlq', '', ['reason']).get({ reason: 'data_invalid' }), 1);
+  });
+
+  test('an envelope that is not a CloudEvent and an unknown schema version are dead-lettered', async () => {
+    const garbage: ConsumedMessage = { ...record({}), value: '{"hello":1}' };
+    const unknown = record({ amount: 1 }, { schemaversion: 9 });
+    const result = await make().processBatch([garbage, unknown]);
+    assert.deepEqual(result.outcomes.map((o) => (o.kind === 'dlq' ? o.reason : o.kind)), ['envelope_invalid', 'schema_unknown']);
+  });
+
+  test('the same event twice produces tasks once (idempotency marker)', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const first = record({ amount: 1 });
+    const again = { ...first, offset: first.offset + 1000 };
+    await make().processBatch([first]);
+    const second = await make().processBatch([again, again]);
+    assert.deepEqual(second.outcomes.map((o) => o.kind), ['duplicate', 'duplicate']);
+    assert.equal(published.length, 1);
+  });
+
+  test('a transient failure goes to the retry topic with the attempt counted, then to the DLQ when exhausted', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const flaky = new CachedLookups({ schemas: store.schemas, subscriptions: store.subscriptions, directory: new StorePartnerDirectory(store.partners) });
+    flaky.subscriptions = async () => {
+      throw new TransientError('store_unavailable', 'store timed out');
+    };
+    lookups = flaky;
+    const first = await make().processBatch([record({ amount: 1 })]);
+    assert.equal(first.outcomes[0]!.kind, 'retry');
+    const retry = published[0]!;
+    assert.equal(retry.topic, 'retry.processor.30s');
+    assert.equal(retry.headers?.['x-webhooks-attempt'], '1');
+    assert.ok((retry.notBefore ?? 0) > Date.now());
+    published = [];
+    const last = await make().processBatch([{ ...record({}), value: retry.value, headers: { ...retry.headers, 'x-webhooks-attempt': '2' } }]);
+    assert.equal(last.outcomes[0]!.kind, 'dlq');
+    assert.equal((await store.deadLetters.list({})).items[0]?.reason, 'retries_exhausted');
+  });
+
+  test('when outputs cannot be published, the whole batch is reported failed (redelivered)', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    failPublish = true;
+    const batch = [record({ amount: 1 }), record({ amount: 2 })];
+    const result = await make().processBatch(batch);
+    assert.deepEqual(result.failed, batch);
+    assert.equal((await store.ledger.get('event:/t:e-0'))?.status, undefined, 'no marker without published tasks');
+  });
+
+  test('a mapping that fails for one subscription dead-letters only that delivery', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ id: 'ok', filter: undefined }));
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'bad', filter: undefined, mapping: { rules: [{ to: 'n', from: 'amount', transform: 'boolean' }] } }),
+    );
+    await make().processBatch([record({ amount: 7 })]);
+    assert.deepEqual(published.filter((m) => m.topic.startsWith('egress.')).map((m) => m.key), ['ok']);
+    const [dead] = (await store.deadLetters.list({})).items;
+    assert.equal(dead?.reason, 'mapping_failed');
+    assert.equal(dead?.subscriptionId, 'bad');
+  });
+});
