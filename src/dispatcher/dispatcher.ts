@@ -6,7 +6,7 @@
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
-import type { Logger } from '../common/log.ts';
+import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type { DeliveryAuth, DeliveryRecord, PartnerRecord, SubscriptionRecord } from '../common/model.ts';
 import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
@@ -106,6 +106,11 @@ export class WebhookDispatcher {
       await this.#deadLetter(message, undefined, 'task_invalid', (err as Error).message, 0);
       return 'failed';
     }
+    // Everything logged while this task is handled carries the event's correlation id.
+    return withCorrelationId(task.event.correlationId, () => this.#handleTask(message, task));
+  }
+
+  async #handleTask(message: ConsumedMessage, task: DeliveryTask): Promise<TaskOutcome> {
     const now = this.#deps.clock();
     const sub = await this.#deps.subscription(task.subscriptionId);
     const delivery = await this.#deps.deliveries.ensure(newDelivery(task, now));

@@ -12,7 +12,7 @@ import { isWebhooksError } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
 import type { ValidatorCache } from '../common/json-schema.ts';
 import type { JsonObject, JsonValue } from '../common/json.ts';
-import type { Logger } from '../common/log.ts';
+import { type Logger, withCorrelationId } from '../common/log.ts';
 import { applyMapping, type MappingDocument } from '../common/mapping.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
@@ -112,10 +112,12 @@ export class EventProcessor {
     const originTopic = message.headers[HEADERS.originTopic] ?? message.topic;
     let envelope: EventEnvelope | undefined;
     try {
-      envelope = parseStructuredEvent(JSON.parse(message.value));
-      const marker = `event:${envelope.source}:${envelope.id}`;
+      const parsed = parseStructuredEvent(JSON.parse(message.value));
+      envelope = parsed;
+      const marker = `event:${parsed.source}:${parsed.id}`;
       if (seen.has(marker) || (await this.#isDone(marker))) return { kind: 'duplicate' };
-      const tasks = await this.#fanOut(envelope, message, dead);
+      // Everything logged while this event is routed carries its correlation id.
+      const tasks = await withCorrelationId(parsed.correlationId, () => this.#fanOut(parsed, message, dead));
       out.push(...tasks);
       seen.add(marker);
       markers.push(marker);
@@ -133,7 +135,11 @@ export class EventProcessor {
         dead.push(deadLetterFor(message, originTopic, 'retries_exhausted', error, attempt + 1, envelope));
         return { kind: 'dlq', reason: 'retries_exhausted', error };
       }
-      this.#deps.logger.warn('transient processor failure; event goes to the retry topic', { error, attempt });
+      this.#deps.logger.warn('transient processor failure; event goes to the retry topic', {
+        error,
+        attempt,
+        ...(envelope ? { correlationId: envelope.correlationId, eventId: envelope.id } : {}),
+      });
       out.push(
         processorRetryMessage(message, originTopic, attempt + 1, error, this.#deps.clock().getTime(), this.#deps.retryDelayMs),
       );

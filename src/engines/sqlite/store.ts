@@ -15,13 +15,15 @@ import {
   type Store,
   type SubscriptionRepository,
 } from '../../common/ports/store.ts';
-import { type Checkpointer, startCheckpointer } from './checkpointer.ts';
 import { openDatabase } from './database.ts';
 import { SqliteDeadLetters } from './dead-letters.ts';
 import { SqliteDeliveries } from './deliveries.ts';
 import { DocumentTable } from './document-table.ts';
 import { SqliteLedger } from './ledger.ts';
 import { MIGRATIONS } from './migrations.ts';
+
+/** WAL pages between automatic checkpoints (SQLite's default is 1,000). */
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 
 /** The SQLite implementation of the store port. */
 export class SqliteStore implements Store {
@@ -33,13 +35,14 @@ export class SqliteStore implements Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly #db: DatabaseSync;
-  readonly #checkpointer: Checkpointer | undefined;
 
   /** Opens the store at `path` (a file, or ':memory:'). */
   constructor(path: string) {
     this.#db = openDatabase(path, MIGRATIONS);
-    if (process.env.AUTO) this.#db.exec('PRAGMA wal_autocheckpoint = ' + process.env.AUTO);
-    this.#checkpointer = path === ':memory:' || process.env.NOCKPT ? undefined : startCheckpointer(this.#db, path);
+    // Each checkpoint ends in fsyncs that stall the (synchronous) writer. Delivery writes touch the
+    // same hot pages again and again, so checkpointing less often also copies far fewer pages:
+    // ~40 MB of WAL between checkpoints instead of SQLite's 4 MB measured ~1.3x the delivery rate.
+    this.#db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     const schemas = new DocumentTable<SchemaRecord>(this.#db, {
       table: 'event_schema',
       key: [
@@ -101,7 +104,6 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.#checkpointer?.stop();
     if (this.#db.isOpen) this.#db.close();
   }
 }

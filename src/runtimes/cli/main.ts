@@ -9,6 +9,7 @@ import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts
 import { isWebhooksError } from '../../common/errors.ts';
 import { ALL_ROLES, type Role, VERSION } from '../platform.ts';
 import { startServer } from '../server/server.ts';
+import { demoCommand } from './demo.ts';
 import { publishCommand } from './publish.ts';
 import { receiveCommand } from './receive.ts';
 
@@ -16,12 +17,15 @@ const HELP = `webhooks ${VERSION} — partner-webhook delivery platform
 
 Usage:
   webhooks start [--port N] [--host H] [--data-dir DIR] [--config FILE] [--role all|api|processor|dispatcher[,…]]
+      runs the platform; --role splits the API, the processor and the dispatcher across processes
   webhooks receive [--port 9000] [--host 127.0.0.1] [--secret whsec_... (repeatable)] [--tls]
                    [--cert-file FILE] [--status 204] [--fail-first N] [--fail-status 500]
                    [--delay-ms 0] [--quiet]
       a local partner endpoint: verifies Standard Webhooks signatures, prints one JSON line per request
   webhooks publish [FILE|-] [--url http://127.0.0.1:8080] [--token T] [--batch] [--data-dir DIR]
       POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events
+  webhooks demo [--keep] [--port N] [--data-dir DIR]
+      the whole flow in one go: platform + HTTPS receiver, schema, partner, subscription, event, delivery
   webhooks version
   webhooks help
 
@@ -97,7 +101,12 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
 /** Entry point: parses the command and runs it; prints configuration errors one per line. */
 export async function main(argv: string[]): Promise<void> {
   // These commands have options of their own, so they parse their arguments themselves.
-  const own = argv[0] === 'receive' ? receiveCommand : argv[0] === 'publish' ? publishCommand : undefined;
+  const commands: Record<string, (args: string[]) => Promise<void>> = {
+    receive: receiveCommand,
+    publish: publishCommand,
+    demo: demoCommand,
+  };
+  const own = argv[0] === undefined ? undefined : commands[argv[0]];
   if (own) return own(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
