@@ -7,4 +7,8 @@ export const HEADERS = {
   /** The topic a message came from before a retry tier or the DLQ. */
   originTopic: 'x-webhooks-origin-topic',
   lastError: 'x-webhooks-last-error',
+  /** Set on a message re-published from the DLQ: the id of the dead letter. */
+  redrive: 'x-webhooks-redrive',
+  /** On a redriven processor message: fan out to this subscription only. */
+  onlySubscription: 'x-webhooks-only-subscription',
 } as const;

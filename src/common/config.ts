@@ -125,7 +125,11 @@ const ENTRIES: Record<string, Entry> = {
   partnerApiToken: { env: 'WEBHOOKS_PARTNER_API_TOKEN', file: 'partnerApiToken', parse: text },
   ledger: { env: 'WEBHOOKS_LEDGER', file: 'ledger', parse: bool },
   deliveryCaFile: { env: 'WEBHOOKS_DELIVERY_CA_FILE', file: 'deliveryCaFile', parse: text },
-  endpointConcurrency: { env: 'WEBHOOKS_ENDPOINT_CONCURRENCY', file: 'endpointConcurrency', parse: int(1, 1000) },
+  endpointConcurrency: {
+    env: 'WEBHOOKS_ENDPOINT_CONCURRENCY',
+    file: 'endpointConcurrency',
+    parse: int(1, 1000),
+  },
   processorRetryDelayMs: {
     env: 'WEBHOOKS_PROCESSOR_RETRY_DELAY_MS',
     file: 'processorRetryDelayMs',

@@ -33,7 +33,7 @@ export class DeadLetterSink {
       id: this.#deps.newId(),
       createdAt: this.#deps.clock().toISOString(),
     }));
-    for (const record of records) await this.#deps.deadLetters.insert(record);
+    await Promise.all(records.map((record) => this.#deps.deadLetters.insert(record)));
     await this.#deps.publish(
       records.map((r) => ({
         topic: DLQ_TOPICS[r.stage],

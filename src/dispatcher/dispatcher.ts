@@ -56,7 +56,15 @@ export interface DispatcherDeps {
   random?: () => number;
 }
 
-type TaskOutcome = 'success' | 'retry' | 'failed' | 'gone' | 'deferred' | 'skipped';
+type TaskOutcome =
+  | 'success'
+  | 'retry'
+  | 'failed'
+  | 'gone'
+  | 'deferred'
+  | 'deferred_busy'
+  | 'deferred_paused'
+  | 'skipped';
 
 /** The dispatcher core, shared by every runtime. */
 export class WebhookDispatcher {
@@ -69,11 +77,16 @@ export class WebhookDispatcher {
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
     this.#outcomes = deps.metrics.counter('webhook_deliveries_total', 'Delivery task outcomes', ['outcome']);
-    this.#latency = deps.metrics.histogram('webhook_delivery_duration_seconds', 'Latency of delivery attempts', ['partner']);
-    this.#responses = deps.metrics.counter('webhook_responses_total', 'Partner answers by status code or error kind', [
-      'partner',
-      'status',
-    ]);
+    this.#latency = deps.metrics.histogram(
+      'webhook_delivery_duration_seconds',
+      'Latency of delivery attempts',
+      ['partner'],
+    );
+    this.#responses = deps.metrics.counter(
+      'webhook_responses_total',
+      'Partner answers by status code or error kind',
+      ['partner', 'status'],
+    );
     this.#endToEnd = deps.metrics.histogram(
       'webhook_end_to_end_seconds',
       'From ingest to successful delivery',
@@ -113,33 +126,43 @@ export class WebhookDispatcher {
   async #handleTask(message: ConsumedMessage, task: DeliveryTask): Promise<TaskOutcome> {
     const now = this.#deps.clock();
     const sub = await this.#deps.subscription(task.subscriptionId);
-    const delivery = await this.#deps.deliveries.ensure(newDelivery(task, now));
-    if (delivery.status === 'SUCCESS') return 'skipped';
     if (!sub || sub.status === 'DISABLED') {
+      const delivery = await this.#deps.deliveries.ensure(newDelivery(task, now));
+      if (delivery.status === 'SUCCESS') return 'skipped';
       const reason = sub ? 'subscription_disabled' : 'subscription_deleted';
-      await this.#fail(message, task, reason, sub ? `subscription is disabled: ${sub.statusReason ?? ''}` : 'subscription was deleted');
+      await this.#fail(
+        message,
+        task,
+        reason,
+        sub ? `subscription is disabled: ${sub.statusReason ?? ''}` : 'subscription was deleted',
+      );
       return 'failed';
     }
     if (sub.status === 'PAUSED') {
       await this.#defer(message, task, 60_000);
-      return 'deferred';
+      return 'deferred_paused';
     }
-    if (this.#deps.ledger) {
-      const partnerTimeouts = await this.#timeouts(sub);
-      // The claim must outlive the longest attempt (queue wait ≤ 2 s + timeouts); after a crash it lapses by itself.
-      const lease = partnerTimeouts.connectMs + partnerTimeouts.headersMs + partnerTimeouts.bodyMs + 5_000;
-      const claim = await this.#deps.ledger.claim(task.deliveryId, lease, now.getTime());
-      if (claim === 'completed') {
-        await this.#deps.deliveries.patch(task.deliveryId, { status: 'SUCCESS', updatedAt: now.toISOString() });
-        return 'skipped';
+    // The delivery row is written with the first attempt (one write); until then it is only read.
+    const [delivery, claim] = await Promise.all([
+      this.#deps.deliveries.get(task.deliveryId),
+      this.#claim(sub, task, now),
+    ]);
+    if (claim === 'completed' || delivery?.status === 'SUCCESS') {
+      if (claim === 'claimed') await this.#deps.ledger?.release(task.deliveryId);
+      if (delivery && delivery.status !== 'SUCCESS') {
+        await this.#deps.deliveries.patch(task.deliveryId, {
+          status: 'SUCCESS',
+          updatedAt: now.toISOString(),
+        });
       }
-      if (claim === 'busy') {
-        await this.#defer(message, task, 5_000);
-        return 'deferred';
-      }
+      return 'skipped';
+    }
+    if (claim === 'busy') {
+      await this.#defer(message, task, 5_000);
+      return 'deferred_busy';
     }
     try {
-      return await this.#attempt(message, task, sub, delivery.attempts);
+      return await this.#attempt(message, task, sub, delivery?.attempts ?? 0);
     } catch (err) {
       await this.#deps.ledger?.release(task.deliveryId);
       throw err;
@@ -164,7 +187,7 @@ export class WebhookDispatcher {
       await this.#defer(message, task, slot.retryInMs);
       return 'deferred';
     }
-    let result: DeliveryResult;
+    let result: DeliveryResult | undefined;
     const started = this.#deps.clock();
     try {
       const { headers, body } = buildDeliveryRequest({
@@ -182,7 +205,7 @@ export class WebhookDispatcher {
         maxResponseBytes: this.#deps.maxResponseBytes,
       });
     } finally {
-      slot.release();
+      slot.release(result?.latencyMs);
     }
     // The retry budget counts this task's attempts (a redrive starts a new budget); the record numbers every attempt.
     const attemptNo = task.attempt + 1;
@@ -199,8 +222,11 @@ export class WebhookDispatcher {
       at: started.toISOString(),
       latencyMs: Math.round(result.latencyMs),
       ...(result.ok ? { statusCode: result.status, responseBody: result.body } : {}),
-      ...(klass === 'success' ? {} : { error: result.ok ? `HTTP ${result.status}` : `${result.kind}: ${result.message}` }),
+      ...(klass === 'success'
+        ? {}
+        : { error: result.ok ? `HTTP ${result.status}` : `${result.kind}: ${result.message}` }),
     };
+    const create = newDelivery(task, started);
     const common = {
       attempts: recordNo,
       updatedAt: now.toISOString(),
@@ -209,11 +235,14 @@ export class WebhookDispatcher {
     };
 
     if (klass === 'success') {
-      await this.#deps.deliveries.recordAttempt(
-        { ...attempt, outcome: 'success' },
-        { ...common, status: 'SUCCESS', completedAt: now.toISOString() },
-      );
-      await this.#deps.ledger?.complete(task.deliveryId, this.#deps.ledgerTtlMs, now.getTime());
+      await Promise.all([
+        this.#deps.deliveries.recordAttempt(
+          { ...attempt, outcome: 'success' },
+          { ...common, status: 'SUCCESS', completedAt: now.toISOString() },
+          create,
+        ),
+        this.#deps.ledger?.complete(task.deliveryId, this.#deps.ledgerTtlMs, now.getTime()),
+      ]);
       if (task.ingestedAt) this.#endToEnd.observe(undefined, (now.getTime() - task.ingestedAt) / 1000);
       return 'success';
     }
@@ -240,19 +269,40 @@ export class WebhookDispatcher {
         await this.#deps.deliveries.recordAttempt(
           { ...attempt, outcome: 'retry' },
           { ...common, status: 'PENDING', nextAttemptAt: new Date(retryAt).toISOString() },
+          create,
         );
         const next: DeliveryTask = { ...task, attempt: attemptNo, firstAttemptAt };
         await this.#deps.publish([retryMessage(message, next, delay, now.getTime())]);
         return 'retry';
       }
-      await this.#deps.deliveries.recordAttempt({ ...attempt, outcome: 'failed' }, { ...common, status: 'FAILED', completedAt: now.toISOString() });
-      await this.#deadLetter(message, { ...task, attempt: attemptNo }, 'retries_exhausted', attempt.error ?? '', attemptNo);
+      await this.#deps.deliveries.recordAttempt(
+        { ...attempt, outcome: 'failed' },
+        { ...common, status: 'FAILED', completedAt: now.toISOString() },
+        create,
+      );
+      await this.#deadLetter(
+        message,
+        { ...task, attempt: attemptNo },
+        'retries_exhausted',
+        attempt.error ?? '',
+        attemptNo,
+      );
       return 'failed';
     }
-    await this.#deps.deliveries.recordAttempt({ ...attempt, outcome: 'failed' }, { ...common, status: 'FAILED', completedAt: now.toISOString() });
+    await this.#deps.deliveries.recordAttempt(
+      { ...attempt, outcome: 'failed' },
+      { ...common, status: 'FAILED', completedAt: now.toISOString() },
+      create,
+    );
     if (klass === 'gone') {
       await this.#deps.disableSubscription(sub.id, `the endpoint answered 410 Gone at ${now.toISOString()}`);
-      await this.#deadLetter(message, { ...task, attempt: attemptNo }, 'endpoint_gone', attempt.error ?? '', attemptNo);
+      await this.#deadLetter(
+        message,
+        { ...task, attempt: attemptNo },
+        'endpoint_gone',
+        attempt.error ?? '',
+        attemptNo,
+      );
       return 'gone';
     }
     const reason = result.ok ? `http_${result.status}` : result.kind;
@@ -260,9 +310,18 @@ export class WebhookDispatcher {
     return 'failed';
   }
 
-  async #timeouts(sub: SubscriptionRecord) {
+  /** Claims the delivery in the ledger for longer than the longest attempt can take; 'claimed' without a ledger. */
+  async #claim(
+    sub: SubscriptionRecord,
+    task: DeliveryTask,
+    now: Date,
+  ): Promise<'claimed' | 'completed' | 'busy'> {
+    if (!this.#deps.ledger) return 'claimed';
     const partner = await this.#deps.partner(sub.partnerId);
-    return { ...DEFAULT_TIMEOUTS, ...partner?.delivery.timeouts };
+    const t = { ...DEFAULT_TIMEOUTS, ...partner?.delivery.timeouts };
+    // Queue wait (≤ 2 s) plus the timeouts, with a margin; after a crash the claim lapses by itself.
+    const lease = t.connectMs + t.headersMs + t.bodyMs + 5_000;
+    return this.#deps.ledger.claim(task.deliveryId, lease, now.getTime());
   }
 
   /** Parks a task on a retry tier without counting an attempt. */
@@ -300,7 +359,12 @@ export class WebhookDispatcher {
         lastError: error,
         attempts,
         ...(task
-          ? { eventId: task.event.id, eventType: task.event.type, subscriptionId: task.subscriptionId, partnerId: task.partnerId }
+          ? {
+              eventId: task.event.id,
+              eventType: task.event.type,
+              subscriptionId: task.subscriptionId,
+              partnerId: task.partnerId,
+            }
           : {}),
         topic: origin,
         ...(message.key !== undefined ? { key: message.key } : {}),
@@ -333,12 +397,21 @@ function originOf(task: DeliveryTask): string {
 }
 
 /** The message that parks `task` on the retry tier for `delayMs`. */
-function retryMessage(message: ConsumedMessage, task: DeliveryTask, delayMs: number, now: number): BusMessage {
+function retryMessage(
+  message: ConsumedMessage,
+  task: DeliveryTask,
+  delayMs: number,
+  now: number,
+): BusMessage {
   return {
     topic: retryTopicName('dispatcher', retryTierFor(delayMs)),
     key: task.subscriptionId,
     value: JSON.stringify(task),
-    headers: { [HEADERS.originTopic]: message.headers[HEADERS.originTopic] ?? (message.topic.startsWith('retry.') ? originOf(task) : message.topic) },
+    headers: {
+      [HEADERS.originTopic]:
+        message.headers[HEADERS.originTopic] ??
+        (message.topic.startsWith('retry.') ? originOf(task) : message.topic),
+    },
     notBefore: now + delayMs,
   };
 }

@@ -14,7 +14,8 @@ export interface EndpointLimits {
   ratePerSecond?: number;
 }
 
-export type Acquired = { ok: true; release: () => void } | { ok: false; retryInMs: number };
+/** A granted slot; `release` takes the request's own latency (measured by the HTTP client) when known. */
+export type Acquired = { ok: true; release: (latencyMs?: number) => void } | { ok: false; retryInMs: number };
 
 interface EndpointState {
   active: number;
@@ -28,6 +29,8 @@ interface EndpointState {
 
 const INITIAL_LATENCY_MS = 50;
 const EWMA_WEIGHT = 0.2;
+/** A request in flight this long marks the endpoint as slow even before it answers. */
+const HANG_MS = 1000;
 
 /** Per-endpoint concurrency and rate limiting with queues bounded by expected wait. */
 export class EndpointLimiter {
@@ -37,7 +40,9 @@ export class EndpointLimiter {
   readonly #maxRateWaitMs: number;
   readonly #now: () => number;
 
-  constructor(options: { maxQueueWaitMs?: number; maxQueue?: number; maxRateWaitMs?: number; now?: () => number } = {}) {
+  constructor(
+    options: { maxQueueWaitMs?: number; maxQueue?: number; maxRateWaitMs?: number; now?: () => number } = {},
+  ) {
     this.#maxQueueWaitMs = options.maxQueueWaitMs ?? 2000;
     this.#maxQueue = options.maxQueue ?? 1000;
     this.#maxRateWaitMs = options.maxRateWaitMs ?? 1000;
@@ -53,7 +58,8 @@ export class EndpointLimiter {
       if (wait > 0) await sleep(wait);
     }
     if (state.active >= limits.maxConcurrency) {
-      const expectedWait = Math.ceil((state.waiters.length + 1) / limits.maxConcurrency) * this.#estimate(state);
+      const expectedWait =
+        Math.ceil((state.waiters.length + 1) / limits.maxConcurrency) * this.#estimate(state);
       if (expectedWait > this.#maxQueueWaitMs || state.waiters.length >= this.#maxQueue) {
         return { ok: false, retryInMs: expectedWait };
       }
@@ -65,11 +71,12 @@ export class EndpointLimiter {
     let released = false;
     return {
       ok: true,
-      release: () => {
+      release: (latencyMs?: number) => {
         if (released) return;
         released = true;
         state.started.delete(startedAt);
-        const took = this.#now() - startedAt;
+        // The HTTP client's own measure excludes time spent waiting for this process's event loop.
+        const took = latencyMs ?? this.#now() - startedAt;
         state.latencyMs = state.latencyMs * (1 - EWMA_WEIGHT) + took * EWMA_WEIGHT;
         const next = state.waiters.shift();
         // Hand the slot straight to the next waiter; otherwise free it.
@@ -85,12 +92,15 @@ export class EndpointLimiter {
     return { active: s?.active ?? 0, waiting: s?.waiters.length ?? 0, latencyMs: s ? this.#estimate(s) : 0 };
   }
 
-  /** Latency estimate: the moving average, or the age of the oldest request in flight if larger. */
+  /**
+   * Latency estimate: the moving average, or the age of the oldest request in flight once that is
+   * past HANG_MS (younger ages mostly measure this process's own busy event loop, not the endpoint).
+   */
   #estimate(state: EndpointState): number {
     let oldest = Number.POSITIVE_INFINITY;
     for (const t of state.started) if (t < oldest) oldest = t;
     const age = oldest === Number.POSITIVE_INFINITY ? 0 : this.#now() - oldest;
-    return Math.max(state.latencyMs, age);
+    return age >= HANG_MS ? Math.max(state.latencyMs, age) : state.latencyMs;
   }
 
   /** A start time not yet in the set (several requests may start in the same millisecond). */

@@ -22,7 +22,12 @@ export function buildDeliveryRequest(input: {
     'x-correlation-id': task.event.correlationId,
   };
   if (input.secrets.length > 0) {
-    headers['webhook-signature'] = signWebhook({ id: task.deliveryId, timestamp, body, secrets: input.secrets });
+    headers['webhook-signature'] = signWebhook({
+      id: task.deliveryId,
+      timestamp,
+      body,
+      secrets: input.secrets,
+    });
   }
   if (task.event.traceparent) headers.traceparent = task.event.traceparent;
   if (task.event.tracestate) headers.tracestate = task.event.tracestate;

@@ -11,7 +11,11 @@ export function ingestRoutes(ingest: EventIngest): Route[] {
       rawBody: true,
       summary:
         'Publish CloudEvents: structured (application/cloudevents+json or application/json), binary (ce-* headers) or batch (application/cloudevents-batch+json); 202 without waiting for delivery',
-      responses: { '202': 'accepted', '400': 'not a valid CloudEvent', '422': 'no ACTIVE schema for the event type' },
+      responses: {
+        '202': 'accepted',
+        '400': 'not a valid CloudEvent',
+        '422': 'no ACTIVE schema for the event type',
+      },
       handler: async (req) => {
         const accepted = await ingest.ingest(req.headers['content-type'], req.headers, req.rawBody);
         return json(202, { accepted });

@@ -49,36 +49,60 @@ export class EventIngest {
       });
     }
     if (problems.length > 0) {
-      throw new UnprocessableError('event_not_routable', `${problems.length} event(s) cannot be routed: ${problems[0]!.message}`, {
-        details: problems,
-      });
+      throw new UnprocessableError(
+        'event_not_routable',
+        `${problems.length} event(s) cannot be routed: ${problems[0]!.message}`,
+        {
+          details: problems,
+        },
+      );
     }
     await this.#deps.publish(messages);
     for (const e of events) this.#ingested.inc({ type: e.type });
     return events.map((e) => ({ id: e.id, type: e.type }));
   }
 
-  async #resolveVersion(envelope: EventEnvelope, prefix: string, problems: ErrorDetail[]): Promise<number | undefined> {
+  async #resolveVersion(
+    envelope: EventEnvelope,
+    prefix: string,
+    problems: ErrorDetail[],
+  ): Promise<number | undefined> {
     const versions = await this.#deps.versions(envelope.domain, envelope.event);
     if (versions.length === 0) {
-      problems.push({ field: `${prefix}type`, message: `no schema is registered for ${envelope.type}`, code: 'event_type_unknown' });
+      problems.push({
+        field: `${prefix}type`,
+        message: `no schema is registered for ${envelope.type}`,
+        code: 'event_type_unknown',
+      });
       return undefined;
     }
     if (envelope.schemaVersion !== undefined) {
       const named = versions.find((v) => v.version === envelope.schemaVersion);
       if (!named) {
-        problems.push({ field: `${prefix}schemaversion`, message: `${envelope.type} has no version ${envelope.schemaVersion}`, code: 'schema_version_unknown' });
+        problems.push({
+          field: `${prefix}schemaversion`,
+          message: `${envelope.type} has no version ${envelope.schemaVersion}`,
+          code: 'schema_version_unknown',
+        });
         return undefined;
       }
       if (named.status !== 'ACTIVE') {
-        problems.push({ field: `${prefix}schemaversion`, message: `${envelope.type} v${named.version} is INACTIVE`, code: 'schema_inactive' });
+        problems.push({
+          field: `${prefix}schemaversion`,
+          message: `${envelope.type} v${named.version} is INACTIVE`,
+          code: 'schema_inactive',
+        });
         return undefined;
       }
       return named.version;
     }
     const active = versions.filter((v) => v.status === 'ACTIVE').at(-1);
     if (!active) {
-      problems.push({ field: `${prefix}type`, message: `${envelope.type} has no ACTIVE schema version`, code: 'schema_inactive' });
+      problems.push({
+        field: `${prefix}type`,
+        message: `${envelope.type} has no ACTIVE schema version`,
+        code: 'schema_inactive',
+      });
       return undefined;
     }
     return active.version;

@@ -10,7 +10,8 @@ export function operationsRoutes(ops: Operations): Route[] {
       method: 'GET',
       path: '/admin/deliveries',
       tag,
-      summary: 'Deliveries with their attempts (?eventId=&subscriptionId=&partnerId=&status=&limit=&cursor=), newest first',
+      summary:
+        'Deliveries with their attempts (?eventId=&subscriptionId=&partnerId=&status=&limit=&cursor=), newest first',
       handler: async (req) => {
         const query = queryObject(req.query, ['eventId', 'subscriptionId', 'partnerId', 'status']);
         const page = await ops.deliveries(query, readPage(req.query));
@@ -21,7 +22,8 @@ export function operationsRoutes(ops: Operations): Route[] {
       method: 'GET',
       path: '/admin/dlq',
       tag,
-      summary: 'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&pending=true|false), oldest first',
+      summary:
+        'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&pending=true|false), oldest first',
       handler: async (req) => {
         const query = queryObject(req.query, ['stage', 'subscriptionId', 'eventId', 'pending']);
         const page = await ops.deadLetters(query, readPage(req.query));

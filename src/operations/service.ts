@@ -70,9 +70,13 @@ export class Operations {
     const all = input.boolean('all');
     input.done('the redrive request is invalid');
     if (!all && subscriptionId === undefined && eventId === undefined && stage === undefined) {
-      throw new ValidationError('redrive_scope_missing', 'say what to redrive: subscriptionId, eventId, stage, or all: true', {
-        details: [{ field: 'all', message: 'set all: true to redrive every pending dead letter' }],
-      });
+      throw new ValidationError(
+        'redrive_scope_missing',
+        'say what to redrive: subscriptionId, eventId, stage, or all: true',
+        {
+          details: [{ field: 'all', message: 'set all: true to redrive every pending dead letter' }],
+        },
+      );
     }
     const filter: DeadLetterFilter = {
       pending: true,
@@ -91,7 +95,13 @@ export class Operations {
           topic: d.topic,
           ...(d.key !== undefined ? { key: d.key } : {}),
           value: d.value,
-          headers: { 'x-webhooks-redrive': d.id, [HEADERS.originTopic]: d.topic },
+          headers: {
+            [HEADERS.redrive]: d.id,
+            [HEADERS.originTopic]: d.topic,
+            ...(d.stage === 'processor' && d.subscriptionId
+              ? { [HEADERS.onlySubscription]: d.subscriptionId }
+              : {}),
+          },
         })),
       );
       for (const d of items) {

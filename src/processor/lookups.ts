@@ -28,18 +28,27 @@ export interface CachedLookupsOptions {
 export class CachedLookups implements ProcessorLookups {
   readonly #opts: CachedLookupsOptions;
   readonly #schemas: TtlCache<string, SchemaRecord | undefined>;
+  readonly #versions: TtlCache<string, SchemaRecord[]>;
   readonly #subscriptions: TtlCache<string, SubscriptionRecord[]>;
   readonly #partners: TtlCache<string, PartnerRecord | undefined>;
 
   constructor(opts: CachedLookupsOptions) {
     this.#opts = opts;
     this.#schemas = new TtlCache({ ttlMs: opts.schemaTtlMs ?? 30_000 });
+    this.#versions = new TtlCache({ ttlMs: opts.schemaTtlMs ?? 30_000 });
     this.#subscriptions = new TtlCache({ ttlMs: opts.subscriptionTtlMs ?? 5_000 });
     this.#partners = new TtlCache({ ttlMs: opts.partnerTtlMs ?? 30_000 });
   }
 
   schema(domain: string, event: string, version: number): Promise<SchemaRecord | undefined> {
-    return this.#schemas.get(`${domain}.${event}.v${version}`, () => this.#opts.schemas.get(domain, event, version));
+    return this.#schemas.get(`${domain}.${event}.v${version}`, () =>
+      this.#opts.schemas.get(domain, event, version),
+    );
+  }
+
+  /** Every version of an event's schema, ascending (ingest picks the version from it). */
+  versions(domain: string, event: string): Promise<SchemaRecord[]> {
+    return this.#versions.get(`${domain}.${event}`, () => this.#opts.schemas.listVersions(domain, event));
   }
 
   subscriptions(domain: string, event: string): Promise<SubscriptionRecord[]> {
@@ -47,7 +56,10 @@ export class CachedLookups implements ProcessorLookups {
       const out: SubscriptionRecord[] = [];
       let cursor: string | undefined;
       do {
-        const page = await this.#opts.subscriptions.list({ domain, event }, { limit: 1000, ...(cursor ? { cursor } : {}) });
+        const page = await this.#opts.subscriptions.list(
+          { domain, event },
+          { limit: 1000, ...(cursor ? { cursor } : {}) },
+        );
         out.push(...page.items.filter((s) => s.status !== 'DISABLED'));
         cursor = page.next;
       } while (cursor);
@@ -62,6 +74,7 @@ export class CachedLookups implements ProcessorLookups {
   /** A schema version changed (registered or status changed). */
   schemaChanged(domain: string, event: string, version: number): void {
     this.#schemas.invalidate(`${domain}.${event}.v${version}`);
+    this.#versions.invalidate(`${domain}.${event}`);
   }
 
   /** A subscription of this event changed. */

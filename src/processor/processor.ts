@@ -10,8 +10,8 @@ import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
 import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
 import { isWebhooksError } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
-import type { ValidatorCache } from '../common/json-schema.ts';
 import type { JsonObject, JsonValue } from '../common/json.ts';
+import type { ValidatorCache } from '../common/json-schema.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import { applyMapping, type MappingDocument } from '../common/mapping.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
@@ -68,8 +68,13 @@ export class EventProcessor {
     this.#deps = deps;
     this.#processed = deps.metrics.counter('events_processed', 'Events the processor handled (any outcome)');
     this.#toRetry = deps.metrics.counter('events_to_retry', 'Events sent to the processor retry topic');
-    this.#toDlq = deps.metrics.counter('events_to_dlq', 'Events or deliveries sent to the processor DLQ', ['reason']);
-    this.#tasks = deps.metrics.counter('delivery_tasks_published', 'Delivery tasks published to egress topics');
+    this.#toDlq = deps.metrics.counter('events_to_dlq', 'Events or deliveries sent to the processor DLQ', [
+      'reason',
+    ]);
+    this.#tasks = deps.metrics.counter(
+      'delivery_tasks_published',
+      'Delivery tasks published to egress topics',
+    );
   }
 
   /** Processes a batch; the outcome lists the records that must be redelivered (partial batch response). */
@@ -92,10 +97,13 @@ export class EventProcessor {
       await this.#deps.deadLetters.send(dead);
       if (this.#deps.ledger) {
         const now = this.#deps.clock().getTime();
-        for (const key of markers) await this.#deps.ledger.complete(key, this.#deps.markerTtlMs, now);
+        const ledger = this.#deps.ledger;
+        await Promise.all(markers.map((key) => ledger.complete(key, this.#deps.markerTtlMs, now)));
       }
     } catch (err) {
-      this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', { err });
+      this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', {
+        err,
+      });
       return { failed: batch, outcomes };
     }
     return { failed: [], outcomes };
@@ -115,7 +123,9 @@ export class EventProcessor {
       const parsed = parseStructuredEvent(JSON.parse(message.value));
       envelope = parsed;
       const marker = `event:${parsed.source}:${parsed.id}`;
-      if (seen.has(marker) || (await this.#isDone(marker))) return { kind: 'duplicate' };
+      // A redriven event is processed again even though its marker exists (that is the point of a redrive).
+      const redriven = message.headers[HEADERS.redrive] !== undefined;
+      if (seen.has(marker) || (!redriven && (await this.#isDone(marker)))) return { kind: 'duplicate' };
       // Everything logged while this event is routed carries its correlation id.
       const tasks = await withCorrelationId(parsed.correlationId, () => this.#fanOut(parsed, message, dead));
       out.push(...tasks);
@@ -124,8 +134,17 @@ export class EventProcessor {
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
       const error = describe(err);
-      if (err instanceof Permanent || (isWebhooksError(err) && err.kind !== 'unavailable' && err.kind !== 'internal') || err instanceof SyntaxError) {
-        const reason = err instanceof Permanent ? err.reason : err instanceof SyntaxError ? 'invalid_json' : (err as { code: string }).code;
+      if (
+        err instanceof Permanent ||
+        (isWebhooksError(err) && err.kind !== 'unavailable' && err.kind !== 'internal') ||
+        err instanceof SyntaxError
+      ) {
+        const reason =
+          err instanceof Permanent
+            ? err.reason
+            : err instanceof SyntaxError
+              ? 'invalid_json'
+              : (err as { code: string }).code;
         this.#toDlq.inc({ reason });
         dead.push(deadLetterFor(message, originTopic, reason, error, attempt + 1, envelope));
         return { kind: 'dlq', reason, error };
@@ -141,7 +160,14 @@ export class EventProcessor {
         ...(envelope ? { correlationId: envelope.correlationId, eventId: envelope.id } : {}),
       });
       out.push(
-        processorRetryMessage(message, originTopic, attempt + 1, error, this.#deps.clock().getTime(), this.#deps.retryDelayMs),
+        processorRetryMessage(
+          message,
+          originTopic,
+          attempt + 1,
+          error,
+          this.#deps.clock().getTime(),
+          this.#deps.retryDelayMs,
+        ),
       );
       return { kind: 'retry', error };
     }
@@ -152,14 +178,25 @@ export class EventProcessor {
   }
 
   /** Validates the event and builds one task per matching subscription. */
-  async #fanOut(envelope: EventEnvelope, message: ConsumedMessage, dead: DeadLetterInput[]): Promise<BusMessage[]> {
+  async #fanOut(
+    envelope: EventEnvelope,
+    message: ConsumedMessage,
+    dead: DeadLetterInput[],
+  ): Promise<BusMessage[]> {
     const { domain, event } = envelope;
-    const version = envelope.schemaVersion ?? versionFromTopic(message.headers[HEADERS.originTopic] ?? message.topic);
-    if (version === undefined) throw new Permanent('schema_version_missing', 'the event names no schema version');
+    const version =
+      envelope.schemaVersion ?? versionFromTopic(message.headers[HEADERS.originTopic] ?? message.topic);
+    if (version === undefined)
+      throw new Permanent('schema_version_missing', 'the event names no schema version');
     const schema = await this.#deps.lookups.schema(domain, event, version);
     if (!schema) throw new Permanent('schema_unknown', `no schema ${domain}.${event} v${version}`);
-    if (schema.status !== 'ACTIVE') throw new Permanent('schema_inactive', `schema ${domain}.${event} v${version} is INACTIVE`);
-    const problems = this.#deps.validators.validate(`${schema.id}:${schema.fingerprint}`, schema.schema, envelope.data);
+    if (schema.status !== 'ACTIVE')
+      throw new Permanent('schema_inactive', `schema ${domain}.${event} v${version} is INACTIVE`);
+    const problems = this.#deps.validators.validate(
+      `${schema.id}:${schema.fingerprint}`,
+      schema.schema,
+      envelope.data,
+    );
     if (problems.length > 0) {
       throw new Permanent(
         'data_invalid',
@@ -171,10 +208,13 @@ export class EventProcessor {
     const now = this.#deps.clock().getTime();
     const ingestedAt = Number(message.headers[HEADERS.ingestedAt] ?? message.timestamp);
     const tasks: BusMessage[] = [];
+    // A redrive of one subscription's dead letter (e.g. a mapping that failed) goes to that subscription only.
+    const only = message.headers[HEADERS.onlySubscription];
     for (const sub of subscriptions) {
+      if (only !== undefined && sub.id !== only) continue;
       if (sub.schemaVersion !== undefined && sub.schemaVersion !== version) continue;
       if (sub.filter && !matchesFilter(sub.filter, { data: envelope.data, event: eventAttributes })) continue;
-      const deliveryId = deliveryIdFor(envelope.source, envelope.id, sub.id);
+      const deliveryId = deliveryIdFor(ingestedAt, envelope.source, envelope.id, sub.id);
       let payload: JsonValue;
       try {
         payload = await this.#payloadFor(sub, envelope, eventAttributes);
@@ -228,7 +268,12 @@ export class EventProcessor {
     if (!sub.mapping) return envelope.data;
     const partner = await this.#deps.lookups.partner(sub.partnerId);
     const partnerInfo = partner
-      ? { id: partner.id, name: partner.name, metadata: partner.metadata, ...(partner.contactEmail ? { contactEmail: partner.contactEmail } : {}) }
+      ? {
+          id: partner.id,
+          name: partner.name,
+          metadata: partner.metadata,
+          ...(partner.contactEmail ? { contactEmail: partner.contactEmail } : {}),
+        }
       : undefined;
     return applyMapping(sub.mapping as unknown as MappingDocument, {
       data: envelope.data,

@@ -2,6 +2,8 @@
  * The composition root of the standalone runtime: builds engines from the configuration, the
  * components over them, and the HTTP edge. No business rule lives here.
  */
+
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../common/config.ts';
 import type { HostResolver } from '../common/delivery-url.ts';
@@ -11,23 +13,21 @@ import { Router } from '../common/http.ts';
 import { uuidv7 } from '../common/ids.ts';
 import { Logger } from '../common/log.ts';
 import { MetricsRegistry, processMetrics } from '../common/metrics.ts';
+import type { SubscriptionRecord } from '../common/model.ts';
 import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
+import { TtlCache } from '../common/ttl-cache.ts';
 import { createDnsResolver } from '../engines/dns-resolver.ts';
-import { readFileSync } from 'node:fs';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
 import { UndiciDeliveryClient } from '../engines/http/delivery-client.ts';
+import { HttpPartnerDirectory } from '../engines/partner-api/http-directory.ts';
+import { SqliteStore } from '../engines/sqlite/store.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
 import { EventIngest } from '../ingest/service.ts';
 import { operationsRoutes } from '../operations/routes.ts';
 import { Operations } from '../operations/service.ts';
 import { CachedLookups } from '../processor/lookups.ts';
-import { TtlCache } from '../common/ttl-cache.ts';
-import type { SubscriptionRecord } from '../common/model.ts';
-import { ensurePipelineTopics, startDispatcher, startProcessor } from './workers.ts';
-import { HttpPartnerDirectory } from '../engines/partner-api/http-directory.ts';
-import { SqliteStore } from '../engines/sqlite/store.ts';
 import { schemaRoutes } from '../schemas/routes.ts';
 import { SchemaAdmin } from '../schemas/service.ts';
 import { PartnerAdmin, StorePartnerDirectory } from '../subscriptions/partners.ts';
@@ -37,6 +37,7 @@ import { createEdge, type RawRequest } from './http/edge.ts';
 import { buildOpenApi } from './http/openapi.ts';
 import { ensureDataDir, type LocalSecret, loadAdminToken, loadSecretBox } from './local-secrets.ts';
 import { systemRoutes } from './system-routes.ts';
+import { ensurePipelineTopics, startDispatcher, startProcessor } from './workers.ts';
 
 export const VERSION = '0.1.0';
 
@@ -107,7 +108,11 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       })
     : new StorePartnerDirectory(store.partners);
 
-  const lookups = new CachedLookups({ schemas: store.schemas, subscriptions: store.subscriptions, directory });
+  const lookups = new CachedLookups({
+    schemas: store.schemas,
+    subscriptions: store.subscriptions,
+    directory,
+  });
   const subscriptionCache = new TtlCache<string, SubscriptionRecord | undefined>({ ttlMs: 5_000 });
   const schemaAdmin = new SchemaAdmin({
     schemas: store.schemas,
@@ -137,12 +142,17 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   });
   const publish = (messages: Parameters<Bus['publish']>[0]) => bus.publish(messages);
   const ingest = new EventIngest({
-    versions: (domain, event) => store.schemas.listVersions(domain, event),
+    versions: (domain, event) => lookups.versions(domain, event),
     publish,
     metrics,
     clock,
   });
-  const operations = new Operations({ deliveries: store.deliveries, deadLetters: store.deadLetters, publish, clock });
+  const operations = new Operations({
+    deliveries: store.deliveries,
+    deadLetters: store.deadLetters,
+    publish,
+    clock,
+  });
 
   const router = new Router(
     roles.includes('api')
@@ -170,13 +180,12 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
 
   const consumers: ConsumerHandle[] = [];
   const workerRoles = roles.filter((r) => r !== 'api');
-  const client =
-    workerRoles.includes('dispatcher')
-      ? new UndiciDeliveryClient({
-          allowInsecure: config.dev,
-          ...(config.deliveryCaFile ? { ca: readFileSync(config.deliveryCaFile, 'utf8') } : {}),
-        })
-      : undefined;
+  const client = workerRoles.includes('dispatcher')
+    ? new UndiciDeliveryClient({
+        allowInsecure: config.dev,
+        ...(config.deliveryCaFile ? { ca: readFileSync(config.deliveryCaFile, 'utf8') } : {}),
+      })
+    : undefined;
   if (workerRoles.length > 0) {
     await ensurePipelineTopics(bus, config.topicPartitions);
     const workerDeps = {

@@ -8,20 +8,20 @@ import { uuidv7 } from '../common/ids.ts';
 import { ValidatorCache } from '../common/json-schema.ts';
 import type { Logger } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
+import type { SubscriptionRecord } from '../common/model.ts';
 import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
 import type { DeliveryClient } from '../common/ports/delivery-client.ts';
 import type { Store } from '../common/ports/store.ts';
 import type { SecretBox } from '../common/secret-box.ts';
-import { TtlCache } from '../common/ttl-cache.ts';
-import { WebhookDispatcher, DISPATCHER_TOPIC_PREFIXES } from '../dispatcher/dispatcher.ts';
+import type { TtlCache } from '../common/ttl-cache.ts';
+import { DISPATCHER_TOPIC_PREFIXES, WebhookDispatcher } from '../dispatcher/dispatcher.ts';
 import { EndpointLimiter } from '../dispatcher/endpoint-limiter.ts';
 import { RETRY_TIERS_MS, retryTopicName } from '../dispatcher/retry-math.ts';
 import type { CachedLookups } from '../processor/lookups.ts';
 import { EventProcessor, PROCESSOR_TOPIC_PREFIXES } from '../processor/processor.ts';
 import { PROCESSOR_RETRY_TOPIC } from '../processor/retry.ts';
+import { CredentialCache } from '../subscriptions/secrets.ts';
 import type { SubscriptionAdmin } from '../subscriptions/service.ts';
-import { activeSigningSecrets, openAuth } from '../subscriptions/secrets.ts';
-import type { SubscriptionRecord } from '../common/model.ts';
 
 export const LEDGER_TTL_MS = 7 * 86_400_000;
 
@@ -78,14 +78,12 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
 /** Starts the dispatcher consumer group. */
 export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
   const { store } = deps;
+  const credentials = new CredentialCache(deps.secretBox);
   const dispatcher = new WebhookDispatcher({
     subscription: (id) => deps.subscriptionCache.get(id, () => store.subscriptions.get(id)),
     partner: (id) => deps.lookups.partner(id),
     disableSubscription: (id, reason) => deps.subscriptionAdmin.disable(id, reason),
-    credentials: {
-      secrets: (sub, now) => activeSigningSecrets(deps.secretBox, sub, now),
-      auth: (sub) => openAuth(deps.secretBox, sub),
-    },
+    credentials,
     deliveries: store.deliveries,
     ...(deps.config.ledger ? { ledger: store.ledger } : {}),
     ledgerTtlMs: LEDGER_TTL_MS,
@@ -104,7 +102,7 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     group: 'dispatcher',
     topicPrefixes: DISPATCHER_TOPIC_PREFIXES,
     maxBatch: 100,
-    maxInFlight: 2000,
+    maxInFlight: 400,
     handler: (batch) => dispatcher.handleBatch(batch),
     onError: (err) => deps.logger.error('dispatcher batch failed', { err }),
   });

@@ -66,3 +66,50 @@ export function rotateSecrets(
     .filter((s) => Date.parse(s.expiresAt) > now.getTime());
   return [fresh, ...kept];
 }
+
+/**
+ * Decrypted credentials per subscription version, so the dispatcher does not run AES-GCM on every
+ * delivery. Keyed by id and revision: any change to a subscription (rotation included) is a new entry.
+ */
+export class CredentialCache {
+  readonly #box: SecretBox;
+  readonly #entries = new Map<
+    string,
+    { secrets: Array<{ secret: string; expiresAt?: number }>; auth?: DeliveryAuthInput }
+  >();
+  readonly #max: number;
+
+  constructor(box: SecretBox, max = 10_000) {
+    this.#box = box;
+    this.#max = max;
+  }
+
+  /** The signing secrets valid at `now`, newest first. */
+  secrets(sub: SubscriptionRecord, now: Date): string[] {
+    if (!sub.signing.enabled) return [];
+    return this.#entry(sub)
+      .secrets.filter((s) => s.expiresAt === undefined || s.expiresAt > now.getTime())
+      .map((s) => s.secret);
+  }
+
+  auth(sub: SubscriptionRecord): DeliveryAuthInput | undefined {
+    return this.#entry(sub).auth;
+  }
+
+  #entry(sub: SubscriptionRecord) {
+    const key = `${sub.id}:${sub.revision}`;
+    let entry = this.#entries.get(key);
+    if (!entry) {
+      entry = {
+        secrets: sub.signing.secrets.map((s) => ({
+          secret: this.#box.open(s.sealed, signingAd(sub.id)),
+          ...(s.expiresAt ? { expiresAt: Date.parse(s.expiresAt) } : {}),
+        })),
+        ...(sub.auth ? { auth: openAuth(this.#box, sub) } : {}),
+      };
+      if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
+      this.#entries.set(key, entry);
+    }
+    return entry;
+  }
+}

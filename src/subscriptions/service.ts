@@ -127,13 +127,15 @@ export class SubscriptionAdmin {
         retry: _r,
         ...rest
       } = existing;
-      const record = await this.#changed(this.#deps.subscriptions.update({
-        ...rest,
-        ...common,
-        status: status ?? existing.status,
-        signing: { ...existing.signing, enabled: signing?.enabled ?? existing.signing.enabled },
-        updatedAt: now.toISOString(),
-      }));
+      const record = await this.#changed(
+        this.#deps.subscriptions.update({
+          ...rest,
+          ...common,
+          status: status ?? existing.status,
+          signing: { ...existing.signing, enabled: signing?.enabled ?? existing.signing.enabled },
+          updatedAt: now.toISOString(),
+        }),
+      );
       return { record, created: false };
     }
     const enabled = signing?.enabled ?? true;
@@ -230,7 +232,12 @@ export class SubscriptionAdmin {
       if (!current || current.status === 'DISABLED') return;
       try {
         await this.#changed(
-          this.#deps.subscriptions.update({ ...current, status: 'DISABLED', statusReason: reason, updatedAt: this.#deps.clock().toISOString() }),
+          this.#deps.subscriptions.update({
+            ...current,
+            status: 'DISABLED',
+            statusReason: reason,
+            updatedAt: this.#deps.clock().toISOString(),
+          }),
         );
         return;
       } catch (err) {

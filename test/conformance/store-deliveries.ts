@@ -119,6 +119,28 @@ export function describeDeliveries(ctx: StoreContext): void {
       assert.equal(stored?.status, 'PENDING');
     });
 
+    test('an update leaves the fields fixed at creation as they were', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      await deliveries().patch(rec.id, {
+        subscriptionId: 'sub-other',
+        createdAt: timeAt(99),
+        status: 'FAILED',
+        updatedAt: timeAt(2),
+      });
+      assert.deepEqual(await deliveries().get(rec.id), { ...rec, status: 'FAILED', updatedAt: timeAt(2) });
+      assert.deepEqual(
+        (await deliveries().list({ subscriptionId: rec.subscriptionId })).items.map((d) => d.id),
+        [rec.id],
+      );
+    });
+
+    test('updated text keeps quotes, control characters and non-ASCII exactly', async () => {
+      const rec = await deliveries().ensure(deliveryRecord());
+      const lastError = 'said "no"\n\ttab \\ \u0001 é 😀 \u2028';
+      await deliveries().patch(rec.id, { lastError, updatedAt: timeAt(1) });
+      assert.equal((await deliveries().get(rec.id))?.lastError, lastError);
+    });
+
     test('patching a missing delivery is not_found', async () => {
       await assert.rejects(
         deliveries().patch('dlv-ghost', { status: 'FAILED', updatedAt: timeAt(1) }),

@@ -12,7 +12,8 @@ import { api, CLI, cleanEnv, exitOf, killAll, startCli } from '../support/cli.ts
 
 describe('webhooks start (child process)', () => {
   let dataDir: string;
-  const startIn = (dir: string) => startCli(['start', '--port', '0', '--data-dir', dir], { WEBHOOKS_DEV: '1' });
+  const startIn = (dir: string) =>
+    startCli(['start', '--port', '0', '--data-dir', dir], { WEBHOOKS_DEV: '1' });
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'webhooks-cli-'));
   });
@@ -27,7 +28,10 @@ describe('webhooks start (child process)', () => {
     assert.ok(token, first.output());
     const schema = { domain: 'orders', event: 'created', schema: { type: 'object' } };
     assert.equal((await api(first.url, token, 'POST', '/admin/schemas', schema)).status, 201);
-    assert.equal((await api(first.url, token, 'POST', '/admin/partners', { id: 'acme', name: 'ACME' })).status, 201);
+    assert.equal(
+      (await api(first.url, token, 'POST', '/admin/partners', { id: 'acme', name: 'ACME' })).status,
+      201,
+    );
     const sub = await api(first.url, token, 'POST', '/admin/subscriptions', {
       partnerId: 'acme',
       domain: 'orders',
@@ -43,10 +47,19 @@ describe('webhooks start (child process)', () => {
     assert.doesNotMatch(second.output(), /wha_/, 'the token is printed only when generated');
     assert.equal((await api(second.url, token, 'GET', `/admin/subscriptions/${sub.body.id}`)).status, 200);
     // The encryption key was kept too: rotation seals a new secret next to the old one.
-    const rotated = await api(second.url, token, 'POST', `/admin/subscriptions/${sub.body.id}/rotate-secret`, {});
+    const rotated = await api(
+      second.url,
+      token,
+      'POST',
+      `/admin/subscriptions/${sub.body.id}/rotate-secret`,
+      {},
+    );
     assert.equal(rotated.status, 200);
     assert.equal(rotated.body.signing.secrets.length, 2);
-    assert.equal((await api(second.url, token, 'POST', '/admin/partners', { id: 'globex', name: 'Globex' })).status, 201);
+    assert.equal(
+      (await api(second.url, token, 'POST', '/admin/partners', { id: 'globex', name: 'Globex' })).status,
+      201,
+    );
     second.child.kill('SIGKILL');
     await exitOf(second.child);
 
@@ -73,7 +86,10 @@ describe('webhooks start (child process)', () => {
   });
 
   test('webhooks demo runs the whole flow and shows a verified, successful delivery', async () => {
-    const child = spawn(process.execPath, [CLI, 'demo'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'demo'], {
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout!.on('data', (d) => {
       out += d;

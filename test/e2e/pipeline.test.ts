@@ -4,9 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { TestServer } from '../support/server.ts';
-import { orderEvent, publish, startPipelineServer, subscribe, waitForDeliveries } from '../support/pipeline.ts';
+import {
+  orderEvent,
+  publish,
+  startPipelineServer,
+  subscribe,
+  waitForDeliveries,
+} from '../support/pipeline.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
+import type { TestServer } from '../support/server.ts';
 
 describe('pipeline end to end (embedded engine)', () => {
   let server: TestServer;
@@ -35,7 +41,11 @@ describe('pipeline end to end (embedded engine)', () => {
     assert.deepEqual(got!.json, event.data);
     assert.equal(got!.headers.traceparent, traceparent, 'the W3C trace context travels to the partner');
     assert.match(got!.headers['webhook-id'] ?? '', /^msg_[0-9a-f]{32}$/);
-    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'SUCCESS');
+    const [delivery] = await waitForDeliveries(
+      server,
+      `subscriptionId=${subscriptionId}`,
+      (d) => d[0]?.status === 'SUCCESS',
+    );
     assert.equal(delivery.eventId, event.id);
     assert.equal(delivery.attempts, 1);
     assert.equal(delivery.attemptLog[0].statusCode, 204);
@@ -46,7 +56,11 @@ describe('pipeline end to end (embedded engine)', () => {
     const r = await receiver({ minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' });
     const { subscriptionId } = await subscribe(server, r, { retry: { maxAttempts: 1 } });
     await publish(server, orderEvent());
-    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    const [delivery] = await waitForDeliveries(
+      server,
+      `subscriptionId=${subscriptionId}`,
+      (d) => d[0]?.status === 'FAILED',
+    );
     assert.equal(r.received.length, 0, 'nothing was sent over TLS 1.2');
     assert.match(delivery.attemptLog[0].error, /TLS/);
     assert.match(delivery.attemptLog[0].error, /1\.3/);
@@ -56,9 +70,16 @@ describe('pipeline end to end (embedded engine)', () => {
     const r = await receiver({ answer: (n) => ({ status: n === 0 ? 500 : 200 }) });
     const { subscriptionId } = await subscribe(server, r, { retry: { scheduleSeconds: [1] } });
     await publish(server, orderEvent());
-    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'SUCCESS');
+    const [delivery] = await waitForDeliveries(
+      server,
+      `subscriptionId=${subscriptionId}`,
+      (d) => d[0]?.status === 'SUCCESS',
+    );
     assert.equal(delivery.attempts, 2);
-    assert.deepEqual(delivery.attemptLog.map((a: any) => a.statusCode), [500, 200]);
+    assert.deepEqual(
+      delivery.attemptLog.map((a: any) => a.statusCode),
+      [500, 200],
+    );
     assert.equal(r.received[0]!.headers['webhook-id'], r.received[1]!.headers['webhook-id']);
     assert.ok(r.received.every((d) => d.verified));
   });
@@ -67,7 +88,11 @@ describe('pipeline end to end (embedded engine)', () => {
     const r = await receiver({ answer: () => ({ status: 400 }) });
     const { subscriptionId } = await subscribe(server, r);
     await publish(server, orderEvent());
-    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    const [delivery] = await waitForDeliveries(
+      server,
+      `subscriptionId=${subscriptionId}`,
+      (d) => d[0]?.status === 'FAILED',
+    );
     assert.equal(delivery.attempts, 1);
     const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
     assert.equal(dlq.body.items.length, 1);
@@ -89,7 +114,9 @@ describe('pipeline end to end (embedded engine)', () => {
   });
 
   test('Retry-After is respected', async () => {
-    const r = await receiver({ answer: (n) => (n === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 }) });
+    const r = await receiver({
+      answer: (n) => (n === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 }),
+    });
     await subscribe(server, r, { retry: { scheduleSeconds: [0] } });
     await publish(server, orderEvent());
     const [first, second] = await r.waitFor(2);
@@ -174,14 +201,22 @@ describe('pipeline end to end (embedded engine)', () => {
   test('a slow receiver does not delay another partner’s deliveries', async () => {
     const slow = await receiver({ answer: () => ({ status: 200, delayMs: 10_000 }) });
     const fast = await receiver();
-    await subscribe(server, slow, { retry: { maxAttempts: 1 } }, { delivery: { timeouts: { headersMs: 15_000 } } });
+    await subscribe(
+      server,
+      slow,
+      { retry: { maxAttempts: 1 } },
+      { delivery: { timeouts: { headersMs: 15_000 } } },
+    );
     await subscribe(server, fast);
     // Keep the slow partner busy first, then send events that only the fast partner... both get every event.
     for (let i = 0; i < 20; i++) await publish(server, orderEvent({ amount: i }));
     const started = Date.now();
     await fast.waitFor(20, 5_000);
     const elapsed = Date.now() - started;
-    assert.ok(elapsed < 3_000, `the fast partner got 20 deliveries in ${elapsed} ms while the slow one hangs`);
+    assert.ok(
+      elapsed < 3_000,
+      `the fast partner got 20 deliveries in ${elapsed} ms while the slow one hangs`,
+    );
     assert.ok(slow.received.length >= 1, 'the slow partner is being delivered to meanwhile');
   });
 
@@ -194,8 +229,15 @@ describe('pipeline end to end (embedded engine)', () => {
     fail = false;
     const redrive = await server.request('POST', '/admin/dlq/redrive', { subscriptionId });
     assert.equal(redrive.body.redriven, 1);
-    const [delivery] = await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'SUCCESS');
-    assert.deepEqual(delivery.attemptLog.map((a: any) => a.statusCode), [400, 200]);
+    const [delivery] = await waitForDeliveries(
+      server,
+      `subscriptionId=${subscriptionId}`,
+      (d) => d[0]?.status === 'SUCCESS',
+    );
+    assert.deepEqual(
+      delivery.attemptLog.map((a: any) => a.statusCode),
+      [400, 200],
+    );
     const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
     assert.ok(dlq.body.items[0].redrivenAt, 'the dead letter is kept, marked redriven');
   });

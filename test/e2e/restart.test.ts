@@ -19,7 +19,11 @@ const ENV = { WEBHOOKS_DEV: '1', WEBHOOKS_ADMIN_TOKEN: TOKEN, WEBHOOKS_LOG_LEVEL
 async function setUp(url: string, receiver: TestReceiver): Promise<void> {
   const schema = { domain: 'orders', event: 'created', schema: { type: 'object' } };
   assert.equal((await api(url, TOKEN, 'POST', '/admin/schemas', schema)).status, 201);
-  const partner = { id: 'acme', name: 'ACME', delivery: { timeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 1000 } } };
+  const partner = {
+    id: 'acme',
+    name: 'ACME',
+    delivery: { timeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 1000 } },
+  };
   assert.equal((await api(url, TOKEN, 'POST', '/admin/partners', partner)).status, 201);
   const sub = { partnerId: 'acme', domain: 'orders', event: 'created', url: `${receiver.url}/in` };
   assert.equal((await api(url, TOKEN, 'POST', '/admin/subscriptions', sub)).status, 201);
@@ -84,12 +88,21 @@ describe('crash safety and roles (child processes)', () => {
     cleanup.push(() => rm(dataDir, { recursive: true, force: true }));
     const receiver = await startReceiver({ tls: false });
     cleanup.push(() => receiver.close());
-    const start = (role: string) => startCli(['start', '--role', role, '--port', '0', '--data-dir', dataDir], ENV);
+    const start = (role: string) =>
+      startCli(['start', '--role', role, '--port', '0', '--data-dir', dataDir], ENV);
     const apiProcess = await start('api');
     const processor = await start('processor');
     const dispatcher = await start('dispatcher');
-    assert.equal((await api(processor.url, TOKEN, 'GET', '/admin/schemas')).status, 404, 'worker processes serve no admin API');
-    assert.equal((await fetch(`${dispatcher.url}/healthz`)).status, 200, 'worker processes serve health and metrics');
+    assert.equal(
+      (await api(processor.url, TOKEN, 'GET', '/admin/schemas')).status,
+      404,
+      'worker processes serve no admin API',
+    );
+    assert.equal(
+      (await fetch(`${dispatcher.url}/healthz`)).status,
+      200,
+      'worker processes serve health and metrics',
+    );
     await setUp(apiProcess.url, receiver);
     await publishNumbered(apiProcess.url, 100);
     assert.equal(await deliveredNumbers(receiver, 100, 30_000), 100);

@@ -11,9 +11,18 @@ import { PartitionCursor } from '../../src/engines/embedded/cursor.ts';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { murmur2 } from '../../src/engines/embedded/partitioner.ts';
 import { runBusConformance } from '../conformance/bus.ts';
+import { runTopicAdminConformance } from '../conformance/bus-admin.ts';
 
 runBusConformance('embedded', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'webhooks-log-'));
+  return {
+    open: async () => new EmbeddedLog(join(dir, 'bus.db')),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+runTopicAdminConformance('embedded log', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webhooks-log-admin-'));
   return {
     open: async () => new EmbeddedLog(join(dir, 'bus.db')),
     cleanup: () => rm(dir, { recursive: true, force: true }),

@@ -9,7 +9,8 @@ const children = new Set<ChildProcess>();
 /** The test process's environment without WEBHOOKS_* settings, plus `extra`. */
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('WEBHOOKS_') && v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('WEBHOOKS_') && v !== undefined) env[k] = v;
   return { ...env, WEBHOOKS_LOG_LEVEL: 'warn', ...extra };
 }
 
@@ -21,7 +22,10 @@ export interface StartedCli {
 
 /** Runs `webhooks <args>` and waits for the end of the start banner (the OpenAPI line). */
 export function startCli(args: string[], env: Record<string, string> = {}): Promise<StartedCli> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: cleanEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   child.once('exit', () => children.delete(child));
   let out = '';
@@ -61,7 +65,14 @@ export function killAll(): void {
 }
 
 /** A JSON call to the admin API with a bearer token. */
-export async function api(url: string, token: string, method: string, path: string, body?: unknown, contentType = 'application/json') {
+export async function api(
+  url: string,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+) {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, 'content-type': contentType },

@@ -1,11 +1,11 @@
 /** Helpers for end-to-end pipeline tests: a server that trusts the test CA, and event publishing. */
-import { writeFile } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
+
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { startTestServer, type TestServer } from './server.ts';
 import type { TestReceiver } from './receiver.ts';
+import { startTestServer, type TestServer } from './server.ts';
 import { selfSignedCert } from './tls.ts';
 
 /** A server in dev mode (loopback receivers allowed) that trusts the test certificate. */
@@ -41,10 +41,18 @@ export async function subscribe(
   extra: Record<string, unknown> = {},
   partner: Record<string, unknown> = {},
 ): Promise<{ partnerId: string; subscriptionId: string; secret: string }> {
-  await server.request('POST', '/admin/schemas', { domain: 'orders', event: 'created', schema: ORDERS_SCHEMA });
+  await server.request('POST', '/admin/schemas', {
+    domain: 'orders',
+    event: 'created',
+    schema: ORDERS_SCHEMA,
+  });
   partnerCounter += 1;
   const partnerId = `p${partnerCounter}-${randomUUID().slice(0, 8)}`;
-  const p = await server.request('POST', '/admin/partners', { id: partnerId, name: `Partner ${partnerCounter}`, ...partner });
+  const p = await server.request('POST', '/admin/partners', {
+    id: partnerId,
+    name: `Partner ${partnerCounter}`,
+    ...partner,
+  });
   if (p.status !== 201) throw new Error(`partner: ${JSON.stringify(p.body)}`);
   const s = await server.request('POST', '/admin/subscriptions', {
     partnerId,
@@ -75,7 +83,9 @@ export function orderEvent(data: Record<string, unknown> = {}, attrs: Record<str
 export async function publish(server: TestServer, ...events: Array<Record<string, unknown>>) {
   const res =
     events.length === 1
-      ? await server.request('POST', '/events', events[0], { headers: { 'content-type': 'application/cloudevents+json' } })
+      ? await server.request('POST', '/events', events[0], {
+          headers: { 'content-type': 'application/cloudevents+json' },
+        })
       : await server.request('POST', '/events', undefined, {
           raw: JSON.stringify(events),
           headers: { 'content-type': 'application/cloudevents-batch+json' },

@@ -3,7 +3,12 @@
  * 127.0.0.1 that verifies every request with the public `standardwebhooks` package and answers
  * whatever the test scripts.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { SecureVersion } from 'node:tls';
@@ -57,7 +62,8 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Test
     async waitFor(count, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       while (received.length < count) {
-        if (Date.now() > deadline) throw new Error(`expected ${count} deliveries, got ${received.length} in ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(`expected ${count} deliveries, got ${received.length} in ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 20));
       }
       return received;
@@ -74,7 +80,14 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Test
       const body = Buffer.concat(chunks).toString('utf8');
       const headers: Record<string, string | undefined> = {};
       for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-      const delivery: ReceivedDelivery = { at: Date.now(), path: req.url ?? '/', headers, body, json: safeJson(body), verified: null };
+      const delivery: ReceivedDelivery = {
+        at: Date.now(),
+        path: req.url ?? '/',
+        headers,
+        body,
+        json: safeJson(body),
+        verified: null,
+      };
       if (receiver.secret) {
         try {
           new Webhook(receiver.secret).verify(body, {
@@ -105,7 +118,12 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Test
   } else {
     const { key, cert } = await selfSignedCert();
     server = createHttpsServer(
-      { key, cert, minVersion: options.minVersion ?? 'TLSv1.3', ...(options.maxVersion ? { maxVersion: options.maxVersion } : {}) },
+      {
+        key,
+        cert,
+        minVersion: options.minVersion ?? 'TLSv1.3',
+        ...(options.maxVersion ? { maxVersion: options.maxVersion } : {}),
+      },
       listener,
     );
   }

@@ -18,9 +18,28 @@ import { StorePartnerDirectory } from '../../src/subscriptions/partners.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord } from '../support/fixtures.ts';
 
 let offset = 0;
-function record(data: unknown, attrs: Record<string, unknown> = {}, headers: Record<string, string> = {}): ConsumedMessage {
-  const event = { specversion: '1.0', id: `e-${offset}`, source: '/t', type: 'orders.created', schemaversion: 1, data, ...attrs };
-  return { topic: 'ingress.orders.created.v1', partition: 0, offset: offset++, value: JSON.stringify(event), headers, timestamp: Date.now() };
+function record(
+  data: unknown,
+  attrs: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): ConsumedMessage {
+  const event = {
+    specversion: '1.0',
+    id: `e-${offset}`,
+    source: '/t',
+    type: 'orders.created',
+    schemaversion: 1,
+    data,
+    ...attrs,
+  };
+  return {
+    topic: 'ingress.orders.created.v1',
+    partition: 0,
+    offset: offset++,
+    value: JSON.stringify(event),
+    headers,
+    timestamp: Date.now(),
+  };
 }
 
 describe('EventProcessor', () => {
@@ -60,9 +79,15 @@ describe('EventProcessor', () => {
     published = [];
     failPublish = false;
     metrics = new MetricsRegistry();
-    lookups = new CachedLookups({ schemas: store.schemas, subscriptions: store.subscriptions, directory: new StorePartnerDirectory(store.partners) });
+    lookups = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+    });
     await store.schemas.insert(
-      schemaRecord({ schema: { type: 'object', required: ['amount'], properties: { amount: { type: 'number' } } } }),
+      schemaRecord({
+        schema: { type: 'object', required: ['amount'], properties: { amount: { type: 'number' } } },
+      }),
     );
     await store.partners.insert(partnerRecord({ id: 'acme' }));
   });
@@ -74,7 +99,10 @@ describe('EventProcessor', () => {
     await store.subscriptions.insert(b);
     const result = await make().processBatch([record({ amount: 5 })]);
     assert.deepEqual(result.failed, []);
-    assert.deepEqual(published.map((m) => [m.topic, m.key]), [['egress.acme.orders.created', 'sub-a']]);
+    assert.deepEqual(
+      published.map((m) => [m.topic, m.key]),
+      [['egress.acme.orders.created', 'sub-a']],
+    );
     const task = JSON.parse(published[0]!.value);
     assert.equal(task.payload.amount, 5);
     assert.match(task.deliveryId, /^msg_/);
@@ -85,7 +113,10 @@ describe('EventProcessor', () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
     const result = await make().processBatch([record({ amount: 'x' })]);
     assert.deepEqual(result.failed, []);
-    assert.deepEqual(published.map((m) => m.topic), ['dlq.processor']);
+    assert.deepEqual(
+      published.map((m) => m.topic),
+      ['dlq.processor'],
+    );
     const [dead] = (await store.deadLetters.list({ stage: 'processor' })).items;
     assert.equal(dead?.reason, 'data_invalid');
     assert.match(dead?.lastError ?? '', /data\.amount/);
@@ -96,7 +127,10 @@ describe('EventProcessor', () => {
     const garbage: ConsumedMessage = { ...record({}), value: '{"hello":1}' };
     const unknown = record({ amount: 1 }, { schemaversion: 9 });
     const result = await make().processBatch([garbage, unknown]);
-    assert.deepEqual(result.outcomes.map((o) => (o.kind === 'dlq' ? o.reason : o.kind)), ['envelope_invalid', 'schema_unknown']);
+    assert.deepEqual(
+      result.outcomes.map((o) => (o.kind === 'dlq' ? o.reason : o.kind)),
+      ['envelope_invalid', 'schema_unknown'],
+    );
   });
 
   test('the same event twice produces tasks once (idempotency marker)', async () => {
@@ -105,13 +139,20 @@ describe('EventProcessor', () => {
     const again = { ...first, offset: first.offset + 1000 };
     await make().processBatch([first]);
     const second = await make().processBatch([again, again]);
-    assert.deepEqual(second.outcomes.map((o) => o.kind), ['duplicate', 'duplicate']);
+    assert.deepEqual(
+      second.outcomes.map((o) => o.kind),
+      ['duplicate', 'duplicate'],
+    );
     assert.equal(published.length, 1);
   });
 
   test('a transient failure goes to the retry topic with the attempt counted, then to the DLQ when exhausted', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
-    const flaky = new CachedLookups({ schemas: store.schemas, subscriptions: store.subscriptions, directory: new StorePartnerDirectory(store.partners) });
+    const flaky = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+    });
     flaky.subscriptions = async () => {
       throw new TransientError('store_unavailable', 'store timed out');
     };
@@ -123,7 +164,9 @@ describe('EventProcessor', () => {
     assert.equal(retry.headers?.['x-webhooks-attempt'], '1');
     assert.ok((retry.notBefore ?? 0) > Date.now());
     published = [];
-    const last = await make().processBatch([{ ...record({}), value: retry.value, headers: { ...retry.headers, 'x-webhooks-attempt': '2' } }]);
+    const last = await make().processBatch([
+      { ...record({}), value: retry.value, headers: { ...retry.headers, 'x-webhooks-attempt': '2' } },
+    ]);
     assert.equal(last.outcomes[0]!.kind, 'dlq');
     assert.equal((await store.deadLetters.list({})).items[0]?.reason, 'retries_exhausted');
   });
@@ -134,16 +177,27 @@ describe('EventProcessor', () => {
     const batch = [record({ amount: 1 }), record({ amount: 2 })];
     const result = await make().processBatch(batch);
     assert.deepEqual(result.failed, batch);
-    assert.equal((await store.ledger.get('event:/t:e-0'))?.status, undefined, 'no marker without published tasks');
+    assert.equal(
+      (await store.ledger.get('event:/t:e-0'))?.status,
+      undefined,
+      'no marker without published tasks',
+    );
   });
 
   test('a mapping that fails for one subscription dead-letters only that delivery', async () => {
     await store.subscriptions.insert(subscriptionRecord({ id: 'ok', filter: undefined }));
     await store.subscriptions.insert(
-      subscriptionRecord({ id: 'bad', filter: undefined, mapping: { rules: [{ to: 'n', from: 'amount', transform: 'boolean' }] } }),
+      subscriptionRecord({
+        id: 'bad',
+        filter: undefined,
+        mapping: { rules: [{ to: 'n', from: 'amount', transform: 'boolean' }] },
+      }),
     );
     await make().processBatch([record({ amount: 7 })]);
-    assert.deepEqual(published.filter((m) => m.topic.startsWith('egress.')).map((m) => m.key), ['ok']);
+    assert.deepEqual(
+      published.filter((m) => m.topic.startsWith('egress.')).map((m) => m.key),
+      ['ok'],
+    );
     const [dead] = (await store.deadLetters.list({})).items;
     assert.equal(dead?.reason, 'mapping_failed');
     assert.equal(dead?.subscriptionId, 'bad');

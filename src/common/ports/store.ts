@@ -82,8 +82,16 @@ export interface DeliveryRepository {
   /** Creates the delivery if absent; an existing one is left as it is. Returns the stored record. */
   ensure(record: DeliveryRecord): Promise<DeliveryRecord>;
   get(id: string): Promise<DeliveryRecord | undefined>;
-  /** Records one attempt and the delivery's new state together. */
-  recordAttempt(attempt: DeliveryAttempt, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
+  /**
+   * Records one attempt and the delivery's new state together. With `create`, a delivery that does
+   * not exist yet is created as `create` with `update` applied (the dispatcher's first attempt: one
+   * write instead of an insert and an update); without it, a missing delivery is NotFoundError.
+   */
+  recordAttempt(
+    attempt: DeliveryAttempt,
+    update: Partial<DeliveryRecord> & { updatedAt: string },
+    create?: DeliveryRecord,
+  ): Promise<void>;
   /** Changes fields of a delivery (status after a redrive, a failure before any attempt). */
   patch(id: string, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
   /** Deliveries, newest first. */

@@ -4,7 +4,7 @@
  * hand out the same offset and a failed call appends nothing.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { NotFoundError } from '../../common/errors.ts';
+import { NotFoundError, ValidationError } from '../../common/errors.ts';
 import type { BusMessage } from '../../common/ports/bus.ts';
 import { transaction } from '../sqlite/database.ts';
 import { partitionForKey } from './partitioner.ts';
@@ -20,6 +20,7 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
     const partitionsOf = new Map<string, number>();
     const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
     for (const message of messages) {
+      checkMessage(message);
       let partitions = partitionsOf.get(message.topic);
       if (partitions === undefined) {
         partitions = topicPartitions(db, message.topic);
@@ -54,6 +55,19 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
       }
     }
   });
+}
+
+function checkMessage(message: BusMessage): void {
+  const problem =
+    typeof message.value !== 'string'
+      ? { field: 'value', message: 'must be a string (JSON text)' }
+      : message.notBefore !== undefined && !Number.isFinite(message.notBefore)
+        ? { field: 'notBefore', message: 'must be a time in ms since the epoch' }
+        : undefined;
+  if (problem)
+    throw new ValidationError('message_invalid', `a message for "${message.topic}" is invalid`, {
+      details: [problem],
+    });
 }
 
 function topicPartitions(db: DatabaseSync, topic: string): number {

@@ -39,6 +39,18 @@ function mergePatch(update: DeliveryUpdate): string {
   return JSON.stringify(patch);
 }
 
+/** A record with an update applied as `#apply` would (immutable fields kept, `undefined` removes optional ones). */
+function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRecord {
+  const out: Record<string, unknown> = { ...record };
+  for (const [field, value] of Object.entries(update)) {
+    if (IMMUTABLE.has(field)) continue;
+    if (value === undefined) {
+      if (!REQUIRED.has(field)) delete out[field];
+    } else out[field] = value;
+  }
+  return out as unknown as DeliveryRecord;
+}
+
 /** The SQLite implementation of the delivery repository. */
 export class SqliteDeliveries implements DeliveryRepository {
   readonly #db: DatabaseSync;
@@ -67,9 +79,10 @@ export class SqliteDeliveries implements DeliveryRepository {
       'INSERT INTO delivery_attempt (delivery_id, attempt, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     );
     this.#attempts = db.prepare('SELECT doc FROM delivery_attempt WHERE delivery_id = ? ORDER BY attempt');
-    this.#begin = db.prepare('BEGIN IMMEDIATE');
-    this.#commit = db.prepare('COMMIT');
-    this.#rollback = db.prepare('ROLLBACK');
+    // A savepoint, not BEGIN: recordAttempt runs inside the store's group-commit transaction.
+    this.#begin = db.prepare('SAVEPOINT record_attempt');
+    this.#commit = db.prepare('RELEASE record_attempt');
+    this.#rollback = db.prepare('ROLLBACK TO record_attempt');
   }
 
   async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
@@ -92,10 +105,17 @@ export class SqliteDeliveries implements DeliveryRepository {
   }
 
   /** Conflict `already_exists` when this attempt number is already recorded; then nothing changes. */
-  async recordAttempt(attempt: DeliveryAttempt, update: DeliveryUpdate): Promise<void> {
+  async recordAttempt(
+    attempt: DeliveryAttempt,
+    update: DeliveryUpdate,
+    create?: DeliveryRecord,
+  ): Promise<void> {
     this.#begin.run();
     try {
-      this.#apply(attempt.deliveryId, update);
+      if (!create || !this.#tryApply(attempt.deliveryId, update)) {
+        if (create) this.#insertRecord(applyUpdate(create, update));
+        else this.#apply(attempt.deliveryId, update);
+      }
       const { changes } = this.#insertAttempt.run(
         attempt.deliveryId,
         attempt.attempt,
@@ -109,7 +129,8 @@ export class SqliteDeliveries implements DeliveryRepository {
       }
       this.#commit.run();
     } catch (err) {
-      if (this.#db.isTransaction) this.#rollback.run();
+      this.#rollback.run();
+      this.#commit.run();
       throw err;
     }
   }
@@ -135,8 +156,24 @@ export class SqliteDeliveries implements DeliveryRepository {
   }
 
   #apply(id: string, update: DeliveryUpdate): void {
-    const { changes } = this.#patch.run(mergePatch(update), update.status ?? null, id);
-    if (changes === 0) throw new NotFoundError('not_found', `delivery ${id} not found`);
+    if (!this.#tryApply(id, update)) throw new NotFoundError('not_found', `delivery ${id} not found`);
+  }
+
+  /** Applies an update; false when there is no such delivery. */
+  #tryApply(id: string, update: DeliveryUpdate): boolean {
+    return this.#patch.run(mergePatch(update), update.status ?? null, id).changes > 0;
+  }
+
+  #insertRecord(record: DeliveryRecord): void {
+    this.#insert.run(
+      record.id,
+      record.eventId,
+      record.subscriptionId,
+      record.partnerId,
+      record.status,
+      record.createdAt,
+      JSON.stringify(record),
+    );
   }
 
   #read(id: string): DeliveryRecord | undefined {

@@ -57,7 +57,9 @@ export async function demoCommand(argv: string[]): Promise<void> {
       properties: { orderId: { type: 'string' }, amount: { type: 'number' }, currency: { type: 'string' } },
     },
   });
-  out(`1. POST /admin/schemas       → orders.created v${schema.version}, ingress topic ${schema.ingressTopic}`);
+  out(
+    `1. POST /admin/schemas       → orders.created v${schema.version}, ingress topic ${schema.ingressTopic}`,
+  );
   await call('POST', '/admin/partners', { id: 'acme', name: 'ACME Corp' });
   out('2. POST /admin/partners      → partner acme');
   const sub = await call('POST', '/admin/subscriptions', {
@@ -72,7 +74,13 @@ export async function demoCommand(argv: string[]): Promise<void> {
   await call(
     'POST',
     '/events',
-    { specversion: '1.0', id: eventId, source: '/demo/shop', type: 'orders.created', data: { orderId: 'o-1001', amount: 99.5, currency: 'EUR' } },
+    {
+      specversion: '1.0',
+      id: eventId,
+      source: '/demo/shop',
+      type: 'orders.created',
+      data: { orderId: 'o-1001', amount: 99.5, currency: 'EUR' },
+    },
     'application/cloudevents+json',
   );
   out(`4. POST /events              → accepted event ${eventId}`);
@@ -81,14 +89,18 @@ export async function demoCommand(argv: string[]): Promise<void> {
   let delivery: Record<string, unknown> | undefined;
   while (Date.now() < deadline) {
     const page = (await (
-      await fetch(`${running.url}/admin/deliveries?eventId=${eventId}`, { headers: { authorization: `Bearer ${token}` } })
+      await fetch(`${running.url}/admin/deliveries?eventId=${eventId}`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
     ).json()) as { items: Array<Record<string, unknown>> };
     delivery = page.items[0];
     if (delivery?.status === 'SUCCESS' || delivery?.status === 'FAILED') break;
     await new Promise((r) => setTimeout(r, 100));
   }
   const seen = receiver.received[0];
-  out(`5. the receiver got ${seen ? `webhook ${seen.webhookId}, signature ${seen.verified ? 'VERIFIED' : 'NOT verified'}` : 'nothing'}`);
+  out(
+    `5. the receiver got ${seen ? `webhook ${seen.webhookId}, signature ${seen.verified ? 'VERIFIED' : 'NOT verified'}` : 'nothing'}`,
+  );
   out(`6. GET /admin/deliveries?eventId=${eventId}:`);
   out(JSON.stringify(delivery, null, 2));
   if (values.keep) {

@@ -1,0 +1,280 @@
+/**
+ * End-to-end benchmark of the embedded engine: ingest (HTTP) → embedded log → processor → egress
+ * topic → dispatcher → HTTP receiver, with 1 KB events, Standard Webhooks signing and the
+ * idempotency ledger on. The platform runs as real `webhooks start` processes — by default split
+ * in two (`--role api,processor` and `--role dispatcher`, one per core), or one (`--mode single`).
+ * The receiver is a child process too. Printed next to a baseline measured in the same run: the raw
+ * HTTP client (undici, same concurrency) against the same receiver.
+ *
+ *   npm run bench
+ *   npm run bench -- --events 100000 --rate 1000 --seconds 30 --backlog 1000000 --mode split
+ */
+import { fork } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { type PlatformProcess, startPlatformProcess } from './platform-process.ts';
+import { latencyLine, mb, rate } from './stats.ts';
+
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '50000' },
+    rate: { type: 'string', default: '1000' },
+    seconds: { type: 'string', default: '20' },
+    backlog: { type: 'string', default: '200000' },
+    concurrency: { type: 'string', default: '64' },
+    mode: { type: 'string', default: 'split' },
+    skip: { type: 'string', default: '' },
+  },
+});
+const EVENTS = Number(values.events);
+const RATE = Number(values.rate);
+const SECONDS = Number(values.seconds);
+const BACKLOG = Number(values.backlog);
+const CONCURRENCY = Number(values.concurrency);
+const MODE = values.mode === 'single' ? 'single' : 'split';
+const SKIP = new Set(values.skip.split(',').filter(Boolean));
+const TOKEN = 'bench-token-0123456789abcdef';
+const PAD = 'x'.repeat(900);
+const ENV = {
+  WEBHOOKS_ADMIN_TOKEN: TOKEN,
+  WEBHOOKS_DEV: '1',
+  WEBHOOKS_LOG_LEVEL: 'error',
+  WEBHOOKS_ENDPOINT_CONCURRENCY: String(CONCURRENCY),
+  WEBHOOKS_MAX_BODY_BYTES: String(8 * 1024 * 1024),
+};
+
+type Stats = {
+  count: number;
+  firstAt: number;
+  lastAt: number;
+  latencies: number[];
+  unique: number;
+  duplicates: number;
+};
+
+const receiver = fork(join(import.meta.dirname, 'receiver.ts'), {
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+});
+const ask = <T>(msg: object): Promise<T> =>
+  new Promise((resolve) => {
+    receiver.once('message', (m) => resolve(m as T));
+    receiver.send(msg);
+  });
+const { port } = await new Promise<{ port: number }>((resolve) =>
+  receiver.once('message', (m) => resolve(m as { port: number })),
+);
+const receiverUrl = `http://127.0.0.1:${port}`;
+
+function event(n: number) {
+  return {
+    specversion: '1.0',
+    id: randomUUID(),
+    source: '/bench',
+    type: 'orders.created',
+    data: { orderId: `o-${n}`, amount: n, currency: 'EUR', sentAt: Date.now(), pad: PAD },
+  };
+}
+
+async function waitForCount(target: number, timeoutMs: number): Promise<Stats> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stats = await ask<Stats>({ cmd: 'stats' });
+    if (stats.unique >= target || Date.now() > deadline) return stats;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The platform in the chosen mode; `withDispatcher: false` leaves the dispatcher out (backlog phase). */
+async function startPlatform(dataDir: string, withDispatcher = true): Promise<PlatformProcess[]> {
+  if (MODE === 'single')
+    return [await startPlatformProcess(withDispatcher ? 'all' : 'api,processor', dataDir, ENV)];
+  const procs = [await startPlatformProcess('api,processor', dataDir, ENV)];
+  if (withDispatcher) procs.push(await startPlatformProcess('dispatcher', dataDir, ENV));
+  return procs;
+}
+
+async function call(
+  url: string,
+  method: string,
+  path: string,
+  body: unknown,
+  contentType = 'application/json',
+) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': contentType },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+async function setUp(url: string): Promise<void> {
+  await call(url, 'POST', '/admin/schemas', {
+    domain: 'orders',
+    event: 'created',
+    schema: {
+      type: 'object',
+      required: ['orderId', 'amount', 'sentAt'],
+      properties: {
+        orderId: { type: 'string' },
+        amount: { type: 'number' },
+        currency: { type: 'string' },
+        sentAt: { type: 'integer' },
+        pad: { type: 'string' },
+      },
+    },
+  });
+  await call(url, 'POST', '/admin/partners', {
+    id: 'bench',
+    name: 'Bench',
+    delivery: { maxConcurrency: CONCURRENCY },
+  });
+  await call(url, 'POST', '/admin/subscriptions', {
+    partnerId: 'bench',
+    domain: 'orders',
+    event: 'created',
+    url: `${receiverUrl}/hook`,
+  });
+}
+
+const publishBatch = (url: string, events: unknown[]) =>
+  call(url, 'POST', '/events', events, 'application/cloudevents-batch+json');
+
+const peaks = (procs: PlatformProcess[]) => procs.map((p) => `${p.role} ${mb(p.peakRss)}`).join(', ');
+
+console.log(
+  `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${mb(os.totalmem())} RAM, Node ${process.version}; platform mode: ${MODE}`,
+);
+
+// 1. Baseline: the raw HTTP client against the same receiver.
+if (!SKIP.has('baseline')) {
+  const n = 50_000;
+  const pool = new Pool(receiverUrl, { connections: CONCURRENCY });
+  const body = JSON.stringify(event(0).data);
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < n) {
+        next += 1;
+        const t = performance.now();
+        const res = await pool.request({
+          method: 'POST',
+          path: '/hook',
+          body,
+          headers: { 'content-type': 'application/json' },
+        });
+        await res.body.dump();
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  const elapsed = performance.now() - started;
+  await pool.close();
+  console.log(
+    `baseline   raw undici POST → receiver, ${n} requests, concurrency ${CONCURRENCY}: ${rate(n, elapsed)}; latency ${latencyLine(latencies)}`,
+  );
+}
+
+// 2. Throughput: publish as fast as ingest takes it; deliveries/s measured at the receiver.
+if (!SKIP.has('throughput')) {
+  const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
+  const procs = await startPlatform(dir);
+  const api = procs[0]!.url;
+  await setUp(api);
+  await ask({ cmd: 'reset' });
+  const started = Date.now();
+  let sent = 0;
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (sent < EVENTS) {
+        const size = Math.min(500, EVENTS - sent);
+        const from = sent;
+        sent += size;
+        await publishBatch(
+          api,
+          Array.from({ length: size }, (_, i) => event(from + i)),
+        );
+      }
+    }),
+  );
+  const ingestMs = Date.now() - started;
+  const stats = await waitForCount(EVENTS, 900_000);
+  // Sustained rate: the middle 80% of deliveries, away from ramp-up and tail.
+  console.log(
+    `throughput ${EVENTS} events of 1 KB: ingest ${rate(EVENTS, ingestMs)}; deliveries ${rate(stats.unique, stats.lastAt - stats.firstAt)} ` +
+      `(first→last delivery), ${rate(stats.unique, stats.lastAt - started)} from first publish; duplicates ${stats.duplicates}; peak RSS ${peaks(procs)}`,
+  );
+  for (const p of procs) await p.stop();
+  await rm(dir, { recursive: true, force: true });
+}
+
+// 3. Latency at a steady rate: ingest→delivery (sentAt in the event → arrival at the receiver).
+if (!SKIP.has('latency')) {
+  const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
+  const procs = await startPlatform(dir);
+  const api = procs[0]!.url;
+  await setUp(api);
+  await ask({ cmd: 'reset' });
+  const perTick = Math.max(1, Math.round(RATE / 100));
+  const ticks = SECONDS * 100;
+  const started = Date.now();
+  const inflight: Promise<unknown>[] = [];
+  for (let t = 0; t < ticks; t++) {
+    const wait = started + t * 10 - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    inflight.push(
+      publishBatch(
+        api,
+        Array.from({ length: perTick }, (_, i) => event(t * perTick + i)),
+      ),
+    );
+  }
+  await Promise.all(inflight);
+  const total = ticks * perTick;
+  const stats = await waitForCount(total, 120_000);
+  console.log(
+    `latency    ${rate(total, SECONDS * 1000)} for ${SECONDS} s (${total} events, batches of ${perTick} every 10 ms): ingest→delivery ${latencyLine(stats.latencies)}; delivered ${stats.unique}/${total}`,
+  );
+  for (const p of procs) await p.stop();
+  await rm(dir, { recursive: true, force: true });
+}
+
+// 4. Backlog: BACKLOG delivery tasks wait in the egress topic, then the dispatcher drains them.
+if (!SKIP.has('backlog') && BACKLOG > 0) {
+  const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
+  const producers = await startPlatform(dir, false);
+  const api = producers[0]!.url;
+  await setUp(api);
+  await ask({ cmd: 'reset' });
+  const filled = Date.now();
+  for (let sent = 0; sent < BACKLOG; sent += 1000) {
+    const size = Math.min(1000, BACKLOG - sent);
+    await publishBatch(
+      api,
+      Array.from({ length: size }, (_, i) => event(sent + i)),
+    );
+  }
+  const processed = async () =>
+    Number(/^events_processed (\d+)/m.exec(await (await fetch(`${api}/metrics`)).text())?.[1] ?? 0);
+  while ((await processed()) < BACKLOG) await new Promise((r) => setTimeout(r, 500));
+  const backlogMs = Date.now() - filled;
+  const drainStart = Date.now();
+  const dispatcher = await startPlatformProcess('dispatcher', dir, ENV);
+  const stats = await waitForCount(BACKLOG, 3_600_000);
+  console.log(
+    `backlog    ${BACKLOG} delivery tasks queued in ${(backlogMs / 1000).toFixed(0)} s (ingest + processor, no dispatcher running); ` +
+      `drained at ${rate(stats.unique, stats.lastAt - drainStart)}; peak RSS ${peaks([...producers, dispatcher])}; duplicates ${stats.duplicates}`,
+  );
+  for (const p of [...producers, dispatcher]) await p.stop();
+  await rm(dir, { recursive: true, force: true });
+}
+
+receiver.send({ cmd: 'exit' });
+await new Promise((resolve) => receiver.once('exit', resolve));
