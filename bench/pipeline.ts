@@ -1,13 +1,15 @@
 /**
  * End-to-end benchmark of the embedded engine: ingest (HTTP) → embedded log → processor → egress
  * topic → dispatcher → HTTP receiver, with 1 KB events, Standard Webhooks signing and the
- * idempotency ledger on. The platform runs as real `webhooks start` processes — by default split
- * in two (`--role api,processor` and `--role dispatcher`, one per core), or one (`--mode single`).
- * The receiver is a child process too. Printed next to a baseline measured in the same run: the raw
- * HTTP client (undici, same concurrency) against the same receiver.
+ * idempotency ledger on. The platform runs as a real `webhooks start` process (`--mode single`, the
+ * default), or split in two (`--mode split`: `--role api,processor` and `--role dispatcher`). The
+ * receiver is a child process too. Printed next to a baseline measured in the same run: the raw HTTP
+ * client (undici, same concurrency) against the same receiver.
  *
  *   npm run bench
  *   npm run bench -- --events 100000 --rate 1000 --seconds 30 --backlog 1000000 --mode split
+ *   BENCH_LEDGER=0 npm run bench …          # the same with the idempotency ledger off
+ *   BENCH_PROFILE=dispatcher BENCH_PROFILE_DIR=/tmp/prof npm run bench …   # CPU profile of one role
  */
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -26,7 +28,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     backlog: { type: 'string', default: '200000' },
     concurrency: { type: 'string', default: '64' },
-    mode: { type: 'string', default: 'split' },
+    mode: { type: 'string', default: 'single' },
     skip: { type: 'string', default: '' },
   },
 });
@@ -35,7 +37,7 @@ const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
 const BACKLOG = Number(values.backlog);
 const CONCURRENCY = Number(values.concurrency);
-const MODE = values.mode === 'single' ? 'single' : 'split';
+const MODE = values.mode === 'split' ? 'split' : 'single';
 const SKIP = new Set(values.skip.split(',').filter(Boolean));
 const TOKEN = 'bench-token-0123456789abcdef';
 const PAD = 'x'.repeat(900);
@@ -45,6 +47,7 @@ const ENV = {
   WEBHOOKS_LOG_LEVEL: 'error',
   WEBHOOKS_ENDPOINT_CONCURRENCY: String(CONCURRENCY),
   WEBHOOKS_MAX_BODY_BYTES: String(8 * 1024 * 1024),
+  ...(process.env.BENCH_LEDGER ? { WEBHOOKS_LEDGER: process.env.BENCH_LEDGER } : {}),
 };
 
 type Stats = {

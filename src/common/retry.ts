@@ -3,8 +3,9 @@
  * overrides, and merging them. The retry math of the dispatcher builds on these.
  */
 import type { ErrorDetail } from './errors.ts';
+import type { InputReader } from './input.ts';
 import { isJsonObject } from './json.ts';
-import type { DeliveryTimeouts, RetryPolicy } from './model.ts';
+import type { DeliveryTimeouts, PartnerDeliverySettings, RetryPolicy } from './model.ts';
 
 /** Delay before each attempt after the first, in seconds: immediately, 5s, 5m, 30m, 2h, 5h, 10h, 10h. */
 export const DEFAULT_RETRY_SCHEDULE_SECONDS: readonly number[] = [5, 300, 1800, 7200, 18000, 36000, 36000];
@@ -106,4 +107,30 @@ export function effectiveRetryPolicy(...layers: Array<RetryPolicy | undefined>):
     maxAttempts: merged.maxAttempts ?? schedule.length + 1,
     maxAgeSeconds: merged.maxAgeSeconds ?? 3 * 86400,
   };
+}
+
+/**
+ * Reads a partner's `delivery` settings (timeouts, retry policy, per-endpoint concurrency and rate
+ * limit); `strict` refuses unknown fields (the admin API), otherwise they are ignored (answers of an
+ * external Partner Info API). Undefined when absent.
+ */
+export function readDeliverySettings(
+  input: InputReader,
+  strict: boolean,
+): PartnerDeliverySettings | undefined {
+  const reader = input.nested(
+    'delivery',
+    strict ? ['timeouts', 'retry', 'maxConcurrency', 'rateLimitPerSecond'] : [],
+  );
+  if (!reader) return undefined;
+  const settings: PartnerDeliverySettings = {};
+  const timeouts = parseTimeouts(reader.raw('timeouts'), reader.field('timeouts'), reader.details);
+  if (timeouts) settings.timeouts = timeouts;
+  const retry = parseRetryPolicy(reader.raw('retry'), reader.field('retry'), reader.details);
+  if (retry) settings.retry = retry;
+  const maxConcurrency = reader.integer('maxConcurrency', { min: 1, max: 1000 });
+  if (maxConcurrency !== undefined) settings.maxConcurrency = maxConcurrency;
+  const rate = reader.integer('rateLimitPerSecond', { min: 1, max: 100_000 });
+  if (rate !== undefined) settings.rateLimitPerSecond = rate;
+  return settings;
 }

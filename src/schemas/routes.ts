@@ -1,6 +1,7 @@
 /** HTTP routes of the Schema Registration Admin. */
 import { json, type Route } from '../common/http.ts';
 import { queryObject, readPage } from '../common/input.ts';
+import { COMPATIBILITY_MODES } from './compatibility.ts';
 import { type SchemaAdmin, schemaView } from './service.ts';
 
 const registerSchema = {
@@ -12,17 +13,7 @@ const registerSchema = {
     version: { type: 'integer', minimum: 1 },
     schema: { description: 'a JSON Schema (draft 2020-12) document', type: ['object', 'boolean'] },
     status: { enum: ['ACTIVE', 'INACTIVE'] },
-    compatibility: {
-      enum: [
-        'NONE',
-        'BACKWARD',
-        'BACKWARD_TRANSITIVE',
-        'FORWARD',
-        'FORWARD_TRANSITIVE',
-        'FULL',
-        'FULL_TRANSITIVE',
-      ],
-    },
+    compatibility: { enum: [...COMPATIBILITY_MODES] },
     description: { type: 'string', maxLength: 1000 },
   },
   additionalProperties: false,

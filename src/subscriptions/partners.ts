@@ -4,10 +4,10 @@
  */
 import { ConflictError, NotFoundError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
-import type { PartnerDeliverySettings, PartnerRecord, PartnerStatus } from '../common/model.ts';
+import type { PartnerRecord, PartnerStatus } from '../common/model.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Page, PageRequest, PartnerRepository } from '../common/ports/store.ts';
-import { parseRetryPolicy, parseTimeouts } from '../common/retry.ts';
+import { readDeliverySettings } from '../common/retry.ts';
 import { NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
 
 export const PARTNER_STATUSES: readonly PartnerStatus[] = ['ACTIVE', 'INACTIVE'];
@@ -125,24 +125,8 @@ function readPartnerFields(input: InputReader, creating: boolean) {
   const metadata = input.object('metadata');
   if (metadata && JSON.stringify(metadata).length > 16_384)
     input.problem('metadata', 'must be at most 16 KiB of JSON');
-  const delivery = readDeliverySettings(input);
+  const delivery = readDeliverySettings(input, true);
   return { name, status, contactEmail, metadata, delivery };
-}
-
-/** Reads `delivery`: timeouts, retry policy, per-endpoint concurrency and rate limits. */
-function readDeliverySettings(input: InputReader): PartnerDeliverySettings | undefined {
-  const reader = input.nested('delivery', ['timeouts', 'retry', 'maxConcurrency', 'rateLimitPerSecond']);
-  if (!reader) return undefined;
-  const settings: PartnerDeliverySettings = {};
-  const timeouts = parseTimeouts(reader.raw('timeouts'), reader.field('timeouts'), reader.details);
-  if (timeouts) settings.timeouts = timeouts;
-  const retry = parseRetryPolicy(reader.raw('retry'), reader.field('retry'), reader.details);
-  if (retry) settings.retry = retry;
-  const maxConcurrency = reader.integer('maxConcurrency', { min: 1, max: 1000 });
-  if (maxConcurrency !== undefined) settings.maxConcurrency = maxConcurrency;
-  const rate = reader.integer('rateLimitPerSecond', { min: 1, max: 100_000 });
-  if (rate !== undefined) settings.rateLimitPerSecond = rate;
-  return settings;
 }
 
 /** The API view of a partner. */

@@ -32,17 +32,8 @@ const CREATE_FIELDS = [
   'mapping',
   'retry',
 ];
-const PATCH_FIELDS = [
-  'url',
-  'version',
-  'description',
-  'status',
-  'signing',
-  'auth',
-  'filter',
-  'mapping',
-  'retry',
-];
+/** A PATCH may change everything but what identifies the subscription (partner and event). */
+const PATCH_FIELDS = CREATE_FIELDS.filter((f) => !['partnerId', 'domain', 'event'].includes(f));
 
 export interface SubscriptionAdminDeps {
   subscriptions: SubscriptionRepository;

@@ -76,6 +76,40 @@ export function describeDeliveries(ctx: StoreContext): void {
       assert.deepEqual(await deliveries().attempts('dlv-ghost'), []);
     });
 
+    test('recordAttempt with `create` creates a missing delivery in the attempt’s state', async () => {
+      const rec = deliveryRecord();
+      const attempt = deliveryAttempt({ deliveryId: rec.id, at: timeAt(1) });
+      const update = {
+        status: 'SUCCESS' as const,
+        attempts: 1,
+        lastStatusCode: 200,
+        updatedAt: timeAt(1),
+        completedAt: timeAt(1),
+      };
+      await deliveries().recordAttempt(attempt, update, rec);
+      assert.deepEqual(await deliveries().get(rec.id), { ...rec, ...update });
+      assert.deepEqual(await deliveries().attempts(rec.id), [attempt]);
+      const listed = await deliveries().list({ subscriptionId: rec.subscriptionId, status: 'SUCCESS' });
+      assert.deepEqual(
+        listed.items.map((d) => d.id),
+        [rec.id],
+        'the indexed columns follow the created state',
+      );
+    });
+
+    test('recordAttempt with `create` on an existing delivery updates it and keeps what was there', async () => {
+      const rec = await deliveries().ensure(deliveryRecord({ correlationId: 'kept' }));
+      const attempt = deliveryAttempt({ deliveryId: rec.id, at: timeAt(2) });
+      await deliveries().recordAttempt(
+        attempt,
+        { status: 'FAILED', attempts: 1, updatedAt: timeAt(2) },
+        deliveryRecord({ id: rec.id, correlationId: 'ignored' }),
+      );
+      const stored = await deliveries().get(rec.id);
+      assert.equal(stored?.status, 'FAILED');
+      assert.equal(stored?.correlationId, 'kept');
+    });
+
     test('attempts come back in ascending attempt order', async () => {
       const rec = await deliveries().ensure(deliveryRecord());
       for (const n of [2, 1, 10, 3]) {

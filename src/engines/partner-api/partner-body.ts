@@ -6,9 +6,9 @@
 import type { ErrorDetail } from '../../common/errors.ts';
 import { InputReader } from '../../common/input.ts';
 import { isJsonObject } from '../../common/json.ts';
-import type { PartnerDeliverySettings, PartnerRecord, PartnerStatus } from '../../common/model.ts';
+import type { PartnerRecord, PartnerStatus } from '../../common/model.ts';
 import type { Page } from '../../common/ports/store.ts';
-import { parseRetryPolicy, parseTimeouts } from '../../common/retry.ts';
+import { readDeliverySettings } from '../../common/retry.ts';
 
 const STATUSES: readonly PartnerStatus[] = ['ACTIVE', 'INACTIVE'];
 
@@ -65,7 +65,8 @@ function readPartner(
   const status = input.oneOf('status', STATUSES) ?? 'ACTIVE';
   const contactEmail = input.string('contactEmail');
   const metadata = input.object('metadata') ?? {};
-  const delivery = readDelivery(input);
+  // The same checks as the admin API, so the dispatcher can trust the settings either way.
+  const delivery = readDeliverySettings(input, false) ?? {};
   const createdAt = readTime(input, 'createdAt') ?? fetchedAt;
   const updatedAt = readTime(input, 'updatedAt') ?? createdAt;
   const faults = details.slice(before).filter((d) => d.code !== 'unknown_field');
@@ -90,20 +91,4 @@ function readTime(input: InputReader, key: string): string | undefined {
   const time = new Date(text);
   if (Number.isNaN(time.getTime())) return input.problem(key, 'must be a date-time');
   return time.toISOString();
-}
-
-/** The same delivery settings the admin API accepts, so the dispatcher can trust them either way. */
-function readDelivery(input: InputReader): PartnerDeliverySettings {
-  const reader = input.nested('delivery', []);
-  const settings: PartnerDeliverySettings = {};
-  if (!reader) return settings;
-  const timeouts = parseTimeouts(reader.raw('timeouts'), reader.field('timeouts'), reader.details);
-  if (timeouts) settings.timeouts = timeouts;
-  const retry = parseRetryPolicy(reader.raw('retry'), reader.field('retry'), reader.details);
-  if (retry) settings.retry = retry;
-  const maxConcurrency = reader.integer('maxConcurrency', { min: 1, max: 1000 });
-  if (maxConcurrency !== undefined) settings.maxConcurrency = maxConcurrency;
-  const rate = reader.integer('rateLimitPerSecond', { min: 1, max: 100_000 });
-  if (rate !== undefined) settings.rateLimitPerSecond = rate;
-  return settings;
 }

@@ -15,6 +15,8 @@ export function openDatabase(path: string, migrations: readonly string[]): Datab
   db.exec('PRAGMA synchronous = NORMAL');
   db.exec('PRAGMA busy_timeout = 5000');
   db.exec('PRAGMA foreign_keys = ON');
+  // 32 MiB of page cache (default 2 MiB): index pages of large tables stay in memory instead of being re-read.
+  db.exec('PRAGMA cache_size = -32768');
   migrate(db, migrations);
   return db;
 }

@@ -53,7 +53,6 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
 
 /** The SQLite implementation of the delivery repository. */
 export class SqliteDeliveries implements DeliveryRepository {
-  readonly #db: DatabaseSync;
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
@@ -65,7 +64,6 @@ export class SqliteDeliveries implements DeliveryRepository {
   readonly #rollback: StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#db = db;
     this.#lists = new StatementCache(db);
     this.#insert = db.prepare(
       `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
@@ -86,18 +84,8 @@ export class SqliteDeliveries implements DeliveryRepository {
   }
 
   async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
-    const doc = JSON.stringify(record);
-    const { changes } = this.#insert.run(
-      record.id,
-      record.eventId,
-      record.subscriptionId,
-      record.partnerId,
-      record.status,
-      record.createdAt,
-      doc,
-    );
-    if (changes > 0) return JSON.parse(doc) as DeliveryRecord;
-    return this.#read(record.id) ?? (JSON.parse(doc) as DeliveryRecord);
+    if (this.#insertRecord(record)) return JSON.parse(JSON.stringify(record)) as DeliveryRecord;
+    return this.#read(record.id) ?? record;
   }
 
   async get(id: string): Promise<DeliveryRecord | undefined> {
@@ -164,8 +152,9 @@ export class SqliteDeliveries implements DeliveryRepository {
     return this.#patch.run(mergePatch(update), update.status ?? null, id).changes > 0;
   }
 
-  #insertRecord(record: DeliveryRecord): void {
-    this.#insert.run(
+  /** Inserts a delivery unless its id exists; true when it was inserted. */
+  #insertRecord(record: DeliveryRecord): boolean {
+    const { changes } = this.#insert.run(
       record.id,
       record.eventId,
       record.subscriptionId,
@@ -174,6 +163,7 @@ export class SqliteDeliveries implements DeliveryRepository {
       record.createdAt,
       JSON.stringify(record),
     );
+    return changes > 0;
   }
 
   #read(id: string): DeliveryRecord | undefined {
