@@ -37,7 +37,7 @@ import { createEdge, type RawRequest } from './http/edge.ts';
 import { buildOpenApi } from './http/openapi.ts';
 import { ensureDataDir, type LocalSecret, loadAdminToken, loadSecretBox } from './local-secrets.ts';
 import { systemRoutes } from './system-routes.ts';
-import { ensurePipelineTopics, startDispatcher, startProcessor } from './workers.ts';
+import { ensurePipelineTopics, startDispatcher, startLedgerPurge, startProcessor } from './workers.ts';
 
 export const VERSION = '0.1.0';
 
@@ -179,6 +179,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const handle = createEdge({ router, adminToken: adminToken.value, logger, metrics });
 
   const consumers: ConsumerHandle[] = [];
+  let stopPurge = () => {};
   const workerRoles = roles.filter((r) => r !== 'api');
   const client = workerRoles.includes('dispatcher')
     ? new UndiciDeliveryClient({
@@ -201,6 +202,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       clock,
       subscriptionCache,
     };
+    stopPurge = startLedgerPurge(store, logger);
     if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
     if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
   }
@@ -217,6 +219,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     adminToken,
     handle,
     async close() {
+      stopPurge();
       await Promise.all(consumers.map((c) => c.stop()));
       await client?.close();
       await bus.close();

@@ -116,3 +116,17 @@ function sink(deps: WorkerDeps): DeadLetterSink {
     clock: deps.clock,
   });
 }
+
+/** Purges expired idempotency-ledger entries every `intervalMs` (markers and delivery claims expire after 7 days). */
+export function startLedgerPurge(store: Store, logger: Logger, intervalMs = 10 * 60_000): () => void {
+  const timer = setInterval(() => {
+    store.ledger.purge(Date.now()).then(
+      (removed) => {
+        if (removed > 0) logger.debug('purged expired ledger entries', { removed });
+      },
+      (err: unknown) => logger.warn('ledger purge failed', { err }),
+    );
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
