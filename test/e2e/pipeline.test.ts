@@ -220,6 +220,55 @@ describe('pipeline end to end (embedded engine)', () => {
     assert.ok(slow.received.length >= 1, 'the slow partner is being delivered to meanwhile');
   });
 
+  test('an event in CloudEvents binary mode (ce-* headers) is delivered like a structured one', async () => {
+    const r = await receiver();
+    await subscribe(server, r);
+    const id = `bin-${Date.now()}`;
+    const res = await server.request('POST', '/events', undefined, {
+      raw: JSON.stringify({ orderId: 'o-bin', amount: 7 }),
+      headers: {
+        'content-type': 'application/json',
+        'ce-specversion': '1.0',
+        'ce-id': id,
+        'ce-source': '%2Fshop',
+        'ce-type': 'orders.created',
+      },
+    });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const [got] = await r.waitFor(1);
+    assert.deepEqual(got!.json, { orderId: 'o-bin', amount: 7 });
+    assert.equal(got!.verified, true);
+  });
+
+  test('a mapping that fails dead-letters that subscription only; after a fix, redrive delivers to it alone', async () => {
+    const good = await receiver();
+    const bad = await receiver();
+    await subscribe(server, good, { filter: { currency: 'JPY' } });
+    const broken = await subscribe(server, bad, {
+      filter: { currency: 'JPY' },
+      mapping: { rules: [{ to: 'total', from: 'currency', transform: 'number' }] },
+    });
+    const event = orderEvent({ currency: 'JPY' });
+    await publish(server, event);
+    await good.waitFor(1);
+    let dead: any[] = [];
+    for (let i = 0; i < 100 && dead.length === 0; i++) {
+      dead = (await server.request('GET', `/admin/dlq?subscriptionId=${broken.subscriptionId}`)).body.items;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.equal(dead[0]?.reason, 'mapping_failed');
+    const fixed = await server.request('PATCH', `/admin/subscriptions/${broken.subscriptionId}`, {
+      mapping: { rules: [{ to: 'total', from: 'amount' }] },
+    });
+    assert.equal(fixed.status, 200);
+    const redrive = await server.request('POST', '/admin/dlq/redrive', { subscriptionId: broken.subscriptionId });
+    assert.equal(redrive.body.redriven, 1);
+    const [got] = await bad.waitFor(1);
+    assert.deepEqual(got!.json, { total: event.data.amount });
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(good.received.length, 1, 'the other subscription is not delivered to again');
+  });
+
   test('redrive re-enqueues a dead letter, keeps its history, and the delivery succeeds', async () => {
     let fail = true;
     const r = await receiver({ answer: () => ({ status: fail ? 400 : 200 }) });
