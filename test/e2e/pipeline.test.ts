@@ -261,7 +261,9 @@ describe('pipeline end to end (embedded engine)', () => {
       mapping: { rules: [{ to: 'total', from: 'amount' }] },
     });
     assert.equal(fixed.status, 200);
-    const redrive = await server.request('POST', '/admin/dlq/redrive', { subscriptionId: broken.subscriptionId });
+    const redrive = await server.request('POST', '/admin/dlq/redrive', {
+      subscriptionId: broken.subscriptionId,
+    });
     assert.equal(redrive.body.redriven, 1);
     const [got] = await bad.waitFor(1);
     assert.deepEqual(got!.json, { total: event.data.amount });

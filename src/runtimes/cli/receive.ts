@@ -3,6 +3,7 @@
  * Webhooks signatures like a real partner would, can answer failures or slowly to show retries and
  * timeouts, and serves HTTPS (TLS 1.3 only) with a throw-away self-signed certificate.
  */
+
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -11,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { generate } from 'selfsigned';
 import { ValidationError } from '../../common/errors.ts';
 import { decodeSigningSecret, verifyWebhook } from '../../common/signing.ts';
+import { localhostCertificate } from './local-cert.ts';
 
 /** How the receiver listens and answers; every field has the CLI's default. */
 export interface ReceiverOptions {
@@ -225,27 +226,11 @@ function parseBody(raw: string): unknown {
 async function certificate(
   certFile: string | undefined,
 ): Promise<{ key: string; cert: string; file: string; tempDir?: string }> {
-  const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-          { type: 7, ip: '::1' },
-        ],
-      },
-    ],
-  });
+  const pems = await localhostCertificate();
   const tempDir = certFile ? undefined : await mkdtemp(join(tmpdir(), 'webhooks-receive-'));
   const file = certFile ?? join(tempDir!, 'cert.pem');
   await writeFile(file, pems.cert);
-  return { key: pems.private, cert: pems.cert, file, ...(tempDir ? { tempDir } : {}) };
+  return { key: pems.key, cert: pems.cert, file, ...(tempDir ? { tempDir } : {}) };
 }
 
 type SignatureCheck = { verified: true } | { verified: false; code: string; reason: string };
