@@ -62,7 +62,8 @@ describe('crash safety and roles (child processes)', () => {
   test('every accepted event is delivered after a SIGKILL mid-stream', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'webhooks-restart-'));
     cleanup.push(() => rm(dataDir, { recursive: true, force: true }));
-    const receiver = await startReceiver({ tls: false, answer: () => ({ status: 200, delayMs: 3 }) });
+    // 20 ms per answer and 16 concurrent requests: 400 deliveries take at least 0.5 s, so the kill lands mid-stream.
+    const receiver = await startReceiver({ tls: false, answer: () => ({ status: 200, delayMs: 20 }) });
     cleanup.push(() => receiver.close());
     const port = String(20000 + Math.floor(Math.random() * 20000));
     const args = ['start', '--port', port, '--data-dir', dataDir];
