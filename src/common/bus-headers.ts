@@ -7,6 +7,10 @@ export const HEADERS = {
   /** The topic a message came from before a retry tier or the DLQ. */
   originTopic: 'x-webhooks-origin-topic',
   lastError: 'x-webhooks-last-error',
+  /** On a DLQ topic message: the dead letter's id, its reason and the attempts made. */
+  dlqId: 'x-webhooks-dlq-id',
+  reason: 'x-webhooks-reason',
+  attempts: 'x-webhooks-attempts',
   /** Set on a message re-published from the DLQ: the id of the dead letter. */
   redrive: 'x-webhooks-redrive',
   /** On a redriven processor message: fan out to this subscription only. */

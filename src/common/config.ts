@@ -5,10 +5,10 @@
  */
 import { ConfigError, type ErrorDetail } from './errors.ts';
 import { isJsonObject } from './json.ts';
+import { LOG_LEVELS, type LogLevel } from './log.ts';
 
 export type BusEngine = 'embedded' | 'kafka';
 export type StoreEngine = 'sqlite' | 'dynamodb';
-export type LogLevelName = 'debug' | 'info' | 'warn' | 'error';
 
 export interface Config {
   port: number;
@@ -22,7 +22,7 @@ export interface Config {
   dev: boolean;
   secretKey?: string;
   maxBodyBytes: number;
-  logLevel: LogLevelName;
+  logLevel: LogLevel;
   topicPartitions: number;
   secretOverlapSeconds: number;
   partnerApi?: { url: string; timeoutMs: number; cacheTtlMs: number; token?: string };
@@ -104,7 +104,7 @@ const ENTRIES: Record<string, Entry> = {
   dev: { env: 'WEBHOOKS_DEV', file: 'dev', parse: bool },
   secretKey: { env: 'WEBHOOKS_SECRET_KEY', file: 'secretKey', parse: text },
   maxBodyBytes: { env: 'WEBHOOKS_MAX_BODY_BYTES', file: 'maxBodyBytes', parse: int(1024, 64 * 1024 * 1024) },
-  logLevel: { env: 'WEBHOOKS_LOG_LEVEL', file: 'logLevel', parse: oneOf('debug', 'info', 'warn', 'error') },
+  logLevel: { env: 'WEBHOOKS_LOG_LEVEL', file: 'logLevel', parse: oneOf<LogLevel>(...LOG_LEVELS) },
   topicPartitions: { env: 'WEBHOOKS_TOPIC_PARTITIONS', file: 'topicPartitions', parse: int(1, 1024) },
   secretOverlapSeconds: {
     env: 'WEBHOOKS_SECRET_OVERLAP_SECONDS',
@@ -190,7 +190,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     dev: (values.dev as boolean | undefined) ?? false,
     secretKey: values.secretKey as string | undefined,
     maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 1024 * 1024,
-    logLevel: (values.logLevel as LogLevelName | undefined) ?? 'info',
+    logLevel: (values.logLevel as LogLevel | undefined) ?? 'info',
     topicPartitions: (values.topicPartitions as number | undefined) ?? 4,
     secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,
     ledger: (values.ledger as boolean | undefined) ?? true,

@@ -2,6 +2,7 @@
  * Dead-lettering shared by the processor and the dispatcher: the entry is kept in the store (for
  * `/admin/dlq` and redrive) and published to the stage's DLQ topic (for outside consumers).
  */
+import { HEADERS } from './bus-headers.ts';
 import type { DeadLetterRecord } from './model.ts';
 import type { BusMessage } from './ports/bus.ts';
 import type { DeadLetterRepository } from './ports/store.ts';
@@ -40,11 +41,11 @@ export class DeadLetterSink {
         ...(r.key !== undefined ? { key: r.key } : {}),
         value: r.value,
         headers: {
-          'x-webhooks-dlq-id': r.id,
-          'x-webhooks-reason': r.reason,
-          'x-webhooks-origin-topic': r.topic,
-          'x-webhooks-attempts': String(r.attempts),
-          ...(r.lastError ? { 'x-webhooks-last-error': r.lastError.slice(0, 500) } : {}),
+          [HEADERS.dlqId]: r.id,
+          [HEADERS.reason]: r.reason,
+          [HEADERS.originTopic]: r.topic,
+          [HEADERS.attempts]: String(r.attempts),
+          ...(r.lastError ? { [HEADERS.lastError]: r.lastError.slice(0, 500) } : {}),
         },
       })),
     );

@@ -106,6 +106,8 @@ export function withHttpTraceContext(
   if (envelope.traceparent !== undefined || traceparent === undefined || !isValidTraceparent(traceparent)) {
     return envelope;
   }
+  // The event's own tracestate (without a traceparent) belongs to no trace we know: only the header's pairs up.
+  const { tracestate: _unpaired, ...rest } = envelope;
   const tracestate = headers.tracestate?.trim();
-  return tracestate ? { ...envelope, traceparent, tracestate } : { ...envelope, traceparent };
+  return tracestate ? { ...rest, traceparent, tracestate } : { ...rest, traceparent };
 }

@@ -12,10 +12,24 @@ export const FORBIDDEN_SEGMENTS: ReadonlySet<string> = new Set(['__proto__', 'co
 export const MAX_PATH_LENGTH = 512;
 export const MAX_PATH_SEGMENTS = 32;
 
-export type ParsedPath = { ok: true; segments: string[] } | { ok: false; problem: string };
+export type ParsedPath = { ok: true; segments: readonly string[] } | { ok: false; problem: string };
 
 /** Splits a dotted path into segments, or says why it cannot be used. */
 export function parsePath(path: string): ParsedPath {
+  // Filters and mappings resolve the same few paths for every event: parse each once.
+  let parsed = PARSED.get(path);
+  if (!parsed) {
+    parsed = parseUncached(path);
+    if (PARSED.size >= MAX_CACHED_PATHS) PARSED.delete(PARSED.keys().next().value as string);
+    PARSED.set(path, parsed);
+  }
+  return parsed;
+}
+
+const MAX_CACHED_PATHS = 10_000;
+const PARSED = new Map<string, ParsedPath>();
+
+function parseUncached(path: string): ParsedPath {
   if (path === '') return { ok: false, problem: 'path is empty' };
   if (path.length > MAX_PATH_LENGTH) {
     return { ok: false, problem: `path is longer than ${MAX_PATH_LENGTH} characters` };

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import formatsPlugin from 'ajv-formats';
 import type { ErrorDetail } from './errors.ts';
-import { canonicalJson } from './json.ts';
+import { canonicalJson, isJsonObject, pointerSegments } from './json.ts';
 
 const DRAFT_2020_12 = 'https://json-schema.org/draft/2020-12/schema';
 
@@ -30,14 +30,11 @@ export function schemaFingerprint(schema: unknown): string {
  * Empty when the document is a valid draft 2020-12 schema that compiles (all `$ref`s resolve locally).
  */
 export function validateSchemaDocument(schema: unknown, fieldPrefix = 'schema'): ErrorDetail[] {
-  if (
-    typeof schema !== 'boolean' &&
-    (typeof schema !== 'object' || schema === null || Array.isArray(schema))
-  ) {
+  if (typeof schema !== 'boolean' && !isJsonObject(schema)) {
     return [{ field: fieldPrefix, message: 'a JSON Schema must be an object or a boolean' }];
   }
   if (typeof schema === 'object' && '$schema' in schema && schema.$schema !== DRAFT_2020_12) {
-    const given = (schema as { $schema: unknown }).$schema;
+    const given = schema.$schema;
     return [
       {
         field: `${fieldPrefix}.$schema`,
@@ -46,12 +43,15 @@ export function validateSchemaDocument(schema: unknown, fieldPrefix = 'schema'):
     ];
   }
   if (!metaAjv.validateSchema(schema)) {
-    return (metaAjv.errors ?? []).map((e) => toDetail(e, fieldPrefix, 'schemaPath'));
+    return (metaAjv.errors ?? []).map((e) => toDetail(e, fieldPrefix));
   }
   try {
-    createAjv().compile(schema as object);
+    metaAjv.compile(schema as object);
   } catch (err) {
     return [{ field: fieldPrefix, message: `the schema does not compile: ${(err as Error).message}` }];
+  } finally {
+    // Only a check: the document must not stay registered (its $id would clash with the next version's).
+    metaAjv.removeSchema(schema as object);
   }
   return [];
 }
@@ -70,18 +70,7 @@ export class ValidatorCache {
   validate(key: string, schema: unknown, data: unknown, fieldPrefix = 'data'): ErrorDetail[] {
     const validator = this.#get(key, schema);
     if (validator(data)) return [];
-    return (validator.errors ?? []).map((e) => toDetail(e, fieldPrefix, 'instancePath'));
-  }
-
-  /** Forgets every compiled validator whose key starts with `prefix` (after a schema changes). */
-  invalidate(prefix: string): void {
-    for (const key of this.#validators.keys()) {
-      if (key.startsWith(prefix)) this.#validators.delete(key);
-    }
-  }
-
-  get size(): number {
-    return this.#validators.size;
+    return (validator.errors ?? []).map((e) => toDetail(e, fieldPrefix));
   }
 
   #get(key: string, schema: unknown): ValidateFunction {
@@ -103,14 +92,12 @@ export class ValidatorCache {
   }
 }
 
-/** One Ajv error as a detail: the path (instance or schema) as dotted field, and a readable message. */
-function toDetail(
-  error: ErrorObject,
-  fieldPrefix: string,
-  pathKind: 'instancePath' | 'schemaPath',
-): ErrorDetail {
-  const pointer = pathKind === 'instancePath' ? error.instancePath : error.instancePath || '';
-  const path = pointerToDotted(pointer);
+/**
+ * One Ajv error as a detail: the instance path as a dotted field (for meta-validation the instance
+ * is the schema document itself), and a readable message.
+ */
+function toDetail(error: ErrorObject, fieldPrefix: string): ErrorDetail {
+  const path = pointerSegments(error.instancePath).join('.');
   let message = error.message ?? 'is invalid';
   if (error.keyword === 'required')
     message = `must have required property \`${String(error.params.missingProperty)}\``;
@@ -119,14 +106,4 @@ function toDetail(
   }
   if (error.keyword === 'enum') message = `must be one of ${JSON.stringify(error.params.allowedValues)}`;
   return { field: path ? `${fieldPrefix}.${path}` : fieldPrefix, message, code: error.keyword };
-}
-
-/** "/a/b/0" → "a.b.0" (JSON pointer unescaping included). */
-function pointerToDotted(pointer: string): string {
-  if (!pointer) return '';
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .join('.');
 }

@@ -23,6 +23,9 @@ export interface LoggerOptions {
 }
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Every level, lowest first. */
+export const LOG_LEVELS = Object.keys(LEVELS) as LogLevel[];
 // Written by the logger itself; fields or bindings with these names are ignored (as Powertools does).
 const RESERVED = new Set(['level', 'time', 'msg']);
 const SECRET_KEY =

@@ -167,7 +167,7 @@ function copiedValue(rule: CopyRule, index: number, context: MappingContext): Js
   });
 }
 
-function segmentsOf(path: string): string[] {
+function segmentsOf(path: string): readonly string[] {
   const parsed = parsePath(path);
   if (!parsed.ok) throw new ValidationError('invalid_mapping', `mapping is not valid: ${parsed.problem}`);
   return parsed.segments;

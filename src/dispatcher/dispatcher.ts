@@ -275,20 +275,9 @@ export class WebhookDispatcher {
         await this.#deps.publish([retryMessage(message, next, delay, now.getTime())]);
         return 'retry';
       }
-      await this.#deps.deliveries.recordAttempt(
-        { ...attempt, outcome: 'failed' },
-        { ...common, status: 'FAILED', completedAt: now.toISOString() },
-        create,
-      );
-      await this.#deadLetter(
-        message,
-        { ...task, attempt: attemptNo },
-        'retries_exhausted',
-        attempt.error ?? '',
-        attemptNo,
-      );
-      return 'failed';
     }
+    // Every other outcome is final: FAILED, dead-lettered with its reason (and 410 disables the subscription).
+    const reason = failureReason(klass, result);
     await this.#deps.deliveries.recordAttempt(
       { ...attempt, outcome: 'failed' },
       { ...common, status: 'FAILED', completedAt: now.toISOString() },
@@ -296,18 +285,9 @@ export class WebhookDispatcher {
     );
     if (klass === 'gone') {
       await this.#deps.disableSubscription(sub.id, `the endpoint answered 410 Gone at ${now.toISOString()}`);
-      await this.#deadLetter(
-        message,
-        { ...task, attempt: attemptNo },
-        'endpoint_gone',
-        attempt.error ?? '',
-        attemptNo,
-      );
-      return 'gone';
     }
-    const reason = result.ok ? `http_${result.status}` : result.kind;
     await this.#deadLetter(message, { ...task, attempt: attemptNo }, reason, attempt.error ?? '', attemptNo);
-    return 'failed';
+    return klass === 'gone' ? 'gone' : 'failed';
   }
 
   /** Claims the delivery in the ledger for longer than the longest attempt can take; 'claimed' without a ledger. */
@@ -347,9 +327,7 @@ export class WebhookDispatcher {
     error: string,
     attempts: number,
   ): Promise<void> {
-    const origin =
-      message.headers[HEADERS.originTopic] ??
-      (task && message.topic.startsWith('retry.') ? originOf(task) : message.topic);
+    const origin = task ? originTopicOf(message, task) : message.topic;
     // Redrive starts over: the stored task has no attempts and no first-attempt time.
     const value = task ? JSON.stringify({ ...task, attempt: 0, firstAttemptAt: undefined }) : message.value;
     await this.#deps.deadLetters.send([
@@ -374,6 +352,13 @@ export class WebhookDispatcher {
   }
 }
 
+/** The dead-letter reason of a final failure. */
+function failureReason(klass: string, result: DeliveryResult): string {
+  if (klass === 'retry') return 'retries_exhausted';
+  if (klass === 'gone') return 'endpoint_gone';
+  return result.ok ? `http_${result.status}` : result.kind;
+}
+
 function newDelivery(task: DeliveryTask, now: Date): DeliveryRecord {
   return {
     id: task.deliveryId,
@@ -390,8 +375,11 @@ function newDelivery(task: DeliveryTask, now: Date): DeliveryRecord {
   };
 }
 
-/** The egress topic a task belongs to (for redrive of tasks that were on a retry tier). */
-function originOf(task: DeliveryTask): string {
+/** The egress topic a task came from: its header once it has been on a retry tier, else the topic it was read from. */
+function originTopicOf(message: ConsumedMessage, task: DeliveryTask): string {
+  const fromHeader = message.headers[HEADERS.originTopic];
+  if (fromHeader) return fromHeader;
+  if (!message.topic.startsWith('retry.')) return message.topic;
   const [domain, event] = task.event.type.split('.');
   return egressTopic(task.partnerId, domain ?? '', event ?? '');
 }
@@ -407,11 +395,7 @@ function retryMessage(
     topic: retryTopicName('dispatcher', retryTierFor(delayMs)),
     key: task.subscriptionId,
     value: JSON.stringify(task),
-    headers: {
-      [HEADERS.originTopic]:
-        message.headers[HEADERS.originTopic] ??
-        (message.topic.startsWith('retry.') ? originOf(task) : message.topic),
-    },
+    headers: { [HEADERS.originTopic]: originTopicOf(message, task) },
     notBefore: now + delayMs,
   };
 }

@@ -117,7 +117,7 @@ export class EventProcessor {
     seen: Set<string>,
   ): Promise<RecordOutcome> {
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
-    const originTopic = message.headers[HEADERS.originTopic] ?? message.topic;
+    const originTopic = originTopicOf(message);
     let envelope: EventEnvelope | undefined;
     try {
       const parsed = parseStructuredEvent(JSON.parse(message.value));
@@ -184,8 +184,7 @@ export class EventProcessor {
     dead: DeadLetterInput[],
   ): Promise<BusMessage[]> {
     const { domain, event } = envelope;
-    const version =
-      envelope.schemaVersion ?? versionFromTopic(message.headers[HEADERS.originTopic] ?? message.topic);
+    const version = envelope.schemaVersion ?? versionFromTopic(originTopicOf(message));
     if (version === undefined)
       throw new Permanent('schema_version_missing', 'the event names no schema version');
     const schema = await this.#deps.lookups.schema(domain, event, version);
@@ -223,17 +222,9 @@ export class EventProcessor {
         // A mapping that fails for this event dead-letters this subscription's delivery only.
         this.#toDlq.inc({ reason: 'mapping_failed' });
         dead.push({
-          stage: 'processor',
-          reason: 'mapping_failed',
-          lastError: describe(err),
-          attempts: 1,
-          eventId: envelope.id,
-          eventType: envelope.type,
+          ...deadLetterFor(message, originTopicOf(message), 'mapping_failed', describe(err), 1, envelope),
           subscriptionId: sub.id,
           partnerId: sub.partnerId,
-          topic: message.headers[HEADERS.originTopic] ?? message.topic,
-          ...(message.key !== undefined ? { key: message.key } : {}),
-          value: message.value,
         });
         continue;
       }
@@ -299,6 +290,11 @@ function attributesOf(envelope: EventEnvelope): JsonObject {
   if (envelope.subject) attrs.subject = envelope.subject;
   if (envelope.schemaVersion !== undefined) attrs.schemaversion = envelope.schemaVersion;
   return attrs;
+}
+
+/** The ingress topic a record belongs to (its header once it has been on the retry topic). */
+function originTopicOf(message: ConsumedMessage): string {
+  return message.headers[HEADERS.originTopic] ?? message.topic;
 }
 
 function versionFromTopic(topic: string): number | undefined {

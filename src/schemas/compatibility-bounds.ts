@@ -37,12 +37,20 @@ export function evaluateScalar(keyword: string, limit: unknown, value: unknown):
 
 /** Tests a JSON Schema `pattern` (ECMA-262, unanchored); undefined when it does not compile. */
 export function testPattern(pattern: string, text: string): boolean | undefined {
-  try {
-    return new RegExp(pattern, 'u').test(text);
-  } catch {
-    return undefined;
+  let regex = PATTERNS.get(pattern);
+  if (regex === undefined) {
+    try {
+      regex = new RegExp(pattern, 'u');
+    } catch {
+      regex = null;
+    }
+    PATTERNS.set(pattern, regex);
   }
+  return regex === null ? undefined : regex.test(text);
 }
+
+/** Compiled patterns (null: does not compile); a check compares the same few patterns many times. */
+const PATTERNS = new Map<string, RegExp | null>();
 
 /** True when `value` is an integer multiple of `step` (within floating-point noise). */
 export function isMultiple(value: number, step: number): boolean {

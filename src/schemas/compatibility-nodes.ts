@@ -2,7 +2,7 @@
  * Schema locations for the compatibility check: a subschema with its document (for local `$ref`s),
  * its JSON pointer, and the flattening of `$ref`/`allOf` into a list of conjuncts.
  */
-import { isJsonObject } from '../common/json.ts';
+import { isJsonObject, pointerSegments } from '../common/json.ts';
 
 export type SchemaObject = Record<string, unknown>;
 
@@ -100,10 +100,7 @@ export function resolveRef(doc: SchemaDoc, ref: string): SchemaNode | undefined 
     const pointer = anchorsOf(doc).get(fragment);
     return pointer === undefined ? undefined : resolveRef(doc, `#${pointer}`);
   }
-  const segments = fragment
-    .slice(1)
-    .split('/')
-    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const segments = pointerSegments(fragment);
   const target = childNode(located, ...segments);
   return target.value === undefined ? undefined : target;
 }

@@ -8,11 +8,12 @@
 
 import { ValidationError } from '../common/errors.ts';
 import { isJsonObject } from '../common/json.ts';
+import type { SchemaCompatibility } from '../common/model.ts';
 import { compareNodes, newContext } from './compatibility-compare.ts';
 import type { Issue } from './compatibility-facts.ts';
 import { rootNode } from './compatibility-nodes.ts';
 
-export const COMPATIBILITY_MODES = [
+export const COMPATIBILITY_MODES: readonly SchemaCompatibility[] = [
   'NONE',
   'BACKWARD',
   'BACKWARD_TRANSITIVE',
@@ -20,9 +21,10 @@ export const COMPATIBILITY_MODES = [
   'FORWARD_TRANSITIVE',
   'FULL',
   'FULL_TRANSITIVE',
-] as const;
+];
 
-export type CompatibilityMode = (typeof COMPATIBILITY_MODES)[number];
+/** The same modes as the stored record's `compatibility` (model.ts is the one definition). */
+export type CompatibilityMode = SchemaCompatibility;
 
 /** The mode used when a subject has none configured (as in Confluent Schema Registry). */
 export const DEFAULT_COMPATIBILITY_MODE: CompatibilityMode = 'BACKWARD';

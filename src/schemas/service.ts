@@ -4,16 +4,15 @@
  */
 import { ConflictError, NotFoundError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
-import type { JsonValue } from '../common/json.ts';
+import { type JsonValue, pointerSegments } from '../common/json.ts';
 import { schemaFingerprint, validateSchemaDocument } from '../common/json-schema.ts';
-import type { SchemaCompatibility, SchemaRecord, SchemaStatus } from '../common/model.ts';
+import type { SchemaRecord, SchemaStatus } from '../common/model.ts';
 import type { TopicAdmin } from '../common/ports/bus.ts';
 import type { Page, PageRequest, SchemaRepository } from '../common/ports/store.ts';
 import { ingressTopic, NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
-import { COMPATIBILITY_MODES, checkCompatibility } from './compatibility.ts';
+import { COMPATIBILITY_MODES, checkCompatibility, DEFAULT_COMPATIBILITY_MODE } from './compatibility.ts';
 
 export const SCHEMA_STATUSES: readonly SchemaStatus[] = ['ACTIVE', 'INACTIVE'];
-const DEFAULT_COMPATIBILITY: SchemaCompatibility = 'BACKWARD';
 const MAX_VERSION = 1_000_000;
 
 /** What the schema admin needs from the outside world. */
@@ -84,7 +83,7 @@ export class SchemaAdmin {
       );
     }
 
-    const mode = compatibility ?? latest?.compatibility ?? DEFAULT_COMPATIBILITY;
+    const mode = compatibility ?? latest?.compatibility ?? DEFAULT_COMPATIBILITY_MODE;
     const breaking = checkCompatibility(
       schema,
       existing.map((r) => ({ version: r.version, schema: r.schema })),
@@ -96,7 +95,7 @@ export class SchemaAdmin {
         `the schema is not ${mode} compatible with ${domain}.${event}: ${breaking.map((b) => b.message).join('; ')}`,
         {
           details: breaking.map((b) => ({
-            field: `schema${b.path.replaceAll('/', '.').replace(/^\.$/, '')}`,
+            field: ['schema', ...pointerSegments(b.path)].join('.'),
             message: `${b.message} (${b.direction} incompatible with v${b.againstVersion})`,
             code: `${b.direction}_incompatible`,
           })),

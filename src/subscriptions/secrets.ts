@@ -38,12 +38,9 @@ export function openAuth(box: SecretBox, subscription: SubscriptionRecord): Deli
   return JSON.parse(box.open(subscription.auth.sealed, authAd(subscription.id))) as DeliveryAuthInput;
 }
 
-/** The signing secrets valid at `now`, newest first, decrypted (for the dispatcher and tests). */
+/** The signing secrets valid at `now`, newest first, decrypted (uncached; the dispatcher uses CredentialCache). */
 export function activeSigningSecrets(box: SecretBox, subscription: SubscriptionRecord, now: Date): string[] {
-  if (!subscription.signing.enabled) return [];
-  return subscription.signing.secrets
-    .filter((s) => s.expiresAt === undefined || Date.parse(s.expiresAt) > now.getTime())
-    .map((s) => box.open(s.sealed, signingAd(subscription.id)));
+  return new CredentialCache(box, 1).secrets(subscription, now);
 }
 
 /**

@@ -610,6 +610,17 @@ describe('parseBinaryEvent', () => {
     assert.equal(envelope.tracestate, 'vendor=1');
   });
 
+  it('never pairs the HTTP traceparent with an unrelated tracestate the event carried alone', () => {
+    const withState = binaryHeaders({ traceparent: TRACEPARENT, 'ce-tracestate': 'event=own' });
+    assert.equal(parseBinaryEvent(withState, '{}').tracestate, undefined);
+    const both = binaryHeaders({
+      traceparent: TRACEPARENT,
+      tracestate: 'vendor=1',
+      'ce-tracestate': 'event=own',
+    });
+    assert.equal(parseBinaryEvent(both, '{}').tracestate, 'vendor=1');
+  });
+
   it('prefers the event trace context (ce-traceparent) over the HTTP header', () => {
     const own = '00-11111111111111111111111111111111-2222222222222222-01';
     const headers = binaryHeaders({

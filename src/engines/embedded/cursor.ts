@@ -52,13 +52,6 @@ export class PartitionCursor {
     return this.#inFlight;
   }
 
-  /** Whether a fetch may take messages from this partition now. */
-  isFetchable(now: number): boolean {
-    return (
-      !this.releasing && this.#rewindTo === undefined && now >= this.resumeAt && now >= this.blockedUntil
-    );
-  }
-
   /** When a fetch may next take from it (0: now), or undefined while it waits for in-flight messages. */
   readyAt(): number | undefined {
     if (this.releasing || this.#rewindTo !== undefined) return undefined;

@@ -13,15 +13,13 @@
  * - `group_member`: live members of a group (heartbeat expiry), to compute each one's fair share.
  * - `lease`: which member owns a (group, topic, partition) and until when.
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 
 /**
  * Records of about 1 KB overflow the 4 KB default page of a WITHOUT ROWID b-tree, which made
  * appends 2-3 times slower in `bench/embedded-log.ts`; 16 KB pages keep them in place.
  */
-const PAGE_SIZE = 16384;
+export const PAGE_SIZE = 16384;
 
 export const BUS_MIGRATIONS = [
   `CREATE TABLE topic (
@@ -47,19 +45,6 @@ export const BUS_MIGRATIONS = [
      owner TEXT NOT NULL, expires_at INTEGER NOT NULL,
      PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;`,
 ];
-
-/** Creates a missing `bus.db` with large pages; the page size is fixed once the file exists (WAL). */
-export function createBusFile(path: string): void {
-  if (path === ':memory:' || existsSync(path)) return;
-  mkdirSync(dirname(path), { recursive: true });
-  const db = new DatabaseSync(path);
-  try {
-    db.exec(`PRAGMA page_size = ${PAGE_SIZE}`);
-    db.exec('PRAGMA journal_mode = WAL');
-  } finally {
-    db.close();
-  }
-}
 
 const caches = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
 

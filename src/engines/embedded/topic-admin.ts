@@ -7,9 +7,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { ValidationError } from '../../common/errors.ts';
 import { isValidTopicName, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
 import { openDatabase, transaction } from '../sqlite/database.ts';
-import { BUS_MIGRATIONS, createBusFile, sql } from './schema.ts';
-
-export { BUS_MIGRATIONS } from './schema.ts';
+import { BUS_MIGRATIONS, PAGE_SIZE, sql } from './schema.ts';
 
 /** Embedded-log implementation of the topic administration port. */
 export class EmbeddedTopicAdmin implements TopicAdmin {
@@ -18,8 +16,7 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   readonly #defaultPartitions: number;
 
   constructor(path: string, options: { defaultPartitions?: number } = {}) {
-    createBusFile(path);
-    this.db = openDatabase(path, BUS_MIGRATIONS);
+    this.db = openDatabase(path, BUS_MIGRATIONS, { pageSize: PAGE_SIZE });
     this.#defaultPartitions = options.defaultPartitions ?? 4;
   }
 

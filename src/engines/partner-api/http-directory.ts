@@ -26,6 +26,7 @@ import { ConfigError, type ErrorDetail, TransientError } from '../../common/erro
 import type { PartnerRecord } from '../../common/model.ts';
 import type { PartnerDirectory } from '../../common/ports/partner-directory.ts';
 import type { Page, PageRequest } from '../../common/ports/store.ts';
+import { TtlCache } from '../../common/ttl-cache.ts';
 import { parsePartnerAnswer, parsePartnerPage } from './partner-body.ts';
 
 export const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
@@ -46,11 +47,6 @@ export interface HttpPartnerDirectoryOptions {
   clock?: () => number;
 }
 
-interface CacheEntry {
-  partner: PartnerRecord | undefined;
-  expiresAt: number;
-}
-
 type Answer = { found: false } | { found: true; body: unknown };
 
 /** Looks partners up in an external Partner Info API, caching answers per id. */
@@ -58,33 +54,30 @@ export class HttpPartnerDirectory implements PartnerDirectory {
   readonly kind = 'http';
   readonly #baseUrl: string;
   readonly #timeoutMs: number;
-  readonly #ttlMs: number;
-  readonly #maxEntries: number;
   readonly #headers: Record<string, string>;
   readonly #fetch: typeof fetch;
   readonly #clock: () => number;
-  readonly #cache = new Map<string, CacheEntry>();
-  readonly #inFlight = new Map<string, Promise<PartnerRecord | undefined>>();
+  readonly #cache: TtlCache<string, PartnerRecord | undefined>;
 
   constructor(o: HttpPartnerDirectoryOptions) {
     this.#baseUrl = checkOptions(o);
     this.#timeoutMs = o.timeoutMs;
-    this.#ttlMs = o.cacheTtlMs;
-    this.#maxEntries = o.maxCacheEntries ?? DEFAULT_MAX_CACHE_ENTRIES;
     this.#headers = { accept: 'application/json' };
     if (o.token) this.#headers.authorization = `Bearer ${o.token}`;
     this.#fetch = o.fetch ?? globalThis.fetch;
     this.#clock = o.clock ?? Date.now;
+    this.#cache = new TtlCache({
+      ttlMs: o.cacheTtlMs,
+      maxEntries: o.maxCacheEntries ?? DEFAULT_MAX_CACHE_ENTRIES,
+      now: this.#clock,
+    });
   }
 
   /** The partner, from the cache while fresh, else from the API (one request per id at a time). */
   async getPartner(id: string): Promise<PartnerRecord | undefined> {
-    const cached = this.#cache.get(id);
-    if (cached && cached.expiresAt > this.#clock()) return structuredClone(cached.partner);
-    if (cached) this.#cache.delete(id);
-    const flight = this.#inFlight.get(id) ?? this.#startFlight(id);
+    const partner = await this.#cache.get(id, () => this.#fetchPartner(id));
     // Each caller gets its own copy, so one caller's edits cannot leak into the cache or another's result.
-    return structuredClone(await flight);
+    return structuredClone(partner);
   }
 
   /** One page of partners, always fresh from the API. */
@@ -104,27 +97,7 @@ export class HttpPartnerDirectory implements PartnerDirectory {
 
   /** Forgets one id (or everything), including a lookup in flight, whose answer will not be cached. */
   invalidate(id?: string): void {
-    if (id === undefined) {
-      this.#cache.clear();
-      this.#inFlight.clear();
-    } else {
-      this.#cache.delete(id);
-      this.#inFlight.delete(id);
-    }
-  }
-
-  #startFlight(id: string): Promise<PartnerRecord | undefined> {
-    const flight: Promise<PartnerRecord | undefined> = this.#fetchPartner(id)
-      .then((partner) => {
-        // Still ours, i.e. not invalidated meanwhile: only then is the answer fresh enough to keep.
-        if (this.#inFlight.get(id) === flight) this.#remember(id, partner);
-        return partner;
-      })
-      .finally(() => {
-        if (this.#inFlight.get(id) === flight) this.#inFlight.delete(id);
-      });
-    this.#inFlight.set(id, flight);
-    return flight;
+    this.#cache.invalidate(id);
   }
 
   async #fetchPartner(id: string): Promise<PartnerRecord | undefined> {
@@ -139,16 +112,6 @@ export class HttpPartnerDirectory implements PartnerDirectory {
       ]);
     }
     return parsed.value;
-  }
-
-  #remember(id: string, partner: PartnerRecord | undefined): void {
-    if (this.#ttlMs <= 0) return;
-    this.#cache.delete(id); // re-inserting moves the id to the young end of the eviction order
-    this.#cache.set(id, { partner, expiresAt: this.#clock() + this.#ttlMs });
-    for (const oldest of this.#cache.keys()) {
-      if (this.#cache.size <= this.#maxEntries) break;
-      this.#cache.delete(oldest);
-    }
   }
 
   /** GETs JSON, turning every way it can fail into the directory's TransientErrors. */

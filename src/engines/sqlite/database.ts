@@ -6,14 +6,26 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 
-/** Opens (creating if needed) a database file in WAL mode and migrates it to the latest version. */
-export function openDatabase(path: string, migrations: readonly string[]): DatabaseSync {
+/** How long a statement waits for another connection's lock before failing (ms). */
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Opens (creating if needed) a database file in WAL mode and migrates it to the latest version.
+ * Safe when several processes open the same new file at once. `pageSize` applies to a new file
+ * only: a WAL database keeps the page size it was created with.
+ */
+export function openDatabase(
+  path: string,
+  migrations: readonly string[],
+  options: { pageSize?: number } = {},
+): DatabaseSync {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new DatabaseSync(path);
-  db.exec('PRAGMA journal_mode = WAL');
+  // The busy timeout is set at open, so even the first statements wait for a concurrent opener.
+  const db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
+  if (options.pageSize) db.exec(`PRAGMA page_size = ${options.pageSize}`);
+  retryWhileBusy(() => db.exec('PRAGMA journal_mode = WAL'));
   // NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash can lose the last commits.
   db.exec('PRAGMA synchronous = NORMAL');
-  db.exec('PRAGMA busy_timeout = 5000');
   db.exec('PRAGMA foreign_keys = ON');
   // 32 MiB of page cache (default 2 MiB): index pages of large tables stay in memory instead of being re-read.
   db.exec('PRAGMA cache_size = -32768');
@@ -21,19 +33,21 @@ export function openDatabase(path: string, migrations: readonly string[]): Datab
   return db;
 }
 
-/** Applies the migrations not yet applied, tracked in `PRAGMA user_version`, each in a transaction. */
+/**
+ * Applies the migrations not yet applied, tracked in `PRAGMA user_version`, one per transaction. The
+ * version is read inside the write transaction, so a process that waited for another one's
+ * migration sees it applied and does not run it again.
+ */
 function migrate(db: DatabaseSync, migrations: readonly string[]): void {
-  const row = db.prepare('PRAGMA user_version').get() as { user_version: number };
-  for (let v = row.user_version; v < migrations.length; v++) {
-    db.exec('BEGIN IMMEDIATE');
-    try {
-      db.exec(migrations[v]!);
-      db.exec(`PRAGMA user_version = ${v + 1}`);
-      db.exec('COMMIT');
-    } catch (err) {
-      db.exec('ROLLBACK');
-      throw err;
-    }
+  for (;;) {
+    const done = transaction(db, () => {
+      const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+      if (version >= migrations.length) return true;
+      db.exec(migrations[version]!);
+      db.exec(`PRAGMA user_version = ${version + 1}`);
+      return false;
+    });
+    if (done) return;
   }
 }
 
@@ -47,6 +61,20 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   } catch (err) {
     db.exec('ROLLBACK');
     throw err;
+  }
+}
+
+/** Switching a new file to WAL can fail as "locked" while another process does the same; it is retried. */
+function retryWhileBusy(fn: () => void): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      fn();
+      return;
+    } catch (err) {
+      if (!/locked|busy/i.test((err as Error).message) || Date.now() > deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
   }
 }
 

@@ -25,10 +25,10 @@ const REQUIRED = new Set(['status', 'attempts', 'updatedAt']);
 type DeliveryUpdate = Partial<DeliveryRecord> & { updatedAt: string };
 
 /**
- * The update as an RFC 7396 merge patch: an optional field given as `undefined` becomes `null`,
- * which removes it (e.g. `nextAttemptAt` once the delivery succeeded).
+ * The update as an RFC 7396 merge patch: immutable fields dropped, an optional field given as
+ * `undefined` becomes `null`, which removes it (e.g. `nextAttemptAt` once the delivery succeeded).
  */
-function mergePatch(update: DeliveryUpdate): string {
+function mergePatch(update: DeliveryUpdate): Record<string, unknown> {
   const patch: Record<string, unknown> = {};
   for (const [field, value] of Object.entries(update)) {
     if (IMMUTABLE.has(field)) continue;
@@ -36,17 +36,15 @@ function mergePatch(update: DeliveryUpdate): string {
       if (!REQUIRED.has(field)) patch[field] = null;
     } else patch[field] = value;
   }
-  return JSON.stringify(patch);
+  return patch;
 }
 
-/** A record with an update applied as `#apply` would (immutable fields kept, `undefined` removes optional ones). */
+/** A record with the merge patch of an update applied (what SQLite's `json_patch` does to the stored doc). */
 function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRecord {
   const out: Record<string, unknown> = { ...record };
-  for (const [field, value] of Object.entries(update)) {
-    if (IMMUTABLE.has(field)) continue;
-    if (value === undefined) {
-      if (!REQUIRED.has(field)) delete out[field];
-    } else out[field] = value;
+  for (const [field, value] of Object.entries(mergePatch(update))) {
+    if (value === null) delete out[field];
+    else out[field] = value;
   }
   return out as unknown as DeliveryRecord;
 }
@@ -100,9 +98,10 @@ export class SqliteDeliveries implements DeliveryRepository {
   ): Promise<void> {
     this.#begin.run();
     try {
-      if (!create || !this.#tryApply(attempt.deliveryId, update)) {
-        if (create) this.#insertRecord(applyUpdate(create, update));
-        else this.#apply(attempt.deliveryId, update);
+      if (!this.#tryApply(attempt.deliveryId, update)) {
+        if (!create) throw new NotFoundError('not_found', `delivery ${attempt.deliveryId} not found`);
+        // First attempt: the delivery is written once, already in its new state.
+        this.#insertRecord(applyUpdate(create, update));
       }
       const { changes } = this.#insertAttempt.run(
         attempt.deliveryId,
@@ -149,7 +148,7 @@ export class SqliteDeliveries implements DeliveryRepository {
 
   /** Applies an update; false when there is no such delivery. */
   #tryApply(id: string, update: DeliveryUpdate): boolean {
-    return this.#patch.run(mergePatch(update), update.status ?? null, id).changes > 0;
+    return this.#patch.run(JSON.stringify(mergePatch(update)), update.status ?? null, id).changes > 0;
   }
 
   /** Inserts a delivery unless its id exists; true when it was inserted. */

@@ -2,11 +2,12 @@
  * Generic conditional CRUD over a table of JSON documents with key and indexed columns: the shape
  * of the admin tables (schemas, partners, subscriptions), which change rarely and carry a revision.
  */
+
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { ConflictError, NotFoundError } from '../../common/errors.ts';
 import type { Page, PageRequest } from '../../common/ports/store.ts';
 import { decodeCursor, encodeCursor } from './database.ts';
-import { invalidCursor, pageLimit } from './paging.ts';
+import { invalidCursor, pageLimit, StatementCache } from './paging.ts';
 
 /** How one record type maps onto its table. */
 export interface TableSpec<T extends { revision: number }> {
@@ -19,11 +20,12 @@ export interface TableSpec<T extends { revision: number }> {
 
 /** Generic conditional CRUD over one table of JSON documents. */
 export class DocumentTable<T extends { revision: number }> {
-  readonly #db: DatabaseSync;
+  /** Statements prepared once per distinct SQL text (the admin tables' SQL is fixed per call shape). */
+  readonly #sql: StatementCache;
   readonly #spec: TableSpec<T>;
 
   constructor(db: DatabaseSync, spec: TableSpec<T>) {
-    this.#db = db;
+    this.#sql = new StatementCache(db);
     this.#spec = spec;
   }
 
@@ -33,9 +35,7 @@ export class DocumentTable<T extends { revision: number }> {
     const sql = `INSERT INTO ${this.#spec.table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})
                  ON CONFLICT DO NOTHING`;
     const stored = { ...record, revision: 1 };
-    const result = this.#db
-      .prepare(sql)
-      .run(...cols.map(([, read]) => read(stored)), 1, JSON.stringify(stored));
+    const result = this.#sql.get(sql).run(...cols.map(([, read]) => read(stored)), 1, JSON.stringify(stored));
     if (result.changes === 0) {
       throw new ConflictError(
         'already_exists',
@@ -46,7 +46,7 @@ export class DocumentTable<T extends { revision: number }> {
 
   get(key: SQLInputValue[]): T | undefined {
     const where = this.#spec.key.map(([c]) => `${c} = ?`).join(' AND ');
-    const row = this.#db.prepare(`SELECT doc FROM ${this.#spec.table} WHERE ${where}`).get(...key) as
+    const row = this.#sql.get(`SELECT doc FROM ${this.#spec.table} WHERE ${where}`).get(...key) as
       | { doc: string }
       | undefined;
     return row ? (JSON.parse(row.doc) as T) : undefined;
@@ -57,8 +57,8 @@ export class DocumentTable<T extends { revision: number }> {
     const stored = { ...record, revision: record.revision + 1 };
     const sets = [...this.#spec.columns.map(([c]) => `${c} = ?`), 'revision = ?', 'doc = ?'].join(', ');
     const where = this.#spec.key.map(([c]) => `${c} = ?`).join(' AND ');
-    const result = this.#db
-      .prepare(`UPDATE ${this.#spec.table} SET ${sets} WHERE ${where} AND revision = ?`)
+    const result = this.#sql
+      .get(`UPDATE ${this.#spec.table} SET ${sets} WHERE ${where} AND revision = ?`)
       .run(
         ...this.#spec.columns.map(([, read]) => read(stored)),
         stored.revision,
@@ -79,7 +79,7 @@ export class DocumentTable<T extends { revision: number }> {
 
   delete(key: SQLInputValue[]): boolean {
     const where = this.#spec.key.map(([c]) => `${c} = ?`).join(' AND ');
-    return this.#db.prepare(`DELETE FROM ${this.#spec.table} WHERE ${where}`).run(...key).changes > 0;
+    return this.#sql.get(`DELETE FROM ${this.#spec.table} WHERE ${where}`).run(...key).changes > 0;
   }
 
   /** Rows matching equality conditions, in key order, one page at a time. */
@@ -100,8 +100,8 @@ export class DocumentTable<T extends { revision: number }> {
       params.push(...(after as SQLInputValue[]));
     }
     const where = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
-    const rows = this.#db
-      .prepare(`SELECT doc FROM ${this.#spec.table} ${where} ORDER BY ${keyColumns.join(', ')} LIMIT ?`)
+    const rows = this.#sql
+      .get(`SELECT doc FROM ${this.#spec.table} ${where} ORDER BY ${keyColumns.join(', ')} LIMIT ?`)
       .all(...params, limit + 1) as Array<{ doc: string }>;
     const items = rows.slice(0, limit).map((r) => JSON.parse(r.doc) as T);
     const last = items.at(-1);

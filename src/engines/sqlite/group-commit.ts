@@ -67,6 +67,8 @@ export class GroupCommit {
       this.#commit.run();
     } catch (err) {
       if (this.#db.isTransaction) this.#rollback.run();
+      // The operations' own results are moot now; a rejected one must not surface as unhandled.
+      for (const r of results) if (r.ok) Promise.resolve(r.value).catch(() => {});
       for (const p of batch) p.reject(err);
       return;
     }

@@ -13,9 +13,6 @@ interface LedgerRow {
   updated_at: number;
 }
 
-/** A claim can lose to a concurrent release or completion between its two statements; try again. */
-const CLAIM_TRIES = 3;
-
 /** The SQLite implementation of the idempotency ledger. */
 export class SqliteLedger implements IdempotencyLedger {
   readonly #claim: StatementSync;
@@ -43,13 +40,9 @@ export class SqliteLedger implements IdempotencyLedger {
   }
 
   async claim(key: string, leaseMs: number, now: number): Promise<'claimed' | 'completed' | 'busy'> {
-    for (let i = 0; i < CLAIM_TRIES; i++) {
-      if (this.#claim.run(key, now + leaseMs, now).changes > 0) return 'claimed';
-      const row = this.#row(key);
-      if (row?.status === 'COMPLETED') return 'completed';
-      if (row && row.expires_at > now) return 'busy';
-    }
-    return 'busy';
+    if (this.#claim.run(key, now + leaseMs, now).changes > 0) return 'claimed';
+    // Not taken over: either done already, or someone else's claim is still live.
+    return this.#row(key)?.status === 'COMPLETED' ? 'completed' : 'busy';
   }
 
   async complete(key: string, ttlMs: number, now: number): Promise<void> {
