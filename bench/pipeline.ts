@@ -18,7 +18,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { type PlatformProcess, startPlatformProcess } from './platform-process.ts';
+import { cpuMsOf, type PlatformProcess, startPlatformProcess } from './platform-process.ts';
 import { latencyLine, mb, rate } from './stats.ts';
 
 const { values } = parseArgs({
@@ -148,6 +148,16 @@ async function setUp(url: string): Promise<void> {
 const publishBatch = (url: string, events: unknown[]) =>
   call(url, 'POST', '/events', events, 'application/cloudevents-batch+json');
 
+/** CPU used per delivery by each process since `before` (µs), the receiver included. */
+const cpuPerDelivery = (procs: PlatformProcess[], before: number[], deliveries: number) =>
+  [...procs.map((p) => [p.role, p.child.pid] as const), ['receiver', receiver.pid] as const]
+    .map(([role, pid], i) => `${role} ${(((cpuMsOf(pid) - before[i]!) * 1000) / deliveries).toFixed(0)} µs`)
+    .join(', ');
+const cpuNow = (procs: PlatformProcess[]) => [
+  ...procs.map((p) => cpuMsOf(p.child.pid)),
+  cpuMsOf(receiver.pid),
+];
+
 const peaks = (procs: PlatformProcess[]) => procs.map((p) => `${p.role} ${mb(p.peakRss)}`).join(', ');
 
 console.log(
@@ -192,6 +202,7 @@ if (!SKIP.has('throughput')) {
   const api = procs[0]!.url;
   await setUp(api);
   await ask({ cmd: 'reset' });
+  const cpuBefore = cpuNow(procs);
   const started = Date.now();
   let sent = 0;
   await Promise.all(
@@ -212,7 +223,8 @@ if (!SKIP.has('throughput')) {
   // Sustained rate: the middle 80% of deliveries, away from ramp-up and tail.
   console.log(
     `throughput ${EVENTS} events of 1 KB: ingest ${rate(EVENTS, ingestMs)}; deliveries ${rate(stats.unique, stats.lastAt - stats.firstAt)} ` +
-      `(first→last delivery), ${rate(stats.unique, stats.lastAt - started)} from first publish; duplicates ${stats.duplicates}; peak RSS ${peaks(procs)}`,
+      `(first→last delivery), ${rate(stats.unique, stats.lastAt - started)} from first publish; duplicates ${stats.duplicates}; peak RSS ${peaks(procs)}; ` +
+      `CPU per delivery: ${cpuPerDelivery(procs, cpuBefore, stats.unique)}`,
   );
   for (const p of procs) await p.stop();
   await rm(dir, { recursive: true, force: true });
@@ -270,10 +282,12 @@ if (!SKIP.has('backlog') && BACKLOG > 0) {
   const backlogMs = Date.now() - filled;
   const drainStart = Date.now();
   const dispatcher = await startPlatformProcess('dispatcher', dir, ENV);
+  const cpuBefore = cpuNow([dispatcher]);
   const stats = await waitForCount(BACKLOG, 3_600_000);
   console.log(
     `backlog    ${BACKLOG} delivery tasks queued in ${(backlogMs / 1000).toFixed(0)} s (ingest + processor, no dispatcher running); ` +
-      `drained at ${rate(stats.unique, stats.lastAt - drainStart)}; peak RSS ${peaks([...producers, dispatcher])}; duplicates ${stats.duplicates}`,
+      `drained at ${rate(stats.unique, stats.lastAt - drainStart)}; peak RSS ${peaks([...producers, dispatcher])}; duplicates ${stats.duplicates}; ` +
+      `CPU per delivery: ${cpuPerDelivery([dispatcher], cpuBefore, stats.unique)}`,
   );
   for (const p of [...producers, dispatcher]) await p.stop();
   await rm(dir, { recursive: true, force: true });

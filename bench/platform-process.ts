@@ -68,6 +68,18 @@ export function startPlatformProcess(
   });
 }
 
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc), 0 when unknown. */
+export function cpuMsOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // Fields 14 and 15 of /proc/<pid>/stat, after the parenthesised command name, in clock ticks (100/s).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
 /** Resident memory of a process in bytes (Linux /proc), 0 when unknown. */
 export function rssOf(pid: number | undefined): number {
   if (pid === undefined) return 0;

@@ -17,7 +17,7 @@ import { applyMapping, type MappingDocument } from '../common/mapping.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
 import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
-import type { IdempotencyLedger } from '../common/ports/store.ts';
+import type { DeliveryRepository, IdempotencyLedger } from '../common/ports/store.ts';
 import type { ProcessorLookups } from './lookups.ts';
 import { processorRetryMessage } from './retry.ts';
 
@@ -28,6 +28,8 @@ export interface ProcessorDeps {
   validators: ValidatorCache;
   publish: (messages: BusMessage[]) => Promise<void>;
   deadLetters: DeadLetterSink;
+  /** Where each routed event's delivery ids are recorded (for `GET /admin/deliveries?eventId=`). */
+  deliveries: Pick<DeliveryRepository, 'linkEvent'>;
   /** Idempotency markers (absent when the ledger is off). */
   ledger?: IdempotencyLedger;
   markerTtlMs: number;
@@ -63,6 +65,11 @@ export class EventProcessor {
   readonly #toRetry;
   readonly #toDlq;
   readonly #tasks;
+  /**
+   * Markers of events routed by batches still in flight (their markers not yet committed): a copy
+   * of the same event in a concurrent batch is a duplicate even before the marker is stored.
+   */
+  readonly #routing = new Set<string>();
 
   constructor(deps: ProcessorDeps) {
     this.#deps = deps;
@@ -82,29 +89,32 @@ export class EventProcessor {
     const out: BusMessage[] = [];
     const dead: DeadLetterInput[] = [];
     const markers: string[] = [];
-    const seen = new Set<string>();
     const outcomes: RecordOutcome[] = [];
-    for (const message of batch) {
-      const outcome = await this.#processRecord(message, out, dead, markers, seen);
-      outcomes.push(outcome);
-      this.#processed.inc();
-      if (outcome.kind === 'retry') this.#toRetry.inc();
-    }
+    const links: Array<{ eventId: string; deliveryIds: string[] }> = [];
     try {
+      for (const message of batch) {
+        const outcome = await this.#processRecord(message, out, dead, markers, this.#routing, links);
+        outcomes.push(outcome);
+        this.#processed.inc();
+        if (outcome.kind === 'retry') this.#toRetry.inc();
+      }
       // One publish for the whole batch (tasks, retries); then markers: a crash in between means
       // redelivery, and the dispatcher's ledger (deterministic delivery ids) absorbs the repeat.
       await this.#deps.publish(out);
       await this.#deps.deadLetters.send(dead);
-      if (this.#deps.ledger) {
-        const now = this.#deps.clock().getTime();
-        const ledger = this.#deps.ledger;
-        await Promise.all(markers.map((key) => ledger.complete(key, this.#deps.markerTtlMs, now)));
-      }
+      const now = this.#deps.clock().getTime();
+      const ledger = this.#deps.ledger;
+      await Promise.all([
+        ...links.map((l) => this.#deps.deliveries.linkEvent(l.eventId, l.deliveryIds)),
+        ...(ledger ? markers.map((key) => ledger.complete(key, this.#deps.markerTtlMs, now)) : []),
+      ]);
     } catch (err) {
       this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', {
         err,
       });
       return { failed: batch, outcomes };
+    } finally {
+      for (const marker of markers) this.#routing.delete(marker);
     }
     return { failed: [], outcomes };
   }
@@ -115,6 +125,7 @@ export class EventProcessor {
     dead: DeadLetterInput[],
     markers: string[],
     seen: Set<string>,
+    links: Array<{ eventId: string; deliveryIds: string[] }>,
   ): Promise<RecordOutcome> {
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
     const originTopic = originTopicOf(message);
@@ -127,8 +138,10 @@ export class EventProcessor {
       const redriven = message.headers[HEADERS.redrive] !== undefined;
       if (seen.has(marker) || (!redriven && (await this.#isDone(marker)))) return { kind: 'duplicate' };
       // Everything logged while this event is routed carries its correlation id.
-      const tasks = await withCorrelationId(parsed.correlationId, () => this.#fanOut(parsed, message, dead));
+      const routed = await withCorrelationId(parsed.correlationId, () => this.#fanOut(parsed, message, dead));
+      const tasks = routed.map((r) => r.message);
       out.push(...tasks);
+      if (routed.length > 0) links.push({ eventId: parsed.id, deliveryIds: routed.map((r) => r.deliveryId) });
       seen.add(marker);
       markers.push(marker);
       return { kind: 'published', tasks: tasks.length };
@@ -182,7 +195,7 @@ export class EventProcessor {
     envelope: EventEnvelope,
     message: ConsumedMessage,
     dead: DeadLetterInput[],
-  ): Promise<BusMessage[]> {
+  ): Promise<Array<{ deliveryId: string; message: BusMessage }>> {
     const { domain, event } = envelope;
     const version = envelope.schemaVersion ?? versionFromTopic(originTopicOf(message));
     if (version === undefined)
@@ -206,7 +219,7 @@ export class EventProcessor {
     const eventAttributes = attributesOf(envelope);
     const now = this.#deps.clock().getTime();
     const ingestedAt = Number(message.headers[HEADERS.ingestedAt] ?? message.timestamp);
-    const tasks: BusMessage[] = [];
+    const tasks: Array<{ deliveryId: string; message: BusMessage }> = [];
     // A redrive of one subscription's dead letter (e.g. a mapping that failed) goes to that subscription only.
     const only = message.headers[HEADERS.onlySubscription];
     for (const sub of subscriptions) {
@@ -248,7 +261,10 @@ export class EventProcessor {
         createdAt: now,
         ingestedAt,
       };
-      tasks.push({ topic: sub.egressTopic, key: sub.id, value: JSON.stringify(task) });
+      tasks.push({
+        deliveryId,
+        message: { topic: sub.egressTopic, key: sub.id, value: JSON.stringify(task) },
+      });
     }
     this.#tasks.inc(undefined, tasks.length);
     return tasks;

@@ -58,6 +58,7 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
     validators: new ValidatorCache(),
     publish: (m) => deps.bus.publish(m),
     deadLetters: sink(deps),
+    deliveries: deps.store.deliveries,
     ...(deps.config.ledger ? { ledger: deps.store.ledger } : {}),
     markerTtlMs: LEDGER_TTL_MS,
     maxAttempts: 5,

@@ -225,6 +225,37 @@ export function describeDeliveries(ctx: StoreContext): void {
       assert.deepEqual(await ids({ eventId, subscriptionId: a.subscriptionId, status: 'PENDING' }), [a.id]);
     });
 
+    test('the event filter finds deliveries linked to the event before they were created, and pages them', async () => {
+      const eventId = testId('evt-linked-');
+      const records = Array.from({ length: 5 }, (_, i) => deliveryRecord({ eventId, createdAt: timeAt(i) }));
+      // The processor links an event to its deliveries when it routes it; the records come later.
+      await deliveries().linkEvent(
+        eventId,
+        records.map((r) => r.id),
+      );
+      assert.deepEqual((await deliveries().list({ eventId })).items, []);
+      for (const r of records.slice(0, 4)) await deliveries().ensure(r);
+      const last = records[4]!;
+      await deliveries().recordAttempt(
+        deliveryAttempt({ deliveryId: last.id }),
+        { status: 'SUCCESS', attempts: 1, updatedAt: timeAt(9) },
+        last,
+      );
+      // Linking again (a redelivered batch) adds nothing.
+      await deliveries().linkEvent(eventId, [records[0]!.id]);
+      const seen = await readAllPages(2, (page) => deliveries().list({ eventId }, page));
+      assert.deepEqual(
+        seen.map((d) => d.id),
+        [...records].reverse().map((r) => r.id),
+      );
+      assert.deepEqual(
+        (await deliveries().list({ eventId, status: 'SUCCESS' })).items.map((d) => d.id),
+        [last.id],
+      );
+      // A link names deliveries of this event only: another event's filter does not see them.
+      assert.deepEqual((await deliveries().list({ eventId: testId('evt-other-') })).items, []);
+    });
+
     test('the status filter follows status changes made by recordAttempt', async () => {
       const partnerId = testId('p-status-');
       const rec = await deliveries().ensure(deliveryRecord({ partnerId }));

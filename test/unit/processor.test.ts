@@ -64,6 +64,7 @@ describe('EventProcessor', () => {
         newId: uuidv7,
         clock: () => new Date(),
       }),
+      deliveries: store.deliveries,
       ledger: store.ledger,
       markerTtlMs: 60_000,
       maxAttempts: 3,
@@ -109,6 +110,27 @@ describe('EventProcessor', () => {
     assert.equal(metrics.counter('events_processed', '').get(), 1);
   });
 
+  test('the event is linked to its delivery ids when its tasks are published', async () => {
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-a', partnerId: 'acme', filter: undefined }),
+    );
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-b', partnerId: 'acme', filter: undefined }),
+    );
+    const links: Array<[string, string[]]> = [];
+    const message = record({ amount: 5 });
+    await make({
+      deliveries: {
+        linkEvent: async (eventId, ids) => {
+          links.push([eventId, ids]);
+        },
+      },
+    }).processBatch([message]);
+    const tasks = published.map((m) => JSON.parse(m.value));
+    assert.equal(tasks.length, 2);
+    assert.deepEqual(links, [[tasks[0].event.id, tasks.map((t) => t.deliveryId)]]);
+  });
+
   test('invalid data goes to the DLQ with the reason and the field; the batch does not fail', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
     const result = await make().processBatch([record({ amount: 'x' })]);
@@ -144,6 +166,41 @@ describe('EventProcessor', () => {
       ['duplicate', 'duplicate'],
     );
     assert.equal(published.length, 1);
+  });
+
+  test('a copy of an event in a concurrent batch is a duplicate while the first batch’s marker is being written', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    let releaseMarker!: () => void;
+    const markerWritten = new Promise<void>((resolve) => {
+      releaseMarker = resolve;
+    });
+    const slowLedger = {
+      ...store.ledger,
+      get: (key: string) => store.ledger.get(key),
+      complete: async (key: string, ttl: number, now: number) => {
+        await markerWritten;
+        await store.ledger.complete(key, ttl, now);
+      },
+    };
+    const processor = make({ ledger: slowLedger });
+    const first = record({ amount: 1 });
+    const firstBatch = processor.processBatch([first]);
+    await new Promise((resolve) => setImmediate(resolve));
+    // The first batch's marker write completes 50 ms from now, after the second batch has been routed.
+    setTimeout(releaseMarker, 50);
+    const second = await processor.processBatch([{ ...first, offset: first.offset + 1 }]);
+    await firstBatch;
+    assert.deepEqual(
+      second.outcomes.map((o) => o.kind),
+      ['duplicate'],
+    );
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 1);
+    // Once the first batch is done, the stored marker keeps answering.
+    const third = await processor.processBatch([{ ...first, offset: first.offset + 2 }]);
+    assert.deepEqual(
+      third.outcomes.map((o) => o.kind),
+      ['duplicate'],
+    );
   });
 
   test('a transient failure goes to the retry topic with the attempt counted, then to the DLQ when exhausted', async () => {

@@ -92,6 +92,11 @@ export interface DeliveryRepository {
     update: Partial<DeliveryRecord> & { updatedAt: string },
     create?: DeliveryRecord,
   ): Promise<void>;
+  /**
+   * Records that an event was routed to these deliveries, so `list({ eventId })` finds them. The
+   * processor calls it once per event; creating a delivery links it too (a no-op when linked).
+   */
+  linkEvent(eventId: string, deliveryIds: string[]): Promise<void>;
   /** Changes fields of a delivery (status after a redrive, a failure before any attempt). */
   patch(id: string, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
   /** Deliveries, newest first. */

@@ -53,6 +53,7 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
 export class SqliteDeliveries implements DeliveryRepository {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
+  readonly #link: StatementSync;
   readonly #get: StatementSync;
   readonly #patch: StatementSync;
   readonly #insertAttempt: StatementSync;
@@ -66,6 +67,9 @@ export class SqliteDeliveries implements DeliveryRepository {
     this.#insert = db.prepare(
       `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    );
+    this.#link = db.prepare(
+      'INSERT INTO event_delivery (event_id, delivery_id) VALUES (?, ?) ON CONFLICT DO NOTHING',
     );
     this.#get = db.prepare('SELECT doc FROM event_delivery_status WHERE id = ?');
     this.#patch = db.prepare(
@@ -122,13 +126,24 @@ export class SqliteDeliveries implements DeliveryRepository {
     }
   }
 
+  async linkEvent(eventId: string, deliveryIds: string[]): Promise<void> {
+    for (const id of deliveryIds) this.#link.run(eventId, id);
+  }
+
   async patch(id: string, update: DeliveryUpdate): Promise<void> {
     this.#apply(id, update);
   }
 
   async list(filter: DeliveryFilter, page: PageRequest = {}): Promise<Page<DeliveryRecord>> {
     const conditions: Condition[] = [];
-    if (filter.eventId !== undefined) conditions.push({ clause: 'event_id = ?', value: filter.eventId });
+    if (filter.eventId !== undefined) {
+      // Through `event_delivery` (primary-key lookups, then sorted); `event_id = ?` keeps it exact.
+      conditions.push({
+        clause: 'id IN (SELECT delivery_id FROM event_delivery WHERE event_id = ?)',
+        value: filter.eventId,
+      });
+      conditions.push({ clause: 'event_id = ?', value: filter.eventId });
+    }
     if (filter.subscriptionId !== undefined)
       conditions.push({ clause: 'subscription_id = ?', value: filter.subscriptionId });
     if (filter.partnerId !== undefined)
@@ -153,6 +168,8 @@ export class SqliteDeliveries implements DeliveryRepository {
 
   /** Inserts a delivery unless its id exists; true when it was inserted. */
   #insertRecord(record: DeliveryRecord): boolean {
+    // Usually linked already by the processor: then this reads the event's page and writes nothing.
+    this.#link.run(record.eventId, record.id);
     const { changes } = this.#insert.run(
       record.id,
       record.eventId,

@@ -1,12 +1,22 @@
 /**
- * Group commit: writes issued during one turn of the event loop run together in one transaction,
- * committed once. On the delivery hot path many tasks each write a few rows; one commit (one WAL
- * append of the touched pages) for all of them instead of one per statement is what makes the
- * SQLite store keep up. Every operation must be atomic on its own (one statement, or its own
- * SAVEPOINT), so one failing operation does not undo the others; each caller's promise settles after
- * the COMMIT, so a caller never sees its write acknowledged before it is durable.
+ * Group commit: writes issued within a short window run together in one transaction, committed
+ * once. On the delivery hot path many tasks each write a few rows; a commit writes every page the
+ * transaction touched to the WAL, and the same few index pages are touched by every delivery, so
+ * one commit for a few hundred operations costs little more than one for a handful. Measured on the
+ * dispatcher: commits of ~8 operations (one per event-loop turn) cost ~95 µs of SQLite time per
+ * delivery, commits gathered over 3 ms (~200 operations) ~65 µs.
+ *
+ * Every operation must be atomic on its own (one statement, or its own SAVEPOINT), so one failing
+ * operation does not undo the others; each caller's promise settles after the COMMIT, so a caller
+ * never sees its write acknowledged before it is durable.
+ *
+ * Another connection (a thread or process on the same file) may hold the write lock. Instead of
+ * SQLite's busy handler, which sleeps whole milliseconds with the event loop frozen, `BEGIN` is
+ * tried without waiting and, when the lock is taken, tried again on a timer: the event loop keeps
+ * running (HTTP, other tasks) while this connection waits its turn.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { BUSY_TIMEOUT_MS, isBusy } from './database.ts';
 
 interface Pending {
   run: () => unknown;
@@ -14,48 +24,97 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+export interface GroupCommitOptions {
+  /** How long the first queued operation waits for others to join it (ms). */
+  windowMs?: number;
+  /** A queue this long is committed at once, without waiting for the window. */
+  maxOperations?: number;
+  /** How long to keep retrying while another connection holds the write lock (ms). */
+  busyTimeoutMs?: number;
+}
+
+export const DEFAULT_WINDOW_MS = 3;
+export const DEFAULT_MAX_OPERATIONS = 1000;
+
 export class GroupCommit {
   readonly #db: DatabaseSync;
   readonly #begin: StatementSync;
   readonly #commit: StatementSync;
   readonly #rollback: StatementSync;
+  readonly #windowMs: number;
+  readonly #maxOperations: number;
+  readonly #busyTimeoutMs: number;
   #queue: Pending[] = [];
-  #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
+  /** When the current wait for the write lock began (0: not waiting). */
+  #busySince = 0;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, options: GroupCommitOptions = {}) {
     this.#db = db;
     this.#begin = db.prepare('BEGIN IMMEDIATE');
     this.#commit = db.prepare('COMMIT');
     this.#rollback = db.prepare('ROLLBACK');
+    this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+    this.#maxOperations = options.maxOperations ?? DEFAULT_MAX_OPERATIONS;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
   }
 
   /** Runs `op` in the next group transaction; resolves with its result once committed. */
   run<T>(op: () => T | Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ run: op, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.#flush());
-      }
+      if (this.#busySince !== 0) return; // a retry is already scheduled
+      if (this.#queue.length >= this.#maxOperations) this.#flushSoon();
+      else if (this.#timer === undefined && this.#immediate === undefined)
+        this.#timer = setTimeout(() => this.#flush(), this.#windowMs);
     });
   }
 
-  #flush(): void {
-    const batch = this.#queue;
-    this.#queue = [];
-    this.#scheduled = false;
-    if (batch.length === 0) return;
+  /** Commits everything queued now, waiting for the write lock if need be (before closing the database). */
+  drain(): void {
+    clearTimeout(this.#timer);
+    clearImmediate(this.#immediate);
+    this.#timer = undefined;
+    this.#immediate = undefined;
+    this.#busySince = 0;
+    while (this.#queue.length > 0 && this.#db.isOpen) this.#flush(true);
+  }
+
+  #flushSoon(): void {
+    if (this.#immediate !== undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#immediate = setImmediate(() => this.#flush());
+  }
+
+  #flush(wait = false): void {
+    this.#timer = undefined;
+    this.#immediate = undefined;
+    if (this.#queue.length === 0) return;
     if (!this.#db.isOpen) {
-      for (const p of batch) p.reject(new Error('the store is closed'));
+      this.#busySince = 0;
+      this.#settleAll(this.#queue.splice(0), new Error('the store is closed'));
       return;
     }
+    const begun = this.#tryBegin(wait);
+    if (begun !== true) {
+      const now = Date.now();
+      if (begun === 'busy') {
+        if (this.#busySince === 0) this.#busySince = now;
+        if (now - this.#busySince < this.#busyTimeoutMs) {
+          this.#timer = setTimeout(() => this.#flush(), 1);
+          return;
+        }
+      }
+      this.#busySince = 0;
+      this.#settleAll(this.#queue.splice(0), begun === 'busy' ? new Error('database is locked') : begun);
+      return;
+    }
+    this.#busySince = 0;
+    const batch = this.#queue.splice(0, this.#maxOperations);
+    if (this.#queue.length > 0 && !wait) this.#flushSoon();
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      this.#begin.run();
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
-    }
     for (const p of batch) {
       try {
         results.push({ ok: true, value: p.run() });
@@ -69,7 +128,7 @@ export class GroupCommit {
       if (this.#db.isTransaction) this.#rollback.run();
       // The operations' own results are moot now; a rejected one must not surface as unhandled.
       for (const r of results) if (r.ok) Promise.resolve(r.value).catch(() => {});
-      for (const p of batch) p.reject(err);
+      this.#settleAll(batch, err);
       return;
     }
     batch.forEach((p, i) => {
@@ -77,5 +136,30 @@ export class GroupCommit {
       if (r.ok) Promise.resolve(r.value).then(p.resolve, p.reject);
       else p.reject(r.error);
     });
+  }
+
+  /** BEGIN IMMEDIATE (without waiting for the write lock unless `wait`): true, 'busy', or the error. */
+  #tryBegin(wait: boolean): true | 'busy' | unknown {
+    if (wait) {
+      try {
+        this.#begin.run();
+        return true;
+      } catch (err) {
+        return err;
+      }
+    }
+    this.#db.exec('PRAGMA busy_timeout = 0');
+    try {
+      this.#begin.run();
+      return true;
+    } catch (err) {
+      return isBusy(err) ? 'busy' : err;
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  #settleAll(batch: Pending[], err: unknown): void {
+    for (const p of batch) p.reject(err);
   }
 }

@@ -41,4 +41,14 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX dead_letter_by_event ON dead_letter (event_id, created_at, id);
    CREATE INDEX dead_letter_by_subscription ON dead_letter (subscription_id, created_at, id);
    CREATE INDEX dead_letter_pending ON dead_letter (created_at, id) WHERE redriven_at IS NULL;`,
+  // v3: deliveries by event through `event_delivery`, one row per delivery keyed by event. Event ids
+  // are random, so an index on them costs a random page write per row; the processor writes an
+  // event's rows together when it routes it (one page per event, whatever the fan-out), and the
+  // dispatcher's later insert of the same row only reads that page. Was the `delivery_by_event`
+  // index, written by the dispatcher once per delivery.
+  `CREATE TABLE event_delivery (
+     event_id TEXT NOT NULL, delivery_id TEXT NOT NULL,
+     PRIMARY KEY (event_id, delivery_id)) WITHOUT ROWID;
+   INSERT INTO event_delivery (event_id, delivery_id) SELECT event_id, id FROM event_delivery_status;
+   DROP INDEX delivery_by_event;`,
 ];

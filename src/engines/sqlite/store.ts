@@ -37,6 +37,7 @@ export class SqliteStore implements Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly #db: DatabaseSync;
+  readonly #group: GroupCommit;
 
   /** Opens the store at `path` (a file, or ':memory:'). */
   constructor(path: string) {
@@ -99,6 +100,7 @@ export class SqliteStore implements Store {
     };
     // Hot-path writes go through group commit: one transaction per event-loop turn.
     const group = new GroupCommit(this.#db);
+    this.#group = group;
     const deliveries = new SqliteDeliveries(this.#db);
     const ledger = new SqliteLedger(this.#db);
     const deadLetters = new SqliteDeadLetters(this.#db);
@@ -106,6 +108,7 @@ export class SqliteStore implements Store {
       ensure: (r) => group.run(() => deliveries.ensure(r)),
       get: (id) => deliveries.get(id),
       recordAttempt: (a, u, c) => group.run(() => deliveries.recordAttempt(a, u, c)),
+      linkEvent: (eventId, ids) => group.run(() => deliveries.linkEvent(eventId, ids)),
       patch: (id, u) => group.run(() => deliveries.patch(id, u)),
       list: (f, page) => deliveries.list(f, page),
       attempts: (id) => deliveries.attempts(id),
@@ -129,6 +132,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.#db.isOpen) this.#db.close();
+    if (!this.#db.isOpen) return;
+    this.#group.drain();
+    this.#db.close();
   }
 }
