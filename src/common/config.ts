@@ -28,6 +28,8 @@ export interface Config {
   partnerApi?: { url: string; timeoutMs: number; cacheTtlMs: number; token?: string };
   /** Idempotency ledger on (default): an event × subscription is delivered at most once successfully. */
   ledger: boolean;
+  /** With the dispatcher and another role in one process, the dispatcher runs in its own thread (default). */
+  dispatcherThread: boolean;
   /** Extra CA certificates (PEM file) trusted for partner endpoints. */
   deliveryCaFile?: string;
   /** Concurrent requests per endpoint unless the partner says otherwise. */
@@ -124,6 +126,7 @@ const ENTRIES: Record<string, Entry> = {
   },
   partnerApiToken: { env: 'WEBHOOKS_PARTNER_API_TOKEN', file: 'partnerApiToken', parse: text },
   ledger: { env: 'WEBHOOKS_LEDGER', file: 'ledger', parse: bool },
+  dispatcherThread: { env: 'WEBHOOKS_DISPATCHER_THREAD', file: 'dispatcherThread', parse: bool },
   deliveryCaFile: { env: 'WEBHOOKS_DELIVERY_CA_FILE', file: 'deliveryCaFile', parse: text },
   endpointConcurrency: {
     env: 'WEBHOOKS_ENDPOINT_CONCURRENCY',
@@ -194,6 +197,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     topicPartitions: (values.topicPartitions as number | undefined) ?? 4,
     secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,
     ledger: (values.ledger as boolean | undefined) ?? true,
+    dispatcherThread: (values.dispatcherThread as boolean | undefined) ?? true,
     deliveryCaFile: values.deliveryCaFile as string | undefined,
     endpointConcurrency: (values.endpointConcurrency as number | undefined) ?? 16,
     processorRetryDelayMs: (values.processorRetryDelayMs as number | undefined) ?? 30_000,

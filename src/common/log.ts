@@ -77,6 +77,11 @@ export class Logger {
   }
 
   /** A logger writing to the same sink with extra bindings (the child's win on a clash). */
+  /** Writes a line another logger produced (a worker thread's) to this logger's sink, unchanged. */
+  forward(line: string): void {
+    this.sink.write(line);
+  }
+
   child(bindings: Record<string, unknown>): Logger {
     return new Logger({
       level: this.level,

@@ -341,3 +341,21 @@ function escapeLabelValue(value: string): string {
 function escapeHelp(help: string): string {
   return help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 }
+
+/**
+ * Appends another registry's exposition (a worker thread's) to this one's, leaving out the
+ * families this one already has, so the result names every family once.
+ */
+export function mergeExposition(primary: string, extra: string): string {
+  const have = new Set<string>();
+  for (const m of primary.matchAll(/^# TYPE (\S+)/gm)) have.add(m[1]!);
+  const kept: string[] = [];
+  let keep = true;
+  for (const line of extra.split('\n')) {
+    if (line === '') continue;
+    const header = /^# (?:HELP|TYPE) (\S+)/.exec(line);
+    if (header) keep = !have.has(header[1]!);
+    if (keep) kept.push(line);
+  }
+  return kept.length === 0 ? primary : `${primary}${kept.join('\n')}\n`;
+}

@@ -12,7 +12,7 @@ import type { ApiResponse } from '../common/http.ts';
 import { Router } from '../common/http.ts';
 import { uuidv7 } from '../common/ids.ts';
 import { Logger } from '../common/log.ts';
-import { MetricsRegistry, processMetrics } from '../common/metrics.ts';
+import { MetricsRegistry, mergeExposition, processMetrics } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
 import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
@@ -37,6 +37,7 @@ import { createEdge, type RawRequest } from './http/edge.ts';
 import { buildOpenApi } from './http/openapi.ts';
 import { ensureDataDir, type LocalSecret, loadAdminToken, loadSecretBox } from './local-secrets.ts';
 import { systemRoutes } from './system-routes.ts';
+import { DispatcherThread, type SubscriptionChange } from './thread-host.ts';
 import { ensurePipelineTopics, startDispatcher, startLedgerPurge, startProcessor } from './workers.ts';
 
 export const VERSION = '0.1.0';
@@ -48,8 +49,15 @@ export const ALL_ROLES: readonly Role[] = ['api', 'processor', 'dispatcher'];
 export interface PlatformOptions {
   logger?: Logger;
   resolve?: HostResolver;
+  /** A clock for the components; with one, the dispatcher stays on this thread (a clock cannot cross). */
   clock?: () => Date;
   roles?: readonly Role[];
+  /** Overrides `config.dispatcherThread`. */
+  dispatcherThread?: boolean;
+  /** Register process gauges (RSS, heap…); off in a worker thread, whose host reports them. */
+  processMetrics?: boolean;
+  /** Also told of every subscription change made here (the dispatcher thread tells its host). */
+  onSubscriptionChanged?: (change: SubscriptionChange) => void;
 }
 
 export interface Platform {
@@ -64,6 +72,10 @@ export interface Platform {
   roles: readonly Role[];
   adminToken: LocalSecret;
   handle: (raw: RawRequest) => Promise<ApiResponse>;
+  /** The dispatcher's worker thread, when it runs in one. */
+  dispatcherThread: DispatcherThread | undefined;
+  /** Drops cached copies of a subscription changed elsewhere (by the dispatcher thread or its host). */
+  subscriptionChanged(change: SubscriptionChange): void;
   close(): Promise<void>;
 }
 
@@ -90,7 +102,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const logger = options.logger ?? new Logger({ level: config.logLevel, bindings: { service: 'webhooks' } });
   const clock = options.clock ?? (() => new Date());
   const metrics = new MetricsRegistry();
-  processMetrics(metrics);
+  if (options.processMetrics !== false) processMetrics(metrics);
 
   ensureDataDir(config.dataDir);
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
@@ -136,10 +148,23 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     partitions: config.topicPartitions,
     secretOverlapSeconds: config.secretOverlapSeconds,
     onSubscriptionChanged: (sub) => {
-      lookups.subscriptionsChanged(sub.domain, sub.event);
-      subscriptionCache.invalidate(sub.id);
+      const change = { id: sub.id, domain: sub.domain, event: sub.event };
+      subscriptionChanged(change);
+      dispatcherThread?.subscriptionChanged(change);
+      options.onSubscriptionChanged?.(change);
     },
   });
+  const subscriptionChanged = (change: SubscriptionChange) => {
+    lookups.subscriptionsChanged(change.domain, change.event);
+    subscriptionCache.invalidate(change.id);
+  };
+  // The dispatcher gets a thread of its own when it shares the process with another role.
+  const threaded =
+    roles.includes('dispatcher') &&
+    roles.length > 1 &&
+    (options.dispatcherThread ?? config.dispatcherThread) &&
+    options.clock === undefined;
+  let dispatcherThread: DispatcherThread | undefined;
   const publish = (messages: Parameters<Bus['publish']>[0]) => bus.publish(messages);
   const ingest = new EventIngest({
     versions: (domain, event) => lookups.versions(domain, event),
@@ -167,8 +192,17 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   );
   let openapi: unknown;
   for (const route of systemRoutes({
-    metrics,
-    readiness: { store: () => store.ping(), bus: () => bus.ping() },
+    metrics: async () => {
+      const own = metrics.render();
+      return dispatcherThread ? mergeExposition(own, await dispatcherThread.metrics()) : own;
+    },
+    readiness: {
+      store: () => store.ping(),
+      bus: () => bus.ping(),
+      ...(threaded
+        ? { dispatcher: () => dispatcherThread?.ping() ?? Promise.reject(new Error('not started')) }
+        : {}),
+    },
     openapi: () => {
       openapi ??= buildOpenApi(router.routes, VERSION);
       return openapi;
@@ -180,7 +214,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
 
   const consumers: ConsumerHandle[] = [];
   let stopPurge = () => {};
-  const workerRoles = roles.filter((r) => r !== 'api');
+  const workerRoles = roles.filter((r) => r !== 'api' && !(threaded && r === 'dispatcher'));
   const client = workerRoles.includes('dispatcher')
     ? new UndiciDeliveryClient({
         allowInsecure: config.dev,
@@ -206,6 +240,23 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
     if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
   }
+  if (threaded) {
+    if (workerRoles.length === 0) await ensurePipelineTopics(bus, config.topicPartitions);
+    try {
+      dispatcherThread = await DispatcherThread.start({
+        config,
+        logger,
+        onSubscriptionChanged: subscriptionChanged,
+      });
+    } catch (err) {
+      stopPurge();
+      await Promise.all(consumers.map((c) => c.stop()));
+      await client?.close();
+      await bus.close();
+      await store.close();
+      throw err;
+    }
+  }
 
   return {
     config,
@@ -218,7 +269,10 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     roles,
     adminToken,
     handle,
+    dispatcherThread,
+    subscriptionChanged,
     async close() {
+      await dispatcherThread?.stop();
       stopPurge();
       await Promise.all(consumers.map((c) => c.stop()));
       await client?.close();

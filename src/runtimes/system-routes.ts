@@ -1,9 +1,10 @@
 /** Operational routes: liveness, readiness, metrics and the OpenAPI document (no admin token). */
 import { json, type Route } from '../common/http.ts';
-import { type MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from '../common/metrics.ts';
+import { PROMETHEUS_CONTENT_TYPE } from '../common/metrics.ts';
 
 export interface SystemRouteDeps {
-  metrics: MetricsRegistry;
+  /** The Prometheus text of everything this process runs. */
+  metrics: () => Promise<string>;
   /** Engines to ping for /readyz, by name. */
   readiness: Record<string, () => Promise<void>>;
   openapi: () => unknown;
@@ -51,7 +52,7 @@ export function systemRoutes(deps: SystemRouteDeps): Route[] {
       summary: 'Prometheus metrics (text format 0.0.4)',
       handler: async () => ({
         status: 200,
-        body: deps.metrics.render(),
+        body: await deps.metrics(),
         headers: { 'content-type': PROMETHEUS_CONTENT_TYPE },
       }),
     },

@@ -10,11 +10,20 @@ describe('operational endpoints', () => {
   });
   after(() => server.stop());
 
-  test('/healthz and /readyz answer without a token; readyz checks the store and the bus', async () => {
+  test('/healthz and /readyz answer without a token; readyz checks the store, the bus and the dispatcher thread', async () => {
     assert.equal((await server.request('GET', '/healthz', undefined, { token: null })).status, 200);
     const ready = await server.request('GET', '/readyz', undefined, { token: null });
     assert.equal(ready.status, 200);
-    assert.deepEqual(ready.body.checks, { store: 'ok', bus: 'ok' });
+    assert.deepEqual(ready.body.checks, { store: 'ok', bus: 'ok', dispatcher: 'ok' });
+  });
+
+  test('/metrics names every family once, the dispatcher thread’s included', async () => {
+    assert.ok(server.running.platform.dispatcherThread, 'the dispatcher runs in its own thread');
+    const res = await server.request('GET', '/metrics', undefined, { token: null });
+    const families = [...String(res.body).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]);
+    assert.ok(families.includes('webhook_deliveries_total'), 'dispatcher metrics come from the thread');
+    assert.ok(families.includes('events_processed'), 'processor metrics come from the main thread');
+    assert.equal(new Set(families).size, families.length, `duplicated: ${families.join(' ')}`);
   });
 
   test('/readyz says 503 and names the engine when the store is gone', async () => {

@@ -111,6 +111,10 @@ describe('pipeline end to end (embedded engine)', () => {
     await publish(server, orderEvent());
     await new Promise((res) => setTimeout(res, 500));
     assert.equal(r.received.length, 1, 'a disabled subscription receives nothing more');
+    // The dispatcher (its own thread) disabled it, and the processor heard at once: the second
+    // event was not even routed to it (no second delivery record, no "subscription_disabled").
+    const deliveries = await server.request('GET', `/admin/deliveries?subscriptionId=${subscriptionId}`);
+    assert.equal(deliveries.body.items.length, 1);
   });
 
   test('Retry-After is respected', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConflictError, ValidationError } from '../../src/common/errors.ts';
-import { MetricsRegistry, processMetrics } from '../../src/common/metrics.ts';
+import { MetricsRegistry, mergeExposition, processMetrics } from '../../src/common/metrics.ts';
 
 function lines(registry: MetricsRegistry): string[] {
   const text = registry.render();
@@ -258,5 +258,24 @@ describe('processMetrics', () => {
     assert.ok(sample(registry, 'process_resident_memory_bytes') > 0);
     assert.ok(sample(registry, 'process_heap_bytes') > 0);
     assert.ok(sample(registry, 'process_uptime_seconds') > 0);
+  });
+});
+
+describe('mergeExposition', () => {
+  it('adds the other registry’s families and leaves out those this one already has', () => {
+    const main = new MetricsRegistry();
+    main.counter('events_processed', 'Events').inc(3);
+    main.gauge('process_uptime_seconds', 'Uptime').set(10);
+    const thread = new MetricsRegistry();
+    thread.counter('webhook_deliveries_total', 'Deliveries', ['outcome']).inc({ outcome: 'success' }, 2);
+    thread.gauge('process_uptime_seconds', 'Uptime').set(99);
+    const merged = mergeExposition(main.render(), thread.render());
+    assert.match(merged, /^events_processed 3$/m);
+    assert.match(merged, /^webhook_deliveries_total\{outcome="success"\} 2$/m);
+    assert.match(merged, /^process_uptime_seconds 10$/m);
+    assert.doesNotMatch(merged, /process_uptime_seconds 99/);
+    assert.equal(merged.match(/^# TYPE process_uptime_seconds /gm)?.length, 1);
+    assert.ok(merged.endsWith('\n'));
+    assert.equal(mergeExposition(main.render(), ''), main.render());
   });
 });

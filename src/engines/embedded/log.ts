@@ -33,15 +33,17 @@
  * (head-of-line in that partition only); other partitions keep flowing. The loop sleeps until the
  * earliest such time, the end of a pause, or the next poll, whichever is first.
  *
- * Polling: a publish in this process wakes its consumers at once (in-process event); otherwise
- * the loop checks `PRAGMA data_version` (changes when another connection commits) with an idle
- * backoff from minIdleMs to maxIdleMs, so an idle consumer costs almost nothing.
+ * Polling: a publish or a new topic wakes the consumers of this process at once (an event in this
+ * thread, a BroadcastChannel message to the process's other threads); otherwise the loop checks
+ * `PRAGMA data_version` (changes when another connection commits) with an idle backoff from
+ * minIdleMs to maxIdleMs, so an idle consumer costs almost nothing.
  *
  * Retention: every retentionIntervalMs (and on demand with `retention()`), records are deleted
  * once every recently seen group whose prefixes match the topic has committed past them.
  */
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
+import { BroadcastChannel } from 'node:worker_threads';
 import type {
   Bus,
   BusMessage,
@@ -63,13 +65,42 @@ export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
   onError?: (err: unknown) => void;
 }
 
-// Consumers of any log instance on the same file in this process hear about appends at once.
+// Consumers of any log instance on the same file in this thread hear about appends at once…
 const local = new EventEmitter();
 local.setMaxListeners(0);
+
+// …and those of the process's other threads (the dispatcher thread) through one channel per file.
+const channels = new Map<string, { channel: BroadcastChannel; users: number }>();
+
+function joinChannel(name: string): BroadcastChannel {
+  let entry = channels.get(name);
+  if (!entry) {
+    const channel = new BroadcastChannel(`webhooks-log:${name}`);
+    channel.onmessage = (event) => local.emit(`${(event as MessageEvent).data}:${name}`);
+    // Not a reason to keep the process alive.
+    (channel as unknown as { unref(): void }).unref();
+    entry = { channel, users: 0 };
+    channels.set(name, entry);
+  }
+  entry.users += 1;
+  return entry.channel;
+}
+
+function leaveChannel(name: string): void {
+  const entry = channels.get(name);
+  if (!entry) return;
+  entry.users -= 1;
+  if (entry.users === 0) {
+    entry.channel.close();
+    channels.delete(name);
+  }
+}
 
 /** The embedded durable log: topic administration, publishing and consumer groups on `bus.db`. */
 export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   readonly #channel: string;
+  readonly #threads: BroadcastChannel;
+  #closed = false;
   readonly #tuning: ConsumerTuning;
   readonly #roundRobin: RoundRobin = new Map();
   readonly #consumers = new Set<EmbeddedConsumer>();
@@ -80,6 +111,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   constructor(path: string, options: EmbeddedLogOptions = {}) {
     super(path, options);
     this.#channel = path === ':memory:' ? `memory:${Math.random()}` : resolve(path);
+    this.#threads = joinChannel(this.#channel);
     this.#tuning = {
       leaseTtlMs: options.leaseTtlMs ?? 3000,
       retryPauseMs: options.retryPauseMs ?? 200,
@@ -92,14 +124,19 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
 
   override async ensureTopic(name: string, options: { partitions?: number } = {}): Promise<TopicDescription> {
     const topic = await super.ensureTopic(name, options);
-    local.emit(`topics:${this.#channel}`);
+    this.#announce('topics');
     return topic;
   }
 
   async publish(messages: BusMessage[]): Promise<void> {
     if (messages.length === 0) return;
     appendMessages(this.db, messages, this.#roundRobin);
-    local.emit(`append:${this.#channel}`);
+    this.#announce('append');
+  }
+
+  #announce(what: 'append' | 'topics'): void {
+    local.emit(`${what}:${this.#channel}`);
+    if (!this.#closed) this.#threads.postMessage(what);
   }
 
   consume(options: ConsumerOptions): ConsumerHandle {
@@ -136,6 +173,10 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     this.#consumers.clear();
     clearInterval(this.#retentionTimer);
     this.#retentionTimer = undefined;
+    if (!this.#closed) {
+      this.#closed = true;
+      leaveChannel(this.#channel);
+    }
     await super.close();
   }
 

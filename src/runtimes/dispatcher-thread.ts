@@ -1,0 +1,61 @@
+/**
+ * Entry point of the dispatcher's worker thread (see thread-host.ts): the platform with the
+ * dispatcher role only, on its own connections to the same data dir, answering the host's requests
+ * for metrics, readiness, cache invalidation and shutdown.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Config } from '../common/config.ts';
+import { Logger } from '../common/log.ts';
+import { buildPlatform } from './platform.ts';
+import type { HostMessage, ThreadMessage } from './thread-host.ts';
+
+const port = parentPort;
+if (!port) throw new Error('dispatcher-thread.ts runs as a worker thread only');
+const send = (message: ThreadMessage) => port.postMessage(message);
+const { config } = workerData as { config: Config };
+
+try {
+  const platform = await buildPlatform(config, {
+    roles: ['dispatcher'],
+    dispatcherThread: false,
+    processMetrics: false,
+    logger: new Logger({
+      level: config.logLevel,
+      bindings: { service: 'webhooks', thread: 'dispatcher' },
+      sink: { write: (line) => send({ type: 'log', line }) },
+    }),
+    onSubscriptionChanged: (change) => send({ type: 'subscription-changed', change }),
+  });
+  port.on('message', (message: HostMessage) => {
+    switch (message.type) {
+      case 'metrics':
+        send({ type: 'reply', id: message.id, value: platform.metrics.render() });
+        break;
+      case 'ping':
+        Promise.all([platform.store.ping(), platform.bus.ping()]).then(
+          () => send({ type: 'reply', id: message.id, value: 'ok' }),
+          (err: unknown) => send({ type: 'reply', id: message.id, error: (err as Error).message }),
+        );
+        break;
+      case 'subscription-changed':
+        platform.subscriptionChanged(message.change);
+        break;
+      case 'stop':
+        platform.close().then(
+          () => {
+            send({ type: 'stopped' });
+            port.close();
+          },
+          (err: unknown) => {
+            send({ type: 'stopped', error: (err as Error).message });
+            port.close();
+          },
+        );
+        break;
+    }
+  });
+  send({ type: 'ready' });
+} catch (err) {
+  send({ type: 'failed', message: (err as Error).message });
+  port.close();
+}

@@ -1,0 +1,220 @@
+/**
+ * The dispatcher in a worker thread of its own. When one process runs the dispatcher together with
+ * another role (`webhooks start`, `--role all`), the dispatcher gets a thread and so a second core:
+ * it has its own SQLite connections to the same data dir (the engines handle several connections,
+ * as they do for `--role` processes) and its own event loop. The host keeps the process one unit:
+ * `/metrics` includes the thread's metrics, `/readyz` asks the thread, admin changes invalidate the
+ * thread's caches at once (and a 410 that disables a subscription in the thread invalidates the
+ * host's), the thread's log lines go through the host's logger, shutdown drains the thread first,
+ * and a thread that dies is started again.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/log.ts';
+
+/** An admin change to a subscription, for cache invalidation. */
+export interface SubscriptionChange {
+  id: string;
+  domain: string;
+  event: string;
+}
+
+/** What the host sends the thread. */
+export type HostMessage =
+  | { type: 'metrics'; id: number }
+  | { type: 'ping'; id: number }
+  | { type: 'subscription-changed'; change: SubscriptionChange }
+  | { type: 'stop' };
+
+/** What the thread sends the host. */
+export type ThreadMessage =
+  | { type: 'ready' }
+  | { type: 'failed'; message: string }
+  | { type: 'reply'; id: number; value?: string; error?: string }
+  | { type: 'log'; line: string }
+  | { type: 'subscription-changed'; change: SubscriptionChange }
+  | { type: 'stopped'; error?: string };
+
+export interface DispatcherThreadOptions {
+  config: Config;
+  logger: Logger;
+  /** A subscription changed in the thread (disabled after a 410). */
+  onSubscriptionChanged: (change: SubscriptionChange) => void;
+  /** Delay before a thread that died is started again (ms). */
+  restartDelayMs?: number;
+  /** How long a request to the thread may take (ms). */
+  requestTimeoutMs?: number;
+  /** How long the thread may take to stop before it is terminated (ms). */
+  stopTimeoutMs?: number;
+}
+
+interface Pending {
+  resolve: (value: string) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class DispatcherThread {
+  readonly #options: DispatcherThreadOptions;
+  readonly #pending = new Map<number, Pending>();
+  #worker: Worker | undefined;
+  #nextId = 1;
+  #stopping = false;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #onStopped: ((error?: string) => void) | undefined;
+  /** How many times the thread was started (1 once running; more after restarts). */
+  starts = 0;
+
+  private constructor(options: DispatcherThreadOptions) {
+    this.#options = options;
+  }
+
+  /** Starts the thread and resolves once its dispatcher consumes; rejects when it cannot start. */
+  static async start(options: DispatcherThreadOptions): Promise<DispatcherThread> {
+    const thread = new DispatcherThread(options);
+    await thread.#spawn();
+    return thread;
+  }
+
+  /** The thread's metrics in Prometheus text ('' when it cannot answer: /metrics must not fail). */
+  async metrics(): Promise<string> {
+    try {
+      return await this.#request('metrics');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Resolves when the thread and its engines answer. */
+  async ping(): Promise<void> {
+    await this.#request('ping');
+  }
+
+  subscriptionChanged(change: SubscriptionChange): void {
+    this.#post({ type: 'subscription-changed', change });
+  }
+
+  /**
+   * Ends the thread at once, as a crash would: in-flight deliveries are abandoned (their tasks are
+   * redelivered, the ledger absorbs repeats) and the thread is started again after the restart delay.
+   */
+  async kill(): Promise<void> {
+    await this.#worker?.terminate();
+  }
+
+  /** Stops the dispatcher (in-flight deliveries finish), then the thread. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#restartTimer);
+    const worker = this.#worker;
+    if (!worker) return;
+    const stopped = new Promise<string | undefined>((resolve) => {
+      this.#onStopped = resolve;
+      worker.once('exit', () => resolve(undefined));
+    });
+    const timeoutMs = this.#options.stopTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    this.#post({ type: 'stop' });
+    const outcome = await Promise.race([stopped, timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.#options.logger.warn('the dispatcher thread did not stop in time; terminating it', { timeoutMs });
+    } else if (outcome) {
+      this.#options.logger.warn('the dispatcher thread stopped with an error', { error: outcome });
+    }
+    await worker.terminate();
+  }
+
+  #spawn(): Promise<void> {
+    this.starts += 1;
+    const worker = new Worker(new URL('./dispatcher-thread.ts', import.meta.url), {
+      workerData: { config: this.#options.config },
+    });
+    this.#worker = worker;
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      worker.on('message', (message: ThreadMessage) => {
+        switch (message.type) {
+          case 'ready':
+            ready = true;
+            resolve();
+            break;
+          case 'failed':
+            reject(new Error(`the dispatcher thread could not start: ${message.message}`));
+            break;
+          case 'reply':
+            this.#settle(message);
+            break;
+          case 'log':
+            this.#options.logger.forward(message.line);
+            break;
+          case 'subscription-changed':
+            this.#options.onSubscriptionChanged(message.change);
+            break;
+          case 'stopped':
+            this.#onStopped?.(message.error);
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        if (!ready) reject(err);
+        else this.#options.logger.error('the dispatcher thread failed', { err });
+      });
+      worker.on('exit', (code) => {
+        if (this.#worker === worker) this.#worker = undefined;
+        for (const [id, p] of this.#pending) {
+          clearTimeout(p.timer);
+          p.reject(new Error('the dispatcher thread exited'));
+          this.#pending.delete(id);
+        }
+        if (!ready) {
+          reject(new Error(`the dispatcher thread exited with code ${code} before it was ready`));
+          return;
+        }
+        if (!this.#stopping) this.#restartLater(code);
+      });
+    });
+  }
+
+  #restartLater(code: number): void {
+    const delayMs = this.#options.restartDelayMs ?? 1000;
+    this.#options.logger.error('the dispatcher thread exited; starting it again', { code, delayMs });
+    this.#restartTimer = setTimeout(() => {
+      if (this.#stopping) return;
+      this.#spawn().catch((err: unknown) => {
+        this.#options.logger.error('the dispatcher thread could not be started again', { err });
+        if (!this.#stopping) this.#restartLater(-1);
+      });
+    }, delayMs);
+  }
+
+  #request(type: 'metrics' | 'ping'): Promise<string> {
+    if (!this.#worker) return Promise.reject(new Error('the dispatcher thread is not running'));
+    const id = this.#nextId++;
+    const timeoutMs = this.#options.requestTimeoutMs ?? 2000;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`the dispatcher thread did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      this.#post({ type, id });
+    });
+  }
+
+  #settle(message: { id: number; value?: string; error?: string }): void {
+    const p = this.#pending.get(message.id);
+    if (!p) return;
+    this.#pending.delete(message.id);
+    clearTimeout(p.timer);
+    if (message.error !== undefined) p.reject(new Error(message.error));
+    else p.resolve(message.value ?? '');
+  }
+
+  #post(message: HostMessage): void {
+    this.#worker?.postMessage(message);
+  }
+}
