@@ -162,7 +162,7 @@ export class WebhookDispatcher {
       return 'deferred_busy';
     }
     try {
-      return await this.#attempt(message, task, sub, delivery?.attempts ?? 0);
+      return await this.#attempt(message, task, sub, delivery);
     } catch (err) {
       await this.#deps.ledger?.release(task.deliveryId);
       throw err;
@@ -174,8 +174,9 @@ export class WebhookDispatcher {
     message: ConsumedMessage,
     task: DeliveryTask,
     sub: SubscriptionRecord,
-    recordedAttempts: number,
+    delivery: DeliveryRecord | undefined,
   ): Promise<TaskOutcome> {
+    const recordedAttempts = delivery?.attempts ?? 0;
     const partner = await this.#deps.partner(sub.partnerId);
     const settings = partner?.delivery ?? {};
     const slot = await this.#deps.limiter.acquire(sub.id, {
@@ -226,7 +227,8 @@ export class WebhookDispatcher {
         ? {}
         : { error: result.ok ? `HTTP ${result.status}` : `${result.kind}: ${result.message}` }),
     };
-    const create = newDelivery(task, started);
+    // The record is created with its first attempt; one that exists is only updated.
+    const create = delivery ? undefined : newDelivery(task, started);
     const common = {
       attempts: recordNo,
       updatedAt: now.toISOString(),

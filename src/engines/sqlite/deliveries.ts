@@ -102,10 +102,11 @@ export class SqliteDeliveries implements DeliveryRepository {
   ): Promise<void> {
     this.#begin.run();
     try {
-      if (!this.#tryApply(attempt.deliveryId, update)) {
-        if (!create) throw new NotFoundError('not_found', `delivery ${attempt.deliveryId} not found`);
-        // First attempt: the delivery is written once, already in its new state.
-        this.#insertRecord(applyUpdate(create, update));
+      // First attempt (the usual case when `create` is given): the delivery is written once, already
+      // in its new state; otherwise, or when it exists after all, the update is applied to it.
+      const created = create !== undefined && this.#insertRecord(applyUpdate(create, update));
+      if (!created && !this.#tryApply(attempt.deliveryId, update)) {
+        throw new NotFoundError('not_found', `delivery ${attempt.deliveryId} not found`);
       }
       const { changes } = this.#insertAttempt.run(
         attempt.deliveryId,
