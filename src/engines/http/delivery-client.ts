@@ -14,11 +14,11 @@
  * - A 3xx is a response like any other; `Location` is never followed.
  */
 import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { DeliveryClient, DeliveryRequest, DeliveryResult } from '../../common/ports/delivery-client.ts';
 import { describeDeliveryError } from './delivery-errors.ts';
 import { guardedLookup, refuseTarget } from './guarded-lookup.ts';
-import { decodeBody, discardRest, readPrefix } from './response-body.ts';
+import { DRAIN_LIMIT_BYTES, decodeBody } from './response-body.ts';
 
 export const DEFAULT_MAX_CONNECTIONS_PER_ORIGIN = 16;
 export const DEFAULT_USER_AGENT = 'webhooks-platform/0.1';
@@ -70,32 +70,30 @@ export class UndiciDeliveryClient implements DeliveryClient {
     if (refused !== undefined) {
       return { ok: false, kind: 'forbidden_address', message: refused, latencyMs: 0 };
     }
+    let agent: Agent;
     try {
-      const response = await this.#agentFor(request.timeouts.connectMs).request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: 'POST',
-        headers: { 'user-agent': this.#userAgent, ...request.headers },
-        body: request.body,
-        headersTimeout: request.timeouts.headersMs,
-        bodyTimeout: request.timeouts.bodyMs,
-      });
-      const bytes = await readPrefix(response.body, request.maxResponseBytes);
-      const latencyMs = elapsed();
-      await discardRest(response.body, bytes.length);
-      // undici hands a socket back to the pool one event-loop turn after the response ends; waiting
-      // for it lets a caller's next send to this origin reuse the connection instead of opening another.
-      await new Promise((resolve) => setImmediate(resolve));
-      return {
-        ok: true,
-        status: response.statusCode,
-        headers: flattenHeaders(response.headers),
-        body: decodeBody(bytes, bytes.length >= request.maxResponseBytes),
-        latencyMs,
-      };
+      agent = this.#agentFor(request.timeouts.connectMs);
     } catch (err) {
       return { ok: false, ...describeDeliveryError(err, request.timeouts), latencyMs: elapsed() };
     }
+    const result = await new Promise<DeliveryResult>((resolve) => {
+      agent.dispatch(
+        {
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: 'POST',
+          headers: { 'user-agent': this.#userAgent, ...request.headers },
+          body: request.body,
+          headersTimeout: request.timeouts.headersMs,
+          bodyTimeout: request.timeouts.bodyMs,
+        },
+        new ResponseCollector(request, elapsed, resolve),
+      );
+    });
+    // undici hands a socket back to the pool once the response is complete; waiting one turn lets a
+    // caller's next send to this origin reuse the connection instead of opening another.
+    await new Promise((resolve) => setImmediate(resolve));
+    return result;
   }
 
   /** Closes every pooled connection; later sends fail with kind `network`. */
@@ -124,6 +122,92 @@ export class UndiciDeliveryClient implements DeliveryClient {
       this.#agents.set(connectMs, agent);
     }
     return agent;
+  }
+}
+
+/**
+ * Collects one response with undici's handler interface, without a stream per response: the status
+ * and headers, the first `maxResponseBytes` of the body (the rest is read and dropped up to
+ * DRAIN_LIMIT_BYTES so the connection can be reused; past that the connection is cut), and the
+ * latency up to the kept prefix. Errors before the response is complete are classified.
+ */
+class ResponseCollector implements Dispatcher.DispatchHandler {
+  readonly #request: DeliveryRequest;
+  readonly #elapsed: () => number;
+  readonly #resolve: (result: DeliveryResult) => void;
+  #status = 0;
+  #headers: Record<string, string> = {};
+  readonly #chunks: Buffer[] = [];
+  #kept = 0;
+  #seen = 0;
+  #latencyMs: number | undefined;
+  /** Set when the body outgrew the drain limit and the connection was cut on purpose. */
+  #cut = false;
+  #done = false;
+
+  constructor(request: DeliveryRequest, elapsed: () => number, resolve: (result: DeliveryResult) => void) {
+    this.#request = request;
+    this.#elapsed = elapsed;
+    this.#resolve = resolve;
+  }
+
+  onRequestStart(): void {}
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (statusCode < 200) return; // 1xx: the final response follows
+    this.#status = statusCode;
+    this.#headers = flattenHeaders(headers);
+    if (this.#request.maxResponseBytes <= 0) this.#latencyMs = this.#elapsed();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#seen += chunk.length;
+    const room = this.#request.maxResponseBytes - this.#kept;
+    if (room > 0) {
+      const kept = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      this.#chunks.push(kept);
+      this.#kept += kept.length;
+      if (this.#kept >= this.#request.maxResponseBytes) this.#latencyMs = this.#elapsed();
+    }
+    if (this.#seen > this.#kept + DRAIN_LIMIT_BYTES) {
+      this.#cut = true;
+      controller.abort(new Error('the response body is too large to drain; the connection is closed'));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#succeed();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.#cut) this.#succeed();
+    else
+      this.#finish({
+        ok: false,
+        ...describeDeliveryError(err, this.#request.timeouts),
+        latencyMs: this.#elapsed(),
+      });
+  }
+
+  #succeed(): void {
+    const bytes = Buffer.concat(this.#chunks, this.#kept);
+    this.#finish({
+      ok: true,
+      status: this.#status,
+      headers: this.#headers,
+      body: decodeBody(bytes, bytes.length >= this.#request.maxResponseBytes),
+      latencyMs: this.#latencyMs ?? this.#elapsed(),
+    });
+  }
+
+  #finish(result: DeliveryResult): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#resolve(result);
   }
 }
 
