@@ -17,7 +17,7 @@ import { applyMapping, type MappingDocument } from '../common/mapping.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
 import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
-import type { DeliveryRepository, IdempotencyLedger } from '../common/ports/store.ts';
+import type { DeliveryRepository, EventRef } from '../common/ports/store.ts';
 import type { ProcessorLookups } from './lookups.ts';
 import { processorRetryMessage } from './retry.ts';
 
@@ -28,11 +28,13 @@ export interface ProcessorDeps {
   validators: ValidatorCache;
   publish: (messages: BusMessage[]) => Promise<void>;
   deadLetters: DeadLetterSink;
-  /** Where each routed event's delivery ids are recorded (for `GET /admin/deliveries?eventId=`). */
-  deliveries: Pick<DeliveryRepository, 'linkEvent'>;
-  /** Idempotency markers (absent when the ledger is off). */
-  ledger?: IdempotencyLedger;
-  markerTtlMs: number;
+  /**
+   * Where each routed event and its delivery ids are recorded: the idempotency marker, and what
+   * `GET /admin/deliveries?eventId=` follows.
+   */
+  deliveries: Pick<DeliveryRepository, 'recordRouting' | 'wasRouted'>;
+  /** Skip an event already routed (the idempotency ledger is on). */
+  dedupe: boolean;
   /** Processor retries of transient failures before the DLQ. */
   maxAttempts: number;
   /** Delay before a transient failure is tried again. */
@@ -90,24 +92,19 @@ export class EventProcessor {
     const dead: DeadLetterInput[] = [];
     const markers: string[] = [];
     const outcomes: RecordOutcome[] = [];
-    const links: Array<{ eventId: string; deliveryIds: string[] }> = [];
+    const routes: Array<{ event: EventRef; deliveryIds: string[] }> = [];
     try {
       for (const message of batch) {
-        const outcome = await this.#processRecord(message, out, dead, markers, this.#routing, links);
+        const outcome = await this.#processRecord(message, out, dead, markers, this.#routing, routes);
         outcomes.push(outcome);
         this.#processed.inc();
         if (outcome.kind === 'retry') this.#toRetry.inc();
       }
-      // One publish for the whole batch (tasks, retries); then markers: a crash in between means
-      // redelivery, and the dispatcher's ledger (deterministic delivery ids) absorbs the repeat.
+      // One publish for the whole batch (tasks, retries); then the routes (the markers): a crash in
+      // between means redelivery, and the dispatcher's ledger (deterministic delivery ids) absorbs the repeat.
       await this.#deps.publish(out);
       await this.#deps.deadLetters.send(dead);
-      const now = this.#deps.clock().getTime();
-      const ledger = this.#deps.ledger;
-      await Promise.all([
-        ...links.map((l) => this.#deps.deliveries.linkEvent(l.eventId, l.deliveryIds)),
-        ...(ledger ? markers.map((key) => ledger.complete(key, this.#deps.markerTtlMs, now)) : []),
-      ]);
+      await Promise.all(routes.map((r) => this.#deps.deliveries.recordRouting(r.event, r.deliveryIds)));
     } catch (err) {
       this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', {
         err,
@@ -125,7 +122,7 @@ export class EventProcessor {
     dead: DeadLetterInput[],
     markers: string[],
     seen: Set<string>,
-    links: Array<{ eventId: string; deliveryIds: string[] }>,
+    routes: Array<{ event: EventRef; deliveryIds: string[] }>,
   ): Promise<RecordOutcome> {
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
     const originTopic = originTopicOf(message);
@@ -133,15 +130,21 @@ export class EventProcessor {
     try {
       const parsed = parseStructuredEvent(JSON.parse(message.value));
       envelope = parsed;
-      const marker = `event:${parsed.source}:${parsed.id}`;
-      // A redriven event is processed again even though its marker exists (that is the point of a redrive).
+      const event = { id: parsed.id, source: parsed.source };
+      const marker = `${parsed.source}\n${parsed.id}`;
+      // A redriven event is processed again even though it was routed before (that is the point of a redrive).
       const redriven = message.headers[HEADERS.redrive] !== undefined;
-      if (seen.has(marker) || (!redriven && (await this.#isDone(marker)))) return { kind: 'duplicate' };
+      if (
+        seen.has(marker) ||
+        (!redriven && this.#deps.dedupe && (await this.#deps.deliveries.wasRouted(event)))
+      ) {
+        return { kind: 'duplicate' };
+      }
       // Everything logged while this event is routed carries its correlation id.
       const routed = await withCorrelationId(parsed.correlationId, () => this.#fanOut(parsed, message, dead));
       const tasks = routed.map((r) => r.message);
       out.push(...tasks);
-      if (routed.length > 0) links.push({ eventId: parsed.id, deliveryIds: routed.map((r) => r.deliveryId) });
+      routes.push({ event, deliveryIds: routed.map((r) => r.deliveryId) });
       seen.add(marker);
       markers.push(marker);
       return { kind: 'published', tasks: tasks.length };
@@ -184,10 +187,6 @@ export class EventProcessor {
       );
       return { kind: 'retry', error };
     }
-  }
-
-  async #isDone(marker: string): Promise<boolean> {
-    return (await this.#deps.ledger?.get(marker))?.status === 'COMPLETED';
   }
 
   /** Validates the event and builds one task per matching subscription. */

@@ -59,8 +59,7 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
     publish: (m) => deps.bus.publish(m),
     deadLetters: sink(deps),
     deliveries: deps.store.deliveries,
-    ...(deps.config.ledger ? { ledger: deps.store.ledger } : {}),
-    markerTtlMs: LEDGER_TTL_MS,
+    dedupe: deps.config.ledger,
     maxAttempts: 5,
     retryDelayMs: deps.config.processorRetryDelayMs,
     metrics: deps.metrics,
@@ -118,7 +117,7 @@ function sink(deps: WorkerDeps): DeadLetterSink {
   });
 }
 
-/** Purges expired idempotency-ledger entries every `intervalMs` (markers and delivery claims expire after 7 days). */
+/** Purges expired idempotency-ledger entries every `intervalMs` (delivery claims expire after 7 days). */
 export function startLedgerPurge(store: Store, logger: Logger, intervalMs = 10 * 60_000): () => void {
   const timer = setInterval(() => {
     store.ledger.purge(Date.now()).then(

@@ -225,14 +225,20 @@ export function describeDeliveries(ctx: StoreContext): void {
       assert.deepEqual(await ids({ eventId, subscriptionId: a.subscriptionId, status: 'PENDING' }), [a.id]);
     });
 
-    test('the event filter finds deliveries linked to the event before they were created, and pages them', async () => {
+    test('the event filter finds deliveries routed to the event before they were created, and pages them', async () => {
       const eventId = testId('evt-linked-');
-      const records = Array.from({ length: 5 }, (_, i) => deliveryRecord({ eventId, createdAt: timeAt(i) }));
-      // The processor links an event to its deliveries when it routes it; the records come later.
-      await deliveries().linkEvent(
-        eventId,
+      const event = { id: eventId, source: '/orders' };
+      const records = Array.from({ length: 5 }, (_, i) =>
+        deliveryRecord({ eventId, eventSource: event.source, createdAt: timeAt(i) }),
+      );
+      assert.equal(await deliveries().wasRouted(event), false);
+      // The processor records an event's routes when it routes it; the records come later.
+      await deliveries().recordRouting(
+        event,
         records.map((r) => r.id),
       );
+      assert.equal(await deliveries().wasRouted(event), true);
+      assert.equal(await deliveries().wasRouted({ ...event, source: '/other' }), false);
       assert.deepEqual((await deliveries().list({ eventId })).items, []);
       for (const r of records.slice(0, 4)) await deliveries().ensure(r);
       const last = records[4]!;
@@ -241,8 +247,8 @@ export function describeDeliveries(ctx: StoreContext): void {
         { status: 'SUCCESS', attempts: 1, updatedAt: timeAt(9) },
         last,
       );
-      // Linking again (a redelivered batch) adds nothing.
-      await deliveries().linkEvent(eventId, [records[0]!.id]);
+      // Recording again (a redelivered batch) adds nothing.
+      await deliveries().recordRouting(event, [records[0]!.id]);
       const seen = await readAllPages(2, (page) => deliveries().list({ eventId }, page));
       assert.deepEqual(
         seen.map((d) => d.id),
@@ -254,6 +260,13 @@ export function describeDeliveries(ctx: StoreContext): void {
       );
       // A link names deliveries of this event only: another event's filter does not see them.
       assert.deepEqual((await deliveries().list({ eventId: testId('evt-other-') })).items, []);
+    });
+
+    test('an event routed to no delivery is recorded as routed, and its filter lists nothing', async () => {
+      const event = { id: testId('evt-none-'), source: '/orders' };
+      await deliveries().recordRouting(event, []);
+      assert.equal(await deliveries().wasRouted(event), true);
+      assert.deepEqual((await deliveries().list({ eventId: event.id })).items, []);
     });
 
     test('the status filter follows status changes made by recordAttempt', async () => {

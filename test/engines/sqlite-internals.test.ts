@@ -17,7 +17,7 @@ before(async () => {
 after(() => rm(dir, { recursive: true, force: true }));
 
 describe('store migrations', () => {
-  test('deliveries written before the event_delivery table are found by event after the upgrade', async () => {
+  test('deliveries written before event_route are found by event after the upgrades, and their events count as routed', async () => {
     const path = join(dir, 'v2.db');
     const old = openDatabase(path, MIGRATIONS.slice(0, 2));
     const rec = deliveryRecord();
@@ -39,6 +39,7 @@ describe('store migrations', () => {
     const store = new SqliteStore(path);
     try {
       assert.deepEqual((await store.deliveries.list({ eventId: rec.eventId })).items, [rec]);
+      assert.equal(await store.deliveries.wasRouted({ id: rec.eventId, source: rec.eventSource }), true);
     } finally {
       await store.close();
     }
@@ -48,17 +49,21 @@ describe('store migrations', () => {
       indexes.some((r) => r.name === 'delivery_by_event'),
       false,
     );
-    // The event filter is answered through event_delivery's primary key, not by scanning deliveries.
+    assert.equal(
+      db.prepare(`SELECT count(*) AS n FROM sqlite_schema WHERE name = 'event_delivery'`).get()!.n,
+      0,
+    );
+    // The event filter is answered through event_route's primary key, not by scanning deliveries.
     const plan = db
       .prepare(
         `EXPLAIN QUERY PLAN SELECT doc FROM event_delivery_status
-         WHERE id IN (SELECT delivery_id FROM event_delivery WHERE event_id = ?) AND event_id = ?
+         WHERE id IN (SELECT delivery_id FROM event_route WHERE event_id = ?) AND event_id = ?
          ORDER BY created_at DESC, id DESC LIMIT ?`,
       )
       .all('e', 'e', 10)
       .map((r) => String(r.detail));
     assert.ok(
-      plan.some((d) => /SEARCH event_delivery /.test(d)),
+      plan.some((d) => /SEARCH event_route /.test(d)),
       plan.join('\n'),
     );
     assert.ok(!plan.some((d) => /^SCAN event_delivery_status/.test(d)), plan.join('\n'));

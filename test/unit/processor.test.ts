@@ -11,6 +11,7 @@ import { ValidatorCache } from '../../src/common/json-schema.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
+import type { EventRef } from '../../src/common/ports/store.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { CachedLookups } from '../../src/processor/lookups.ts';
 import { EventProcessor } from '../../src/processor/processor.ts';
@@ -65,8 +66,7 @@ describe('EventProcessor', () => {
         clock: () => new Date(),
       }),
       deliveries: store.deliveries,
-      ledger: store.ledger,
-      markerTtlMs: 60_000,
+      dedupe: true,
       maxAttempts: 3,
       retryDelayMs: 1000,
       metrics,
@@ -117,18 +117,21 @@ describe('EventProcessor', () => {
     await store.subscriptions.insert(
       subscriptionRecord({ id: 'sub-b', partnerId: 'acme', filter: undefined }),
     );
-    const links: Array<[string, string[]]> = [];
+    const routes: Array<[EventRef, string[]]> = [];
     const message = record({ amount: 5 });
     await make({
       deliveries: {
-        linkEvent: async (eventId, ids) => {
-          links.push([eventId, ids]);
+        wasRouted: async () => false,
+        recordRouting: async (event, ids) => {
+          routes.push([event, ids]);
         },
       },
     }).processBatch([message]);
     const tasks = published.map((m) => JSON.parse(m.value));
     assert.equal(tasks.length, 2);
-    assert.deepEqual(links, [[tasks[0].event.id, tasks.map((t) => t.deliveryId)]]);
+    assert.deepEqual(routes, [
+      [{ id: tasks[0].event.id, source: tasks[0].event.source }, tasks.map((t) => t.deliveryId)],
+    ]);
   });
 
   test('invalid data goes to the DLQ with the reason and the field; the batch does not fail', async () => {
@@ -155,6 +158,25 @@ describe('EventProcessor', () => {
     );
   });
 
+  test('an event no subscription matches is recorded as routed too, so a copy of it is a duplicate', async () => {
+    const first = record({ amount: 1 });
+    const result = await make().processBatch([first]);
+    assert.deepEqual(result.outcomes, [{ kind: 'published', tasks: 0 }]);
+    const again = await make().processBatch([{ ...first, offset: first.offset + 1 }]);
+    assert.deepEqual(
+      again.outcomes.map((o) => o.kind),
+      ['duplicate'],
+    );
+  });
+
+  test('with the ledger off (no dedupe), a copy of an event is routed again', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const first = record({ amount: 1 });
+    await make({ dedupe: false }).processBatch([first]);
+    await make({ dedupe: false }).processBatch([{ ...first, offset: first.offset + 1 }]);
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 2);
+  });
+
   test('the same event twice produces tasks once (idempotency marker)', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
     const first = record({ amount: 1 });
@@ -174,15 +196,14 @@ describe('EventProcessor', () => {
     const markerWritten = new Promise<void>((resolve) => {
       releaseMarker = resolve;
     });
-    const slowLedger = {
-      ...store.ledger,
-      get: (key: string) => store.ledger.get(key),
-      complete: async (key: string, ttl: number, now: number) => {
+    const slowRoutes = {
+      wasRouted: (event: EventRef) => store.deliveries.wasRouted(event),
+      recordRouting: async (event: EventRef, ids: string[]) => {
         await markerWritten;
-        await store.ledger.complete(key, ttl, now);
+        await store.deliveries.recordRouting(event, ids);
       },
     };
-    const processor = make({ ledger: slowLedger });
+    const processor = make({ deliveries: slowRoutes });
     const first = record({ amount: 1 });
     const firstBatch = processor.processBatch([first]);
     await new Promise((resolve) => setImmediate(resolve));

@@ -78,6 +78,12 @@ export interface DeliveryFilter {
 }
 
 /** `event_delivery_status` and `delivery_attempt`. */
+/** An event's identity: CloudEvents ids are unique per source. */
+export interface EventRef {
+  id: string;
+  source: string;
+}
+
 export interface DeliveryRepository {
   /** Creates the delivery if absent; an existing one is left as it is. Returns the stored record. */
   ensure(record: DeliveryRecord): Promise<DeliveryRecord>;
@@ -93,10 +99,13 @@ export interface DeliveryRepository {
     create?: DeliveryRecord,
   ): Promise<void>;
   /**
-   * Records that an event was routed to these deliveries, so `list({ eventId })` finds them. The
-   * processor calls it once per event; creating a delivery links it too (a no-op when linked).
+   * Records that an event (its id and source) was routed, to these deliveries (none when no
+   * subscription matched): the processor's idempotency marker, and what `list({ eventId })`
+   * follows. Creating a delivery records its route too (nothing new when it was recorded).
    */
-  linkEvent(eventId: string, deliveryIds: string[]): Promise<void>;
+  recordRouting(event: EventRef, deliveryIds: string[]): Promise<void>;
+  /** Whether `recordRouting` was called for this event. */
+  wasRouted(event: EventRef): Promise<boolean>;
   /** Changes fields of a delivery (status after a redrive, a failure before any attempt). */
   patch(id: string, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
   /** Deliveries, newest first. */

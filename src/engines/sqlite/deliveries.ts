@@ -6,7 +6,13 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { ConflictError, NotFoundError } from '../../common/errors.ts';
 import type { DeliveryAttempt, DeliveryRecord } from '../../common/model.ts';
-import type { DeliveryFilter, DeliveryRepository, Page, PageRequest } from '../../common/ports/store.ts';
+import type {
+  DeliveryFilter,
+  DeliveryRepository,
+  EventRef,
+  Page,
+  PageRequest,
+} from '../../common/ports/store.ts';
 import { type Condition, listByTime, StatementCache } from './paging.ts';
 
 /** Fields fixed at creation: an update carrying them leaves them as they were. */
@@ -53,7 +59,8 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
 export class SqliteDeliveries implements DeliveryRepository {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
-  readonly #link: StatementSync;
+  readonly #route: StatementSync;
+  readonly #routed: StatementSync;
   readonly #get: StatementSync;
   readonly #patch: StatementSync;
   readonly #insertAttempt: StatementSync;
@@ -68,8 +75,11 @@ export class SqliteDeliveries implements DeliveryRepository {
       `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     );
-    this.#link = db.prepare(
-      'INSERT INTO event_delivery (event_id, delivery_id) VALUES (?, ?) ON CONFLICT DO NOTHING',
+    this.#route = db.prepare(
+      'INSERT INTO event_route (event_id, source, delivery_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    this.#routed = db.prepare(
+      `SELECT 1 AS found FROM event_route WHERE event_id = ? AND source = ? AND delivery_id = ''`,
     );
     this.#get = db.prepare('SELECT doc FROM event_delivery_status WHERE id = ?');
     this.#patch = db.prepare(
@@ -127,8 +137,13 @@ export class SqliteDeliveries implements DeliveryRepository {
     }
   }
 
-  async linkEvent(eventId: string, deliveryIds: string[]): Promise<void> {
-    for (const id of deliveryIds) this.#link.run(eventId, id);
+  async recordRouting(event: EventRef, deliveryIds: string[]): Promise<void> {
+    this.#route.run(event.id, event.source, '');
+    for (const id of deliveryIds) this.#route.run(event.id, event.source, id);
+  }
+
+  async wasRouted(event: EventRef): Promise<boolean> {
+    return this.#routed.get(event.id, event.source) !== undefined;
   }
 
   async patch(id: string, update: DeliveryUpdate): Promise<void> {
@@ -138,9 +153,9 @@ export class SqliteDeliveries implements DeliveryRepository {
   async list(filter: DeliveryFilter, page: PageRequest = {}): Promise<Page<DeliveryRecord>> {
     const conditions: Condition[] = [];
     if (filter.eventId !== undefined) {
-      // Through `event_delivery` (primary-key lookups, then sorted); `event_id = ?` keeps it exact.
+      // Through `event_route` (primary-key lookups, then sorted); `event_id = ?` keeps it exact.
       conditions.push({
-        clause: 'id IN (SELECT delivery_id FROM event_delivery WHERE event_id = ?)',
+        clause: 'id IN (SELECT delivery_id FROM event_route WHERE event_id = ?)',
         value: filter.eventId,
       });
       conditions.push({ clause: 'event_id = ?', value: filter.eventId });
@@ -169,8 +184,8 @@ export class SqliteDeliveries implements DeliveryRepository {
 
   /** Inserts a delivery unless its id exists; true when it was inserted. */
   #insertRecord(record: DeliveryRecord): boolean {
-    // Usually linked already by the processor: then this reads the event's page and writes nothing.
-    this.#link.run(record.eventId, record.id);
+    // Usually recorded already by the processor: then this reads the event's page and writes nothing.
+    this.#route.run(record.eventId, record.eventSource, record.id);
     const { changes } = this.#insert.run(
       record.id,
       record.eventId,

@@ -51,4 +51,18 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (event_id, delivery_id)) WITHOUT ROWID;
    INSERT INTO event_delivery (event_id, delivery_id) SELECT event_id, id FROM event_delivery_status;
    DROP INDEX delivery_by_event;`,
+  // v4: `event_route` replaces `event_delivery` and also holds the processor's idempotency marker:
+  // one row per (event id, source) with delivery_id '' once the event is routed, plus one per
+  // delivery. The marker used to be a ledger row of its own (`event:<source>:<id>`), a second random
+  // page write per event; now the marker and the links share a page. Links copied from
+  // `event_delivery` take their source from the delivery record ('' when it did not exist yet).
+  `CREATE TABLE event_route (
+     event_id TEXT NOT NULL, source TEXT NOT NULL, delivery_id TEXT NOT NULL,
+     PRIMARY KEY (event_id, source, delivery_id)) WITHOUT ROWID;
+   INSERT INTO event_route (event_id, source, delivery_id)
+     SELECT e.event_id, coalesce(json_extract(d.doc, '$.eventSource'), ''), e.delivery_id
+     FROM event_delivery e LEFT JOIN event_delivery_status d ON d.id = e.delivery_id;
+   INSERT OR IGNORE INTO event_route (event_id, source, delivery_id)
+     SELECT event_id, source, '' FROM event_route;
+   DROP TABLE event_delivery;`,
 ];
