@@ -181,6 +181,19 @@ describe('responses', () => {
     assert.equal(connections, 1);
   });
 
+  test('sends as many requests to one origin at once as it is given (the endpoint limiter sets the limit)', async () => {
+    // The server answers only once 40 requests are open at the same time.
+    const waiting: ServerResponse[] = [];
+    routes['/many'] = (_req, res) => {
+      waiting.push(res);
+      if (waiting.length === 40) for (const r of waiting) r.writeHead(204).end();
+    };
+    const c = client();
+    const results = await Promise.all(Array.from({ length: 40 }, () => c.send(delivery(url13('/many')))));
+    for (const r of results) assert.equal(success(r).status, 204);
+    assert.equal(connections, 40);
+  });
+
   test('delivers over plain http in dev mode', async () => {
     routes['/dev'] = (_req, res) => res.writeHead(200).end('dev');
 

@@ -20,7 +20,13 @@ import { describeDeliveryError } from './delivery-errors.ts';
 import { guardedLookup, refuseTarget } from './guarded-lookup.ts';
 import { DRAIN_LIMIT_BYTES, decodeBody } from './response-body.ts';
 
-export const DEFAULT_MAX_CONNECTIONS_PER_ORIGIN = 16;
+/**
+ * The connection cap per origin is only a safety net: how many requests an endpoint gets at once is
+ * the dispatcher's endpoint limiter's business (`maxConcurrency`, up to 1,000). A lower cap here
+ * would silently override a partner's higher limit (it held the benchmark at 16 connections while
+ * the endpoint allowed 64).
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_ORIGIN = 1000;
 export const DEFAULT_USER_AGENT = 'webhooks-platform/0.1';
 
 export interface UndiciDeliveryClientOptions {
