@@ -19,6 +19,7 @@ try {
     roles: ['dispatcher'],
     dispatcherThread: false,
     processMetrics: false,
+    hostCheckpoints: true,
     logger: new Logger({
       level: config.logLevel,
       bindings: { service: 'webhooks', thread: 'dispatcher' },

@@ -56,6 +56,11 @@ export interface PlatformOptions {
   dispatcherThread?: boolean;
   /** Register process gauges (RSS, heap…); off in a worker thread, whose host reports them. */
   processMetrics?: boolean;
+  /**
+   * This thread's SQLite connections never checkpoint the WAL: the host thread does (the dispatcher
+   * thread, so that it never stalls in a checkpoint's fsyncs).
+   */
+  hostCheckpoints?: boolean;
   /** Also told of every subscription change made here (the dispatcher thread tells its host). */
   onSubscriptionChanged?: (change: SubscriptionChange) => void;
 }
@@ -80,17 +85,20 @@ export interface Platform {
 }
 
 /** Opens the store engine named by the configuration. */
-function openStore(config: Config): Store {
-  if (config.store === 'sqlite') return new SqliteStore(join(config.dataDir, 'store.db'));
+function openStore(config: Config, autoCheckpoint: boolean): Store {
+  if (config.store === 'sqlite') return new SqliteStore(join(config.dataDir, 'store.db'), { autoCheckpoint });
   throw new ConfigError('WEBHOOKS_STORE=dynamodb is not available in this version yet; use sqlite', {
     details: [{ field: 'WEBHOOKS_STORE', message: 'only sqlite is available in this version' }],
   });
 }
 
 /** Opens the bus engine named by the configuration. */
-function openBus(config: Config): Bus {
+function openBus(config: Config, autoCheckpoint: boolean): Bus {
   if (config.bus === 'embedded') {
-    return new EmbeddedLog(join(config.dataDir, 'bus.db'), { defaultPartitions: config.topicPartitions });
+    return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
+      defaultPartitions: config.topicPartitions,
+      autoCheckpoint,
+    });
   }
   throw new ConfigError('WEBHOOKS_BUS=kafka is not available in this version yet; use embedded', {
     details: [{ field: 'WEBHOOKS_BUS', message: 'only embedded is available in this version' }],
@@ -108,8 +116,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
   const roles = options.roles ?? ALL_ROLES;
-  const store = openStore(config);
-  const bus = openBus(config);
+  const store = openStore(config, options.hostCheckpoints !== true);
+  const bus = openBus(config, options.hostCheckpoints !== true);
   const topics = bus;
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
@@ -240,8 +248,20 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
     if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
   }
+  let checkpointer: NodeJS.Timeout | undefined;
   if (threaded) {
     if (workerRoles.length === 0) await ensurePipelineTopics(bus, config.topicPartitions);
+    // The dispatcher thread leaves WAL checkpoints to this thread: besides the ones this thread's
+    // own commits trigger, one every second keeps the WAL short while only the thread writes.
+    checkpointer = setInterval(() => {
+      try {
+        if (store instanceof SqliteStore) store.checkpoint();
+        if (bus instanceof EmbeddedLog) bus.checkpoint();
+      } catch (err) {
+        logger.warn('WAL checkpoint failed', { err });
+      }
+    }, 1000);
+    checkpointer.unref();
     try {
       dispatcherThread = await DispatcherThread.start({
         config,
@@ -249,6 +269,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
         onSubscriptionChanged: subscriptionChanged,
       });
     } catch (err) {
+      clearInterval(checkpointer);
       stopPurge();
       await Promise.all(consumers.map((c) => c.stop()));
       await client?.close();
@@ -273,6 +294,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     subscriptionChanged,
     async close() {
       await dispatcherThread?.stop();
+      clearInterval(checkpointer);
       stopPurge();
       await Promise.all(consumers.map((c) => c.stop()));
       await client?.close();

@@ -1,9 +1,12 @@
 /** SQLite engine internals: the v3 migration, the event-filter query plan, and group commit under a held lock. */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
+import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { openDatabase, transaction } from '../../src/engines/sqlite/database.ts';
 import { GroupCommit } from '../../src/engines/sqlite/group-commit.ts';
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
@@ -169,5 +172,33 @@ describe('group commit', () => {
     assert.equal(a.prepare('SELECT count(*) AS n FROM t').get()!.n, 2);
     a.close();
     b.close();
+  });
+});
+
+describe('WAL checkpoints left to another connection', () => {
+  test('a log that leaves checkpoints lets its WAL grow until checkpoint() is called', async () => {
+    const path = join(dir, 'bus-nocheckpoint.db');
+    const log = new EmbeddedLog(path, { autoCheckpoint: false, retentionIntervalMs: 0 });
+    await log.ensureTopic('t', { partitions: 1 });
+    const value = 'x'.repeat(1000);
+    // ~24 MB: past SQLite's default autocheckpoint (1,000 pages of 16 KB).
+    for (let i = 0; i < 24; i++) {
+      await log.publish(Array.from({ length: 1000 }, () => ({ topic: 't', value })));
+    }
+    const walFrames = () => {
+      const probe = new DatabaseSync(path, { readOnly: true });
+      try {
+        // A PASSIVE checkpoint on a read-only connection only reports: frames in the WAL, frames copied.
+        return probe.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number; checkpointed: number };
+      } finally {
+        probe.close();
+      }
+    };
+    const before = statSync(`${path}-wal`).size;
+    assert.ok(before > 20 * 1024 * 1024, `the WAL holds everything written: ${before} bytes`);
+    log.checkpoint();
+    const after = walFrames();
+    assert.equal(after.checkpointed, after.log, 'every frame copied into the database file');
+    await log.close();
   });
 });

@@ -59,6 +59,8 @@ import { EmbeddedTopicAdmin } from './topic-admin.ts';
 export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
   /** Partitions of a topic ensured without a count (default 4). */
   defaultPartitions?: number;
+  /** False: this connection leaves WAL checkpoints to another one (`checkpoint()`). */
+  autoCheckpoint?: boolean;
   /** How often consumed records are deleted (default 60 s); 0 turns the timer off. */
   retentionIntervalMs?: number;
   /** Told about failures of background work (retention). */

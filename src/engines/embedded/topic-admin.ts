@@ -15,8 +15,10 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   protected readonly db: DatabaseSync;
   readonly #defaultPartitions: number;
 
-  constructor(path: string, options: { defaultPartitions?: number } = {}) {
+  /** `autoCheckpoint: false`: this connection leaves WAL checkpoints to another one (see `checkpoint()`). */
+  constructor(path: string, options: { defaultPartitions?: number; autoCheckpoint?: boolean } = {}) {
     this.db = openDatabase(path, BUS_MIGRATIONS, { pageSize: PAGE_SIZE });
+    if (options.autoCheckpoint === false) this.db.exec('PRAGMA wal_autocheckpoint = 0');
     this.#defaultPartitions = options.defaultPartitions ?? 4;
   }
 
@@ -49,6 +51,11 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   async listTopics(): Promise<string[]> {
     const rows = sql(this.db, 'SELECT name FROM topic ORDER BY name').all() as Array<{ name: string }>;
     return rows.map((r) => r.name);
+  }
+
+  /** Copies what it can of the WAL into the database file without waiting for anyone (PASSIVE). */
+  checkpoint(): void {
+    if (this.db.isOpen) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)');
   }
 
   async ping(): Promise<void> {
