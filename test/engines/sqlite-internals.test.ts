@@ -74,6 +74,15 @@ describe('store migrations', () => {
   });
 });
 
+describe('connection settings', () => {
+  test('temporary storage (the sub-journals of savepoints) stays in memory, not in temp files', () => {
+    const db = openDatabase(join(dir, 'settings.db'), ['CREATE TABLE t (n INTEGER)']);
+    assert.equal(db.prepare('PRAGMA temp_store').get()!.temp_store, 2);
+    assert.equal(db.prepare('PRAGMA journal_mode').get()!.journal_mode, 'wal');
+    db.close();
+  });
+});
+
 describe('group commit', () => {
   test('gathers the operations of one window into a single transaction', async () => {
     const path = join(dir, 'window.db');
