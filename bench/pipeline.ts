@@ -85,8 +85,8 @@ function event(n: number) {
 async function waitForCount(target: number, timeoutMs: number): Promise<Stats> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const stats = await ask<Stats>({ cmd: 'stats' });
-    if (stats.unique >= target || Date.now() > deadline) return stats;
+    const { unique } = await ask<{ unique: number }>({ cmd: 'count' });
+    if (unique >= target || Date.now() > deadline) return ask<Stats>({ cmd: 'stats' });
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -43,9 +43,10 @@ export function startPlatformProcess(
   });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`platform (${role}) did not start:\n${out}`)), 30_000);
-    child.stdout!.on('data', () => {
+    const started = (): void => {
       const m = /listening on (http:\/\/\S+)/.exec(out);
       if (!m || !out.includes('OpenAPI document:')) return;
+      child.stdout!.off('data', started);
       clearTimeout(timer);
       const proc: PlatformProcess = {
         child,
@@ -63,7 +64,8 @@ export function startPlatformProcess(
         proc.peakRss = Math.max(proc.peakRss, rssOf(child.pid));
       }, 250);
       resolve(proc);
-    });
+    };
+    child.stdout!.on('data', started);
     child.once('exit', (code) => reject(new Error(`platform (${role}) exited ${code}:\n${out}`)));
   });
 }

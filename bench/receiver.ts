@@ -48,6 +48,9 @@ process.on('message', (msg: { cmd: string }) => {
     ids.clear();
     duplicates = 0;
     process.send?.({ ok: true });
+  } else if (msg.cmd === 'count') {
+    // Polled while waiting: no latencies array over IPC (the receiver's CPU is part of the results).
+    process.send?.({ unique: ids.size });
   } else if (msg.cmd === 'stats') {
     process.send?.({ count, firstAt, lastAt, latencies, unique: ids.size, duplicates });
   } else if (msg.cmd === 'exit') {

@@ -26,6 +26,8 @@ function sortKeys(value: unknown): unknown {
 
 /** Deep equality of two JSON values (key order ignored). */
 export function jsonEqual(a: unknown, b: unknown): boolean {
+  // Strings, numbers, booleans and null compare directly; only objects and arrays need the canonical form.
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return a === b;
   return canonicalJson(a) === canonicalJson(b);
 }
 

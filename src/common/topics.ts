@@ -3,11 +3,6 @@
 /** Domains, events and partner ids become parts of topic names, so they use a safe alphabet. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
-/** True for a valid domain, event or partner id: 1..64 chars of [A-Za-z0-9_-], starting alphanumeric. */
-export function isValidName(value: unknown): value is string {
-  return typeof value === 'string' && NAME_PATTERN.test(value);
-}
-
 /** What a valid name looks like, for error messages. */
 export const NAME_RULE = '1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit';
 

@@ -8,7 +8,14 @@ import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
-import type { DeliveryAuth, DeliveryRecord, PartnerRecord, SubscriptionRecord } from '../common/model.ts';
+import type {
+  DeliveryAuth,
+  DeliveryRecord,
+  DeliveryTimeouts,
+  PartnerDeliverySettings,
+  PartnerRecord,
+  SubscriptionRecord,
+} from '../common/model.ts';
 import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
 import type { DeliveryClient, DeliveryResult } from '../common/ports/delivery-client.ts';
 import type { DeliveryRepository, IdempotencyLedger } from '../common/ports/store.ts';
@@ -142,10 +149,12 @@ export class WebhookDispatcher {
       await this.#defer(message, task, 60_000);
       return 'deferred_paused';
     }
+    const settings = (await this.#deps.partner(sub.partnerId))?.delivery ?? {};
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...settings.timeouts };
     // The delivery row is written with the first attempt (one write); until then it is only read.
     const [delivery, claim] = await Promise.all([
       this.#deps.deliveries.get(task.deliveryId),
-      this.#claim(sub, task, now),
+      this.#claim(task, timeouts, now),
     ]);
     if (claim === 'completed' || delivery?.status === 'SUCCESS') {
       if (claim === 'claimed') await this.#deps.ledger?.release(task.deliveryId);
@@ -162,7 +171,7 @@ export class WebhookDispatcher {
       return 'deferred_busy';
     }
     try {
-      return await this.#attempt(message, task, sub, delivery);
+      return await this.#attempt(message, task, sub, delivery, settings, timeouts);
     } catch (err) {
       await this.#deps.ledger?.release(task.deliveryId);
       throw err;
@@ -175,10 +184,10 @@ export class WebhookDispatcher {
     task: DeliveryTask,
     sub: SubscriptionRecord,
     delivery: DeliveryRecord | undefined,
+    settings: PartnerDeliverySettings,
+    timeouts: Required<DeliveryTimeouts>,
   ): Promise<TaskOutcome> {
     const recordedAttempts = delivery?.attempts ?? 0;
-    const partner = await this.#deps.partner(sub.partnerId);
-    const settings = partner?.delivery ?? {};
     const slot = await this.#deps.limiter.acquire(sub.id, {
       maxConcurrency: settings.maxConcurrency ?? this.#deps.defaultMaxConcurrency,
       ...(settings.rateLimitPerSecond !== undefined ? { ratePerSecond: settings.rateLimitPerSecond } : {}),
@@ -202,7 +211,7 @@ export class WebhookDispatcher {
         url: sub.url,
         headers,
         body,
-        timeouts: { ...DEFAULT_TIMEOUTS, ...settings.timeouts },
+        timeouts,
         maxResponseBytes: this.#deps.maxResponseBytes,
       });
     } finally {
@@ -294,13 +303,11 @@ export class WebhookDispatcher {
 
   /** Claims the delivery in the ledger for longer than the longest attempt can take; 'claimed' without a ledger. */
   async #claim(
-    sub: SubscriptionRecord,
     task: DeliveryTask,
+    t: Required<DeliveryTimeouts>,
     now: Date,
   ): Promise<'claimed' | 'completed' | 'busy'> {
     if (!this.#deps.ledger) return 'claimed';
-    const partner = await this.#deps.partner(sub.partnerId);
-    const t = { ...DEFAULT_TIMEOUTS, ...partner?.delivery.timeouts };
     // Queue wait (≤ 2 s) plus the timeouts, with a margin; after a crash the claim lapses by itself.
     const lease = t.connectMs + t.headersMs + t.bodyMs + 5_000;
     return this.#deps.ledger.claim(task.deliveryId, lease, now.getTime());

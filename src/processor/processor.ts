@@ -95,7 +95,7 @@ export class EventProcessor {
     const routes: Array<{ event: EventRef; deliveryIds: string[] }> = [];
     try {
       for (const message of batch) {
-        const outcome = await this.#processRecord(message, out, dead, markers, this.#routing, routes);
+        const outcome = await this.#processRecord(message, out, dead, markers, routes);
         outcomes.push(outcome);
         this.#processed.inc();
         if (outcome.kind === 'retry') this.#toRetry.inc();
@@ -121,7 +121,6 @@ export class EventProcessor {
     out: BusMessage[],
     dead: DeadLetterInput[],
     markers: string[],
-    seen: Set<string>,
     routes: Array<{ event: EventRef; deliveryIds: string[] }>,
   ): Promise<RecordOutcome> {
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
@@ -135,17 +134,19 @@ export class EventProcessor {
       // A redriven event is processed again even though it was routed before (that is the point of a redrive).
       const redriven = message.headers[HEADERS.redrive] !== undefined;
       if (
-        seen.has(marker) ||
+        this.#routing.has(marker) ||
         (!redriven && this.#deps.dedupe && (await this.#deps.deliveries.wasRouted(event)))
       ) {
         return { kind: 'duplicate' };
       }
       // Everything logged while this event is routed carries its correlation id.
-      const routed = await withCorrelationId(parsed.correlationId, () => this.#fanOut(parsed, message, dead));
+      const routed = await withCorrelationId(parsed.correlationId, () =>
+        this.#fanOut(parsed, message, originTopic, dead),
+      );
       const tasks = routed.map((r) => r.message);
       out.push(...tasks);
       routes.push({ event, deliveryIds: routed.map((r) => r.deliveryId) });
-      seen.add(marker);
+      this.#routing.add(marker);
       markers.push(marker);
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
@@ -193,10 +194,11 @@ export class EventProcessor {
   async #fanOut(
     envelope: EventEnvelope,
     message: ConsumedMessage,
+    originTopic: string,
     dead: DeadLetterInput[],
   ): Promise<Array<{ deliveryId: string; message: BusMessage }>> {
     const { domain, event } = envelope;
-    const version = envelope.schemaVersion ?? versionFromTopic(originTopicOf(message));
+    const version = envelope.schemaVersion ?? versionFromTopic(originTopic);
     if (version === undefined)
       throw new Permanent('schema_version_missing', 'the event names no schema version');
     const schema = await this.#deps.lookups.schema(domain, event, version);
@@ -234,7 +236,7 @@ export class EventProcessor {
         // A mapping that fails for this event dead-letters this subscription's delivery only.
         this.#toDlq.inc({ reason: 'mapping_failed' });
         dead.push({
-          ...deadLetterFor(message, originTopicOf(message), 'mapping_failed', describe(err), 1, envelope),
+          ...deadLetterFor(message, originTopic, 'mapping_failed', describe(err), 1, envelope),
           subscriptionId: sub.id,
           partnerId: sub.partnerId,
         });

@@ -3,7 +3,6 @@ import { HEADERS } from '../common/bus-headers.ts';
 import type { BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
 
 export const PROCESSOR_RETRY_TOPIC = 'retry.processor.30s';
-export const PROCESSOR_RETRY_DELAY_MS = 30_000;
 
 /** The message that sends a record to the processor retry topic for attempt `attempt + 1`. */
 export function processorRetryMessage(
@@ -12,7 +11,7 @@ export function processorRetryMessage(
   attempt: number,
   error: string,
   now: number,
-  delayMs = PROCESSOR_RETRY_DELAY_MS,
+  delayMs: number,
 ): BusMessage {
   return {
     topic: PROCESSOR_RETRY_TOPIC,

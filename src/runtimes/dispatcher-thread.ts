@@ -17,9 +17,7 @@ const { config } = workerData as { config: Config };
 try {
   const platform = await buildPlatform(config, {
     roles: ['dispatcher'],
-    dispatcherThread: false,
-    processMetrics: false,
-    hostCheckpoints: true,
+    hostedThread: true,
     logger: new Logger({
       level: config.logLevel,
       bindings: { service: 'webhooks', thread: 'dispatcher' },

@@ -52,15 +52,12 @@ export interface PlatformOptions {
   /** A clock for the components; with one, the dispatcher stays on this thread (a clock cannot cross). */
   clock?: () => Date;
   roles?: readonly Role[];
-  /** Overrides `config.dispatcherThread`. */
-  dispatcherThread?: boolean;
-  /** Register process gauges (RSS, heap…); off in a worker thread, whose host reports them. */
-  processMetrics?: boolean;
   /**
-   * This thread's SQLite connections never checkpoint the WAL: the host thread does (the dispatcher
-   * thread, so that it never stalls in a checkpoint's fsyncs).
+   * This platform is the dispatcher thread of a host process: the host reports the process gauges
+   * (RSS, heap…), and the host checkpoints the WAL, so that this thread never stalls in a
+   * checkpoint's fsyncs.
    */
-  hostCheckpoints?: boolean;
+  hostedThread?: boolean;
   /** Also told of every subscription change made here (the dispatcher thread tells its host). */
   onSubscriptionChanged?: (change: SubscriptionChange) => void;
 }
@@ -85,7 +82,7 @@ export interface Platform {
 }
 
 /** Opens the store engine named by the configuration. */
-function openStore(config: Config, autoCheckpoint: boolean): Store {
+function openStore(config: Config, autoCheckpoint: boolean): SqliteStore {
   if (config.store === 'sqlite') return new SqliteStore(join(config.dataDir, 'store.db'), { autoCheckpoint });
   throw new ConfigError('WEBHOOKS_STORE=dynamodb is not available in this version yet; use sqlite', {
     details: [{ field: 'WEBHOOKS_STORE', message: 'only sqlite is available in this version' }],
@@ -93,7 +90,7 @@ function openStore(config: Config, autoCheckpoint: boolean): Store {
 }
 
 /** Opens the bus engine named by the configuration. */
-function openBus(config: Config, autoCheckpoint: boolean): Bus {
+function openBus(config: Config, autoCheckpoint: boolean): EmbeddedLog {
   if (config.bus === 'embedded') {
     return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
       defaultPartitions: config.topicPartitions,
@@ -110,14 +107,14 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const logger = options.logger ?? new Logger({ level: config.logLevel, bindings: { service: 'webhooks' } });
   const clock = options.clock ?? (() => new Date());
   const metrics = new MetricsRegistry();
-  if (options.processMetrics !== false) processMetrics(metrics);
+  if (!options.hostedThread) processMetrics(metrics);
 
   ensureDataDir(config.dataDir);
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
   const roles = options.roles ?? ALL_ROLES;
-  const store = openStore(config, options.hostCheckpoints !== true);
-  const bus = openBus(config, options.hostCheckpoints !== true);
+  const store = openStore(config, !options.hostedThread);
+  const bus = openBus(config, !options.hostedThread);
   const topics = bus;
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
@@ -170,7 +167,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const threaded =
     roles.includes('dispatcher') &&
     roles.length > 1 &&
-    (options.dispatcherThread ?? config.dispatcherThread) &&
+    config.dispatcherThread &&
     options.clock === undefined;
   let dispatcherThread: DispatcherThread | undefined;
   const publish = (messages: Parameters<Bus['publish']>[0]) => bus.publish(messages);
@@ -244,19 +241,29 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       clock,
       subscriptionCache,
     };
-    stopPurge = startLedgerPurge(store, logger);
+    // The ledger holds the dispatcher's claims: it is purged where the dispatcher runs.
+    if (workerRoles.includes('dispatcher')) stopPurge = startLedgerPurge(store, logger);
     if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
     if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
   }
   let checkpointer: NodeJS.Timeout | undefined;
+  const close = async () => {
+    await dispatcherThread?.stop();
+    clearInterval(checkpointer);
+    stopPurge();
+    await Promise.all(consumers.map((c) => c.stop()));
+    await client?.close();
+    await bus.close();
+    await store.close();
+  };
   if (threaded) {
-    if (workerRoles.length === 0) await ensurePipelineTopics(bus, config.topicPartitions);
-    // The dispatcher thread leaves WAL checkpoints to this thread: besides the ones this thread's
-    // own commits trigger, one every second keeps the WAL short while only the thread writes.
+    // The thread ensures the pipeline topics itself before it reports ready, and leaves WAL
+    // checkpoints to this thread: besides the ones this thread's own commits trigger, one every
+    // second keeps the WAL short while only the thread writes.
     checkpointer = setInterval(() => {
       try {
-        if (store instanceof SqliteStore) store.checkpoint();
-        if (bus instanceof EmbeddedLog) bus.checkpoint();
+        store.checkpoint();
+        bus.checkpoint();
       } catch (err) {
         logger.warn('WAL checkpoint failed', { err });
       }
@@ -269,12 +276,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
         onSubscriptionChanged: subscriptionChanged,
       });
     } catch (err) {
-      clearInterval(checkpointer);
-      stopPurge();
-      await Promise.all(consumers.map((c) => c.stop()));
-      await client?.close();
-      await bus.close();
-      await store.close();
+      await close();
       throw err;
     }
   }
@@ -292,14 +294,6 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     handle,
     dispatcherThread,
     subscriptionChanged,
-    async close() {
-      await dispatcherThread?.stop();
-      clearInterval(checkpointer);
-      stopPurge();
-      await Promise.all(consumers.map((c) => c.stop()));
-      await client?.close();
-      await bus.close();
-      await store.close();
-    },
+    close,
   };
 }

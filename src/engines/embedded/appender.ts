@@ -7,6 +7,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { NotFoundError, ValidationError } from '../../common/errors.ts';
 import type { BusMessage } from '../../common/ports/bus.ts';
 import { transaction } from '../sqlite/database.ts';
+import { partitionKey } from './cursor.ts';
 import { partitionForKey } from './partitioner.ts';
 import { sql } from './schema.ts';
 
@@ -27,7 +28,7 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
         partitionsOf.set(message.topic, partitions);
       }
       const part = choosePartition(message, partitions, roundRobin);
-      const slot = `${message.topic}\u0000${part}`;
+      const slot = partitionKey(message.topic, part);
       let group = byPartition.get(slot);
       if (!group) {
         group = { topic: message.topic, part, messages: [] };

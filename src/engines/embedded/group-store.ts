@@ -11,6 +11,7 @@
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { transaction } from '../sqlite/database.ts';
+import { partitionKey } from './cursor.ts';
 import { sql } from './schema.ts';
 
 export interface HeldPartition {
@@ -158,7 +159,7 @@ export class GroupStore {
               'SELECT topic, part, next_offset FROM partition_log WHERE topic >= ? AND topic < ?',
             ).all(prefix, upperBound(prefix))
       ) as Array<{ topic: string; part: number; next_offset: number }>;
-      for (const r of rows) ends.set(`${r.topic}\u0000${r.part}`, r.next_offset);
+      for (const r of rows) ends.set(partitionKey(r.topic, r.part), r.next_offset);
     }
     return ends;
   }
@@ -195,13 +196,13 @@ export class GroupStore {
     const leases = sql(db, 'SELECT topic, part, owner, expires_at FROM lease WHERE grp = ?').all(
       this.#group,
     ) as Array<{ topic: string; part: number; owner: string; expires_at: number }>;
-    const taken = new Map(leases.map((l) => [`${l.topic}\u0000${l.part}`, l]));
+    const taken = new Map(leases.map((l) => [partitionKey(l.topic, l.part), l]));
     let mine = leases.filter(
       (l) => l.owner === this.#owner && matchesPrefixes(l.topic, this.#prefixes),
     ).length;
     for (const { topic, partition } of partitions) {
       if (mine >= share) break;
-      const lease = taken.get(`${topic}\u0000${partition}`);
+      const lease = taken.get(partitionKey(topic, partition));
       if (lease && lease.expires_at >= now) continue;
       sql(
         db,

@@ -10,7 +10,7 @@ import { matchesPrefixes } from './group-store.ts';
 import { sql } from './schema.ts';
 
 /** Groups not seen for this long no longer hold records back (like Kafka's offsets retention). */
-export const GROUP_EXPIRY_MS = 7 * 24 * 3600 * 1000;
+const GROUP_EXPIRY_MS = 7 * 24 * 3600 * 1000;
 const CHUNK = 5000;
 
 /** Deletes consumed records; returns how many. */

@@ -6,7 +6,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { ValidationError } from '../../common/errors.ts';
 import { isValidTopicName, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
-import { openDatabase, transaction } from '../sqlite/database.ts';
+import { checkpointPassive, openDatabase, transaction } from '../sqlite/database.ts';
 import { BUS_MIGRATIONS, PAGE_SIZE, sql } from './schema.ts';
 
 /** Embedded-log implementation of the topic administration port. */
@@ -17,8 +17,10 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
 
   /** `autoCheckpoint: false`: this connection leaves WAL checkpoints to another one (see `checkpoint()`). */
   constructor(path: string, options: { defaultPartitions?: number; autoCheckpoint?: boolean } = {}) {
-    this.db = openDatabase(path, BUS_MIGRATIONS, { pageSize: PAGE_SIZE });
-    if (options.autoCheckpoint === false) this.db.exec('PRAGMA wal_autocheckpoint = 0');
+    this.db = openDatabase(path, BUS_MIGRATIONS, {
+      pageSize: PAGE_SIZE,
+      ...(options.autoCheckpoint === false ? { autoCheckpointPages: 0 } : {}),
+    });
     this.#defaultPartitions = options.defaultPartitions ?? 4;
   }
 
@@ -55,7 +57,7 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
 
   /** Copies what it can of the WAL into the database file without waiting for anyone (PASSIVE). */
   checkpoint(): void {
-    if (this.db.isOpen) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    checkpointPassive(this.db);
   }
 
   async ping(): Promise<void> {

@@ -26,7 +26,7 @@ import { DRAIN_LIMIT_BYTES, decodeBody } from './response-body.ts';
  * would silently override a partner's higher limit (it held the benchmark at 16 connections while
  * the endpoint allowed 64).
  */
-export const DEFAULT_MAX_CONNECTIONS_PER_ORIGIN = 1000;
+const MAX_CONNECTIONS_PER_ORIGIN = 1000;
 export const DEFAULT_USER_AGENT = 'webhooks-platform/0.1';
 
 export interface UndiciDeliveryClientOptions {
@@ -34,7 +34,6 @@ export interface UndiciDeliveryClientOptions {
   allowInsecure: boolean;
   /** Extra trusted CA certificates (PEM), added to the default root store: a partner's private CA, a test's self-signed cert. */
   ca?: string | string[];
-  maxConnectionsPerOrigin?: number;
   /** Sent as `user-agent` unless the request sets one. */
   userAgent?: string;
 }
@@ -47,7 +46,6 @@ export class UndiciDeliveryClient implements DeliveryClient {
    * whole root store again each time (milliseconds of CPU per connection attempt).
    */
   readonly #secureContext: SecureContext | undefined;
-  readonly #connections: number;
   readonly #userAgent: string;
   readonly #agents = new Map<number, Agent>();
   #closed = false;
@@ -60,7 +58,6 @@ export class UndiciDeliveryClient implements DeliveryClient {
       extra.length === 0
         ? undefined
         : createSecureContext({ ca: [...getCACertificates('default'), ...extra], minVersion: 'TLSv1.3' });
-    this.#connections = options.maxConnectionsPerOrigin ?? DEFAULT_MAX_CONNECTIONS_PER_ORIGIN;
     this.#userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
   }
 
@@ -116,7 +113,7 @@ export class UndiciDeliveryClient implements DeliveryClient {
     let agent = this.#agents.get(connectMs);
     if (agent === undefined) {
       agent = new Agent({
-        connections: this.#connections,
+        connections: MAX_CONNECTIONS_PER_ORIGIN,
         allowH2: false,
         connect: {
           timeout: connectMs,

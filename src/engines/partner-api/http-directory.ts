@@ -29,7 +29,7 @@ import type { Page, PageRequest } from '../../common/ports/store.ts';
 import { TtlCache } from '../../common/ttl-cache.ts';
 import { parsePartnerAnswer, parsePartnerPage } from './partner-body.ts';
 
-export const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
+const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
 
 export interface HttpPartnerDirectoryOptions {
   /** e.g. `http://127.0.0.1:9000/v1`; a trailing slash is ignored. */

@@ -20,7 +20,7 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 export function openDatabase(
   path: string,
   migrations: readonly string[],
-  options: { pageSize?: number } = {},
+  options: { pageSize?: number; autoCheckpointPages?: number } = {},
 ): DatabaseSync {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   // The busy timeout is set at open, so even the first statements wait for a concurrent opener.
@@ -36,6 +36,9 @@ export function openDatabase(
   // delivery's writes in a savepoint, and past 64 KB SQLite spilled the sub-journal to a temp file,
   // one pwrite per page (measured: ~5 per delivery, more than the WAL's own writes).
   db.exec('PRAGMA temp_store = MEMORY');
+  // 0: this connection never checkpoints; another one does (`checkpointPassive`).
+  if (options.autoCheckpointPages !== undefined)
+    db.exec(`PRAGMA wal_autocheckpoint = ${options.autoCheckpointPages}`);
   migrate(db, migrations);
   return db;
 }
@@ -79,34 +82,47 @@ export function isBusy(err: unknown): boolean {
 const beginStatements = new WeakMap<DatabaseSync, StatementSync>();
 
 /**
- * BEGIN IMMEDIATE that waits for another connection's write lock in steps of 50 µs. SQLite's own
- * busy handler sleeps 1, 2, 5, 10… ms between tries, with the event loop frozen all along, while a
- * group commit holds the lock for well under a millisecond: threads and processes sharing a file
- * (`--role` splits) would lose more time asleep than waiting.
+ * One try at BEGIN IMMEDIATE without SQLite's busy handler: true when begun, false when another
+ * connection holds the write lock; other errors are thrown.
  */
-function beginImmediate(db: DatabaseSync): void {
+export function tryBeginImmediate(db: DatabaseSync): boolean {
   let begin = beginStatements.get(db);
   if (begin === undefined) {
     begin = db.prepare('BEGIN IMMEDIATE');
     beginStatements.set(db, begin);
   }
-  const deadline = Date.now() + BUSY_TIMEOUT_MS;
   // (A prepared PRAGMA statement was seen not to take effect on its first run: exec is reliable.)
   db.exec('PRAGMA busy_timeout = 0');
   try {
-    for (;;) {
-      try {
-        begin.run();
-        return;
-      } catch (err) {
-        if (!isBusy(err) || Date.now() > deadline) throw err;
-        Atomics.wait(pause, 0, 0, LOCK_POLL_MS);
-      }
-    }
+    begin.run();
+    return true;
+  } catch (err) {
+    if (isBusy(err)) return false;
+    throw err;
   } finally {
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   }
 }
+
+/** Copies what it can of the WAL into the database file without waiting for anyone (PASSIVE). */
+export function checkpointPassive(db: DatabaseSync): void {
+  if (db.isOpen) db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+}
+
+/**
+ * BEGIN IMMEDIATE that waits for another connection's write lock in steps of 50 µs. SQLite's own
+ * busy handler sleeps 1, 2, 5, 10… ms between tries, with the event loop frozen all along, while a
+ * group commit holds the lock for well under a millisecond: threads and processes sharing a file
+ * (`--role` splits) would lose more time asleep than waiting.
+ */
+export function beginImmediate(db: DatabaseSync): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  while (!tryBeginImmediate(db)) {
+    if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
+    Atomics.wait(pause, 0, 0, LOCK_POLL_MS);
+  }
+}
+
 /** Switching a new file to WAL can fail as "locked" while another process does the same; it is retried. */
 function retryWhileBusy(fn: () => void): void {
   const deadline = Date.now() + BUSY_TIMEOUT_MS;

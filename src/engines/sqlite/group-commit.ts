@@ -16,7 +16,7 @@
  * running (HTTP, other tasks) while this connection waits its turn.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { BUSY_TIMEOUT_MS, isBusy } from './database.ts';
+import { BUSY_TIMEOUT_MS, beginImmediate, tryBeginImmediate } from './database.ts';
 
 interface Pending {
   run: () => unknown;
@@ -27,22 +27,19 @@ interface Pending {
 export interface GroupCommitOptions {
   /** How long the first queued operation waits for others to join it (ms). */
   windowMs?: number;
-  /** A queue this long is committed at once, without waiting for the window. */
-  maxOperations?: number;
   /** How long to keep retrying while another connection holds the write lock (ms). */
   busyTimeoutMs?: number;
 }
 
-export const DEFAULT_WINDOW_MS = 3;
-export const DEFAULT_MAX_OPERATIONS = 1000;
+const DEFAULT_WINDOW_MS = 3;
+/** A queue this long is committed at once, without waiting for the window. */
+const MAX_OPERATIONS = 1000;
 
 export class GroupCommit {
   readonly #db: DatabaseSync;
-  readonly #begin: StatementSync;
   readonly #commit: StatementSync;
   readonly #rollback: StatementSync;
   readonly #windowMs: number;
-  readonly #maxOperations: number;
   readonly #busyTimeoutMs: number;
   #queue: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -52,11 +49,9 @@ export class GroupCommit {
 
   constructor(db: DatabaseSync, options: GroupCommitOptions = {}) {
     this.#db = db;
-    this.#begin = db.prepare('BEGIN IMMEDIATE');
     this.#commit = db.prepare('COMMIT');
     this.#rollback = db.prepare('ROLLBACK');
     this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
-    this.#maxOperations = options.maxOperations ?? DEFAULT_MAX_OPERATIONS;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
   }
 
@@ -65,7 +60,7 @@ export class GroupCommit {
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ run: op, resolve: resolve as (v: unknown) => void, reject });
       if (this.#busySince !== 0) return; // a retry is already scheduled
-      if (this.#queue.length >= this.#maxOperations) this.#flushSoon();
+      if (this.#queue.length >= MAX_OPERATIONS) this.#flushSoon();
       else if (this.#timer === undefined && this.#immediate === undefined)
         this.#timer = setTimeout(() => this.#flush(), this.#windowMs);
     });
@@ -112,7 +107,7 @@ export class GroupCommit {
       return;
     }
     this.#busySince = 0;
-    const batch = this.#queue.splice(0, this.#maxOperations);
+    const batch = this.#queue.splice(0, MAX_OPERATIONS);
     if (this.#queue.length > 0 && !wait) this.#flushSoon();
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     for (const p of batch) {
@@ -140,22 +135,12 @@ export class GroupCommit {
 
   /** BEGIN IMMEDIATE (without waiting for the write lock unless `wait`): true, 'busy', or the error. */
   #tryBegin(wait: boolean): true | 'busy' | unknown {
-    if (wait) {
-      try {
-        this.#begin.run();
-        return true;
-      } catch (err) {
-        return err;
-      }
-    }
-    this.#db.exec('PRAGMA busy_timeout = 0');
     try {
-      this.#begin.run();
+      if (wait) beginImmediate(this.#db);
+      else if (!tryBeginImmediate(this.#db)) return 'busy';
       return true;
     } catch (err) {
-      return isBusy(err) ? 'busy' : err;
-    } finally {
-      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      return err;
     }
   }
 

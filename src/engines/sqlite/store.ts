@@ -16,7 +16,7 @@ import {
   type Store,
   type SubscriptionRepository,
 } from '../../common/ports/store.ts';
-import { openDatabase } from './database.ts';
+import { checkpointPassive, openDatabase } from './database.ts';
 import { SqliteDeadLetters } from './dead-letters.ts';
 import { SqliteDeliveries } from './deliveries.ts';
 import { DocumentTable } from './document-table.ts';
@@ -45,13 +45,13 @@ export class SqliteStore implements Store {
    * host does, so the thread never stalls in a checkpoint's fsyncs.
    */
   constructor(path: string, options: { autoCheckpoint?: boolean } = {}) {
-    this.#db = openDatabase(path, MIGRATIONS);
     // Each checkpoint ends in fsyncs that stall the (synchronous) writer. Delivery writes touch the
     // same hot pages again and again, so checkpointing less often also copies far fewer pages:
     // ~40 MB of WAL between checkpoints instead of SQLite's 4 MB raised the measured delivery
     // rate ~1.3x; larger values gained nothing more.
-    const pages = options.autoCheckpoint === false ? 0 : WAL_AUTOCHECKPOINT_PAGES;
-    this.#db.exec(`PRAGMA wal_autocheckpoint = ${pages}`);
+    this.#db = openDatabase(path, MIGRATIONS, {
+      autoCheckpointPages: options.autoCheckpoint === false ? 0 : WAL_AUTOCHECKPOINT_PAGES,
+    });
     const schemas = new DocumentTable<SchemaRecord>(this.#db, {
       table: 'event_schema',
       key: [
@@ -135,7 +135,7 @@ export class SqliteStore implements Store {
 
   /** Copies what it can of the WAL into the database file without waiting for anyone (PASSIVE). */
   checkpoint(): void {
-    if (this.#db.isOpen) this.#db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    checkpointPassive(this.#db);
   }
 
   async ping(): Promise<void> {
