@@ -227,7 +227,8 @@ if (!SKIP.has('throughput')) {
       `CPU per delivery: ${cpuPerDelivery(procs, cpuBefore, stats.unique)}`,
   );
   for (const p of procs) await p.stop();
-  await rm(dir, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
+  else await rm(dir, { recursive: true, force: true });
 }
 
 // 3. Latency at a steady rate: ingest→delivery (sentAt in the event → arrival at the receiver).
