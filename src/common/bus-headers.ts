@@ -1,6 +1,6 @@
 /** Names of the bus message headers the platform uses between its stages. */
 export const HEADERS = {
-  /** When ingest accepted the event (ms since epoch, µs steps: distinct per event), for end-to-end latency. */
+  /** When ingest accepted the event (ms since epoch), for end-to-end latency. */
   ingestedAt: 'x-webhooks-ingested-at',
   /** Processor attempts made so far (on the processor retry topic). */
   attempt: 'x-webhooks-attempt',

@@ -34,23 +34,36 @@ export interface DeliveryTask {
   ingestedAt?: number;
 }
 
+/** Where an event was read from: the ingest time and the record's position in its topic. */
+export interface RecordPosition {
+  ingestedAt: number;
+  partition: number;
+  offset: number;
+}
+
 /**
- * The delivery id (`webhook-id`) of an event for a subscription: `msg_` + 14 hex digits of the
- * ingest time in µs + 18 hex digits of SHA-256(source, id, subscription). Deterministic — every
- * redelivery of the same ingested event gives the same id, so the ledger absorbs repeats — and
- * ordered by ingest (each event ingested by one process has its own µs stamp), so the store's
- * tables keyed by it grow at the end instead of at random places.
+ * The delivery id (`webhook-id`) of an event for a subscription: `msg_` + 32 hex digits, namely
+ * the ingest second (8), the partition (3) and offset (11) of the record the event was read from,
+ * and SHA-256(source, id, subscription) (10). Deterministic — every redelivery of the same record
+ * gives the same id, so the ledger absorbs repeats. And ordered by position: consumers drain
+ * partitions at their own pace (one may run minutes behind another), so ids in ingest order would
+ * land all over the store's tables keyed by them, one page write each; per second and partition
+ * they are written in offset order, at the end of their range.
  */
 export function deliveryIdFor(
-  ingestedAt: number,
+  position: RecordPosition,
   eventSource: string,
   eventId: string,
   subscriptionId: string,
 ): string {
   const hash = createHash('sha256').update(`${eventSource}\n${eventId}\n${subscriptionId}`).digest('hex');
-  const time = Math.max(0, Math.round(ingestedAt * 1000)).toString(16).padStart(14, '0').slice(-14);
-  return `msg_${time}${hash.slice(0, 18)}`;
+  const second = Math.max(0, Math.floor(position.ingestedAt / 1000)) % 0x1_0000_0000;
+  const partition = position.partition % 0x1000;
+  const offset = position.offset % 0x1000_0000_0000;
+  return `msg_${hex(second, 8)}${hex(partition, 3)}${hex(offset, 11)}${hash.slice(0, 10)}`;
 }
+
+const hex = (n: number, digits: number): string => n.toString(16).padStart(digits, '0');
 
 /** Parses a task from the bus; a malformed one is a ValidationError (it goes to the DLQ). */
 export function parseDeliveryTask(value: string): DeliveryTask {

@@ -23,8 +23,6 @@ export interface IngestDeps {
 export class EventIngest {
   readonly #deps: IngestDeps;
   readonly #ingested;
-  /** The last ingest stamp handed out, in µs (see `#stamp`). */
-  #lastStampUs = 0;
 
   constructor(deps: IngestDeps) {
     this.#deps = deps;
@@ -47,7 +45,7 @@ export class EventIngest {
         topic: ingressTopic(envelope.domain, envelope.event, version),
         key: envelope.subject ?? envelope.id,
         value: JSON.stringify(toStructured(routed)),
-        headers: { [HEADERS.ingestedAt]: String(this.#stamp(now)) },
+        headers: { [HEADERS.ingestedAt]: String(now) },
       });
     }
     if (problems.length > 0) {
@@ -62,17 +60,6 @@ export class EventIngest {
     await this.#deps.publish(messages);
     for (const e of events) this.#ingested.inc({ type: e.type });
     return events.map((e) => ({ id: e.id, type: e.type }));
-  }
-
-  /**
-   * The event's ingest time (ms): the clock, stepped by 1 µs past the previous event's so that every
-   * event this process accepts has a distinct, increasing stamp. Delivery ids start with it, so the
-   * store's delivery rows, attempts and ledger entries are appended in ingest order instead of at
-   * random places among the events of one millisecond (one batch shares a millisecond).
-   */
-  #stamp(nowMs: number): number {
-    this.#lastStampUs = Math.max(nowMs * 1000, this.#lastStampUs + 1);
-    return this.#lastStampUs / 1000;
   }
 
   async #resolveVersion(

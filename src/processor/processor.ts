@@ -227,7 +227,12 @@ export class EventProcessor {
       if (only !== undefined && sub.id !== only) continue;
       if (sub.schemaVersion !== undefined && sub.schemaVersion !== version) continue;
       if (sub.filter && !matchesFilter(sub.filter, { data: envelope.data, event: eventAttributes })) continue;
-      const deliveryId = deliveryIdFor(ingestedAt, envelope.source, envelope.id, sub.id);
+      const deliveryId = deliveryIdFor(
+        { ingestedAt, partition: message.partition, offset: message.offset },
+        envelope.source,
+        envelope.id,
+        sub.id,
+      );
       let payload: JsonValue;
       try {
         payload = await this.#payloadFor(sub, envelope, eventAttributes);
