@@ -48,14 +48,33 @@ abstract class Metric<S> {
   protected abstract sampleLines(pairs: string, state: S): string[];
 
   protected state(labels: Labels | undefined): S {
+    // Hot path (several updates per delivery): the key from the label values alone; the full check
+    // of the label names runs when the series is new, or when the labels given are not exactly ours.
+    const key = this.#fastKey(labels);
+    const known = key === undefined ? undefined : this.series.get(key);
+    if (known !== undefined) return known.state;
     const values = this.labelValues(labels);
-    const key = JSON.stringify(values);
-    let entry = this.series.get(key);
-    if (entry === undefined) {
-      entry = { labels: values, state: this.initial() };
-      this.series.set(key, entry);
-    }
+    const entry = { labels: values, state: this.initial() };
+    this.series.set(JSON.stringify(values), entry);
     return entry.state;
+  }
+
+  /** The series key of `labels` when they name exactly this metric's labels; undefined otherwise. */
+  #fastKey(labels: Labels | undefined): string | undefined {
+    const names = this.labelNames;
+    if (names.length === 0)
+      return labels === undefined || Object.keys(labels).length === 0 ? '[]' : undefined;
+    if (labels === undefined) return undefined;
+    let count = 0;
+    for (const _ in labels) count++;
+    if (count !== names.length) return undefined;
+    const values: string[] = [];
+    for (const name of names) {
+      const value = labels[name];
+      if (value === undefined) return undefined;
+      values.push(String(value));
+    }
+    return JSON.stringify(values);
   }
 
   protected peek(labels: Labels | undefined): S | undefined {

@@ -32,7 +32,7 @@ export interface ProcessorDeps {
    * Where each routed event and its delivery ids are recorded: the idempotency marker, and what
    * `GET /admin/deliveries?eventId=` follows.
    */
-  deliveries: Pick<DeliveryRepository, 'recordRouting' | 'wasRouted'>;
+  deliveries: Pick<DeliveryRepository, 'recordRouting' | 'routed'>;
   /** Skip an event already routed (the idempotency ledger is on). */
   dedupe: boolean;
   /** Processor retries of transient failures before the DLQ. */
@@ -94,8 +94,10 @@ export class EventProcessor {
     const outcomes: RecordOutcome[] = [];
     const routes: Array<{ event: EventRef; deliveryIds: string[] }> = [];
     try {
-      for (const message of batch) {
-        const outcome = await this.#processRecord(message, out, dead, markers, routes);
+      const parsed = batch.map(parseRecord);
+      const seen = await this.#routedBefore(batch, parsed);
+      for (const [i, message] of batch.entries()) {
+        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, out, dead, markers, routes);
         outcomes.push(outcome);
         this.#processed.inc();
         if (outcome.kind === 'retry') this.#toRetry.inc();
@@ -116,8 +118,38 @@ export class EventProcessor {
     return { failed: [], outcomes };
   }
 
+  /**
+   * Which records' events were routed before (deduplication), looked up for the whole batch at
+   * once; a redriven event is processed again whatever its record says (that is the point of a redrive).
+   */
+  async #routedBefore(
+    batch: ConsumedMessage[],
+    parsed: Array<EventEnvelope | Unparsable>,
+  ): Promise<boolean[]> {
+    const seen = batch.map(() => false);
+    if (!this.#deps.dedupe) return seen;
+    const asked: number[] = [];
+    batch.forEach((message, i) => {
+      const p = parsed[i]!;
+      if (!(p instanceof Unparsable) && message.headers[HEADERS.redrive] === undefined) asked.push(i);
+    });
+    if (asked.length === 0) return seen;
+    const answers = await this.#deps.deliveries.routed(
+      asked.map((i) => {
+        const e = parsed[i] as EventEnvelope;
+        return { id: e.id, source: e.source };
+      }),
+    );
+    asked.forEach((i, k) => {
+      seen[i] = answers[k]!;
+    });
+    return seen;
+  }
+
   async #processRecord(
     message: ConsumedMessage,
+    parsedRecord: EventEnvelope | Unparsable,
+    routedBefore: boolean,
     out: BusMessage[],
     dead: DeadLetterInput[],
     markers: string[],
@@ -127,18 +159,12 @@ export class EventProcessor {
     const originTopic = originTopicOf(message);
     let envelope: EventEnvelope | undefined;
     try {
-      const parsed = parseStructuredEvent(JSON.parse(message.value));
+      if (parsedRecord instanceof Unparsable) throw parsedRecord.error;
+      const parsed = parsedRecord;
       envelope = parsed;
       const event = { id: parsed.id, source: parsed.source };
       const marker = `${parsed.source}\n${parsed.id}`;
-      // A redriven event is processed again even though it was routed before (that is the point of a redrive).
-      const redriven = message.headers[HEADERS.redrive] !== undefined;
-      if (
-        this.#routing.has(marker) ||
-        (!redriven && this.#deps.dedupe && (await this.#deps.deliveries.wasRouted(event)))
-      ) {
-        return { kind: 'duplicate' };
-      }
+      if (this.#routing.has(marker) || routedBefore) return { kind: 'duplicate' };
       // Everything logged while this event is routed carries its correlation id.
       const routed = await withCorrelationId(parsed.correlationId, () =>
         this.#fanOut(parsed, message, originTopic, dead),
@@ -349,4 +375,20 @@ function describe(err: unknown): string {
     return `${err.message}: ${err.details.map((d) => `${d.field ?? ''} ${d.message}`.trim()).join('; ')}`;
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A record whose value is not a valid event (the error says why; the record goes to the DLQ). */
+class Unparsable {
+  readonly error: unknown;
+  constructor(error: unknown) {
+    this.error = error;
+  }
+}
+
+function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
+  try {
+    return parseStructuredEvent(JSON.parse(message.value));
+  } catch (err) {
+    return new Unparsable(err);
+  }
 }

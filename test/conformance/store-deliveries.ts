@@ -231,14 +231,17 @@ export function describeDeliveries(ctx: StoreContext): void {
       const records = Array.from({ length: 5 }, (_, i) =>
         deliveryRecord({ eventId, eventSource: event.source, createdAt: timeAt(i) }),
       );
-      assert.equal(await deliveries().wasRouted(event), false);
+      assert.deepEqual(await deliveries().routed([event]), [false]);
       // The processor records an event's routes when it routes it; the records come later.
       await deliveries().recordRouting(
         event,
         records.map((r) => r.id),
       );
-      assert.equal(await deliveries().wasRouted(event), true);
-      assert.equal(await deliveries().wasRouted({ ...event, source: '/other' }), false);
+      assert.deepEqual(await deliveries().routed([event, { ...event, source: '/other' }, event]), [
+        true,
+        false,
+        true,
+      ]);
       assert.deepEqual((await deliveries().list({ eventId })).items, []);
       for (const r of records.slice(0, 4)) await deliveries().ensure(r);
       const last = records[4]!;
@@ -265,7 +268,8 @@ export function describeDeliveries(ctx: StoreContext): void {
     test('an event routed to no delivery is recorded as routed, and its filter lists nothing', async () => {
       const event = { id: testId('evt-none-'), source: '/orders' };
       await deliveries().recordRouting(event, []);
-      assert.equal(await deliveries().wasRouted(event), true);
+      assert.deepEqual(await deliveries().routed([event]), [true]);
+      assert.deepEqual(await deliveries().routed([]), []);
       assert.deepEqual((await deliveries().list({ eventId: event.id })).items, []);
     });
 

@@ -42,7 +42,7 @@ describe('store migrations', () => {
     const store = new SqliteStore(path);
     try {
       assert.deepEqual((await store.deliveries.list({ eventId: rec.eventId })).items, [rec]);
-      assert.equal(await store.deliveries.wasRouted({ id: rec.eventId, source: rec.eventSource }), true);
+      assert.deepEqual(await store.deliveries.routed([{ id: rec.eventId, source: rec.eventSource }]), [true]);
     } finally {
       await store.close();
     }
@@ -80,6 +80,41 @@ describe('connection settings', () => {
     assert.equal(db.prepare('PRAGMA temp_store').get()!.temp_store, 2);
     assert.equal(db.prepare('PRAGMA journal_mode').get()!.journal_mode, 'wal');
     db.close();
+  });
+});
+
+describe('recording a first attempt', () => {
+  test('a delivery that cannot be written takes its attempt row back (no savepoint on this path)', async () => {
+    const store = new SqliteStore(join(dir, 'first-attempt.db'));
+    const broken = { ...deliveryRecord(), createdAt: undefined } as unknown as ReturnType<
+      typeof deliveryRecord
+    >;
+    const attempt = {
+      deliveryId: broken.id,
+      attempt: 1,
+      at: new Date().toISOString(),
+      latencyMs: 1,
+      outcome: 'success' as const,
+    };
+
+    await assert.rejects(
+      store.deliveries.recordAttempt(
+        attempt,
+        { status: 'SUCCESS', attempts: 1, updatedAt: attempt.at },
+        broken,
+      ),
+    );
+
+    assert.deepEqual(await store.deliveries.attempts(broken.id), []);
+    assert.equal(await store.deliveries.get(broken.id), undefined);
+    const fixed = deliveryRecord({ id: broken.id });
+    await store.deliveries.recordAttempt(
+      attempt,
+      { status: 'SUCCESS', attempts: 1, updatedAt: attempt.at },
+      fixed,
+    );
+    assert.deepEqual(await store.deliveries.attempts(broken.id), [attempt]);
+    await store.close();
   });
 });
 

@@ -6,7 +6,12 @@ const AT = Date.parse('2026-01-01T00:00:00.000Z');
 
 describe('deliveryIdFor', () => {
   it('is msg_ + 32 hex digits: ingest second, partition, offset, then the hash', () => {
-    const id = deliveryIdFor({ ingestedAt: AT + 999, partition: 3, offset: 0x1d6f }, '/test', 'evt-1', 'sub-1');
+    const id = deliveryIdFor(
+      { ingestedAt: AT + 999, partition: 3, offset: 0x1d6f },
+      '/test',
+      'evt-1',
+      'sub-1',
+    );
 
     assert.match(id, /^msg_[0-9a-f]{32}$/);
     assert.equal(id.slice(4, 12), (AT / 1000).toString(16));
@@ -16,7 +21,12 @@ describe('deliveryIdFor', () => {
 
   it('sorts the records of one partition in offset order, whatever their event ids, within and across seconds', () => {
     const ids = Array.from({ length: 1000 }, (_, i) =>
-      deliveryIdFor({ ingestedAt: AT + i * 5, partition: 1, offset: 5000 + i }, '/test', `evt-${999 - i}`, 'sub-1'),
+      deliveryIdFor(
+        { ingestedAt: AT + i * 5, partition: 1, offset: 5000 + i },
+        '/test',
+        `evt-${999 - i}`,
+        'sub-1',
+      ),
     );
 
     assert.deepEqual([...ids].sort(), ids);

@@ -121,7 +121,7 @@ describe('EventProcessor', () => {
     const message = record({ amount: 5 });
     await make({
       deliveries: {
-        wasRouted: async () => false,
+        routed: async (events) => events.map(() => false),
         recordRouting: async (event, ids) => {
           routes.push([event, ids]);
         },
@@ -197,7 +197,7 @@ describe('EventProcessor', () => {
       releaseMarker = resolve;
     });
     const slowRoutes = {
-      wasRouted: (event: EventRef) => store.deliveries.wasRouted(event),
+      routed: (events: EventRef[]) => store.deliveries.routed(events),
       recordRouting: async (event: EventRef, ids: string[]) => {
         await markerWritten;
         await store.deliveries.recordRouting(event, ids);

@@ -104,8 +104,8 @@ export interface DeliveryRepository {
    * follows. Creating a delivery records its route too (nothing new when it was recorded).
    */
   recordRouting(event: EventRef, deliveryIds: string[]): Promise<void>;
-  /** Whether `recordRouting` was called for this event. */
-  wasRouted(event: EventRef): Promise<boolean>;
+  /** For each event, whether `recordRouting` was called for it (one read for a whole batch). */
+  routed(events: EventRef[]): Promise<boolean[]>;
   /** Changes fields of a delivery (status after a redrive, a failure before any attempt). */
   patch(id: string, update: Partial<DeliveryRecord> & { updatedAt: string }): Promise<void>;
   /** Deliveries, newest first. */

@@ -57,19 +57,26 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
 
 /** The SQLite implementation of the delivery repository. */
 export class SqliteDeliveries implements DeliveryRepository {
+  readonly #db: DatabaseSync;
+  readonly #readBegin: StatementSync;
+  readonly #readEnd: StatementSync;
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
   readonly #route: StatementSync;
   readonly #routed: StatementSync;
   readonly #get: StatementSync;
   readonly #patch: StatementSync;
-  readonly #insertAttempt: StatementSync;
+  readonly #attemptInsert: StatementSync;
+  readonly #attemptDelete: StatementSync;
   readonly #attempts: StatementSync;
-  readonly #begin: StatementSync;
-  readonly #commit: StatementSync;
-  readonly #rollback: StatementSync;
+  readonly #savepoint: StatementSync;
+  readonly #release: StatementSync;
+  readonly #rollbackTo: StatementSync;
 
   constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#readBegin = db.prepare('BEGIN');
+    this.#readEnd = db.prepare('COMMIT');
     this.#lists = new StatementCache(db);
     this.#insert = db.prepare(
       `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
@@ -85,14 +92,15 @@ export class SqliteDeliveries implements DeliveryRepository {
     this.#patch = db.prepare(
       `UPDATE event_delivery_status SET doc = json_patch(doc, ?), status = coalesce(?, status) WHERE id = ?`,
     );
-    this.#insertAttempt = db.prepare(
+    this.#attemptInsert = db.prepare(
       'INSERT INTO delivery_attempt (delivery_id, attempt, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     );
+    this.#attemptDelete = db.prepare('DELETE FROM delivery_attempt WHERE delivery_id = ? AND attempt = ?');
     this.#attempts = db.prepare('SELECT doc FROM delivery_attempt WHERE delivery_id = ? ORDER BY attempt');
     // A savepoint, not BEGIN: recordAttempt runs inside the store's group-commit transaction.
-    this.#begin = db.prepare('SAVEPOINT record_attempt');
-    this.#commit = db.prepare('RELEASE record_attempt');
-    this.#rollback = db.prepare('ROLLBACK TO record_attempt');
+    this.#savepoint = db.prepare('SAVEPOINT record_attempt');
+    this.#release = db.prepare('RELEASE record_attempt');
+    this.#rollbackTo = db.prepare('ROLLBACK TO record_attempt');
   }
 
   async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
@@ -110,29 +118,29 @@ export class SqliteDeliveries implements DeliveryRepository {
     update: DeliveryUpdate,
     create?: DeliveryRecord,
   ): Promise<void> {
-    this.#begin.run();
+    // First attempt (the usual case when `create` is given): the attempt row first (a conflict then
+    // writes nothing), then the delivery, written once in its new state, or updated when it exists
+    // after all. Without a savepoint (measured: a tenth of this call's cost); if the delivery write
+    // fails, the attempt row is taken back.
+    if (create !== undefined) {
+      this.#insertAttempt(attempt);
+      try {
+        if (!this.#insertRecord(applyUpdate(create, update))) this.#apply(attempt.deliveryId, update);
+      } catch (err) {
+        this.#attemptDelete.run(attempt.deliveryId, attempt.attempt);
+        throw err;
+      }
+      return;
+    }
+    // A later attempt: the update and the attempt together, or neither.
+    this.#savepoint.run();
     try {
-      // First attempt (the usual case when `create` is given): the delivery is written once, already
-      // in its new state; otherwise, or when it exists after all, the update is applied to it.
-      const created = create !== undefined && this.#insertRecord(applyUpdate(create, update));
-      if (!created && !this.#tryApply(attempt.deliveryId, update)) {
-        throw new NotFoundError('not_found', `delivery ${attempt.deliveryId} not found`);
-      }
-      const { changes } = this.#insertAttempt.run(
-        attempt.deliveryId,
-        attempt.attempt,
-        JSON.stringify(attempt),
-      );
-      if (changes === 0) {
-        throw new ConflictError(
-          'already_exists',
-          `attempt ${attempt.attempt} of delivery ${attempt.deliveryId} is already recorded`,
-        );
-      }
-      this.#commit.run();
+      this.#apply(attempt.deliveryId, update);
+      this.#insertAttempt(attempt);
+      this.#release.run();
     } catch (err) {
-      this.#rollback.run();
-      this.#commit.run();
+      this.#rollbackTo.run();
+      this.#release.run();
       throw err;
     }
   }
@@ -142,8 +150,16 @@ export class SqliteDeliveries implements DeliveryRepository {
     for (const id of deliveryIds) this.#route.run(event.id, event.source, id);
   }
 
-  async wasRouted(event: EventRef): Promise<boolean> {
-    return this.#routed.get(event.id, event.source) !== undefined;
+  async routed(events: EventRef[]): Promise<boolean[]> {
+    // One read transaction for the batch: each statement on its own would take and drop the WAL
+    // read lock (two fcntl calls) and re-check for other connections' commits.
+    const own = !this.#db.isTransaction && events.length > 1;
+    if (own) this.#readBegin.run();
+    try {
+      return events.map((e) => this.#routed.get(e.id, e.source) !== undefined);
+    } finally {
+      if (own) this.#readEnd.run();
+    }
   }
 
   async patch(id: string, update: DeliveryUpdate): Promise<void> {
@@ -171,6 +187,17 @@ export class SqliteDeliveries implements DeliveryRepository {
   async attempts(deliveryId: string): Promise<DeliveryAttempt[]> {
     const rows = this.#attempts.all(deliveryId) as Array<{ doc: string }>;
     return rows.map((r) => JSON.parse(r.doc) as DeliveryAttempt);
+  }
+
+  /** Conflict `already_exists` when this attempt number is already recorded (then nothing is written). */
+  #insertAttempt(attempt: DeliveryAttempt): void {
+    const { changes } = this.#attemptInsert.run(attempt.deliveryId, attempt.attempt, JSON.stringify(attempt));
+    if (changes === 0) {
+      throw new ConflictError(
+        'already_exists',
+        `attempt ${attempt.attempt} of delivery ${attempt.deliveryId} is already recorded`,
+      );
+    }
   }
 
   #apply(id: string, update: DeliveryUpdate): void {

@@ -114,7 +114,7 @@ export class SqliteStore implements Store {
       get: (id) => deliveries.get(id),
       recordAttempt: (a, u, c) => group.run(() => deliveries.recordAttempt(a, u, c)),
       recordRouting: (event, ids) => group.run(() => deliveries.recordRouting(event, ids)),
-      wasRouted: (event) => deliveries.wasRouted(event),
+      routed: (events) => deliveries.routed(events),
       patch: (id, u) => group.run(() => deliveries.patch(id, u)),
       list: (f, page) => deliveries.list(f, page),
       attempts: (id) => deliveries.attempts(id),
