@@ -10,6 +10,7 @@ import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { openDatabase, transaction } from '../../src/engines/sqlite/database.ts';
 import { GroupCommit } from '../../src/engines/sqlite/group-commit.ts';
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
+import { ReadBatch } from '../../src/engines/sqlite/read-batch.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { deliveryRecord } from '../support/fixtures.ts';
 
@@ -115,6 +116,32 @@ describe('recording a first attempt', () => {
     );
     assert.deepEqual(await store.deliveries.attempts(broken.id), [attempt]);
     await store.close();
+  });
+});
+
+describe('read batching', () => {
+  test('reads issued in one turn run in one read transaction; a failing read rejects alone', async () => {
+    const db = openDatabase(join(dir, 'read-batch.db'), ['CREATE TABLE t (n INTEGER)']);
+    db.exec('INSERT INTO t VALUES (1), (2), (3)');
+    const reads = new ReadBatch(db);
+    const count = db.prepare('SELECT count(*) AS n FROM t');
+    const inTransaction = () => ({ n: (count.get() as { n: number }).n, open: db.isTransaction });
+
+    const together = await Promise.allSettled([
+      reads.run(inTransaction),
+      reads.run(() => {
+        throw new Error('this read fails');
+      }),
+      reads.run(inTransaction),
+    ]);
+    const alone = await reads.run(inTransaction);
+
+    assert.deepEqual(together[0], { status: 'fulfilled', value: { n: 3, open: true } });
+    assert.equal(together[1]!.status, 'rejected');
+    assert.deepEqual(together[2], { status: 'fulfilled', value: { n: 3, open: true } });
+    assert.deepEqual(alone, { n: 3, open: false });
+    assert.equal(db.isTransaction, false);
+    db.close();
   });
 });
 

@@ -57,9 +57,6 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
 
 /** The SQLite implementation of the delivery repository. */
 export class SqliteDeliveries implements DeliveryRepository {
-  readonly #db: DatabaseSync;
-  readonly #readBegin: StatementSync;
-  readonly #readEnd: StatementSync;
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
   readonly #route: StatementSync;
@@ -74,9 +71,6 @@ export class SqliteDeliveries implements DeliveryRepository {
   readonly #rollbackTo: StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#db = db;
-    this.#readBegin = db.prepare('BEGIN');
-    this.#readEnd = db.prepare('COMMIT');
     this.#lists = new StatementCache(db);
     this.#insert = db.prepare(
       `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
@@ -105,11 +99,17 @@ export class SqliteDeliveries implements DeliveryRepository {
 
   async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
     if (this.#insertRecord(record)) return JSON.parse(JSON.stringify(record)) as DeliveryRecord;
-    return this.#read(record.id) ?? record;
+    return this.read(record.id) ?? record;
   }
 
   async get(id: string): Promise<DeliveryRecord | undefined> {
-    return this.#read(id);
+    return this.read(id);
+  }
+
+  /** `get`, synchronously (for read batching). */
+  read(id: string): DeliveryRecord | undefined {
+    const row = this.#get.get(id) as { doc: string } | undefined;
+    return row ? (JSON.parse(row.doc) as DeliveryRecord) : undefined;
   }
 
   /** Conflict `already_exists` when this attempt number is already recorded; then nothing changes. */
@@ -151,15 +151,12 @@ export class SqliteDeliveries implements DeliveryRepository {
   }
 
   async routed(events: EventRef[]): Promise<boolean[]> {
-    // One read transaction for the batch: each statement on its own would take and drop the WAL
-    // read lock (two fcntl calls) and re-check for other connections' commits.
-    const own = !this.#db.isTransaction && events.length > 1;
-    if (own) this.#readBegin.run();
-    try {
-      return events.map((e) => this.#routed.get(e.id, e.source) !== undefined);
-    } finally {
-      if (own) this.#readEnd.run();
-    }
+    return events.map((e) => this.isRouted(e));
+  }
+
+  /** Whether `recordRouting` was called for the event (synchronous, for read batching). */
+  isRouted(event: EventRef): boolean {
+    return this.#routed.get(event.id, event.source) !== undefined;
   }
 
   async patch(id: string, update: DeliveryUpdate): Promise<void> {
@@ -223,10 +220,5 @@ export class SqliteDeliveries implements DeliveryRepository {
       JSON.stringify(record),
     );
     return changes > 0;
-  }
-
-  #read(id: string): DeliveryRecord | undefined {
-    const row = this.#get.get(id) as { doc: string } | undefined;
-    return row ? (JSON.parse(row.doc) as DeliveryRecord) : undefined;
   }
 }

@@ -23,6 +23,7 @@ import { DocumentTable } from './document-table.ts';
 import { GroupCommit } from './group-commit.ts';
 import { SqliteLedger } from './ledger.ts';
 import { MIGRATIONS } from './migrations.ts';
+import { ReadBatch } from './read-batch.ts';
 
 /** WAL pages between automatic checkpoints (SQLite's default is 1,000). */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
@@ -106,15 +107,17 @@ export class SqliteStore implements Store {
     // Hot-path writes go through group commit: one transaction per event-loop turn.
     const group = new GroupCommit(this.#db);
     this.#group = group;
+    const reads = new ReadBatch(this.#db);
     const deliveries = new SqliteDeliveries(this.#db);
     const ledger = new SqliteLedger(this.#db);
     const deadLetters = new SqliteDeadLetters(this.#db);
     this.deliveries = {
       ensure: (r) => group.run(() => deliveries.ensure(r)),
-      get: (id) => deliveries.get(id),
+      get: (id) => reads.run(() => deliveries.read(id)),
       recordAttempt: (a, u, c) => group.run(() => deliveries.recordAttempt(a, u, c)),
       recordRouting: (event, ids) => group.run(() => deliveries.recordRouting(event, ids)),
-      routed: (events) => deliveries.routed(events),
+      // Each event's lookup joins the turn's read transaction: one for the processor's whole batch.
+      routed: (events) => Promise.all(events.map((e) => reads.run(() => deliveries.isRouted(e)))),
       patch: (id, u) => group.run(() => deliveries.patch(id, u)),
       list: (f, page) => deliveries.list(f, page),
       attempts: (id) => deliveries.attempts(id),
