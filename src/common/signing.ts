@@ -3,7 +3,7 @@
  * HMAC-SHA256, keyed with the secret's decoded bytes, of `<id>.<timestamp>.<body>`. Pure: no I/O.
  * Any receiver using the public `standardwebhooks` package must accept what `webhookHeaders` emits.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ValidationError } from './errors.ts';
 
 export const SECRET_PREFIX = 'whsec_';
@@ -19,7 +19,8 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 // Decoding and validating a secret on every delivery would be wasted work on the hot path;
 // the bound keeps a long-running dispatcher from growing it without limit during rotations.
 const KEY_CACHE_LIMIT = 256;
-const keyCache = new Map<string, Buffer>();
+/** Decoded secrets as key objects: createHmac then skips preparing the key on every signature. */
+const keyCache = new Map<string, KeyObject>();
 
 /** A new signing secret: `whsec_` + base64 of `bytes` random bytes (24..64, default 32). */
 export function generateSigningSecret(bytes: number = DEFAULT_SECRET_BYTES): string {
@@ -116,16 +117,16 @@ export function webhookHeaders(input: {
   };
 }
 
-function hmac(key: Buffer, message: { id: string; timestamp: number; body: string }): Buffer {
+function hmac(key: KeyObject, message: { id: string; timestamp: number; body: string }): Buffer {
   return createHmac('sha256', key)
     .update(`${message.id}.${message.timestamp}.${message.body}`, 'utf8')
     .digest();
 }
 
-function cachedKey(secret: string, field: string): Buffer {
+function cachedKey(secret: string, field: string): KeyObject {
   let key = keyCache.get(secret);
   if (key === undefined) {
-    key = decodeSigningSecret(secret, field);
+    key = createSecretKey(decodeSigningSecret(secret, field));
     if (keyCache.size >= KEY_CACHE_LIMIT) {
       const oldest = keyCache.keys().next();
       if (!oldest.done) keyCache.delete(oldest.value);

@@ -8,8 +8,9 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
 /** How long a statement waits for another connection's lock before failing (ms). */
 export const BUSY_TIMEOUT_MS = 5000;
-/** The step of the short wait for the write lock in `transaction` (ms). */
+/** The first and the longest pause of the short wait for the write lock in `transaction` (ms). */
 const LOCK_POLL_MS = 0.05;
+const LOCK_POLL_MAX_MS = 1;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
@@ -86,21 +87,32 @@ const beginStatements = new WeakMap<DatabaseSync, StatementSync>();
  * connection holds the write lock; other errors are thrown.
  */
 export function tryBeginImmediate(db: DatabaseSync): boolean {
+  return withoutBusyHandler(db, () => beginOnce(db));
+}
+
+/** Runs `fn` with the connection's busy timeout at 0 (SQLite's busy handler off). */
+function withoutBusyHandler<T>(db: DatabaseSync, fn: () => T): T {
+  // (A prepared PRAGMA statement was seen not to take effect on its first run: exec is reliable.)
+  db.exec('PRAGMA busy_timeout = 0');
+  try {
+    return fn();
+  } finally {
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  }
+}
+
+function beginOnce(db: DatabaseSync): boolean {
   let begin = beginStatements.get(db);
   if (begin === undefined) {
     begin = db.prepare('BEGIN IMMEDIATE');
     beginStatements.set(db, begin);
   }
-  // (A prepared PRAGMA statement was seen not to take effect on its first run: exec is reliable.)
-  db.exec('PRAGMA busy_timeout = 0');
   try {
     begin.run();
     return true;
   } catch (err) {
     if (isBusy(err)) return false;
     throw err;
-  } finally {
-    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   }
 }
 
@@ -110,17 +122,22 @@ export function checkpointPassive(db: DatabaseSync): void {
 }
 
 /**
- * BEGIN IMMEDIATE that waits for another connection's write lock in steps of 50 µs. SQLite's own
- * busy handler sleeps 1, 2, 5, 10… ms between tries, with the event loop frozen all along, while a
- * group commit holds the lock for well under a millisecond: threads and processes sharing a file
- * (`--role` splits) would lose more time asleep than waiting.
+ * BEGIN IMMEDIATE that waits for another connection's write lock, trying again after 50 µs, then
+ * doubling the pause up to 1 ms. SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries,
+ * with the event loop frozen all along, while a group commit holds the lock for well under a
+ * millisecond: threads and processes sharing a file (`--role` splits) would lose more time asleep
+ * than waiting. The doubling keeps a long hold (a large append) from costing hundreds of tries.
  */
 export function beginImmediate(db: DatabaseSync): void {
   const deadline = Date.now() + BUSY_TIMEOUT_MS;
-  while (!tryBeginImmediate(db)) {
-    if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
-    Atomics.wait(pause, 0, 0, LOCK_POLL_MS);
-  }
+  withoutBusyHandler(db, () => {
+    let pauseMs = LOCK_POLL_MS;
+    while (!beginOnce(db)) {
+      if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
+      Atomics.wait(pause, 0, 0, pauseMs);
+      pauseMs = Math.min(pauseMs * 2, LOCK_POLL_MAX_MS);
+    }
+  });
 }
 
 /** Switching a new file to WAL can fail as "locked" while another process does the same; it is retried. */

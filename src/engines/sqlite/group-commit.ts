@@ -128,7 +128,8 @@ export class GroupCommit {
     }
     batch.forEach((p, i) => {
       const r = results[i]!;
-      if (r.ok) Promise.resolve(r.value).then(p.resolve, p.reject);
+      // resolve() adopts a promise the operation returned (an async operation that threw rejects).
+      if (r.ok) p.resolve(r.value);
       else p.reject(r.error);
     });
   }
