@@ -6,6 +6,11 @@ export const HEADERS = {
   attempt: 'x-webhooks-attempt',
   /** The topic a message came from before a retry tier or the DLQ. */
   originTopic: 'x-webhooks-origin-topic',
+  /**
+   * On the processor retry topic: `<partition>:<offset>` of the record first read, so that a retried
+   * copy gets the same delivery ids as its original (the ledger absorbs a copy routed twice).
+   */
+  originPosition: 'x-webhooks-origin-position',
   lastError: 'x-webhooks-last-error',
   /** On a DLQ topic message: the dead letter's id, its reason and the attempts made. */
   dlqId: 'x-webhooks-dlq-id',

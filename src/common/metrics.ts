@@ -54,8 +54,12 @@ abstract class Metric<S> {
     const known = key === undefined ? undefined : this.series.get(key);
     if (known !== undefined) return known.state;
     const values = this.labelValues(labels);
-    const entry = { labels: values, state: this.initial() };
-    this.series.set(JSON.stringify(values), entry);
+    const valuesKey = JSON.stringify(values);
+    let entry = this.series.get(valuesKey);
+    if (entry === undefined) {
+      entry = { labels: values, state: this.initial() };
+      this.series.set(valuesKey, entry);
+    }
     return entry.state;
   }
 

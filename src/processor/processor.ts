@@ -246,6 +246,7 @@ export class EventProcessor {
     const eventAttributes = attributesOf(envelope);
     const now = this.#deps.clock().getTime();
     const ingestedAt = Number(message.headers[HEADERS.ingestedAt] ?? message.timestamp);
+    const position = positionOf(message);
     const tasks: Array<{ deliveryId: string; message: BusMessage }> = [];
     // A redrive of one subscription's dead letter (e.g. a mapping that failed) goes to that subscription only.
     const only = message.headers[HEADERS.onlySubscription];
@@ -253,12 +254,7 @@ export class EventProcessor {
       if (only !== undefined && sub.id !== only) continue;
       if (sub.schemaVersion !== undefined && sub.schemaVersion !== version) continue;
       if (sub.filter && !matchesFilter(sub.filter, { data: envelope.data, event: eventAttributes })) continue;
-      const deliveryId = deliveryIdFor(
-        { ingestedAt, partition: message.partition, offset: message.offset },
-        envelope.source,
-        envelope.id,
-        sub.id,
-      );
+      const deliveryId = deliveryIdFor({ ingestedAt, ...position }, envelope.source, envelope.id, sub.id);
       let payload: JsonValue;
       try {
         payload = await this.#payloadFor(sub, envelope, eventAttributes);
@@ -391,4 +387,12 @@ function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
   } catch (err) {
     return new Unparsable(err);
   }
+}
+
+/** The position delivery ids derive from: the original record's, for a copy on the retry topic. */
+function positionOf(message: ConsumedMessage): { partition: number; offset: number } {
+  const [partition, offset] = (message.headers[HEADERS.originPosition] ?? '').split(':').map(Number);
+  return Number.isSafeInteger(partition) && Number.isSafeInteger(offset)
+    ? { partition: partition!, offset: offset! }
+    : { partition: message.partition, offset: message.offset };
 }

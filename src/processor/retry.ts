@@ -21,6 +21,8 @@ export function processorRetryMessage(
       ...message.headers,
       [HEADERS.attempt]: String(attempt),
       [HEADERS.originTopic]: originTopic,
+      [HEADERS.originPosition]:
+        message.headers[HEADERS.originPosition] ?? `${message.partition}:${message.offset}`,
       [HEADERS.lastError]: error.slice(0, 500),
     },
     notBefore: now + delayMs,

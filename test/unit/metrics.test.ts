@@ -56,6 +56,17 @@ describe('MetricsRegistry', () => {
 });
 
 describe('Counter', () => {
+  it('keeps counting a series whose label value is not a string (updates that skip the fast path)', () => {
+    const c = new MetricsRegistry().counter('odd_total', 'help', ['code']);
+    const missing = { code: undefined } as unknown as { code: string };
+
+    c.inc(missing);
+    c.inc(missing);
+    c.inc({ code: 'undefined' });
+
+    assert.equal(c.get(missing), 3);
+  });
+
   it('renders HELP, TYPE and one line per label set', () => {
     const registry = new MetricsRegistry();
     const counter = registry.counter('events_processed_total', 'Events processed.', ['topic', 'outcome']);

@@ -249,6 +249,44 @@ describe('EventProcessor', () => {
     assert.equal((await store.deadLetters.list({})).items[0]?.reason, 'retries_exhausted');
   });
 
+  test('a copy from the retry topic gets the delivery ids of the record it was first read from', async () => {
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-r', partnerId: 'acme', filter: undefined }),
+    );
+    const original = { ...record({ amount: 7 }), partition: 2, offset: 17 };
+    const healthy = lookups;
+    const flaky = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+    });
+    flaky.subscriptions = async () => {
+      throw new TransientError('store_unavailable', 'store timed out');
+    };
+    lookups = flaky;
+    await make().processBatch([original]);
+    const retry = published[0]!;
+    assert.equal(retry.headers?.['x-webhooks-origin-position'], '2:17');
+    lookups = healthy;
+    published = [];
+
+    await make({ dedupe: false }).processBatch([original]);
+    const fromOriginal = JSON.parse(published[0]!.value).deliveryId;
+    published = [];
+    const copy = {
+      ...record({}),
+      topic: retry.topic,
+      partition: 0,
+      offset: 3,
+      value: retry.value,
+      headers: retry.headers!,
+    };
+    await make({ dedupe: false }).processBatch([copy]);
+
+    assert.equal(JSON.parse(published[0]!.value).deliveryId, fromOriginal);
+    assert.equal(fromOriginal.slice(12, 26), '00200000000011');
+  });
+
   test('when outputs cannot be published, the whole batch is reported failed (redelivered)', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
     failPublish = true;

@@ -33,9 +33,9 @@ export function openDatabase(
   db.exec('PRAGMA foreign_keys = ON');
   // 32 MiB of page cache (default 2 MiB): index pages of large tables stay in memory instead of being re-read.
   db.exec('PRAGMA cache_size = -32768');
-  // Temporary storage in memory. Above all the sub-journal of SAVEPOINTs: a group commit runs each
-  // delivery's writes in a savepoint, and past 64 KB SQLite spilled the sub-journal to a temp file,
-  // one pwrite per page (measured: ~5 per delivery, more than the WAL's own writes).
+  // Temporary storage in memory: the sub-journals that let a statement (or a savepoint) inside a
+  // group commit's transaction be undone alone spilled to a temp file past 64 KB, one pwrite per page
+  // (measured: ~5 per delivery, more than the WAL's own writes).
   db.exec('PRAGMA temp_store = MEMORY');
   // 0: this connection never checkpoints; another one does (`checkpointPassive`).
   if (options.autoCheckpointPages !== undefined)

@@ -56,7 +56,8 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
 }
 
 /** The SQLite implementation of the delivery repository. */
-export class SqliteDeliveries implements DeliveryRepository {
+/** `get` and `routed` are the synchronous `read` and `isRouted`, batched by the store (`ReadBatch`). */
+export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'routed'> {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
   readonly #route: StatementSync;
@@ -66,9 +67,6 @@ export class SqliteDeliveries implements DeliveryRepository {
   readonly #attemptInsert: StatementSync;
   readonly #attemptDelete: StatementSync;
   readonly #attempts: StatementSync;
-  readonly #savepoint: StatementSync;
-  readonly #release: StatementSync;
-  readonly #rollbackTo: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#lists = new StatementCache(db);
@@ -91,19 +89,11 @@ export class SqliteDeliveries implements DeliveryRepository {
     );
     this.#attemptDelete = db.prepare('DELETE FROM delivery_attempt WHERE delivery_id = ? AND attempt = ?');
     this.#attempts = db.prepare('SELECT doc FROM delivery_attempt WHERE delivery_id = ? ORDER BY attempt');
-    // A savepoint, not BEGIN: recordAttempt runs inside the store's group-commit transaction.
-    this.#savepoint = db.prepare('SAVEPOINT record_attempt');
-    this.#release = db.prepare('RELEASE record_attempt');
-    this.#rollbackTo = db.prepare('ROLLBACK TO record_attempt');
   }
 
   async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
     if (this.#insertRecord(record)) return JSON.parse(JSON.stringify(record)) as DeliveryRecord;
     return this.read(record.id) ?? record;
-  }
-
-  async get(id: string): Promise<DeliveryRecord | undefined> {
-    return this.read(id);
   }
 
   /** `get`, synchronously (for read batching). */
@@ -118,29 +108,16 @@ export class SqliteDeliveries implements DeliveryRepository {
     update: DeliveryUpdate,
     create?: DeliveryRecord,
   ): Promise<void> {
-    // First attempt (the usual case when `create` is given): the attempt row first (a conflict then
-    // writes nothing), then the delivery, written once in its new state, or updated when it exists
-    // after all. Without a savepoint (measured: a tenth of this call's cost); if the delivery write
-    // fails, the attempt row is taken back.
-    if (create !== undefined) {
-      this.#insertAttempt(attempt);
-      try {
-        if (!this.#insertRecord(applyUpdate(create, update))) this.#apply(attempt.deliveryId, update);
-      } catch (err) {
-        this.#attemptDelete.run(attempt.deliveryId, attempt.attempt);
-        throw err;
-      }
-      return;
-    }
-    // A later attempt: the update and the attempt together, or neither.
-    this.#savepoint.run();
+    // The attempt row first (a conflict then writes nothing), then the delivery: created in its new
+    // state with its first attempt, or updated. If the delivery cannot be written (or is missing),
+    // the attempt row is taken back: each step is one statement, so no savepoint (they cost a tenth
+    // of this call).
+    this.#insertAttempt(attempt);
     try {
-      this.#apply(attempt.deliveryId, update);
-      this.#insertAttempt(attempt);
-      this.#release.run();
+      const created = create !== undefined && this.#insertRecord(applyUpdate(create, update));
+      if (!created) this.#apply(attempt.deliveryId, update);
     } catch (err) {
-      this.#rollbackTo.run();
-      this.#release.run();
+      this.#attemptDelete.run(attempt.deliveryId, attempt.attempt);
       throw err;
     }
   }
@@ -148,10 +125,6 @@ export class SqliteDeliveries implements DeliveryRepository {
   async recordRouting(event: EventRef, deliveryIds: string[]): Promise<void> {
     this.#route.run(event.id, event.source, '');
     for (const id of deliveryIds) this.#route.run(event.id, event.source, id);
-  }
-
-  async routed(events: EventRef[]): Promise<boolean[]> {
-    return events.map((e) => this.isRouted(e));
   }
 
   /** Whether `recordRouting` was called for the event (synchronous, for read batching). */
@@ -208,8 +181,6 @@ export class SqliteDeliveries implements DeliveryRepository {
 
   /** Inserts a delivery unless its id exists; true when it was inserted. */
   #insertRecord(record: DeliveryRecord): boolean {
-    // Usually recorded already by the processor: then this reads the event's page and writes nothing.
-    this.#route.run(record.eventId, record.eventSource, record.id);
     const { changes } = this.#insert.run(
       record.id,
       record.eventId,
@@ -219,6 +190,9 @@ export class SqliteDeliveries implements DeliveryRepository {
       record.createdAt,
       JSON.stringify(record),
     );
+    // After the insert, which may fail. Usually recorded already by the processor: then this reads
+    // the event's page and writes nothing.
+    this.#route.run(record.eventId, record.eventSource, record.id);
     return changes > 0;
   }
 }

@@ -6,7 +6,8 @@
  * dispatcher: commits of ~8 operations (one per event-loop turn) cost ~95 µs of SQLite time per
  * delivery, commits gathered over 3 ms (~200 operations) ~65 µs.
  *
- * Every operation must be atomic on its own (one statement, or its own SAVEPOINT), so one failing
+ * Every operation must be atomic on its own (one statement, its own SAVEPOINT, or steps that take
+ * themselves back on failure), so one failing
  * operation does not undo the others; each caller's promise settles after the COMMIT, so a caller
  * never sees its write acknowledged before it is durable.
  *

@@ -47,7 +47,8 @@ export class ReadBatch {
         }
       }
     } finally {
-      if (own) this.#end.run();
+      // A read failing with an I/O or memory error makes SQLite roll the transaction back itself.
+      if (own && this.#db.isTransaction) this.#end.run();
     }
   }
 }
