@@ -75,59 +75,6 @@ describe('store migrations', () => {
   });
 });
 
-describe('attempts recorded before the attempt log (v4)', () => {
-  test('are still listed, in order with the new ones, and still count for conflicts', async () => {
-    const path = join(dir, 'v4-attempts.db');
-    const old = openDatabase(path, MIGRATIONS.slice(0, 4));
-    const rec = deliveryRecord({ status: 'PENDING', attempts: 1 });
-    old
-      .prepare(
-        `INSERT INTO event_delivery_status (id, event_id, subscription_id, partner_id, status, created_at, doc)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        rec.id,
-        rec.eventId,
-        rec.subscriptionId,
-        rec.partnerId,
-        rec.status,
-        rec.createdAt,
-        JSON.stringify(rec),
-      );
-    const first = {
-      deliveryId: rec.id,
-      attempt: 1,
-      at: rec.createdAt,
-      latencyMs: 9,
-      statusCode: 503,
-      outcome: 'retry' as const,
-    };
-    old
-      .prepare('INSERT INTO delivery_attempt (delivery_id, attempt, doc) VALUES (?, ?, ?)')
-      .run(rec.id, 1, JSON.stringify(first));
-    old.close();
-    const store = new SqliteStore(path);
-    try {
-      const again = { ...first, statusCode: 200, outcome: 'success' as const };
-      await assert.rejects(
-        store.deliveries.recordAttempt(again, { status: 'SUCCESS', attempts: 1, updatedAt: rec.createdAt }),
-        (err: { code?: string }) => err.code === 'already_exists',
-      );
-      const second = { ...again, attempt: 2 };
-      await store.deliveries.recordAttempt(second, {
-        status: 'SUCCESS',
-        attempts: 2,
-        updatedAt: rec.createdAt,
-      });
-
-      assert.deepEqual(await store.deliveries.attempts(rec.id), [first, second]);
-      assert.equal((await store.deliveries.get(rec.id))?.status, 'SUCCESS');
-    } finally {
-      await store.close();
-    }
-  });
-});
-
 describe('connection settings', () => {
   test('temporary storage (the sub-journals of savepoints) stays in memory, not in temp files', () => {
     const db = openDatabase(join(dir, 'settings.db'), ['CREATE TABLE t (n INTEGER)']);
@@ -138,7 +85,7 @@ describe('connection settings', () => {
 });
 
 describe('recording a first attempt', () => {
-  test('a delivery that cannot be written leaves no attempt behind, and can be recorded afterwards', async () => {
+  test('a delivery that cannot be written takes its attempt row back (no savepoint on this path)', async () => {
     const store = new SqliteStore(join(dir, 'first-attempt.db'));
     const broken = { ...deliveryRecord(), createdAt: undefined } as unknown as ReturnType<
       typeof deliveryRecord

@@ -65,9 +65,4 @@ export const MIGRATIONS: readonly string[] = [
    INSERT OR IGNORE INTO event_route (event_id, source, delivery_id)
      SELECT event_id, source, '' FROM event_route;
    DROP TABLE event_delivery;`,
-  // v5: a delivery's attempts in its own row (`attempt_log`, a JSON array in attempt order) instead
-  // of a row each in `delivery_attempt`: that row cost a statement, a b-tree and ~0.3 WAL frames
-  // per delivery on the hot path. Attempts recorded before stay in `delivery_attempt` and are
-  // still read (and counted for conflicts) from there.
-  `ALTER TABLE event_delivery_status ADD COLUMN attempt_log TEXT;`,
 ];
