@@ -82,6 +82,17 @@ describe('connection settings', () => {
     assert.equal(db.prepare('PRAGMA journal_mode').get()!.journal_mode, 'wal');
     db.close();
   });
+
+  test('a new bus file has 8 KB pages (small commits rewrite whole tail pages)', async () => {
+    const log = new EmbeddedLog(join(dir, 'page-size-bus.db'));
+    const peek = new DatabaseSync(join(dir, 'page-size-bus.db'));
+    try {
+      assert.equal(peek.prepare('PRAGMA page_size').get()!.page_size, 8192);
+    } finally {
+      peek.close();
+      await log.close();
+    }
+  });
 });
 
 describe('recording a first attempt', () => {
