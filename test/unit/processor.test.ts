@@ -75,6 +75,19 @@ describe('EventProcessor', () => {
       ...overrides,
     });
 
+  /** Lookups whose subscription read fails as a store outage would (a transient failure). */
+  const unavailableLookups = () => {
+    const flaky = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+    });
+    flaky.subscriptions = async () => {
+      throw new TransientError('store_unavailable', 'store timed out');
+    };
+    return flaky;
+  };
+
   beforeEach(async () => {
     store = new SqliteStore(':memory:');
     published = [];
@@ -226,15 +239,7 @@ describe('EventProcessor', () => {
 
   test('a transient failure goes to the retry topic with the attempt counted, then to the DLQ when exhausted', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
-    const flaky = new CachedLookups({
-      schemas: store.schemas,
-      subscriptions: store.subscriptions,
-      directory: new StorePartnerDirectory(store.partners),
-    });
-    flaky.subscriptions = async () => {
-      throw new TransientError('store_unavailable', 'store timed out');
-    };
-    lookups = flaky;
+    lookups = unavailableLookups();
     const first = await make().processBatch([record({ amount: 1 })]);
     assert.equal(first.outcomes[0]!.kind, 'retry');
     const retry = published[0]!;
@@ -255,15 +260,7 @@ describe('EventProcessor', () => {
     );
     const original = { ...record({ amount: 7 }), partition: 2, offset: 17 };
     const healthy = lookups;
-    const flaky = new CachedLookups({
-      schemas: store.schemas,
-      subscriptions: store.subscriptions,
-      directory: new StorePartnerDirectory(store.partners),
-    });
-    flaky.subscriptions = async () => {
-      throw new TransientError('store_unavailable', 'store timed out');
-    };
-    lookups = flaky;
+    lookups = unavailableLookups();
     await make().processBatch([original]);
     const retry = published[0]!;
     assert.equal(retry.headers?.['x-webhooks-origin-position'], '2:17');
