@@ -90,6 +90,14 @@ export class Operations {
       const { items } = await this.#deps.deadLetters.list(filter, { limit: REDRIVE_BATCH });
       if (items.length === 0) break;
       const now = this.#deps.clock().toISOString();
+      // Deliveries back to PENDING before their tasks are re-enqueued: a dispatcher may deliver a
+      // task within milliseconds, and a later PENDING would overwrite its SUCCESS.
+      for (const d of items) {
+        const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
+        if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
+          await this.#deps.deliveries.patch(deliveryId, { status: 'PENDING', updatedAt: now });
+        }
+      }
       await this.#deps.publish(
         items.map((d) => ({
           topic: d.topic,
@@ -106,10 +114,6 @@ export class Operations {
       );
       for (const d of items) {
         await this.#deps.deadLetters.markRedriven(d.id, now);
-        const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
-        if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
-          await this.#deps.deliveries.patch(deliveryId, { status: 'PENDING', updatedAt: now });
-        }
         ids.push(d.id);
       }
       if (items.length < REDRIVE_BATCH) break;
