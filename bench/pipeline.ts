@@ -259,7 +259,8 @@ if (!SKIP.has('latency')) {
     `latency    ${rate(total, SECONDS * 1000)} for ${SECONDS} s (${total} events, batches of ${perTick} every 10 ms): ingest→delivery ${latencyLine(stats.latencies)}; delivered ${stats.unique}/${total}`,
   );
   for (const p of procs) await p.stop();
-  await rm(dir, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
+  else await rm(dir, { recursive: true, force: true });
 }
 
 // 4. Backlog: BACKLOG delivery tasks wait in the egress topic, then the dispatcher drains them.
