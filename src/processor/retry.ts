@@ -21,8 +21,10 @@ export function processorRetryMessage(
       ...message.headers,
       [HEADERS.attempt]: String(attempt),
       [HEADERS.originTopic]: originTopic,
+      // Where and when the record was first read: a copy gets the same delivery ids as its original.
       [HEADERS.originPosition]:
         message.headers[HEADERS.originPosition] ?? `${message.partition}:${message.offset}`,
+      [HEADERS.ingestedAt]: message.headers[HEADERS.ingestedAt] ?? String(message.timestamp),
       [HEADERS.lastError]: error.slice(0, 500),
     },
     notBefore: now + delayMs,

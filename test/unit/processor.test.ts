@@ -258,7 +258,8 @@ describe('EventProcessor', () => {
     await store.subscriptions.insert(
       subscriptionRecord({ id: 'sub-r', partnerId: 'acme', filter: undefined }),
     );
-    const original = { ...record({ amount: 7 }), partition: 2, offset: 17 };
+    // Appended a while ago, without an ingest header (as a record produced to the topic directly).
+    const original = { ...record({ amount: 7 }), partition: 2, offset: 17, timestamp: Date.now() - 5_000 };
     const healthy = lookups;
     lookups = unavailableLookups();
     await make().processBatch([original]);
