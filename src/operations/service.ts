@@ -92,12 +92,15 @@ export class Operations {
       const now = this.#deps.clock().toISOString();
       // Deliveries back to PENDING before their tasks are re-enqueued: a dispatcher may deliver a
       // task within milliseconds, and a later PENDING would overwrite its SUCCESS.
-      for (const d of items) {
-        const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
-        if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
-          await this.#deps.deliveries.patch(deliveryId, { status: 'PENDING', updatedAt: now });
-        }
-      }
+      // All of a page at once: the reads share one read transaction, the writes one commit.
+      await Promise.all(
+        items.map(async (d) => {
+          const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
+          if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
+            await this.#deps.deliveries.patch(deliveryId, { status: 'PENDING', updatedAt: now });
+          }
+        }),
+      );
       await this.#deps.publish(
         items.map((d) => ({
           topic: d.topic,
@@ -112,10 +115,8 @@ export class Operations {
           },
         })),
       );
-      for (const d of items) {
-        await this.#deps.deadLetters.markRedriven(d.id, now);
-        ids.push(d.id);
-      }
+      await Promise.all(items.map((d) => this.#deps.deadLetters.markRedriven(d.id, now)));
+      ids.push(...items.map((d) => d.id));
       if (items.length < REDRIVE_BATCH) break;
     }
     return { redriven: ids.length, ids };

@@ -19,7 +19,7 @@ import type { SubscriptionRecord } from '../common/model.ts';
 import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
 import type { DeliveryRepository, EventRef } from '../common/ports/store.ts';
 import type { ProcessorLookups } from './lookups.ts';
-import { processorRetryMessage } from './retry.ts';
+import { processorRetryMessage, recordPositionOf } from './retry.ts';
 
 export const PROCESSOR_TOPIC_PREFIXES = ['ingress.', 'retry.processor.'];
 
@@ -90,14 +90,13 @@ export class EventProcessor {
   async processBatch(batch: ConsumedMessage[]): Promise<BatchOutcome & { outcomes: RecordOutcome[] }> {
     const out: BusMessage[] = [];
     const dead: DeadLetterInput[] = [];
-    const markers: string[] = [];
     const outcomes: RecordOutcome[] = [];
     const routes: Array<{ event: EventRef; deliveryIds: string[] }> = [];
     try {
       const parsed = batch.map(parseRecord);
       const seen = await this.#routedBefore(batch, parsed);
       for (const [i, message] of batch.entries()) {
-        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, out, dead, markers, routes);
+        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, out, dead, routes);
         outcomes.push(outcome);
         this.#processed.inc();
         if (outcome.kind === 'retry') this.#toRetry.inc();
@@ -113,7 +112,7 @@ export class EventProcessor {
       });
       return { failed: batch, outcomes };
     } finally {
-      for (const marker of markers) this.#routing.delete(marker);
+      for (const { event } of routes) this.#routing.delete(markerOf(event));
     }
     return { failed: [], outcomes };
   }
@@ -152,7 +151,6 @@ export class EventProcessor {
     routedBefore: boolean,
     out: BusMessage[],
     dead: DeadLetterInput[],
-    markers: string[],
     routes: Array<{ event: EventRef; deliveryIds: string[] }>,
   ): Promise<RecordOutcome> {
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
@@ -163,7 +161,7 @@ export class EventProcessor {
       const parsed = parsedRecord;
       envelope = parsed;
       const event = { id: parsed.id, source: parsed.source };
-      const marker = `${parsed.source}\n${parsed.id}`;
+      const marker = markerOf(event);
       if (this.#routing.has(marker) || routedBefore) return { kind: 'duplicate' };
       // Everything logged while this event is routed carries its correlation id.
       const routed = await withCorrelationId(parsed.correlationId, () =>
@@ -173,7 +171,6 @@ export class EventProcessor {
       out.push(...tasks);
       routes.push({ event, deliveryIds: routed.map((r) => r.deliveryId) });
       this.#routing.add(marker);
-      markers.push(marker);
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
       const error = describe(err);
@@ -245,8 +242,8 @@ export class EventProcessor {
     const subscriptions = await this.#deps.lookups.subscriptions(domain, event);
     const eventAttributes = attributesOf(envelope);
     const now = this.#deps.clock().getTime();
-    const ingestedAt = Number(message.headers[HEADERS.ingestedAt] ?? message.timestamp);
-    const position = positionOf(message);
+    const position = recordPositionOf(message);
+    const { ingestedAt } = position;
     const tasks: Array<{ deliveryId: string; message: BusMessage }> = [];
     // A redrive of one subscription's dead letter (e.g. a mapping that failed) goes to that subscription only.
     const only = message.headers[HEADERS.onlySubscription];
@@ -254,7 +251,7 @@ export class EventProcessor {
       if (only !== undefined && sub.id !== only) continue;
       if (sub.schemaVersion !== undefined && sub.schemaVersion !== version) continue;
       if (sub.filter && !matchesFilter(sub.filter, { data: envelope.data, event: eventAttributes })) continue;
-      const deliveryId = deliveryIdFor({ ingestedAt, ...position }, envelope.source, envelope.id, sub.id);
+      const deliveryId = deliveryIdFor(position, envelope.source, envelope.id, sub.id);
       let payload: JsonValue;
       try {
         payload = await this.#payloadFor(sub, envelope, eventAttributes);
@@ -389,10 +386,7 @@ function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
   }
 }
 
-/** The position delivery ids derive from: the original record's, for a copy on the retry topic. */
-function positionOf(message: ConsumedMessage): { partition: number; offset: number } {
-  const [partition, offset] = (message.headers[HEADERS.originPosition] ?? '').split(':').map(Number);
-  return Number.isSafeInteger(partition) && Number.isSafeInteger(offset)
-    ? { partition: partition!, offset: offset! }
-    : { partition: message.partition, offset: message.offset };
+/** An event's key in the in-flight set. */
+function markerOf(event: EventRef): string {
+  return `${event.source}\n${event.id}`;
 }

@@ -68,8 +68,6 @@ export interface Platform {
   metrics: MetricsRegistry;
   store: Store;
   bus: Bus;
-  /** Same as `bus` (its topic administration). */
-  topics: Bus;
   router: Router;
   roles: readonly Role[];
   adminToken: LocalSecret;
@@ -115,7 +113,6 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const roles = options.roles ?? ALL_ROLES;
   const store = openStore(config, !options.hostedThread);
   const bus = openBus(config, !options.hostedThread);
-  const topics = bus;
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
         baseUrl: config.partnerApi.url,
@@ -133,7 +130,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const subscriptionCache = new TtlCache<string, SubscriptionRecord | undefined>({ ttlMs: 5_000 });
   const schemaAdmin = new SchemaAdmin({
     schemas: store.schemas,
-    topics,
+    topics: bus,
     newId: uuidv7,
     clock,
     partitions: config.topicPartitions,
@@ -144,7 +141,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     subscriptions: store.subscriptions,
     schemas: store.schemas,
     directory,
-    topics,
+    topics: bus,
     secretBox: box,
     resolve: options.resolve ?? createDnsResolver(),
     dev: config.dev,
@@ -226,8 +223,11 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
         ...(config.deliveryCaFile ? { ca: readFileSync(config.deliveryCaFile, 'utf8') } : {}),
       })
     : undefined;
-  if (workerRoles.length > 0) {
+  // The pipeline topics are ensured once per process group: here, not again in a hosted thread.
+  if ((workerRoles.length > 0 || threaded) && !options.hostedThread) {
     await ensurePipelineTopics(bus, config.topicPartitions);
+  }
+  if (workerRoles.length > 0) {
     const workerDeps = {
       config,
       bus,
@@ -257,9 +257,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     await store.close();
   };
   if (threaded) {
-    // The thread ensures the pipeline topics itself before it reports ready, and leaves WAL
-    // checkpoints to this thread: besides the ones this thread's own commits trigger, one every
-    // second keeps the WAL short while only the thread writes.
+    // The thread leaves WAL checkpoints to this thread: besides the ones this thread's own commits
+    // trigger, one every second keeps the WAL short while only the thread writes.
     checkpointer = setInterval(() => {
       try {
         store.checkpoint();
@@ -287,7 +286,6 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     metrics,
     store,
     bus,
-    topics,
     router,
     roles,
     adminToken,

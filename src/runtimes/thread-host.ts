@@ -35,17 +35,18 @@ export type ThreadMessage =
   | { type: 'subscription-changed'; change: SubscriptionChange }
   | { type: 'stopped'; error?: string };
 
+/** Delay before a thread that died is started again (ms). */
+const RESTART_DELAY_MS = 1000;
+/** How long a request to the thread may take (ms). */
+const REQUEST_TIMEOUT_MS = 2000;
+/** How long the thread may take to stop before it is terminated (ms). */
+const STOP_TIMEOUT_MS = 30_000;
+
 export interface DispatcherThreadOptions {
   config: Config;
   logger: Logger;
   /** A subscription changed in the thread (disabled after a 410). */
   onSubscriptionChanged: (change: SubscriptionChange) => void;
-  /** Delay before a thread that died is started again (ms). */
-  restartDelayMs?: number;
-  /** How long a request to the thread may take (ms). */
-  requestTimeoutMs?: number;
-  /** How long the thread may take to stop before it is terminated (ms). */
-  stopTimeoutMs?: number;
 }
 
 interface Pending {
@@ -112,7 +113,7 @@ export class DispatcherThread {
       this.#onStopped = resolve;
       worker.once('exit', () => resolve(undefined));
     });
-    const timeoutMs = this.#options.stopTimeoutMs ?? 30_000;
+    const timeoutMs = STOP_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
@@ -180,7 +181,7 @@ export class DispatcherThread {
   }
 
   #restartLater(code: number): void {
-    const delayMs = this.#options.restartDelayMs ?? 1000;
+    const delayMs = RESTART_DELAY_MS;
     this.#options.logger.error('the dispatcher thread exited; starting it again', { code, delayMs });
     this.#restartTimer = setTimeout(() => {
       if (this.#stopping) return;
@@ -194,7 +195,7 @@ export class DispatcherThread {
   #request(type: 'metrics' | 'ping'): Promise<string> {
     if (!this.#worker) return Promise.reject(new Error('the dispatcher thread is not running'));
     const id = this.#nextId++;
-    const timeoutMs = this.#options.requestTimeoutMs ?? 2000;
+    const timeoutMs = REQUEST_TIMEOUT_MS;
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);

@@ -22,7 +22,7 @@ describe('POST/GET/PATCH /admin/schemas', () => {
     assert.equal(res.body.status, 'ACTIVE');
     assert.equal(res.body.compatibility, 'BACKWARD');
     assert.equal(res.body.ingressTopic, 'ingress.orders.created.v1');
-    assert.deepEqual(await server.running.platform.topics.describeTopic('ingress.orders.created.v1'), {
+    assert.deepEqual(await server.running.platform.bus.describeTopic('ingress.orders.created.v1'), {
       name: 'ingress.orders.created.v1',
       partitions: 4,
     });

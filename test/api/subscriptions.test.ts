@@ -32,7 +32,7 @@ describe('/admin/subscriptions', () => {
     assert.ok(bytes >= 24 && bytes <= 64);
     assert.equal(res.body.egressTopic, 'egress.acme.orders.created');
     assert.equal(res.body.signing.enabled, true);
-    assert.ok(await server.running.platform.topics.describeTopic('egress.acme.orders.created'));
+    assert.ok(await server.running.platform.bus.describeTopic('egress.acme.orders.created'));
     const got = await server.request('GET', `/admin/subscriptions/${res.body.id}`);
     assert.equal(got.body.secret, undefined, 'the secret is shown on creation only');
     assert.equal(JSON.stringify(got.body).includes('whsec_'), false);

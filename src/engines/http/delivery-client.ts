@@ -18,7 +18,13 @@ import { Agent, type Dispatcher } from 'undici';
 import type { DeliveryClient, DeliveryRequest, DeliveryResult } from '../../common/ports/delivery-client.ts';
 import { describeDeliveryError } from './delivery-errors.ts';
 import { guardedLookup, refuseTarget } from './guarded-lookup.ts';
-import { DRAIN_LIMIT_BYTES, decodeBody } from './response-body.ts';
+
+/**
+ * A response body is read without trusting its size: the first `maxResponseBytes` are kept for the
+ * delivery record, up to this much more is read and dropped so the connection can be reused, and
+ * past that the connection is cut (a 50 MB answer is never read, let alone buffered).
+ */
+const DRAIN_LIMIT_BYTES = 64 * 1024;
 
 /**
  * The connection cap per origin is only a safety net: how many requests an endpoint gets at once is
@@ -27,15 +33,12 @@ import { DRAIN_LIMIT_BYTES, decodeBody } from './response-body.ts';
  * the endpoint allowed 64).
  */
 const MAX_CONNECTIONS_PER_ORIGIN = 1000;
-export const DEFAULT_USER_AGENT = 'webhooks-platform/0.1';
 
 export interface UndiciDeliveryClientOptions {
   /** Dev mode (WEBHOOKS_DEV=1): allow `http://` and loopback/private addresses. */
   allowInsecure: boolean;
   /** Extra trusted CA certificates (PEM), added to the default root store: a partner's private CA, a test's self-signed cert. */
   ca?: string | string[];
-  /** Sent as `user-agent` unless the request sets one. */
-  userAgent?: string;
 }
 
 /** Sends webhook deliveries over pooled keep-alive connections; one instance per process. */
@@ -46,7 +49,6 @@ export class UndiciDeliveryClient implements DeliveryClient {
    * whole root store again each time (milliseconds of CPU per connection attempt).
    */
   readonly #secureContext: SecureContext | undefined;
-  readonly #userAgent: string;
   readonly #agents = new Map<number, Agent>();
   #closed = false;
 
@@ -58,7 +60,6 @@ export class UndiciDeliveryClient implements DeliveryClient {
       extra.length === 0
         ? undefined
         : createSecureContext({ ca: [...getCACertificates('default'), ...extra], minVersion: 'TLSv1.3' });
-    this.#userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
   }
 
   /** POSTs the body; never throws: every failure becomes a classified `{ ok: false }` result. */
@@ -85,7 +86,7 @@ export class UndiciDeliveryClient implements DeliveryClient {
           origin: url.origin,
           path: `${url.pathname}${url.search}`,
           method: 'POST',
-          headers: { 'user-agent': this.#userAgent, ...request.headers },
+          headers: request.headers,
           body: request.body,
           headersTimeout: request.timeouts.headersMs,
           bodyTimeout: request.timeouts.bodyMs,
@@ -222,4 +223,9 @@ function flattenHeaders(headers: Record<string, string | string[] | undefined>):
     flat[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
   }
   return flat;
+}
+
+/** The kept bytes as text; a multi-byte character cut by truncation is dropped rather than mangled. */
+function decodeBody(bytes: Buffer, truncated: boolean): string {
+  return new TextDecoder('utf-8').decode(bytes, { stream: truncated });
 }

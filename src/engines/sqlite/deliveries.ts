@@ -55,8 +55,10 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
   return out as unknown as DeliveryRecord;
 }
 
-/** The SQLite implementation of the delivery repository. */
-/** `get` and `routed` are the synchronous `read` and `isRouted`, batched by the store (`ReadBatch`). */
+/**
+ * The SQLite implementation of the delivery repository. `get` and `routed` are the synchronous
+ * `read` and `isRouted` here, batched by the store (`ReadBatch`).
+ */
 export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'routed'> {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
@@ -171,12 +173,8 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
   }
 
   #apply(id: string, update: DeliveryUpdate): void {
-    if (!this.#tryApply(id, update)) throw new NotFoundError('not_found', `delivery ${id} not found`);
-  }
-
-  /** Applies an update; false when there is no such delivery. */
-  #tryApply(id: string, update: DeliveryUpdate): boolean {
-    return this.#patch.run(JSON.stringify(mergePatch(update)), update.status ?? null, id).changes > 0;
+    const { changes } = this.#patch.run(JSON.stringify(mergePatch(update)), update.status ?? null, id);
+    if (changes === 0) throw new NotFoundError('not_found', `delivery ${id} not found`);
   }
 
   /** Inserts a delivery unless its id exists; true when it was inserted. */
