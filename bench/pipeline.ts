@@ -145,6 +145,22 @@ async function setUp(url: string): Promise<void> {
   });
 }
 
+/** BENCH_SERIES=1: the latency phase second by second (deliveries, p50, p99, max by arrival time). */
+async function printSeries(started: number): Promise<void> {
+  const { latencies, arrivals } = await ask<{ latencies: number[]; arrivals: number[] }>({ cmd: 'series' });
+  const seconds = new Map<number, number[]>();
+  arrivals.forEach((at, i) => {
+    const s = Math.floor((at - started) / 1000);
+    const bucket = seconds.get(s) ?? [];
+    if (bucket.length === 0) seconds.set(s, bucket);
+    bucket.push(latencies[i]!);
+  });
+  for (const [s, values] of [...seconds].sort((a, b) => a[0] - b[0]))
+    console.log(
+      `  second ${String(s).padStart(3)}: ${String(values.length).padStart(5)} delivered; ${latencyLine(values)}`,
+    );
+}
+
 const publishBatch = (url: string, events: unknown[]) =>
   call(url, 'POST', '/events', events, 'application/cloudevents-batch+json');
 
@@ -258,6 +274,7 @@ if (!SKIP.has('latency')) {
   console.log(
     `latency    ${rate(total, SECONDS * 1000)} for ${SECONDS} s (${total} events, batches of ${perTick} every 10 ms): ingest→delivery ${latencyLine(stats.latencies)}; delivered ${stats.unique}/${total}`,
   );
+  if (process.env.BENCH_SERIES) await printSeries(started);
   for (const p of procs) await p.stop();
   if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
   else await rm(dir, { recursive: true, force: true });

@@ -10,6 +10,8 @@ let count = 0;
 let firstAt = 0;
 let lastAt = 0;
 let latencies: number[] = [];
+/** Arrival times (ms) of the latencies, for a time series. */
+let arrivals: number[] = [];
 const ids = new Set<string>();
 let duplicates = 0;
 
@@ -28,7 +30,10 @@ const server = createServer((req, res) => {
     }
     const body = Buffer.concat(chunks).toString('utf8');
     const m = /"sentAt":(\d+)/.exec(body);
-    if (m) latencies.push(now - Number(m[1]));
+    if (m) {
+      latencies.push(now - Number(m[1]));
+      arrivals.push(now);
+    }
     res.writeHead(204);
     res.end();
   });
@@ -45,6 +50,7 @@ process.on('message', (msg: { cmd: string }) => {
     firstAt = 0;
     lastAt = 0;
     latencies = [];
+    arrivals = [];
     ids.clear();
     duplicates = 0;
     process.send?.({ ok: true });
@@ -53,6 +59,8 @@ process.on('message', (msg: { cmd: string }) => {
     process.send?.({ unique: ids.size });
   } else if (msg.cmd === 'stats') {
     process.send?.({ count, firstAt, lastAt, latencies, unique: ids.size, duplicates });
+  } else if (msg.cmd === 'series') {
+    process.send?.({ latencies, arrivals });
   } else if (msg.cmd === 'exit') {
     server.close();
     process.exit(0);

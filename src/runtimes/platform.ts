@@ -87,12 +87,16 @@ function openStore(config: Config, autoCheckpoint: boolean): SqliteStore {
   });
 }
 
-/** Opens the bus engine named by the configuration. */
-function openBus(config: Config, autoCheckpoint: boolean): EmbeddedLog {
+/**
+ * Opens the bus engine named by the configuration. A hosted thread leaves WAL checkpoints and
+ * retention to its host, which does both for the whole file.
+ */
+function openBus(config: Config, hosted: boolean): EmbeddedLog {
   if (config.bus === 'embedded') {
     return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
       defaultPartitions: config.topicPartitions,
-      autoCheckpoint,
+      autoCheckpoint: !hosted,
+      ...(hosted ? { retentionIntervalMs: 0 } : {}),
     });
   }
   throw new ConfigError('WEBHOOKS_BUS=kafka is not available in this version yet; use embedded', {
@@ -112,7 +116,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
   const roles = options.roles ?? ALL_ROLES;
   const store = openStore(config, !options.hostedThread);
-  const bus = openBus(config, !options.hostedThread);
+  const bus = openBus(config, options.hostedThread === true);
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
         baseUrl: config.partnerApi.url,
@@ -268,6 +272,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       }
     }, 1000);
     checkpointer.unref();
+    // …and deletes consumed records for it (even when no consumer of its own runs here).
+    bus.startRetention();
     try {
       dispatcherThread = await DispatcherThread.start({
         config,

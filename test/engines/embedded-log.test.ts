@@ -4,12 +4,14 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { PartitionCursor } from '../../src/engines/embedded/cursor.ts';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { murmur2 } from '../../src/engines/embedded/partitioner.ts';
+import { deleteConsumedRecords } from '../../src/engines/embedded/retention.ts';
 import { runBusConformance } from '../conformance/bus.ts';
 import { runTopicAdminConformance } from '../conformance/bus-admin.ts';
 
@@ -100,7 +102,7 @@ describe('embedded log', () => {
   });
 
   test('retention deletes records every reading group committed past, and keeps the rest', async () => {
-    const log = new EmbeddedLog(join(dir, 'retention.db'));
+    const log = new EmbeddedLog(join(dir, 'retention.db'), { retentionIntervalMs: 0 });
     await log.ensureTopic('read', { partitions: 1 });
     await log.ensureTopic('unread', { partitions: 1 });
     await log.publish(['0', '1', '2', '3', '4'].map((value) => ({ topic: 'read', value })));
@@ -139,6 +141,71 @@ describe('embedded log', () => {
       'read:4',
       'unread:0',
     ]);
+  });
+
+  test('the retention timer deletes consumed records by itself, every second', async () => {
+    const path = join(dir, 'retention-timer.db');
+    const log = new EmbeddedLog(path);
+    await log.ensureTopic('timed', { partitions: 2 });
+    await log.publish(
+      Array.from({ length: 40 }, (_, i) => ({ topic: 'timed', key: `k${i}`, value: `${i}` })),
+    );
+    let seen = 0;
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['timed'],
+      handler: async (b) => {
+        seen += b.length;
+      },
+    });
+    const peek = new DatabaseSync(path, { readOnly: true });
+    const stored = () => (peek.prepare('SELECT count(*) AS n FROM record').get() as { n: number }).n;
+    await waitFor('the records to be consumed', () => seen === 40);
+    await waitFor('the timer to delete them', () => stored() === 0, 5000);
+    // Records published later are deleted by a later run, once consumed.
+    await log.publish([{ topic: 'timed', key: 'k0', value: 'late' }]);
+    await waitFor('the late record to go too', () => seen === 41 && stored() === 0, 5000);
+    peek.close();
+    await consumer.stop();
+    await log.close();
+  });
+
+  test('a paced retention run rests between its transactions: a publisher appends while it runs', async () => {
+    const path = join(dir, 'retention-paced.db');
+    const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });
+    await log.ensureTopic('paced', { partitions: 1 });
+    await log.publish(Array.from({ length: 500 }, (_, i) => ({ topic: 'paced', value: `${i}` })));
+    let seen = 0;
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['paced'],
+      handler: async (b) => {
+        seen += b.length;
+      },
+    });
+    await waitFor('the records to be consumed', () => seen === 500);
+    await consumer.stop();
+    const db = new DatabaseSync(path);
+    const cleaned = new Map<string, number>();
+    let finished = false;
+    const run = deleteConsumedRecords(db, { chunk: 50, paced: true, cleaned }).then((n) => {
+      finished = true;
+      return n;
+    });
+    // The first chunk has run; the publish below waits for no more than that.
+    await log.publish([{ topic: 'paced', value: 'during' }]);
+    assert.equal(finished, false, 'the publish did not wait for the whole run');
+    assert.equal(await run, 500);
+    assert.equal(cleaned.get('paced\n0'), 500);
+    // Nothing new was consumed: the next run skips the partition (and deletes nothing).
+    assert.equal(await deleteConsumedRecords(db, { cleaned }), 0);
+    const left = db.prepare('SELECT value FROM record').all() as Array<{ value: string }>;
+    assert.deepEqual(
+      left.map((r) => r.value),
+      ['during'],
+    );
+    db.close();
+    await log.close();
   });
 
   test('a crash (closed without stop) redelivers the unfinished batch to the next member', async () => {

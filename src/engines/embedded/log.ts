@@ -38,8 +38,9 @@
  * `PRAGMA data_version` (changes when another connection commits) with an idle backoff from
  * minIdleMs to maxIdleMs, so an idle consumer costs almost nothing.
  *
- * Retention: every retentionIntervalMs (and on demand with `retention()`), records are deleted
- * once every recently seen group whose prefixes match the topic has committed past them.
+ * Retention: every retentionIntervalMs (1 s by default; and on demand with `retention()`), records
+ * are deleted once every recently seen group whose prefixes match the topic has committed past
+ * them, in small paced transactions (see `retention.ts`); one run at a time.
  */
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
@@ -61,7 +62,10 @@ export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
   defaultPartitions?: number;
   /** False: this connection leaves WAL checkpoints to another one (`checkpoint()`). */
   autoCheckpoint?: boolean;
-  /** How often consumed records are deleted (default 60 s); 0 turns the timer off. */
+  /**
+   * How often consumed records are deleted (default 1 s); 0 turns the timer off (another log on the
+   * same file does it, or `retention()` is called).
+   */
   retentionIntervalMs?: number;
   /** Told about failures of background work (retention). */
   onError?: (err: unknown) => void;
@@ -109,6 +113,9 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   readonly #retentionMs: number;
   readonly #onError: ((err: unknown) => void) | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
+  #retentionRunning = false;
+  /** Per partition, the offset below which the timer's runs have deleted everything. */
+  readonly #cleaned = new Map<string, number>();
 
   constructor(path: string, options: EmbeddedLogOptions = {}) {
     super(path, options);
@@ -120,7 +127,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
       minIdleMs: options.minIdleMs ?? 2,
       maxIdleMs: options.maxIdleMs ?? 50,
     };
-    this.#retentionMs = options.retentionIntervalMs ?? 60_000;
+    this.#retentionMs = options.retentionIntervalMs ?? 1000;
     this.#onError = options.onError;
   }
 
@@ -160,13 +167,26 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
       options,
     );
     this.#consumers.add(consumer);
-    this.#startRetention();
+    this.startRetention();
     return consumer;
   }
 
   /** Deletes the records every reading group has committed past; returns how many. */
   retention(): Promise<number> {
     return deleteConsumedRecords(this.db);
+  }
+
+  /** One paced run of the timer, skipping partitions with nothing new to delete; never two at once. */
+  async #retentionTick(): Promise<void> {
+    if (this.#retentionRunning || this.#closed) return;
+    this.#retentionRunning = true;
+    try {
+      await deleteConsumedRecords(this.db, { paced: true, cleaned: this.#cleaned });
+    } catch (err) {
+      if (!this.#closed) this.#onError?.(err);
+    } finally {
+      this.#retentionRunning = false;
+    }
   }
 
   /** Closes the file. Consumers not stopped first are abandoned as in a crash: nothing more is committed. */
@@ -182,11 +202,10 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     await super.close();
   }
 
-  #startRetention(): void {
+  /** Starts the retention timer (the first consumer does; idempotent; off when the interval is 0). */
+  startRetention(): void {
     if (this.#retentionTimer || this.#retentionMs <= 0) return;
-    this.#retentionTimer = setInterval(() => {
-      this.retention().catch((err: unknown) => this.#onError?.(err));
-    }, this.#retentionMs);
+    this.#retentionTimer = setInterval(() => void this.#retentionTick(), this.#retentionMs);
     this.#retentionTimer.unref();
   }
 }
