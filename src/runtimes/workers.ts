@@ -117,15 +117,26 @@ function sink(deps: WorkerDeps): DeadLetterSink {
   });
 }
 
-/** Purges expired idempotency-ledger entries every `intervalMs` (delivery claims expire after 7 days). */
-export function startLedgerPurge(store: Store, logger: Logger, intervalMs = 10 * 60_000): () => void {
+/**
+ * Purges expired idempotency-ledger entries every `intervalMs` (completed deliveries expire after
+ * 7 days), one purge at a time; often, so that each one has only the last minute's entries to delete.
+ */
+export function startLedgerPurge(store: Store, logger: Logger, intervalMs = 60_000): () => void {
+  let running = false;
   const timer = setInterval(() => {
-    store.ledger.purge(Date.now()).then(
-      (removed) => {
-        if (removed > 0) logger.debug('purged expired ledger entries', { removed });
-      },
-      (err: unknown) => logger.warn('ledger purge failed', { err }),
-    );
+    if (running) return;
+    running = true;
+    store.ledger
+      .purge(Date.now())
+      .then(
+        (removed) => {
+          if (removed > 0) logger.debug('purged expired ledger entries', { removed });
+        },
+        (err: unknown) => logger.warn('ledger purge failed', { err }),
+      )
+      .finally(() => {
+        running = false;
+      });
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);

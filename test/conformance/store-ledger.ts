@@ -102,6 +102,23 @@ export function describeLedger(ctx: StoreContext): void {
       assert.equal((await ledger().get(live!))?.status, 'COMPLETED');
     });
 
+    test('purge removes thousands of expired entries (more than one chunk) and keeps the live ones', async () => {
+      // Below the other purge test's times; the live entries expire long after both.
+      const t = 100_000;
+      const expired = Array.from({ length: 2_500 }, () => testId('bulk-'));
+      const live = Array.from({ length: 50 }, () => testId('bulk-live-'));
+      await Promise.all(expired.map((key) => ledger().complete(key, 10, t)));
+      await Promise.all(live.map((key) => ledger().complete(key, TTL, T)));
+      assert.equal(await ledger().purge(t + 1_000), 2_500);
+      assert.equal(await ledger().get(expired[0]!), undefined);
+      assert.equal(await ledger().get(expired[2_499]!), undefined);
+      const kept = await Promise.all(live.map((key) => ledger().get(key)));
+      assert.deepEqual(
+        kept.map((e) => e?.status),
+        live.map(() => 'COMPLETED'),
+      );
+    });
+
     test('of two concurrent claims of one key exactly one is claimed', async () => {
       const key = testId('key-');
       const results = await Promise.all([ledger().claim(key, LEASE, T), ledger().claim(key, LEASE, T)]);

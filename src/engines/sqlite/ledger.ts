@@ -14,7 +14,7 @@ interface LedgerRow {
 }
 
 /** The SQLite implementation of the idempotency ledger. */
-export class SqliteLedger implements IdempotencyLedger {
+export class SqliteLedger implements Omit<IdempotencyLedger, 'purge'> {
   readonly #claim: StatementSync;
   readonly #complete: StatementSync;
   readonly #release: StatementSync;
@@ -36,7 +36,11 @@ export class SqliteLedger implements IdempotencyLedger {
     this.#get = db.prepare(
       'SELECT key, status, expires_at, updated_at FROM idempotency_ledger WHERE key = ?',
     );
-    this.#purge = db.prepare('DELETE FROM idempotency_ledger WHERE expires_at < ?');
+    // A bounded chunk through the expiry index (the oldest first), so a purge never holds the write lock for long.
+    this.#purge = db.prepare(
+      `DELETE FROM idempotency_ledger WHERE key IN
+         (SELECT key FROM idempotency_ledger WHERE expires_at < ? ORDER BY expires_at LIMIT ?)`,
+    );
   }
 
   async claim(key: string, leaseMs: number, now: number): Promise<'claimed' | 'completed' | 'busy'> {
@@ -60,8 +64,9 @@ export class SqliteLedger implements IdempotencyLedger {
       : undefined;
   }
 
-  async purge(now: number): Promise<number> {
-    return Number(this.#purge.run(now).changes);
+  /** Removes up to `limit` entries expired before `now` (the store repeats it until fewer come back). */
+  purgeChunk(now: number, limit: number): number {
+    return Number(this.#purge.run(now, limit).changes);
   }
 
   #row(key: string): LedgerRow | undefined {

@@ -5,6 +5,7 @@
  * the delivery-path tables (deliveries, ledger, dead letters) have hand-written statements.
  */
 import type { DatabaseSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PartnerRecord, SchemaRecord, SubscriptionRecord } from '../../common/model.ts';
 import {
   type DeadLetterRepository,
@@ -24,6 +25,10 @@ import { GroupCommit } from './group-commit.ts';
 import { SqliteLedger } from './ledger.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { ReadBatch } from './read-batch.ts';
+
+/** Ledger entries deleted per transaction by a purge, and the rest between two of them (ms). */
+const PURGE_CHUNK = 1000;
+const PURGE_REST_MS = 10;
 
 /** WAL pages between automatic checkpoints (SQLite's default is 1,000). */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
@@ -127,7 +132,17 @@ export class SqliteStore implements Store {
       complete: (key, ttlMs, now) => group.run(() => ledger.complete(key, ttlMs, now)),
       release: (key) => group.run(() => ledger.release(key)),
       get: (key) => ledger.get(key),
-      purge: (now) => group.run(() => ledger.purge(now)),
+      purge: async (now) => {
+        // In chunks, each in its own group commit with a rest after it: a week's worth of
+        // expired entries must not stop the delivery path's writes while it is deleted.
+        let removed = 0;
+        for (;;) {
+          const n = await group.run(() => ledger.purgeChunk(now, PURGE_CHUNK));
+          removed += n;
+          if (n < PURGE_CHUNK || !this.#db.isOpen) return removed;
+          await sleep(PURGE_REST_MS);
+        }
+      },
     };
     this.deadLetters = {
       insert: (r) => group.run(() => deadLetters.insert(r)),
