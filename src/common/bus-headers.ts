@@ -12,6 +12,11 @@ export const HEADERS = {
    */
   originPosition: 'x-webhooks-origin-position',
   lastError: 'x-webhooks-last-error',
+  /**
+   * On a dispatcher retry tier: when the task is due (ms since epoch). A task read from a tier
+   * earlier than that waits what is left in the next tier (see `retryPlacement`).
+   */
+  dueAt: 'x-webhooks-due-at',
   /** On a DLQ topic message: the dead letter's id, its reason and the attempts made. */
   dlqId: 'x-webhooks-dlq-id',
   reason: 'x-webhooks-reason',

@@ -16,7 +16,7 @@ import type {
   PartnerRecord,
   SubscriptionRecord,
 } from '../common/model.ts';
-import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
+import type { BatchControl, BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
 import type { DeliveryClient, DeliveryResult } from '../common/ports/delivery-client.ts';
 import type { DeliveryRepository, IdempotencyLedger } from '../common/ports/store.ts';
 import { DEFAULT_TIMEOUTS, effectiveRetryPolicy } from '../common/retry.ts';
@@ -26,13 +26,17 @@ import { buildDeliveryRequest } from './request.ts';
 import {
   canRetry,
   classifyAttempt,
+  HOP_TOLERANCE_MS,
   nextRetryDelayMs,
   retryAfterSecondsOf,
-  retryTierFor,
+  retryPlacement,
   retryTopicName,
 } from './retry-math.ts';
 
 export const DISPATCHER_TOPIC_PREFIXES = ['egress.', 'retry.dispatcher.'];
+
+/** The longest an egress partition stays paused for a saturated endpoint without hearing it drained (ms). */
+const MAX_PAUSE_MS = 30_000;
 
 /** What the dispatcher reads and changes outside itself. */
 export interface DispatcherDeps {
@@ -71,6 +75,7 @@ type TaskOutcome =
   | 'deferred'
   | 'deferred_busy'
   | 'deferred_paused'
+  | 'rescheduled'
   | 'skipped';
 
 /** The dispatcher core, shared by every runtime. */
@@ -80,6 +85,8 @@ export class WebhookDispatcher {
   readonly #latency;
   readonly #responses;
   readonly #endToEnd;
+  /** Per endpoint, the egress partitions paused for it (`topic\0partition` → how to resume, and until when). */
+  readonly #paused = new Map<string, Map<string, { resume: () => void; until: number }>>();
 
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
@@ -102,13 +109,19 @@ export class WebhookDispatcher {
     );
   }
 
-  /** Handles a batch concurrently; messages whose handling hit an infrastructure failure are redelivered. */
-  async handleBatch(batch: ConsumedMessage[]): Promise<BatchOutcome> {
+  /**
+   * Handles a batch concurrently; messages whose handling hit an infrastructure failure are
+   * redelivered. Each task is reported done as soon as it is handled (a slow endpoint's request does
+   * not keep the fast ones of the batch in flight), and the egress partition of an endpoint that
+   * has enough waiting is paused until its queue drains.
+   */
+  async handleBatch(batch: ConsumedMessage[], control?: BatchControl): Promise<BatchOutcome> {
     const failed: ConsumedMessage[] = [];
     await Promise.all(
       batch.map(async (message) => {
         try {
-          this.#outcomes.inc({ outcome: await this.#handle(message) });
+          this.#outcomes.inc({ outcome: await this.#handle(message, control) });
+          control?.done(message);
         } catch (err) {
           this.#deps.logger.error('dispatcher failed to handle a task; it will be redelivered', { err });
           failed.push(message);
@@ -118,7 +131,7 @@ export class WebhookDispatcher {
     return { failed };
   }
 
-  async #handle(message: ConsumedMessage): Promise<TaskOutcome> {
+  async #handle(message: ConsumedMessage, control: BatchControl | undefined): Promise<TaskOutcome> {
     let task: DeliveryTask;
     try {
       task = parseDeliveryTask(message.value);
@@ -126,11 +139,22 @@ export class WebhookDispatcher {
       await this.#deadLetter(message, undefined, 'task_invalid', (err as Error).message, 0);
       return 'failed';
     }
+    // Out of its tier before it is due (a delay longer than the tier): it waits the rest in the next one.
+    const dueAt = Number(message.headers[HEADERS.dueAt]);
+    const early = dueAt - this.#deps.clock().getTime();
+    if (early > HOP_TOLERANCE_MS) {
+      await this.#defer(message, task, early);
+      return 'rescheduled';
+    }
     // Everything logged while this task is handled carries the event's correlation id.
-    return withCorrelationId(task.event.correlationId, () => this.#handleTask(message, task));
+    return withCorrelationId(task.event.correlationId, () => this.#handleTask(message, task, control));
   }
 
-  async #handleTask(message: ConsumedMessage, task: DeliveryTask): Promise<TaskOutcome> {
+  async #handleTask(
+    message: ConsumedMessage,
+    task: DeliveryTask,
+    control: BatchControl | undefined,
+  ): Promise<TaskOutcome> {
     const now = this.#deps.clock();
     const sub = await this.#deps.subscription(task.subscriptionId);
     if (!sub || sub.status === 'DISABLED') {
@@ -171,7 +195,7 @@ export class WebhookDispatcher {
       return 'deferred_busy';
     }
     try {
-      return await this.#attempt(message, task, sub, delivery, settings, timeouts);
+      return await this.#attempt(message, task, sub, delivery, settings, timeouts, control);
     } catch (err) {
       await this.#deps.ledger?.release(task.deliveryId);
       throw err;
@@ -186,12 +210,15 @@ export class WebhookDispatcher {
     delivery: DeliveryRecord | undefined,
     settings: PartnerDeliverySettings,
     timeouts: Required<DeliveryTimeouts>,
+    control: BatchControl | undefined,
   ): Promise<TaskOutcome> {
     const recordedAttempts = delivery?.attempts ?? 0;
-    const slot = await this.#deps.limiter.acquire(sub.id, {
+    const limits = {
       maxConcurrency: settings.maxConcurrency ?? this.#deps.defaultMaxConcurrency,
       ...(settings.rateLimitPerSecond !== undefined ? { ratePerSecond: settings.rateLimitPerSecond } : {}),
-    });
+    };
+    if (control && this.#deps.limiter.saturated(sub.id, limits)) this.#pauseFor(sub.id, message, control);
+    const slot = await this.#deps.limiter.acquire(sub.id, limits);
     if (!slot.ok) {
       await this.#deps.ledger?.release(task.deliveryId);
       await this.#defer(message, task, slot.retryInMs);
@@ -301,6 +328,31 @@ export class WebhookDispatcher {
     return klass === 'gone' ? 'gone' : 'failed';
   }
 
+  /**
+   * Stops fetching the endpoint's egress partition until its queue drains (or MAX_PAUSE_MS): what
+   * is fetched meanwhile would only wait, or be parked on a retry tier. Retry tiers are shared by
+   * every endpoint, so they are never paused.
+   */
+  #pauseFor(endpoint: string, message: ConsumedMessage, control: BatchControl): void {
+    if (!message.topic.startsWith('egress.')) return;
+    const key = `${message.topic}\u0000${message.partition}`;
+    const now = Date.now();
+    let partitions = this.#paused.get(endpoint);
+    if ((partitions?.get(key)?.until ?? 0) > now) return;
+    const first = partitions === undefined;
+    partitions ??= new Map();
+    this.#paused.set(endpoint, partitions);
+    partitions.set(key, { resume: () => control.resume(message), until: now + MAX_PAUSE_MS });
+    control.pause(message, MAX_PAUSE_MS);
+    if (first) {
+      this.#deps.limiter.whenDrained(endpoint, () => {
+        const resumes = this.#paused.get(endpoint);
+        this.#paused.delete(endpoint);
+        for (const { resume } of resumes?.values() ?? []) resume();
+      });
+    }
+  }
+
   /** Claims the delivery in the ledger for longer than the longest attempt can take; 'claimed' without a ledger. */
   async #claim(
     task: DeliveryTask,
@@ -337,6 +389,15 @@ export class WebhookDispatcher {
     attempts: number,
   ): Promise<void> {
     const origin = task ? originTopicOf(message, task) : message.topic;
+    // Within the task's correlation context (when it has one), so the line carries its correlation id.
+    this.#deps.logger.warn('delivery dead-lettered', {
+      reason,
+      attempts,
+      error,
+      ...(task
+        ? { deliveryId: task.deliveryId, subscriptionId: task.subscriptionId, eventId: task.event.id }
+        : {}),
+    });
     // Redrive starts over: the stored task has no attempts and no first-attempt time.
     const value = task ? JSON.stringify({ ...task, attempt: 0, firstAttemptAt: undefined }) : message.value;
     await this.#deps.deadLetters.send([
@@ -393,18 +454,19 @@ function originTopicOf(message: ConsumedMessage, task: DeliveryTask): string {
   return egressTopic(task.partnerId, domain ?? '', event ?? '');
 }
 
-/** The message that parks `task` on the retry tier for `delayMs`. */
+/** The message that parks `task` on a retry tier until `delayMs` from now (see `retryPlacement`). */
 function retryMessage(
   message: ConsumedMessage,
   task: DeliveryTask,
   delayMs: number,
   now: number,
 ): BusMessage {
+  const { tierMs, notBefore, dueAt } = retryPlacement(delayMs, now);
   return {
-    topic: retryTopicName('dispatcher', retryTierFor(delayMs)),
+    topic: retryTopicName('dispatcher', tierMs),
     key: task.subscriptionId,
     value: JSON.stringify(task),
-    headers: { [HEADERS.originTopic]: originTopicOf(message, task) },
-    notBefore: now + delayMs,
+    headers: { [HEADERS.originTopic]: originTopicOf(message, task), [HEADERS.dueAt]: String(dueAt) },
+    notBefore,
   };
 }

@@ -5,7 +5,12 @@
  * in flight, so a hanging endpoint is recognised before it answers). When waiting would take longer
  * than `maxQueueWaitMs`, `acquire` answers "defer" at once and the dispatcher parks the task on a
  * retry tier instead of holding it: a fast endpoint absorbs bursts in memory, a slow or dead one can
- * hold only a few tasks, and other partners keep flowing.
+ * hold only a few tasks, and other partners keep flowing. A task that has waited `maxQueueWaitMs`
+ * all the same (the endpoint hung after it was queued) is told to defer too.
+ *
+ * `saturated` tells the dispatcher when an endpoint has enough waiting (its queue is past
+ * `softQueueFactor` × its concurrency, or waiting would take too long), so that it stops fetching
+ * the endpoint's partition; `whenDrained` calls back once the queue is down to its concurrency again.
  */
 
 export interface EndpointLimits {
@@ -17,20 +22,35 @@ export interface EndpointLimits {
 /** A granted slot; `release` takes the request's own latency (measured by the HTTP client) when known. */
 export type Acquired = { ok: true; release: (latencyMs?: number) => void } | { ok: false; retryInMs: number };
 
+interface Waiter {
+  /** true: the slot is handed over; false: waited too long, defer. */
+  resolve: (granted: boolean) => void;
+  since: number;
+}
+
 interface EndpointState {
   active: number;
-  waiters: Array<() => void>;
+  waiters: Waiter[];
+  /** Evicts waiters that waited `maxQueueWaitMs` (set while any wait). */
+  evictTimer: NodeJS.Timeout | undefined;
+  /** Called once the queue is down to `lowWater`. */
+  drained: Array<() => void>;
+  lowWater: number;
   /** Start times of the requests in flight. */
   started: Set<number>;
   latencyMs: number;
   tokens: number;
   refilledAt: number;
+  /** Last acquire (ms), for forgetting endpoints idle for long. */
+  usedAt: number;
 }
 
 const INITIAL_LATENCY_MS = 50;
 const EWMA_WEIGHT = 0.2;
 /** A request in flight this long marks the endpoint as slow even before it answers. */
 const HANG_MS = 1000;
+/** Idle endpoints are forgotten after this long (looked for at most once per interval). */
+const IDLE_FORGET_MS = 10 * 60_000;
 
 /** Per-endpoint concurrency and rate limiting with queues bounded by expected wait. */
 export class EndpointLimiter {
@@ -38,15 +58,39 @@ export class EndpointLimiter {
   readonly #maxQueueWaitMs: number;
   readonly #maxQueue: number;
   readonly #maxRateWaitMs: number;
+  readonly #softQueueFactor: number;
   readonly #now: () => number;
+  #sweptAt = 0;
 
   constructor(
-    options: { maxQueueWaitMs?: number; maxQueue?: number; maxRateWaitMs?: number; now?: () => number } = {},
+    options: {
+      maxQueueWaitMs?: number;
+      maxQueue?: number;
+      maxRateWaitMs?: number;
+      softQueueFactor?: number;
+      now?: () => number;
+    } = {},
   ) {
     this.#maxQueueWaitMs = options.maxQueueWaitMs ?? 2000;
     this.#maxQueue = options.maxQueue ?? 1000;
     this.#maxRateWaitMs = options.maxRateWaitMs ?? 1000;
+    this.#softQueueFactor = options.softQueueFactor ?? 4;
     this.#now = options.now ?? Date.now;
+  }
+
+  /** Whether the endpoint has enough tasks waiting that fetching more for it only adds to the wait. */
+  saturated(endpoint: string, limits: EndpointLimits): boolean {
+    const state = this.#states.get(endpoint);
+    if (!state || state.active < limits.maxConcurrency) return false;
+    if (state.waiters.length >= limits.maxConcurrency * this.#softQueueFactor) return true;
+    return this.#expectedWait(state, limits) > this.#maxQueueWaitMs;
+  }
+
+  /** Calls `callback` once the endpoint's queue is no longer than its concurrency (at once if it is not). */
+  whenDrained(endpoint: string, callback: () => void): void {
+    const state = this.#states.get(endpoint);
+    if (!state || state.waiters.length <= state.lowWater) callback();
+    else state.drained.push(callback);
   }
 
   /** Waits for a slot (when that is expected to be quick) or says how long to defer. */
@@ -57,13 +101,18 @@ export class EndpointLimiter {
       if (wait > this.#maxRateWaitMs) return { ok: false, retryInMs: wait };
       if (wait > 0) await sleep(wait);
     }
+    state.lowWater = limits.maxConcurrency;
     if (state.active >= limits.maxConcurrency) {
-      const expectedWait =
-        Math.ceil((state.waiters.length + 1) / limits.maxConcurrency) * this.#estimate(state);
+      const expectedWait = this.#expectedWait(state, limits);
       if (expectedWait > this.#maxQueueWaitMs || state.waiters.length >= this.#maxQueue) {
         return { ok: false, retryInMs: expectedWait };
       }
-      await new Promise<void>((resolve) => state.waiters.push(resolve));
+      const granted = await new Promise<boolean>((resolve) => {
+        state.waiters.push({ resolve, since: this.#now() });
+        this.#scheduleEviction(state);
+      });
+      if (!granted)
+        return { ok: false, retryInMs: Math.max(this.#maxQueueWaitMs, this.#expectedWait(state, limits)) };
     } else {
       state.active += 1;
     }
@@ -80,10 +129,41 @@ export class EndpointLimiter {
         state.latencyMs = state.latencyMs * (1 - EWMA_WEIGHT) + took * EWMA_WEIGHT;
         const next = state.waiters.shift();
         // Hand the slot straight to the next waiter; otherwise free it.
-        if (next) next();
+        if (next) next.resolve(true);
         else state.active -= 1;
+        this.#checkDrained(state);
       },
     };
+  }
+
+  /** How long one more task would wait: rounds of `maxConcurrency` requests at the estimated latency. */
+  #expectedWait(state: EndpointState, limits: EndpointLimits): number {
+    return Math.ceil((state.waiters.length + 1) / limits.maxConcurrency) * this.#estimate(state);
+  }
+
+  /** Sets the timer that evicts the oldest waiter once it has waited `maxQueueWaitMs`. */
+  #scheduleEviction(state: EndpointState): void {
+    if (state.evictTimer !== undefined) return;
+    const oldest = state.waiters[0];
+    if (!oldest) return;
+    const wait = Math.max(1, oldest.since + this.#maxQueueWaitMs - this.#now());
+    state.evictTimer = setTimeout(() => {
+      state.evictTimer = undefined;
+      const cutoff = this.#now() - this.#maxQueueWaitMs;
+      let evicted = 0;
+      while (evicted < state.waiters.length && state.waiters[evicted]!.since <= cutoff) evicted++;
+      for (const waiter of state.waiters.splice(0, evicted)) waiter.resolve(false);
+      this.#checkDrained(state);
+      this.#scheduleEviction(state);
+    }, wait);
+    state.evictTimer.unref();
+  }
+
+  #checkDrained(state: EndpointState): void {
+    if (state.drained.length === 0 || state.waiters.length > state.lowWater) return;
+    const callbacks = state.drained;
+    state.drained = [];
+    for (const callback of callbacks) callback();
   }
 
   /** Tasks running or waiting for an endpoint, and its latency estimate (for tests and metrics). */
@@ -112,19 +192,45 @@ export class EndpointLimiter {
   }
 
   #state(endpoint: string, limits: EndpointLimits): EndpointState {
+    const now = this.#now();
+    if (now - this.#sweptAt >= IDLE_FORGET_MS) this.#forgetIdle(now);
     let state = this.#states.get(endpoint);
     if (!state) {
       state = {
         active: 0,
         waiters: [],
+        evictTimer: undefined,
+        drained: [],
+        lowWater: limits.maxConcurrency,
         started: new Set(),
         latencyMs: INITIAL_LATENCY_MS,
         tokens: limits.ratePerSecond ?? 0,
-        refilledAt: this.#now(),
+        refilledAt: now,
+        usedAt: now,
       };
       this.#states.set(endpoint, state);
     }
+    state.usedAt = now;
     return state;
+  }
+
+  /** Forgets endpoints with nothing running or waiting that were last used long ago (deleted subscriptions). */
+  #forgetIdle(now: number): void {
+    this.#sweptAt = now;
+    for (const [endpoint, s] of this.#states) {
+      if (
+        s.active === 0 &&
+        s.waiters.length === 0 &&
+        s.drained.length === 0 &&
+        now - s.usedAt >= IDLE_FORGET_MS
+      )
+        this.#states.delete(endpoint);
+    }
+  }
+
+  /** Endpoints the limiter keeps state for (for tests). */
+  get size(): number {
+    return this.#states.size;
   }
 
   /** Takes a token; returns 0 when one was free, else the ms until the reserved token is due. */

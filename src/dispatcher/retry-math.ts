@@ -128,9 +128,13 @@ export function canRetry(input: {
   return input.retryAt - input.firstAttemptAt < input.maxAgeSeconds * 1000;
 }
 
-/** Retry tiers of the bus (delays in ms, ascending): 5 s, 1 min, 5 min, 30 min, 2 h, 6 h. */
+/**
+ * Retry tiers of the bus (delays in ms, ascending): 1 s, 5 s, 1 min, 5 min, 30 min, 2 h, 6 h. The
+ * 1 s tier keeps short delays (Retry-After: 2, a short schedule, a busy endpoint) within a second
+ * of their time: below the smallest tier a message can wait behind another for up to that tier.
+ */
 export const RETRY_TIERS_MS: readonly number[] = Object.freeze([
-  5_000, 60_000, 300_000, 1_800_000, 7_200_000, 21_600_000,
+  1_000, 5_000, 60_000, 300_000, 1_800_000, 7_200_000, 21_600_000,
 ]);
 
 /**
@@ -141,6 +145,28 @@ export function retryTierFor(delayMs: number): number {
   let tier = RETRY_TIERS_MS[0] ?? 0;
   for (const t of RETRY_TIERS_MS) if (t <= delayMs) tier = t;
   return tier;
+}
+
+/** A message read from a tier this close to its due time is handled at once instead of hopping again (ms). */
+export const HOP_TOLERANCE_MS = 100;
+
+/**
+ * Where a message that must wait `delayMs` goes, and when: the tier of `retryTierFor`, held there
+ * for the tier's own delay — never longer — and due at `dueAt`. Within a tier every message waits
+ * the same time, so `notBefore` follows the order of publishing: a tier's consumer, which holds a
+ * partition until its first message is due, never keeps a message behind one due later (a 5 h retry
+ * ahead of a 2 h retry in the 2 h tier held that one back for 3 h). What is left of a longer delay
+ * when the message comes out of the tier is waited in the next tier (a hop, which is not an attempt:
+ * 5 h = 2 h + 2 h + 30 min + 30 min). Delays below the smallest tier wait exactly their delay in
+ * it, so there a message can wait behind another for at most the smallest tier's delay (1 s).
+ */
+export function retryPlacement(
+  delayMs: number,
+  now: number,
+): { tierMs: number; notBefore: number; dueAt: number } {
+  const delay = Math.max(0, Math.round(delayMs));
+  const tierMs = retryTierFor(delay);
+  return { tierMs, notBefore: now + Math.min(delay, tierMs), dueAt: now + delay };
 }
 
 /** `retry.<stage>.<tier>` with the tier in its largest whole unit, e.g. `retry.dispatcher.5s`, `retry.dispatcher.30m`, `retry.dispatcher.2h`. */

@@ -102,8 +102,14 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     group: 'dispatcher',
     topicPrefixes: DISPATCHER_TOPIC_PREFIXES,
     maxBatch: 100,
-    maxInFlight: 400,
-    handler: (batch) => dispatcher.handleBatch(batch),
+    // Tasks are reported done one by one, and a saturated endpoint's partition is paused, so what
+    // is in flight is what the endpoints are working on: a hanging endpoint holds its concurrency
+    // (16 by default) and tasks that waited at most 2 s; 4,000 leave room for ~250 of them at once.
+    // Each endpoint reads one partition of its egress topic: 500 per partition keep a busy endpoint
+    // fed without letting its backlog take the rest.
+    maxInFlight: 4000,
+    maxInFlightPerPartition: 500,
+    handler: (batch, control) => dispatcher.handleBatch(batch, control),
     onError: (err) => deps.logger.error('dispatcher batch failed', { err }),
   });
 }

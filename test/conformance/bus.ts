@@ -6,7 +6,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus, ConsumedMessage, ConsumerHandle, ConsumerOptions } from '../../src/common/ports/bus.ts';
+import type {
+  BatchControl,
+  Bus,
+  ConsumedMessage,
+  ConsumerHandle,
+  ConsumerOptions,
+} from '../../src/common/ports/bus.ts';
 
 export interface BusHarness {
   /** Opens the engine on the harness's storage; opening again after `close()` is a restart. */
@@ -58,9 +64,9 @@ export function runBusConformance(engine: string, makeHarness: () => Promise<Bus
         group: `${group}.${unique}`,
         topicPrefixes: [topic],
         ...options,
-        handler: async (batch) => {
+        handler: async (batch, control) => {
           for (const message of batch) deliveries.push({ message, at: Date.now() });
-          return options.handler ? options.handler(batch) : undefined;
+          return options.handler ? options.handler(batch, control) : undefined;
         },
       });
       running.push(consumer);
@@ -262,6 +268,107 @@ export function runBusConformance(engine: string, makeHarness: () => Promise<Bus
       );
       release();
       await stopAll();
+    });
+
+    test('a message reported done frees its place in flight and is committed while the rest of its batch runs', async () => {
+      const topic = `done.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 1 });
+      await bus.publish(['m0', 'm1'].map((value) => ({ topic, value })));
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const { deliveries, consumer } = collect(topic, 'done', {
+        maxBatch: 2,
+        maxInFlight: 2,
+        handler: async (batch, control) => {
+          if (batch.some((m) => m.value === 'm1')) {
+            control.done(batch.find((m) => m.value === 'm0')!);
+            await gate;
+          }
+          return undefined;
+        },
+      });
+      await waitFor('the first batch', () => deliveries.length === 2);
+      await bus.publish(['m2', 'm3'].map((value) => ({ topic, value })));
+      // m0's place was given back: m2 is fetched although m1's batch still runs (maxInFlight 2).
+      await waitFor('m2', () => deliveries.some((d) => d.message.value === 'm2'));
+      await sleep(200);
+      // A crash now: m0 was committed, m1 was not (so neither m2 nor m3, which follow it).
+      await bus.close();
+      release();
+      await consumer.stop();
+      running = running.filter((c) => c !== consumer);
+      bus = await harness.open();
+      const again = collect(topic, 'done');
+      await waitFor('the redelivery', () => again.deliveries.length >= 3);
+      await sleep(200);
+      await stopAll();
+      assert.deepEqual(
+        again.deliveries.map((d) => d.message.value),
+        ['m1', 'm2', 'm3'],
+      );
+    });
+
+    test('a paused partition is not fetched from until it is resumed, while other partitions flow', async () => {
+      const topic = `paused.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      await bus.publish([{ topic, key: 'x', value: 'first' }]);
+      let pausedBy: { control: BatchControl; message: ConsumedMessage } | undefined;
+      const { deliveries } = collect(topic, 'paused', {
+        handler: async (batch, control) => {
+          const first = batch.find((m) => m.value === 'first');
+          if (first) {
+            control.pause(first, 60_000);
+            pausedBy = { control, message: first };
+          }
+          return undefined;
+        },
+      });
+      await waitFor('the first message', () => pausedBy !== undefined);
+      const pausedPartition = pausedBy!.message.partition;
+      const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+      await bus.publish([
+        { topic, key: 'x', value: 'held' },
+        ...keys.map((key) => ({ topic, key, value: `other-${key}` })),
+      ]);
+      await waitFor('the other partition', () =>
+        deliveries.some(
+          (d) => d.message.partition !== pausedPartition && d.message.value.startsWith('other'),
+        ),
+      );
+      await sleep(300);
+      assert.equal(
+        deliveries.filter((d) => d.message.partition === pausedPartition && d.message.value !== 'first')
+          .length,
+        0,
+        'nothing more was fetched from the paused partition',
+      );
+      pausedBy!.control.resume(pausedBy!.message);
+      await waitFor('the held message', () => deliveries.some((d) => d.message.value === 'held'));
+      await stopAll();
+    });
+
+    test('a pause ends by itself after its time', async () => {
+      const topic = `pause-ends.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 1 });
+      await bus.publish([{ topic, value: 'first' }]);
+      let pausedAt = 0;
+      const { deliveries } = collect(topic, 'pause-ends', {
+        handler: async (batch, control) => {
+          if (batch[0]?.value === 'first') {
+            pausedAt = Date.now();
+            control.pause(batch[0], 500);
+          }
+          return undefined;
+        },
+      });
+      await waitFor('the first message', () => pausedAt > 0);
+      await bus.publish([{ topic, value: 'second' }]);
+      await waitFor('the second message', () => deliveries.some((d) => d.message.value === 'second'));
+      await stopAll();
+      const second = deliveries.find((d) => d.message.value === 'second')!;
+      assert.ok(second.at - pausedAt >= 450, `fetched ${second.at - pausedAt} ms after a 500 ms pause`);
     });
 
     test('members of one group share the partitions and together process every message exactly once', async () => {

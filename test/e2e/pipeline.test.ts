@@ -224,6 +224,135 @@ describe('pipeline end to end (embedded engine)', () => {
     assert.ok(slow.received.length >= 1, 'the slow partner is being delivered to meanwhile');
   });
 
+  test('thirty hanging partners do not hold up a fast one (dispatcher capacity is not theirs to take)', async () => {
+    const hanging = await receiver({ answer: () => ({ status: 200, delayMs: 10_000 }) });
+    const fast = await receiver();
+    for (let i = 0; i < 30; i++) {
+      await subscribe(
+        server,
+        hanging,
+        { retry: { maxAttempts: 1 } },
+        { delivery: { timeouts: { headersMs: 15_000 } } },
+      );
+    }
+    await subscribe(server, fast);
+    const events = Array.from({ length: 40 }, (_, i) => orderEvent({ amount: i }));
+    for (let i = 0; i < events.length; i += 10) await publish(server, ...events.slice(i, i + 10));
+    const started = Date.now();
+    await fast.waitFor(40, 8_000);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 4_000, `the fast partner got 40 deliveries in ${elapsed} ms while 30 others hang`);
+    assert.ok(hanging.received.length >= 30, 'the hanging partners are being delivered to meanwhile');
+  });
+
+  test('the subscription’s credentials reach the partner: bearer, basic and a custom header', async () => {
+    const r = await receiver();
+    const bearer = await subscribe(server, r, { auth: { type: 'bearer', token: 'tok-123' } });
+    const basic = await subscribe(server, r, { auth: { type: 'basic', username: 'acme', password: 'p@ss' } });
+    const header = await subscribe(server, r, {
+      auth: { type: 'header', name: 'X-Api-Key', value: 'key-9' },
+    });
+    await publish(server, orderEvent());
+    const got = await r.waitFor(3);
+    const to = (partnerId: string) => got.find((d) => d.path === `/hooks/${partnerId}`)!;
+    assert.equal(to(bearer.partnerId).headers.authorization, 'Bearer tok-123');
+    assert.equal(
+      to(basic.partnerId).headers.authorization,
+      `Basic ${Buffer.from('acme:p@ss').toString('base64')}`,
+    );
+    assert.equal(to(header.partnerId).headers['x-api-key'], 'key-9');
+    assert.equal(to(header.partnerId).headers.authorization, undefined);
+  });
+
+  test('the partner’s timeouts apply: an answer slower than its headers timeout is a timeout', async () => {
+    const r = await receiver({ answer: () => ({ status: 200, delayMs: 3_000 }) });
+    const { subscriptionId } = await subscribe(
+      server,
+      r,
+      { retry: { maxAttempts: 1 } },
+      { delivery: { timeouts: { headersMs: 300 } } },
+    );
+    await publish(server, orderEvent());
+    const [delivery] = await waitForDeliveries(
+      server,
+      `subscriptionId=${subscriptionId}`,
+      (d) => d[0]?.status === 'FAILED',
+    );
+    assert.match(delivery.attemptLog[0].error, /timeout/i);
+    assert.ok(
+      delivery.attemptLog[0].latencyMs < 2_000,
+      `gave up after ${delivery.attemptLog[0].latencyMs} ms`,
+    );
+  });
+
+  test('the partner’s retry policy caps attempts; the subscription’s overrides it field by field', async () => {
+    const r = await receiver({ answer: () => ({ status: 500 }) });
+    const partner = { delivery: { retry: { maxAttempts: 2, scheduleSeconds: [0.2] } } };
+    const capped = await subscribe(server, r, {}, partner);
+    const overridden = await subscribe(server, r, { retry: { maxAttempts: 3 } }, partner);
+    await publish(server, orderEvent());
+    const [a] = await waitForDeliveries(
+      server,
+      `subscriptionId=${capped.subscriptionId}`,
+      (d) => d[0]?.status === 'FAILED',
+    );
+    const [b] = await waitForDeliveries(
+      server,
+      `subscriptionId=${overridden.subscriptionId}`,
+      (d) => d[0]?.status === 'FAILED',
+    );
+    assert.equal(a.attempts, 2, 'the partner allows 2 attempts');
+    assert.equal(b.attempts, 3, 'the subscription allows 3, at the partner’s pace');
+    const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${capped.subscriptionId}`);
+    assert.equal(dlq.body.items[0]?.reason, 'retries_exhausted');
+  });
+
+  test('redrive by event and redrive of everything pending', async () => {
+    let fail = true;
+    const r = await receiver({ answer: () => ({ status: fail ? 422 : 200 }) });
+    const mine = [await subscribe(server, r), await subscribe(server, r)].map((s) => s.subscriptionId);
+    const one = orderEvent();
+    const two = orderEvent();
+    await publish(server, one);
+    await publish(server, two);
+    // Other tests' subscriptions get these events too: only this test's two are looked at.
+    const ofEvent = (eventId: string) => async (status: string) =>
+      waitForDeliveries(
+        server,
+        `eventId=${eventId}`,
+        (d) => d.filter((x) => mine.includes(x.subscriptionId) && x.status === status).length === 2,
+      );
+    await ofEvent(one.id)('FAILED');
+    await ofEvent(two.id)('FAILED');
+    fail = false;
+    const byEvent = await server.request('POST', '/admin/dlq/redrive', { eventId: one.id });
+    assert.ok(byEvent.body.redriven >= 2, `redrove ${byEvent.body.redriven} dead letters of the event`);
+    await ofEvent(one.id)('SUCCESS');
+    await new Promise((res) => setTimeout(res, 300));
+    const untouched = await server.request('GET', `/admin/deliveries?eventId=${two.id}`);
+    assert.deepEqual(
+      untouched.body.items.filter((d: any) => mine.includes(d.subscriptionId)).map((d: any) => d.status),
+      ['FAILED', 'FAILED'],
+      'the other event is untouched',
+    );
+    const all = await server.request('POST', '/admin/dlq/redrive', { all: true });
+    assert.ok(all.body.redriven >= 2, `redrove ${all.body.redriven}`);
+    await ofEvent(two.id)('SUCCESS');
+    for (const subscriptionId of mine) {
+      const pending = await server.request(
+        'GET',
+        `/admin/dlq?eventId=${two.id}&subscriptionId=${subscriptionId}&pending=true`,
+      );
+      assert.equal(pending.body.items.length, 0, 'nothing of it left to redrive');
+      const history = await server.request(
+        'GET',
+        `/admin/dlq?eventId=${two.id}&subscriptionId=${subscriptionId}`,
+      );
+      assert.equal(history.body.items.length, 1, 'the dead letter is kept');
+      assert.ok(history.body.items[0].redrivenAt);
+    }
+  });
+
   test('an event in CloudEvents binary mode (ce-* headers) is delivered like a structured one', async () => {
     const r = await receiver();
     await subscribe(server, r);

@@ -43,6 +43,72 @@ describe('EndpointLimiter', () => {
     if (!res.ok) assert.ok(res.retryInMs >= 5000);
   });
 
+  test('a task queued before the endpoint hung is deferred once it has waited the bound', async () => {
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 100 });
+    const running = await limiter.acquire('hung', { maxConcurrency: 1 });
+    assert.ok(running.ok);
+    const started = Date.now();
+    const queued = await limiter.acquire('hung', { maxConcurrency: 1 });
+    assert.equal(queued.ok, false);
+    assert.ok(Date.now() - started >= 90, 'it waited the bound first');
+    assert.equal(limiter.load('hung').waiting, 0);
+    // The slot still belongs to the request in flight.
+    assert.equal(limiter.load('hung').active, 1);
+  });
+
+  test('saturated: once 4 × its concurrency wait, or waiting would take too long', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 2000, now: () => now });
+    const limits = { maxConcurrency: 2 };
+    assert.equal(limiter.saturated('e', limits), false, 'unknown endpoint');
+    await limiter.acquire('e', limits);
+    await limiter.acquire('e', limits);
+    assert.equal(limiter.saturated('e', limits), false, 'busy, nothing waiting');
+    for (let i = 0; i < 7; i++) void limiter.acquire('e', limits);
+    assert.equal(limiter.saturated('e', limits), false, '7 waiting');
+    void limiter.acquire('e', limits);
+    assert.equal(limiter.saturated('e', limits), true, '8 waiting = 4 × 2');
+    const slow = new EndpointLimiter({ maxQueueWaitMs: 2000, now: () => now });
+    await slow.acquire('s', { maxConcurrency: 1 });
+    assert.equal(slow.saturated('s', { maxConcurrency: 1 }), false);
+    now = 3000; // its request has hung for 3 s
+    assert.equal(slow.saturated('s', { maxConcurrency: 1 }), true);
+  });
+
+  test('whenDrained calls back once the queue is down to the concurrency', async () => {
+    const limiter = new EndpointLimiter();
+    const limits = { maxConcurrency: 1 };
+    const slots = [await limiter.acquire('e', limits)];
+    const waiting = [limiter.acquire('e', limits), limiter.acquire('e', limits)];
+    let drained = 0;
+    limiter.whenDrained('e', () => drained++);
+    assert.equal(drained, 0, 'two waiting, concurrency 1');
+    const first = slots[0]!;
+    if (first.ok) first.release();
+    assert.equal(drained, 1, 'one waiting now');
+    const second = await waiting[0]!;
+    if (second.ok) second.release();
+    assert.equal(drained, 1, 'called once');
+    limiter.whenDrained('e', () => drained++);
+    assert.equal(drained, 2, 'at once when already drained');
+    const third = await waiting[1]!;
+    if (third.ok) third.release();
+  });
+
+  test('idle endpoints are forgotten after ten minutes', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ now: () => now });
+    const slot = await limiter.acquire('old', { maxConcurrency: 1 });
+    if (slot.ok) slot.release();
+    const busy = await limiter.acquire('busy', { maxConcurrency: 1 });
+    assert.equal(limiter.size, 2);
+    now = 11 * 60_000;
+    await limiter.acquire('new', { maxConcurrency: 1 });
+    assert.equal(limiter.size, 2, 'the idle one is forgotten; the one with a request in flight is kept');
+    assert.equal(limiter.load('old').active, 0);
+    if (busy.ok) busy.release();
+  });
+
   test('the latency estimate follows the measured request durations', async () => {
     let now = 0;
     const limiter = new EndpointLimiter({ now: () => now });

@@ -11,6 +11,7 @@ import {
   parseRetryAfter,
   RETRY_TIERS_MS,
   retryAfterSecondsOf,
+  retryPlacement,
   retryTierFor,
   retryTopicName,
 } from '../../src/dispatcher/retry-math.ts';
@@ -251,8 +252,8 @@ describe('canRetry', () => {
 });
 
 describe('retry tiers', () => {
-  test('are 5 s, 1 min, 5 min, 30 min, 2 h and 6 h', () => {
-    assert.deepEqual(RETRY_TIERS_MS, [5_000, 60_000, 300_000, 1_800_000, 7_200_000, 21_600_000]);
+  test('are 1 s, 5 s, 1 min, 5 min, 30 min, 2 h and 6 h', () => {
+    assert.deepEqual(RETRY_TIERS_MS, [1_000, 5_000, 60_000, 300_000, 1_800_000, 7_200_000, 21_600_000]);
   });
 
   test('a delay goes to the largest tier not above it', () => {
@@ -266,14 +267,67 @@ describe('retry tiers', () => {
   });
 
   test('a delay below every tier goes to the smallest', () => {
-    assert.equal(retryTierFor(0), 5_000);
-    assert.equal(retryTierFor(1_000), 5_000);
+    assert.equal(retryTierFor(0), 1_000);
+    assert.equal(retryTierFor(999), 1_000);
+    assert.equal(retryTierFor(1_000), 1_000);
+    assert.equal(retryTierFor(4_999), 1_000);
+  });
+
+  test("a message waits in its tier for the tier's own delay at most, and is due at the whole delay", () => {
+    assert.deepEqual(retryPlacement(5 * 3_600_000, NOW), {
+      tierMs: 7_200_000,
+      notBefore: NOW + 7_200_000,
+      dueAt: NOW + 5 * 3_600_000,
+    });
+    assert.deepEqual(retryPlacement(60_000, NOW), {
+      tierMs: 60_000,
+      notBefore: NOW + 60_000,
+      dueAt: NOW + 60_000,
+    });
+    // Below the smallest tier: exactly the delay.
+    assert.deepEqual(retryPlacement(400, NOW), { tierMs: 1_000, notBefore: NOW + 400, dueAt: NOW + 400 });
+    // Between tiers: the smaller one's delay, then what is left.
+    assert.deepEqual(retryPlacement(2_500, NOW), {
+      tierMs: 1_000,
+      notBefore: NOW + 1_000,
+      dueAt: NOW + 2_500,
+    });
+  });
+
+  test('within a tier notBefore follows the publish order, whatever the delays (no message waits behind a later-due one)', () => {
+    // Delays of the default schedule with jitter, and Retry-After values, published one ms apart.
+    const delays = [5 * 3_600_000, 2 * 3_600_000, 3 * 3_600_000, 7_500_000, 2.4 * 3_600_000, 7_200_000];
+    const placed = delays.map((d, i) => retryPlacement(d, NOW + i));
+    assert.ok(placed.every((p) => p.tierMs === 7_200_000));
+    const notBefores = placed.map((p) => p.notBefore);
+    assert.deepEqual(
+      notBefores,
+      [...notBefores].sort((a, b) => a - b),
+    );
+  });
+
+  test('hops through the tiers add up to the delay', () => {
+    for (const delay of [5 * 3_600_000, 10 * 3_600_000, 61_000, 7_000, 3_000]) {
+      let now = NOW;
+      const due = NOW + delay;
+      let hops = 0;
+      for (;;) {
+        const { notBefore, dueAt } = retryPlacement(due - now, now);
+        assert.equal(dueAt, due);
+        now = notBefore;
+        hops += 1;
+        if (due - now <= 0) break;
+      }
+      assert.equal(now, due, `delay ${delay}`);
+      assert.ok(hops <= 8, `delay ${delay} took ${hops} hops`);
+    }
   });
 
   test('topic names carry the stage and the tier in its largest whole unit', () => {
     assert.deepEqual(
       RETRY_TIERS_MS.map((tier) => retryTopicName('dispatcher', tier)),
       [
+        'retry.dispatcher.1s',
         'retry.dispatcher.5s',
         'retry.dispatcher.1m',
         'retry.dispatcher.5m',

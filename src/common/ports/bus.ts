@@ -59,7 +59,29 @@ export interface BatchOutcome {
   failed: ConsumedMessage[];
 }
 
-export type BatchHandler = (batch: ConsumedMessage[]) => Promise<BatchOutcome | undefined>;
+/**
+ * What a handler may tell the consumer while its batch runs. A batch of a dispatcher can hold a
+ * request to an endpoint that answers in 10 s next to a hundred that took a millisecond: `done`
+ * frees those at once instead of keeping the whole batch in flight until the slowest ends, and
+ * `pause` stops fetching from a partition whose messages would only wait (Kafka's pause/resume).
+ */
+export interface BatchControl {
+  /**
+   * The message is handled: it stops counting against `maxInFlight` now, and its offset may be
+   * committed before the rest of the batch ends. A message reported done is never redelivered
+   * because of the batch's outcome.
+   */
+  done(message: ConsumedMessage): void;
+  /** Fetch nothing more from the message's partition for up to `ms`, or until `resume`. Messages already handed out are unaffected. */
+  pause(message: ConsumedMessage, ms: number): void;
+  /** Ends a pause of the message's partition. */
+  resume(message: ConsumedMessage): void;
+}
+
+export type BatchHandler = (
+  batch: ConsumedMessage[],
+  control: BatchControl,
+) => Promise<BatchOutcome | undefined>;
 
 export interface ConsumerOptions {
   /** Consumer group: each group gets every message once (at least once); members of one group share partitions. */
@@ -73,6 +95,12 @@ export interface ConsumerOptions {
    * i.e. one batch at a time). A slow batch then holds back only its own partitions' commits.
    */
   maxInFlight?: number;
+  /**
+   * Messages of one partition that may be in flight at once (default: maxInFlight). With the
+   * dispatcher, whose every endpoint reads one partition, this keeps one endpoint's backlog from
+   * taking all of maxInFlight.
+   */
+  maxInFlightPerPartition?: number;
   handler: BatchHandler;
   /** Told when a handler throws (the batch is then redelivered after a pause). */
   onError?: (err: unknown) => void;

@@ -69,8 +69,11 @@ export class Assignment {
     return true;
   }
 
-  /** Takes up to `limit` due messages across the held partitions, by offset range from each position. */
-  fetch(limit: number, now: number): Entry[] {
+  /**
+   * Takes up to `limit` due messages across the held partitions, by offset range from each
+   * position, at most `perPartition` in flight per partition.
+   */
+  fetch(limit: number, now: number, perPartition = Number.POSITIVE_INFINITY): Entry[] {
     const ends = this.#store.endOffsets();
     const out: Entry[] = [];
     let deadline = Number.POSITIVE_INFINITY;
@@ -88,7 +91,9 @@ export class Assignment {
       }
       const end = ends.get(cursor.key) ?? 0;
       if (cursor.position >= end) continue;
-      const rows = this.#store.fetch(cursor.topic, cursor.partition, cursor.position, limit - out.length);
+      const room = Math.min(limit - out.length, perPartition - cursor.inFlight);
+      if (room <= 0) continue;
+      const rows = this.#store.fetch(cursor.topic, cursor.partition, cursor.position, room);
       // Nothing left from the position: retention removed it while this group was not registered.
       if (rows.length === 0) cursor.position = end;
       for (const row of rows) {
@@ -108,6 +113,11 @@ export class Assignment {
 
   /** Settles a finished batch (`failed` undefined: all failed), commits, rewinds, hands back leases. */
   complete(entries: Entry[], failed: Set<string> | undefined, resumeAt: number): void {
+    this.commit(this.settle(entries, failed), resumeAt);
+  }
+
+  /** Records the outcome of handed-out messages (`failed` undefined: all failed); returns the held partitions touched. */
+  settle(entries: Entry[], failed: Set<string> | undefined): Set<PartitionCursor> {
     const touched = new Set<PartitionCursor>();
     for (const { cursor, message } of entries) {
       const isFailed =
@@ -115,8 +125,14 @@ export class Assignment {
       cursor.settle(message.offset, isFailed);
       if (this.#cursors.get(cursor.key) === cursor) touched.add(cursor);
     }
+    return touched;
+  }
+
+  /** Commits how far the partitions' settled prefixes reach, rewinds failed ones, hands back leases. */
+  commit(touched: Iterable<PartitionCursor>, resumeAt: number): void {
+    const held = [...touched].filter((cursor) => this.#cursors.get(cursor.key) === cursor);
     const commits: Array<{ topic: string; partition: number; committed: number }> = [];
-    for (const cursor of touched) {
+    for (const cursor of held) {
       const committed = cursor.takeCommit();
       if (committed !== undefined)
         commits.push({ topic: cursor.topic, partition: cursor.partition, committed });
@@ -128,8 +144,16 @@ export class Assignment {
         this.#report(err);
       }
     }
-    for (const cursor of touched) cursor.rewindIfSettled(resumeAt);
+    for (const cursor of held) cursor.rewindIfSettled(resumeAt);
     this.#releaseIdle();
+  }
+
+  /** Pauses fetching from a held partition until `until` (0 resumes it); false when it is not held. */
+  pause(topic: string, partition: number, until: number): boolean {
+    const cursor = this.#cursors.get(partitionKey(topic, partition));
+    if (!cursor) return false;
+    cursor.pausedUntil = until;
+    return true;
   }
 
   /** Leaves the group, releasing every lease. */

@@ -6,11 +6,21 @@
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 import { ValidationError } from '../../common/errors.ts';
-import type { BatchHandler, ConsumerHandle, ConsumerOptions } from '../../common/ports/bus.ts';
+import type {
+  BatchControl,
+  BatchHandler,
+  ConsumedMessage,
+  ConsumerHandle,
+  ConsumerOptions,
+} from '../../common/ports/bus.ts';
 import { Assignment, type Entry, messageKey } from './assignment.ts';
+import type { PartitionCursor } from './cursor.ts';
 import { GroupStore } from './group-store.ts';
 import { sql } from './schema.ts';
 import { Waker } from './waker.ts';
+
+/** How long the commit of messages reported done waits to cover more of them (ms). */
+const DONE_COMMIT_MS = 10;
 
 /** Timings of the embedded consumer; tests shorten them. */
 export interface ConsumerTuning {
@@ -43,6 +53,10 @@ export class EmbeddedConsumer implements ConsumerHandle {
   readonly #maxInFlight: number;
   #inFlight = 0;
   readonly #batches = new Set<Promise<void>>();
+  readonly #maxPerPartition: number;
+  /** Partitions with messages reported done before their batch ended, committed together shortly after. */
+  readonly #toCommit = new Set<PartitionCursor>();
+  #commitTimer: NodeJS.Timeout | undefined;
   readonly #waker = new Waker();
   #dirty = true;
   #stopping = false;
@@ -56,6 +70,10 @@ export class EmbeddedConsumer implements ConsumerHandle {
   constructor(ctx: ConsumerContext, options: ConsumerOptions) {
     this.#maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
     this.#maxInFlight = positiveInteger(options.maxInFlight ?? this.#maxBatch, 'maxInFlight');
+    this.#maxPerPartition = positiveInteger(
+      options.maxInFlightPerPartition ?? this.#maxInFlight,
+      'maxInFlightPerPartition',
+    );
     if (!options.group) {
       throw new ValidationError('consumer_group_invalid', 'a consumer needs a group', {
         details: [{ field: 'group', message: 'must be a non-empty string' }],
@@ -100,6 +118,7 @@ export class EmbeddedConsumer implements ConsumerHandle {
     await this.#loop;
     // The heartbeat keeps the leases of a long batch alive meanwhile.
     while (this.#batches.size > 0) await Promise.all([...this.#batches]);
+    this.#commitDone();
     this.#shutdownTimers();
     if (!this.#killed) this.#assignment.leave();
     this.#ctx.finished(this);
@@ -107,6 +126,8 @@ export class EmbeddedConsumer implements ConsumerHandle {
 
   #shutdownTimers(): void {
     clearInterval(this.#heartbeatTimer);
+    clearTimeout(this.#commitTimer);
+    this.#commitTimer = undefined;
     if (this.#heartbeatSoon) clearImmediate(this.#heartbeatSoon);
     this.#heartbeatSoon = undefined;
     this.#unsubscribe();
@@ -141,7 +162,7 @@ export class EmbeddedConsumer implements ConsumerHandle {
         if (this.#dirty || version !== seenVersion || now >= this.#assignment.deadline) {
           this.#dirty = false;
           seenVersion = version;
-          batch = this.#assignment.fetch(Math.min(this.#maxBatch, capacity), now);
+          batch = this.#assignment.fetch(Math.min(this.#maxBatch, capacity), now, this.#maxPerPartition);
         }
       } catch (err) {
         if (this.#stopping) break;
@@ -167,16 +188,52 @@ export class EmbeddedConsumer implements ConsumerHandle {
 
   async #runBatch(entries: Entry[]): Promise<void> {
     let failed: Set<string> | undefined;
+    const open = new Map<ConsumedMessage, Entry>(entries.map((e) => [e.message, e]));
+    const control: BatchControl = {
+      done: (message) => {
+        const entry = open.get(message);
+        if (!entry || this.#killed) return;
+        open.delete(message);
+        this.#inFlight -= 1;
+        // Settled now (its place is free at once); the commit waits a little to cover many.
+        for (const cursor of this.#assignment.settle([entry], new Set())) this.#toCommit.add(cursor);
+        this.#commitTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
+        this.#wake();
+      },
+      pause: (message, ms) => {
+        this.#assignment.pause(message.topic, message.partition, Date.now() + Math.max(0, ms));
+      },
+      resume: (message) => {
+        if (this.#assignment.pause(message.topic, message.partition, 0)) this.#wake();
+      },
+    };
     try {
-      const outcome = await this.#handler(entries.map((e) => e.message));
+      const outcome = await this.#handler(
+        entries.map((e) => e.message),
+        control,
+      );
       failed = new Set((outcome?.failed ?? []).map((m) => messageKey(m.topic, m.partition, m.offset)));
     } catch (err) {
       this.#report(err);
     }
-    this.#inFlight -= entries.length;
+    const rest = [...open.values()];
+    open.clear();
+    this.#inFlight -= rest.length;
     if (this.#killed) return;
-    this.#assignment.complete(entries, failed, Date.now() + this.#ctx.tuning.retryPauseMs);
+    const touched = this.#assignment.settle(rest, failed);
+    this.#commitDone(touched);
     this.#wake();
+  }
+
+  /** Commits the partitions of messages reported done so far, with `also` (one commit for all). */
+  #commitDone(also: Iterable<PartitionCursor> = []): void {
+    clearTimeout(this.#commitTimer);
+    this.#commitTimer = undefined;
+    if (this.#killed) return;
+    const cursors = new Set([...this.#toCommit, ...also]);
+    this.#toCommit.clear();
+    if (cursors.size === 0) return;
+    this.#assignment.commit(cursors, Date.now() + this.#ctx.tuning.retryPauseMs);
   }
 
   #report(err: unknown): void {

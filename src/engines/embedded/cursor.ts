@@ -31,6 +31,8 @@ export class PartitionCursor {
   resumeAt = 0;
   /** The message at `position` is not due before this time (its notBefore). */
   blockedUntil = 0;
+  /** Paused by the handler (`BatchControl.pause`) until this time. */
+  pausedUntil = 0;
   /** Handing the lease back (over the fair share): fetch nothing more, release once idle. */
   releasing = false;
   #pending: number[] = [];
@@ -55,7 +57,7 @@ export class PartitionCursor {
   /** When a fetch may next take from it (0: now), or undefined while it waits for in-flight messages. */
   readyAt(): number | undefined {
     if (this.releasing || this.#rewindTo !== undefined) return undefined;
-    return Math.max(this.resumeAt, this.blockedUntil);
+    return Math.max(this.resumeAt, this.blockedUntil, this.pausedUntil);
   }
 
   /** Records that the message at `offset` was handed to a handler. */

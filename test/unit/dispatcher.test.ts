@@ -1,0 +1,257 @@
+/**
+ * The dispatcher core against the real SQLite store (in memory), the real delivery client and a
+ * real HTTP receiver on loopback, with a recording publisher: the ledger around the POST, retry-tier
+ * hops, the metrics and the log lines of a delivery.
+ */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { HEADERS } from '../../src/common/bus-headers.ts';
+import { DeadLetterSink } from '../../src/common/dead-letter-sink.ts';
+import type { DeliveryTask } from '../../src/common/delivery-task.ts';
+import { uuidv7 } from '../../src/common/ids.ts';
+import { Logger } from '../../src/common/log.ts';
+import { MetricsRegistry } from '../../src/common/metrics.ts';
+import type { BatchControl, BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
+import { WebhookDispatcher } from '../../src/dispatcher/dispatcher.ts';
+import { EndpointLimiter } from '../../src/dispatcher/endpoint-limiter.ts';
+import { UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts';
+import { SqliteStore } from '../../src/engines/sqlite/store.ts';
+import { partnerRecord, subscriptionRecord } from '../support/fixtures.ts';
+import { startReceiver, type TestReceiver } from '../support/receiver.ts';
+
+const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+let offset = 0;
+
+describe('WebhookDispatcher', () => {
+  let receiver: TestReceiver;
+  let answer: { status: number; delayMs?: number };
+  let store: SqliteStore;
+  let published: BusMessage[];
+  let metrics: MetricsRegistry;
+  let logLines: Array<Record<string, unknown>>;
+  let client: UndiciDeliveryClient;
+  let seenDuringRequest: Array<string | undefined>;
+  let subscriptionId: string;
+
+  before(async () => {
+    receiver = await startReceiver({
+      tls: false,
+      answer: (_n, d) => (d.path === '/slow' ? { status: 200, delayMs: 400 } : answer),
+    });
+    client = new UndiciDeliveryClient({ allowInsecure: true });
+  });
+  after(async () => {
+    await client.close();
+    await receiver.close();
+  });
+
+  beforeEach(async () => {
+    answer = { status: 204 };
+    store = new SqliteStore(':memory:');
+    published = [];
+    metrics = new MetricsRegistry();
+    logLines = [];
+    seenDuringRequest = [];
+    await store.partners.insert(partnerRecord({ id: 'acme', delivery: { maxConcurrency: 4 } }));
+    const sub = subscriptionRecord({ partnerId: 'acme', url: `${receiver.url}/hooks`, filter: undefined });
+    subscriptionId = sub.id;
+    await store.subscriptions.insert(sub);
+    receiver.received.length = 0;
+    receiver.secret = SECRET;
+  });
+
+  const dispatcher = () =>
+    new WebhookDispatcher({
+      subscription: (id) => store.subscriptions.get(id),
+      partner: (id) => store.partners.get(id),
+      disableSubscription: async () => {},
+      credentials: { secrets: () => [SECRET], auth: () => undefined },
+      deliveries: store.deliveries,
+      ledger: store.ledger,
+      ledgerTtlMs: 86_400_000,
+      client: {
+        send: async (request) => {
+          // What the ledger says while the request is on its way.
+          const id = request.headers['webhook-id'] ?? '';
+          seenDuringRequest.push((await store.ledger.get(id))?.status);
+          return client.send(request);
+        },
+        close: async () => {},
+      },
+      publish: async (m) => {
+        published.push(...m);
+      },
+      deadLetters: new DeadLetterSink({
+        deadLetters: store.deadLetters,
+        publish: async (m) => {
+          published.push(...m);
+        },
+        newId: uuidv7,
+        clock: () => new Date(),
+      }),
+      limiter: new EndpointLimiter(),
+      defaultMaxConcurrency: 4,
+      maxResponseBytes: 2048,
+      userAgent: 'test',
+      metrics,
+      logger: new Logger({ level: 'info', sink: { write: (line) => logLines.push(JSON.parse(line)) } }),
+      clock: () => new Date(),
+    });
+
+  function taskMessage(
+    overrides: Partial<DeliveryTask> = {},
+    headers: Record<string, string> = {},
+  ): ConsumedMessage {
+    offset += 1;
+    const task: DeliveryTask = {
+      v: 1,
+      deliveryId: `msg_${String(offset).padStart(32, '0')}`,
+      subscriptionId,
+      partnerId: 'acme',
+      event: { id: `e-${offset}`, source: '/t', type: 'orders.created', correlationId: `corr-${offset}` },
+      payload: { n: offset },
+      attempt: 0,
+      createdAt: Date.now(),
+      ...overrides,
+    };
+    return {
+      topic: 'egress.acme.orders.created',
+      partition: 0,
+      offset,
+      value: JSON.stringify(task),
+      headers,
+      timestamp: Date.now(),
+    };
+  }
+
+  test('claims the delivery in the ledger before the POST and completes it after a 2xx', async () => {
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    const outcome = await dispatcher().handleBatch([message]);
+    assert.deepEqual(outcome.failed, []);
+    assert.equal(receiver.received.length, 1);
+    assert.equal(receiver.received[0]!.verified, true);
+    assert.deepEqual(seenDuringRequest, ['IN_PROGRESS']);
+    assert.equal((await store.ledger.get(deliveryId))?.status, 'COMPLETED');
+    const delivery = await store.deliveries.get(deliveryId);
+    assert.equal(delivery?.status, 'SUCCESS');
+  });
+
+  test('a delivery the ledger has COMPLETED is not sent again', async () => {
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    await store.ledger.complete(deliveryId, 60_000, Date.now());
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0);
+    assert.equal(metrics.counter('webhook_deliveries_total', '', ['outcome']).get({ outcome: 'skipped' }), 1);
+  });
+
+  test('a delivery another worker holds a live claim on is parked on the 5 s tier, not sent', async () => {
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    await store.ledger.claim(deliveryId, 60_000, Date.now());
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0);
+    assert.equal(published.length, 1);
+    assert.equal(published[0]!.topic, 'retry.dispatcher.5s', 'a 5 s deferral');
+    assert.equal(JSON.parse(published[0]!.value).deliveryId, deliveryId);
+  });
+
+  test('a task read from its tier before it is due waits the rest in the next tier, without an attempt', async () => {
+    const dueAt = Date.now() + 3 * 3_600_000;
+    const message = taskMessage(
+      { attempt: 2 },
+      { [HEADERS.dueAt]: String(dueAt), [HEADERS.originTopic]: 'egress.acme.orders.created' },
+    );
+    message.topic = 'retry.dispatcher.2h';
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0, 'nothing was sent');
+    assert.equal(published.length, 1);
+    const hop = published[0]!;
+    assert.equal(hop.topic, 'retry.dispatcher.2h', '3 h left: the 2 h tier again');
+    assert.equal(hop.headers?.[HEADERS.dueAt], String(dueAt), 'the same due time');
+    assert.equal(hop.headers?.[HEADERS.originTopic], 'egress.acme.orders.created');
+    assert.ok(Math.abs(hop.notBefore! - (Date.now() + 7_200_000)) < 1000);
+    assert.equal(JSON.parse(hop.value).attempt, 2, 'a hop is not an attempt');
+    // Due now (within the tolerance): it is sent.
+    const due = taskMessage({}, { [HEADERS.dueAt]: String(Date.now() + 50) });
+    await dispatcher().handleBatch([due]);
+    assert.equal(receiver.received.length, 1);
+  });
+
+  test('a retry goes to its tier for the tier’s delay, due at the whole delay', async () => {
+    answer = { status: 503 };
+    const message = taskMessage();
+    await dispatcher().handleBatch([message]);
+    // The default schedule's first retry is 5 s (±20 %): the 1 s tier below 5 s, else the 5 s tier,
+    // held there for that tier's delay at most.
+    const retry = published.find((m) => m.topic.startsWith('retry.'))!;
+    const dueAt = Number(retry.headers?.[HEADERS.dueAt]);
+    const delay = dueAt - Date.now();
+    assert.ok(delay >= 3_900 && delay <= 6_100, `due in ${delay} ms`);
+    // Out of the 5 s tier at most 1 s before it is due (delay 5–6 s); out of the 1 s tier 3–4 s before.
+    const early = dueAt - retry.notBefore!;
+    const tier = early <= 1_000 ? '5s' : '1s';
+    assert.equal(retry.topic, `retry.dispatcher.${tier}`, `due ${early} ms after it leaves its tier`);
+    assert.ok(early >= 0);
+    assert.ok(retry.notBefore! - Date.now() <= (tier === '5s' ? 5_000 : 1_000));
+  });
+
+  test('metrics: the latency histogram and the answers by status code', async () => {
+    answer = { status: 200, delayMs: 30 };
+    await dispatcher().handleBatch([taskMessage(), taskMessage()]);
+    answer = { status: 500 };
+    await dispatcher().handleBatch([taskMessage()]);
+    const text = metrics.render();
+    assert.match(text, /webhook_delivery_duration_seconds_count\{partner="acme"\} 3/);
+    assert.match(text, /webhook_responses_total\{partner="acme",status="200"\} 2/);
+    assert.match(text, /webhook_responses_total\{partner="acme",status="500"\} 1/);
+    assert.match(text, /webhook_deliveries_total\{outcome="success"\} 2/);
+    assert.match(text, /webhook_deliveries_total\{outcome="retry"\} 1/);
+  });
+
+  test('the attempt record has its time, status code and latency', async () => {
+    answer = { status: 200, delayMs: 60 };
+    const before = Date.now();
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    await dispatcher().handleBatch([message]);
+    const [attempt] = await store.deliveries.attempts(deliveryId);
+    assert.equal(attempt?.attempt, 1);
+    assert.equal(attempt?.statusCode, 200);
+    assert.ok(attempt!.latencyMs >= 55, `latency ${attempt!.latencyMs} ms for a 60 ms answer`);
+    const at = Date.parse(attempt!.at);
+    assert.ok(at >= before - 5 && at <= Date.now());
+    assert.equal(attempt?.outcome, 'success');
+  });
+
+  test('a dead-lettered delivery is logged with its correlation id and reason', async () => {
+    answer = { status: 400 };
+    const message = taskMessage();
+    const task = JSON.parse(message.value) as DeliveryTask;
+    await dispatcher().handleBatch([message]);
+    const line = logLines.find((l) => l.msg === 'delivery dead-lettered');
+    assert.ok(line, JSON.stringify(logLines));
+    assert.equal(line.correlationId, task.event.correlationId);
+    assert.equal(line.reason, 'http_400');
+    assert.equal(line.deliveryId, task.deliveryId);
+    assert.equal(line.level, 'warn');
+  });
+
+  test('each task is reported done when it is handled, not when the slowest of its batch is', async () => {
+    const slowSub = subscriptionRecord({ partnerId: 'acme', url: `${receiver.url}/slow`, filter: undefined });
+    await store.subscriptions.insert(slowSub);
+    const fast = taskMessage();
+    const slow = taskMessage({ subscriptionId: slowSub.id });
+    const started = Date.now();
+    const doneAt = new Map<number, number>();
+    const control: BatchControl = {
+      done: (m) => doneAt.set(m.offset, Date.now() - started),
+      pause: () => {},
+      resume: () => {},
+    };
+    await dispatcher().handleBatch([fast, slow], control);
+    assert.ok(doneAt.get(fast.offset)! < 300, `the fast task was done after ${doneAt.get(fast.offset)} ms`);
+    assert.ok(doneAt.get(slow.offset)! >= 390, `the slow task was done after ${doneAt.get(slow.offset)} ms`);
+  });
+});
