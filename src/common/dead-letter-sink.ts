@@ -3,6 +3,8 @@
  * `/admin/dlq` and redrive) and published to the stage's DLQ topic (for outside consumers).
  */
 import { HEADERS } from './bus-headers.ts';
+import { isWebhooksError } from './errors.ts';
+import { uuidv7From } from './ids.ts';
 import type { DeadLetterRecord } from './model.ts';
 import type { BusMessage } from './ports/bus.ts';
 import type { DeadLetterRepository } from './ports/store.ts';
@@ -16,7 +18,13 @@ export interface DeadLetterSinkDeps {
   clock: () => Date;
 }
 
-export type DeadLetterInput = Omit<DeadLetterRecord, 'id' | 'createdAt' | 'redrivenAt'>;
+export type DeadLetterInput = Omit<DeadLetterRecord, 'id' | 'createdAt' | 'redrivenAt'> & {
+  /**
+   * Derive the id from this key and time (the record that failed) instead of a new one: the same
+   * failure dead-lettered again after its batch was redelivered is stored once.
+   */
+  idFrom?: { key: string; at: number };
+};
 
 /** Stores dead letters and publishes them to the DLQ topics. */
 export class DeadLetterSink {
@@ -29,12 +37,20 @@ export class DeadLetterSink {
   /** Dead-letters a batch of entries (one publish call). */
   async send(entries: DeadLetterInput[]): Promise<void> {
     if (entries.length === 0) return;
-    const records: DeadLetterRecord[] = entries.map((e) => ({
+    const records: DeadLetterRecord[] = entries.map(({ idFrom, ...e }) => ({
       ...e,
-      id: this.#deps.newId(),
+      id: idFrom ? uuidv7From(idFrom.at, idFrom.key) : this.#deps.newId(),
       createdAt: this.#deps.clock().toISOString(),
     }));
-    await Promise.all(records.map((record) => this.#deps.deadLetters.insert(record)));
+    // One already stored (its batch ran before and was redelivered) stays as it was; it is
+    // published again all the same (the topic is at-least-once; its id is in the headers).
+    await Promise.all(
+      records.map((record) =>
+        this.#deps.deadLetters.insert(record).catch((err: unknown) => {
+          if (!(isWebhooksError(err) && err.code === 'already_exists')) throw err;
+        }),
+      ),
+    );
     await this.#deps.publish(
       records.map((r) => ({
         topic: DLQ_TOPICS[r.stage],

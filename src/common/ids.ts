@@ -3,6 +3,7 @@
  * creation time, which keeps store indexes append-mostly and log listings in order.
  */
 
+import { createHash } from 'node:crypto';
 import { ValidationError } from './errors.ts';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -50,6 +51,26 @@ function format(bytes: Uint8Array): string {
   let hex = '';
   for (const byte of bytes) hex += HEX[byte];
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * A UUIDv7 made from a time and a key instead of the clock and randomness: the same key and time
+ * always give the same id (an entry written again after a redelivery is recognised), and ids still
+ * sort by time. The 74 "random" bits are the first bits of SHA-256(key).
+ */
+export function uuidv7From(ms: number, key: string): string {
+  const digest = createHash('sha256').update(key).digest();
+  const bytes = new Uint8Array(16);
+  let t = Math.max(0, Math.floor(ms));
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  bytes[6] = 0x70 | (digest[0]! & 0x0f);
+  bytes[7] = digest[1]!;
+  bytes[8] = 0x80 | (digest[2]! & 0x3f);
+  bytes.set(digest.subarray(3, 10), 9);
+  return format(bytes);
 }
 
 /** True for a syntactically valid UUID (any version), lower or upper case. */

@@ -37,6 +37,8 @@ export const DISPATCHER_TOPIC_PREFIXES = ['egress.', 'retry.dispatcher.'];
 
 /** The longest an egress partition stays paused for a saturated endpoint without hearing it drained (ms). */
 const MAX_PAUSE_MS = 30_000;
+/** How often the egress partition of a PAUSED subscription looks again whether it is ACTIVE (ms). */
+const PAUSED_RECHECK_MS = 5_000;
 
 /** What the dispatcher reads and changes outside itself. */
 export interface DispatcherDeps {
@@ -75,6 +77,7 @@ type TaskOutcome =
   | 'deferred'
   | 'deferred_busy'
   | 'deferred_paused'
+  | 'held_paused'
   | 'rescheduled'
   | 'skipped';
 
@@ -120,8 +123,11 @@ export class WebhookDispatcher {
     await Promise.all(
       batch.map(async (message) => {
         try {
-          this.#outcomes.inc({ outcome: await this.#handle(message, control) });
-          control?.done(message);
+          const outcome = await this.#handle(message, control);
+          this.#outcomes.inc({ outcome });
+          // Held in its egress partition (the subscription is PAUSED): read again after the pause.
+          if (outcome === 'held_paused') failed.push(message);
+          else control?.done(message);
         } catch (err) {
           this.#deps.logger.error('dispatcher failed to handle a task; it will be redelivered', { err });
           failed.push(message);
@@ -170,6 +176,12 @@ export class WebhookDispatcher {
       return 'failed';
     }
     if (sub.status === 'PAUSED') {
+      // Held where it is, in order and without copies: its egress partition pauses and reads it
+      // again later. A task from a retry tier (shared by everyone, never paused) waits on a tier.
+      if (control && message.topic.startsWith('egress.')) {
+        control.pause(message, PAUSED_RECHECK_MS);
+        return 'held_paused';
+      }
       await this.#defer(message, task, 60_000);
       return 'deferred_paused';
     }
@@ -403,6 +415,11 @@ export class WebhookDispatcher {
     await this.#deps.deadLetters.send([
       {
         stage: 'dispatcher',
+        // One dead letter per record read, however often it is read (a redelivery after a crash).
+        idFrom: {
+          key: `dispatcher\n${message.topic}\n${message.partition}\n${message.offset}`,
+          at: message.timestamp,
+        },
         reason,
         lastError: error,
         attempts,

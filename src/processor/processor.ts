@@ -260,7 +260,7 @@ export class EventProcessor {
         // A mapping that fails for this event dead-letters this subscription's delivery only.
         this.#toDlq.inc({ reason: 'mapping_failed' });
         dead.push({
-          ...deadLetterFor(message, originTopic, 'mapping_failed', describe(err), 1, envelope),
+          ...deadLetterFor(message, originTopic, 'mapping_failed', describe(err), 1, envelope, sub.id),
           subscriptionId: sub.id,
           partnerId: sub.partnerId,
         });
@@ -350,6 +350,7 @@ function deadLetterFor(
   error: string,
   attempts: number,
   envelope: EventEnvelope | undefined,
+  subscriptionId?: string,
 ): DeadLetterInput {
   return {
     stage: 'processor',
@@ -360,6 +361,11 @@ function deadLetterFor(
     topic,
     ...(message.key !== undefined ? { key: message.key } : {}),
     value: message.value,
+    // One dead letter per record read (and subscription, for a mapping), however often it is read.
+    idFrom: {
+      key: `processor\n${message.topic}\n${message.partition}\n${message.offset}\n${subscriptionId ?? ''}`,
+      at: message.timestamp,
+    },
   };
 }
 

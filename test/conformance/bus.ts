@@ -233,6 +233,32 @@ export function runBusConformance(engine: string, makeHarness: () => Promise<Bus
       );
     });
 
+    test('a batch holds at most maxBatch messages, 100 by default', async () => {
+      const topic = `batches.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      await bus.publish(Array.from({ length: 250 }, (_, i) => ({ topic, key: `k${i % 7}`, value: `${i}` })));
+      const sizes: number[] = [];
+      collect(topic, 'batches', {
+        handler: async (batch) => {
+          sizes.push(batch.length);
+          return undefined;
+        },
+      });
+      await waitFor('every message', () => sizes.reduce((a, b) => a + b, 0) >= 250);
+      const small: number[] = [];
+      collect(topic, 'batches-small', {
+        maxBatch: 7,
+        handler: async (batch) => {
+          small.push(batch.length);
+          return undefined;
+        },
+      });
+      await waitFor('every message again', () => small.reduce((a, b) => a + b, 0) >= 250);
+      await stopAll();
+      assert.equal(Math.max(...sizes), 100, `batch sizes ${sizes.join(',')}`);
+      assert.equal(Math.max(...small), 7, `batch sizes ${small.join(',')}`);
+    });
+
     test('topics created after the consumer started are consumed', async () => {
       const prefix = `later.${unique}.`;
       const { deliveries } = collect(prefix, 'later');

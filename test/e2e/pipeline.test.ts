@@ -353,6 +353,40 @@ describe('pipeline end to end (embedded engine)', () => {
     }
   });
 
+  test('a PAUSED subscription holds its deliveries in place and gets them all once ACTIVE again', async () => {
+    const r = await receiver();
+    const { subscriptionId } = await subscribe(server, r);
+    const paused = await server.request('PATCH', `/admin/subscriptions/${subscriptionId}`, {
+      status: 'PAUSED',
+    });
+    assert.equal(paused.status, 200);
+    const events = Array.from({ length: 5 }, (_, i) => orderEvent({ amount: 1000 + i }));
+    await publish(server, ...events);
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal(r.received.length, 0, 'nothing is sent while paused');
+    const metrics = (await server.request('GET', '/metrics')).body as string;
+    assert.match(metrics, /webhook_deliveries_total\{outcome="held_paused"\} [1-9]/);
+    assert.doesNotMatch(metrics, /outcome="deferred_paused"/, 'no copies on retry tiers');
+    await server.request('PATCH', `/admin/subscriptions/${subscriptionId}`, { status: 'ACTIVE' });
+    const got = await r.waitFor(5, 10_000);
+    assert.deepEqual(got.map((d) => d.json.amount).sort(), events.map((e) => e.data.amount).sort());
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(r.received.length, 5, 'each once');
+  });
+
+  test('a W3C traceparent sent as an HTTP header at ingest reaches the partner', async () => {
+    const r = await receiver();
+    await subscribe(server, r);
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const res = await server.request('POST', '/events', orderEvent(), {
+      headers: { 'content-type': 'application/cloudevents+json', traceparent, tracestate: 'vendor=1' },
+    });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const [got] = await r.waitFor(1);
+    assert.equal(got!.headers.traceparent, traceparent);
+    assert.equal(got!.headers.tracestate, 'vendor=1');
+  });
+
   test('an event in CloudEvents binary mode (ce-* headers) is delivered like a structured one', async () => {
     const r = await receiver();
     await subscribe(server, r);

@@ -238,6 +238,14 @@ describe('WebhookDispatcher', () => {
     assert.equal(line.level, 'warn');
   });
 
+  test('a task dead-lettered again after a redelivery is stored once', async () => {
+    answer = { status: 400 };
+    const message = taskMessage();
+    await dispatcher().handleBatch([message]);
+    await dispatcher().handleBatch([message]);
+    assert.equal((await store.deadLetters.list({})).items.length, 1);
+  });
+
   test('each task is reported done when it is handled, not when the slowest of its batch is', async () => {
     const slowSub = subscriptionRecord({ partnerId: 'acme', url: `${receiver.url}/slow`, filter: undefined });
     await store.subscriptions.insert(slowSub);

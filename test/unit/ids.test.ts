@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ValidationError } from '../../src/common/errors.ts';
-import { isUuid, uuidv7, uuidv7Time } from '../../src/common/ids.ts';
+import { isUuid, uuidv7, uuidv7From, uuidv7Time } from '../../src/common/ids.ts';
 
 describe('uuidv7', () => {
   it('sets version 7 and the RFC 9562 variant', () => {
@@ -71,5 +71,20 @@ describe('isUuid', () => {
     ]) {
       assert.equal(isUuid(value), false, String(value));
     }
+  });
+});
+
+describe('uuidv7From', () => {
+  it('gives the same UUIDv7 for the same time and key, another for another key', () => {
+    const at = Date.parse('2026-12-01T10:00:00.000Z');
+    const a = uuidv7From(at, 'processor\ningress.x\n0\n17\n');
+    assert.equal(a, uuidv7From(at, 'processor\ningress.x\n0\n17\n'));
+    assert.notEqual(a, uuidv7From(at, 'processor\ningress.x\n0\n18\n'));
+    assert.equal(uuidv7Time(a), at, 'a valid v7 carrying the time');
+  });
+
+  it('sorts by time', () => {
+    const ids = [3, 1, 2].map((s) => uuidv7From(Date.parse('2026-12-01T10:00:00Z') + s * 1000, 'k'));
+    assert.deepEqual([...ids].sort(), [ids[1], ids[2], ids[0]]);
   });
 });

@@ -161,6 +161,65 @@ describe('EventProcessor', () => {
     assert.equal(metrics.counter('events_to_dlq', '', ['reason']).get({ reason: 'data_invalid' }), 1);
   });
 
+  test('a record dead-lettered again after its batch is redelivered is stored once', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const bad = record({ amount: 'x' });
+    await make().processBatch([bad]);
+    await make().processBatch([bad]);
+    const stored = (await store.deadLetters.list({ stage: 'processor' })).items;
+    assert.equal(stored.length, 1);
+    const onTopic = published.filter((m) => m.topic === 'dlq.processor');
+    assert.equal(onTopic.length, 2, 'the topic is at-least-once');
+    assert.deepEqual(
+      onTopic.map((m) => m.headers?.['x-webhooks-dlq-id']),
+      [stored[0]!.id, stored[0]!.id],
+    );
+  });
+
+  test('an INACTIVE schema version dead-letters its events (schema_inactive)', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    await store.schemas.insert(schemaRecord({ version: 2, status: 'INACTIVE' }));
+    const result = await make().processBatch([record({ amount: 1 }, { schemaversion: 2 })]);
+    assert.deepEqual(
+      result.outcomes.map((o) => (o.kind === 'dlq' ? o.reason : o.kind)),
+      ['schema_inactive'],
+    );
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 0);
+  });
+
+  test('one batch, every kind of outcome: each record is reported on its own and none fails the batch', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const good = record({ amount: 1 });
+    const copy = { ...good, offset: good.offset + 1000 };
+    const result = await make().processBatch([good, record({ amount: 'x' }), copy]);
+    assert.deepEqual(
+      result.outcomes.map((o) => o.kind),
+      ['published', 'dlq', 'duplicate'],
+    );
+    assert.deepEqual(result.failed, []);
+    assert.equal(metrics.counter('events_processed', '').get(), 3);
+  });
+
+  test('schemas are read through a cache: a change is seen after the TTL, or at once when announced', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    lookups = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+      schemaTtlMs: 300,
+    });
+    const kinds = async () => (await make().processBatch([record({ amount: 1 })])).outcomes[0]!.kind;
+    assert.equal(await kinds(), 'published');
+    const schema = (await store.schemas.get('orders', 'created', 1))!;
+    const inactive = await store.schemas.update({ ...schema, status: 'INACTIVE' });
+    assert.equal(await kinds(), 'published', 'the cached ACTIVE schema is still used');
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal(await kinds(), 'dlq', 'after the TTL the INACTIVE schema is read');
+    await store.schemas.update({ ...inactive, status: 'ACTIVE' });
+    lookups.schemaChanged('orders', 'created', 1);
+    assert.equal(await kinds(), 'published', 'an announced change applies at once');
+  });
+
   test('an envelope that is not a CloudEvent and an unknown schema version are dead-lettered', async () => {
     const garbage: ConsumedMessage = { ...record({}), value: '{"hello":1}' };
     const unknown = record({ amount: 1 }, { schemaversion: 9 });
@@ -240,8 +299,15 @@ describe('EventProcessor', () => {
   test('a transient failure goes to the retry topic with the attempt counted, then to the DLQ when exhausted', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
     lookups = unavailableLookups();
-    const first = await make().processBatch([record({ amount: 1 })]);
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = new Logger({ level: 'warn', sink: { write: (line) => lines.push(JSON.parse(line)) } });
+    const first = await make({ logger }).processBatch([
+      record({ amount: 1 }, { correlationid: 'corr-transient' }),
+    ]);
     assert.equal(first.outcomes[0]!.kind, 'retry');
+    assert.equal(metrics.counter('events_to_retry', '').get(), 1);
+    const warned = lines.find((l) => /transient/.test(String(l.msg)));
+    assert.equal(warned?.correlationId, 'corr-transient', 'the log line carries the correlation id');
     const retry = published[0]!;
     assert.equal(retry.topic, 'retry.processor.30s');
     assert.equal(retry.headers?.['x-webhooks-attempt'], '1');
@@ -291,9 +357,10 @@ describe('EventProcessor', () => {
     const batch = [record({ amount: 1 }), record({ amount: 2 })];
     const result = await make().processBatch(batch);
     assert.deepEqual(result.failed, batch);
-    assert.equal(
-      (await store.ledger.get('event:/t:e-0'))?.status,
-      undefined,
+    const events = batch.map((m) => JSON.parse(m.value) as { id: string; source: string });
+    assert.deepEqual(
+      await store.deliveries.routed(events.map((e) => ({ id: e.id, source: e.source }))),
+      [false, false],
       'no marker without published tasks',
     );
   });
