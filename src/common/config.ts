@@ -36,6 +36,8 @@ export interface Config {
   endpointConcurrency: number;
   /** Delay before the processor retries a transiently failed event. */
   processorRetryDelayMs: number;
+  /** How long the embedded log keeps records of topics no consumer group reads (the DLQ topics), in hours. */
+  unreadRetentionHours: number;
   tls?: { certFile: string; keyFile: string };
 }
 
@@ -138,6 +140,11 @@ const ENTRIES: Record<string, Entry> = {
     file: 'processorRetryDelayMs',
     parse: int(0, 86_400_000),
   },
+  unreadRetentionHours: {
+    env: 'WEBHOOKS_UNREAD_RETENTION_HOURS',
+    file: 'unreadRetentionHours',
+    parse: int(1, 24 * 365),
+  },
   tlsCert: { env: 'WEBHOOKS_TLS_CERT', file: 'tlsCert', parse: text },
   tlsKey: { env: 'WEBHOOKS_TLS_KEY', file: 'tlsKey', parse: text },
 };
@@ -201,6 +208,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     deliveryCaFile: values.deliveryCaFile as string | undefined,
     endpointConcurrency: (values.endpointConcurrency as number | undefined) ?? 16,
     processorRetryDelayMs: (values.processorRetryDelayMs as number | undefined) ?? 30_000,
+    unreadRetentionHours: (values.unreadRetentionHours as number | undefined) ?? 168,
   };
   if (values.partnerApiUrl !== undefined) {
     config.partnerApi = {

@@ -96,6 +96,7 @@ function openBus(config: Config, hosted: boolean): EmbeddedLog {
     return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
       defaultPartitions: config.topicPartitions,
       autoCheckpoint: !hosted,
+      unreadRetentionMs: config.unreadRetentionHours * 3_600_000,
       ...(hosted ? { retentionIntervalMs: 0 } : {}),
     });
   }

@@ -170,6 +170,34 @@ describe('embedded log', () => {
     await log.close();
   });
 
+  test('records of a topic no group reads are kept for the unread retention, then deleted', async () => {
+    const path = join(dir, 'retention-unread.db');
+    const log = new EmbeddedLog(path, { retentionIntervalMs: 0, unreadRetentionMs: 60_000 });
+    await log.ensureTopic('dlq.test', { partitions: 1 });
+    await log.publish([{ topic: 'dlq.test', value: 'old' }]);
+    const db = new DatabaseSync(path);
+    // Make the first record two minutes old, then add a fresh one.
+    db.prepare('UPDATE record SET ts = ts - 120000').run();
+    await log.publish([{ topic: 'dlq.test', value: 'fresh' }]);
+    assert.equal(await log.retention(), 1);
+    const left = db.prepare('SELECT value FROM record').all() as Array<{ value: string }>;
+    assert.deepEqual(
+      left.map((r) => r.value),
+      ['fresh'],
+    );
+    // Both old: everything goes, and offsets go on from where they were.
+    db.prepare('UPDATE record SET ts = ts - 120000').run();
+    assert.equal(await log.retention(), 1);
+    await log.publish([{ topic: 'dlq.test', value: 'next' }]);
+    const next = db.prepare('SELECT off FROM record').all() as Array<{ off: number }>;
+    assert.deepEqual(
+      next.map((r) => r.off),
+      [2],
+    );
+    db.close();
+    await log.close();
+  });
+
   test('a paced retention run rests between its transactions: a publisher appends while it runs', async () => {
     const path = join(dir, 'retention-paced.db');
     const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });

@@ -67,6 +67,8 @@ export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
    * same file does it, or `retention()` is called).
    */
   retentionIntervalMs?: number;
+  /** How long records of topics no consumer group reads (the DLQ topics) are kept (ms; default 7 days). */
+  unreadRetentionMs?: number;
   /** Told about failures of background work (retention). */
   onError?: (err: unknown) => void;
 }
@@ -111,6 +113,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   readonly #roundRobin: RoundRobin = new Map();
   readonly #consumers = new Set<EmbeddedConsumer>();
   readonly #retentionMs: number;
+  readonly #unreadRetentionMs: number | undefined;
   readonly #onError: ((err: unknown) => void) | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
   #retentionRunning = false;
@@ -128,6 +131,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
       maxIdleMs: options.maxIdleMs ?? 50,
     };
     this.#retentionMs = options.retentionIntervalMs ?? 1000;
+    this.#unreadRetentionMs = options.unreadRetentionMs;
     this.#onError = options.onError;
   }
 
@@ -173,7 +177,11 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
 
   /** Deletes the records every reading group has committed past; returns how many. */
   retention(): Promise<number> {
-    return deleteConsumedRecords(this.db);
+    return deleteConsumedRecords(this.db, this.#retentionOptions());
+  }
+
+  #retentionOptions(): { unreadMaxAgeMs?: number } {
+    return this.#unreadRetentionMs === undefined ? {} : { unreadMaxAgeMs: this.#unreadRetentionMs };
   }
 
   /** One paced run of the timer, skipping partitions with nothing new to delete; never two at once. */
@@ -181,7 +189,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     if (this.#retentionRunning || this.#closed) return;
     this.#retentionRunning = true;
     try {
-      await deleteConsumedRecords(this.db, { paced: true, cleaned: this.#cleaned });
+      await deleteConsumedRecords(this.db, { ...this.#retentionOptions(), paced: true, cleaned: this.#cleaned });
     } catch (err) {
       if (!this.#closed) this.#onError?.(err);
     } finally {

@@ -1,7 +1,8 @@
 /**
  * Retention of the embedded log: a record is deleted once every consumer group that reads its
  * topic (a recently seen `group_prefix` matching it) has committed past it. Records of a topic no
- * group reads are kept: nobody has consumed them yet.
+ * group reads (the DLQ topics, kept for outside consumers) are deleted once they are older than
+ * `unreadMaxAgeMs` (7 days by default, like Kafka's `retention.ms`).
  *
  * Deletes run in small transactions (`chunk` records, ~5 µs each), and a paced run rests between
  * them as long as the last one took: a run never takes more than half of its thread, and never
@@ -27,8 +28,12 @@ export interface RetentionOptions {
   paced?: boolean;
   /** The lowest offset each partition was already cleaned up to; partitions whose low mark did not move are skipped. */
   cleaned?: Map<string, number>;
+  /** How long records of a topic no group reads are kept (ms; default 7 days). */
+  unreadMaxAgeMs?: number;
   now?: number;
 }
+
+export const DEFAULT_UNREAD_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
 /** Deletes consumed records; returns how many. */
 export async function deleteConsumedRecords(
@@ -49,11 +54,12 @@ export async function deleteConsumedRecords(
     db,
     'SELECT next_offset FROM committed_offset WHERE grp = ? AND topic = ? AND part = ?',
   );
+  const unreadCutoff = now - (options.unreadMaxAgeMs ?? DEFAULT_UNREAD_MAX_AGE_MS);
   let deleted = 0;
   for (const { topic, part } of partitions) {
     const readers = [...groups].filter(([, prefixes]) => matchesPrefixes(topic, prefixes)).map(([g]) => g);
-    if (readers.length === 0) continue;
     let low = Number.POSITIVE_INFINITY;
+    if (readers.length === 0) low = firstYoungerThan(db, topic, part, unreadCutoff);
     for (const grp of readers) {
       const row = committed.get(grp, topic, part) as { next_offset: number } | undefined;
       low = Math.min(low, row?.next_offset ?? 0);
@@ -64,6 +70,22 @@ export async function deleteConsumedRecords(
     options.cleaned?.set(key, low);
   }
   return deleted;
+}
+
+/**
+ * The first offset of a partition appended at or after `cutoff` (its log end when every record is
+ * older). Appends are in time order, so this reads just the records older than the cutoff.
+ */
+function firstYoungerThan(db: DatabaseSync, topic: string, part: number, cutoff: number): number {
+  const row = sql(
+    db,
+    'SELECT off FROM record WHERE topic = ? AND part = ? AND ts >= ? ORDER BY off LIMIT 1',
+  ).get(topic, part, cutoff) as { off: number } | undefined;
+  if (row) return row.off;
+  const end = sql(db, 'SELECT next_offset FROM partition_log WHERE topic = ? AND part = ?').get(topic, part) as
+    | { next_offset: number }
+    | undefined;
+  return end?.next_offset ?? 0;
 }
 
 async function deleteBelow(
