@@ -68,7 +68,8 @@ async function run(count: number, resets: boolean): Promise<Record<string, numbe
   for (let done = 0; done < count; done += group) {
     const records = Array.from({ length: group }, record);
     db.exec('BEGIN IMMEDIATE');
-    for (const r of records) await deliveries.recordRouting({ id: r.eventId, source: r.eventSource }, [r.id]);
+    for (const r of records)
+      await deliveries.recordRouting({ id: r.eventId, source: r.eventSource }, [r.id], r.createdAt);
     db.exec('COMMIT');
     if (resets) poke.run(done);
     // In one read transaction, as the store batches the reads of one turn.

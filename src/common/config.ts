@@ -38,6 +38,8 @@ export interface Config {
   processorRetryDelayMs: number;
   /** How long the embedded log keeps records of topics no consumer group reads (the DLQ topics), in hours. */
   unreadRetentionHours: number;
+  /** Days deliveries, attempts, event routes and dead letters are kept (0: forever). */
+  historyRetentionDays: number;
   tls?: { certFile: string; keyFile: string };
 }
 
@@ -145,6 +147,11 @@ const ENTRIES: Record<string, Entry> = {
     file: 'unreadRetentionHours',
     parse: int(1, 24 * 365),
   },
+  historyRetentionDays: {
+    env: 'WEBHOOKS_HISTORY_RETENTION_DAYS',
+    file: 'historyRetentionDays',
+    parse: int(0, 3650),
+  },
   tlsCert: { env: 'WEBHOOKS_TLS_CERT', file: 'tlsCert', parse: text },
   tlsKey: { env: 'WEBHOOKS_TLS_KEY', file: 'tlsKey', parse: text },
 };
@@ -209,6 +216,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     endpointConcurrency: (values.endpointConcurrency as number | undefined) ?? 16,
     processorRetryDelayMs: (values.processorRetryDelayMs as number | undefined) ?? 30_000,
     unreadRetentionHours: (values.unreadRetentionHours as number | undefined) ?? 168,
+    historyRetentionDays: (values.historyRetentionDays as number | undefined) ?? 30,
   };
   if (values.partnerApiUrl !== undefined) {
     config.partnerApi = {

@@ -105,7 +105,10 @@ export class EventProcessor {
       // between means redelivery, and the dispatcher's ledger (deterministic delivery ids) absorbs the repeat.
       await this.#deps.publish(out);
       await this.#deps.deadLetters.send(dead);
-      await Promise.all(routes.map((r) => this.#deps.deliveries.recordRouting(r.event, r.deliveryIds)));
+      const routedAt = this.#deps.clock().toISOString();
+      await Promise.all(
+        routes.map((r) => this.#deps.deliveries.recordRouting(r.event, r.deliveryIds, routedAt)),
+      );
     } catch (err) {
       this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', {
         err,

@@ -38,7 +38,7 @@ import { buildOpenApi } from './http/openapi.ts';
 import { ensureDataDir, type LocalSecret, loadAdminToken, loadSecretBox } from './local-secrets.ts';
 import { systemRoutes } from './system-routes.ts';
 import { DispatcherThread, type SubscriptionChange } from './thread-host.ts';
-import { ensurePipelineTopics, startDispatcher, startLedgerPurge, startProcessor } from './workers.ts';
+import { ensurePipelineTopics, startDispatcher, startProcessor, startStorePurge } from './workers.ts';
 
 export const VERSION = '0.1.0';
 
@@ -247,7 +247,11 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       subscriptionCache,
     };
     // The ledger holds the dispatcher's claims: it is purged where the dispatcher runs.
-    if (workerRoles.includes('dispatcher')) stopPurge = startLedgerPurge(store, logger);
+    if (workerRoles.includes('dispatcher'))
+      stopPurge = startStorePurge(store, logger, {
+        historyRetentionDays: config.historyRetentionDays,
+        clock,
+      });
     if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
     if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
   }

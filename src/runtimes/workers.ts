@@ -2,6 +2,7 @@
  * The pipeline workers of the standalone runtime: the processor and the dispatcher, each a consumer
  * group on the bus running the component's core. Thin: wiring only.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../common/config.ts';
 import { DeadLetterSink, DLQ_TOPICS } from '../common/dead-letter-sink.ts';
 import { uuidv7 } from '../common/ids.ts';
@@ -123,27 +124,56 @@ function sink(deps: WorkerDeps): DeadLetterSink {
   });
 }
 
+/** Rows deleted per chunk of history retention, and the rest between chunks (ms). */
+const HISTORY_CHUNK = 500;
+const HISTORY_REST_MS = 10;
+
 /**
- * Purges expired idempotency-ledger entries every `intervalMs` (completed deliveries expire after
- * 7 days), one purge at a time; often, so that each one has only the last minute's entries to delete.
+ * Store housekeeping every `intervalMs`, one run at a time: expired idempotency-ledger entries
+ * (completed deliveries expire after 7 days), and with a history retention of N days the
+ * deliveries (with their attempts), event routes and dead letters older than that, in small chunks
+ * with rests, so the delivery path's writes never wait long. Often, so that each run has only the
+ * last interval's rows to delete.
  */
-export function startLedgerPurge(store: Store, logger: Logger, intervalMs = 60_000): () => void {
+export function startStorePurge(
+  store: Store,
+  logger: Logger,
+  options: { historyRetentionDays: number; intervalMs?: number; clock?: () => Date },
+): () => void {
   let running = false;
+  const clock = options.clock ?? (() => new Date());
+  const run = async (): Promise<void> => {
+    const now = clock();
+    const ledger = await store.ledger.purge(now.getTime());
+    if (ledger > 0) logger.debug('purged expired ledger entries', { removed: ledger });
+    if (options.historyRetentionDays <= 0) return;
+    const before = new Date(now.getTime() - options.historyRetentionDays * 86_400_000).toISOString();
+    const removed = { deliveries: 0, routes: 0, deadLetters: 0 };
+    for (;;) {
+      const n = await store.deliveries.purgeBefore(before, HISTORY_CHUNK);
+      removed.deliveries += n.deliveries;
+      removed.routes += n.routes;
+      if (n.deliveries < HISTORY_CHUNK && n.routes < HISTORY_CHUNK) break;
+      await sleep(HISTORY_REST_MS);
+    }
+    for (;;) {
+      const n = await store.deadLetters.purgeBefore(before, HISTORY_CHUNK);
+      removed.deadLetters += n;
+      if (n < HISTORY_CHUNK) break;
+      await sleep(HISTORY_REST_MS);
+    }
+    if (removed.deliveries + removed.routes + removed.deadLetters > 0)
+      logger.info('history retention removed old records', { before, ...removed });
+  };
   const timer = setInterval(() => {
     if (running) return;
     running = true;
-    store.ledger
-      .purge(Date.now())
-      .then(
-        (removed) => {
-          if (removed > 0) logger.debug('purged expired ledger entries', { removed });
-        },
-        (err: unknown) => logger.warn('ledger purge failed', { err }),
-      )
+    run()
+      .catch((err: unknown) => logger.warn('store purge failed', { err }))
       .finally(() => {
         running = false;
       });
-  }, intervalMs);
+  }, options.intervalMs ?? 60_000);
   timer.unref();
   return () => clearInterval(timer);
 }

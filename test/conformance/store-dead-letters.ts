@@ -121,5 +121,20 @@ export function describeDeadLetters(ctx: StoreContext): void {
       assert.deepEqual(await ids({ eventId, pending: true }), [pending.id]);
       assert.deepEqual(await ids({ eventId, pending: false }), [redriven.id]);
     });
+
+    test('purgeBefore deletes dead letters created before the time, in chunks', async () => {
+      const old = Array.from({ length: 3 }, () =>
+        deadLetterRecord({ createdAt: '2020-01-01T00:00:00.000Z' }),
+      );
+      for (const d of old) await deadLetters().insert(d);
+      const young = deadLetterRecord({ createdAt: '2020-07-01T00:00:00.000Z' });
+      await deadLetters().insert(young);
+      const before = '2020-06-01T00:00:00.000Z';
+      assert.equal(await deadLetters().purgeBefore(before, 2), 2);
+      assert.equal(await deadLetters().purgeBefore(before, 2), 1);
+      assert.equal(await deadLetters().purgeBefore(before, 2), 0);
+      for (const d of old) assert.deepEqual(await ids({ eventId: d.eventId }), []);
+      assert.deepEqual(await ids({ eventId: young.eventId }), [young.id]);
+    });
   });
 }

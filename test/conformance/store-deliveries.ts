@@ -236,6 +236,7 @@ export function describeDeliveries(ctx: StoreContext): void {
       await deliveries().recordRouting(
         event,
         records.map((r) => r.id),
+        timeAt(0),
       );
       assert.deepEqual(await deliveries().routed([event, { ...event, source: '/other' }, event]), [
         true,
@@ -251,7 +252,7 @@ export function describeDeliveries(ctx: StoreContext): void {
         last,
       );
       // Recording again (a redelivered batch) adds nothing.
-      await deliveries().recordRouting(event, [records[0]!.id]);
+      await deliveries().recordRouting(event, [records[0]!.id], timeAt(1));
       const seen = await readAllPages(2, (page) => deliveries().list({ eventId }, page));
       assert.deepEqual(
         seen.map((d) => d.id),
@@ -267,10 +268,39 @@ export function describeDeliveries(ctx: StoreContext): void {
 
     test('an event routed to no delivery is recorded as routed, and its filter lists nothing', async () => {
       const event = { id: testId('evt-none-'), source: '/orders' };
-      await deliveries().recordRouting(event, []);
+      await deliveries().recordRouting(event, [], timeAt(0));
       assert.deepEqual(await deliveries().routed([event]), [true]);
       assert.deepEqual(await deliveries().routed([]), []);
       assert.deepEqual((await deliveries().list({ eventId: event.id })).items, []);
+    });
+
+    test('purgeBefore deletes finished deliveries (and attempts) and routes older than the time, in chunks', async () => {
+      // Times long before every other test's, so only this test's records are old enough.
+      const old = '2020-01-01T00:00:00.000Z';
+      const before = '2020-06-01T00:00:00.000Z';
+      const done = Array.from({ length: 3 }, () => deliveryRecord({ createdAt: old, status: 'FAILED' }));
+      for (const d of done) {
+        await deliveries().recordAttempt(
+          deliveryAttempt({ deliveryId: d.id, outcome: 'failed', statusCode: 400 }),
+          { attempts: 1, updatedAt: old },
+          d,
+        );
+        await deliveries().recordRouting({ id: d.eventId, source: d.eventSource }, [d.id], old);
+      }
+      const pending = await deliveries().ensure(deliveryRecord({ createdAt: old, status: 'PENDING' }));
+      const young = await deliveries().ensure(deliveryRecord({ createdAt: '2020-07-01T00:00:00.000Z' }));
+      const first = await deliveries().purgeBefore(before, 2);
+      assert.deepEqual(first, { deliveries: 2, routes: 2 });
+      const second = await deliveries().purgeBefore(before, 2);
+      assert.deepEqual(second, { deliveries: 1, routes: 1 });
+      assert.deepEqual(await deliveries().purgeBefore(before, 2), { deliveries: 0, routes: 0 });
+      for (const d of done) {
+        assert.equal(await deliveries().get(d.id), undefined);
+        assert.deepEqual(await deliveries().attempts(d.id), []);
+        assert.deepEqual(await deliveries().routed([{ id: d.eventId, source: d.eventSource }]), [false]);
+      }
+      assert.equal((await deliveries().get(pending.id))?.status, 'PENDING');
+      assert.equal((await deliveries().get(young.id))?.id, young.id);
     });
 
     test('the status filter follows status changes made by recordAttempt', async () => {

@@ -21,6 +21,31 @@ before(async () => {
 after(() => rm(dir, { recursive: true, force: true }));
 
 describe('store migrations', () => {
+  test('events routed before the route log are logged as routed at the upgrade, so history retention finds them', async () => {
+    const path = join(dir, 'v4.db');
+    const old = openDatabase(path, MIGRATIONS.slice(0, 4));
+    old.prepare(`INSERT INTO event_route (event_id, source, delivery_id) VALUES ('e-old', '/s', '')`).run();
+    old
+      .prepare(`INSERT INTO event_route (event_id, source, delivery_id) VALUES ('e-old', '/s', 'msg_1')`)
+      .run();
+    old.close();
+    const upgradedAt = new Date().toISOString();
+    const store = new SqliteStore(path);
+    try {
+      assert.deepEqual(await store.deliveries.routed([{ id: 'e-old', source: '/s' }]), [true]);
+      // Not older than a cutoff before the upgrade; older than one after it.
+      assert.deepEqual(await store.deliveries.purgeBefore('2020-01-01T00:00:00.000Z', 10), {
+        deliveries: 0,
+        routes: 0,
+      });
+      const later = new Date(Date.parse(upgradedAt) + 60_000).toISOString();
+      assert.deepEqual(await store.deliveries.purgeBefore(later, 10), { deliveries: 0, routes: 1 });
+      assert.deepEqual(await store.deliveries.routed([{ id: 'e-old', source: '/s' }]), [false]);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('deliveries written before event_route are found by event after the upgrades, and their events count as routed', async () => {
     const path = join(dir, 'v2.db');
     const old = openDatabase(path, MIGRATIONS.slice(0, 2));

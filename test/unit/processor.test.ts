@@ -270,9 +270,9 @@ describe('EventProcessor', () => {
     });
     const slowRoutes = {
       routed: (events: EventRef[]) => store.deliveries.routed(events),
-      recordRouting: async (event: EventRef, ids: string[]) => {
+      recordRouting: async (event: EventRef, ids: string[], at: string) => {
         await markerWritten;
-        await store.deliveries.recordRouting(event, ids);
+        await store.deliveries.recordRouting(event, ids, at);
       },
     };
     const processor = make({ deliveries: slowRoutes });

@@ -103,7 +103,7 @@ export interface DeliveryRepository {
    * subscription matched): the processor's idempotency marker, and what `list({ eventId })`
    * follows. Creating a delivery records its route too (nothing new when it was recorded).
    */
-  recordRouting(event: EventRef, deliveryIds: string[]): Promise<void>;
+  recordRouting(event: EventRef, deliveryIds: string[], routedAt: string): Promise<void>;
   /** For each event, whether `recordRouting` was called for it (one read for a whole batch). */
   routed(events: EventRef[]): Promise<boolean[]>;
   /** Changes fields of a delivery (status after a redrive, a failure before any attempt). */
@@ -112,6 +112,13 @@ export interface DeliveryRepository {
   list(filter: DeliveryFilter, page?: PageRequest): Promise<Page<DeliveryRecord>>;
   /** Attempts of a delivery, in order. */
   attempts(deliveryId: string): Promise<DeliveryAttempt[]>;
+  /**
+   * History retention: deletes up to `limit` deliveries created before `before` that are no longer
+   * PENDING (with their attempts), and up to `limit` routes of events routed before it (so such an
+   * event ingested again is routed again). Returns how many of each went; call again until both
+   * are below `limit`.
+   */
+  purgeBefore(before: string, limit: number): Promise<{ deliveries: number; routes: number }>;
 }
 
 /**
@@ -143,6 +150,8 @@ export interface DeadLetterRepository {
   insert(record: DeadLetterRecord): Promise<void>;
   list(filter: DeadLetterFilter, page?: PageRequest): Promise<Page<DeadLetterRecord>>;
   markRedriven(id: string, at: string): Promise<boolean>;
+  /** History retention: deletes up to `limit` dead letters created before `before`; returns how many. */
+  purgeBefore(before: string, limit: number): Promise<number>;
 }
 
 /** The whole store: one repository per table, plus health and lifecycle. */

@@ -189,7 +189,11 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     if (this.#retentionRunning || this.#closed) return;
     this.#retentionRunning = true;
     try {
-      await deleteConsumedRecords(this.db, { ...this.#retentionOptions(), paced: true, cleaned: this.#cleaned });
+      await deleteConsumedRecords(this.db, {
+        ...this.#retentionOptions(),
+        paced: true,
+        cleaned: this.#cleaned,
+      });
     } catch (err) {
       if (!this.#closed) this.#onError?.(err);
     } finally {

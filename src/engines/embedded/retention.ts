@@ -82,9 +82,10 @@ function firstYoungerThan(db: DatabaseSync, topic: string, part: number, cutoff:
     'SELECT off FROM record WHERE topic = ? AND part = ? AND ts >= ? ORDER BY off LIMIT 1',
   ).get(topic, part, cutoff) as { off: number } | undefined;
   if (row) return row.off;
-  const end = sql(db, 'SELECT next_offset FROM partition_log WHERE topic = ? AND part = ?').get(topic, part) as
-    | { next_offset: number }
-    | undefined;
+  const end = sql(db, 'SELECT next_offset FROM partition_log WHERE topic = ? AND part = ?').get(
+    topic,
+    part,
+  ) as { next_offset: number } | undefined;
   return end?.next_offset ?? 0;
 }
 

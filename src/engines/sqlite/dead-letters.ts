@@ -9,10 +9,11 @@ import type { DeadLetterFilter, DeadLetterRepository, Page, PageRequest } from '
 import { type Condition, listByTime, StatementCache } from './paging.ts';
 
 /** The SQLite implementation of the dead-letter repository. */
-export class SqliteDeadLetters implements DeadLetterRepository {
+export class SqliteDeadLetters implements Omit<DeadLetterRepository, 'purgeBefore'> {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
   readonly #markRedriven: StatementSync;
+  readonly #purge: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#lists = new StatementCache(db);
@@ -24,6 +25,15 @@ export class SqliteDeadLetters implements DeadLetterRepository {
       `UPDATE dead_letter SET redriven_at = ?1, doc = json_set(doc, '$.redrivenAt', ?1)
        WHERE id = ?2 AND redriven_at IS NULL`,
     );
+    this.#purge = db.prepare(
+      `DELETE FROM dead_letter WHERE id IN
+         (SELECT id FROM dead_letter WHERE created_at < ? ORDER BY created_at, id LIMIT ?)`,
+    );
+  }
+
+  /** One chunk of history retention; run inside one transaction by the store. */
+  purgeChunk(before: string, limit: number): number {
+    return Number(this.#purge.run(before, limit).changes);
   }
 
   async insert(record: DeadLetterRecord): Promise<void> {

@@ -59,7 +59,7 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
  * The SQLite implementation of the delivery repository. `get` and `routed` are the synchronous
  * `read` and `isRouted` here, batched by the store (`ReadBatch`).
  */
-export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'routed'> {
+export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'routed' | 'purgeBefore'> {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
   readonly #route: StatementSync;
@@ -69,6 +69,13 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
   readonly #attemptInsert: StatementSync;
   readonly #attemptDelete: StatementSync;
   readonly #attempts: StatementSync;
+  readonly #logRoute: StatementSync;
+  readonly #oldDeliveries: StatementSync;
+  readonly #deleteAttempts: StatementSync;
+  readonly #deleteDelivery: StatementSync;
+  readonly #oldRoutes: StatementSync;
+  readonly #deleteRoute: StatementSync;
+  readonly #deleteLogged: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#lists = new StatementCache(db);
@@ -91,6 +98,23 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
     );
     this.#attemptDelete = db.prepare('DELETE FROM delivery_attempt WHERE delivery_id = ? AND attempt = ?');
     this.#attempts = db.prepare('SELECT doc FROM delivery_attempt WHERE delivery_id = ? ORDER BY attempt');
+    this.#logRoute = db.prepare(
+      'INSERT INTO route_log (routed_at, event_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    // Through `delivery_by_time` (created_at, id, status): the status is checked in the index.
+    this.#oldDeliveries = db.prepare(
+      `SELECT id FROM event_delivery_status WHERE created_at < ? AND status != 'PENDING'
+       ORDER BY created_at, id LIMIT ?`,
+    );
+    this.#deleteAttempts = db.prepare('DELETE FROM delivery_attempt WHERE delivery_id = ?');
+    this.#deleteDelivery = db.prepare('DELETE FROM event_delivery_status WHERE id = ?');
+    this.#oldRoutes = db.prepare(
+      'SELECT routed_at, event_id, source FROM route_log WHERE routed_at < ? ORDER BY routed_at LIMIT ?',
+    );
+    this.#deleteRoute = db.prepare('DELETE FROM event_route WHERE event_id = ? AND source = ?');
+    this.#deleteLogged = db.prepare(
+      'DELETE FROM route_log WHERE routed_at = ? AND event_id = ? AND source = ?',
+    );
   }
 
   async ensure(record: DeliveryRecord): Promise<DeliveryRecord> {
@@ -124,9 +148,30 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
     }
   }
 
-  async recordRouting(event: EventRef, deliveryIds: string[]): Promise<void> {
-    this.#route.run(event.id, event.source, '');
+  async recordRouting(event: EventRef, deliveryIds: string[], routedAt: string): Promise<void> {
+    // A marker already there (a redelivered batch) keeps its first time in the log.
+    if (this.#route.run(event.id, event.source, '').changes > 0)
+      this.#logRoute.run(routedAt, event.id, event.source);
     for (const id of deliveryIds) this.#route.run(event.id, event.source, id);
+  }
+
+  /** One chunk of history retention (see the port); run inside one transaction by the store. */
+  purgeBefore(before: string, limit: number): { deliveries: number; routes: number } {
+    const old = this.#oldDeliveries.all(before, limit) as Array<{ id: string }>;
+    for (const { id } of old) {
+      this.#deleteAttempts.run(id);
+      this.#deleteDelivery.run(id);
+    }
+    const routes = this.#oldRoutes.all(before, limit) as Array<{
+      routed_at: string;
+      event_id: string;
+      source: string;
+    }>;
+    for (const r of routes) {
+      this.#deleteRoute.run(r.event_id, r.source);
+      this.#deleteLogged.run(r.routed_at, r.event_id, r.source);
+    }
+    return { deliveries: old.length, routes: routes.length };
   }
 
   /** Whether `recordRouting` was called for the event (synchronous, for read batching). */

@@ -65,4 +65,13 @@ export const MIGRATIONS: readonly string[] = [
    INSERT OR IGNORE INTO event_route (event_id, source, delivery_id)
      SELECT event_id, source, '' FROM event_route;
    DROP TABLE event_delivery;`,
+  // v5: history retention. `route_log` lists routed events by time (appended in order, one row per
+  // event), so the routes of events older than the retention can be found and deleted;
+  // `event_route` itself is keyed by the random event id. Events routed before this migration are
+  // logged as routed now, so they go one retention period after the upgrade.
+  `CREATE TABLE route_log (
+     routed_at TEXT NOT NULL, event_id TEXT NOT NULL, source TEXT NOT NULL,
+     PRIMARY KEY (routed_at, event_id, source)) WITHOUT ROWID;
+   INSERT INTO route_log (routed_at, event_id, source)
+     SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), event_id, source FROM event_route WHERE delivery_id = '';`,
 ];

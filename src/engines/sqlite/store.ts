@@ -120,12 +120,13 @@ export class SqliteStore implements Store {
       ensure: (r) => group.run(() => deliveries.ensure(r)),
       get: (id) => reads.run(() => deliveries.read(id)),
       recordAttempt: (a, u, c) => group.run(() => deliveries.recordAttempt(a, u, c)),
-      recordRouting: (event, ids) => group.run(() => deliveries.recordRouting(event, ids)),
+      recordRouting: (event, ids, at) => group.run(() => deliveries.recordRouting(event, ids, at)),
       // Each event's lookup joins the turn's read transaction: one for the processor's whole batch.
       routed: (events) => Promise.all(events.map((e) => reads.run(() => deliveries.isRouted(e)))),
       patch: (id, u) => group.run(() => deliveries.patch(id, u)),
       list: (f, page) => deliveries.list(f, page),
       attempts: (id) => deliveries.attempts(id),
+      purgeBefore: (before, limit) => group.run(() => deliveries.purgeBefore(before, limit)),
     };
     this.ledger = {
       claim: (key, leaseMs, now) => group.run(() => ledger.claim(key, leaseMs, now)),
@@ -148,6 +149,7 @@ export class SqliteStore implements Store {
       insert: (r) => group.run(() => deadLetters.insert(r)),
       list: (f, page) => deadLetters.list(f, page),
       markRedriven: (id, at) => group.run(() => deadLetters.markRedriven(id, at)),
+      purgeBefore: (before, limit) => group.run(() => deadLetters.purgeChunk(before, limit)),
     };
   }
 

@@ -1,0 +1,81 @@
+/** Store housekeeping on a schedule (real SQLite store): the ledger's expired entries and the history retention. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Logger } from '../../src/common/log.ts';
+import { SqliteStore } from '../../src/engines/sqlite/store.ts';
+import { startStorePurge } from '../../src/runtimes/workers.ts';
+import { deadLetterRecord, deliveryAttempt, deliveryRecord } from '../support/fixtures.ts';
+
+const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
+const waitMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('expired ledger entries are purged by the schedule; live ones stay', async () => {
+  const store = new SqliteStore(':memory:');
+  const now = Date.now();
+  await store.ledger.complete('old', 1, now - 10_000);
+  await store.ledger.complete('fresh', 60_000, now);
+  const stop = startStorePurge(store, quiet, { historyRetentionDays: 0, intervalMs: 20 });
+  await waitMs(150);
+  stop();
+  assert.equal(await store.ledger.get('old'), undefined);
+  assert.equal((await store.ledger.get('fresh'))?.status, 'COMPLETED');
+  await store.close();
+});
+
+test('history older than the retention goes (more than one chunk of it); newer history and pending deliveries stay', async () => {
+  const store = new SqliteStore(':memory:');
+  const now = new Date('2026-03-01T00:00:00.000Z');
+  const old = '2026-01-15T00:00:00.000Z'; // 45 days before
+  const recent = '2026-02-20T00:00:00.000Z'; // 9 days before
+  const olds = Array.from({ length: 1_200 }, () => deliveryRecord({ createdAt: old, status: 'SUCCESS' }));
+  await Promise.all(
+    olds.map(async (d) => {
+      await store.deliveries.recordAttempt(
+        deliveryAttempt({ deliveryId: d.id }),
+        { status: 'SUCCESS', attempts: 1, updatedAt: old },
+        d,
+      );
+      await store.deliveries.recordRouting({ id: d.eventId, source: d.eventSource }, [d.id], old);
+    }),
+  );
+  const kept = deliveryRecord({ createdAt: recent, status: 'SUCCESS' });
+  await store.deliveries.ensure(kept);
+  await store.deliveries.recordRouting({ id: kept.eventId, source: kept.eventSource }, [kept.id], recent);
+  const stillRetrying = await store.deliveries.ensure(deliveryRecord({ createdAt: old, status: 'PENDING' }));
+  const unmatched = { id: 'evt-nobody-wanted', source: '/orders' };
+  await store.deliveries.recordRouting(unmatched, [], old);
+  await store.deadLetters.insert(deadLetterRecord({ createdAt: old }));
+  const newDead = deadLetterRecord({ createdAt: recent });
+  await store.deadLetters.insert(newDead);
+
+  const stop = startStorePurge(store, quiet, { historyRetentionDays: 30, intervalMs: 20, clock: () => now });
+  const deadline = Date.now() + 10_000;
+  while ((await store.deliveries.get(olds.at(-1)!.id)) !== undefined && Date.now() < deadline)
+    await waitMs(20);
+  await waitMs(100);
+  stop();
+
+  assert.equal(await store.deliveries.get(olds[0]!.id), undefined);
+  assert.equal(await store.deliveries.get(olds.at(-1)!.id), undefined);
+  assert.deepEqual(await store.deliveries.attempts(olds[0]!.id), []);
+  assert.deepEqual(
+    await store.deliveries.routed([
+      { id: olds[0]!.eventId, source: olds[0]!.eventSource },
+      unmatched,
+      { id: kept.eventId, source: kept.eventSource },
+    ]),
+    [false, false, true],
+    'old routes go (such an event ingested again is routed again), recent ones stay',
+  );
+  assert.equal((await store.deliveries.get(kept.id))?.id, kept.id);
+  assert.equal(
+    (await store.deliveries.get(stillRetrying.id))?.status,
+    'PENDING',
+    'a PENDING delivery is never purged',
+  );
+  assert.deepEqual(
+    (await store.deadLetters.list({})).items.map((d) => d.id),
+    [newDead.id],
+  );
+  await store.close();
+});
