@@ -36,7 +36,7 @@ export interface Config {
   endpointConcurrency: number;
   /** Delay before the processor retries a transiently failed event. */
   processorRetryDelayMs: number;
-  /** How long the embedded log keeps records of topics no consumer group reads (the DLQ topics), in hours. */
+  /** How long the embedded log keeps records of the DLQ topics while no consumer group reads them, in hours. */
   unreadRetentionHours: number;
   /** Days deliveries, attempts, event routes and dead letters are kept (0: forever). */
   historyRetentionDays: number;

@@ -4,7 +4,7 @@
  * then succeed, retry on a tier, dead-letter, or disable the subscription on 410.
  */
 import { HEADERS } from '../common/bus-headers.ts';
-import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
+import { type DeadLetterSink, HELD_REASON } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
@@ -37,8 +37,6 @@ export const DISPATCHER_TOPIC_PREFIXES = ['egress.', 'retry.dispatcher.'];
 
 /** The longest an egress partition stays paused for a saturated endpoint without hearing it drained (ms). */
 const MAX_PAUSE_MS = 30_000;
-/** How often the egress partition of a PAUSED subscription looks again whether it is ACTIVE (ms). */
-const PAUSED_RECHECK_MS = 5_000;
 
 /** What the dispatcher reads and changes outside itself. */
 export interface DispatcherDeps {
@@ -76,7 +74,6 @@ type TaskOutcome =
   | 'gone'
   | 'deferred'
   | 'deferred_busy'
-  | 'deferred_paused'
   | 'held_paused'
   | 'rescheduled'
   | 'skipped';
@@ -88,8 +85,12 @@ export class WebhookDispatcher {
   readonly #latency;
   readonly #responses;
   readonly #endToEnd;
-  /** Per endpoint, the egress partitions paused for it (`topic\0partition` → how to resume, and until when). */
-  readonly #paused = new Map<string, Map<string, { resume: () => void; until: number }>>();
+  /**
+   * Egress partitions paused for saturated endpoints (`topic\0partition` → how to resume it, and
+   * the endpoints holding it paused, each until when): endpoints that share a partition each hold
+   * it, and it resumes when the last one drains.
+   */
+  readonly #pauses = new Map<string, { resume: () => void; holders: Map<string, number> }>();
 
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
@@ -123,11 +124,8 @@ export class WebhookDispatcher {
     await Promise.all(
       batch.map(async (message) => {
         try {
-          const outcome = await this.#handle(message, control);
-          this.#outcomes.inc({ outcome });
-          // Held in its egress partition (the subscription is PAUSED): read again after the pause.
-          if (outcome === 'held_paused') failed.push(message);
-          else control?.done(message);
+          this.#outcomes.inc({ outcome: await this.#handle(message, control) });
+          control?.done(message);
         } catch (err) {
           this.#deps.logger.error('dispatcher failed to handle a task; it will be redelivered', { err });
           failed.push(message);
@@ -176,14 +174,12 @@ export class WebhookDispatcher {
       return 'failed';
     }
     if (sub.status === 'PAUSED') {
-      // Held where it is, in order and without copies: its egress partition pauses and reads it
-      // again later. A task from a retry tier (shared by everyone, never paused) waits on a tier.
-      if (control && message.topic.startsWith('egress.')) {
-        control.pause(message, PAUSED_RECHECK_MS);
-        return 'held_paused';
-      }
-      await this.#defer(message, task, 60_000);
-      return 'deferred_paused';
+      // Kept in the store until the subscription is resumed (then re-enqueued, see Operations),
+      // instead of copies going round a retry tier for as long as the pause lasts.
+      await this.#deadLetter(message, task, HELD_REASON, 'the subscription is paused', task.attempt, {
+        held: true,
+      });
+      return 'held_paused';
     }
     const settings = (await this.#deps.partner(sub.partnerId))?.delivery ?? {};
     const timeouts = { ...DEFAULT_TIMEOUTS, ...settings.timeouts };
@@ -349,20 +345,28 @@ export class WebhookDispatcher {
     if (!message.topic.startsWith('egress.')) return;
     const key = `${message.topic}\u0000${message.partition}`;
     const now = Date.now();
-    let partitions = this.#paused.get(endpoint);
-    if ((partitions?.get(key)?.until ?? 0) > now) return;
-    const first = partitions === undefined;
-    partitions ??= new Map();
-    this.#paused.set(endpoint, partitions);
-    partitions.set(key, { resume: () => control.resume(message), until: now + MAX_PAUSE_MS });
-    control.pause(message, MAX_PAUSE_MS);
-    if (first) {
-      this.#deps.limiter.whenDrained(endpoint, () => {
-        const resumes = this.#paused.get(endpoint);
-        this.#paused.delete(endpoint);
-        for (const { resume } of resumes?.values() ?? []) resume();
-      });
+    let pause = this.#pauses.get(key);
+    if ((pause?.holders.get(endpoint) ?? 0) > now) return;
+    if (!pause) {
+      pause = { resume: () => {}, holders: new Map() };
+      this.#pauses.set(key, pause);
     }
+    pause.resume = () => control.resume(message);
+    pause.holders.set(endpoint, now + MAX_PAUSE_MS);
+    control.pause(message, MAX_PAUSE_MS);
+    this.#deps.limiter.whenDrained(endpoint, () => this.#unpause(key, endpoint));
+  }
+
+  /** The endpoint no longer holds the partition paused; it resumes when no endpoint does. */
+  #unpause(key: string, endpoint: string): void {
+    const pause = this.#pauses.get(key);
+    if (!pause) return;
+    pause.holders.delete(endpoint);
+    const now = Date.now();
+    for (const [holder, until] of pause.holders) if (until <= now) pause.holders.delete(holder);
+    if (pause.holders.size > 0) return;
+    this.#pauses.delete(key);
+    pause.resume();
   }
 
   /** Claims the delivery in the ledger for longer than the longest attempt can take; 'claimed' without a ledger. */
@@ -399,22 +403,27 @@ export class WebhookDispatcher {
     reason: string,
     error: string,
     attempts: number,
+    options: { held?: boolean } = {},
   ): Promise<void> {
     const origin = task ? originTopicOf(message, task) : message.topic;
     // Within the task's correlation context (when it has one), so the line carries its correlation id.
-    this.#deps.logger.warn('delivery dead-lettered', {
-      reason,
-      attempts,
-      error,
-      ...(task
-        ? { deliveryId: task.deliveryId, subscriptionId: task.subscriptionId, eventId: task.event.id }
-        : {}),
-    });
+    if (!options.held) {
+      this.#deps.logger.warn('delivery dead-lettered', {
+        reason,
+        attempts,
+        error,
+        ...(task
+          ? { deliveryId: task.deliveryId, subscriptionId: task.subscriptionId, eventId: task.event.id }
+          : {}),
+      });
+    }
     // Redrive starts over: the stored task has no attempts and no first-attempt time.
     const value = task ? JSON.stringify({ ...task, attempt: 0, firstAttemptAt: undefined }) : message.value;
     await this.#deps.deadLetters.send([
       {
         stage: 'dispatcher',
+        // Held tasks are for the platform to release, not for the DLQ topic's readers.
+        ...(options.held ? { publish: false as const } : {}),
         // One dead letter per record read, however often it is read (a redelivery after a crash).
         idFrom: {
           key: `dispatcher\n${message.topic}\n${message.partition}\n${message.offset}`,

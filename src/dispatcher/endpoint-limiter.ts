@@ -33,9 +33,10 @@ interface EndpointState {
   waiters: Waiter[];
   /** Evicts waiters that waited `maxQueueWaitMs` (set while any wait). */
   evictTimer: NodeJS.Timeout | undefined;
-  /** Called once the queue is down to `lowWater`. */
+  /** Called once the endpoint is drained (see `whenDrained`). */
   drained: Array<() => void>;
-  lowWater: number;
+  /** The limits of the latest acquire. */
+  limits: EndpointLimits;
   /** Start times of the requests in flight. */
   started: Set<number>;
   latencyMs: number;
@@ -81,16 +82,27 @@ export class EndpointLimiter {
   /** Whether the endpoint has enough tasks waiting that fetching more for it only adds to the wait. */
   saturated(endpoint: string, limits: EndpointLimits): boolean {
     const state = this.#states.get(endpoint);
-    if (!state || state.active < limits.maxConcurrency) return false;
+    return state !== undefined && this.#saturated(state, limits);
+  }
+
+  /**
+   * Calls `callback` once the endpoint is drained — not saturated, and no more waiting than its
+   * concurrency — at once if it is; checked whenever a request of it ends or a waiter is evicted.
+   */
+  whenDrained(endpoint: string, callback: () => void): void {
+    const state = this.#states.get(endpoint);
+    if (!state || this.#drained(state)) callback();
+    else state.drained.push(callback);
+  }
+
+  #saturated(state: EndpointState, limits: EndpointLimits): boolean {
+    if (state.active < limits.maxConcurrency) return false;
     if (state.waiters.length >= limits.maxConcurrency * this.#softQueueFactor) return true;
     return this.#expectedWait(state, limits) > this.#maxQueueWaitMs;
   }
 
-  /** Calls `callback` once the endpoint's queue is no longer than its concurrency (at once if it is not). */
-  whenDrained(endpoint: string, callback: () => void): void {
-    const state = this.#states.get(endpoint);
-    if (!state || state.waiters.length <= state.lowWater) callback();
-    else state.drained.push(callback);
+  #drained(state: EndpointState): boolean {
+    return state.waiters.length <= state.limits.maxConcurrency && !this.#saturated(state, state.limits);
   }
 
   /** Waits for a slot (when that is expected to be quick) or says how long to defer. */
@@ -101,7 +113,7 @@ export class EndpointLimiter {
       if (wait > this.#maxRateWaitMs) return { ok: false, retryInMs: wait };
       if (wait > 0) await sleep(wait);
     }
-    state.lowWater = limits.maxConcurrency;
+    state.limits = limits;
     if (state.active >= limits.maxConcurrency) {
       const expectedWait = this.#expectedWait(state, limits);
       if (expectedWait > this.#maxQueueWaitMs || state.waiters.length >= this.#maxQueue) {
@@ -160,7 +172,7 @@ export class EndpointLimiter {
   }
 
   #checkDrained(state: EndpointState): void {
-    if (state.drained.length === 0 || state.waiters.length > state.lowWater) return;
+    if (state.drained.length === 0 || !this.#drained(state)) return;
     const callbacks = state.drained;
     state.drained = [];
     for (const callback of callbacks) callback();
@@ -201,7 +213,7 @@ export class EndpointLimiter {
         waiters: [],
         evictTimer: undefined,
         drained: [],
-        lowWater: limits.maxConcurrency,
+        limits,
         started: new Set(),
         latencyMs: INITIAL_LATENCY_MS,
         tokens: limits.ratePerSecond ?? 0,

@@ -3,9 +3,15 @@
  * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
  */
 import { HEADERS } from '../common/bus-headers.ts';
-import { ValidationError } from '../common/errors.ts';
+import { HELD_REASON } from '../common/dead-letter-sink.ts';
+import { isWebhooksError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
-import type { DeadLetterRecord, DeliveryAttempt, DeliveryRecord } from '../common/model.ts';
+import type {
+  DeadLetterRecord,
+  DeliveryAttempt,
+  DeliveryRecord,
+  SubscriptionStatus,
+} from '../common/model.ts';
 import type { BusMessage } from '../common/ports/bus.ts';
 import type {
   DeadLetterFilter,
@@ -19,6 +25,8 @@ export interface OperationsDeps {
   deliveries: DeliveryRepository;
   deadLetters: DeadLetterRepository;
   publish: (messages: BusMessage[]) => Promise<void>;
+  /** A subscription's status now (undefined: deleted), to release tasks held while it was PAUSED. */
+  subscriptionStatus: (id: string) => Promise<SubscriptionStatus | undefined>;
   clock: () => Date;
 }
 
@@ -54,7 +62,7 @@ export class Operations {
 
   /** Dead letters, oldest first. */
   async deadLetters(query: Record<string, string>, page: PageRequest): Promise<Page<DeadLetterRecord>> {
-    const filter = readDeadLetterFilter(query, ['stage', 'subscriptionId', 'eventId', 'pending']);
+    const filter = readDeadLetterFilter(query, ['stage', 'subscriptionId', 'eventId', 'reason', 'pending']);
     return this.#deps.deadLetters.list(filter, page);
   }
 
@@ -78,12 +86,43 @@ export class Operations {
         },
       );
     }
-    const filter: DeadLetterFilter = {
+    return this.#redrive({
       pending: true,
       ...(stage ? { stage } : {}),
       ...(subscriptionId ? { subscriptionId } : {}),
       ...(eventId ? { eventId } : {}),
-    };
+    });
+  }
+
+  /**
+   * Re-enqueues the tasks held while a subscription was PAUSED — of one subscription (it was just
+   * resumed), or of every subscription that is not PAUSED any more (the periodic sweep, which also
+   * catches tasks a dispatcher held after the resume, before it heard of it). A subscription
+   * deleted or DISABLED meanwhile gets its tasks back too: the dispatcher dead-letters them with
+   * the real reason.
+   */
+  async releaseHeld(subscriptionId?: string): Promise<number> {
+    const filter: DeadLetterFilter = { pending: true, stage: 'dispatcher', reason: HELD_REASON };
+    if (subscriptionId !== undefined) return (await this.#redrive({ ...filter, subscriptionId })).redriven;
+    const held = new Set<string>();
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.deadLetters.list(filter, {
+        limit: REDRIVE_BATCH,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const d of page.items) if (d.subscriptionId) held.add(d.subscriptionId);
+      cursor = page.next;
+    } while (cursor);
+    let released = 0;
+    for (const id of held) {
+      if ((await this.#deps.subscriptionStatus(id)) === 'PAUSED') continue;
+      released += (await this.#redrive({ ...filter, subscriptionId: id })).redriven;
+    }
+    return released;
+  }
+
+  async #redrive(filter: DeadLetterFilter): Promise<{ redriven: number; ids: string[] }> {
     const ids: string[] = [];
     // Each round takes the first page of what is still pending: redriven entries drop out of it.
     for (;;) {
@@ -97,7 +136,12 @@ export class Operations {
         items.map(async (d) => {
           const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
           if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
-            await this.#deps.deliveries.patch(deliveryId, { status: 'PENDING', updatedAt: now });
+            // Gone meanwhile (history retention): the redriven task records it anew.
+            await this.#deps.deliveries
+              .patch(deliveryId, { status: 'PENDING', updatedAt: now })
+              .catch((err: unknown) => {
+                if (!(isWebhooksError(err) && err.code === 'not_found')) throw err;
+              });
           }
         }),
       );
@@ -132,6 +176,7 @@ function readDeadLetterFilter(query: Record<string, string>, allowed: string[]):
     ...(stage ? { stage } : {}),
     ...(query.subscriptionId ? { subscriptionId: query.subscriptionId } : {}),
     ...(query.eventId ? { eventId: query.eventId } : {}),
+    ...(query.reason ? { reason: query.reason } : {}),
     ...(pending ? { pending: pending === 'true' } : {}),
   };
 }

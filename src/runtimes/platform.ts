@@ -159,6 +159,17 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       subscriptionChanged(change);
       dispatcherThread?.subscriptionChanged(change);
       options.onSubscriptionChanged?.(change);
+      // Resumed (or disabled) while tasks were held for it: they go back to its egress topic now.
+      if (sub.status !== 'PAUSED') {
+        operations
+          .releaseHeld(sub.id)
+          .catch((err: unknown) =>
+            logger.warn('could not release the tasks held for a paused subscription', {
+              err,
+              subscriptionId: sub.id,
+            }),
+          );
+      }
     },
   });
   const subscriptionChanged = (change: SubscriptionChange) => {
@@ -183,6 +194,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     deliveries: store.deliveries,
     deadLetters: store.deadLetters,
     publish,
+    subscriptionStatus: async (id) => (await store.subscriptions.get(id))?.status,
     clock,
   });
 
@@ -251,6 +263,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       stopPurge = startStorePurge(store, logger, {
         historyRetentionDays: config.historyRetentionDays,
         clock,
+        releaseHeld: () => operations.releaseHeld(),
       });
     if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
     if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));

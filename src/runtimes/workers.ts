@@ -138,11 +138,20 @@ const HISTORY_REST_MS = 10;
 export function startStorePurge(
   store: Store,
   logger: Logger,
-  options: { historyRetentionDays: number; intervalMs?: number; clock?: () => Date },
+  options: {
+    historyRetentionDays: number;
+    intervalMs?: number;
+    clock?: () => Date;
+    /** Re-enqueues tasks held for subscriptions no longer PAUSED; returns how many. */
+    releaseHeld?: () => Promise<number>;
+  },
 ): () => void {
   let running = false;
+  let stopped = false;
   const clock = options.clock ?? (() => new Date());
   const run = async (): Promise<void> => {
+    const released = (await options.releaseHeld?.()) ?? 0;
+    if (released > 0) logger.info('re-enqueued tasks held for resumed subscriptions', { released });
     const now = clock();
     const ledger = await store.ledger.purge(now.getTime());
     if (ledger > 0) logger.debug('purged expired ledger entries', { removed: ledger });
@@ -155,12 +164,14 @@ export function startStorePurge(
       removed.routes += n.routes;
       if (n.deliveries < HISTORY_CHUNK && n.routes < HISTORY_CHUNK) break;
       await sleep(HISTORY_REST_MS);
+      if (stopped) return;
     }
     for (;;) {
       const n = await store.deadLetters.purgeBefore(before, HISTORY_CHUNK);
       removed.deadLetters += n;
       if (n < HISTORY_CHUNK) break;
       await sleep(HISTORY_REST_MS);
+      if (stopped) return;
     }
     if (removed.deliveries + removed.routes + removed.deadLetters > 0)
       logger.info('history retention removed old records', { before, ...removed });
@@ -169,11 +180,16 @@ export function startStorePurge(
     if (running) return;
     running = true;
     run()
-      .catch((err: unknown) => logger.warn('store purge failed', { err }))
+      .catch((err: unknown) => {
+        if (!stopped) logger.warn('store purge failed', { err });
+      })
       .finally(() => {
         running = false;
       });
   }, options.intervalMs ?? 60_000);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
 }

@@ -122,6 +122,17 @@ export function describeDeadLetters(ctx: StoreContext): void {
       assert.deepEqual(await ids({ eventId, pending: false }), [redriven.id]);
     });
 
+    test('the reason filter lists the entries of one reason, with the other filters', async () => {
+      const subscriptionId = testId('sub-reason-');
+      const held = deadLetterRecord({ subscriptionId, reason: 'subscription_paused' });
+      const failed = deadLetterRecord({ subscriptionId, reason: 'http_400' });
+      await deadLetters().insert(held);
+      await deadLetters().insert(failed);
+      assert.deepEqual(await ids({ subscriptionId, reason: 'subscription_paused' }), [held.id]);
+      assert.deepEqual(await ids({ subscriptionId, reason: 'http_400', pending: true }), [failed.id]);
+      assert.deepEqual(await ids({ subscriptionId, reason: 'nothing_like_it' }), []);
+    });
+
     test('purgeBefore deletes dead letters created before the time, in chunks', async () => {
       const old = Array.from({ length: 3 }, () =>
         deadLetterRecord({ createdAt: '2020-01-01T00:00:00.000Z' }),

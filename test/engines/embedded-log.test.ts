@@ -194,6 +194,12 @@ describe('embedded log', () => {
       next.map((r) => r.off),
       [2],
     );
+    // A topic outside the DLQ topics that no group reads keeps its records, however old (its
+    // groups may only be down).
+    await log.ensureTopic('egress.nobody', { partitions: 1 });
+    await log.publish([{ topic: 'egress.nobody', value: 'backlog' }]);
+    db.prepare(`UPDATE record SET ts = ts - 120000 WHERE topic = 'egress.nobody'`).run();
+    assert.equal(await log.retention(), 0);
     db.close();
     await log.close();
   });

@@ -36,7 +36,12 @@ describe('WebhookDispatcher', () => {
   before(async () => {
     receiver = await startReceiver({
       tls: false,
-      answer: (_n, d) => (d.path === '/slow' ? { status: 200, delayMs: 400 } : answer),
+      answer: (_n, d) =>
+        d.path === '/slow'
+          ? { status: 200, delayMs: 400 }
+          : d.path === '/a'
+            ? { status: 200, delayMs: 100 }
+            : answer,
     });
     client = new UndiciDeliveryClient({ allowInsecure: true });
   });
@@ -60,7 +65,7 @@ describe('WebhookDispatcher', () => {
     receiver.secret = SECRET;
   });
 
-  const dispatcher = () =>
+  const dispatcher = (limiter = new EndpointLimiter()) =>
     new WebhookDispatcher({
       subscription: (id) => store.subscriptions.get(id),
       partner: (id) => store.partners.get(id),
@@ -89,7 +94,7 @@ describe('WebhookDispatcher', () => {
         newId: uuidv7,
         clock: () => new Date(),
       }),
-      limiter: new EndpointLimiter(),
+      limiter,
       defaultMaxConcurrency: 4,
       maxResponseBytes: 2048,
       userAgent: 'test',
@@ -261,5 +266,34 @@ describe('WebhookDispatcher', () => {
     await dispatcher().handleBatch([fast, slow], control);
     assert.ok(doneAt.get(fast.offset)! < 300, `the fast task was done after ${doneAt.get(fast.offset)} ms`);
     assert.ok(doneAt.get(slow.offset)! >= 390, `the slow task was done after ${doneAt.get(slow.offset)} ms`);
+  });
+
+  test('an egress partition shared by two saturated endpoints resumes when the last of them drains', async () => {
+    await store.partners.insert(partnerRecord({ id: 'one-at-a-time', delivery: { maxConcurrency: 1 } }));
+    const a = subscriptionRecord({ partnerId: 'one-at-a-time', url: `${receiver.url}/a`, filter: undefined });
+    const c = subscriptionRecord({
+      partnerId: 'one-at-a-time',
+      url: `${receiver.url}/slow`,
+      filter: undefined,
+    });
+    await store.subscriptions.insert(a);
+    await store.subscriptions.insert(c);
+    const tasks = [a, a, a, c, c, c].map((sub) =>
+      taskMessage({ subscriptionId: sub.id, partnerId: sub.partnerId }),
+    );
+    const started = Date.now();
+    const paused: number[] = [];
+    const resumed: number[] = [];
+    const control: BatchControl = {
+      done: () => {},
+      pause: () => paused.push(Date.now() - started),
+      resume: () => resumed.push(Date.now() - started),
+    };
+    // One slot per endpoint, saturated as soon as one task waits.
+    await dispatcher(new EndpointLimiter({ softQueueFactor: 1 })).handleBatch(tasks, control);
+    assert.equal(paused.length, 2, 'each endpoint paused the partition');
+    assert.equal(resumed.length, 1, 'resumed once');
+    // The fast endpoint (100 ms a request) drained after ~200 ms; the slow one (400 ms) after ~800 ms.
+    assert.ok(resumed[0]! >= 700, `resumed after ${resumed[0]} ms, before the slow endpoint drained`);
   });
 });

@@ -95,6 +95,19 @@ describe('EndpointLimiter', () => {
     if (third.ok) third.release();
   });
 
+  test('a hanging endpoint is not drained, however short its queue, until its requests end', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 2000, now: () => now });
+    const limits = { maxConcurrency: 1 };
+    const slot = await limiter.acquire('hung', limits);
+    now = 3000; // hanging for 3 s, nothing queued
+    let drained = 0;
+    limiter.whenDrained('hung', () => drained++);
+    assert.equal(drained, 0, 'saturated: waiting would take too long');
+    if (slot.ok) slot.release(3000);
+    assert.equal(drained, 1, 'its request ended: drained');
+  });
+
   test('idle endpoints are forgotten after ten minutes', async () => {
     let now = 0;
     const limiter = new EndpointLimiter({ now: () => now });

@@ -68,8 +68,8 @@ export interface BatchOutcome {
 export interface BatchControl {
   /**
    * The message is handled: it stops counting against `maxInFlight` now, and its offset may be
-   * committed before the rest of the batch ends. A message reported done is never redelivered
-   * because of the batch's outcome.
+   * committed before the rest of the batch ends. As with Kafka, a failure of an earlier message of
+   * its partition (or a crash before the commit) still redelivers it.
    */
   done(message: ConsumedMessage): void;
   /** Fetch nothing more from the message's partition for up to `ms`, or until `resume`. Messages already handed out are unaffected. */

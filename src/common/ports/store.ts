@@ -141,6 +141,8 @@ export interface DeadLetterFilter {
   stage?: 'processor' | 'dispatcher';
   subscriptionId?: string;
   eventId?: string;
+  /** Only entries with this reason (e.g. `http_400`, `subscription_paused`). */
+  reason?: string;
   /** Only entries not yet redriven. */
   pending?: boolean;
 }

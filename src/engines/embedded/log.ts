@@ -67,7 +67,7 @@ export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
    * same file does it, or `retention()` is called).
    */
   retentionIntervalMs?: number;
-  /** How long records of topics no consumer group reads (the DLQ topics) are kept (ms; default 7 days). */
+  /** How long records of the DLQ topics (`dlq.*`) are kept while no consumer group reads them (ms; default 7 days). */
   unreadRetentionMs?: number;
   /** Told about failures of background work (retention). */
   onError?: (err: unknown) => void;

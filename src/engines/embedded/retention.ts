@@ -1,8 +1,10 @@
 /**
  * Retention of the embedded log: a record is deleted once every consumer group that reads its
- * topic (a recently seen `group_prefix` matching it) has committed past it. Records of a topic no
- * group reads (the DLQ topics, kept for outside consumers) are deleted once they are older than
- * `unreadMaxAgeMs` (7 days by default, like Kafka's `retention.ms`).
+ * topic (a recently seen `group_prefix` matching it) has committed past it. Records of the DLQ
+ * topics (`unreadPrefixes`: kept for outside consumers, read by no group of the platform) are
+ * deleted once they are older than `unreadMaxAgeMs` (7 days by default, like Kafka's
+ * `retention.ms`) unless a group reads them. Records of any other topic no group reads are kept:
+ * its groups may only be down (a pipeline stage stopped for a week must find its backlog).
  *
  * Deletes run in small transactions (`chunk` records, ~5 µs each), and a paced run rests between
  * them as long as the last one took: a run never takes more than half of its thread, and never
@@ -28,12 +30,15 @@ export interface RetentionOptions {
   paced?: boolean;
   /** The lowest offset each partition was already cleaned up to; partitions whose low mark did not move are skipped. */
   cleaned?: Map<string, number>;
-  /** How long records of a topic no group reads are kept (ms; default 7 days). */
+  /** How long records of the DLQ topics are kept when no group reads them (ms; default 7 days). */
   unreadMaxAgeMs?: number;
+  /** The topics that age rule applies to (default `dlq.`). */
+  unreadPrefixes?: readonly string[];
   now?: number;
 }
 
 export const DEFAULT_UNREAD_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+const DEFAULT_UNREAD_PREFIXES = ['dlq.'];
 
 /** Deletes consumed records; returns how many. */
 export async function deleteConsumedRecords(
@@ -59,7 +64,10 @@ export async function deleteConsumedRecords(
   for (const { topic, part } of partitions) {
     const readers = [...groups].filter(([, prefixes]) => matchesPrefixes(topic, prefixes)).map(([g]) => g);
     let low = Number.POSITIVE_INFINITY;
-    if (readers.length === 0) low = firstYoungerThan(db, topic, part, unreadCutoff);
+    if (readers.length === 0) {
+      if (!matchesPrefixes(topic, options.unreadPrefixes ?? DEFAULT_UNREAD_PREFIXES)) continue;
+      low = firstYoungerThan(db, topic, part, unreadCutoff);
+    }
     for (const grp of readers) {
       const row = committed.get(grp, topic, part) as { next_offset: number } | undefined;
       low = Math.min(low, row?.next_offset ?? 0);

@@ -56,6 +56,8 @@ export class SqliteDeadLetters implements Omit<DeadLetterRepository, 'purgeBefor
     if (filter.subscriptionId !== undefined)
       conditions.push({ clause: 'subscription_id = ?', value: filter.subscriptionId });
     if (filter.eventId !== undefined) conditions.push({ clause: 'event_id = ?', value: filter.eventId });
+    if (filter.reason !== undefined)
+      conditions.push({ clause: "json_extract(doc, '$.reason') = ?", value: filter.reason });
     if (filter.pending !== undefined)
       conditions.push({ clause: filter.pending ? 'redriven_at IS NULL' : 'redriven_at IS NOT NULL' });
     return listByTime(this.#lists, { table: 'dead_letter', order: 'asc' }, conditions, page);
