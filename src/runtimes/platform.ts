@@ -161,14 +161,12 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       options.onSubscriptionChanged?.(change);
       // Resumed (or disabled) while tasks were held for it: they go back to its egress topic now.
       if (sub.status !== 'PAUSED') {
-        operations
-          .releaseHeld(sub.id)
-          .catch((err: unknown) =>
-            logger.warn('could not release the tasks held for a paused subscription', {
-              err,
-              subscriptionId: sub.id,
-            }),
-          );
+        operations.releaseHeld(sub.id).catch((err: unknown) =>
+          logger.warn('could not release the tasks held for a paused subscription', {
+            err,
+            subscriptionId: sub.id,
+          }),
+        );
       }
     },
   });
