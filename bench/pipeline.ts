@@ -10,6 +10,7 @@
  *   npm run bench -- --events 100000 --rate 1000 --seconds 30 --backlog 1000000 --mode split
  *   BENCH_LEDGER=0 npm run bench …          # the same with the idempotency ledger off
  *   BENCH_PROFILE=dispatcher BENCH_PROFILE_DIR=/tmp/prof npm run bench …   # CPU profile of one role
+ *   BENCH_SERIES=1 npm run bench -- --skip baseline,throughput,backlog --rate 5000   # latency second by second
  */
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
