@@ -6,9 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { HEADERS } from '../../src/common/bus-headers.ts';
-import { DeadLetterSink } from '../../src/common/dead-letter-sink.ts';
 import type { DeliveryTask } from '../../src/common/delivery-task.ts';
-import { uuidv7 } from '../../src/common/ids.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BatchControl, BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
@@ -18,6 +16,7 @@ import { UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts'
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { partnerRecord, subscriptionRecord } from '../support/fixtures.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
+import { recordingDeadLetterSink } from '../support/sinks.ts';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 let offset = 0;
@@ -86,14 +85,7 @@ describe('WebhookDispatcher', () => {
       publish: async (m) => {
         published.push(...m);
       },
-      deadLetters: new DeadLetterSink({
-        deadLetters: store.deadLetters,
-        publish: async (m) => {
-          published.push(...m);
-        },
-        newId: uuidv7,
-        clock: () => new Date(),
-      }),
+      deadLetters: recordingDeadLetterSink(store, () => published),
       limiter,
       defaultMaxConcurrency: 4,
       maxResponseBytes: 2048,

@@ -4,9 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { DeadLetterSink } from '../../src/common/dead-letter-sink.ts';
 import { TransientError } from '../../src/common/errors.ts';
-import { uuidv7 } from '../../src/common/ids.ts';
 import { ValidatorCache } from '../../src/common/json-schema.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
@@ -17,6 +15,7 @@ import { CachedLookups } from '../../src/processor/lookups.ts';
 import { EventProcessor } from '../../src/processor/processor.ts';
 import { StorePartnerDirectory } from '../../src/subscriptions/partners.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord } from '../support/fixtures.ts';
+import { recordingDeadLetterSink } from '../support/sinks.ts';
 
 let offset = 0;
 function record(
@@ -57,14 +56,7 @@ describe('EventProcessor', () => {
         if (failPublish) throw new Error('bus down');
         published.push(...m);
       },
-      deadLetters: new DeadLetterSink({
-        deadLetters: store.deadLetters,
-        publish: async (m) => {
-          published.push(...m);
-        },
-        newId: uuidv7,
-        clock: () => new Date(),
-      }),
+      deadLetters: recordingDeadLetterSink(store, () => published),
       deliveries: store.deliveries,
       dedupe: true,
       maxAttempts: 3,
