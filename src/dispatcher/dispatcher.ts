@@ -41,6 +41,8 @@ const MAX_PAUSE_MS = 30_000;
 /** What the dispatcher reads and changes outside itself. */
 export interface DispatcherDeps {
   subscription(id: string): Promise<SubscriptionRecord | undefined>;
+  /** The subscription as stored now, past any cache (default: `subscription`). */
+  subscriptionNow?(id: string): Promise<SubscriptionRecord | undefined>;
   partner(id: string): Promise<PartnerRecord | undefined>;
   /** Marks a subscription DISABLED (the endpoint answered 410 Gone). */
   disableSubscription(id: string, reason: string): Promise<void>;
@@ -160,7 +162,10 @@ export class WebhookDispatcher {
     control: BatchControl | undefined,
   ): Promise<TaskOutcome> {
     const now = this.#deps.clock();
-    const sub = await this.#deps.subscription(task.subscriptionId);
+    let sub = await this.#deps.subscription(task.subscriptionId);
+    // A task is held only for a subscription PAUSED as stored now: the tasks a resume releases may
+    // arrive before the news of it reaches the cache.
+    if (sub?.status === 'PAUSED') sub = await (this.#deps.subscriptionNow ?? this.#deps.subscription)(sub.id);
     if (!sub || sub.status === 'DISABLED') {
       const delivery = await this.#deps.deliveries.ensure(newDelivery(task, now));
       if (delivery.status === 'SUCCESS') return 'skipped';

@@ -82,6 +82,7 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
   const credentials = new CredentialCache(deps.secretBox);
   const dispatcher = new WebhookDispatcher({
     subscription: (id) => deps.subscriptionCache.get(id, () => store.subscriptions.get(id)),
+    subscriptionNow: (id) => store.subscriptions.get(id),
     partner: (id) => deps.lookups.partner(id),
     disableSubscription: (id, reason) => deps.subscriptionAdmin.disable(id, reason),
     credentials,

@@ -64,9 +64,14 @@ describe('WebhookDispatcher', () => {
     receiver.secret = SECRET;
   });
 
-  const dispatcher = (limiter = new EndpointLimiter()) =>
+  const dispatcher = (limiter = new EndpointLimiter(), cachedStatus?: 'PAUSED') =>
     new WebhookDispatcher({
-      subscription: (id) => store.subscriptions.get(id),
+      // A stale cache can say PAUSED while the store says otherwise.
+      subscription: async (id) => {
+        const sub = await store.subscriptions.get(id);
+        return sub && cachedStatus ? { ...sub, status: cachedStatus } : sub;
+      },
+      subscriptionNow: (id) => store.subscriptions.get(id),
       partner: (id) => store.partners.get(id),
       disableSubscription: async () => {},
       credentials: { secrets: () => [SECRET], auth: () => undefined },
@@ -287,5 +292,25 @@ describe('WebhookDispatcher', () => {
     assert.equal(resumed.length, 1, 'resumed once');
     // The fast endpoint (100 ms a request) drained after ~200 ms; the slow one (400 ms) after ~800 ms.
     assert.ok(resumed[0]! >= 700, `resumed after ${resumed[0]} ms, before the slow endpoint drained`);
+  });
+
+  test('a PAUSED subscription’s task is held in the store, not sent, not on the DLQ topic', async () => {
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0);
+    const held = (await store.deadLetters.list({ reason: 'subscription_paused', pending: true })).items;
+    assert.equal(held.length, 1);
+    assert.equal(JSON.parse(held[0]!.value).deliveryId, deliveryId);
+    assert.equal(published.length, 0, 'nothing published: neither a retry copy nor the DLQ topic');
+    assert.notEqual((await store.deliveries.get(deliveryId))?.status, 'FAILED');
+  });
+
+  test('a task whose cached subscription says PAUSED is sent when the store says ACTIVE (resumed meanwhile)', async () => {
+    await dispatcher(new EndpointLimiter(), 'PAUSED').handleBatch([taskMessage()]);
+    assert.equal(receiver.received.length, 1);
+    assert.equal((await store.deadLetters.list({ reason: 'subscription_paused' })).items.length, 0);
   });
 });
