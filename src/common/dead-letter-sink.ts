@@ -11,12 +11,6 @@ import type { DeadLetterRepository } from './ports/store.ts';
 
 export const DLQ_TOPICS = { processor: 'dlq.processor', dispatcher: 'dlq.dispatcher' } as const;
 
-/**
- * The reason of a task the dispatcher keeps in the store while its subscription is PAUSED (not a
- * failure: it is re-enqueued when the subscription is resumed, see `Operations.releaseHeld`).
- */
-export const HELD_REASON = 'subscription_paused';
-
 export interface DeadLetterSinkDeps {
   deadLetters: DeadLetterRepository;
   publish: (messages: BusMessage[]) => Promise<void>;
@@ -30,8 +24,6 @@ export type DeadLetterInput = Omit<DeadLetterRecord, 'id' | 'createdAt' | 'redri
    * failure dead-lettered again after its batch was redelivered is stored once.
    */
   idFrom?: { key: string; at: number };
-  /** false: stored only, not published to the DLQ topic (a task held while its subscription is paused). */
-  publish?: false;
 };
 
 /** Stores dead letters and publishes them to the DLQ topics. */
@@ -45,12 +37,11 @@ export class DeadLetterSink {
   /** Dead-letters a batch of entries (one publish call). */
   async send(entries: DeadLetterInput[]): Promise<void> {
     if (entries.length === 0) return;
-    const records: DeadLetterRecord[] = entries.map(({ idFrom, publish: _, ...e }) => ({
+    const records: DeadLetterRecord[] = entries.map(({ idFrom, ...e }) => ({
       ...e,
       id: idFrom ? uuidv7From(idFrom.at, idFrom.key) : this.#deps.newId(),
       createdAt: this.#deps.clock().toISOString(),
     }));
-    const toPublish = records.filter((_, i) => entries[i]!.publish !== false);
     // One already stored (its batch ran before and was redelivered) stays as it was; it is
     // published again all the same (the topic is at-least-once; its id is in the headers).
     await Promise.all(
@@ -60,9 +51,8 @@ export class DeadLetterSink {
         }),
       ),
     );
-    if (toPublish.length === 0) return;
     await this.#deps.publish(
-      toPublish.map((r) => ({
+      records.map((r) => ({
         topic: DLQ_TOPICS[r.stage],
         ...(r.key !== undefined ? { key: r.key } : {}),
         value: r.value,

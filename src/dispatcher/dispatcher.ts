@@ -4,8 +4,9 @@
  * then succeed, retry on a tier, dead-letter, or disable the subscription on 410.
  */
 import { HEADERS } from '../common/bus-headers.ts';
-import { type DeadLetterSink, HELD_REASON } from '../common/dead-letter-sink.ts';
+import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
+import { uuidv7From } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type {
@@ -18,7 +19,7 @@ import type {
 } from '../common/model.ts';
 import type { BatchControl, BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
 import type { DeliveryClient, DeliveryResult } from '../common/ports/delivery-client.ts';
-import type { DeliveryRepository, IdempotencyLedger } from '../common/ports/store.ts';
+import type { DeliveryRepository, HeldTaskRepository, IdempotencyLedger } from '../common/ports/store.ts';
 import { DEFAULT_TIMEOUTS, effectiveRetryPolicy } from '../common/retry.ts';
 import { egressTopic } from '../common/topics.ts';
 import type { EndpointLimiter } from './endpoint-limiter.ts';
@@ -52,6 +53,8 @@ export interface DispatcherDeps {
     auth(sub: SubscriptionRecord): DeliveryAuth | undefined;
   };
   deliveries: DeliveryRepository;
+  /** Where tasks of PAUSED subscriptions wait until they are resumed. */
+  heldTasks: Pick<HeldTaskRepository, 'hold'>;
   /** The idempotency ledger (absent when turned off). */
   ledger?: IdempotencyLedger;
   ledgerTtlMs: number;
@@ -178,14 +181,7 @@ export class WebhookDispatcher {
       );
       return 'failed';
     }
-    if (sub.status === 'PAUSED') {
-      // Kept in the store until the subscription is resumed (then re-enqueued, see Operations),
-      // instead of copies going round a retry tier for as long as the pause lasts.
-      await this.#deadLetter(message, task, HELD_REASON, 'the subscription is paused', task.attempt, {
-        held: true,
-      });
-      return 'held_paused';
-    }
+    if (sub.status === 'PAUSED') return this.#hold(message, task, now);
     const settings = (await this.#deps.partner(sub.partnerId))?.delivery ?? {};
     const timeouts = { ...DEFAULT_TIMEOUTS, ...settings.timeouts };
     // The delivery row is written with the first attempt (one write); until then it is only read.
@@ -213,6 +209,30 @@ export class WebhookDispatcher {
       await this.#deps.ledger?.release(task.deliveryId);
       throw err;
     }
+  }
+
+  /**
+   * Keeps the task of a PAUSED subscription in the store, as it was read (its attempts, its due
+   * time), until the subscription is resumed and it is published again (`Operations.releaseHeld`):
+   * no copies go round a retry tier while the pause lasts. One delivered already is only skipped.
+   */
+  async #hold(message: ConsumedMessage, task: DeliveryTask, now: Date): Promise<TaskOutcome> {
+    const [delivery, done] = await Promise.all([
+      this.#deps.deliveries.get(task.deliveryId),
+      this.#deps.ledger?.get(task.deliveryId),
+    ]);
+    if (delivery?.status === 'SUCCESS' || done?.status === 'COMPLETED') return 'skipped';
+    await this.#deps.heldTasks.hold({
+      // One per record read, however often it is read.
+      id: uuidv7From(message.timestamp, `held\n${message.topic}\n${message.partition}\n${message.offset}`),
+      subscriptionId: task.subscriptionId,
+      heldAt: now.toISOString(),
+      topic: message.topic,
+      ...(message.key !== undefined ? { key: message.key } : {}),
+      value: message.value,
+      headers: message.headers,
+    });
+    return 'held_paused';
   }
 
   /** One HTTP attempt within the endpoint's limits, and what follows from its result. */
@@ -408,27 +428,22 @@ export class WebhookDispatcher {
     reason: string,
     error: string,
     attempts: number,
-    options: { held?: boolean } = {},
   ): Promise<void> {
     const origin = task ? originTopicOf(message, task) : message.topic;
     // Within the task's correlation context (when it has one), so the line carries its correlation id.
-    if (!options.held) {
-      this.#deps.logger.warn('delivery dead-lettered', {
-        reason,
-        attempts,
-        error,
-        ...(task
-          ? { deliveryId: task.deliveryId, subscriptionId: task.subscriptionId, eventId: task.event.id }
-          : {}),
-      });
-    }
+    this.#deps.logger.warn('delivery dead-lettered', {
+      reason,
+      attempts,
+      error,
+      ...(task
+        ? { deliveryId: task.deliveryId, subscriptionId: task.subscriptionId, eventId: task.event.id }
+        : {}),
+    });
     // Redrive starts over: the stored task has no attempts and no first-attempt time.
     const value = task ? JSON.stringify({ ...task, attempt: 0, firstAttemptAt: undefined }) : message.value;
     await this.#deps.deadLetters.send([
       {
         stage: 'dispatcher',
-        // Held tasks are for the platform to release, not for the DLQ topic's readers.
-        ...(options.held ? { publish: false as const } : {}),
         // One dead letter per record read, however often it is read (a redelivery after a crash).
         idFrom: {
           key: `dispatcher\n${message.topic}\n${message.partition}\n${message.offset}`,

@@ -23,12 +23,20 @@ export function operationsRoutes(ops: Operations): Route[] {
       path: '/admin/dlq',
       tag,
       summary:
-        'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&pending=true|false), oldest first',
+        'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&reason=&pending=true|false), oldest first',
       handler: async (req) => {
-        const query = queryObject(req.query, ['stage', 'subscriptionId', 'eventId', 'pending']);
+        const query = queryObject(req.query, ['stage', 'subscriptionId', 'eventId', 'reason', 'pending']);
         const page = await ops.deadLetters(query, readPage(req.query));
         return json(200, { items: page.items, next: page.next ?? null });
       },
+    },
+    {
+      method: 'GET',
+      path: '/admin/subscriptions/{id}/held',
+      tag,
+      summary:
+        'Tasks held while the subscription is PAUSED (?limit=, oldest first); they are sent when it is ACTIVE again',
+      handler: async (req) => json(200, await ops.held(req.params.id!, readPage(req.query))),
     },
     {
       method: 'POST',

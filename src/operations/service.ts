@@ -3,7 +3,6 @@
  * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
  */
 import { HEADERS } from '../common/bus-headers.ts';
-import { HELD_REASON } from '../common/dead-letter-sink.ts';
 import { isWebhooksError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import type {
@@ -17,6 +16,7 @@ import type {
   DeadLetterFilter,
   DeadLetterRepository,
   DeliveryRepository,
+  HeldTaskRepository,
   Page,
   PageRequest,
 } from '../common/ports/store.ts';
@@ -25,6 +25,7 @@ export interface OperationsDeps {
   deliveries: DeliveryRepository;
   deadLetters: DeadLetterRepository;
   publish: (messages: BusMessage[]) => Promise<void>;
+  heldTasks: HeldTaskRepository;
   /** A subscription's status now (undefined: deleted), to release tasks held while it was PAUSED. */
   subscriptionStatus: (id: string) => Promise<SubscriptionStatus | undefined>;
   clock: () => Date;
@@ -37,6 +38,8 @@ const REDRIVE_BATCH = 500;
 /** Read the delivery record, inspect and redrive dead letters. */
 export class Operations {
   readonly #deps: OperationsDeps;
+  /** Subscriptions whose held tasks this process is releasing now. */
+  readonly #releasing = new Set<string>();
 
   constructor(deps: OperationsDeps) {
     this.#deps = deps;
@@ -58,6 +61,25 @@ export class Operations {
       found.items.map(async (d) => ({ ...d, attemptLog: await this.#deps.deliveries.attempts(d.id) })),
     );
     return found.next ? { items, next: found.next } : { items };
+  }
+
+  /** What is held for a PAUSED subscription, oldest first (the first `limit`, up to 1,000). */
+  async held(
+    subscriptionId: string,
+    page: PageRequest,
+  ): Promise<{ items: Array<{ id: string; heldAt: string; deliveryId?: string; eventId?: string }> }> {
+    const tasks = await this.#deps.heldTasks.list(subscriptionId, page.limit ?? 100);
+    return {
+      items: tasks.map((t) => {
+        const task = parseOrUndefined(t.value);
+        return {
+          id: t.id,
+          heldAt: t.heldAt,
+          ...(typeof task?.deliveryId === 'string' ? { deliveryId: task.deliveryId } : {}),
+          ...(typeof task?.event?.id === 'string' ? { eventId: task.event.id } : {}),
+        };
+      }),
+    };
   }
 
   /** Dead letters, oldest first. */
@@ -95,29 +117,47 @@ export class Operations {
   }
 
   /**
-   * Re-enqueues the tasks held while a subscription was PAUSED — of one subscription (it was just
-   * resumed), or of every subscription that is not PAUSED any more (the periodic sweep, which also
-   * catches tasks a dispatcher held after the resume, before it heard of it). A subscription
-   * deleted or DISABLED meanwhile gets its tasks back too: the dispatcher dead-letters them with
-   * the real reason.
+   * Publishes again, in the order they were held, the tasks kept while a subscription was PAUSED,
+   * and removes them: of one subscription (just resumed), or of every subscription that is not
+   * PAUSED any more (the sweep every minute, which also catches a task held while a resume was
+   * being released). A subscription deleted or DISABLED meanwhile gets its tasks back too: the
+   * dispatcher dead-letters them with the real reason. Stops when the subscription is paused again.
+   * One release per subscription at a time in this process; a second process releasing the same
+   * subscription at once may publish a task twice, which the ledger absorbs.
    */
   async releaseHeld(subscriptionId?: string): Promise<number> {
-    const filter: DeadLetterFilter = { pending: true, stage: 'dispatcher', reason: HELD_REASON };
-    if (subscriptionId !== undefined) return (await this.#redrive({ ...filter, subscriptionId })).redriven;
-    const held = new Set<string>();
-    let cursor: string | undefined;
-    do {
-      const page = await this.#deps.deadLetters.list(filter, {
-        limit: REDRIVE_BATCH,
-        ...(cursor ? { cursor } : {}),
-      });
-      for (const d of page.items) if (d.subscriptionId) held.add(d.subscriptionId);
-      cursor = page.next;
-    } while (cursor);
+    if (subscriptionId !== undefined) return this.#release(subscriptionId);
     let released = 0;
-    for (const id of held) {
-      if ((await this.#deps.subscriptionStatus(id)) === 'PAUSED') continue;
-      released += (await this.#redrive({ ...filter, subscriptionId: id })).redriven;
+    for (const id of await this.#deps.heldTasks.subscriptions()) released += await this.#release(id);
+    return released;
+  }
+
+  async #release(subscriptionId: string): Promise<number> {
+    if (this.#releasing.has(subscriptionId)) return 0;
+    this.#releasing.add(subscriptionId);
+    let released = 0;
+    try {
+      for (;;) {
+        if ((await this.#deps.subscriptionStatus(subscriptionId)) === 'PAUSED') break;
+        const tasks = await this.#deps.heldTasks.list(subscriptionId, REDRIVE_BATCH);
+        if (tasks.length === 0) break;
+        await this.#deps.publish(
+          tasks.map((t) => ({
+            topic: t.topic,
+            ...(t.key !== undefined ? { key: t.key } : {}),
+            value: t.value,
+            headers: t.headers,
+          })),
+        );
+        await this.#deps.heldTasks.remove(
+          subscriptionId,
+          tasks.map((t) => t.id),
+        );
+        released += tasks.length;
+        if (tasks.length < REDRIVE_BATCH) break;
+      }
+    } finally {
+      this.#releasing.delete(subscriptionId);
     }
     return released;
   }
@@ -179,6 +219,14 @@ function readDeadLetterFilter(query: Record<string, string>, allowed: string[]):
     ...(query.reason ? { reason: query.reason } : {}),
     ...(pending ? { pending: pending === 'true' } : {}),
   };
+}
+
+function parseOrUndefined(value: string): { deliveryId?: unknown; event?: { id?: unknown } } | undefined {
+  try {
+    return JSON.parse(value) as { deliveryId?: unknown; event?: { id?: unknown } };
+  } catch {
+    return undefined;
+  }
 }
 
 function deliveryIdOf(value: string): string | undefined {

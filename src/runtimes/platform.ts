@@ -192,6 +192,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     deliveries: store.deliveries,
     deadLetters: store.deadLetters,
     publish,
+    heldTasks: store.heldTasks,
     subscriptionStatus: async (id) => (await store.subscriptions.get(id))?.status,
     clock,
   });

@@ -87,6 +87,7 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     disableSubscription: (id, reason) => deps.subscriptionAdmin.disable(id, reason),
     credentials,
     deliveries: store.deliveries,
+    heldTasks: store.heldTasks,
     ...(deps.config.ledger ? { ledger: store.ledger } : {}),
     ledgerTtlMs: LEDGER_TTL_MS,
     client: deps.client,

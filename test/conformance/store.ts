@@ -10,6 +10,7 @@ import type { Store } from '../../src/common/ports/store.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord, testId } from '../support/fixtures.ts';
 import { describeDeadLetters } from './store-dead-letters.ts';
 import { describeDeliveries } from './store-deliveries.ts';
+import { describeHeldTasks } from './store-held-tasks.ts';
 import { describeLedger } from './store-ledger.ts';
 import { conflict, type StoreContext, type StoreHarness } from './store-support.ts';
 
@@ -212,6 +213,7 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
     describeDeliveries(context);
     describeLedger(context);
     describeDeadLetters(context);
+    describeHeldTasks(context);
 
     test('everything written survives closing and opening the store again', async () => {
       const s = subscriptionRecord({ partnerId: 'restart' });

@@ -362,13 +362,14 @@ describe('pipeline end to end (embedded engine)', () => {
     assert.equal(paused.status, 200);
     const events = Array.from({ length: 5 }, (_, i) => orderEvent({ amount: 1000 + i }));
     await publish(server, ...events);
-    const heldQuery = `/admin/dlq?subscriptionId=${subscriptionId}&reason=subscription_paused&pending=true`;
+    const heldQuery = `/admin/subscriptions/${subscriptionId}/held`;
     let held: any[] = [];
     for (let i = 0; i < 400 && held.length < 5; i++) {
       held = (await server.request('GET', heldQuery)).body.items;
       await new Promise((res) => setTimeout(res, 25));
     }
-    assert.equal(held.length, 5, 'held in the store, listed with their reason');
+    assert.equal(held.length, 5, 'held in the store, listed for the subscription');
+    assert.deepEqual(held.map((h) => h.eventId).sort(), events.map((e) => e.id).sort());
     assert.equal(r.received.length, 0, 'nothing is sent while paused');
     const metrics = (await server.request('GET', '/metrics')).body as string;
     assert.match(metrics, /webhook_deliveries_total\{outcome="held_paused"\} [1-9]/);

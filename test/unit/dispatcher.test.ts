@@ -76,6 +76,7 @@ describe('WebhookDispatcher', () => {
       disableSubscription: async () => {},
       credentials: { secrets: () => [SECRET], auth: () => undefined },
       deliveries: store.deliveries,
+      heldTasks: store.heldTasks,
       ledger: store.ledger,
       ledgerTtlMs: 86_400_000,
       client: {
@@ -294,23 +295,36 @@ describe('WebhookDispatcher', () => {
     assert.ok(resumed[0]! >= 700, `resumed after ${resumed[0]} ms, before the slow endpoint drained`);
   });
 
-  test('a PAUSED subscription’s task is held in the store, not sent, not on the DLQ topic', async () => {
+  test('a PAUSED subscription’s task is held in the store as it was read (once), not sent, not dead-lettered', async () => {
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    const message = taskMessage({ attempt: 3 }, { [HEADERS.originTopic]: 'egress.acme.orders.created' });
+    message.topic = 'retry.dispatcher.5m';
+    await dispatcher().handleBatch([message]);
+    await dispatcher().handleBatch([message]); // redelivered: held once
+    assert.equal(receiver.received.length, 0);
+    const held = await store.heldTasks.list(subscriptionId, 10);
+    assert.equal(held.length, 1);
+    assert.equal(held[0]!.topic, 'retry.dispatcher.5m');
+    assert.equal(held[0]!.value, message.value, 'its attempts kept');
+    assert.deepEqual(held[0]!.headers, message.headers);
+    assert.equal(published.length, 0, 'nothing published: neither a retry copy nor the DLQ topic');
+    assert.deepEqual((await store.deadLetters.list({})).items, []);
+  });
+
+  test('a task of a PAUSED subscription that was delivered already is skipped, not held', async () => {
     const message = taskMessage();
     const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    await store.ledger.complete(deliveryId, 60_000, Date.now());
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
     await dispatcher().handleBatch([message]);
-    assert.equal(receiver.received.length, 0);
-    const held = (await store.deadLetters.list({ reason: 'subscription_paused', pending: true })).items;
-    assert.equal(held.length, 1);
-    assert.equal(JSON.parse(held[0]!.value).deliveryId, deliveryId);
-    assert.equal(published.length, 0, 'nothing published: neither a retry copy nor the DLQ topic');
-    assert.notEqual((await store.deliveries.get(deliveryId))?.status, 'FAILED');
+    assert.deepEqual(await store.heldTasks.list(subscriptionId, 10), []);
   });
 
   test('a task whose cached subscription says PAUSED is sent when the store says ACTIVE (resumed meanwhile)', async () => {
     await dispatcher(new EndpointLimiter(), 'PAUSED').handleBatch([taskMessage()]);
     assert.equal(receiver.received.length, 1);
-    assert.equal((await store.deadLetters.list({ reason: 'subscription_paused' })).items.length, 0);
+    assert.deepEqual(await store.heldTasks.list(subscriptionId, 10), []);
   });
 });

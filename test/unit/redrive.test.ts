@@ -1,6 +1,7 @@
 /** Redrive (real SQLite store, recording publisher): what a dispatcher sees when a task comes back. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { uuidv7 } from '../../src/common/ids.ts';
 import type { BusMessage } from '../../src/common/ports/bus.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { Operations } from '../../src/operations/service.ts';
@@ -26,6 +27,7 @@ test('the delivery is PENDING before its task is re-enqueued, so a fast dispatch
         assert.equal(messages.length, 1);
         await store.deliveries.patch(delivery.id, { status: 'SUCCESS', updatedAt: new Date().toISOString() });
       },
+      heldTasks: store.heldTasks,
       subscriptionStatus: async () => 'ACTIVE',
       clock: () => new Date(),
     });
@@ -41,19 +43,32 @@ test('the delivery is PENDING before its task is re-enqueued, so a fast dispatch
   }
 });
 
-test('the sweep re-enqueues tasks held for subscriptions that are no longer PAUSED, and only those', async () => {
+test('held tasks go back as they were read, for subscriptions no longer PAUSED only, and leave the store', async () => {
   const store = new SqliteStore(':memory:');
   try {
     const statuses: Record<string, 'ACTIVE' | 'PAUSED'> = { 'sub-resumed': 'ACTIVE', 'sub-paused': 'PAUSED' };
-    for (const subscriptionId of ['sub-resumed', 'sub-resumed', 'sub-paused', 'sub-deleted']) {
-      await store.deadLetters.insert(deadLetterRecord({ subscriptionId, reason: 'subscription_paused' }));
-    }
-    // A real failure of a resumed subscription is not a held task: it stays for an operator.
-    await store.deadLetters.insert(deadLetterRecord({ subscriptionId: 'sub-resumed', reason: 'http_400' }));
+    const hold = (subscriptionId: string, n: number) =>
+      store.heldTasks.hold({
+        id: uuidv7(),
+        subscriptionId,
+        heldAt: new Date().toISOString(),
+        topic: n === 1 ? 'retry.dispatcher.5m' : 'egress.acme.orders.created',
+        key: subscriptionId,
+        value: JSON.stringify({ deliveryId: `msg_${subscriptionId}_${n}`, attempt: n }),
+        headers: n === 1 ? { 'x-webhooks-due-at': '123' } : {},
+      });
+    for (const [sub, n] of [
+      ['sub-resumed', 0],
+      ['sub-resumed', 1],
+      ['sub-paused', 0],
+      ['sub-deleted', 0],
+    ] as const)
+      await hold(sub, n);
     const published: BusMessage[] = [];
     const operations = new Operations({
       deliveries: store.deliveries,
       deadLetters: store.deadLetters,
+      heldTasks: store.heldTasks,
       publish: async (m) => {
         published.push(...m);
       },
@@ -61,17 +76,20 @@ test('the sweep re-enqueues tasks held for subscriptions that are no longer PAUS
       clock: () => new Date(),
     });
     assert.equal(await operations.releaseHeld(), 3, 'two of the resumed one, one of the deleted one');
-    const pending = (await store.deadLetters.list({ pending: true })).items;
-    assert.deepEqual(pending.map((d) => [d.subscriptionId, d.reason]).sort(), [
-      ['sub-paused', 'subscription_paused'],
-      ['sub-resumed', 'http_400'],
-    ]);
-    assert.equal(published.length, 3);
-    assert.equal(
-      await operations.releaseHeld('sub-paused'),
-      1,
-      'one subscription at once, when it is resumed',
+    assert.deepEqual(
+      published.map((m) => [m.topic, JSON.parse(m.value).deliveryId, m.headers?.['x-webhooks-due-at']]),
+      [
+        ['egress.acme.orders.created', 'msg_sub-deleted_0', undefined],
+        ['egress.acme.orders.created', 'msg_sub-resumed_0', undefined],
+        ['retry.dispatcher.5m', 'msg_sub-resumed_1', '123'],
+      ],
+      'in the order held, with their topic, attempts and headers',
     );
+    assert.deepEqual(await store.heldTasks.subscriptions(), ['sub-paused']);
+    assert.equal(await operations.releaseHeld('sub-paused'), 0, 'still paused: nothing goes');
+    statuses['sub-paused'] = 'ACTIVE';
+    assert.equal(await operations.releaseHeld('sub-paused'), 1);
+    assert.deepEqual(await store.heldTasks.subscriptions(), []);
   } finally {
     await store.close();
   }

@@ -156,6 +156,32 @@ export interface DeadLetterRepository {
   purgeBefore(before: string, limit: number): Promise<number>;
 }
 
+/** A delivery task the dispatcher keeps while its subscription is PAUSED: the bus message as it was read. */
+export interface HeldTask {
+  /** Derived from the record read, so a redelivered record is held once. */
+  id: string;
+  subscriptionId: string;
+  heldAt: string;
+  topic: string;
+  key?: string;
+  value: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * `held_task`: tasks of PAUSED subscriptions, in the order they were held, until the subscription
+ * is resumed (then they are published again and removed). Not history: never purged by age.
+ */
+export interface HeldTaskRepository {
+  /** Keeps a task; one already held under the same id stays as it was. */
+  hold(task: HeldTask): Promise<void>;
+  /** The oldest `limit` tasks held for a subscription. */
+  list(subscriptionId: string, limit: number): Promise<HeldTask[]>;
+  remove(subscriptionId: string, ids: string[]): Promise<void>;
+  /** The subscriptions that have tasks held. */
+  subscriptions(): Promise<string[]>;
+}
+
 /** The whole store: one repository per table, plus health and lifecycle. */
 export interface Store {
   readonly engine: string;
@@ -165,6 +191,7 @@ export interface Store {
   readonly deliveries: DeliveryRepository;
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
+  readonly heldTasks: HeldTaskRepository;
   /** Throws when the engine cannot be reached (used by /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -74,4 +74,9 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (routed_at, event_id, source)) WITHOUT ROWID;
    INSERT INTO route_log (routed_at, event_id, source)
      SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), event_id, source FROM event_route WHERE delivery_id = '';`,
+  // v6: tasks held while their subscription is PAUSED, per subscription in the order held (ids
+  // are time-ordered UUIDv7).
+  `CREATE TABLE held_task (
+     subscription_id TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL,
+     PRIMARY KEY (subscription_id, id)) WITHOUT ROWID;`,
 ];

@@ -10,6 +10,7 @@ import type { PartnerRecord, SchemaRecord, SubscriptionRecord } from '../../comm
 import {
   type DeadLetterRepository,
   type DeliveryRepository,
+  type HeldTaskRepository,
   type IdempotencyLedger,
   MAX_PAGE_LIMIT,
   type PartnerRepository,
@@ -22,6 +23,7 @@ import { SqliteDeadLetters } from './dead-letters.ts';
 import { SqliteDeliveries } from './deliveries.ts';
 import { DocumentTable } from './document-table.ts';
 import { GroupCommit } from './group-commit.ts';
+import { SqliteHeldTasks } from './held-tasks.ts';
 import { SqliteLedger } from './ledger.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { ReadBatch } from './read-batch.ts';
@@ -42,6 +44,7 @@ export class SqliteStore implements Store {
   readonly deliveries: DeliveryRepository;
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
+  readonly heldTasks: HeldTaskRepository;
   readonly #db: DatabaseSync;
   readonly #group: GroupCommit;
 
@@ -116,6 +119,7 @@ export class SqliteStore implements Store {
     const deliveries = new SqliteDeliveries(this.#db);
     const ledger = new SqliteLedger(this.#db);
     const deadLetters = new SqliteDeadLetters(this.#db);
+    const held = new SqliteHeldTasks(this.#db);
     this.deliveries = {
       ensure: (r) => group.run(() => deliveries.ensure(r)),
       get: (id) => reads.run(() => deliveries.read(id)),
@@ -150,6 +154,12 @@ export class SqliteStore implements Store {
       list: (f, page) => deadLetters.list(f, page),
       markRedriven: (id, at) => group.run(() => deadLetters.markRedriven(id, at)),
       purgeBefore: (before, limit) => group.run(() => deadLetters.purgeChunk(before, limit)),
+    };
+    this.heldTasks = {
+      hold: (task) => group.run(() => held.hold(task)),
+      list: async (subscriptionId, limit) => held.list(subscriptionId, limit),
+      remove: (subscriptionId, ids) => group.run(() => held.remove(subscriptionId, ids)),
+      subscriptions: async () => held.subscriptions(),
     };
   }
 

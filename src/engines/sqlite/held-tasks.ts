@@ -1,0 +1,45 @@
+/** `held_task` in SQLite: the tasks of PAUSED subscriptions, keyed (subscription, time-ordered id). */
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { HeldTask } from '../../common/ports/store.ts';
+
+/** The SQLite implementation of the held-task repository (synchronous; the store wraps it). */
+export class SqliteHeldTasks {
+  readonly #insert: StatementSync;
+  readonly #list: StatementSync;
+  readonly #remove: StatementSync;
+  readonly #subscriptions: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#insert = db.prepare(
+      'INSERT INTO held_task (subscription_id, id, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    this.#list = db.prepare('SELECT doc FROM held_task WHERE subscription_id = ? ORDER BY id LIMIT ?');
+    this.#remove = db.prepare('DELETE FROM held_task WHERE subscription_id = ? AND id = ?');
+    // The distinct subscriptions by skipping from one to the next in the key: one seek each,
+    // however many tasks each holds.
+    this.#subscriptions = db.prepare(
+      `WITH RECURSIVE s(id) AS (
+         SELECT min(subscription_id) FROM held_task
+         UNION ALL
+         SELECT (SELECT min(subscription_id) FROM held_task WHERE subscription_id > s.id) FROM s WHERE s.id IS NOT NULL)
+       SELECT id FROM s WHERE id IS NOT NULL`,
+    );
+  }
+
+  hold(task: HeldTask): void {
+    this.#insert.run(task.subscriptionId, task.id, JSON.stringify(task));
+  }
+
+  list(subscriptionId: string, limit: number): HeldTask[] {
+    const rows = this.#list.all(subscriptionId, limit) as Array<{ doc: string }>;
+    return rows.map((r) => JSON.parse(r.doc) as HeldTask);
+  }
+
+  remove(subscriptionId: string, ids: string[]): void {
+    for (const id of ids) this.#remove.run(subscriptionId, id);
+  }
+
+  subscriptions(): string[] {
+    return (this.#subscriptions.all() as Array<{ id: string }>).map((r) => r.id);
+  }
+}

@@ -1,0 +1,74 @@
+/** Conformance of `store.heldTasks` (`held_task`), for every engine. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { HeldTask } from '../../src/common/ports/store.ts';
+import { testId } from '../support/fixtures.ts';
+import type { StoreContext } from './store-support.ts';
+
+let n = 0;
+function heldTask(subscriptionId: string, overrides: Partial<HeldTask> = {}): HeldTask {
+  n += 1;
+  return {
+    // Time-ordered ids, as the dispatcher's are.
+    id: `0190b000-0000-7000-8000-${String(n).padStart(12, '0')}`,
+    subscriptionId,
+    heldAt: '2026-01-01T00:00:00.000Z',
+    topic: 'egress.acme.orders.created',
+    key: subscriptionId,
+    value: JSON.stringify({ n }),
+    headers: { 'x-webhooks-due-at': String(n) },
+    ...overrides,
+  };
+}
+
+/** Registers the held-task repository's suite. */
+export function describeHeldTasks(ctx: StoreContext): void {
+  const held = () => ctx.store().heldTasks;
+
+  describe('held_task', () => {
+    test('tasks round-trip and are listed per subscription in the order held, up to the limit', async () => {
+      const sub = testId('sub-held-');
+      const tasks = [heldTask(sub), heldTask(sub, { key: undefined, headers: {} }), heldTask(sub)];
+      for (const t of tasks) await held().hold(t);
+      await held().hold(heldTask(testId('sub-other-')));
+      assert.deepEqual(await held().list(sub, 10), JSON.parse(JSON.stringify(tasks)));
+      assert.deepEqual(
+        (await held().list(sub, 2)).map((t) => t.id),
+        tasks.slice(0, 2).map((t) => t.id),
+      );
+    });
+
+    test('holding the same id again keeps the first', async () => {
+      const sub = testId('sub-held-twice-');
+      const first = heldTask(sub);
+      await held().hold(first);
+      await held().hold({ ...first, value: '{"changed":true}' });
+      assert.deepEqual(
+        (await held().list(sub, 10)).map((t) => t.value),
+        [first.value],
+      );
+    });
+
+    test('removed tasks are gone; the subscriptions listed are those with tasks left', async () => {
+      const a = testId('sub-held-a-');
+      const b = testId('sub-held-b-');
+      const [a1, a2, b1] = [heldTask(a), heldTask(a), heldTask(b)];
+      for (const t of [a1, a2, b1]) await held().hold(t!);
+      const before = await held().subscriptions();
+      assert.ok(before.includes(a) && before.includes(b));
+      await held().remove(a, [a1!.id, a2!.id]);
+      assert.deepEqual(await held().list(a, 10), []);
+      const after = await held().subscriptions();
+      assert.ok(!after.includes(a) && after.includes(b));
+      await held().remove(b, [b1!.id]);
+    });
+
+    test('held tasks survive closing and opening the store again', async () => {
+      const sub = testId('sub-held-restart-');
+      const t = heldTask(sub);
+      await held().hold(t);
+      await ctx.reopen();
+      assert.deepEqual(await held().list(sub, 10), [t]);
+    });
+  });
+}
