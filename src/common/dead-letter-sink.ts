@@ -4,7 +4,6 @@
  */
 import { HEADERS } from './bus-headers.ts';
 import { isWebhooksError } from './errors.ts';
-import { uuidv7From } from './ids.ts';
 import type { DeadLetterRecord } from './model.ts';
 import type { BusMessage } from './ports/bus.ts';
 import type { DeadLetterRepository } from './ports/store.ts';
@@ -20,10 +19,10 @@ export interface DeadLetterSinkDeps {
 
 export type DeadLetterInput = Omit<DeadLetterRecord, 'id' | 'createdAt' | 'redrivenAt'> & {
   /**
-   * Derive the id from this key and time (the record that failed) instead of a new one: the same
-   * failure dead-lettered again after its batch was redelivered is stored once.
+   * The id (`recordId` of the record that failed) instead of a new one: the same failure
+   * dead-lettered again after its batch was redelivered is stored once.
    */
-  idFrom?: { key: string; at: number };
+  id?: string;
 };
 
 /** Stores dead letters and publishes them to the DLQ topics. */
@@ -37,9 +36,9 @@ export class DeadLetterSink {
   /** Dead-letters a batch of entries (one publish call). */
   async send(entries: DeadLetterInput[]): Promise<void> {
     if (entries.length === 0) return;
-    const records: DeadLetterRecord[] = entries.map(({ idFrom, ...e }) => ({
+    const records: DeadLetterRecord[] = entries.map((e) => ({
       ...e,
-      id: idFrom ? uuidv7From(idFrom.at, idFrom.key) : this.#deps.newId(),
+      id: e.id ?? this.#deps.newId(),
       createdAt: this.#deps.clock().toISOString(),
     }));
     // One already stored (its batch ran before and was redelivered) stays as it was; it is

@@ -73,6 +73,21 @@ export function uuidv7From(ms: number, key: string): string {
   return format(bytes);
 }
 
+/**
+ * The id of what one stage writes about one record it read (a dead letter, a held task): the same
+ * for every read of the record, so a batch redelivered after a crash writes it once.
+ */
+export function recordId(
+  kind: string,
+  record: { topic: string; partition: number; offset: number; timestamp: number },
+  extra = '',
+): string {
+  return uuidv7From(
+    record.timestamp,
+    `${kind}\n${record.topic}\n${record.partition}\n${record.offset}\n${extra}`,
+  );
+}
+
 /** True for a syntactically valid UUID (any version), lower or upper case. */
 export function isUuid(value: unknown): boolean {
   return typeof value === 'string' && UUID_PATTERN.test(value);

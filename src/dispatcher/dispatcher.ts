@@ -6,7 +6,7 @@
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
-import { uuidv7From } from '../common/ids.ts';
+import { recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type {
@@ -224,7 +224,7 @@ export class WebhookDispatcher {
     if (delivery?.status === 'SUCCESS' || done?.status === 'COMPLETED') return 'skipped';
     await this.#deps.heldTasks.hold({
       // One per record read, however often it is read.
-      id: uuidv7From(message.timestamp, `held\n${message.topic}\n${message.partition}\n${message.offset}`),
+      id: recordId('held', message),
       subscriptionId: task.subscriptionId,
       heldAt: now.toISOString(),
       topic: message.topic,
@@ -445,10 +445,7 @@ export class WebhookDispatcher {
       {
         stage: 'dispatcher',
         // One dead letter per record read, however often it is read (a redelivery after a crash).
-        idFrom: {
-          key: `dispatcher\n${message.topic}\n${message.partition}\n${message.offset}`,
-          at: message.timestamp,
-        },
+        id: recordId('dispatcher', message),
         reason,
         lastError: error,
         attempts,

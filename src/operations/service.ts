@@ -221,6 +221,7 @@ function readDeadLetterFilter(query: Record<string, string>, allowed: string[]):
   };
 }
 
+/** The fields of a stored delivery task that operations show (undefined when it is not JSON). */
 function parseOrUndefined(value: string): { deliveryId?: unknown; event?: { id?: unknown } } | undefined {
   try {
     return JSON.parse(value) as { deliveryId?: unknown; event?: { id?: unknown } };
@@ -230,10 +231,6 @@ function parseOrUndefined(value: string): { deliveryId?: unknown; event?: { id?:
 }
 
 function deliveryIdOf(value: string): string | undefined {
-  try {
-    const task = JSON.parse(value) as { deliveryId?: unknown };
-    return typeof task.deliveryId === 'string' ? task.deliveryId : undefined;
-  } catch {
-    return undefined;
-  }
+  const deliveryId = parseOrUndefined(value)?.deliveryId;
+  return typeof deliveryId === 'string' ? deliveryId : undefined;
 }

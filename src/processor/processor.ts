@@ -10,6 +10,7 @@ import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
 import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
 import { isWebhooksError } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
+import { recordId } from '../common/ids.ts';
 import type { JsonObject, JsonValue } from '../common/json.ts';
 import type { ValidatorCache } from '../common/json-schema.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
@@ -365,10 +366,7 @@ function deadLetterFor(
     ...(message.key !== undefined ? { key: message.key } : {}),
     value: message.value,
     // One dead letter per record read (and subscription, for a mapping), however often it is read.
-    idFrom: {
-      key: `processor\n${message.topic}\n${message.partition}\n${message.offset}\n${subscriptionId ?? ''}`,
-      at: message.timestamp,
-    },
+    id: recordId('processor', message, subscriptionId),
   };
 }
 

@@ -160,21 +160,22 @@ export function startStorePurge(
     if (options.historyRetentionDays <= 0) return;
     const before = new Date(now.getTime() - options.historyRetentionDays * 86_400_000).toISOString();
     const removed = { deliveries: 0, routes: 0, deadLetters: 0 };
-    for (;;) {
+    // Chunk after chunk, with a rest between, until a chunk comes back short.
+    const inChunks = async (chunk: () => Promise<boolean>): Promise<void> => {
+      while ((await chunk()) && !stopped) await sleep(HISTORY_REST_MS);
+    };
+    await inChunks(async () => {
       const n = await store.deliveries.purgeBefore(before, HISTORY_CHUNK);
       removed.deliveries += n.deliveries;
       removed.routes += n.routes;
-      if (n.deliveries < HISTORY_CHUNK && n.routes < HISTORY_CHUNK) break;
-      await sleep(HISTORY_REST_MS);
-      if (stopped) return;
-    }
-    for (;;) {
+      return n.deliveries === HISTORY_CHUNK || n.routes === HISTORY_CHUNK;
+    });
+    if (stopped) return;
+    await inChunks(async () => {
       const n = await store.deadLetters.purgeBefore(before, HISTORY_CHUNK);
       removed.deadLetters += n;
-      if (n < HISTORY_CHUNK) break;
-      await sleep(HISTORY_REST_MS);
-      if (stopped) return;
-    }
+      return n === HISTORY_CHUNK;
+    });
     if (removed.deliveries + removed.routes + removed.deadLetters > 0)
       logger.info('history retention removed old records', { before, ...removed });
   };

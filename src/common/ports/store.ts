@@ -141,7 +141,7 @@ export interface DeadLetterFilter {
   stage?: 'processor' | 'dispatcher';
   subscriptionId?: string;
   eventId?: string;
-  /** Only entries with this reason (e.g. `http_400`, `subscription_paused`). */
+  /** Only entries with this reason (e.g. `http_400`, `retries_exhausted`). */
   reason?: string;
   /** Only entries not yet redriven. */
   pending?: boolean;

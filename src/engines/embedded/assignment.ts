@@ -111,11 +111,6 @@ export class Assignment {
     return out;
   }
 
-  /** Settles a finished batch (`failed` undefined: all failed), commits, rewinds, hands back leases. */
-  complete(entries: Entry[], failed: Set<string> | undefined, resumeAt: number): void {
-    this.commit(this.settle(entries, failed), resumeAt);
-  }
-
   /** Records the outcome of handed-out messages (`failed` undefined: all failed); returns the held partitions touched. */
   settle(entries: Entry[], failed: Set<string> | undefined): Set<PartitionCursor> {
     const touched = new Set<PartitionCursor>();

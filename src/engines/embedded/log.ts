@@ -54,7 +54,7 @@ import type {
 } from '../../common/ports/bus.ts';
 import { appendMessages, type RoundRobin } from './appender.ts';
 import { type ConsumerTuning, EmbeddedConsumer } from './consumer.ts';
-import { deleteConsumedRecords } from './retention.ts';
+import { DEFAULT_UNREAD_MAX_AGE_MS, deleteConsumedRecords } from './retention.ts';
 import { EmbeddedTopicAdmin } from './topic-admin.ts';
 
 export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
@@ -113,7 +113,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   readonly #roundRobin: RoundRobin = new Map();
   readonly #consumers = new Set<EmbeddedConsumer>();
   readonly #retentionMs: number;
-  readonly #unreadRetentionMs: number | undefined;
+  readonly #unreadRetentionMs: number;
   readonly #onError: ((err: unknown) => void) | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
   #retentionRunning = false;
@@ -131,7 +131,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
       maxIdleMs: options.maxIdleMs ?? 50,
     };
     this.#retentionMs = options.retentionIntervalMs ?? 1000;
-    this.#unreadRetentionMs = options.unreadRetentionMs;
+    this.#unreadRetentionMs = options.unreadRetentionMs ?? DEFAULT_UNREAD_MAX_AGE_MS;
     this.#onError = options.onError;
   }
 
@@ -177,11 +177,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
 
   /** Deletes the records every reading group has committed past; returns how many. */
   retention(): Promise<number> {
-    return deleteConsumedRecords(this.db, this.#retentionOptions());
-  }
-
-  #retentionOptions(): { unreadMaxAgeMs?: number } {
-    return this.#unreadRetentionMs === undefined ? {} : { unreadMaxAgeMs: this.#unreadRetentionMs };
+    return deleteConsumedRecords(this.db, { unreadMaxAgeMs: this.#unreadRetentionMs });
   }
 
   /** One paced run of the timer, skipping partitions with nothing new to delete; never two at once. */
@@ -190,7 +186,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     this.#retentionRunning = true;
     try {
       await deleteConsumedRecords(this.db, {
-        ...this.#retentionOptions(),
+        unreadMaxAgeMs: this.#unreadRetentionMs,
         paced: true,
         cleaned: this.#cleaned,
       });
