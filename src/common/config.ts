@@ -9,6 +9,7 @@ import { LOG_LEVELS, type LogLevel } from './log.ts';
 
 export type BusEngine = 'embedded' | 'kafka';
 export type StoreEngine = 'sqlite' | 'dynamodb';
+export type Durability = 'fsync' | 'relaxed';
 
 export interface Config {
   port: number;
@@ -21,6 +22,19 @@ export interface Config {
   dynamodbEndpoint?: string;
   dev: boolean;
   secretKey?: string;
+  /** Keys that sealed secrets before a rotation: values sealed under them are re-sealed under `secretKey` at start. */
+  secretKeysPrevious: string[];
+  /**
+   * When a write is acknowledged: `fsync` (default) after it is flushed to disk, so a 202 survives an
+   * OS crash or power loss; `relaxed` after it is in the OS (survives a crash of the process only).
+   */
+  durability: Durability;
+  /** Failures of one record before the consumer dead-letters it and its partition moves on. */
+  maxRecordFailures: number;
+  /** Tasks held per PAUSED subscription (or INACTIVE partner) before more are dead-lettered. */
+  maxHeldPerSubscription: number;
+  /** Bytes of messages a consumer may hold in flight (a cap on memory besides the count). */
+  maxInFlightBytes: number;
   maxBodyBytes: number;
   logLevel: LogLevel;
   topicPartitions: number;
@@ -109,6 +123,31 @@ const ENTRIES: Record<string, Entry> = {
   dynamodbEndpoint: { env: 'WEBHOOKS_DYNAMODB_ENDPOINT', file: 'dynamodbEndpoint', parse: httpUrl },
   dev: { env: 'WEBHOOKS_DEV', file: 'dev', parse: bool },
   secretKey: { env: 'WEBHOOKS_SECRET_KEY', file: 'secretKey', parse: text },
+  secretKeysPrevious: {
+    env: 'WEBHOOKS_SECRET_KEY_PREVIOUS',
+    file: 'secretKeyPrevious',
+    parse: (raw: string) =>
+      raw
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+  },
+  durability: {
+    env: 'WEBHOOKS_DURABILITY',
+    file: 'durability',
+    parse: oneOf<Durability>('fsync', 'relaxed'),
+  },
+  maxRecordFailures: { env: 'WEBHOOKS_MAX_RECORD_FAILURES', file: 'maxRecordFailures', parse: int(1, 1000) },
+  maxHeldPerSubscription: {
+    env: 'WEBHOOKS_MAX_HELD_PER_SUBSCRIPTION',
+    file: 'maxHeldPerSubscription',
+    parse: int(1, 100_000_000),
+  },
+  maxInFlightBytes: {
+    env: 'WEBHOOKS_MAX_IN_FLIGHT_BYTES',
+    file: 'maxInFlightBytes',
+    parse: int(1024 * 1024, 16 * 1024 * 1024 * 1024),
+  },
   maxBodyBytes: { env: 'WEBHOOKS_MAX_BODY_BYTES', file: 'maxBodyBytes', parse: int(1024, 64 * 1024 * 1024) },
   logLevel: { env: 'WEBHOOKS_LOG_LEVEL', file: 'logLevel', parse: oneOf<LogLevel>(...LOG_LEVELS) },
   topicPartitions: { env: 'WEBHOOKS_TOPIC_PARTITIONS', file: 'topicPartitions', parse: int(1, 1024) },
@@ -206,6 +245,11 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     dynamodbEndpoint: values.dynamodbEndpoint as string | undefined,
     dev: (values.dev as boolean | undefined) ?? false,
     secretKey: values.secretKey as string | undefined,
+    secretKeysPrevious: (values.secretKeysPrevious as string[] | undefined) ?? [],
+    durability: (values.durability as Durability | undefined) ?? 'fsync',
+    maxRecordFailures: (values.maxRecordFailures as number | undefined) ?? 5,
+    maxHeldPerSubscription: (values.maxHeldPerSubscription as number | undefined) ?? 1_000_000,
+    maxInFlightBytes: (values.maxInFlightBytes as number | undefined) ?? 64 * 1024 * 1024,
     maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 1024 * 1024,
     logLevel: (values.logLevel as LogLevel | undefined) ?? 'info',
     topicPartitions: (values.topicPartitions as number | undefined) ?? 4,

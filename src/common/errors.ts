@@ -120,3 +120,29 @@ export class ConfigError extends WebhooksError {
 export function isWebhooksError(err: unknown): err is WebhooksError {
   return err instanceof WebhooksError;
 }
+
+const PERMANENT_KINDS: ReadonlySet<ErrorKind> = new Set([
+  'validation',
+  'not_found',
+  'unprocessable',
+  'payload_too_large',
+  'unsupported_media_type',
+]);
+
+/**
+ * True when doing the same work again cannot succeed — a malformed input, something that does not
+ * exist — so a consumer dead-letters the record at once instead of redelivering it. Anything else
+ * (a store or bus that failed, a conflict, an unknown error) may pass on a later try.
+ */
+export function isPermanentError(err: unknown): boolean {
+  if (err instanceof SyntaxError) return true;
+  return isWebhooksError(err) && PERMANENT_KINDS.has(err.kind);
+}
+
+/** A short description of an error for dead letters and logs: its message and the fields at fault. */
+export function describeError(err: unknown): string {
+  if (isWebhooksError(err) && err.details.length > 0) {
+    return `${err.message}: ${err.details.map((d) => `${d.field ?? ''} ${d.message}`.trim()).join('; ')}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

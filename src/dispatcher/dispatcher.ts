@@ -6,6 +6,7 @@
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
+import { describeError, isPermanentError, isWebhooksError } from '../common/errors.ts';
 import { recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
@@ -17,7 +18,14 @@ import type {
   PartnerRecord,
   SubscriptionRecord,
 } from '../common/model.ts';
-import type { BatchControl, BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
+import type {
+  BatchControl,
+  BatchOutcome,
+  BusMessage,
+  ConsumedMessage,
+  DeadLetterNotice,
+  FailedMessage,
+} from '../common/ports/bus.ts';
 import type { DeliveryClient, DeliveryResult } from '../common/ports/delivery-client.ts';
 import type { DeliveryRepository, HeldTaskRepository, IdempotencyLedger } from '../common/ports/store.ts';
 import { DEFAULT_TIMEOUTS, effectiveRetryPolicy } from '../common/retry.ts';
@@ -125,19 +133,45 @@ export class WebhookDispatcher {
    * has enough waiting is paused until its queue drains.
    */
   async handleBatch(batch: ConsumedMessage[], control?: BatchControl): Promise<BatchOutcome> {
-    const failed: ConsumedMessage[] = [];
+    const failed: FailedMessage[] = [];
     await Promise.all(
       batch.map(async (message) => {
         try {
           this.#outcomes.inc({ outcome: await this.#handle(message, control) });
           control?.done(message);
         } catch (err) {
-          this.#deps.logger.error('dispatcher failed to handle a task; it will be redelivered', { err });
-          failed.push(message);
+          const permanent = isPermanentError(err);
+          this.#deps.logger.error('dispatcher failed to handle a task', { err, permanent });
+          failed.push({ message, error: err, permanent });
         }
       }),
     );
     return { failed };
+  }
+
+  /**
+   * What the consumer calls when it gives up on a task that kept failing (or failed for good)
+   * before an outcome could be recorded: FAILED, and dead-lettered with the last error.
+   */
+  async giveUp(message: ConsumedMessage, notice: DeadLetterNotice): Promise<void> {
+    const reason =
+      notice.permanent && isWebhooksError(notice.error) ? notice.error.code : 'redelivery_exhausted';
+    const error = describeError(notice.error);
+    this.#outcomes.inc({ outcome: 'failed' });
+    let task: DeliveryTask | undefined;
+    try {
+      task = parseDeliveryTask(message.value);
+    } catch {
+      // An unreadable task is dead-lettered as it was read.
+    }
+    if (task) {
+      const now = this.#deps.clock().toISOString();
+      // Best effort: the store may be what keeps failing; the dead letter is what must not be lost.
+      await this.#deps.deliveries
+        .patch(task.deliveryId, { status: 'FAILED', lastError: error, updatedAt: now, completedAt: now })
+        .catch(() => {});
+    }
+    await this.#deadLetter(message, task, reason, error, task?.attempt ?? 0);
   }
 
   async #handle(message: ConsumedMessage, control: BatchControl | undefined): Promise<TaskOutcome> {

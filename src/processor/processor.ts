@@ -8,7 +8,7 @@ import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterInput, DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
 import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
-import { isWebhooksError } from '../common/errors.ts';
+import { describeError, isPermanentError, isWebhooksError } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
 import { recordId } from '../common/ids.ts';
 import type { JsonObject, JsonValue } from '../common/json.ts';
@@ -17,7 +17,13 @@ import { type Logger, withCorrelationId } from '../common/log.ts';
 import { applyMapping, type MappingDocument } from '../common/mapping.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
-import type { BatchOutcome, BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
+import type {
+  BatchOutcome,
+  BusMessage,
+  ConsumedMessage,
+  DeadLetterNotice,
+  FailedMessage,
+} from '../common/ports/bus.ts';
 import type { DeliveryRepository, EventRef } from '../common/ports/store.ts';
 import type { ProcessorLookups } from './lookups.ts';
 import { processorRetryMessage, recordPositionOf } from './retry.ts';
@@ -54,12 +60,23 @@ class Permanent extends Error {
   }
 }
 
+/** What processing one record produced, written when the batch is written. */
+interface RecordOutputs {
+  /** Its delivery tasks, or its copy for the retry topic. */
+  messages: BusMessage[];
+  dead: DeadLetterInput[];
+  /** The route to record (the idempotency marker), when it was routed. */
+  route?: { event: EventRef; deliveryIds: string[] };
+}
+
 /** What one record became. */
 export type RecordOutcome =
   | { kind: 'published'; tasks: number }
   | { kind: 'duplicate' }
   | { kind: 'retry'; error: string }
-  | { kind: 'dlq'; reason: string; error: string };
+  | { kind: 'dlq'; reason: string; error: string }
+  /** Its outputs could not be written: the consumer delivers it again (or dead-letters it). */
+  | { kind: 'failed'; error: string };
 
 /** The processor core: pure orchestration over small ports, shared by every runtime. */
 export class EventProcessor {
@@ -87,38 +104,107 @@ export class EventProcessor {
     );
   }
 
-  /** Processes a batch; the outcome lists the records that must be redelivered (partial batch response). */
+  /**
+   * Processes a batch; the outcome lists the records that failed (partial batch response). The
+   * outputs of the whole batch are written together (one publish, one DLQ send, the routes); when
+   * that fails, they are written again record by record, so that a record whose outputs can never
+   * be written (a task for a topic that is gone) fails alone — permanently when the error says
+   * so — and the rest of the batch goes on.
+   */
   async processBatch(batch: ConsumedMessage[]): Promise<BatchOutcome & { outcomes: RecordOutcome[] }> {
-    const out: BusMessage[] = [];
-    const dead: DeadLetterInput[] = [];
+    const outputs: RecordOutputs[] = [];
     const outcomes: RecordOutcome[] = [];
-    const routes: Array<{ event: EventRef; deliveryIds: string[] }> = [];
     try {
       const parsed = batch.map(parseRecord);
       const seen = await this.#routedBefore(batch, parsed);
       for (const [i, message] of batch.entries()) {
-        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, out, dead, routes);
+        const output: RecordOutputs = { messages: [], dead: [] };
+        outputs.push(output);
+        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, output);
         outcomes.push(outcome);
         this.#processed.inc();
         if (outcome.kind === 'retry') this.#toRetry.inc();
       }
-      // One publish for the whole batch (tasks, retries); then the routes (the markers): a crash in
-      // between means redelivery, and the dispatcher's ledger (deterministic delivery ids) absorbs the repeat.
-      await this.#deps.publish(out);
-      await this.#deps.deadLetters.send(dead);
-      const routedAt = this.#deps.clock().toISOString();
-      await Promise.all(
-        routes.map((r) => this.#deps.deliveries.recordRouting(r.event, r.deliveryIds, routedAt)),
-      );
     } catch (err) {
-      this.#deps.logger.error('processor could not publish its outputs; the batch will be redelivered', {
+      // A lookup that failed for the whole batch (the store): every record is tried again.
+      this.#deps.logger.error('processor could not read what it needs; the batch will be redelivered', {
         err,
       });
-      return { failed: batch, outcomes };
-    } finally {
-      for (const { event } of routes) this.#routing.delete(markerOf(event));
+      this.#forget(outputs);
+      return { failed: batch.map((message) => ({ message, error: err })), outcomes };
     }
-    return { failed: [], outcomes };
+    try {
+      await this.#write(outputs);
+      return { failed: [], outcomes };
+    } catch (err) {
+      this.#deps.logger.warn('processor could not write a batch; writing it record by record', { err });
+    }
+    const failed: FailedMessage[] = [];
+    for (const [i, message] of batch.entries()) {
+      try {
+        await this.#write([outputs[i]!]);
+      } catch (error) {
+        const permanent = isPermanentError(error);
+        this.#deps.logger.error('processor could not write the outputs of a record', {
+          err: error,
+          permanent,
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset,
+        });
+        outcomes[i] = { kind: 'failed', error: describeError(error) };
+        failed.push({ message, error, permanent });
+      }
+    }
+    this.#forget(outputs);
+    return { failed, outcomes };
+  }
+
+  /**
+   * Writes records' outputs: their tasks and retries in one publish, their dead letters, then their
+   * routes (the markers). A crash in between means redelivery, and the dispatcher's ledger (stable
+   * delivery ids) absorbs the repeat.
+   */
+  async #write(outputs: RecordOutputs[]): Promise<void> {
+    try {
+      await this.#deps.publish(outputs.flatMap((o) => o.messages));
+      await this.#deps.deadLetters.send(outputs.flatMap((o) => o.dead));
+      const routedAt = this.#deps.clock().toISOString();
+      await Promise.all(
+        outputs.flatMap((o) =>
+          o.route ? [this.#deps.deliveries.recordRouting(o.route.event, o.route.deliveryIds, routedAt)] : [],
+        ),
+      );
+    } finally {
+      this.#forget(outputs);
+    }
+  }
+
+  /** The in-flight markers of these records' events are no longer needed (written, or given up). */
+  #forget(outputs: RecordOutputs[]): void {
+    for (const o of outputs) if (o.route) this.#routing.delete(markerOf(o.route.event));
+  }
+
+  /**
+   * What the consumer calls when it gives up on a record (it failed `failures` times, or for good):
+   * the record goes to the processor DLQ with the last error.
+   */
+  async giveUp(message: ConsumedMessage, notice: DeadLetterNotice): Promise<void> {
+    const reason = notice.permanent ? errorCode(notice.error) : 'redelivery_exhausted';
+    const parsed = parseRecord(message);
+    const envelope = parsed instanceof Unparsable ? undefined : parsed;
+    this.#toDlq.inc({ reason });
+    const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
+    await this.#deps.deadLetters.send([
+      deadLetterFor(
+        message,
+        originTopicOf(message),
+        reason,
+        describeError(notice.error),
+        attempt + notice.failures,
+        envelope,
+      ),
+    ]);
   }
 
   /**
@@ -153,10 +239,9 @@ export class EventProcessor {
     message: ConsumedMessage,
     parsedRecord: EventEnvelope | Unparsable,
     routedBefore: boolean,
-    out: BusMessage[],
-    dead: DeadLetterInput[],
-    routes: Array<{ event: EventRef; deliveryIds: string[] }>,
+    output: RecordOutputs,
   ): Promise<RecordOutcome> {
+    const { messages: out, dead } = output;
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
     const originTopic = originTopicOf(message);
     let envelope: EventEnvelope | undefined;
@@ -173,11 +258,11 @@ export class EventProcessor {
       );
       const tasks = routed.map((r) => r.message);
       out.push(...tasks);
-      routes.push({ event, deliveryIds: routed.map((r) => r.deliveryId) });
+      output.route = { event, deliveryIds: routed.map((r) => r.deliveryId) };
       this.#routing.add(marker);
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
-      const error = describe(err);
+      const error = describeError(err);
       if (
         err instanceof Permanent ||
         (isWebhooksError(err) && err.kind !== 'unavailable' && err.kind !== 'internal') ||
@@ -264,7 +349,7 @@ export class EventProcessor {
         // A mapping that fails for this event dead-letters this subscription's delivery only.
         this.#toDlq.inc({ reason: 'mapping_failed' });
         dead.push({
-          ...deadLetterFor(message, originTopic, 'mapping_failed', describe(err), 1, envelope, sub.id),
+          ...deadLetterFor(message, originTopic, 'mapping_failed', describeError(err), 1, envelope, sub.id),
           subscriptionId: sub.id,
           partnerId: sub.partnerId,
         });
@@ -370,11 +455,10 @@ function deadLetterFor(
   };
 }
 
-function describe(err: unknown): string {
-  if (isWebhooksError(err) && err.details.length > 0) {
-    return `${err.message}: ${err.details.map((d) => `${d.field ?? ''} ${d.message}`.trim()).join('; ')}`;
-  }
-  return err instanceof Error ? err.message : String(err);
+/** The stable code of an error, for a dead letter's reason. */
+function errorCode(err: unknown): string {
+  if (err instanceof SyntaxError) return 'invalid_json';
+  return isWebhooksError(err) ? err.code : 'permanent_failure';
 }
 
 /** A record whose value is not a valid event (the error says why; the record goes to the DLQ). */

@@ -71,8 +71,11 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
     group: 'processor',
     topicPrefixes: PROCESSOR_TOPIC_PREFIXES,
     maxBatch: 100,
+    maxInFlightBytes: deps.config.maxInFlightBytes,
     handler: (batch) => processor.processBatch(batch),
-    onError: (err) => deps.logger.error('processor batch failed', { err }),
+    redelivery: { maxFailures: deps.config.maxRecordFailures },
+    deadLetter: (message, notice) => processor.giveUp(message, notice),
+    onError: consumerErrors(deps, 'processor'),
   });
 }
 
@@ -112,9 +115,30 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     // fed without letting its backlog take the rest.
     maxInFlight: 4000,
     maxInFlightPerPartition: 500,
+    maxInFlightBytes: deps.config.maxInFlightBytes,
     handler: (batch, control) => dispatcher.handleBatch(batch, control),
-    onError: (err) => deps.logger.error('dispatcher batch failed', { err }),
+    redelivery: { maxFailures: deps.config.maxRecordFailures },
+    deadLetter: (message, notice) => dispatcher.giveUp(message, notice),
+    onError: consumerErrors(deps, 'dispatcher'),
   });
+}
+
+/**
+ * What a consumer tells about problems it handles itself (a batch that threw, a dead-lettering that
+ * failed, records skipped): logged with the group, and counted by code in `consumer_errors_total`.
+ */
+function consumerErrors(deps: WorkerDeps, group: string): (err: unknown) => void {
+  const errors = deps.metrics.counter(
+    'consumer_errors_total',
+    'Problems a consumer group handled by itself',
+    ['group', 'code'],
+  );
+  const logger = deps.logger.child({ component: group });
+  return (err) => {
+    const code = (err as { code?: unknown } | null)?.code;
+    errors.inc({ group, code: typeof code === 'string' ? code : 'error' });
+    logger.error('consumer error', { err, group });
+  };
 }
 
 function sink(deps: WorkerDeps): DeadLetterSink {

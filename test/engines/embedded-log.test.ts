@@ -8,7 +8,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
-import { PartitionCursor } from '../../src/engines/embedded/cursor.ts';
+import { backoffMs, PartitionCursor, redeliveryPolicy } from '../../src/engines/embedded/cursor.ts';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { murmur2 } from '../../src/engines/embedded/partitioner.ts';
 import { deleteConsumedRecords } from '../../src/engines/embedded/retention.ts';
@@ -54,25 +54,61 @@ describe('embedded log', () => {
     assert.equal(hash('abc'), 479470107);
   });
 
-  test('the commit advances only over the contiguous prefix of completed offsets', () => {
+  test('the commit advances only over the contiguous prefix of handled offsets', () => {
     const cursor = new PartitionCursor('t', 0, 0);
     for (const offset of [0, 1, 2]) cursor.handOut(offset);
-    cursor.settle(1, false);
+    cursor.succeed(1);
     assert.equal(cursor.takeCommit(), undefined);
-    cursor.settle(0, false);
+    cursor.succeed(0);
     assert.equal(cursor.takeCommit(), 2);
   });
 
-  test('a failed offset rewinds the partition only once nothing after it is in flight', () => {
+  test('a failed offset waits alone for its redelivery; the handled ones after it are not handed out again', () => {
+    const policy = redeliveryPolicy({ initialDelayMs: 100, maxDelayMs: 250, maxFailures: 4 });
     const cursor = new PartitionCursor('t', 0, 0);
+    const message = (offset: number) =>
+      ({ topic: 't', partition: 0, offset, value: '', headers: {}, timestamp: 0 }) as ConsumedMessage;
     for (const offset of [0, 1, 2]) cursor.handOut(offset);
-    cursor.settle(1, true);
-    assert.equal(cursor.rewindIfSettled(0), false);
-    cursor.settle(2, false);
-    cursor.settle(0, false);
+    cursor.succeed(0);
+    cursor.fail(1, message(1), { error: new Error('x'), permanent: false }, 1000, policy);
+    cursor.succeed(2);
     assert.equal(cursor.takeCommit(), 1);
-    assert.equal(cursor.rewindIfSettled(0), true);
-    assert.equal(cursor.position, 1);
+    assert.equal(cursor.readyAt(), undefined, 'nothing newer is fetched while it waits');
+    assert.equal(cursor.retryAt(), 1100);
+    assert.deepEqual(cursor.takeDue(1099, 10), []);
+    const [due] = cursor.takeDue(1100, 10);
+    assert.equal(due!.message.offset, 1);
+    assert.equal(due!.deadLetter, false);
+    // Backoff doubles, capped: 100, 200, 250; the fourth failure gives up (dead-letter, due at once).
+    cursor.fail(1, message(1), { error: new Error('x'), permanent: false }, 2000, policy);
+    assert.equal(cursor.retryAt(), 2200);
+    cursor.takeDue(2200, 10);
+    cursor.fail(1, message(1), { error: new Error('x'), permanent: false }, 3000, policy);
+    assert.equal(cursor.retryAt(), 3250);
+    cursor.takeDue(3250, 10);
+    const last = cursor.fail(1, message(1), { error: new Error('last'), permanent: false }, 4000, policy)!;
+    assert.equal(last.deadLetter, true);
+    assert.equal(last.failures, 4);
+    assert.equal(cursor.retryAt(), 4000);
+    cursor.takeDue(4000, 10);
+    cursor.succeed(1);
+    assert.equal(cursor.takeCommit(), 3, 'handled once dead-lettered: the commit passes offsets 1 and 2');
+    assert.equal(cursor.readyAt(), 0);
+    assert.equal(backoffMs(policy, 50), 250);
+  });
+
+  test('a permanent failure is given up at once', () => {
+    const cursor = new PartitionCursor('t', 0, 0);
+    cursor.handOut(0);
+    const retry = cursor.fail(
+      0,
+      { topic: 't', partition: 0, offset: 0, value: '', headers: {}, timestamp: 0 },
+      { error: new Error('bad'), permanent: true },
+      10,
+      redeliveryPolicy(),
+    )!;
+    assert.equal(retry.deadLetter, true);
+    assert.equal(retry.dueAt, 10);
   });
 
   test('publishing to an unknown topic fails with topic_not_found and appends nothing', async () => {
@@ -119,7 +155,9 @@ describe('embedded log', () => {
       topicPrefixes: ['read'],
       handler: async (b) => {
         some.push(...b.map((m) => m.value));
-        return { failed: b.filter((m) => m.offset >= 2) };
+        return {
+          failed: b.filter((m) => m.offset >= 2).map((message) => ({ message, error: new Error('later') })),
+        };
       },
     });
     await waitFor('both groups', () => all.length >= 5 && some.length >= 5);

@@ -50,13 +50,22 @@ export interface ConsumedMessage {
   notBefore?: number;
 }
 
+/** A message its handler could not handle, and why. */
+export interface FailedMessage {
+  message: ConsumedMessage;
+  /** What went wrong: kept as the message's last error, and given to `deadLetter` in the end. */
+  error: unknown;
+  /** Trying again cannot help (a malformed record): dead-lettered at once, without redeliveries. */
+  permanent?: boolean;
+}
+
 /**
- * What a batch handler reports: the messages that failed and must be delivered again (the partial
- * batch response). Per partition, the committed offset stops before the first failed message, so it
- * and every later message of that partition are redelivered (at-least-once).
+ * What a batch handler reports: the messages that failed (the partial batch response). Every other
+ * message of the batch is handled. What happens to a failed message is the consumer's redelivery
+ * policy (see `ConsumerOptions.redelivery`).
  */
 export interface BatchOutcome {
-  failed: ConsumedMessage[];
+  failed: FailedMessage[];
 }
 
 /**
@@ -68,8 +77,8 @@ export interface BatchOutcome {
 export interface BatchControl {
   /**
    * The message is handled: it stops counting against `maxInFlight` now, and its offset may be
-   * committed before the rest of the batch ends. As with Kafka, a failure of an earlier message of
-   * its partition (or a crash before the commit) still redelivers it.
+   * committed before the rest of the batch ends (its outcome is final: listing it as failed later
+   * changes nothing). A crash before the commit still redelivers it (at-least-once).
    */
   done(message: ConsumedMessage): void;
   /** Fetch nothing more from the message's partition for up to `ms`, or until `resume`. Messages already handed out are unaffected. */
@@ -83,8 +92,35 @@ export type BatchHandler = (
   control: BatchControl,
 ) => Promise<BatchOutcome | undefined>;
 
+/**
+ * What becomes of a failed message: it is redelivered alone — the messages of its partition handled
+ * already are never handed out again — after a backoff that doubles from `initialDelayMs` up to
+ * `maxDelayMs`; meanwhile nothing newer of its partition is handed out (so a partition keeps its
+ * order; other partitions flow). After `maxFailures` failures, or at once when the handler says the
+ * failure is permanent, it is given to `deadLetter`; once that resolves the message counts as
+ * handled and its partition moves on. Failures are counted by the member holding the partition:
+ * after a rebalance or a restart the count starts again.
+ */
+export interface RedeliveryPolicy {
+  /** Failures before the message is dead-lettered (default 5). */
+  maxFailures?: number;
+  /** Wait before the first redelivery (ms, default 1,000); doubled for each later one. */
+  initialDelayMs?: number;
+  /** The longest wait between two redeliveries (ms, default 60,000). */
+  maxDelayMs?: number;
+}
+
+/** What `deadLetter` is told about a message given up on. */
+export interface DeadLetterNotice {
+  /** The last failure's error. */
+  error: unknown;
+  /** How many times the message failed. */
+  failures: number;
+  permanent: boolean;
+}
+
 export interface ConsumerOptions {
-  /** Consumer group: each group gets every message once (at least once); members of one group share partitions. */
+  /** Consumer group: each group gets every message at least once; members of one group share partitions. */
   group: string;
   /** Topics whose name starts with one of these prefixes, including topics created later. */
   topicPrefixes: string[];
@@ -101,8 +137,22 @@ export interface ConsumerOptions {
    * taking all of maxInFlight.
    */
   maxInFlightPerPartition?: number;
+  /** Bytes of message values (and headers) that may be in flight at once (default: no limit besides the counts). */
+  maxInFlightBytes?: number;
   handler: BatchHandler;
-  /** Told when a handler throws (the batch is then redelivered after a pause). */
+  redelivery?: RedeliveryPolicy;
+  /**
+   * Where a message goes when the consumer gives up on it (the stage's DLQ). When it resolves, the
+   * message is handled; when it rejects, it is tried again after the backoff and the partition does
+   * not move past the message (nothing is lost). Without it, a failing message is redelivered
+   * forever, with the backoff.
+   */
+  deadLetter?: (message: ConsumedMessage, notice: DeadLetterNotice) => Promise<void>;
+  /**
+   * Told when something goes wrong that the consumer handles by itself: a handler that throws (its
+   * batch's messages count as failed), a dead-lettering that fails, a background step of the engine
+   * (a heartbeat, a commit), records skipped because they were deleted before they were read.
+   */
   onError?: (err: unknown) => void;
 }
 

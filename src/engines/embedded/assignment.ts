@@ -1,21 +1,29 @@
 /**
  * The partitions one group member holds, and its in-flight messages on each: reconciling with the
- * leases after a heartbeat, fetching a batch across them, and settling a finished batch (commit,
- * rewind, hand back leases over the fair share). The fetch loop around it is in `consumer.ts`.
+ * leases after a heartbeat, fetching a batch across them (new messages, and failed ones due again),
+ * committing what is handled, and handing back leases over the fair share. The fetch loop around
+ * it is in `consumer.ts`.
  */
 import type { ConsumedMessage } from '../../common/ports/bus.ts';
-import { PartitionCursor, partitionKey } from './cursor.ts';
+import { PartitionCursor, partitionKey, type Retry } from './cursor.ts';
 import type { GroupStore, RecordRow } from './group-store.ts';
 
 /** A handed-out message and the cursor of its partition. */
 export interface Entry {
   cursor: PartitionCursor;
   message: ConsumedMessage;
+  /** Its size as counted against `maxInFlightBytes`. */
+  bytes: number;
+  /** Set when it failed before: its redelivery, or (`retry.deadLetter`) its dead-lettering. */
+  retry?: Retry;
 }
 
-/** The key of a message in a handler's `failed` list. */
-export function messageKey(topic: string, partition: number, offset: number): string {
-  return `${topic}\u0000${partition}\u0000${offset}`;
+/** Records deleted (by retention) before this member read them: the fetch skipped them, loudly. */
+export interface SkippedRecords {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
 }
 
 /** A member's held partitions. */
@@ -70,19 +78,41 @@ export class Assignment {
   }
 
   /**
-   * Takes up to `limit` due messages across the held partitions, by offset range from each
-   * position, at most `perPartition` in flight per partition.
+   * Takes up to `limit` messages across the held partitions — failed ones due again first, then new
+   * ones by offset range from each position — at most `perPartition` in flight per partition and
+   * about `bytes` bytes in all (at least one message). `onSkip` hears of records that were deleted
+   * before they were read.
    */
-  fetch(limit: number, now: number, perPartition = Number.POSITIVE_INFINITY): Entry[] {
+  fetch(
+    limit: number,
+    now: number,
+    perPartition: number,
+    bytes: number,
+    onSkip: (skipped: SkippedRecords) => void,
+  ): Entry[] {
     const ends = this.#store.endOffsets();
     const out: Entry[] = [];
+    let budget = bytes;
     let deadline = Number.POSITIVE_INFINITY;
     const n = this.#list.length;
     // Start at a different partition each time so a deep backlog on one cannot starve the others.
     const start = n === 0 ? 0 : this.#rotation++ % n;
-    for (let i = 0; i < n && out.length < limit; i++) {
+    for (let i = 0; i < n && out.length < limit && budget > 0; i++) {
       const cursor = this.#list[(start + i) % n]!;
       if (this.#cursors.get(cursor.key) !== cursor) continue;
+      const retryAt = cursor.retryAt();
+      if (retryAt !== undefined) {
+        if (retryAt > now) deadline = Math.min(deadline, retryAt);
+        else {
+          for (const retry of cursor.takeDue(now, limit - out.length)) {
+            const size = sizeOf(retry.message);
+            budget -= size;
+            out.push({ cursor, message: retry.message, bytes: size, retry });
+          }
+          const next = cursor.retryAt();
+          if (next !== undefined) deadline = Math.min(deadline, next);
+        }
+      }
       const readyAt = cursor.readyAt();
       if (readyAt === undefined) continue;
       if (readyAt > now) {
@@ -94,8 +124,12 @@ export class Assignment {
       const room = Math.min(limit - out.length, perPartition - cursor.inFlight);
       if (room <= 0) continue;
       const rows = this.#store.fetch(cursor.topic, cursor.partition, cursor.position, room);
-      // Nothing left from the position: retention removed it while this group was not registered.
-      if (rows.length === 0) cursor.position = end;
+      // Nothing (or a gap) at the position: retention removed records this group had not read.
+      const first = rows[0]?.off ?? end;
+      if (first > cursor.position) {
+        onSkip({ topic: cursor.topic, partition: cursor.partition, from: cursor.position, to: first });
+        cursor.position = first;
+      }
       for (const row of rows) {
         if (row.not_before !== null && row.not_before > now) {
           // Head-of-line within this partition only: its later messages wait, other partitions flow.
@@ -103,29 +137,26 @@ export class Assignment {
           deadline = Math.min(deadline, row.not_before);
           break;
         }
+        if (budget <= 0 && out.length > 0) break;
         cursor.handOut(row.off);
-        out.push({ cursor, message: toMessage(cursor, row) });
+        const message = toMessage(cursor, row);
+        const size = sizeOf(message);
+        budget -= size;
+        out.push({ cursor, message, bytes: size });
       }
     }
     this.deadline = deadline;
     return out;
   }
 
-  /** Records the outcome of handed-out messages (`failed` undefined: all failed); returns the held partitions touched. */
-  settle(entries: Entry[], failed: Set<string> | undefined): Set<PartitionCursor> {
-    const touched = new Set<PartitionCursor>();
-    for (const { cursor, message } of entries) {
-      const isFailed =
-        failed === undefined || failed.has(messageKey(message.topic, message.partition, message.offset));
-      cursor.settle(message.offset, isFailed);
-      if (this.#cursors.get(cursor.key) === cursor) touched.add(cursor);
-    }
-    return touched;
+  /** Whether a cursor is still one of the held partitions (a lost one's results no longer count). */
+  holds(cursor: PartitionCursor): boolean {
+    return this.#cursors.get(cursor.key) === cursor;
   }
 
-  /** Commits how far the partitions' settled prefixes reach, rewinds failed ones, hands back leases. */
-  commit(touched: Iterable<PartitionCursor>, resumeAt: number): void {
-    const held = [...touched].filter((cursor) => this.#cursors.get(cursor.key) === cursor);
+  /** Commits how far the partitions' handled prefixes reach, and hands back leases being released. */
+  commit(touched: Iterable<PartitionCursor>): void {
+    const held = [...touched].filter((cursor) => this.holds(cursor));
     const commits: Array<{ topic: string; partition: number; committed: number }> = [];
     for (const cursor of held) {
       const committed = cursor.takeCommit();
@@ -139,7 +170,6 @@ export class Assignment {
         this.#report(err);
       }
     }
-    for (const cursor of held) cursor.rewindIfSettled(resumeAt);
     this.#releaseIdle();
   }
 
@@ -181,6 +211,13 @@ export class Assignment {
     if (cursor.inFlight > 0) this.#lost.set(key, cursor);
     this.#list = this.#list.filter((c) => c !== cursor);
   }
+}
+
+/** What a message counts against `maxInFlightBytes`: its value, key and headers (JSON text). */
+function sizeOf(message: ConsumedMessage): number {
+  let size = message.value.length + (message.key?.length ?? 0);
+  for (const name in message.headers) size += name.length + message.headers[name]!.length;
+  return size;
 }
 
 function toMessage(cursor: PartitionCursor, row: RecordRow): ConsumedMessage {

@@ -12,9 +12,11 @@ import type {
   ConsumedMessage,
   ConsumerHandle,
   ConsumerOptions,
+  DeadLetterNotice,
+  FailedMessage,
 } from '../../common/ports/bus.ts';
-import { Assignment, type Entry, messageKey } from './assignment.ts';
-import type { PartitionCursor } from './cursor.ts';
+import { Assignment, type Entry, type SkippedRecords } from './assignment.ts';
+import { type PartitionCursor, type Redelivery, redeliveryPolicy } from './cursor.ts';
 import { GroupStore } from './group-store.ts';
 import { sql } from './schema.ts';
 import { Waker } from './waker.ts';
@@ -26,8 +28,6 @@ const DONE_COMMIT_MS = 10;
 export interface ConsumerTuning {
   /** A crashed member's partitions are taken over after this long. */
   leaseTtlMs: number;
-  /** Pause before a failed message (and the rest of its partition) is handed out again. */
-  retryPauseMs: number;
   /** First idle poll interval; doubles while idle up to `maxIdleMs`. */
   minIdleMs: number;
   maxIdleMs: number;
@@ -49,9 +49,13 @@ export class EmbeddedConsumer implements ConsumerHandle {
   readonly #assignment: Assignment;
   readonly #handler: BatchHandler;
   readonly #onError: ((err: unknown) => void) | undefined;
+  readonly #deadLetter: ((message: ConsumedMessage, notice: DeadLetterNotice) => Promise<void>) | undefined;
+  readonly #redelivery: Redelivery;
   readonly #maxBatch: number;
   readonly #maxInFlight: number;
+  readonly #maxInFlightBytes: number;
   #inFlight = 0;
+  #inFlightBytes = 0;
   readonly #batches = new Set<Promise<void>>();
   readonly #maxPerPartition: number;
   /** Partitions with messages reported done before their batch ended, committed together shortly after. */
@@ -79,9 +83,17 @@ export class EmbeddedConsumer implements ConsumerHandle {
         details: [{ field: 'group', message: 'must be a non-empty string' }],
       });
     }
+    this.#maxInFlightBytes = positiveInteger(
+      options.maxInFlightBytes ?? Number.MAX_SAFE_INTEGER,
+      'maxInFlightBytes',
+    );
     this.#ctx = ctx;
     this.#handler = options.handler;
     this.#onError = options.onError;
+    this.#deadLetter = options.deadLetter;
+    this.#redelivery = redeliveryPolicy(options.redelivery);
+    // With nowhere to dead-letter to, a failing message is redelivered (with the backoff) for ever.
+    if (!this.#deadLetter) this.#redelivery.maxFailures = Number.POSITIVE_INFINITY;
     const prefixes = [...new Set(options.topicPrefixes)];
     const store = new GroupStore(ctx.db, options.group, randomUUID(), prefixes, ctx.tuning.leaseTtlMs);
     this.#assignment = new Assignment(store, (err) => this.#report(err));
@@ -149,7 +161,8 @@ export class EmbeddedConsumer implements ConsumerHandle {
     let seenVersion = -1;
     while (!this.#stopping) {
       const capacity = this.#maxInFlight - this.#inFlight;
-      if (capacity <= 0) {
+      const bytes = this.#maxInFlightBytes - this.#inFlightBytes;
+      if (capacity <= 0 || bytes <= 0) {
         await this.#waker.wait(1000);
         continue;
       }
@@ -162,7 +175,13 @@ export class EmbeddedConsumer implements ConsumerHandle {
         if (this.#dirty || version !== seenVersion || now >= this.#assignment.deadline) {
           this.#dirty = false;
           seenVersion = version;
-          batch = this.#assignment.fetch(Math.min(this.#maxBatch, capacity), now, this.#maxPerPartition);
+          batch = this.#assignment.fetch(
+            Math.min(this.#maxBatch, capacity),
+            now,
+            this.#maxPerPartition,
+            bytes,
+            (skipped) => this.#report(new RecordsSkippedError(skipped)),
+          );
         }
       } catch (err) {
         if (this.#stopping) break;
@@ -180,23 +199,41 @@ export class EmbeddedConsumer implements ConsumerHandle {
     }
   }
 
+  /** Hands the messages to the handler, and those given up on to the dead-letter callback. */
   #dispatch(batch: Entry[]): void {
-    this.#inFlight += batch.length;
-    const running = this.#runBatch(batch).finally(() => this.#batches.delete(running));
+    for (const entry of batch) {
+      this.#inFlight += 1;
+      this.#inFlightBytes += entry.bytes;
+    }
+    const toHandler = batch.filter((e) => !e.retry?.deadLetter);
+    const toDeadLetter = batch.filter((e) => e.retry?.deadLetter);
+    if (toHandler.length > 0) this.#track(this.#runBatch(toHandler));
+    for (const entry of toDeadLetter) this.#track(this.#sendToDeadLetter(entry));
+  }
+
+  #track(work: Promise<void>): void {
+    const running = work.finally(() => this.#batches.delete(running));
     this.#batches.add(running);
   }
 
+  /** Frees the entry's place in flight; false when the consumer was killed meanwhile. */
+  #release(entry: Entry): boolean {
+    this.#inFlight -= 1;
+    this.#inFlightBytes -= entry.bytes;
+    return !this.#killed;
+  }
+
   async #runBatch(entries: Entry[]): Promise<void> {
-    let failed: Set<string> | undefined;
     const open = new Map<ConsumedMessage, Entry>(entries.map((e) => [e.message, e]));
     const control: BatchControl = {
       done: (message) => {
         const entry = open.get(message);
-        if (!entry || this.#killed) return;
+        if (!entry) return;
         open.delete(message);
-        this.#inFlight -= 1;
+        if (!this.#release(entry)) return;
         // Settled now (its place is free at once); the commit waits a little to cover many.
-        for (const cursor of this.#assignment.settle([entry], new Set())) this.#toCommit.add(cursor);
+        entry.cursor.succeed(entry.message.offset);
+        this.#toCommit.add(entry.cursor);
         this.#commitTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
         this.#wake();
       },
@@ -207,21 +244,58 @@ export class EmbeddedConsumer implements ConsumerHandle {
         if (this.#assignment.pause(message.topic, message.partition, 0)) this.#wake();
       },
     };
+    let failures: Map<string, FailedMessage>;
     try {
       const outcome = await this.#handler(
         entries.map((e) => e.message),
         control,
       );
-      failed = new Set((outcome?.failed ?? []).map((m) => messageKey(m.topic, m.partition, m.offset)));
+      failures = new Map((outcome?.failed ?? []).map((f) => [positionOf(f.message), f]));
     } catch (err) {
       this.#report(err);
+      // Every message not reported done failed with what the handler threw.
+      failures = new Map(entries.map((e) => [positionOf(e.message), { message: e.message, error: err }]));
     }
     const rest = [...open.values()];
     open.clear();
-    this.#inFlight -= rest.length;
-    if (this.#killed) return;
-    const touched = this.#assignment.settle(rest, failed);
+    const now = Date.now();
+    const touched = new Set<PartitionCursor>();
+    for (const entry of rest) {
+      if (!this.#release(entry)) return;
+      const failure = failures.get(positionOf(entry.message));
+      if (failure) {
+        entry.cursor.fail(
+          entry.message.offset,
+          entry.message,
+          { error: failure.error, permanent: failure.permanent === true && this.#deadLetter !== undefined },
+          now,
+          this.#redelivery,
+        );
+      } else entry.cursor.succeed(entry.message.offset);
+      touched.add(entry.cursor);
+    }
     this.#commitDone(touched);
+    this.#wake();
+  }
+
+  /** Gives a message up to the dead-letter callback; if that fails, it is tried again after the backoff. */
+  async #sendToDeadLetter(entry: Entry): Promise<void> {
+    const retry = entry.retry!;
+    let sent = false;
+    try {
+      await this.#deadLetter!(entry.message, {
+        error: retry.error,
+        failures: retry.failures,
+        permanent: retry.permanent,
+      });
+      sent = true;
+    } catch (err) {
+      this.#report(err);
+    }
+    if (!this.#release(entry)) return;
+    if (sent) entry.cursor.succeed(entry.message.offset);
+    else entry.cursor.deadLetterFailed(entry.message.offset, Date.now(), this.#redelivery);
+    this.#commitDone([entry.cursor]);
     this.#wake();
   }
 
@@ -233,7 +307,7 @@ export class EmbeddedConsumer implements ConsumerHandle {
     const cursors = new Set([...this.#toCommit, ...also]);
     this.#toCommit.clear();
     if (cursors.size === 0) return;
-    this.#assignment.commit(cursors, Date.now() + this.#ctx.tuning.retryPauseMs);
+    this.#assignment.commit(cursors);
   }
 
   #report(err: unknown): void {
@@ -242,6 +316,24 @@ export class EmbeddedConsumer implements ConsumerHandle {
     } catch {
       // A failing error callback must not stop the consumer.
     }
+  }
+}
+
+/** A message's place in the log, to match a handler's `failed` list (which may hold copies). */
+function positionOf(message: ConsumedMessage): string {
+  return `${message.topic}\u0000${message.partition}\u0000${message.offset}`;
+}
+
+/** Records deleted before this group read them; the consumer went on after them. */
+export class RecordsSkippedError extends Error {
+  readonly code = 'records_skipped';
+  readonly skipped: SkippedRecords;
+  constructor(skipped: SkippedRecords) {
+    super(
+      `records ${skipped.from}..${skipped.to - 1} of ${skipped.topic}/${skipped.partition} were deleted before this group read them; going on from ${skipped.to}`,
+    );
+    this.name = 'RecordsSkippedError';
+    this.skipped = skipped;
   }
 }
 

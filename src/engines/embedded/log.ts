@@ -24,10 +24,11 @@
  * in flight over several concurrent batches.
  *
  * Commit rule: per partition, the committed offset advances over the contiguous prefix of
- * messages whose batches completed (so a slow batch holds back only its own partitions' commits).
- * A failed message (partial batch response, or every message when the handler throws) stops the
- * commit there; the partition rewinds to it after a pause (retryPauseMs) once nothing later of it
- * is in flight. At-least-once: anything uncommitted at a crash is redelivered to the next owner.
+ * messages handled (so a slow batch holds back only its own partitions' commits). A failed message
+ * (partial batch response, or every message when the handler throws) stops the commit there and is
+ * handed out again alone after a doubling backoff, or dead-lettered after `maxFailures` (see
+ * `RedeliveryPolicy` and `cursor.ts`); the messages after it that were handled are not handed out
+ * again. At-least-once: anything uncommitted at a crash is redelivered to the next owner.
  *
  * notBefore gating: within a partition, fetching stops at the first message not yet due
  * (head-of-line in that partition only); other partitions keep flowing. The loop sleeps until the
@@ -126,7 +127,6 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     this.#threads = joinChannel(this.#channel);
     this.#tuning = {
       leaseTtlMs: options.leaseTtlMs ?? 3000,
-      retryPauseMs: options.retryPauseMs ?? 200,
       minIdleMs: options.minIdleMs ?? 2,
       maxIdleMs: options.maxIdleMs ?? 50,
     };
