@@ -11,6 +11,7 @@ import { recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type {
+  DeliveryAttempt,
   DeliveryAuth,
   DeliveryRecord,
   DeliveryTimeouts,
@@ -80,6 +81,20 @@ export interface DispatcherDeps {
   random?: () => number;
 }
 
+/** A ledger claim as the dispatcher sees it: claimed without a token when the ledger is off. */
+type Claim = { status: 'claimed'; token: string | undefined } | { status: 'completed' } | { status: 'busy' };
+
+/** The claim an attempt works under, when it must be over, and whether its request went out. */
+interface AttemptClaim {
+  token: string | undefined;
+  /** ms since the epoch: the limiter wait, connect, headers and the whole body end by then. */
+  deadline: number;
+  sent: boolean;
+}
+
+/** How much longer a ledger claim lasts than the attempt's deadline. */
+const LEASE_MARGIN_MS = 5_000;
+
 type TaskOutcome =
   | 'success'
   | 'retry'
@@ -98,6 +113,7 @@ export class WebhookDispatcher {
   readonly #latency;
   readonly #responses;
   readonly #endToEnd;
+  readonly #fenceLost;
   /**
    * Egress partitions paused for saturated endpoints (`topic\0partition` → how to resume it, and
    * the endpoints holding it paused, each until when): endpoints that share a partition each hold
@@ -123,6 +139,11 @@ export class WebhookDispatcher {
       'From ingest to successful delivery',
       [],
       [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 60, 300, 3600],
+    );
+    this.#fenceLost = deps.metrics.counter(
+      'ledger_claims_lost_total',
+      'Ledger claims taken over by another worker while an attempt ran (release or complete refused)',
+      ['step'],
     );
   }
 
@@ -218,31 +239,40 @@ export class WebhookDispatcher {
     if (sub.status === 'PAUSED') return this.#hold(message, task, now);
     const settings = (await this.#deps.partner(sub.partnerId))?.delivery ?? {};
     const timeouts = { ...DEFAULT_TIMEOUTS, ...settings.timeouts };
+    // One deadline for the whole attempt — the wait for a slot of the endpoint, connect, headers and
+    // the whole body — shorter than the claim's lease: the claim cannot lapse while the attempt runs
+    // (only when this process stalls, and then the fencing token keeps it from undoing another's claim).
+    const budgetMs = this.#deps.limiter.maxWaitMs + timeouts.connectMs + timeouts.headersMs + timeouts.bodyMs;
     // The delivery row is written with the first attempt (one write); until then it is only read.
     const [delivery, claim] = await Promise.all([
       this.#deps.deliveries.get(task.deliveryId),
-      this.#claim(task, timeouts, now),
+      this.#claim(task, budgetMs + LEASE_MARGIN_MS, now),
     ]);
-    if (claim === 'completed' || delivery?.status === 'SUCCESS') {
-      if (claim === 'claimed') await this.#deps.ledger?.release(task.deliveryId);
-      if (delivery && delivery.status !== 'SUCCESS') {
-        await this.#deps.deliveries.patch(task.deliveryId, {
-          status: 'SUCCESS',
-          updatedAt: now.toISOString(),
-        });
-      }
+    if (claim.status === 'completed' || delivery?.status === 'SUCCESS') {
+      if (claim.status === 'claimed') await this.#complete(task, claim.token, now);
+      await this.#markSucceeded(task, delivery, now);
       return 'skipped';
     }
-    if (claim === 'busy') {
+    if (claim.status === 'busy') {
       await this.#defer(message, task, 5_000);
       return 'deferred_busy';
     }
+    const attempt: AttemptClaim = { token: claim.token, deadline: now.getTime() + budgetMs, sent: false };
     try {
-      return await this.#attempt(message, task, sub, delivery, settings, timeouts, control);
+      return await this.#attempt(message, task, sub, delivery, settings, timeouts, attempt, control);
     } catch (err) {
-      await this.#deps.ledger?.release(task.deliveryId);
+      // Before the request went out, the claim is handed back; after it, it is kept (and lapses):
+      // a partner that answered 2xx must not get the request again because recording it failed.
+      if (!attempt.sent) await this.#release(task, attempt.token);
       throw err;
     }
+  }
+
+  /** A delivery found done (the ledger says so, or its record): its record says SUCCESS too. */
+  async #markSucceeded(task: DeliveryTask, delivery: DeliveryRecord | undefined, now: Date): Promise<void> {
+    if (delivery?.status === 'SUCCESS') return;
+    if (!delivery) await this.#deps.deliveries.ensure(newDelivery(task, now));
+    await this.#deps.deliveries.patch(task.deliveryId, { status: 'SUCCESS', updatedAt: now.toISOString() });
   }
 
   /**
@@ -277,6 +307,7 @@ export class WebhookDispatcher {
     delivery: DeliveryRecord | undefined,
     settings: PartnerDeliverySettings,
     timeouts: Required<DeliveryTimeouts>,
+    claim: AttemptClaim,
     control: BatchControl | undefined,
   ): Promise<TaskOutcome> {
     const recordedAttempts = delivery?.attempts ?? 0;
@@ -285,9 +316,9 @@ export class WebhookDispatcher {
       ...(settings.rateLimitPerSecond !== undefined ? { ratePerSecond: settings.rateLimitPerSecond } : {}),
     };
     if (control && this.#deps.limiter.saturated(sub.id, limits)) this.#pauseFor(sub.id, message, control);
-    const slot = await this.#deps.limiter.acquire(sub.id, limits);
+    const slot = await this.#deps.limiter.acquire(sub.id, limits, claim.deadline);
     if (!slot.ok) {
-      await this.#deps.ledger?.release(task.deliveryId);
+      await this.#release(task, claim.token);
       await this.#defer(message, task, slot.retryInMs);
       return 'deferred';
     }
@@ -301,11 +332,13 @@ export class WebhookDispatcher {
         now: started.getTime(),
         userAgent: this.#deps.userAgent,
       });
+      claim.sent = true;
       result = await this.#deps.client.send({
         url: sub.url,
         headers,
         body,
         timeouts,
+        deadlineMs: Math.max(1, claim.deadline - this.#deps.clock().getTime()),
         maxResponseBytes: this.#deps.maxResponseBytes,
       });
     } finally {
@@ -341,17 +374,17 @@ export class WebhookDispatcher {
 
     if (klass === 'success') {
       await Promise.all([
-        this.#deps.deliveries.recordAttempt(
+        this.#recordAttempt(
           { ...attempt, outcome: 'success' },
           { ...common, status: 'SUCCESS', completedAt: now.toISOString() },
           create,
         ),
-        this.#deps.ledger?.complete(task.deliveryId, this.#deps.ledgerTtlMs, now.getTime()),
+        this.#complete(task, claim.token, now),
       ]);
       if (task.ingestedAt) this.#endToEnd.observe(undefined, (now.getTime() - task.ingestedAt) / 1000);
       return 'success';
     }
-    await this.#deps.ledger?.release(task.deliveryId);
+    await this.#release(task, claim.token);
     if (klass === 'retry') {
       const policy = effectiveRetryPolicy(settings.retry, sub.retry);
       const retryAfter = retryAfterSecondsOf(result, now.getTime());
@@ -371,7 +404,7 @@ export class WebhookDispatcher {
           retryAt,
         })
       ) {
-        await this.#deps.deliveries.recordAttempt(
+        await this.#recordAttempt(
           { ...attempt, outcome: 'retry' },
           { ...common, status: 'PENDING', nextAttemptAt: new Date(retryAt).toISOString() },
           create,
@@ -383,7 +416,7 @@ export class WebhookDispatcher {
     }
     // Every other outcome is final: FAILED, dead-lettered with its reason (and 410 disables the subscription).
     const reason = failureReason(klass, result);
-    await this.#deps.deliveries.recordAttempt(
+    await this.#recordAttempt(
       { ...attempt, outcome: 'failed' },
       { ...common, status: 'FAILED', completedAt: now.toISOString() },
       create,
@@ -428,16 +461,65 @@ export class WebhookDispatcher {
     pause.resume();
   }
 
-  /** Claims the delivery in the ledger for longer than the longest attempt can take; 'claimed' without a ledger. */
-  async #claim(
-    task: DeliveryTask,
-    t: Required<DeliveryTimeouts>,
-    now: Date,
-  ): Promise<'claimed' | 'completed' | 'busy'> {
-    if (!this.#deps.ledger) return 'claimed';
-    // Queue wait (≤ 2 s) plus the timeouts, with a margin; after a crash the claim lapses by itself.
-    const lease = t.connectMs + t.headersMs + t.bodyMs + 5_000;
-    return this.#deps.ledger.claim(task.deliveryId, lease, now.getTime());
+  /** Claims the delivery in the ledger for `leaseMs` (claimed, without a token, when there is no ledger). */
+  async #claim(task: DeliveryTask, leaseMs: number, now: Date): Promise<Claim> {
+    if (!this.#deps.ledger) return { status: 'claimed', token: undefined };
+    return this.#deps.ledger.claim(task.deliveryId, leaseMs, now.getTime());
+  }
+
+  /** Hands the claim back (the attempt failed, or never started), so the next try may claim at once. */
+  async #release(task: DeliveryTask, token: string | undefined): Promise<void> {
+    if (token === undefined || !this.#deps.ledger) return;
+    if (!(await this.#deps.ledger.release(task.deliveryId, token))) this.#fenced(task, 'release');
+  }
+
+  /** Marks the delivery done in the ledger. */
+  async #complete(task: DeliveryTask, token: string | undefined, now: Date): Promise<void> {
+    if (token === undefined || !this.#deps.ledger) return;
+    const done = await this.#deps.ledger.complete(
+      task.deliveryId,
+      token,
+      this.#deps.ledgerTtlMs,
+      now.getTime(),
+    );
+    if (!done) this.#fenced(task, 'complete');
+  }
+
+  /**
+   * The claim was taken over by another worker while this one worked (this process stalled past
+   * the lease): its release or completion changed nothing, and is counted.
+   */
+  #fenced(task: DeliveryTask, step: 'release' | 'complete'): void {
+    this.#fenceLost.inc({ step });
+    this.#deps.logger.warn('the ledger claim lapsed and was taken over during the attempt', {
+      step,
+      deliveryId: task.deliveryId,
+    });
+  }
+
+  /**
+   * Records an attempt. Its number follows the delivery's record; should another copy of the task
+   * have recorded that number meanwhile (the ledger off, or a claim that lapsed), the attempt takes
+   * the next free number instead of failing for ever.
+   */
+  async #recordAttempt(
+    attempt: DeliveryAttempt,
+    update: Partial<DeliveryRecord> & { updatedAt: string; attempts: number },
+    create: DeliveryRecord | undefined,
+  ): Promise<void> {
+    for (let tries = 0; ; tries++) {
+      try {
+        await this.#deps.deliveries.recordAttempt(attempt, update, create);
+        return;
+      } catch (err) {
+        if (!(isWebhooksError(err) && err.code === 'already_exists') || tries >= 3) throw err;
+        const stored = await this.#deps.deliveries.get(attempt.deliveryId);
+        const next = Math.max(stored?.attempts ?? 0, attempt.attempt) + 1;
+        attempt = { ...attempt, attempt: next };
+        update = { ...update, attempts: next };
+        create = undefined;
+      }
+    }
   }
 
   /** Parks a task on a retry tier without counting an attempt. */

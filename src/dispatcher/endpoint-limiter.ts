@@ -25,7 +25,8 @@ export type Acquired = { ok: true; release: (latencyMs?: number) => void } | { o
 interface Waiter {
   /** true: the slot is handed over; false: waited too long, defer. */
   resolve: (granted: boolean) => void;
-  since: number;
+  /** When it stops waiting (`maxQueueWaitMs` after it began, or its caller's own limit if sooner). */
+  until: number;
 }
 
 interface EndpointState {
@@ -79,6 +80,11 @@ export class EndpointLimiter {
     this.#now = options.now ?? Date.now;
   }
 
+  /** The longest `acquire` waits for a slot (rate and queue together) before it says defer. */
+  get maxWaitMs(): number {
+    return this.#maxQueueWaitMs;
+  }
+
   /** Whether the endpoint has enough tasks waiting that fetching more for it only adds to the wait. */
   saturated(endpoint: string, limits: EndpointLimits): boolean {
     const state = this.#states.get(endpoint);
@@ -105,22 +111,32 @@ export class EndpointLimiter {
     return state.waiters.length <= state.limits.maxConcurrency && !this.#saturated(state, state.limits);
   }
 
-  /** Waits for a slot (when that is expected to be quick) or says how long to defer. */
-  async acquire(endpoint: string, limits: EndpointLimits): Promise<Acquired> {
+  /**
+   * Waits for a slot (when that is expected to be quick) or says how long to defer. All waiting —
+   * for a rate token and for a free slot — ends by `waitUntil` (default: `maxWaitMs` from now), so
+   * the caller's deadline for the whole attempt holds.
+   */
+  async acquire(endpoint: string, limits: EndpointLimits, waitUntil?: number): Promise<Acquired> {
     const state = this.#state(endpoint, limits);
+    const until = Math.min(waitUntil ?? Number.POSITIVE_INFINITY, this.#now() + this.#maxQueueWaitMs);
     if (limits.ratePerSecond !== undefined) {
-      const wait = this.#takeToken(state, limits.ratePerSecond);
-      if (wait > this.#maxRateWaitMs) return { ok: false, retryInMs: wait };
+      const maxWait = Math.min(this.#maxRateWaitMs, until - this.#now());
+      const wait = this.#takeToken(state, limits.ratePerSecond, maxWait);
+      if (wait > maxWait) return { ok: false, retryInMs: wait };
       if (wait > 0) await sleep(wait);
     }
     state.limits = limits;
     if (state.active >= limits.maxConcurrency) {
       const expectedWait = this.#expectedWait(state, limits);
-      if (expectedWait > this.#maxQueueWaitMs || state.waiters.length >= this.#maxQueue) {
+      if (
+        expectedWait > this.#maxQueueWaitMs ||
+        state.waiters.length >= this.#maxQueue ||
+        until <= this.#now()
+      ) {
         return { ok: false, retryInMs: expectedWait };
       }
       const granted = await new Promise<boolean>((resolve) => {
-        state.waiters.push({ resolve, since: this.#now() });
+        state.waiters.push({ resolve, until });
         this.#scheduleEviction(state);
       });
       if (!granted)
@@ -153,21 +169,23 @@ export class EndpointLimiter {
     return Math.ceil((state.waiters.length + 1) / limits.maxConcurrency) * this.#estimate(state);
   }
 
-  /** Sets the timer that evicts the oldest waiter once it has waited `maxQueueWaitMs`. */
+  /** Sets the timer that evicts waiters once they have waited as long as they may. */
   #scheduleEviction(state: EndpointState): void {
-    if (state.evictTimer !== undefined) return;
-    const oldest = state.waiters[0];
-    if (!oldest) return;
-    const wait = Math.max(1, oldest.since + this.#maxQueueWaitMs - this.#now());
-    state.evictTimer = setTimeout(() => {
-      state.evictTimer = undefined;
-      const cutoff = this.#now() - this.#maxQueueWaitMs;
-      let evicted = 0;
-      while (evicted < state.waiters.length && state.waiters[evicted]!.since <= cutoff) evicted++;
-      for (const waiter of state.waiters.splice(0, evicted)) waiter.resolve(false);
-      this.#checkDrained(state);
-      this.#scheduleEviction(state);
-    }, wait);
+    if (state.evictTimer !== undefined || state.waiters.length === 0) return;
+    let first = Number.POSITIVE_INFINITY;
+    for (const w of state.waiters) first = Math.min(first, w.until);
+    state.evictTimer = setTimeout(
+      () => {
+        state.evictTimer = undefined;
+        const now = this.#now();
+        const evicted = state.waiters.filter((w) => w.until <= now);
+        if (evicted.length > 0) state.waiters = state.waiters.filter((w) => w.until > now);
+        for (const waiter of evicted) waiter.resolve(false);
+        this.#checkDrained(state);
+        this.#scheduleEviction(state);
+      },
+      Math.max(1, first - this.#now()),
+    );
     state.evictTimer.unref();
   }
 
@@ -245,15 +263,18 @@ export class EndpointLimiter {
     return this.#states.size;
   }
 
-  /** Takes a token; returns 0 when one was free, else the ms until the reserved token is due. */
-  #takeToken(state: EndpointState, rate: number): number {
+  /**
+   * Takes a token; returns 0 when one was free, else the ms until the reserved token is due. A wait
+   * over `maxWait` reserves nothing: the caller defers instead.
+   */
+  #takeToken(state: EndpointState, rate: number, maxWait: number): number {
     const now = this.#now();
     state.tokens = Math.min(rate, state.tokens + ((now - state.refilledAt) / 1000) * rate);
     state.refilledAt = now;
     state.tokens -= 1;
     if (state.tokens >= 0) return 0;
     const wait = Math.ceil((-state.tokens / rate) * 1000);
-    if (wait > this.#maxRateWaitMs) state.tokens += 1; // not reserved: the caller defers instead
+    if (wait > maxWait) state.tokens += 1;
     return wait;
   }
 }

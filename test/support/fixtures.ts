@@ -7,6 +7,7 @@ import type {
   SchemaRecord,
   SubscriptionRecord,
 } from '../../src/common/model.ts';
+import type { IdempotencyLedger } from '../../src/common/ports/store.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
 let counter = 0;
@@ -128,4 +129,16 @@ export function deadLetterRecord(overrides: Partial<DeadLetterRecord> = {}): Dea
     createdAt: NOW,
     ...overrides,
   };
+}
+
+/** Marks a key done in the ledger the way the dispatcher does: a claim, then its completion. */
+export async function completeInLedger(
+  ledger: IdempotencyLedger,
+  key: string,
+  ttlMs: number,
+  now: number,
+): Promise<void> {
+  const claim = await ledger.claim(key, 60_000, now);
+  if (claim.status !== 'claimed') throw new Error(`cannot claim ${key}: ${claim.status}`);
+  if (!(await ledger.complete(key, claim.token, ttlMs, now))) throw new Error(`cannot complete ${key}`);
 }

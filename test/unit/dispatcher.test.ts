@@ -14,7 +14,7 @@ import { WebhookDispatcher } from '../../src/dispatcher/dispatcher.ts';
 import { EndpointLimiter } from '../../src/dispatcher/endpoint-limiter.ts';
 import { UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
-import { partnerRecord, subscriptionRecord } from '../support/fixtures.ts';
+import { completeInLedger, partnerRecord, subscriptionRecord } from '../support/fixtures.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
 import { recordingDeadLetterSink } from '../support/sinks.ts';
 
@@ -31,6 +31,8 @@ describe('WebhookDispatcher', () => {
   let client: UndiciDeliveryClient;
   let seenDuringRequest: Array<string | undefined>;
   let subscriptionId: string;
+  /** Runs while a request is on its way (what another worker does meanwhile). */
+  let duringRequest: ((deliveryId: string) => Promise<void>) | undefined;
 
   before(async () => {
     receiver = await startReceiver({
@@ -56,6 +58,7 @@ describe('WebhookDispatcher', () => {
     metrics = new MetricsRegistry();
     logLines = [];
     seenDuringRequest = [];
+    duringRequest = undefined;
     await store.partners.insert(partnerRecord({ id: 'acme', delivery: { maxConcurrency: 4 } }));
     const sub = subscriptionRecord({ partnerId: 'acme', url: `${receiver.url}/hooks`, filter: undefined });
     subscriptionId = sub.id;
@@ -84,6 +87,7 @@ describe('WebhookDispatcher', () => {
           // What the ledger says while the request is on its way.
           const id = request.headers['webhook-id'] ?? '';
           seenDuringRequest.push((await store.ledger.get(id))?.status);
+          await duringRequest?.(id);
           return client.send(request);
         },
         close: async () => {},
@@ -143,7 +147,7 @@ describe('WebhookDispatcher', () => {
   test('a delivery the ledger has COMPLETED is not sent again', async () => {
     const message = taskMessage();
     const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await store.ledger.complete(deliveryId, 60_000, Date.now());
+    await completeInLedger(store.ledger, deliveryId, 60_000, Date.now());
     await dispatcher().handleBatch([message]);
     assert.equal(receiver.received.length, 0);
     assert.equal(metrics.counter('webhook_deliveries_total', '', ['outcome']).get({ outcome: 'skipped' }), 1);
@@ -315,7 +319,7 @@ describe('WebhookDispatcher', () => {
   test('a task of a PAUSED subscription that was delivered already is skipped, not held', async () => {
     const message = taskMessage();
     const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await store.ledger.complete(deliveryId, 60_000, Date.now());
+    await completeInLedger(store.ledger, deliveryId, 60_000, Date.now());
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
     await dispatcher().handleBatch([message]);
@@ -326,5 +330,146 @@ describe('WebhookDispatcher', () => {
     await dispatcher(new EndpointLimiter(), 'PAUSED').handleBatch([taskMessage()]);
     assert.equal(receiver.received.length, 1);
     assert.deepEqual(await store.heldTasks.list(subscriptionId, 10), []);
+  });
+
+  test('fencing: a failed attempt whose claim lapsed and was taken over does not release the new claim', async () => {
+    answer = { status: 503 };
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    // While A's request is out, its claim lapses (this process stalled) and B takes the delivery over.
+    const later = Date.now() + 3_600_000;
+    duringRequest = async (id) => {
+      assert.equal((await store.ledger.claim(id, 60_000, later)).status, 'claimed');
+    };
+    await dispatcher().handleBatch([message]);
+    // A's release after its 503 changed nothing: C, arriving while B sends, finds the key busy.
+    assert.deepEqual(await store.ledger.claim(deliveryId, 60_000, later + 1), { status: 'busy' });
+    assert.equal(
+      metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'release' }),
+      1,
+      'the lost claim is counted',
+    );
+    assert.ok(
+      logLines.some((l) => l.msg === 'the ledger claim lapsed and was taken over during the attempt'),
+    );
+  });
+
+  test('fencing: a 2xx whose claim was taken over is still recorded, and its refused completion counted', async () => {
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    duringRequest = async (id) => {
+      await store.ledger.claim(id, 60_000, Date.now() + 3_600_000);
+    };
+    const outcome = await dispatcher().handleBatch([message]);
+    assert.deepEqual(outcome.failed, []);
+    assert.equal((await store.deliveries.get(deliveryId))?.status, 'SUCCESS');
+    assert.equal(metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'complete' }), 1);
+    assert.equal(
+      (await store.ledger.get(deliveryId))?.status,
+      'IN_PROGRESS',
+      "the other worker's claim stands",
+    );
+  });
+
+  test('an attempt number recorded meanwhile by another copy of the task: the attempt takes the next number', async () => {
+    answer = { status: 503 };
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    duringRequest = async (id) => {
+      const at = new Date().toISOString();
+      await store.deliveries.recordAttempt(
+        { deliveryId: id, attempt: 1, at, latencyMs: 1, statusCode: 500, outcome: 'retry' },
+        { status: 'PENDING', attempts: 1, updatedAt: at },
+        {
+          id,
+          eventId: 'e',
+          eventSource: '/t',
+          eventType: 'orders.created',
+          subscriptionId,
+          partnerId: 'acme',
+          status: 'PENDING',
+          attempts: 0,
+          correlationId: 'c',
+          createdAt: at,
+          updatedAt: at,
+        },
+      );
+    };
+    const outcome = await dispatcher().handleBatch([message]);
+    assert.deepEqual(outcome.failed, [], 'not a failure that would come back for ever');
+    assert.deepEqual(
+      (await store.deliveries.attempts(deliveryId)).map((a) => [a.attempt, a.statusCode]),
+      [
+        [1, 500],
+        [2, 503],
+      ],
+    );
+    assert.equal((await store.deliveries.get(deliveryId))?.attempts, 2);
+  });
+
+  test('one deadline for the whole attempt: a response that trickles in is cut off, well inside the claim', async () => {
+    const { createServer } = await import('node:http');
+    const trickle = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const timer = setInterval(() => res.write('.'), 50);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (trickle.address() as import('node:net').AddressInfo).port;
+      const sub = (await store.subscriptions.get(subscriptionId))!;
+      await store.subscriptions.update({ ...sub, url: `http://127.0.0.1:${port}/slow-body` });
+      const partner = (await store.partners.get('acme'))!;
+      // Each chunk arrives well within the body timeout: only the whole deadline can stop it.
+      await store.partners.update({
+        ...partner,
+        delivery: { timeouts: { connectMs: 300, headersMs: 300, bodyMs: 400 } },
+      });
+      const message = taskMessage();
+      const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+      let lease = 0;
+      duringRequest = async (id) => {
+        lease = (await store.ledger.get(id))!.expiresAt - Date.now();
+      };
+      await dispatcher(new EndpointLimiter({ maxQueueWaitMs: 100 })).handleBatch([message]);
+      const [attempt] = await store.deliveries.attempts(deliveryId);
+      assert.match(attempt!.error ?? '', /^timeout: the request did not complete within its deadline/);
+      // The deadline: 100 (queue) + 300 + 300 + 400 ms; the claim lasts 5 s longer.
+      assert.ok(lease > 1_100 + 4_000, `the claim lasts ${lease} ms`);
+      assert.ok(attempt!.latencyMs < lease, 'cut off before the claim could lapse');
+      assert.equal(JSON.parse(published[0]!.value).attempt, 1, 'retried as usual');
+    } finally {
+      trickle.closeAllConnections();
+      await new Promise((resolve) => trickle.close(resolve));
+    }
+  });
+
+  test('a task the consumer gives up on is FAILED and dead-lettered with its last error', async () => {
+    const message = taskMessage();
+    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    await store.deliveries.ensure({
+      id: deliveryId,
+      eventId: 'e',
+      eventSource: '/t',
+      eventType: 'orders.created',
+      subscriptionId,
+      partnerId: 'acme',
+      status: 'PENDING',
+      attempts: 0,
+      correlationId: 'c',
+      createdAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+    });
+    await dispatcher().giveUp(message, {
+      error: new Error('database is locked'),
+      failures: 5,
+      permanent: false,
+    });
+    const [dead] = (await store.deadLetters.list({ stage: 'dispatcher' })).items;
+    assert.equal(dead?.reason, 'redelivery_exhausted');
+    assert.equal(dead?.lastError, 'database is locked');
+    assert.equal(dead?.subscriptionId, subscriptionId);
+    assert.equal((await store.deliveries.get(deliveryId))?.status, 'FAILED');
+    assert.equal(published.filter((m) => m.topic === 'dlq.dispatcher').length, 1);
   });
 });

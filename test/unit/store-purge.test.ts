@@ -4,18 +4,27 @@ import { test } from 'node:test';
 import { Logger } from '../../src/common/log.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { startStorePurge } from '../../src/runtimes/workers.ts';
-import { deadLetterRecord, deliveryAttempt, deliveryRecord } from '../support/fixtures.ts';
+import { completeInLedger, deadLetterRecord, deliveryAttempt, deliveryRecord } from '../support/fixtures.ts';
 
 const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
 const waitMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `done` says so (the purge runs on its own timer); fails after 10 s. */
+async function until(what: string, done: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await done())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await waitMs(10);
+  }
+}
+
 test('expired ledger entries are purged by the schedule; live ones stay', async () => {
   const store = new SqliteStore(':memory:');
   const now = Date.now();
-  await store.ledger.complete('old', 1, now - 10_000);
-  await store.ledger.complete('fresh', 60_000, now);
+  await completeInLedger(store.ledger, 'old', 1, now - 10_000);
+  await completeInLedger(store.ledger, 'fresh', 60_000, now);
   const stop = startStorePurge(store, quiet, { historyRetentionDays: 0, intervalMs: 20 });
-  await waitMs(150);
+  await until('the purge', async () => (await store.ledger.get('old')) === undefined);
   stop();
   assert.equal(await store.ledger.get('old'), undefined);
   assert.equal((await store.ledger.get('fresh'))?.status, 'COMPLETED');
@@ -49,10 +58,8 @@ test('history older than the retention goes (more than one chunk of it); newer h
   await store.deadLetters.insert(newDead);
 
   const stop = startStorePurge(store, quiet, { historyRetentionDays: 30, intervalMs: 20, clock: () => now });
-  const deadline = Date.now() + 10_000;
-  while ((await store.deliveries.get(olds.at(-1)!.id)) !== undefined && Date.now() < deadline)
-    await waitMs(20);
-  await waitMs(100);
+  // Dead letters go last in a run: once the old one is gone, the run is over.
+  await until('a whole run', async () => (await store.deadLetters.list({})).items.length === 1);
   stop();
 
   assert.equal(await store.deliveries.get(olds[0]!.id), undefined);

@@ -9,13 +9,18 @@ export interface DeliveryRequest {
   headers: Record<string, string>;
   body: string;
   timeouts: { connectMs: number; headersMs: number; bodyMs: number };
+  /**
+   * The most the whole request may take — connecting, the headers and the whole body, however
+   * slowly it trickles in — after which it is cut off as a timeout.
+   */
+  deadlineMs?: number;
   /** How much of the response body to keep (the rest is discarded). */
   maxResponseBytes: number;
 }
 
 /** Why no HTTP response came back. */
 export type DeliveryErrorKind =
-  | 'timeout' // connect, headers or body timeout
+  | 'timeout' // connect, headers or body timeout, or the whole request's deadline
   | 'dns' // the host did not resolve
   | 'connect' // refused, reset, unreachable
   | 'tls' // handshake failed: protocol version, certificate, …

@@ -122,16 +122,26 @@ export interface DeliveryRepository {
 }
 
 /**
- * `idempotency_ledger`: conditional claims so one key's work is done once.
- * claim: succeeds when the key is absent or its IN_PROGRESS claim has lapsed; 'completed' when done
- * already; 'busy' when someone else holds a live claim.
+ * What a claim got: the key, with a token that proves this claim (to `complete` or `release` it);
+ * or the key is done already; or someone else holds a live claim.
+ */
+export type LedgerClaim = { status: 'claimed'; token: string } | { status: 'completed' } | { status: 'busy' };
+
+/**
+ * `idempotency_ledger`: conditional claims so one key's work is done once. A claim is fenced by its
+ * token: once it has lapsed and another claim took the key over, the first claimer can neither
+ * complete nor release it (it would otherwise delete a claim that is working right now).
  */
 export interface IdempotencyLedger {
-  claim(key: string, leaseMs: number, now: number): Promise<'claimed' | 'completed' | 'busy'>;
-  /** Marks the key done; it stays for `ttlMs` (then may be purged). */
-  complete(key: string, ttlMs: number, now: number): Promise<void>;
-  /** Drops an IN_PROGRESS claim so the key can be claimed again (after a failed attempt). */
-  release(key: string): Promise<void>;
+  /** Claims the key when it is absent or its claim has lapsed (at `now`); the new claim lasts `leaseMs`. */
+  claim(key: string, leaseMs: number, now: number): Promise<LedgerClaim>;
+  /**
+   * Marks the key done while `token`'s claim still holds it (lapsed or not, as long as no other
+   * claim took it over); it stays for `ttlMs` (then may be purged). False, changing nothing, otherwise.
+   */
+  complete(key: string, token: string, ttlMs: number, now: number): Promise<boolean>;
+  /** Drops `token`'s claim so the key can be claimed again at once (after a failed attempt); false, changing nothing, when the claim is not the holder. */
+  release(key: string, token: string): Promise<boolean>;
   get(key: string): Promise<LedgerEntry | undefined>;
   /** Removes entries expired before `now`; returns how many. */
   purge(now: number): Promise<number>;

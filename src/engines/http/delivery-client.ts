@@ -11,12 +11,15 @@
  *   Agent per distinct `connectMs` (normally one: the default, plus one per partner override).
  * - `bodyMs` is undici's body timeout: the longest pause between two chunks of the response.
  *   undici checks all three timeouts on a coarse clock: they fire up to ~1 s late.
+ * - `deadlineMs` bounds the whole request on a timer of its own: a response that trickles a byte
+ *   every second never trips the body timeout, but it cannot outlast the deadline (and with it the
+ *   dispatcher's ledger claim).
  * - A 3xx is a response like any other; `Location` is never followed.
  */
 import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { DeliveryClient, DeliveryRequest, DeliveryResult } from '../../common/ports/delivery-client.ts';
-import { describeDeliveryError } from './delivery-errors.ts';
+import { DEADLINE_CODE, describeDeliveryError } from './delivery-errors.ts';
 import { guardedLookup, refuseTarget } from './guarded-lookup.ts';
 
 /**
@@ -148,14 +151,43 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
   /** Set when the body outgrew the drain limit and the connection was cut on purpose. */
   #cut = false;
   #done = false;
+  #controller: Dispatcher.DispatchController | undefined;
+  #deadline: NodeJS.Timeout | undefined;
+  #expired: Error | undefined;
 
   constructor(request: DeliveryRequest, elapsed: () => number, resolve: (result: DeliveryResult) => void) {
     this.#request = request;
     this.#elapsed = elapsed;
     this.#resolve = resolve;
+    if (request.deadlineMs !== undefined) {
+      const ms = request.deadlineMs;
+      this.#deadline = setTimeout(() => this.#expire(ms), ms);
+    }
   }
 
-  onRequestStart(): void {}
+  /** The whole request's deadline passed: it is cut off (or, not started yet, never sent). */
+  #expire(ms: number): void {
+    this.#expired = Object.assign(
+      new Error(
+        `the request did not complete within its deadline of ${ms} ms (connect, headers and the whole body)`,
+      ),
+      { code: DEADLINE_CODE },
+    );
+    if (this.#controller) this.#controller.abort(this.#expired);
+    // Still connecting (or queued): it is aborted as soon as it starts; the attempt ends now.
+    else
+      this.#finish({
+        ok: false,
+        kind: 'timeout',
+        message: this.#expired.message,
+        latencyMs: this.#elapsed(),
+      });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#expired) controller.abort(this.#expired);
+  }
 
   onResponseStart(
     _controller: Dispatcher.DispatchController,
@@ -211,6 +243,7 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
   #finish(result: DeliveryResult): void {
     if (this.#done) return;
     this.#done = true;
+    clearTimeout(this.#deadline);
     this.#resolve(result);
   }
 }

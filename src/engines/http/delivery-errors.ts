@@ -68,6 +68,9 @@ const CERT_CODES: Record<string, string> = {
   HOSTNAME_MISMATCH: 'the certificate does not match the host name',
 };
 
+/** The code of the error a request is cut off with when its whole deadline passed. */
+export const DEADLINE_CODE = 'webhooks_deadline';
+
 /** Classifies an error thrown by a delivery attempt. */
 export function describeDeliveryError(err: unknown, timeouts: DeliveryRequest['timeouts']): DeliveryFailure {
   const e = primaryError(err);
@@ -84,6 +87,8 @@ export function describeDeliveryError(err: unknown, timeouts: DeliveryRequest['t
       return { kind: 'timeout', message: `no response headers within ${timeouts.headersMs} ms` };
     case 'UND_ERR_BODY_TIMEOUT':
       return { kind: 'timeout', message: `the response body stalled for more than ${timeouts.bodyMs} ms` };
+    case DEADLINE_CODE:
+      return { kind: 'timeout', message: String(e.message) };
     case 'ETIMEDOUT':
       return { kind: 'timeout', message: `the connection to ${target(e)}timed out (ETIMEDOUT)` };
   }

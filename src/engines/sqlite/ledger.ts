@@ -1,10 +1,12 @@
 /**
  * `idempotency_ledger` in SQLite. A claim is one conditional upsert: SQLite runs it under its single
- * write lock, so of any number of concurrent claimers (threads or processes) exactly one wins.
+ * write lock, so of any number of concurrent claimers (threads or processes) exactly one wins. Each
+ * claim writes a new random token; completing and releasing are conditional on it (fencing).
  */
+import { randomUUID } from 'node:crypto';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { LedgerEntry } from '../../common/model.ts';
-import type { IdempotencyLedger } from '../../common/ports/store.ts';
+import type { IdempotencyLedger, LedgerClaim } from '../../common/ports/store.ts';
 
 interface LedgerRow {
   key: string;
@@ -24,15 +26,18 @@ export class SqliteLedger implements Omit<IdempotencyLedger, 'purge'> {
   constructor(db: DatabaseSync) {
     // Inserts when absent; takes over only a lapsed IN_PROGRESS claim; otherwise changes nothing.
     this.#claim = db.prepare(
-      `INSERT INTO idempotency_ledger (key, status, expires_at, updated_at) VALUES (?1, 'IN_PROGRESS', ?2, ?3)
-       ON CONFLICT (key) DO UPDATE SET status = 'IN_PROGRESS', expires_at = ?2, updated_at = ?3
+      `INSERT INTO idempotency_ledger (key, status, expires_at, updated_at, token)
+       VALUES (?1, 'IN_PROGRESS', ?2, ?3, ?4)
+       ON CONFLICT (key) DO UPDATE SET status = 'IN_PROGRESS', expires_at = ?2, updated_at = ?3, token = ?4
        WHERE status = 'IN_PROGRESS' AND expires_at <= ?3`,
     );
     this.#complete = db.prepare(
-      `INSERT INTO idempotency_ledger (key, status, expires_at, updated_at) VALUES (?1, 'COMPLETED', ?2, ?3)
-       ON CONFLICT (key) DO UPDATE SET status = 'COMPLETED', expires_at = ?2, updated_at = ?3`,
+      `UPDATE idempotency_ledger SET status = 'COMPLETED', expires_at = ?2, updated_at = ?3, token = NULL
+       WHERE key = ?1 AND status = 'IN_PROGRESS' AND token = ?4`,
     );
-    this.#release = db.prepare(`DELETE FROM idempotency_ledger WHERE key = ? AND status = 'IN_PROGRESS'`);
+    this.#release = db.prepare(
+      `DELETE FROM idempotency_ledger WHERE key = ? AND status = 'IN_PROGRESS' AND token = ?`,
+    );
     this.#get = db.prepare(
       'SELECT key, status, expires_at, updated_at FROM idempotency_ledger WHERE key = ?',
     );
@@ -43,18 +48,19 @@ export class SqliteLedger implements Omit<IdempotencyLedger, 'purge'> {
     );
   }
 
-  async claim(key: string, leaseMs: number, now: number): Promise<'claimed' | 'completed' | 'busy'> {
-    if (this.#claim.run(key, now + leaseMs, now).changes > 0) return 'claimed';
+  async claim(key: string, leaseMs: number, now: number): Promise<LedgerClaim> {
+    const token = randomUUID();
+    if (this.#claim.run(key, now + leaseMs, now, token).changes > 0) return { status: 'claimed', token };
     // Not taken over: either done already, or someone else's claim is still live.
-    return this.#row(key)?.status === 'COMPLETED' ? 'completed' : 'busy';
+    return { status: this.#row(key)?.status === 'COMPLETED' ? 'completed' : 'busy' };
   }
 
-  async complete(key: string, ttlMs: number, now: number): Promise<void> {
-    this.#complete.run(key, now + ttlMs, now);
+  async complete(key: string, token: string, ttlMs: number, now: number): Promise<boolean> {
+    return this.#complete.run(key, now + ttlMs, now, token).changes > 0;
   }
 
-  async release(key: string): Promise<void> {
-    this.#release.run(key);
+  async release(key: string, token: string): Promise<boolean> {
+    return this.#release.run(key, token).changes > 0;
   }
 
   async get(key: string): Promise<LedgerEntry | undefined> {

@@ -79,4 +79,8 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE held_task (
      subscription_id TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL,
      PRIMARY KEY (subscription_id, id)) WITHOUT ROWID;`,
+  // v7: fenced ledger claims. Each claim writes a random token; complete and release must name it,
+  // so a worker whose claim lapsed cannot delete (or complete) the claim another worker holds now.
+  // Claims taken before the upgrade have no token: they lapse as before.
+  `ALTER TABLE idempotency_ledger ADD COLUMN token TEXT;`,
 ];

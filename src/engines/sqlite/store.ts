@@ -134,8 +134,8 @@ export class SqliteStore implements Store {
     };
     this.ledger = {
       claim: (key, leaseMs, now) => group.run(() => ledger.claim(key, leaseMs, now)),
-      complete: (key, ttlMs, now) => group.run(() => ledger.complete(key, ttlMs, now)),
-      release: (key) => group.run(() => ledger.release(key)),
+      complete: (key, token, ttlMs, now) => group.run(() => ledger.complete(key, token, ttlMs, now)),
+      release: (key, token) => group.run(() => ledger.release(key, token)),
       get: (key) => ledger.get(key),
       purge: async (now) => {
         // In chunks, each in its own group commit with a rest after it: a week's worth of
