@@ -55,6 +55,13 @@ export class SecretBox {
     return typeof value === 'string' && value.startsWith(SEALED_PREFIX);
   }
 
+  /** The keyId a sealed value names, without opening it; undefined when the value is not in sealed form. */
+  static keyIdOf(sealed: string): string | undefined {
+    const parts = typeof sealed === 'string' ? sealed.split(':') : [];
+    if (parts.length !== 6 || parts[0] !== 'enc' || parts[1] !== VERSION) return undefined;
+    return /^[0-9a-f]{8}$/.test(parts[2]!) ? parts[2] : undefined;
+  }
+
   /** Encrypts under a fresh random IV; `associatedData` binds the result to its row (e.g. its id). */
   seal(plaintext: string, associatedData?: string): string {
     const iv = randomBytes(IV_BYTES);

@@ -2,11 +2,27 @@
  * Secrets the standalone runtime keeps in its data dir when the environment does not provide them:
  * the at-rest encryption key (`secret.key`) and the admin token (`admin-token`), both mode 0600.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { generateAdminToken } from '../common/auth.ts';
 import { ConfigError } from '../common/errors.ts';
 import { SecretBox } from '../common/secret-box.ts';
+
+/** The key file in the data dir, and the one an interrupted `webhooks rotate-secret-key` leaves next to it. */
+export const SECRET_KEY_FILE = 'secret.key';
+export const PREVIOUS_SECRET_KEY_FILE = 'secret.key.previous';
 
 /** A value from the environment, or from a file in the data dir, or generated into that file. */
 export interface LocalSecret {
@@ -36,11 +52,71 @@ export function loadSecretBox(
 ): { box: SecretBox; secret: LocalSecret } {
   const secret = fromEnv
     ? { value: fromEnv, source: 'environment' as const }
-    : fileSecret(join(dataDir, 'secret.key'), SecretBox.generateKey);
+    : fileSecret(join(dataDir, SECRET_KEY_FILE), SecretBox.generateKey);
+  return {
+    box: parseKey(secret.value, secret.source === 'environment' ? 'WEBHOOKS_SECRET_KEY' : secret.path!),
+    secret,
+  };
+}
+
+/**
+ * The keys of WEBHOOKS_SECRET_KEY_PREVIOUS, plus `<dataDir>/secret.key.previous` when an
+ * interrupted `webhooks rotate-secret-key` left it (so the next start finishes the re-seal).
+ */
+export function loadPreviousSecretBoxes(dataDir: string, fromConfig: readonly string[]): SecretBox[] {
+  const boxes = fromConfig.map((value, i) =>
+    parseKey(
+      value,
+      fromConfig.length === 1 ? 'WEBHOOKS_SECRET_KEY_PREVIOUS' : `WEBHOOKS_SECRET_KEY_PREVIOUS[${i}]`,
+    ),
+  );
+  const path = join(dataDir, PREVIOUS_SECRET_KEY_FILE);
+  if (existsSync(path)) boxes.push(parseKey(readFileSync(path, 'utf8').trim(), path));
+  return boxes;
+}
+
+/**
+ * Replaces a key file owner-only and atomically (temp file, fsync, rename, fsync of the dir): after
+ * a crash the file holds the old key or the new one, never a part of one.
+ */
+export function writeKeyFile(path: string, value: string): void {
+  const temp = `${path}.tmp-${process.pid}`;
+  rmSync(temp, { force: true });
+  const fd = openSync(temp, 'wx', 0o600);
   try {
-    return { box: SecretBox.fromString(secret.value), secret };
+    writeSync(fd, `${value}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  syncDir(dirname(path));
+}
+
+/** Removes a key file, durably (the removal survives a crash right after). */
+export function removeKeyFile(path: string): void {
+  rmSync(path, { force: true });
+  syncDir(dirname(path));
+}
+
+function syncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Not every platform can fsync a directory; the rename itself is atomic all the same.
+  }
+}
+
+/** A box from a key; a ConfigError naming where the key came from, never echoing it, otherwise. */
+function parseKey(value: string, where: string): SecretBox {
+  try {
+    return SecretBox.fromString(value);
   } catch (err) {
-    const where = secret.source === 'environment' ? 'WEBHOOKS_SECRET_KEY' : secret.path!;
     throw new ConfigError(`${where} must hold a 32-byte key as base64 (44 chars) or hex (64 chars)`, {
       details: [{ field: where, message: 'not a 32-byte key' }],
       cause: err,

@@ -30,12 +30,19 @@ import { Operations } from '../operations/service.ts';
 import { CachedLookups } from '../processor/lookups.ts';
 import { schemaRoutes } from '../schemas/routes.ts';
 import { SchemaAdmin } from '../schemas/service.ts';
+import { prepareSecretKeys } from '../subscriptions/key-rotation.ts';
 import { PartnerAdmin, StorePartnerDirectory } from '../subscriptions/partners.ts';
 import { partnerRoutes, subscriptionRoutes } from '../subscriptions/routes.ts';
 import { SubscriptionAdmin } from '../subscriptions/service.ts';
 import { createEdge, type RawRequest } from './http/edge.ts';
 import { buildOpenApi } from './http/openapi.ts';
-import { ensureDataDir, type LocalSecret, loadAdminToken, loadSecretBox } from './local-secrets.ts';
+import {
+  ensureDataDir,
+  type LocalSecret,
+  loadAdminToken,
+  loadPreviousSecretBoxes,
+  loadSecretBox,
+} from './local-secrets.ts';
 import { systemRoutes } from './system-routes.ts';
 import { DispatcherThread, type SubscriptionChange } from './thread-host.ts';
 import { ensurePipelineTopics, startDispatcher, startProcessor, startStorePurge } from './workers.ts';
@@ -117,6 +124,19 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
   const roles = options.roles ?? ALL_ROLES;
   const store = openStore(config, !options.hostedThread);
+  // The key must open what the store has sealed (and previous keys' values are re-sealed under it):
+  // a wrong key would otherwise fail every delivery, for ever. The host did it for its thread.
+  if (!options.hostedThread) {
+    await prepareSecretKeys({
+      store,
+      box,
+      previous: loadPreviousSecretBoxes(config.dataDir, config.secretKeysPrevious),
+      logger,
+    }).catch(async (err: unknown) => {
+      await store.close();
+      throw err;
+    });
+  }
   const bus = openBus(config, options.hostedThread === true);
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({

@@ -6,8 +6,10 @@ import type { SealedDeliveryAuth, SigningSecretRecord, SubscriptionRecord } from
 import type { SecretBox } from '../common/secret-box.ts';
 import type { DeliveryAuthInput } from './input.ts';
 
-const signingAd = (subscriptionId: string) => `subscription:${subscriptionId}:signing`;
-const authAd = (subscriptionId: string) => `subscription:${subscriptionId}:auth`;
+/** The associated data binding a sealed signing secret to its subscription. */
+export const signingAd = (subscriptionId: string) => `subscription:${subscriptionId}:signing`;
+/** The associated data binding sealed delivery credentials to their subscription. */
+export const authAd = (subscriptionId: string) => `subscription:${subscriptionId}:auth`;
 
 /** A sealed signing-secret record. */
 export function sealSigningSecret(

@@ -12,6 +12,7 @@ import { startServer } from '../server/server.ts';
 import { demoCommand } from './demo.ts';
 import { publishCommand } from './publish.ts';
 import { receiveCommand } from './receive.ts';
+import { rotateSecretKey } from './rotate-key.ts';
 
 const HELP = `webhooks ${VERSION} — partner-webhook delivery platform
 
@@ -26,6 +27,9 @@ Usage:
       POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events
   webhooks demo [--keep] [--port N] [--data-dir DIR]
       the whole flow in one go: platform + HTTPS receiver, schema, partner, subscription, event, delivery
+  webhooks rotate-secret-key [--data-dir DIR] [--config FILE]
+      a new at-rest encryption key; with <data dir>/secret.key, re-seals the store under it and replaces
+      the file (stop the platform first); with WEBHOOKS_SECRET_KEY, prints the key and the steps to roll it out
   webhooks version
   webhooks help
 
@@ -124,6 +128,8 @@ export async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'start':
       return start(values);
+    case 'rotate-secret-key':
+      return rotateSecretKey(configure(values));
     case 'version':
       process.stdout.write(`${VERSION}\n`);
       return;
