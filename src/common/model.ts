@@ -120,7 +120,10 @@ export interface SubscriptionRecord {
 /** Delivery status of one event to one subscription (`event_delivery_status`). */
 export type DeliveryStatus = 'PENDING' | 'SUCCESS' | 'FAILED';
 
-/** One event × subscription: the unit of delivery. `id` is the stable `webhook-id`. */
+/**
+ * One event × subscription: the unit of delivery. Its `webhook-id` is `webhookIdFor(eventSource,
+ * eventId, subscriptionId)`; `id` keys the record (ordered by where the event was read).
+ */
 export interface DeliveryRecord {
   id: string;
   eventId: string;

@@ -5,7 +5,7 @@
  */
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
-import { type DeliveryTask, parseDeliveryTask } from '../common/delivery-task.ts';
+import { type DeliveryTask, parseDeliveryTask, webhookIdOf } from '../common/delivery-task.ts';
 import { describeError, isPermanentError, isWebhooksError } from '../common/errors.ts';
 import { recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
@@ -268,10 +268,13 @@ export class WebhookDispatcher {
     }
   }
 
-  /** A delivery found done (the ledger says so, or its record): its record says SUCCESS too. */
+  /**
+   * A delivery found done (the ledger says so, or its record): its record says SUCCESS too. Without
+   * a record of its own, the webhook-id was delivered under another record (the event routed again:
+   * a processor redrive, or ingested again): nothing to write.
+   */
   async #markSucceeded(task: DeliveryTask, delivery: DeliveryRecord | undefined, now: Date): Promise<void> {
-    if (delivery?.status === 'SUCCESS') return;
-    if (!delivery) await this.#deps.deliveries.ensure(newDelivery(task, now));
+    if (!delivery || delivery.status === 'SUCCESS') return;
     await this.#deps.deliveries.patch(task.deliveryId, { status: 'SUCCESS', updatedAt: now.toISOString() });
   }
 
@@ -283,7 +286,7 @@ export class WebhookDispatcher {
   async #hold(message: ConsumedMessage, task: DeliveryTask, now: Date): Promise<TaskOutcome> {
     const [delivery, done] = await Promise.all([
       this.#deps.deliveries.get(task.deliveryId),
-      this.#deps.ledger?.get(task.deliveryId),
+      this.#deps.ledger?.get(webhookIdOf(task)),
     ]);
     if (delivery?.status === 'SUCCESS' || done?.status === 'COMPLETED') return 'skipped';
     await this.#deps.heldTasks.hold({
@@ -464,20 +467,20 @@ export class WebhookDispatcher {
   /** Claims the delivery in the ledger for `leaseMs` (claimed, without a token, when there is no ledger). */
   async #claim(task: DeliveryTask, leaseMs: number, now: Date): Promise<Claim> {
     if (!this.#deps.ledger) return { status: 'claimed', token: undefined };
-    return this.#deps.ledger.claim(task.deliveryId, leaseMs, now.getTime());
+    return this.#deps.ledger.claim(webhookIdOf(task), leaseMs, now.getTime());
   }
 
   /** Hands the claim back (the attempt failed, or never started), so the next try may claim at once. */
   async #release(task: DeliveryTask, token: string | undefined): Promise<void> {
     if (token === undefined || !this.#deps.ledger) return;
-    if (!(await this.#deps.ledger.release(task.deliveryId, token))) this.#fenced(task, 'release');
+    if (!(await this.#deps.ledger.release(webhookIdOf(task), token))) this.#fenced(task, 'release');
   }
 
   /** Marks the delivery done in the ledger. */
   async #complete(task: DeliveryTask, token: string | undefined, now: Date): Promise<void> {
     if (token === undefined || !this.#deps.ledger) return;
     const done = await this.#deps.ledger.complete(
-      task.deliveryId,
+      webhookIdOf(task),
       token,
       this.#deps.ledgerTtlMs,
       now.getTime(),
@@ -552,7 +555,12 @@ export class WebhookDispatcher {
       attempts,
       error,
       ...(task
-        ? { deliveryId: task.deliveryId, subscriptionId: task.subscriptionId, eventId: task.event.id }
+        ? {
+            deliveryId: task.deliveryId,
+            webhookId: webhookIdOf(task),
+            subscriptionId: task.subscriptionId,
+            eventId: task.event.id,
+          }
         : {}),
     });
     // Redrive starts over: the stored task has no attempts and no first-attempt time.

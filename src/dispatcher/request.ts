@@ -1,5 +1,5 @@
 /** Building the HTTP request of one delivery attempt: body, Standard Webhooks headers, auth, trace context. */
-import type { DeliveryTask } from '../common/delivery-task.ts';
+import { type DeliveryTask, webhookIdOf } from '../common/delivery-task.ts';
 import type { DeliveryAuth } from '../common/model.ts';
 import { signWebhook } from '../common/signing.ts';
 
@@ -12,18 +12,19 @@ export function buildDeliveryRequest(input: {
   userAgent: string;
 }): { headers: Record<string, string>; body: string } {
   const { task } = input;
+  const id = webhookIdOf(task);
   const body = JSON.stringify(task.payload);
   const timestamp = Math.floor(input.now / 1000);
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'user-agent': input.userAgent,
-    'webhook-id': task.deliveryId,
+    'webhook-id': id,
     'webhook-timestamp': String(timestamp),
     'x-correlation-id': task.event.correlationId,
   };
   if (input.secrets.length > 0) {
     headers['webhook-signature'] = signWebhook({
-      id: task.deliveryId,
+      id,
       timestamp,
       body,
       secrets: input.secrets,

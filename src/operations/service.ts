@@ -3,6 +3,7 @@
  * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
  */
 import { HEADERS } from '../common/bus-headers.ts';
+import { webhookIdFor } from '../common/delivery-task.ts';
 import { isWebhooksError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import type {
@@ -17,6 +18,7 @@ import type {
   DeadLetterRepository,
   DeliveryRepository,
   HeldTaskRepository,
+  IdempotencyLedger,
   Page,
   PageRequest,
 } from '../common/ports/store.ts';
@@ -26,6 +28,8 @@ export interface OperationsDeps {
   deadLetters: DeadLetterRepository;
   publish: (messages: BusMessage[]) => Promise<void>;
   heldTasks: HeldTaskRepository;
+  /** Where redrives claim each dead letter before re-publishing it (the store's idempotency ledger). */
+  ledger: IdempotencyLedger;
   /** A subscription's status now (undefined: deleted), to release tasks held while it was PAUSED. */
   subscriptionStatus: (id: string) => Promise<SubscriptionStatus | undefined>;
   clock: () => Date;
@@ -34,6 +38,8 @@ export interface OperationsDeps {
 const DELIVERY_STATUSES = ['PENDING', 'SUCCESS', 'FAILED'] as const;
 const STAGES = ['processor', 'dispatcher'] as const;
 const REDRIVE_BATCH = 500;
+/** How long a redrive's claim on a dead letter lasts (while it re-publishes; then it is completed). */
+const REDRIVE_LEASE_MS = 60_000;
 
 /** Read the delivery record, inspect and redrive dead letters. */
 export class Operations {
@@ -49,7 +55,7 @@ export class Operations {
   async deliveries(
     query: Record<string, string>,
     page: PageRequest,
-  ): Promise<Page<DeliveryRecord & { attemptLog: DeliveryAttempt[] }>> {
+  ): Promise<Page<DeliveryRecord & { webhookId: string; attemptLog: DeliveryAttempt[] }>> {
     const input = new InputReader(query, ['eventId', 'subscriptionId', 'partnerId', 'status']);
     const status = input.oneOf('status', DELIVERY_STATUSES);
     input.done('the query is invalid');
@@ -58,7 +64,11 @@ export class Operations {
       page,
     );
     const items = await Promise.all(
-      found.items.map(async (d) => ({ ...d, attemptLog: await this.#deps.deliveries.attempts(d.id) })),
+      found.items.map(async (d) => ({
+        ...d,
+        webhookId: webhookIdFor(d.eventSource, d.eventId, d.subscriptionId),
+        attemptLog: await this.#deps.deliveries.attempts(d.id),
+      })),
     );
     return found.next ? { items, next: found.next } : { items };
   }
@@ -164,46 +174,75 @@ export class Operations {
 
   async #redrive(filter: DeadLetterFilter): Promise<{ redriven: number; ids: string[] }> {
     const ids: string[] = [];
-    // Each round takes the first page of what is still pending: redriven entries drop out of it.
-    for (;;) {
-      const { items } = await this.#deps.deadLetters.list(filter, { limit: REDRIVE_BATCH });
-      if (items.length === 0) break;
-      const now = this.#deps.clock().toISOString();
-      // Deliveries back to PENDING before their tasks are re-enqueued: a dispatcher may deliver a
-      // task within milliseconds, and a later PENDING would overwrite its SUCCESS.
-      // All of a page at once: the reads share one read transaction, the writes one commit.
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.deadLetters.list(filter, {
+        limit: REDRIVE_BATCH,
+        ...(cursor ? { cursor } : {}),
+      });
+      cursor = page.next;
+      const now = this.#deps.clock();
+      // Each dead letter is claimed before it is re-published: of two redrives at once, one sends it.
+      const claims = await Promise.all(
+        page.items.map((d) => this.#deps.ledger.claim(`redrive:${d.id}`, REDRIVE_LEASE_MS, now.getTime())),
+      );
+      const mine = page.items.flatMap((d, i) => {
+        const claim = claims[i]!;
+        return claim.status === 'claimed' ? [{ d, token: claim.token }] : [];
+      });
+      if (mine.length === 0) continue;
+      try {
+        await this.#republish(
+          mine.map((m) => m.d),
+          now.toISOString(),
+        );
+      } catch (err) {
+        await Promise.all(mine.map((m) => this.#deps.ledger.release(`redrive:${m.d.id}`, m.token)));
+        throw err;
+      }
       await Promise.all(
-        items.map(async (d) => {
-          const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
-          if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
-            // Gone meanwhile (history retention): the redriven task records it anew.
-            await this.#deps.deliveries
-              .patch(deliveryId, { status: 'PENDING', updatedAt: now })
-              .catch((err: unknown) => {
-                if (!(isWebhooksError(err) && err.code === 'not_found')) throw err;
-              });
-          }
-        }),
+        mine.map((m) =>
+          this.#deps.ledger.complete(`redrive:${m.d.id}`, m.token, REDRIVE_LEASE_MS, now.getTime()),
+        ),
       );
-      await this.#deps.publish(
-        items.map((d) => ({
-          topic: d.topic,
-          ...(d.key !== undefined ? { key: d.key } : {}),
-          value: d.value,
-          headers: {
-            [HEADERS.redrive]: d.id,
-            [HEADERS.originTopic]: d.topic,
-            ...(d.stage === 'processor' && d.subscriptionId
-              ? { [HEADERS.onlySubscription]: d.subscriptionId }
-              : {}),
-          },
-        })),
-      );
-      await Promise.all(items.map((d) => this.#deps.deadLetters.markRedriven(d.id, now)));
-      ids.push(...items.map((d) => d.id));
-      if (items.length < REDRIVE_BATCH) break;
-    }
+      ids.push(...mine.map((m) => m.d.id));
+    } while (cursor);
     return { redriven: ids.length, ids };
+  }
+
+  /** Sets the dead letters' deliveries back to PENDING, re-publishes them, and marks them redriven. */
+  async #republish(items: DeadLetterRecord[], now: string): Promise<void> {
+    // Deliveries back to PENDING before their tasks are re-enqueued: a dispatcher may deliver a
+    // task within milliseconds, and a later PENDING would overwrite its SUCCESS.
+    // All of a page at once: the reads share one read transaction, the writes one commit.
+    await Promise.all(
+      items.map(async (d) => {
+        const deliveryId = d.stage === 'dispatcher' ? deliveryIdOf(d.value) : undefined;
+        if (deliveryId && (await this.#deps.deliveries.get(deliveryId))) {
+          // Gone meanwhile (history retention): the redriven task records it anew.
+          await this.#deps.deliveries
+            .patch(deliveryId, { status: 'PENDING', updatedAt: now })
+            .catch((err: unknown) => {
+              if (!(isWebhooksError(err) && err.code === 'not_found')) throw err;
+            });
+        }
+      }),
+    );
+    await this.#deps.publish(
+      items.map((d) => ({
+        topic: d.topic,
+        ...(d.key !== undefined ? { key: d.key } : {}),
+        value: d.value,
+        headers: {
+          [HEADERS.redrive]: d.id,
+          [HEADERS.originTopic]: d.topic,
+          ...(d.stage === 'processor' && d.subscriptionId
+            ? { [HEADERS.onlySubscription]: d.subscriptionId }
+            : {}),
+        },
+      })),
+    );
+    await Promise.all(items.map((d) => this.#deps.deadLetters.markRedriven(d.id, now)));
   }
 }
 

@@ -213,6 +213,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     deadLetters: store.deadLetters,
     publish,
     heldTasks: store.heldTasks,
+    ledger: store.ledger,
     subscriptionStatus: async (id) => (await store.subscriptions.get(id))?.status,
     clock,
   });

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { webhookIdFor } from '../../src/common/delivery-task.ts';
 import {
   orderEvent,
   publish,
@@ -139,6 +141,54 @@ describe('pipeline end to end (embedded engine)', () => {
     assert.equal(r.received.length, 1);
     const deliveries = await server.request('GET', `/admin/deliveries?subscriptionId=${subscriptionId}`);
     assert.equal(deliveries.body.items.length, 1);
+  });
+
+  /** Delivery tasks the dispatcher skipped (delivered already), from /metrics. */
+  async function skippedCount(): Promise<number> {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('webhook_deliveries_total{outcome="skipped"}'));
+    return line ? Number(line.split(' ').at(-1)) : 0;
+  }
+
+  test('one webhook-id per event × subscription: ingested again after the dedupe window, or redriven at the processor, it is not sent again', async () => {
+    const r = await receiver();
+    const { subscriptionId } = await subscribe(server, r);
+    const event = orderEvent();
+    await publish(server, event);
+    const [first] = await r.waitFor(1);
+    const { store } = server.running.platform;
+    const skippedBefore = await skippedCount();
+    // The dedupe window passes: the event's route (and record) are purged by the history retention.
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    while ((await store.deliveries.purgeBefore(later, 1000)).routes > 0);
+    await publish(server, event);
+    // …and a processor dead letter of the same event is redriven (it routes the event once more).
+    await store.deadLetters.insert({
+      id: `dlq-${event.id}`,
+      stage: 'processor',
+      reason: 'schema_unknown',
+      lastError: 'no schema (then)',
+      attempts: 1,
+      eventId: event.id,
+      eventType: event.type,
+      topic: 'ingress.orders.created.v1',
+      value: JSON.stringify({ ...event, schemaversion: 1 }),
+      createdAt: new Date().toISOString(),
+    });
+    const redrive = await server.request('POST', '/admin/dlq/redrive', {
+      stage: 'processor',
+      eventId: event.id,
+    });
+    assert.equal(redrive.body.redriven, 1);
+    // Both copies reach the dispatcher, which recognises the webhook-id in the ledger and skips them.
+    for (let i = 0; i < 400 && (await skippedCount()) < skippedBefore + 2; i++) await sleep(25);
+    assert.ok((await skippedCount()) >= skippedBefore + 2, 'both copies were skipped');
+    assert.deepEqual(
+      r.received.map((d) => d.json.orderId),
+      [event.data.orderId],
+      'the event was sent once',
+    );
+    assert.equal(first!.headers['webhook-id'], webhookIdFor(event.source, event.id, subscriptionId));
   });
 
   test('a filter that does not match delivers nothing; one that matches delivers', async () => {
@@ -453,7 +503,12 @@ describe('pipeline end to end (embedded engine)', () => {
     const r = await receiver({ answer: () => ({ status: fail ? 400 : 200 }) });
     const { subscriptionId } = await subscribe(server, r);
     await publish(server, orderEvent());
-    await waitForDeliveries(server, `subscriptionId=${subscriptionId}`, (d) => d[0]?.status === 'FAILED');
+    // The delivery is FAILED first, then dead-lettered: wait for the dead letter.
+    for (let i = 0; i < 400; i++) {
+      const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
+      if (dlq.body.items.length > 0) break;
+      await sleep(25);
+    }
     fail = false;
     const redrive = await server.request('POST', '/admin/dlq/redrive', { subscriptionId });
     assert.equal(redrive.body.redriven, 1);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deliveryIdFor } from '../../src/common/delivery-task.ts';
+import { deliveryIdFor, webhookIdFor } from '../../src/common/delivery-task.ts';
 
 const AT = Date.parse('2026-01-01T00:00:00.000Z');
 
 describe('deliveryIdFor', () => {
-  it('is msg_ + 32 hex digits: ingest second, partition, offset, then the hash', () => {
+  it('is dlv_ + 32 hex digits: ingest second, partition, offset, then the hash', () => {
     const id = deliveryIdFor(
       { ingestedAt: AT + 999, partition: 3, offset: 0x1d6f },
       '/test',
@@ -13,7 +13,7 @@ describe('deliveryIdFor', () => {
       'sub-1',
     );
 
-    assert.match(id, /^msg_[0-9a-f]{32}$/);
+    assert.match(id, /^dlv_[0-9a-f]{32}$/);
     assert.equal(id.slice(4, 12), (AT / 1000).toString(16));
     assert.equal(id.slice(12, 15), '003');
     assert.equal(id.slice(15, 26), '00000001d6f');
@@ -42,5 +42,24 @@ describe('deliveryIdFor', () => {
     assert.notEqual(deliveryIdFor(at, '/other', 'evt-1', 'sub-1'), id);
     assert.notEqual(deliveryIdFor({ ...at, offset: 8 }, '/test', 'evt-1', 'sub-1'), id);
     assert.notEqual(deliveryIdFor({ ...at, partition: 1 }, '/test', 'evt-1', 'sub-1'), id);
+  });
+});
+
+describe('webhookIdFor', () => {
+  it('is msg_ + 32 hex digits', () => {
+    assert.match(webhookIdFor('/test', 'evt-1', 'sub-1'), /^msg_[0-9a-f]{32}$/);
+  });
+
+  it('depends on the event source and id and the subscription only, and on each of them', () => {
+    const id = webhookIdFor('/test', 'evt-1', 'sub-1');
+    assert.equal(webhookIdFor('/test', 'evt-1', 'sub-1'), id);
+    assert.notEqual(webhookIdFor('/test', 'evt-1', 'sub-2'), id);
+    assert.notEqual(webhookIdFor('/test', 'evt-2', 'sub-1'), id);
+    assert.notEqual(webhookIdFor('/other', 'evt-1', 'sub-1'), id);
+  });
+
+  it('cannot be made to collide by moving text between the fields', () => {
+    assert.notEqual(webhookIdFor('/a', 'b\nc', 's'), webhookIdFor('/a\nb', 'c', 's'));
+    assert.notEqual(webhookIdFor('/a', 'bc', 's'), webhookIdFor('/ab', 'c', 's'));
   });
 });

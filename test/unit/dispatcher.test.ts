@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { HEADERS } from '../../src/common/bus-headers.ts';
-import type { DeliveryTask } from '../../src/common/delivery-task.ts';
+import { type DeliveryTask, webhookIdOf } from '../../src/common/delivery-task.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BatchControl, BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
@@ -32,7 +32,7 @@ describe('WebhookDispatcher', () => {
   let seenDuringRequest: Array<string | undefined>;
   let subscriptionId: string;
   /** Runs while a request is on its way (what another worker does meanwhile). */
-  let duringRequest: ((deliveryId: string) => Promise<void>) | undefined;
+  let duringRequest: ((webhookId: string) => Promise<void>) | undefined;
 
   before(async () => {
     receiver = await startReceiver({
@@ -112,7 +112,7 @@ describe('WebhookDispatcher', () => {
     offset += 1;
     const task: DeliveryTask = {
       v: 1,
-      deliveryId: `msg_${String(offset).padStart(32, '0')}`,
+      deliveryId: `dlv_${String(offset).padStart(32, '0')}`,
       subscriptionId,
       partnerId: 'acme',
       event: { id: `e-${offset}`, source: '/t', type: 'orders.created', correlationId: `corr-${offset}` },
@@ -133,21 +133,22 @@ describe('WebhookDispatcher', () => {
 
   test('claims the delivery in the ledger before the POST and completes it after a 2xx', async () => {
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    const task = JSON.parse(message.value) as DeliveryTask;
+    const { deliveryId } = task;
     const outcome = await dispatcher().handleBatch([message]);
     assert.deepEqual(outcome.failed, []);
     assert.equal(receiver.received.length, 1);
     assert.equal(receiver.received[0]!.verified, true);
+    assert.equal(receiver.received[0]!.headers['webhook-id'], webhookIdOf(task));
     assert.deepEqual(seenDuringRequest, ['IN_PROGRESS']);
-    assert.equal((await store.ledger.get(deliveryId))?.status, 'COMPLETED');
+    assert.equal((await store.ledger.get(webhookIdOf(task)))?.status, 'COMPLETED', 'keyed by webhook-id');
     const delivery = await store.deliveries.get(deliveryId);
     assert.equal(delivery?.status, 'SUCCESS');
   });
 
   test('a delivery the ledger has COMPLETED is not sent again', async () => {
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await completeInLedger(store.ledger, deliveryId, 60_000, Date.now());
+    await completeInLedger(store.ledger, webhookIdOf(JSON.parse(message.value)), 60_000, Date.now());
     await dispatcher().handleBatch([message]);
     assert.equal(receiver.received.length, 0);
     assert.equal(metrics.counter('webhook_deliveries_total', '', ['outcome']).get({ outcome: 'skipped' }), 1);
@@ -156,7 +157,7 @@ describe('WebhookDispatcher', () => {
   test('a delivery another worker holds a live claim on is parked on the 5 s tier, not sent', async () => {
     const message = taskMessage();
     const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await store.ledger.claim(deliveryId, 60_000, Date.now());
+    await store.ledger.claim(webhookIdOf(JSON.parse(message.value)), 60_000, Date.now());
     await dispatcher().handleBatch([message]);
     assert.equal(receiver.received.length, 0);
     assert.equal(published.length, 1);
@@ -318,8 +319,7 @@ describe('WebhookDispatcher', () => {
 
   test('a task of a PAUSED subscription that was delivered already is skipped, not held', async () => {
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await completeInLedger(store.ledger, deliveryId, 60_000, Date.now());
+    await completeInLedger(store.ledger, webhookIdOf(JSON.parse(message.value)), 60_000, Date.now());
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
     await dispatcher().handleBatch([message]);
@@ -343,7 +343,9 @@ describe('WebhookDispatcher', () => {
     };
     await dispatcher().handleBatch([message]);
     // A's release after its 503 changed nothing: C, arriving while B sends, finds the key busy.
-    assert.deepEqual(await store.ledger.claim(deliveryId, 60_000, later + 1), { status: 'busy' });
+    assert.deepEqual(await store.ledger.claim(webhookIdOf(JSON.parse(message.value)), 60_000, later + 1), {
+      status: 'busy',
+    });
     assert.equal(
       metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'release' }),
       1,
@@ -365,7 +367,7 @@ describe('WebhookDispatcher', () => {
     assert.equal((await store.deliveries.get(deliveryId))?.status, 'SUCCESS');
     assert.equal(metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'complete' }), 1);
     assert.equal(
-      (await store.ledger.get(deliveryId))?.status,
+      (await store.ledger.get(webhookIdOf(JSON.parse(message.value))))?.status,
       'IN_PROGRESS',
       "the other worker's claim stands",
     );
@@ -375,13 +377,13 @@ describe('WebhookDispatcher', () => {
     answer = { status: 503 };
     const message = taskMessage();
     const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    duringRequest = async (id) => {
+    duringRequest = async () => {
       const at = new Date().toISOString();
       await store.deliveries.recordAttempt(
-        { deliveryId: id, attempt: 1, at, latencyMs: 1, statusCode: 500, outcome: 'retry' },
+        { deliveryId, attempt: 1, at, latencyMs: 1, statusCode: 500, outcome: 'retry' },
         { status: 'PENDING', attempts: 1, updatedAt: at },
         {
-          id,
+          id: deliveryId,
           eventId: 'e',
           eventSource: '/t',
           eventType: 'orders.created',

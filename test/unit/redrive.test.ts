@@ -28,6 +28,7 @@ test('the delivery is PENDING before its task is re-enqueued, so a fast dispatch
         await store.deliveries.patch(delivery.id, { status: 'SUCCESS', updatedAt: new Date().toISOString() });
       },
       heldTasks: store.heldTasks,
+      ledger: store.ledger,
       subscriptionStatus: async () => 'ACTIVE',
       clock: () => new Date(),
     });
@@ -69,6 +70,7 @@ test('held tasks go back as they were read, for subscriptions no longer PAUSED o
       deliveries: store.deliveries,
       deadLetters: store.deadLetters,
       heldTasks: store.heldTasks,
+      ledger: store.ledger,
       publish: async (m) => {
         published.push(...m);
       },
@@ -90,6 +92,43 @@ test('held tasks go back as they were read, for subscriptions no longer PAUSED o
     statuses['sub-paused'] = 'ACTIVE';
     assert.equal(await operations.releaseHeld('sub-paused'), 1);
     assert.deepEqual(await store.heldTasks.subscriptions(), []);
+  } finally {
+    await store.close();
+  }
+});
+
+test('two redrives at once re-publish each dead letter once', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    const entries = Array.from({ length: 30 }, (_, i) =>
+      deadLetterRecord({ subscriptionId: 'sub-1', value: JSON.stringify({ deliveryId: `dlv_${i}` }) }),
+    );
+    for (const entry of entries) await store.deadLetters.insert(entry);
+    const published: BusMessage[] = [];
+    const operations = () =>
+      new Operations({
+        deliveries: store.deliveries,
+        deadLetters: store.deadLetters,
+        publish: async (messages: BusMessage[]) => {
+          // Slow enough that both redrives list the entries before either marks them.
+          await new Promise((resolve) => setImmediate(resolve));
+          published.push(...messages);
+        },
+        heldTasks: store.heldTasks,
+        ledger: store.ledger,
+        subscriptionStatus: async () => 'ACTIVE',
+        clock: () => new Date(),
+      });
+
+    const [a, b] = await Promise.all([
+      operations().redrive({ subscriptionId: 'sub-1' }),
+      operations().redrive({ subscriptionId: 'sub-1' }),
+    ]);
+
+    assert.equal(a.redriven + b.redriven, 30);
+    assert.equal(published.length, 30);
+    assert.equal(new Set(published.map((m) => m.headers?.['x-webhooks-redrive'])).size, 30);
+    assert.deepEqual((await store.deadLetters.list({ pending: true })).items, []);
   } finally {
     await store.close();
   }
