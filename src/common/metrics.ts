@@ -5,6 +5,10 @@
  * Label-taking methods accept the labels first; for metrics without labels the labels may be
  * omitted: `c.inc()`, `c.inc(3)`, `g.set(5)`, `h.observe(0.2)`, `c.inc({ topic: 'x' }, 2)`.
  * Labels must name exactly the metric's label names.
+ *
+ * Every family is bounded (10,000 series; more label sets fold into an `_other` series), and a
+ * family labelled by values that come and go (partners) can drop series idle for a while.
+ * `carryTable`/`applyCarry` continue a restarted worker thread's counters from the dead one's.
  */
 
 import { ConflictError, ValidationError } from './errors.ts';
@@ -23,6 +27,47 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
+/** Default bound on the number of series of one family. */
+export const DEFAULT_MAX_SERIES = 10_000;
+/** Label value (every label) of the series taking the updates of label sets beyond a family's bound. */
+export const OVERFLOW_LABEL_VALUE = '_other';
+/** How often, at most, a family with idle expiry looks for idle series (ms). */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** How a family keeps its series. */
+export interface SeriesOptions {
+  /**
+   * Drops (and frees) a series not updated for this long (ms): for labels whose values come and go,
+   * such as partners. Checked lazily, at most once a minute, on an update or a render — no timer.
+   * Unset: series are kept for ever. Labelled families only.
+   */
+  expireIdleMs?: number;
+  /**
+   * At most this many series (default 10,000). Updates of further label sets are folded into one
+   * series whose labels are all `_other`, so sums over the family stay right (a dropped update would
+   * make them wrong); `metrics_series_overflow_total{metric}` counts the folded updates.
+   */
+  maxSeries?: number;
+}
+
+/** A histogram's buckets (seconds by default) and how it keeps its series. */
+export interface HistogramOptions extends SeriesOptions {
+  buckets?: readonly number[];
+}
+
+/** What a family gets from its registry besides its options: the clock, and where folds are counted. */
+interface SeriesPolicy extends SeriesOptions {
+  now?: () => number;
+  onFold?: (metric: string) => void;
+}
+
+interface Series<S> {
+  labels: string[];
+  state: S;
+  /** Time of the last update (kept only with idle expiry). */
+  touchedAt: number;
+}
+
 /** Cumulative view of one histogram series; the last bucket is `le: Infinity`. */
 export interface HistogramSnapshot {
   count: number;
@@ -34,12 +79,22 @@ abstract class Metric<S> {
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly string[];
-  protected readonly series = new Map<string, { labels: string[]; state: S }>();
+  readonly expireIdleMs: number | undefined;
+  readonly maxSeries: number;
+  protected readonly series = new Map<string, Series<S>>();
+  readonly #now: () => number;
+  readonly #onFold: (metric: string) => void;
+  #sweptAt = 0;
 
-  constructor(name: string, help: string, labelNames: readonly string[]) {
+  constructor(name: string, help: string, labelNames: readonly string[], policy: SeriesPolicy = {}) {
     this.name = name;
     this.help = help;
     this.labelNames = [...labelNames];
+    this.expireIdleMs = policy.expireIdleMs;
+    this.maxSeries = policy.maxSeries ?? DEFAULT_MAX_SERIES;
+    this.#now = policy.now ?? Date.now;
+    this.#onFold = policy.onFold ?? (() => {});
+    if (this.expireIdleMs !== undefined) this.#sweptAt = this.#now();
   }
 
   abstract readonly type: MetricType;
@@ -51,16 +106,45 @@ abstract class Metric<S> {
     // Hot path (several updates per delivery): the key from the label values alone; the full check
     // of the label names runs when the series is new, or when the labels given are not exactly ours.
     const key = this.#fastKey(labels);
-    const known = key === undefined ? undefined : this.series.get(key);
-    if (known !== undefined) return known.state;
-    const values = this.labelValues(labels);
-    const valuesKey = JSON.stringify(values);
-    let entry = this.series.get(valuesKey);
-    if (entry === undefined) {
-      entry = { labels: values, state: this.initial() };
-      this.series.set(valuesKey, entry);
-    }
+    const entry = (key === undefined ? undefined : this.series.get(key)) ?? this.#entry(labels);
+    if (this.expireIdleMs !== undefined) this.#touch(entry);
     return entry.state;
+  }
+
+  /** The series of `labels` after the full check; created when new, or the overflow series when full. */
+  #entry(labels: Labels | undefined): Series<S> {
+    const values = this.labelValues(labels);
+    const key = JSON.stringify(values);
+    const known = this.series.get(key);
+    if (known !== undefined) return known;
+    // Full: the idle series due to go make room first.
+    if (this.series.size >= this.maxSeries && this.expireIdleMs !== undefined) this.#sweepIfDue(this.#now());
+    if (this.series.size < this.maxSeries) return this.#create(key, values);
+    this.#onFold(this.name);
+    const overflow = this.labelNames.map(() => OVERFLOW_LABEL_VALUE);
+    const overflowKey = JSON.stringify(overflow);
+    return this.series.get(overflowKey) ?? this.#create(overflowKey, overflow);
+  }
+
+  #create(key: string, values: string[]): Series<S> {
+    const entry = { labels: values, state: this.initial(), touchedAt: 0 };
+    this.series.set(key, entry);
+    return entry;
+  }
+
+  /** Notes the update of `entry` (touched first, so the sweep it may trigger keeps it). */
+  #touch(entry: Series<S>): void {
+    const now = this.#now();
+    entry.touchedAt = now;
+    this.#sweepIfDue(now);
+  }
+
+  /** Drops the series idle for the family's expiry, at most once a minute (so updates stay cheap). */
+  #sweepIfDue(now: number): void {
+    const idleMs = this.expireIdleMs;
+    if (idleMs === undefined || now - this.#sweptAt < SWEEP_INTERVAL_MS) return;
+    this.#sweptAt = now;
+    for (const [key, entry] of this.series) if (now - entry.touchedAt >= idleMs) this.series.delete(key);
   }
 
   /** The series key of `labels` when they name exactly this metric's labels; undefined otherwise. */
@@ -103,6 +187,7 @@ abstract class Metric<S> {
 
   /** Text exposition of this metric: HELP, TYPE and every series. */
   render(): string[] {
+    if (this.expireIdleMs !== undefined) this.#sweepIfDue(this.#now());
     const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`];
     // An unlabelled metric always exists, so it is exposed as zero before its first update.
     if (this.labelNames.length === 0 && this.series.size === 0) this.state(undefined);
@@ -201,8 +286,14 @@ export class Histogram extends Metric<HistogramState> {
   readonly type = 'histogram';
   readonly buckets: readonly number[];
 
-  constructor(name: string, help: string, labelNames: readonly string[], buckets: readonly number[]) {
-    super(name, help, labelNames);
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    buckets: readonly number[],
+    policy: SeriesPolicy = {},
+  ) {
+    super(name, help, labelNames, policy);
     this.buckets = buckets;
   }
 
@@ -251,24 +342,50 @@ export class Histogram extends Metric<HistogramState> {
 /** The set of metrics one process exposes. */
 export class MetricsRegistry {
   private readonly metrics = new Map<string, Counter | Gauge | Histogram>();
+  readonly #now: () => number;
+
+  /** `now` (ms) times series updates for idle expiry; tests pass a fake clock. */
+  constructor(options: { now?: () => number } = {}) {
+    this.#now = options.now ?? Date.now;
+  }
 
   /** Registers (or returns the already registered) counter `name`. */
-  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
-    return this.register('counter', name, labelNames, () => new Counter(name, help, labelNames));
+  counter(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    options: SeriesOptions = {},
+  ): Counter {
+    return this.register(
+      'counter',
+      name,
+      labelNames,
+      options,
+      (policy) => new Counter(name, help, labelNames, policy),
+    );
   }
 
   /** Registers (or returns the already registered) gauge `name`. */
-  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
-    return this.register('gauge', name, labelNames, () => new Gauge(name, help, labelNames));
+  gauge(name: string, help: string, labelNames: readonly string[] = [], options: SeriesOptions = {}): Gauge {
+    return this.register(
+      'gauge',
+      name,
+      labelNames,
+      options,
+      (policy) => new Gauge(name, help, labelNames, policy),
+    );
   }
 
-  /** Registers (or returns the already registered) histogram `name`; buckets default to seconds. */
+  /** Registers (or returns the already registered) histogram `name`; buckets (or options) default to seconds. */
   histogram(
     name: string,
     help: string,
     labelNames: readonly string[] = [],
-    buckets: readonly number[] = DEFAULT_BUCKETS,
+    bucketsOrOptions: readonly number[] | HistogramOptions = {},
   ): Histogram {
+    const { buckets = DEFAULT_BUCKETS, ...options } = isBuckets(bucketsOrOptions)
+      ? { buckets: bucketsOrOptions }
+      : bucketsOrOptions;
     if (labelNames.includes('le')) {
       throw new ValidationError('metric_label_invalid', `histogram ${name}: "le" is reserved`);
     }
@@ -280,7 +397,8 @@ export class MetricsRegistry {
       'histogram',
       name,
       labelNames,
-      () => new Histogram(name, help, labelNames, finite),
+      options,
+      (policy) => new Histogram(name, help, labelNames, finite, policy),
     );
     if (metric.buckets.join() !== finite.join()) {
       throw new ConflictError('metric_conflict', `histogram ${name} already registered with other buckets`);
@@ -302,7 +420,8 @@ export class MetricsRegistry {
     type: M['type'],
     name: string,
     labelNames: readonly string[],
-    create: () => M,
+    options: SeriesOptions,
+    create: (policy: SeriesPolicy) => M,
   ): M {
     const existing = this.metrics.get(name);
     if (existing !== undefined) {
@@ -310,6 +429,15 @@ export class MetricsRegistry {
         throw new ConflictError(
           'metric_conflict',
           `metric ${name} already registered as another type or labels`,
+        );
+      }
+      if (
+        existing.expireIdleMs !== options.expireIdleMs ||
+        existing.maxSeries !== (options.maxSeries ?? DEFAULT_MAX_SERIES)
+      ) {
+        throw new ConflictError(
+          'metric_conflict',
+          `metric ${name} already registered with other series options`,
         );
       }
       return existing as M;
@@ -323,9 +451,40 @@ export class MetricsRegistry {
         details: bad.map((field) => ({ field, message: 'invalid label name' })),
       });
     }
-    const metric = create();
+    checkSeriesOptions(name, labelNames, options);
+    const metric = create({ ...options, now: this.#now, onFold: (metric) => this.#countFold(metric) });
     this.metrics.set(name, metric);
     return metric;
+  }
+
+  /** Counts an update folded into a family's overflow series (the counter appears with the first). */
+  #countFold(metric: string): void {
+    this.counter(
+      'metrics_series_overflow_total',
+      'Updates of label sets beyond their family series bound, folded into its _other series',
+      ['metric'],
+    ).inc({ metric });
+  }
+}
+
+function isBuckets(value: readonly number[] | HistogramOptions): value is readonly number[] {
+  return Array.isArray(value);
+}
+
+/** Refuses series options that cannot work (an unlabelled series expiring would reappear at zero). */
+function checkSeriesOptions(name: string, labelNames: readonly string[], options: SeriesOptions): void {
+  const { expireIdleMs, maxSeries } = options;
+  const problems: { field: string; message: string }[] = [];
+  if (expireIdleMs !== undefined && !(expireIdleMs > 0))
+    problems.push({ field: 'expireIdleMs', message: 'must be positive' });
+  if (expireIdleMs !== undefined && labelNames.length === 0)
+    problems.push({ field: 'expireIdleMs', message: 'only for labelled metrics' });
+  if (maxSeries !== undefined && !(Number.isInteger(maxSeries) && maxSeries >= 1))
+    problems.push({ field: 'maxSeries', message: 'must be a positive integer' });
+  if (problems.length > 0) {
+    throw new ValidationError('metric_options_invalid', `metric ${name}: invalid series options`, {
+      details: problems,
+    });
   }
 }
 
@@ -381,4 +540,137 @@ export function mergeExposition(primary: string, extra: string): string {
     if (keep) kept.push(line);
   }
   return kept.length === 0 ? primary : `${primary}${kept.join('\n')}\n`;
+}
+
+/** Types whose samples only go up, so a restarted thread's are carried on from its predecessor's. */
+const CARRIED_TYPES = new Set(['counter', 'histogram']);
+
+/** One carried sample: the replaced threads' total, and whether the running thread has shown it. */
+interface CarriedSample {
+  value: number;
+  reported: boolean;
+}
+
+/**
+ * Counter and histogram samples (buckets, sums, counts) of replaced worker threads, by family, with
+ * the family's HELP and TYPE lines: offsets added to the running thread's, which count from 0.
+ */
+export type CarryTable = ReadonlyMap<
+  string,
+  { header: readonly string[]; samples: ReadonlyMap<string, CarriedSample> }
+>;
+
+/** The carry table of a thread's last exposition, for the thread started in its place. */
+export function carryTable(exposition: string): CarryTable {
+  const table = new Map<string, { header: readonly string[]; samples: Map<string, CarriedSample> }>();
+  for (const family of parseFamilies(exposition)) {
+    if (!CARRIED_TYPES.has(family.type)) continue;
+    const samples = new Map<string, CarriedSample>();
+    for (const line of family.samples) {
+      const [key, value] = splitSample(line);
+      samples.set(key, { value, reported: false });
+    }
+    table.set(family.name, { header: family.header, samples });
+  }
+  return table;
+}
+
+/**
+ * `exposition` (a restarted thread's) with each counter and histogram sample raised by its carried
+ * value and the carried series it lacks added, so none goes down across a restart; gauges pass as
+ * they are. Returns the table for the next call: a carried series the thread showed and no longer
+ * shows was expired by it, so it is dropped rather than shown at its carried value alone.
+ */
+export function applyCarry(table: CarryTable, exposition: string): { exposition: string; table: CarryTable } {
+  const lines: string[] = [];
+  const next = new Map<string, { header: readonly string[]; samples: ReadonlyMap<string, CarriedSample> }>();
+  const families = parseFamilies(exposition);
+  const present = new Set(families.map((f) => f.name));
+  for (const family of families) {
+    const carried = table.get(family.name);
+    if (carried === undefined || !CARRIED_TYPES.has(family.type)) {
+      lines.push(...family.header, ...family.samples);
+      continue;
+    }
+    const { samples, kept } = carryFamily(carried.samples, family.samples);
+    lines.push(...family.header, ...samples);
+    next.set(family.name, { header: family.header, samples: kept });
+  }
+  for (const [name, carried] of table) {
+    if (present.has(name)) continue;
+    const { samples, kept } = carryFamily(carried.samples, []);
+    if (kept.size === 0) continue;
+    lines.push(...carried.header, ...samples);
+    next.set(name, { header: carried.header, samples: kept });
+  }
+  return { exposition: lines.length === 0 ? '' : `${lines.join('\n')}\n`, table: next };
+}
+
+/** `current` (a restarted thread's exposition) continuing `previous` (the replaced thread's last). */
+export function carryCounters(previous: string, current: string): string {
+  return applyCarry(carryTable(previous), current).exposition;
+}
+
+/** One family's sample lines raised by their carried values, then its carried-only series. */
+function carryFamily(
+  carried: ReadonlyMap<string, CarriedSample>,
+  current: readonly string[],
+): { samples: string[]; kept: Map<string, CarriedSample> } {
+  const samples: string[] = [];
+  const kept = new Map<string, CarriedSample>();
+  for (const line of current) {
+    const [key, value] = splitSample(line);
+    const offset = carried.get(key);
+    if (offset === undefined) {
+      samples.push(line);
+      continue;
+    }
+    samples.push(`${key} ${formatValue(offset.value + value)}`);
+    kept.set(key, { value: offset.value, reported: true });
+  }
+  for (const [key, offset] of carried) {
+    if (kept.has(key) || offset.reported) continue;
+    samples.push(`${key} ${formatValue(offset.value)}`);
+    kept.set(key, offset);
+  }
+  return { samples, kept };
+}
+
+interface ExpositionFamily {
+  name: string;
+  type: string;
+  header: string[];
+  samples: string[];
+}
+
+/** The families of a text exposition as `render()` writes it: HELP and TYPE, then the samples. */
+function parseFamilies(text: string): ExpositionFamily[] {
+  const families: ExpositionFamily[] = [];
+  let current: ExpositionFamily | undefined;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const header = /^# (HELP|TYPE) (\S+)(?: (.*))?$/.exec(line);
+    if (header === null && line.startsWith('#')) continue;
+    const name = header === null ? current?.name : header[2]!;
+    if (current === undefined || current.name !== name) {
+      current = { name: name ?? '', type: 'untyped', header: [], samples: [] };
+      families.push(current);
+    }
+    if (header === null) current.samples.push(line);
+    else current.header.push(line);
+    if (header?.[1] === 'TYPE') current.type = header[3] ?? 'untyped';
+  }
+  return families;
+}
+
+/** A sample line's series (name and labels) and value; `render()` writes no timestamps. */
+function splitSample(line: string): [string, number] {
+  const at = line.lastIndexOf(' ');
+  return [line.slice(0, at), parseValue(line.slice(at + 1))];
+}
+
+function parseValue(text: string): number {
+  if (text === '+Inf') return Number.POSITIVE_INFINITY;
+  if (text === '-Inf') return Number.NEGATIVE_INFINITY;
+  return Number(text);
 }

@@ -92,6 +92,9 @@ interface AttemptClaim {
   sent: boolean;
 }
 
+/** How long a partner's metric series stay without an update before they are dropped. */
+const PARTNER_SERIES_IDLE_MS = 60 * 60_000;
+
 /** How much longer a ledger claim lasts than the attempt's deadline. */
 const LEASE_MARGIN_MS = 5_000;
 
@@ -128,11 +131,14 @@ export class WebhookDispatcher {
       'webhook_delivery_duration_seconds',
       'Latency of delivery attempts',
       ['partner'],
+      // Partners come and go: a partner's series goes once it has been idle for an hour.
+      { expireIdleMs: PARTNER_SERIES_IDLE_MS },
     );
     this.#responses = deps.metrics.counter(
       'webhook_responses_total',
       'Partner answers by status code or error kind',
       ['partner', 'status'],
+      { expireIdleMs: PARTNER_SERIES_IDLE_MS },
     );
     this.#endToEnd = deps.metrics.histogram(
       'webhook_end_to_end_seconds',

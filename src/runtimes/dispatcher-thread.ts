@@ -25,6 +25,11 @@ try {
     }),
     onSubscriptionChanged: (change) => send({ type: 'subscription-changed', change }),
   });
+  // Shows that the host's cache invalidations arrive, restarts included.
+  const invalidations = platform.metrics.counter(
+    'webhooks_dispatcher_thread_invalidations_total',
+    'Cache invalidations the dispatcher thread received from the host',
+  );
   port.on('message', (message: HostMessage) => {
     switch (message.type) {
       case 'metrics':
@@ -37,6 +42,7 @@ try {
         );
         break;
       case 'subscription-changed':
+        invalidations.inc();
         platform.subscriptionChanged(message.change);
         break;
       case 'stop':

@@ -7,10 +7,21 @@
  * thread's caches at once (and a 410 that disables a subscription in the thread invalidates the
  * host's), the thread's log lines go through the host's logger, shutdown drains the thread first,
  * and a thread that dies is started again.
+ *
+ * Its metrics never look like counter resets to a scraper: when the thread cannot answer (slow,
+ * restarting) its last answer is shown again, flagged by `webhooks_dispatcher_thread_metrics_stale`,
+ * and a restarted thread's counters and histograms continue the dead one's (carried in the host).
  */
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
+import {
+  applyCarry,
+  type CarryTable,
+  carryTable,
+  MetricsRegistry,
+  mergeExposition,
+} from '../common/metrics.ts';
 
 /** An admin change to a subscription, for cache invalidation. */
 export interface SubscriptionChange {
@@ -41,6 +52,8 @@ const RESTART_DELAY_MS = 1000;
 const REQUEST_TIMEOUT_MS = 2000;
 /** How long the thread may take to stop before it is terminated (ms). */
 const STOP_TIMEOUT_MS = 30_000;
+/** At most this many cache invalidations wait for a thread being started again. */
+const MAX_QUEUED_CHANGES = 10_000;
 
 export interface DispatcherThreadOptions {
   config: Config;
@@ -59,6 +72,26 @@ export class DispatcherThread {
   readonly #options: DispatcherThreadOptions;
   readonly #pending = new Map<number, Pending>();
   #worker: Worker | undefined;
+  /** The thread once it is ready (its dispatcher consumes, it listens to the host). */
+  #running: Worker | undefined;
+  /** Invalidations made while no thread was running, keyed by change, oldest first. */
+  readonly #queued = new Map<string, SubscriptionChange>();
+  #droppedChanges = 0;
+  /** The thread's part of `/metrics` as last shown: its last answer, carried. */
+  #shown = '';
+  #carry: CarryTable = new Map();
+  /** Bumped when a thread exits, so a late answer of a dead thread is not carried twice. */
+  #generation = 0;
+  /** Host-side metrics about the thread, which the thread cannot report itself. */
+  readonly #hostMetrics = new MetricsRegistry();
+  readonly #stale = this.#hostMetrics.gauge(
+    'webhooks_dispatcher_thread_metrics_stale',
+    '1 when the dispatcher thread metrics shown are its last answer (it did not answer in time, or is restarting)',
+  );
+  readonly #restarts = this.#hostMetrics.counter(
+    'webhooks_dispatcher_thread_restarts_total',
+    'Times the dispatcher thread exited unexpectedly and was started again',
+  );
   #nextId = 1;
   #stopping = false;
   #restartTimer: NodeJS.Timeout | undefined;
@@ -77,12 +110,26 @@ export class DispatcherThread {
     return thread;
   }
 
-  /** The thread's metrics in Prometheus text ('' when it cannot answer: /metrics must not fail). */
+  /**
+   * The thread's metrics in Prometheus text, carried across restarts, with the host's metrics about
+   * the thread. When the thread cannot answer, its last answer (/metrics must not fail, and counters
+   * missing for a scrape would look like resets), flagged stale.
+   */
   async metrics(): Promise<string> {
+    this.#stale.set((await this.#refresh()) ? 0 : 1);
+    return mergeExposition(this.#shown, this.#hostMetrics.render());
+  }
+
+  /** Asks the thread for its metrics and carries them into what is shown; false when it cannot answer. */
+  async #refresh(): Promise<boolean> {
+    const generation = this.#generation;
     try {
-      return await this.#request('metrics');
+      const answer = await this.#request('metrics');
+      if (generation !== this.#generation) return false;
+      ({ exposition: this.#shown, table: this.#carry } = applyCarry(this.#carry, answer));
+      return true;
     } catch {
-      return '';
+      return false;
     }
   }
 
@@ -91,8 +138,37 @@ export class DispatcherThread {
     await this.#request('ping');
   }
 
+  /** Invalidates the thread's caches; kept until a thread runs again when it is being restarted. */
   subscriptionChanged(change: SubscriptionChange): void {
-    this.#post({ type: 'subscription-changed', change });
+    if (this.#running)
+      this.#running.postMessage({ type: 'subscription-changed', change } satisfies HostMessage);
+    else this.#queue(change);
+  }
+
+  /**
+   * Keeps an invalidation for the next thread, the newest when full: the oldest goes, which is
+   * harmless as the new thread starts with empty caches and reads what the change wrote.
+   */
+  #queue(change: SubscriptionChange): void {
+    const key = JSON.stringify([change.id, change.domain, change.event]);
+    this.#queued.delete(key);
+    this.#queued.set(key, change);
+    if (this.#queued.size <= MAX_QUEUED_CHANGES) return;
+    this.#queued.delete(this.#queued.keys().next().value!);
+    this.#droppedChanges += 1;
+  }
+
+  /** Hands the invalidations made while no thread ran to the thread now ready. */
+  #flushQueued(worker: Worker): void {
+    for (const change of this.#queued.values())
+      worker.postMessage({ type: 'subscription-changed', change } satisfies HostMessage);
+    this.#queued.clear();
+    if (this.#droppedChanges === 0) return;
+    this.#options.logger.warn(
+      'cache invalidations were dropped while the dispatcher thread restarted (its caches started empty)',
+      { dropped: this.#droppedChanges, kept: MAX_QUEUED_CHANGES },
+    );
+    this.#droppedChanges = 0;
   }
 
   /**
@@ -141,6 +217,8 @@ export class DispatcherThread {
         switch (message.type) {
           case 'ready':
             ready = true;
+            this.#running = worker;
+            this.#flushQueued(worker);
             resolve();
             break;
           case 'failed':
@@ -166,6 +244,8 @@ export class DispatcherThread {
       });
       worker.on('exit', (code) => {
         if (this.#worker === worker) this.#worker = undefined;
+        if (this.#running === worker) this.#running = undefined;
+        this.#carryOver();
         for (const [id, p] of this.#pending) {
           clearTimeout(p.timer);
           p.reject(new Error('the dispatcher thread exited'));
@@ -175,9 +255,21 @@ export class DispatcherThread {
           reject(new Error(`the dispatcher thread exited with code ${code} before it was ready`));
           return;
         }
-        if (!this.#stopping) this.#restartLater(code);
+        if (this.#stopping) return;
+        this.#restarts.inc();
+        this.#restartLater(code);
       });
     });
+  }
+
+  /**
+   * The next thread counts from 0: what was shown becomes the offsets added to its counters. Counts
+   * the dead thread made after the last scrape are lost (it cannot be asked any more), but nothing
+   * shown goes down.
+   */
+  #carryOver(): void {
+    this.#generation += 1;
+    this.#carry = carryTable(this.#shown);
   }
 
   #restartLater(code: number): void {

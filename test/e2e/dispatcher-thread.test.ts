@@ -1,6 +1,10 @@
-/** The dispatcher in its own worker thread: it is restarted after a crash and nothing is lost. */
+/**
+ * The dispatcher in its own worker thread: it is restarted after a crash and nothing is lost — no
+ * delivery, no cache invalidation, and no counter in /metrics goes down.
+ */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { DispatcherThread } from '../../src/runtimes/thread-host.ts';
 import { orderEvent, publish, startPipelineServer, subscribe } from '../support/pipeline.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
 import type { TestServer } from '../support/server.ts';
@@ -32,5 +36,100 @@ describe('dispatcher thread', () => {
     assert.deepEqual(got.map((r) => r.json.amount).sort(), [1, 2, 3, 4, 5]);
     assert.equal(thread.starts, 2);
     assert.equal((await server.request('GET', '/readyz', undefined, { token: null })).status, 200);
+  });
+});
+
+/** Tries `check` until it gives a value (facts that arrive with the restarted thread). */
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await check();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe('dispatcher thread restarts seen from the host', () => {
+  let server: TestServer;
+  let receiver: TestReceiver;
+  before(async () => {
+    server = await startPipelineServer();
+    receiver = await startReceiver();
+  });
+  after(async () => {
+    await server.stop();
+    await receiver.close();
+  });
+
+  /** GET /metrics as a map from series (name and labels) to value. */
+  async function scrape(): Promise<Map<string, number>> {
+    const res = await fetch(`${server.url}/metrics`);
+    const samples = new Map<string, number>();
+    for (const line of (await res.text()).split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const at = line.lastIndexOf(' ');
+      samples.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+    return samples;
+  }
+
+  /** Resolves once a thread answers again. */
+  function running(thread: DispatcherThread): Promise<boolean> {
+    return until('the dispatcher thread to run again', () =>
+      thread.ping().then(
+        () => true,
+        () => undefined,
+      ),
+    );
+  }
+
+  test('its counters never go down in /metrics: kept while it restarts, then carried on', async () => {
+    const thread = server.running.platform.dispatcherThread!;
+    const { partnerId } = await subscribe(server, receiver);
+    const delivered = 'webhook_deliveries_total{outcome="success"}';
+    const attempts = `webhook_delivery_duration_seconds_count{partner="${partnerId}"}`;
+    await publish(server, orderEvent({ amount: 1 }));
+    await until('the first delivery counted', async () =>
+      (await scrape()).get(delivered) === 1 ? true : undefined,
+    );
+
+    await thread.kill();
+    const down = await scrape();
+    assert.equal(down.get('webhooks_dispatcher_thread_metrics_stale'), 1);
+    assert.equal(down.get('webhooks_dispatcher_thread_restarts_total'), 1);
+    assert.equal(down.get(delivered), 1, 'the dead thread counters are still shown');
+    assert.equal(down.get(attempts), 1);
+
+    await running(thread);
+    const back = await scrape();
+    assert.equal(back.get('webhooks_dispatcher_thread_metrics_stale'), 0);
+    assert.equal(back.get(delivered), 1, 'carried onto the new thread, which counts from 0');
+    assert.equal(back.get(attempts), 1, 'a series the new thread has not seen yet is carried too');
+
+    await publish(server, orderEvent({ amount: 2 }));
+    await receiver.waitFor(2);
+    const later = await until('the second delivery counted', async () => {
+      const m = await scrape();
+      return m.get(delivered) === 2 ? m : undefined; // counted once the attempt was recorded
+    });
+    assert.equal(later.get(attempts), 2);
+    assert.equal(later.get(`webhook_delivery_duration_seconds_bucket{partner="${partnerId}",le="+Inf"}`), 2);
+  });
+
+  test('cache invalidations made while it restarts reach the new thread', async () => {
+    const thread = server.running.platform.dispatcherThread!;
+    const invalidations = 'webhooks_dispatcher_thread_invalidations_total';
+    await thread.ping(); // answered after every invalidation sent before it was handled
+    const before = (await scrape()).get(invalidations) ?? 0;
+
+    await thread.kill();
+    for (const id of ['s-1', 's-2', 's-3'])
+      thread.subscriptionChanged({ id, domain: 'orders', event: 'created' });
+    await running(thread);
+    // The queued invalidations went out when the thread said it was ready, before this ping.
+    await thread.ping();
+
+    assert.equal((await scrape()).get(invalidations), before + 3);
   });
 });

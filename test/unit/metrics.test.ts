@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConflictError, ValidationError } from '../../src/common/errors.ts';
-import { MetricsRegistry, mergeExposition, processMetrics } from '../../src/common/metrics.ts';
+import {
+  applyCarry,
+  carryCounters,
+  carryTable,
+  MetricsRegistry,
+  mergeExposition,
+  processMetrics,
+} from '../../src/common/metrics.ts';
 
 function lines(registry: MetricsRegistry): string[] {
   const text = registry.render();
@@ -288,5 +295,262 @@ describe('mergeExposition', () => {
     assert.equal(merged.match(/^# TYPE process_uptime_seconds /gm)?.length, 1);
     assert.ok(merged.endsWith('\n'));
     assert.equal(mergeExposition(main.render(), ''), main.render());
+  });
+});
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+/** A registry on a clock the test moves. */
+function clocked(): { registry: MetricsRegistry; clock: { ms: number } } {
+  const clock = { ms: 0 };
+  return { registry: new MetricsRegistry({ now: () => clock.ms }), clock };
+}
+
+/** The sample lines of `name` (any labels) in an exposition. */
+function samplesOf(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+}
+
+describe('idle series expiry', () => {
+  it('drops a series not updated for its family expiry, and counts it from zero if it comes back', () => {
+    const { registry, clock } = clocked();
+    const responses = registry.counter('responses_total', 'Answers.', ['partner'], { expireIdleMs: HOUR });
+    responses.inc({ partner: 'gone' }, 5);
+    responses.inc({ partner: 'busy' });
+    clock.ms = 30 * MINUTE;
+    responses.inc({ partner: 'busy' });
+
+    clock.ms = HOUR + MINUTE;
+    assert.deepEqual(samplesOf(registry.render(), 'responses_total'), ['responses_total{partner="busy"} 2']);
+
+    responses.inc({ partner: 'gone' });
+    assert.equal(responses.get({ partner: 'gone' }), 1);
+  });
+
+  it('looks for idle series at most once a minute, on an update or a render', () => {
+    const { registry, clock } = clocked();
+    const responses = registry.counter('responses_total', 'Answers.', ['partner'], { expireIdleMs: HOUR });
+    responses.inc({ partner: 'a' });
+    clock.ms = HOUR - 30_000;
+    responses.inc({ partner: 'b' }); // checks: `a` is not idle long enough yet
+
+    clock.ms = HOUR;
+    assert.equal(samplesOf(registry.render(), 'responses_total').length, 2, 'checked 30 s ago');
+    clock.ms = HOUR + 30_000;
+    assert.deepEqual(samplesOf(registry.render(), 'responses_total'), ['responses_total{partner="b"} 1']);
+  });
+
+  it('expires histogram series too', () => {
+    const { registry, clock } = clocked();
+    const latency = registry.histogram('latency_seconds', 'Latency.', ['partner'], { expireIdleMs: HOUR });
+    latency.observe({ partner: 'gone' }, 0.2);
+    clock.ms = 2 * HOUR;
+    latency.observe({ partner: 'busy' }, 0.3);
+
+    const text = registry.render();
+    assert.doesNotMatch(text, /partner="gone"/);
+    assert.match(text, /^latency_seconds_count\{partner="busy"\} 1$/m);
+    assert.deepEqual(latency.snapshot({ partner: 'gone' }).count, 0);
+  });
+
+  it('keeps every series of a family without expiry', () => {
+    const { registry, clock } = clocked();
+    registry.counter('kept_total', 'Kept.', ['partner']).inc({ partner: 'a' });
+    clock.ms = 100 * HOUR;
+
+    assert.deepEqual(samplesOf(registry.render(), 'kept_total'), ['kept_total{partner="a"} 1']);
+  });
+
+  it('refuses expiry on an unlabelled metric, and options that cannot work', () => {
+    const registry = new MetricsRegistry();
+
+    const invalid = (err: unknown) => err instanceof ValidationError && err.code === 'metric_options_invalid';
+    assert.throws(() => registry.counter('a_total', 'x', [], { expireIdleMs: HOUR }), invalid);
+    assert.throws(() => registry.counter('b_total', 'x', ['p'], { expireIdleMs: 0 }), invalid);
+    assert.throws(() => registry.gauge('c', 'x', ['p'], { maxSeries: 0 }), invalid);
+    assert.throws(() => registry.histogram('d_seconds', 'x', ['p'], { maxSeries: 1.5 }), invalid);
+  });
+
+  it('refuses a name registered again with other series options', () => {
+    const registry = new MetricsRegistry();
+    registry.counter('responses_total', 'Answers.', ['partner'], { expireIdleMs: HOUR });
+
+    const isConflict = (err: unknown) => err instanceof ConflictError && err.code === 'metric_conflict';
+    assert.throws(() => registry.counter('responses_total', 'Answers.', ['partner']), isConflict);
+    assert.doesNotThrow(() =>
+      registry.counter('responses_total', 'Answers.', ['partner'], { expireIdleMs: HOUR }),
+    );
+  });
+});
+
+describe('series bound', () => {
+  it('folds the label sets beyond the bound into one _other series and counts the folded updates', () => {
+    const registry = new MetricsRegistry();
+    const responses = registry.counter('responses_total', 'Answers.', ['partner', 'status'], {
+      maxSeries: 2,
+    });
+    responses.inc({ partner: 'a', status: '200' });
+    responses.inc({ partner: 'b', status: '200' });
+    responses.inc({ partner: 'c', status: '200' }, 3);
+    responses.inc({ partner: 'd', status: '500' });
+    responses.inc({ partner: 'a', status: '200' });
+
+    const text = registry.render();
+    assert.deepEqual(samplesOf(text, 'responses_total'), [
+      'responses_total{partner="a",status="200"} 2',
+      'responses_total{partner="b",status="200"} 1',
+      'responses_total{partner="_other",status="_other"} 4',
+    ]);
+    assert.match(text, /^metrics_series_overflow_total\{metric="responses_total"\} 2$/m);
+  });
+
+  it('folds histogram observations too, so counts and sums over the family stay right', () => {
+    const registry = new MetricsRegistry();
+    const latency = registry.histogram('latency_seconds', 'Latency.', ['partner'], {
+      buckets: [1],
+      maxSeries: 1,
+    });
+    latency.observe({ partner: 'a' }, 0.5);
+    latency.observe({ partner: 'b' }, 2);
+    latency.observe({ partner: 'c' }, 0.5);
+
+    assert.deepEqual(latency.snapshot({ partner: '_other' }), {
+      count: 2,
+      sum: 2.5,
+      buckets: [
+        { le: 1, count: 1 },
+        { le: Number.POSITIVE_INFINITY, count: 2 },
+      ],
+    });
+  });
+
+  it('gives a new label set its own series again once expiry made room', () => {
+    const { registry, clock } = clocked();
+    const responses = registry.counter('responses_total', 'Answers.', ['partner'], {
+      expireIdleMs: HOUR,
+      maxSeries: 1,
+    });
+    responses.inc({ partner: 'old' });
+    clock.ms = 2 * HOUR;
+    responses.inc({ partner: 'new' });
+
+    assert.deepEqual(samplesOf(registry.render(), 'responses_total'), ['responses_total{partner="new"} 1']);
+  });
+
+  it('bounds every family at 10,000 series by default', () => {
+    const registry = new MetricsRegistry();
+    const counter = registry.counter('many_total', 'Many.', ['id']);
+    for (let i = 0; i <= 10_000; i++) counter.inc({ id: String(i) });
+
+    const text = registry.render();
+    assert.equal(samplesOf(text, 'many_total').length, 10_001, '10,000 series and the _other one');
+    assert.match(text, /^many_total\{id="_other"\} 1$/m);
+  });
+});
+
+describe('carrying counters across a thread restart', () => {
+  /** A thread's registry: a counter by partner, a histogram, a gauge. */
+  function threadRegistry(clock?: { ms: number }) {
+    const registry = new MetricsRegistry(clock ? { now: () => clock.ms } : {});
+    return {
+      registry,
+      responses: registry.counter('responses_total', 'Answers.', ['partner'], { expireIdleMs: HOUR }),
+      latency: registry.histogram('latency_seconds', 'Latency.', ['partner'], [1]),
+      queue: registry.gauge('queue_depth', 'Waiting.'),
+    };
+  }
+
+  it('adds the dead thread counters and histograms to the new thread, not its gauges', () => {
+    const dead = threadRegistry();
+    dead.responses.inc({ partner: 'a' }, 5);
+    dead.responses.inc({ partner: 'b w"x' }, 2);
+    dead.latency.observe({ partner: 'a' }, 0.5);
+    dead.latency.observe({ partner: 'a' }, 3);
+    dead.queue.set(40);
+    const fresh = threadRegistry();
+    fresh.responses.inc({ partner: 'a' });
+    fresh.latency.observe({ partner: 'a' }, 0.25);
+    fresh.queue.set(3);
+
+    const text = carryCounters(dead.registry.render(), fresh.registry.render());
+
+    assert.deepEqual(samplesOf(text, 'responses_total'), [
+      'responses_total{partner="a"} 6',
+      'responses_total{partner="b w\\"x"} 2',
+    ]);
+    assert.deepEqual(
+      text.split('\n').filter((l) => l.startsWith('latency_seconds')),
+      [
+        'latency_seconds_bucket{partner="a",le="1"} 2',
+        'latency_seconds_bucket{partner="a",le="+Inf"} 3',
+        'latency_seconds_sum{partner="a"} 3.75',
+        'latency_seconds_count{partner="a"} 3',
+      ],
+    );
+    assert.deepEqual(samplesOf(text, 'queue_depth'), ['queue_depth 3']);
+    assert.equal(text.match(/^# TYPE responses_total counter$/gm)?.length, 1);
+  });
+
+  it('shows a family the new thread lacks with its HELP and TYPE', () => {
+    const text = carryCounters('# HELP old_total Old.\n# TYPE old_total counter\nold_total 4\n', '');
+
+    assert.equal(text, '# HELP old_total Old.\n# TYPE old_total counter\nold_total 4\n');
+  });
+
+  it('never lets a counter go down over scrapes and restarts', () => {
+    let table = carryTable('');
+    let shown = '';
+    const seen: number[] = [];
+    const scrape = (thread: ReturnType<typeof threadRegistry>) => {
+      ({ exposition: shown, table } = applyCarry(table, thread.registry.render()));
+      const line = samplesOf(shown, 'responses_total').find((l) => l.includes('partner="a"'));
+      seen.push(Number(line?.split(' ')[1]));
+    };
+    let thread = threadRegistry();
+    for (const [increments, restart] of [
+      [3, false],
+      [2, true],
+      [0, false],
+      [4, true],
+      [1, true],
+    ] as const) {
+      if (restart) {
+        table = carryTable(shown);
+        thread = threadRegistry();
+      }
+      thread.responses.inc({ partner: 'a' }, increments);
+      scrape(thread);
+    }
+
+    assert.deepEqual(seen, [3, 5, 5, 9, 10]);
+  });
+
+  it('drops a carried series once the new thread showed it and then expired it', () => {
+    const clock = { ms: 0 };
+    const dead = threadRegistry();
+    dead.responses.inc({ partner: 'a' }, 5);
+    let table = carryTable(dead.registry.render());
+    const fresh = threadRegistry(clock);
+    fresh.responses.inc({ partner: 'a' });
+    ({ table } = applyCarry(table, fresh.registry.render()));
+
+    clock.ms = 2 * HOUR;
+    const { exposition } = applyCarry(table, fresh.registry.render());
+
+    assert.deepEqual(samplesOf(exposition, 'responses_total'), [], 'not shown at 5 after 6');
+  });
+
+  it('keeps a carried series the new thread has not shown yet', () => {
+    const dead = threadRegistry();
+    dead.responses.inc({ partner: 'quiet' }, 5);
+    let table = carryTable(dead.registry.render());
+    const fresh = threadRegistry();
+    let exposition = '';
+
+    for (let scrape = 0; scrape < 3; scrape++)
+      ({ exposition, table } = applyCarry(table, fresh.registry.render()));
+
+    assert.deepEqual(samplesOf(exposition, 'responses_total'), ['responses_total{partner="quiet"} 5']);
   });
 });
