@@ -29,9 +29,11 @@ const server = createServer((req, res) => {
       else ids.add(id);
     }
     const body = Buffer.concat(chunks).toString('utf8');
-    const m = /"sentAt":(\d+)/.exec(body);
+    // `sentAtHr`: a sub-millisecond wall clock (timeOrigin + now) for latencies of a few ms.
+    const hr = /"sentAtHr":([\d.]+)/.exec(body);
+    const m = hr ?? /"sentAt":(\d+)/.exec(body);
     if (m) {
-      latencies.push(now - Number(m[1]));
+      latencies.push((hr ? performance.timeOrigin + performance.now() : now) - Number(m[1]));
       arrivals.push(now);
     }
     res.writeHead(204);

@@ -88,7 +88,11 @@ export interface Platform {
 
 /** Opens the store engine named by the configuration. */
 function openStore(config: Config, autoCheckpoint: boolean): SqliteStore {
-  if (config.store === 'sqlite') return new SqliteStore(join(config.dataDir, 'store.db'), { autoCheckpoint });
+  if (config.store === 'sqlite')
+    return new SqliteStore(join(config.dataDir, 'store.db'), {
+      autoCheckpoint,
+      durability: config.durability,
+    });
   throw new ConfigError('WEBHOOKS_STORE=dynamodb is not available in this version yet; use sqlite', {
     details: [{ field: 'WEBHOOKS_STORE', message: 'only sqlite is available in this version' }],
   });
@@ -103,6 +107,7 @@ function openBus(config: Config, hosted: boolean): EmbeddedLog {
     return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
       defaultPartitions: config.topicPartitions,
       autoCheckpoint: !hosted,
+      durability: config.durability,
       unreadRetentionMs: config.unreadRetentionHours * 3_600_000,
       ...(hosted ? { retentionIntervalMs: 0 } : {}),
     });

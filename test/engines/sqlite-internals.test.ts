@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
-import { openDatabase, transaction } from '../../src/engines/sqlite/database.ts';
+import { openDatabase, transaction, walFlusherOf } from '../../src/engines/sqlite/database.ts';
 import { GroupCommit } from '../../src/engines/sqlite/group-commit.ts';
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
 import { ReadBatch } from '../../src/engines/sqlite/read-batch.ts';
@@ -279,6 +279,88 @@ describe('group commit', () => {
     assert.equal(a.prepare('SELECT count(*) AS n FROM t').get()!.n, 2);
     a.close();
     b.close();
+  });
+});
+
+describe('durability', () => {
+  /** Counts the WAL flushes of a connection, and lets the test decide when each one completes. */
+  function gatedFlushes(db: DatabaseSync) {
+    const flusher = walFlusherOf(db)!;
+    const real = flusher.flush.bind(flusher);
+    const gates: Array<() => void> = [];
+    flusher.flush = () =>
+      new Promise<void>((resolve, reject) => {
+        gates.push(() => real().then(resolve, reject));
+      });
+    return { gates };
+  }
+
+  test('with fsync durability a write is acknowledged once the WAL is flushed, and the writes of the meantime share a flush', async () => {
+    const db = openDatabase(join(dir, 'durable.db'), ['CREATE TABLE t (n INTEGER)'], { durability: 'fsync' });
+    const { gates } = gatedFlushes(db);
+    const group = new GroupCommit(db);
+    const insert = db.prepare('INSERT INTO t (n) VALUES (?)');
+    let acked = 0;
+    const writes = Array.from({ length: 20 }, (_, i) =>
+      group
+        .run(() => insert.run(i))
+        .then(() => {
+          acked += 1;
+        }),
+    );
+    // Committed (another connection would see the rows), but not acknowledged before the flush ends.
+    while (gates.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(db.prepare('SELECT count(*) AS n FROM t').get()!.n, 20);
+    assert.equal(acked, 0, 'nothing acknowledged before the flush');
+    assert.equal(gates.length, 1, 'one flush for the twenty writes of one turn');
+    gates[0]!();
+    await Promise.all(writes);
+    assert.equal(acked, 20);
+    db.close();
+  });
+
+  test('a write marked durable: false (a ledger claim) is acknowledged at commit, before any flush', async () => {
+    const db = openDatabase(join(dir, 'claim.db'), ['CREATE TABLE t (n INTEGER)'], { durability: 'fsync' });
+    const { gates } = gatedFlushes(db);
+    const group = new GroupCommit(db);
+    await group.run(() => db.prepare('INSERT INTO t (n) VALUES (1)').run(), { durable: false });
+    assert.equal(gates.length, 0, 'no flush was waited for');
+    db.close();
+  });
+
+  test('commits never fsync inside COMMIT (synchronous = NORMAL); relaxed durability has no flusher at all', () => {
+    const durable = openDatabase(join(dir, 'sync-fsync.db'), [], { durability: 'fsync' });
+    const relaxed = openDatabase(join(dir, 'sync-relaxed.db'), [], { durability: 'relaxed' });
+    assert.equal(durable.prepare('PRAGMA synchronous').get()!.synchronous, 1);
+    assert.equal(relaxed.prepare('PRAGMA synchronous').get()!.synchronous, 1);
+    assert.ok(walFlusherOf(durable));
+    assert.equal(walFlusherOf(relaxed), undefined);
+    durable.close();
+    relaxed.close();
+  });
+
+  test('an append to the embedded log resolves after its flush, while consumers may read it from the commit on', async () => {
+    const log = new EmbeddedLog(join(dir, 'durable-bus.db'), { retentionIntervalMs: 0 });
+    await log.ensureTopic('t', { partitions: 1 });
+    const { gates } = gatedFlushes((log as unknown as { db: DatabaseSync }).db);
+    const seen: string[] = [];
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['t'],
+      handler: async (b) => void seen.push(...b.map((m) => m.value)),
+    });
+    let acked = false;
+    const publishing = log.publish([{ topic: 't', value: 'v' }]).then(() => {
+      acked = true;
+    });
+    while (seen.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(acked, false, 'read by a consumer before the producer is acknowledged');
+    while (gates.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    for (const gate of gates) gate();
+    await publishing;
+    assert.equal(acked, true);
+    await consumer.stop();
+    await log.close();
   });
 });
 

@@ -335,7 +335,6 @@ describe('WebhookDispatcher', () => {
   test('fencing: a failed attempt whose claim lapsed and was taken over does not release the new claim', async () => {
     answer = { status: 503 };
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
     // While A's request is out, its claim lapses (this process stalled) and B takes the delivery over.
     const later = Date.now() + 3_600_000;
     duringRequest = async (id) => {

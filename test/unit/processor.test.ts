@@ -365,4 +365,84 @@ describe('EventProcessor', () => {
     assert.equal(new Set(ids).size, 1, ids.join(' '));
     assert.equal(ids[0], webhookIdFor('/t', JSON.parse(first.value).id, 'sub-same'));
   });
+
+  test('when outputs cannot be published, every record is reported failed with the error (redelivered)', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    failPublish = true;
+    const batch = [record({ amount: 1 }), record({ amount: 2 })];
+    const result = await make().processBatch(batch);
+    assert.deepEqual(
+      result.failed.map((f) => [f.message, (f.error as Error).message, f.permanent]),
+      batch.map((m) => [m, 'bus down', false]),
+    );
+    const events = batch.map((m) => JSON.parse(m.value) as { id: string; source: string });
+    assert.deepEqual(
+      await store.deliveries.routed(events.map((e) => ({ id: e.id, source: e.source }))),
+      [false, false],
+      'no marker without published tasks',
+    );
+  });
+
+  test('a record whose outputs can never be written fails alone and for good; the rest of its batch is published', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    await store.subscriptions.insert(
+      subscriptionRecord({ domain: 'billing', event: 'paid', filter: undefined, egressTopic: 'egress.gone' }),
+    );
+    const processor = make({
+      publish: async (messages) => {
+        if (messages.some((m) => m.topic === 'egress.gone'))
+          throw new NotFoundError('topic_not_found', 'topic "egress.gone" does not exist');
+        published.push(...messages);
+      },
+    });
+    const good = [record({ amount: 1 }), record({ amount: 2 })];
+    const bad = record({ amount: 3 }, { type: 'billing.paid' }, {});
+    bad.topic = 'ingress.billing.paid.v1';
+    await store.schemas.insert(schemaRecord({ domain: 'billing', event: 'paid' }));
+    const result = await processor.processBatch([good[0]!, bad, good[1]!]);
+    assert.deepEqual(
+      result.failed.map((f) => [f.message, f.permanent]),
+      [[bad, true]],
+    );
+    assert.equal(published.filter((m) => m.topic === 'egress.acme.orders.created').length, 2);
+    assert.deepEqual(
+      result.outcomes.map((o) => o.kind),
+      ['published', 'failed', 'published'],
+    );
+  });
+
+  test('a record the consumer gives up on goes to the processor DLQ with its last error', async () => {
+    const message = record({ amount: 1 });
+    await make().giveUp(message, { error: new Error('bus down'), failures: 5, permanent: false });
+    const { items } = await store.deadLetters.list({ stage: 'processor' });
+    assert.equal(items.length, 1);
+    assert.equal(items[0]!.reason, 'redelivery_exhausted');
+    assert.equal(items[0]!.lastError, 'bus down');
+    assert.equal(items[0]!.attempts, 5);
+    assert.equal(items[0]!.value, message.value);
+    assert.equal(items[0]!.eventId, JSON.parse(message.value).id);
+    assert.deepEqual(
+      published.filter((m) => m.topic === 'dlq.processor').map((m) => m.headers?.['x-webhooks-reason']),
+      ['redelivery_exhausted'],
+    );
+  });
+
+  test('a mapping that fails for one subscription dead-letters only that delivery', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ id: 'ok', filter: undefined }));
+    await store.subscriptions.insert(
+      subscriptionRecord({
+        id: 'bad',
+        filter: undefined,
+        mapping: { rules: [{ to: 'n', from: 'amount', transform: 'boolean' }] },
+      }),
+    );
+    await make().processBatch([record({ amount: 7 })]);
+    assert.deepEqual(
+      published.filter((m) => m.topic.startsWith('egress.')).map((m) => m.key),
+      ['ok'],
+    );
+    const [dead] = (await store.deadLetters.list({})).items;
+    assert.equal(dead?.reason, 'mapping_failed');
+    assert.equal(dead?.subscriptionId, 'bad');
+  });
 });

@@ -3,6 +3,9 @@
  * offsets and fetching. Every method is synchronous and every write is one short transaction, so
  * members on one connection never interleave inside a transaction.
  *
+ * These writes are bookkeeping, committed without a flush of their own (`unflushedTransaction`): an
+ * OS crash that loses them only repeats work (messages redelivered, leases taken again).
+ *
  * Lease protocol: each heartbeat (a third of the lease TTL) renews the member row and its leases,
  * drops expired members, and computes the fair share ceil(partitions / live members). A member
  * below its share takes free partitions (no lease, or an expired one); a member above it hands
@@ -10,7 +13,7 @@
  * member still owns the lease (fencing), so a member that lost a partition cannot move its offset.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { transaction } from '../sqlite/database.ts';
+import { unflushedTransaction as transaction } from '../sqlite/database.ts';
 import { partitionKey } from './cursor.ts';
 import { sql } from './schema.ts';
 

@@ -7,7 +7,8 @@
  * `group_member` and `lease` the live members and who owns which partition; `group_prefix` the
  * prefixes each group reads (for retention).
  *
- * Publishing: one `BEGIN IMMEDIATE` transaction per call; partition = murmur2(key) like Kafka's
+ * Publishing: the calls of one event-loop turn share a `BEGIN IMMEDIATE` transaction (group commit,
+ * see `appender.ts`), each call all or nothing; partition = murmur2(key) like Kafka's
  * default partitioner, round-robin without a key; offsets per partition from 0, +1 each, reserved
  * from `partition_log` inside the transaction so several processes can append. An unknown topic
  * fails the whole call (`topic_not_found`): topics are ensured by the admin components.
@@ -46,6 +47,7 @@
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import { BroadcastChannel } from 'node:worker_threads';
+import type { Durability } from '../../common/config.ts';
 import type {
   Bus,
   BusMessage,
@@ -53,12 +55,15 @@ import type {
   ConsumerOptions,
   TopicDescription,
 } from '../../common/ports/bus.ts';
+import { GroupCommit } from '../sqlite/group-commit.ts';
 import { appendMessages, type RoundRobin } from './appender.ts';
 import { type ConsumerTuning, EmbeddedConsumer } from './consumer.ts';
 import { DEFAULT_UNREAD_MAX_AGE_MS, deleteConsumedRecords } from './retention.ts';
 import { EmbeddedTopicAdmin } from './topic-admin.ts';
 
 export interface EmbeddedLogOptions extends Partial<ConsumerTuning> {
+  /** `fsync` (default): an append is acknowledged once it is on disk; `relaxed`: once it is in the OS. */
+  durability?: Durability;
   /** Partitions of a topic ensured without a count (default 4). */
   defaultPartitions?: number;
   /** False: this connection leaves WAL checkpoints to another one (`checkpoint()`). */
@@ -112,6 +117,8 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   #closed = false;
   readonly #tuning: ConsumerTuning;
   readonly #roundRobin: RoundRobin = new Map();
+  /** Appends of one turn (or window) share a transaction. */
+  readonly #appends: GroupCommit;
   readonly #consumers = new Set<EmbeddedConsumer>();
   readonly #retentionMs: number;
   readonly #unreadRetentionMs: number;
@@ -130,6 +137,10 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
       minIdleMs: options.minIdleMs ?? 2,
       maxIdleMs: options.maxIdleMs ?? 50,
     };
+    // Consumers hear of appends once they are committed (readable), before the flush to disk: what a
+    // consumer writes in turn is acknowledged only after its own flush, which covers these records too
+    // (one WAL), so nothing read early can outlive what it was read from.
+    this.#appends = new GroupCommit(this.db, { onCommit: () => this.#announce('append') });
     this.#retentionMs = options.retentionIntervalMs ?? 1000;
     this.#unreadRetentionMs = options.unreadRetentionMs ?? DEFAULT_UNREAD_MAX_AGE_MS;
     this.#onError = options.onError;
@@ -143,8 +154,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
 
   async publish(messages: BusMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    appendMessages(this.db, messages, this.#roundRobin);
-    this.#announce('append');
+    await this.#appends.run(() => appendMessages(this.db, messages, this.#roundRobin));
   }
 
   #announce(what: 'append' | 'topics'): void {
@@ -207,6 +217,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
       this.#closed = true;
       leaveChannel(this.#channel);
     }
+    if (this.db.isOpen) this.#appends.drain();
     await super.close();
   }
 

@@ -16,7 +16,7 @@
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { transaction } from '../sqlite/database.ts';
+import { unflushedTransaction } from '../sqlite/database.ts';
 import { matchesPrefixes } from './group-store.ts';
 import { sql } from './schema.ts';
 
@@ -113,7 +113,8 @@ async function deleteBelow(
     if (off === null || off >= low) return deleted;
     const upTo = Math.min(low, off + chunk);
     const started = performance.now();
-    deleted += transaction(db, () => Number(remove.run(topic, part, upTo).changes));
+    // A delete lost in an OS crash leaves records every group has read: they are deleted again.
+    deleted += unflushedTransaction(db, () => Number(remove.run(topic, part, upTo).changes));
     // Let publishers and consumers run between chunks (in this thread, and for the write lock).
     if (options.paced) await sleep(Math.max(1, performance.now() - started));
     else await new Promise((resolve) => setImmediate(resolve));

@@ -4,9 +4,10 @@
  * (see `log.ts`, whose `EmbeddedLog` extends this class with publishing and consumer groups).
  */
 import type { DatabaseSync } from 'node:sqlite';
+import type { Durability } from '../../common/config.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { isValidTopicName, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
-import { checkpointPassive, openDatabase, transaction } from '../sqlite/database.ts';
+import { checkpointPassive, closeDatabase, openDatabase, transaction } from '../sqlite/database.ts';
 import { BUS_MIGRATIONS, PAGE_SIZE, sql } from './schema.ts';
 
 /** Embedded-log implementation of the topic administration port. */
@@ -16,9 +17,13 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   readonly #defaultPartitions: number;
 
   /** `autoCheckpoint: false`: this connection leaves WAL checkpoints to another one (see `checkpoint()`). */
-  constructor(path: string, options: { defaultPartitions?: number; autoCheckpoint?: boolean } = {}) {
+  constructor(
+    path: string,
+    options: { defaultPartitions?: number; autoCheckpoint?: boolean; durability?: Durability } = {},
+  ) {
     this.db = openDatabase(path, BUS_MIGRATIONS, {
       pageSize: PAGE_SIZE,
+      ...(options.durability ? { durability: options.durability } : {}),
       ...(options.autoCheckpoint === false ? { autoCheckpointPages: 0 } : {}),
     });
     this.#defaultPartitions = options.defaultPartitions ?? 4;
@@ -65,7 +70,7 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   }
 
   async close(): Promise<void> {
-    if (this.db.isOpen) this.db.close();
+    closeDatabase(this.db);
   }
 
   #describe(name: string): TopicDescription | undefined {

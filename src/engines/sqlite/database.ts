@@ -5,9 +5,18 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { Durability } from '../../common/config.ts';
+import { WalFlusher } from './wal-flush.ts';
 
 /** How long a statement waits for another connection's lock before failing (ms). */
 export const BUSY_TIMEOUT_MS = 5000;
+/**
+ * How long a synchronous transaction (`transaction()`: a consumer's heartbeat or commit, a retention
+ * chunk) waits for the write lock, with its thread's event loop frozen: well under a third of the
+ * consumer lease (3 s), so a wait never costs a member its partitions. Group commit waits without
+ * freezing the loop, for up to BUSY_TIMEOUT_MS.
+ */
+const SYNC_LOCK_WAIT_MS = 750;
 /** The first and the longest pause of the short wait for the write lock in `transaction` (ms). */
 const LOCK_POLL_MS = 0.05;
 const LOCK_POLL_MAX_MS = 1;
@@ -21,15 +30,20 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 export function openDatabase(
   path: string,
   migrations: readonly string[],
-  options: { pageSize?: number; autoCheckpointPages?: number } = {},
+  options: { pageSize?: number; autoCheckpointPages?: number; durability?: Durability } = {},
 ): DatabaseSync {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   // The busy timeout is set at open, so even the first statements wait for a concurrent opener.
   const db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
   if (options.pageSize) db.exec(`PRAGMA page_size = ${options.pageSize}`);
   retryWhileBusy(() => db.exec('PRAGMA journal_mode = WAL'));
-  // NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash can lose the last commits.
+  // Commits go to the OS in order (NORMAL), surviving a crash of the process. With durability
+  // `fsync` (the default) a write is also acknowledged only once the WAL is flushed to disk, so it
+  // survives an OS crash or power loss — by `WalFlusher`, off the event loop, instead of FULL's
+  // fsync inside every COMMIT. `relaxed`: an OS crash can lose the last commits.
   db.exec('PRAGMA synchronous = NORMAL');
+  if ((options.durability ?? 'fsync') === 'fsync' && path !== ':memory:')
+    flushers.set(db, new WalFlusher(path));
   db.exec('PRAGMA foreign_keys = ON');
   // 32 MiB of page cache (default 2 MiB): index pages of large tables stay in memory instead of being re-read.
   db.exec('PRAGMA cache_size = -32768');
@@ -50,20 +64,64 @@ export function openDatabase(
  * migration sees it applied and does not run it again.
  */
 function migrate(db: DatabaseSync, migrations: readonly string[]): void {
+  // Another process may hold the lock for a while (its own migration): wait for it, not for ever.
+  const deadline = Date.now() + 6 * BUSY_TIMEOUT_MS;
   for (;;) {
-    const done = transaction(db, () => {
-      const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
-      if (version >= migrations.length) return true;
-      db.exec(migrations[version]!);
-      db.exec(`PRAGMA user_version = ${version + 1}`);
-      return false;
-    });
+    let done: boolean;
+    try {
+      done = migrateOne(db, migrations);
+    } catch (err) {
+      if (!isBusy(err) || Date.now() > deadline) throw err;
+      continue;
+    }
     if (done) return;
   }
 }
 
-/** Runs `fn` in one write transaction. */
+/** Applies the next migration not yet applied; true when there was none. */
+function migrateOne(db: DatabaseSync, migrations: readonly string[]): boolean {
+  return transaction(db, () => {
+    const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+    if (version >= migrations.length) return true;
+    db.exec(migrations[version]!);
+    db.exec(`PRAGMA user_version = ${version + 1}`);
+    return false;
+  });
+}
+
+/** The WAL flusher of a connection opened with durability `fsync` (none for `relaxed` or in memory). */
+export function walFlusherOf(db: DatabaseSync): WalFlusher | undefined {
+  return flushers.get(db);
+}
+
+const flushers = new WeakMap<DatabaseSync, WalFlusher>();
+
+/** Closes a connection opened by `openDatabase` (and its WAL flusher). */
+export function closeDatabase(db: DatabaseSync): void {
+  if (db.isOpen) db.close();
+  flushers.get(db)?.close();
+}
+
+/**
+ * Runs `fn` in one write transaction that is not flushed to disk on its own, whatever the
+ * connection's durability: for bookkeeping whose loss in an OS crash only repeats work — a
+ * consumer's committed offsets and leases, retention's deletes. The WAL is one sequence, so such a
+ * commit is lost only together with everything after it, never while a later commit survives; and
+ * what it depends on was flushed before it was acknowledged (durability `fsync`), so an offset can
+ * never survive the append or the store write it followed.
+ */
+export function unflushedTransaction<T>(db: DatabaseSync, fn: () => T): T {
+  return inTransaction(db, fn);
+}
+
+/** Runs `fn` in one write transaction; returns once it is committed (and, with `fsync` durability, on disk). */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  const result = inTransaction(db, fn);
+  flushers.get(db)?.flushSync();
+  return result;
+}
+
+function inTransaction<T>(db: DatabaseSync, fn: () => T): T {
   beginImmediate(db);
   try {
     const result = fn();
@@ -129,7 +187,7 @@ export function checkpointPassive(db: DatabaseSync): void {
  * than waiting. The doubling keeps a long hold (a large append) from costing hundreds of tries.
  */
 export function beginImmediate(db: DatabaseSync): void {
-  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  const deadline = Date.now() + SYNC_LOCK_WAIT_MS;
   withoutBusyHandler(db, () => {
     let pauseMs = LOCK_POLL_MS;
     while (!beginOnce(db)) {

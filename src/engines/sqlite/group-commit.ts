@@ -6,6 +6,13 @@
  * dispatcher: commits of ~8 operations (one per event-loop turn) cost ~95 µs of SQLite time per
  * delivery, commits gathered over 3 ms (~200 operations) ~65 µs.
  *
+ * The window adapts to the load. While fewer operations arrive than would fill a commit worth
+ * gathering (GATHER_MIN within one window, measured over the last 100 ms), each turn's operations
+ * are committed at the end of the turn: a lone write — the ledger claim on the delivery path of one
+ * event, the append of one `POST /events` — does not wait 3 ms for company that is not coming. Under
+ * load, operations gather until the window since the last commit has passed, so commits stay few
+ * and big (and so do their fsyncs).
+ *
  * Every operation must be atomic on its own (one statement, its own SAVEPOINT, or steps that take
  * themselves back on failure), so one failing
  * operation does not undo the others; each caller's promise settles after the COMMIT, so a caller
@@ -17,15 +24,19 @@
  * running (HTTP, other tasks) while this connection waits its turn.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { BUSY_TIMEOUT_MS, beginImmediate, tryBeginImmediate } from './database.ts';
+import { BUSY_TIMEOUT_MS, beginImmediate, tryBeginImmediate, walFlusherOf } from './database.ts';
 
 interface Pending {
   run: () => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
+  /** Acknowledged once flushed to disk (durability `fsync`), not only committed. */
+  durable: boolean;
 }
 
 export interface GroupCommitOptions {
+  /** Called after each COMMIT, before the flush: the writes are visible to other connections now. */
+  onCommit?: () => void;
   /** How long the first queued operation waits for others to join it (ms). */
   windowMs?: number;
   /** How long to keep retrying while another connection holds the write lock (ms). */
@@ -33,6 +44,10 @@ export interface GroupCommitOptions {
 }
 
 const DEFAULT_WINDOW_MS = 3;
+/** Operations expected within one window from which gathering them pays for the wait. */
+const GATHER_MIN = 16;
+/** How often the arrival rate is measured (ms). */
+const RATE_PERIOD_MS = 100;
 /** A queue this long is committed at once, without waiting for the window. */
 const MAX_OPERATIONS = 1000;
 
@@ -47,6 +62,13 @@ export class GroupCommit {
   #immediate: NodeJS.Immediate | undefined;
   /** When the current wait for the write lock began (0: not waiting). */
   #busySince = 0;
+  readonly #onCommit: (() => void) | undefined;
+  /** When the last transaction was begun (performance.now()). */
+  #lastFlushAt = Number.NEGATIVE_INFINITY;
+  /** Operations that arrived since `#countedSince`, and the rate measured before (per ms). */
+  #arrived = 0;
+  #countedSince = 0;
+  #rate = 0;
 
   constructor(db: DatabaseSync, options: GroupCommitOptions = {}) {
     this.#db = db;
@@ -54,17 +76,43 @@ export class GroupCommit {
     this.#rollback = db.prepare('ROLLBACK');
     this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
+    this.#onCommit = options.onCommit;
   }
 
-  /** Runs `op` in the next group transaction; resolves with its result once committed. */
-  run<T>(op: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs `op` in the next group transaction; resolves with its result once committed and — with
+   * durability `fsync`, unless `durable: false` — flushed to disk. `durable: false` is for writes
+   * whose loss in an OS crash only repeats work, and that others must see at once (a ledger claim).
+   */
+  run<T>(op: () => T | Promise<T>, options: { durable?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ run: op, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({
+        run: op,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        durable: options.durable !== false,
+      });
       if (this.#busySince !== 0) return; // a retry is already scheduled
       if (this.#queue.length >= MAX_OPERATIONS) this.#flushSoon();
-      else if (this.#timer === undefined && this.#immediate === undefined)
-        this.#timer = setTimeout(() => this.#flush(), this.#windowMs);
+      else if (this.#timer === undefined && this.#immediate === undefined) {
+        const now = performance.now();
+        const wait = this.#gathering(now) ? this.#lastFlushAt + this.#windowMs - now : 0;
+        if (wait <= 0) this.#flushSoon();
+        else this.#timer = setTimeout(() => this.#flush(), wait);
+      }
     });
+  }
+
+  /** Counts an arrival; true when enough arrive that a commit should gather a window's worth. */
+  #gathering(now: number): boolean {
+    this.#arrived += 1;
+    const elapsed = now - this.#countedSince;
+    if (elapsed >= RATE_PERIOD_MS) {
+      this.#rate = this.#arrived / elapsed;
+      this.#arrived = 0;
+      this.#countedSince = now;
+    }
+    return this.#rate * this.#windowMs >= GATHER_MIN;
   }
 
   /** Commits everything queued now, waiting for the write lock if need be (before closing the database). */
@@ -108,12 +156,17 @@ export class GroupCommit {
       return;
     }
     this.#busySince = 0;
+    this.#lastFlushAt = performance.now();
     const batch = this.#queue.splice(0, MAX_OPERATIONS);
     if (this.#queue.length > 0 && !wait) this.#flushSoon();
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     for (const p of batch) {
       try {
-        results.push({ ok: true, value: p.run() });
+        const value = p.run();
+        // An async operation's rejection is handed to its caller later (after the flush): marked
+        // handled now, so it is not reported as unhandled meanwhile.
+        if (value instanceof Promise) value.catch(() => {});
+        results.push({ ok: true, value });
       } catch (error) {
         results.push({ ok: false, error });
       }
@@ -122,17 +175,43 @@ export class GroupCommit {
       this.#commit.run();
     } catch (err) {
       if (this.#db.isTransaction) this.#rollback.run();
-      // The operations' own results are moot now; a rejected one must not surface as unhandled.
-      for (const r of results) if (r.ok) Promise.resolve(r.value).catch(() => {});
       this.#settleAll(batch, err);
       return;
     }
-    batch.forEach((p, i) => {
-      const r = results[i]!;
-      // resolve() adopts a promise the operation returned (an async operation that threw rejects).
-      if (r.ok) p.resolve(r.value);
-      else p.reject(r.error);
-    });
+    this.#onCommit?.();
+    const settle = (durable: boolean): void =>
+      batch.forEach((p, i) => {
+        if (p.durable !== durable) return;
+        const r = results[i]!;
+        // resolve() adopts a promise the operation returned (an async operation that threw rejects).
+        if (r.ok) p.resolve(r.value);
+        else p.reject(r.error);
+      });
+    // With fsync durability, acknowledged once the WAL is on disk (flushed off the event loop; the
+    // commits of the meantime share the next flush). The others are acknowledged now.
+    const flusher = walFlusherOf(this.#db);
+    settle(false);
+    if (!flusher) settle(true);
+    else if (wait) {
+      // Draining before the database closes: flushed here and now.
+      try {
+        flusher.flushSync();
+        settle(true);
+      } catch (err) {
+        this.#settleAll(
+          batch.filter((p) => p.durable),
+          err,
+        );
+      }
+    } else if (batch.some((p) => p.durable))
+      flusher.flush().then(
+        () => settle(true),
+        (err: unknown) =>
+          this.#settleAll(
+            batch.filter((p) => p.durable),
+            err,
+          ),
+      );
   }
 
   /** BEGIN IMMEDIATE (without waiting for the write lock unless `wait`): true, 'busy', or the error. */

@@ -1,0 +1,83 @@
+/**
+ * Flushing a database's write-ahead log to disk, so that a commit survives an OS crash or a power
+ * loss (durability `fsync`). SQLite's own way, `synchronous = FULL`, fsyncs inside COMMIT: with
+ * `node:sqlite` that blocks the thread's event loop for the whole flush (measured here: 0.1–0.4 ms
+ * each, more while another thread flushes too), once per commit. Instead the connection commits
+ * with `synchronous = NORMAL` — its frames are in the OS, in order — and the WAL file is flushed
+ * with `fdatasync` from libuv's thread pool: the event loop goes on, and every commit made while a
+ * flush runs shares the next one (group commit, as Postgres and Kafka do it). A write is
+ * acknowledged only once a flush that began after its commit has completed.
+ *
+ * Why this is as safe as FULL: a WAL is one sequence of frames, recovered up to the last valid
+ * commit; flushing the file makes every frame written before the flush began durable. Checkpoints
+ * (which copy frames into the database file) are synced by SQLite itself in NORMAL mode (the WAL
+ * before, the database file after). Linux flushes a file's data through any descriptor of it, so
+ * flushing our own read-only descriptor of `<db>-wal` covers what SQLite wrote through its own.
+ */
+import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+
+/** Flushes one database's WAL file, synchronously or in the background with group commit. */
+export class WalFlusher {
+  readonly #path: string;
+  #fd: number | undefined;
+  /** Callers waiting for the flush that will start next. */
+  #next: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  #running = false;
+  #closing = false;
+
+  constructor(databasePath: string) {
+    this.#path = `${databasePath}-wal`;
+  }
+
+  /** Resolves once everything committed before this call is on disk. */
+  flush(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#next.push({ resolve, reject });
+      if (!this.#running) this.#start();
+    });
+  }
+
+  /** Flushes now, blocking the thread (for rare writes that are acknowledged synchronously). */
+  flushSync(): void {
+    fdatasyncSync(this.#descriptor());
+  }
+
+  /** Closes the descriptor (after the database is closed; after the flush in progress, if one is). */
+  close(): void {
+    this.#closing = true;
+    if (!this.#running) this.#closeDescriptor();
+  }
+
+  #closeDescriptor(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+
+  #start(): void {
+    const waiting = this.#next;
+    this.#next = [];
+    this.#running = true;
+    let fd: number;
+    try {
+      fd = this.#descriptor();
+    } catch (err) {
+      this.#running = false;
+      for (const w of waiting) w.reject(err);
+      return;
+    }
+    fdatasync(fd, (err) => {
+      this.#running = false;
+      for (const w of waiting) {
+        if (err) w.reject(err);
+        else w.resolve();
+      }
+      if (this.#next.length > 0 && !this.#closing) this.#start();
+      else if (this.#closing) this.#closeDescriptor();
+    });
+  }
+
+  #descriptor(): number {
+    this.#fd ??= openSync(this.#path, 'r');
+    return this.#fd;
+  }
+}
