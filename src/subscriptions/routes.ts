@@ -184,6 +184,11 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
       tag,
       summary: 'Change a subscription; null clears auth, filter, mapping, retry or version',
       requestSchema: { type: 'object', properties: subscriptionSchema.properties },
+      responses: {
+        '200': 'changed',
+        '409':
+          '`subscription_exists`: another subscription of the partner and event has this url (named in the details)',
+      },
       handler: async (req) => json(200, subscriptionView(await admin.update(req.params.id!, req.body))),
     },
     {

@@ -10,7 +10,13 @@ import { InputReader } from '../common/input.ts';
 import type { SubscriptionRecord, SubscriptionStatus } from '../common/model.ts';
 import type { TopicAdmin } from '../common/ports/bus.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
-import type { Page, PageRequest, SchemaRepository, SubscriptionRepository } from '../common/ports/store.ts';
+import type {
+  Page,
+  PageRequest,
+  SchemaRepository,
+  SubscriptionEndpoint,
+  SubscriptionRepository,
+} from '../common/ports/store.ts';
 import type { SecretBox } from '../common/secret-box.ts';
 import { generateSigningSecret } from '../common/signing.ts';
 import { egressTopic, NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
@@ -34,6 +40,26 @@ const CREATE_FIELDS = [
 ];
 /** A PATCH may change everything but what identifies the subscription (partner and event). */
 const PATCH_FIELDS = CREATE_FIELDS.filter((f) => !['partnerId', 'domain', 'event'].includes(f));
+/**
+ * How many times an upsert tries while others write the same endpoint: each round one of the racing
+ * writers succeeds, so this many concurrent upserts of one endpoint all get through.
+ */
+const UPSERT_TRIES = 20;
+
+/** The optional fields of a subscription that an upsert replaces. */
+type UpsertOptional = 'schemaVersion' | 'description' | 'auth' | 'filter' | 'mapping' | 'retry';
+
+/** What an upsert sets, as read from its body. */
+interface UpsertFields {
+  version: number | undefined;
+  description: string | undefined;
+  status: 'ACTIVE' | 'PAUSED' | undefined;
+  signing: ReturnType<typeof readSigning>;
+  auth: ReturnType<typeof readAuth>;
+  filter: ReturnType<typeof readFilter>;
+  mapping: ReturnType<typeof readMapping>;
+  retry: ReturnType<typeof readRetry>;
+}
 
 export interface SubscriptionAdminDeps {
   subscriptions: SubscriptionRepository;
@@ -92,54 +118,65 @@ export class SubscriptionAdmin {
     await this.#checkPartner(partnerId!);
     await this.#checkEvent(domain!, event!, version);
 
-    const now = this.#deps.clock();
-    const existing = (
-      await this.#deps.subscriptions.list({ partnerId, domain, event }, { limit: 1000 })
-    ).items.find((s) => s.url === url);
-    const id = existing?.id ?? this.#deps.newId();
     const topic = egressTopic(partnerId!, domain!, event!);
     await this.#deps.topics.ensureTopic(topic, { partitions: this.#deps.partitions });
-
-    const common = {
-      ...(version !== undefined ? { schemaVersion: version } : {}),
-      ...(description !== undefined ? { description } : {}),
-      ...(auth ? { auth: sealAuth(this.#deps.secretBox, id, auth) } : {}),
-      ...(filter ? { filter } : {}),
-      ...(mapping ? { mapping } : {}),
-      ...(retry ? { retry } : {}),
-    };
-    if (existing) {
-      const {
-        schemaVersion: _v,
-        description: _d,
-        auth: _a,
-        filter: _f,
-        mapping: _m,
-        retry: _r,
-        ...rest
-      } = existing;
-      const record = await this.#changed(
-        this.#deps.subscriptions.update({
-          ...rest,
-          ...common,
-          status: status ?? existing.status,
-          signing: { ...existing.signing, enabled: signing?.enabled ?? existing.signing.enabled },
-          updatedAt: now.toISOString(),
-        }),
-      );
-      return { record, created: false };
+    const fields: UpsertFields = { version, description, status, signing, auth, filter, mapping, retry };
+    const endpoint = { partnerId: partnerId!, domain: domain!, event: event!, url };
+    // The store keeps one subscription per endpoint: a creation that lost the race to a concurrent
+    // one (already_exists) updates the winner instead, and an update that lost to another change
+    // (revision_conflict) reads it again. Each round one of the racing writers succeeds.
+    for (let tries = 1; ; tries++) {
+      const existing = await this.#deps.subscriptions.findByEndpoint(endpoint);
+      try {
+        if (existing) return { record: await this.#updateExisting(existing, fields), created: false };
+        return await this.#create(endpoint, topic, fields);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        const raced = code === 'already_exists' || code === 'revision_conflict' || code === 'not_found';
+        if (!raced || tries >= UPSERT_TRIES) throw err;
+      }
     }
+  }
+
+  /** The upsert's update: the fields given replace the existing ones; secrets are kept and not shown. */
+  async #updateExisting(existing: SubscriptionRecord, fields: UpsertFields): Promise<SubscriptionRecord> {
+    const {
+      schemaVersion: _v,
+      description: _d,
+      auth: _a,
+      filter: _f,
+      mapping: _m,
+      retry: _r,
+      ...rest
+    } = existing;
+    return this.#changed(
+      this.#deps.subscriptions.update({
+        ...rest,
+        ...this.#optional(existing.id, fields),
+        status: fields.status ?? existing.status,
+        signing: { ...existing.signing, enabled: fields.signing?.enabled ?? existing.signing.enabled },
+        updatedAt: this.#deps.clock().toISOString(),
+      }),
+    );
+  }
+
+  /** The upsert's creation, under a new id; the store refuses it when the endpoint has a subscription. */
+  async #create(
+    endpoint: SubscriptionEndpoint,
+    topic: string,
+    fields: UpsertFields,
+  ): Promise<SubscriptionResult> {
+    const id = this.#deps.newId();
+    const now = this.#deps.clock();
+    const { signing } = fields;
     const enabled = signing?.enabled ?? true;
     const secret = enabled ? (signing?.secret ?? generateSigningSecret()) : undefined;
     const record: SubscriptionRecord = {
       id,
-      partnerId: partnerId!,
-      domain: domain!,
-      event: event!,
-      url,
-      status: status ?? 'ACTIVE',
+      ...endpoint,
+      status: fields.status ?? 'ACTIVE',
       signing: { enabled, secrets: secret ? [sealSigningSecret(this.#deps.secretBox, id, secret, now)] : [] },
-      ...common,
+      ...this.#optional(id, fields),
       egressTopic: topic,
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
@@ -149,6 +186,18 @@ export class SubscriptionAdmin {
     this.#deps.onSubscriptionChanged?.(record);
     // A secret the caller brought is not echoed back; a generated one is shown this once.
     return signing?.secret || !secret ? { record, created: true } : { record, created: true, secret };
+  }
+
+  /** The optional fields an upsert sets (auth sealed for the subscription `id`). */
+  #optional(id: string, fields: UpsertFields): Partial<Pick<SubscriptionRecord, UpsertOptional>> {
+    return {
+      ...(fields.version !== undefined ? { schemaVersion: fields.version } : {}),
+      ...(fields.description !== undefined ? { description: fields.description } : {}),
+      ...(fields.auth ? { auth: sealAuth(this.#deps.secretBox, id, fields.auth) } : {}),
+      ...(fields.filter ? { filter: fields.filter } : {}),
+      ...(fields.mapping ? { mapping: fields.mapping } : {}),
+      ...(fields.retry ? { retry: fields.retry } : {}),
+    };
   }
 
   /** One subscription (GET /admin/subscriptions/{id}). */
@@ -207,7 +256,19 @@ export class SubscriptionAdmin {
     assignOrClear(next, 'filter', filter);
     assignOrClear(next, 'mapping', mapping);
     assignOrClear(next, 'retry', retry);
-    return this.#changed(this.#deps.subscriptions.update(next));
+    try {
+      return await this.#changed(this.#deps.subscriptions.update(next));
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'already_exists') throw err;
+      // The new url is another subscription's endpoint: one subscription per endpoint.
+      const other = await this.#deps.subscriptions.findByEndpoint(next);
+      const which = other ? `subscription ${other.id}` : 'another subscription';
+      throw new ConflictError(
+        'subscription_exists',
+        `${which} of partner ${next.partnerId} to ${next.domain}.${next.event} has this url`,
+        { cause: err, details: [{ field: 'url', message: `${which} has this partner, event and url` }] },
+      );
+    }
   }
 
   /** Deletes a subscription (DELETE); its egress topic stays (other subscriptions may share it). */

@@ -78,6 +78,91 @@ describe('/admin/subscriptions', () => {
     assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [first.body.secret]);
   });
 
+  test('concurrent identical POSTs make one subscription: one 201, the rest 200, all with its id', async () => {
+    const body = { ...base, url: 'https://hooks.partner.test/race', filter: { amount: { $gt: 1 } } };
+    const callers = 10;
+    // In one process the SQLite calls complete without yielding, so requests never interleave between
+    // the check and the insert; another process on the same file, or a networked engine, does. The
+    // first `callers` inserts are held until all of them are in flight, so they always interleave.
+    const repo = server.running.platform.store.subscriptions;
+    const insert = repo.insert;
+    let held = 0;
+    let releaseAll!: () => void;
+    const allIn = new Promise<void>((resolve) => {
+      releaseAll = resolve;
+    });
+    repo.insert = async (record) => {
+      if (held < callers) {
+        held += 1;
+        if (held === callers) releaseAll();
+        await allIn;
+      }
+      return insert(record);
+    };
+    try {
+      const results = await Promise.all(
+        Array.from({ length: callers }, () => server.request('POST', '/admin/subscriptions', body)),
+      );
+      assert.deepEqual(
+        results.map((r) => r.status).sort(),
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 201],
+        JSON.stringify(results.map((r) => r.body)),
+      );
+      const ids = new Set(results.map((r) => r.body.id));
+      assert.equal(ids.size, 1, 'every caller answers the same subscription');
+      assert.equal(results.filter((r) => r.body.secret !== undefined).length, 1, 'the secret is shown once');
+      const listed = await server.request(
+        'GET',
+        '/admin/subscriptions?partnerId=acme&domain=orders&event=created',
+      );
+      assert.deepEqual(
+        listed.body.items.filter((s: { url: string }) => s.url === body.url).map((s: { id: string }) => s.id),
+        [...ids],
+      );
+    } finally {
+      repo.insert = insert;
+    }
+  });
+
+  test('PATCH to a URL another subscription of the partner and event has is 409 naming it; delete frees it', async () => {
+    const a = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/pa',
+    });
+    const b = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/pb',
+    });
+    const taken = await server.request('PATCH', `/admin/subscriptions/${b.body.id}`, {
+      url: 'https://hooks.partner.test/pa',
+      description: 'not applied',
+    });
+    assert.equal(taken.status, 409);
+    assert.equal(taken.body.error.code, 'subscription_exists');
+    assert.equal(taken.body.error.details[0].field, 'url');
+    assert.match(taken.body.error.details[0].message, new RegExp(a.body.id));
+    const unchanged = await server.request('GET', `/admin/subscriptions/${b.body.id}`);
+    assert.equal(unchanged.body.url, 'https://hooks.partner.test/pb');
+    assert.equal(unchanged.body.description, undefined);
+
+    assert.equal((await server.request('DELETE', `/admin/subscriptions/${a.body.id}`)).status, 204);
+    const moved = await server.request('PATCH', `/admin/subscriptions/${b.body.id}`, {
+      url: 'https://hooks.partner.test/pa',
+    });
+    assert.equal(moved.status, 200);
+    const again = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/pb',
+    });
+    assert.equal(again.status, 201, 'the URL b left is free again');
+    const same = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/pa',
+    });
+    assert.equal(same.status, 200);
+    assert.equal(same.body.id, b.body.id);
+  });
+
   test('signing can be turned off; a bring-your-own secret is stored and not echoed', async () => {
     const off = await server.request('POST', '/admin/subscriptions', {
       ...base,

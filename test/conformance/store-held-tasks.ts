@@ -26,6 +26,18 @@ export function describeHeldTasks(ctx: StoreContext): void {
   const held = () => ctx.store().heldTasks;
 
   describe('held_task', () => {
+    test('count tells how many tasks a subscription has held', async () => {
+      const sub = testId('sub-count-');
+      assert.equal(await held().count(sub), 0);
+      const tasks = [heldTask(sub), heldTask(sub), heldTask(sub)];
+      for (const t of tasks) await held().hold(t);
+      await held().hold(tasks[0]!); // held again: still one
+      await held().hold(heldTask(testId('sub-count-other-')));
+      assert.equal(await held().count(sub), 3);
+      await held().remove(sub, [tasks[1]!.id]);
+      assert.equal(await held().count(sub), 2);
+    });
+
     test('tasks round-trip and are listed per subscription in the order held, up to the limit', async () => {
       const sub = testId('sub-held-');
       const tasks = [heldTask(sub), heldTask(sub, { key: undefined, headers: {} }), heldTask(sub)];

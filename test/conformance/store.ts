@@ -12,6 +12,7 @@ import { describeDeadLetters } from './store-dead-letters.ts';
 import { describeDeliveries } from './store-deliveries.ts';
 import { describeHeldTasks } from './store-held-tasks.ts';
 import { describeLedger } from './store-ledger.ts';
+import { describeSubscriptionEndpoints } from './store-subscription-endpoints.ts';
 import { conflict, type StoreContext, type StoreHarness } from './store-support.ts';
 
 export type { StoreHarness } from './store-support.ts';
@@ -210,6 +211,7 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
       });
     });
 
+    describeSubscriptionEndpoints(context);
     describeDeliveries(context);
     describeLedger(context);
     describeDeadLetters(context);

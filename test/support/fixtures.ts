@@ -62,12 +62,14 @@ export function subscriptionRecord(overrides: Partial<SubscriptionRecord> = {}):
   const partnerId = overrides.partnerId ?? 'acme';
   const domain = overrides.domain ?? 'orders';
   const event = overrides.event ?? 'created';
+  const id = overrides.id ?? testId();
   return {
-    id: testId(),
+    id,
     partnerId,
     domain,
     event,
-    url: 'https://hooks.example.com/in',
+    // One subscription per endpoint (the store refuses a second): each record has a url of its own.
+    url: `https://hooks.example.com/in/${id}`,
     status: 'ACTIVE',
     signing: { enabled: true, secrets: [{ sealed: 'enc:v1:x', createdAt: NOW }] },
     filter: { 'customer.tier': 'gold' },

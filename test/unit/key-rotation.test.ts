@@ -170,6 +170,7 @@ describe('the secret key against the store', () => {
     const racing: SubscriptionRepository = {
       insert: (r) => store.subscriptions.insert(r),
       get: (id) => store.subscriptions.get(id),
+      findByEndpoint: (e) => store.subscriptions.findByEndpoint(e),
       list: (f, p) => store.subscriptions.list(f, p),
       delete: (id) => store.subscriptions.delete(id),
       update: async (record) => {

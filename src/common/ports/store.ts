@@ -60,13 +60,38 @@ export interface SubscriptionFilter {
   status?: SubscriptionStatus;
 }
 
+/** What a subscription delivers to: one partner endpoint for one event. */
+export type SubscriptionEndpoint = Pick<SubscriptionRecord, 'partnerId' | 'domain' | 'event' | 'url'>;
+
+/**
+ * `partner_event_subscription`. An endpoint (partner, domain, event, url — the url compared exactly
+ * as stored) has at most one subscription, and the store guarantees it, not its callers: two
+ * concurrent creations of one endpoint, from any number of processes, leave one subscription. Each
+ * subscription holds its endpoint as a second key, written in the same conditional write as the
+ * record (in DynamoDB: a transaction with a conditional put of an endpoint item naming the
+ * subscription id), and released when the subscription is deleted or moves to another url.
+ * Subscriptions written before an engine enforced this may share an endpoint: the oldest (lowest
+ * id) holds the key and the others none — they stay readable, updatable and deletable, and when the
+ * holder goes (deleted, or moved to another url) the key passes to the next oldest.
+ */
 export interface SubscriptionRepository {
+  /**
+   * Creates a subscription: ConflictError `already_exists` when its id is taken, or when another
+   * subscription holds its endpoint (a detail on `url` names that one); nothing is written then.
+   */
   insert(record: SubscriptionRecord): Promise<void>;
   get(id: string): Promise<SubscriptionRecord | undefined>;
+  /** The subscription holding an endpoint, if any. */
+  findByEndpoint(endpoint: SubscriptionEndpoint): Promise<SubscriptionRecord | undefined>;
   /** Subscriptions ordered by id (ids are time-ordered UUIDv7, so by creation). */
   list(filter: SubscriptionFilter, page?: PageRequest): Promise<Page<SubscriptionRecord>>;
+  /**
+   * Revision-checked replace (see the top). A record moved to another endpoint takes that endpoint's
+   * key and frees its old one; ConflictError `already_exists`, writing nothing, when another
+   * subscription holds the new endpoint.
+   */
   update(record: SubscriptionRecord): Promise<SubscriptionRecord>;
-  /** Removes a subscription; false when there was none. */
+  /** Removes a subscription and frees its endpoint; false when there was none. */
   delete(id: string): Promise<boolean>;
 }
 
@@ -114,9 +139,10 @@ export interface DeliveryRepository {
   attempts(deliveryId: string): Promise<DeliveryAttempt[]>;
   /**
    * History retention: deletes up to `limit` deliveries created before `before` that are no longer
-   * PENDING (with their attempts), and up to `limit` routes of events routed before it (so such an
-   * event ingested again is routed again). Returns how many of each went; call again until both
-   * are below `limit`.
+   * PENDING — or are PENDING but were not updated since `before` either: abandoned, as no task can
+   * still be on its way after the retry policy's maximum age (3 days by default) — with their
+   * attempts; and up to `limit` routes of events routed before it (so such an event ingested again
+   * is routed again). Returns how many of each went; call again until both are below `limit`.
    */
   purgeBefore(before: string, limit: number): Promise<{ deliveries: number; routes: number }>;
 }
@@ -190,6 +216,8 @@ export interface HeldTaskRepository {
   remove(subscriptionId: string, ids: string[]): Promise<void>;
   /** The subscriptions that have tasks held. */
   subscriptions(): Promise<string[]>;
+  /** How many tasks are held for a subscription (for the cap on them). */
+  count(subscriptionId: string): Promise<number>;
 }
 
 /** The whole store: one repository per table, plus health and lifecycle. */

@@ -8,6 +8,7 @@ export class SqliteHeldTasks {
   readonly #list: StatementSync;
   readonly #remove: StatementSync;
   readonly #subscriptions: StatementSync;
+  readonly #count: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#insert = db.prepare(
@@ -15,6 +16,7 @@ export class SqliteHeldTasks {
     );
     this.#list = db.prepare('SELECT doc FROM held_task WHERE subscription_id = ? ORDER BY id LIMIT ?');
     this.#remove = db.prepare('DELETE FROM held_task WHERE subscription_id = ? AND id = ?');
+    this.#count = db.prepare('SELECT count(*) AS n FROM held_task WHERE subscription_id = ?');
     // The distinct subscriptions by skipping from one to the next in the key: one seek each,
     // however many tasks each holds.
     this.#subscriptions = db.prepare(
@@ -37,6 +39,10 @@ export class SqliteHeldTasks {
 
   remove(subscriptionId: string, ids: string[]): void {
     for (const id of ids) this.#remove.run(subscriptionId, id);
+  }
+
+  count(subscriptionId: string): number {
+    return (this.#count.get(subscriptionId) as { n: number }).n;
   }
 
   subscriptions(): string[] {

@@ -83,4 +83,21 @@ export const MIGRATIONS: readonly string[] = [
   // so a worker whose claim lapsed cannot delete (or complete) the claim another worker holds now.
   // Claims taken before the upgrade have no token: they lapse as before.
   `ALTER TABLE idempotency_ledger ADD COLUMN token TEXT;`,
+  // v8: one subscription per endpoint. `subscription_endpoint` is the endpoint's key (partner,
+  // domain, event, url — the url exactly as stored, normalised by the Subscription Admin) naming
+  // the subscription that holds it; a subscription's writes change it in the same transaction, so a
+  // second subscription of an endpoint fails on the primary key. A table rather than a unique
+  // index: a database may already hold duplicates, which a unique index would refuse; and a table
+  // is the shape of the other engines' uniqueness item (DynamoDB: a conditional put). Of each
+  // group of duplicates the oldest (lowest id, ids being time-ordered) takes the key — the one the
+  // upsert updated until now; the others stay as they are, and take the key over when it goes. A
+  // document without a url (never written by the platform) holds no key rather than stop the upgrade.
+  `CREATE TABLE subscription_endpoint (
+     partner_id TEXT NOT NULL, domain TEXT NOT NULL, event TEXT NOT NULL, url TEXT NOT NULL,
+     subscription_id TEXT NOT NULL,
+     PRIMARY KEY (partner_id, domain, event, url)) WITHOUT ROWID;
+   INSERT INTO subscription_endpoint (partner_id, domain, event, url, subscription_id)
+     SELECT partner_id, domain, event, json_extract(doc, '$.url'), min(id) FROM partner_event_subscription
+     WHERE json_extract(doc, '$.url') IS NOT NULL
+     GROUP BY partner_id, domain, event, json_extract(doc, '$.url');`,
 ];

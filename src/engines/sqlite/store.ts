@@ -7,7 +7,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Durability } from '../../common/config.ts';
-import type { PartnerRecord, SchemaRecord, SubscriptionRecord } from '../../common/model.ts';
+import type { PartnerRecord, SchemaRecord } from '../../common/model.ts';
 import {
   type DeadLetterRepository,
   type DeliveryRepository,
@@ -28,6 +28,7 @@ import { SqliteHeldTasks } from './held-tasks.ts';
 import { SqliteLedger } from './ledger.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { ReadBatch } from './read-batch.ts';
+import { SqliteSubscriptions } from './subscriptions.ts';
 
 /** Ledger entries deleted per transaction by a purge, and the rest between two of them (ms). */
 const PURGE_CHUNK = 1000;
@@ -80,16 +81,6 @@ export class SqliteStore implements Store {
       key: [['id', (r) => r.id]],
       columns: [['status', (r) => r.status]],
     });
-    const subscriptions = new DocumentTable<SubscriptionRecord>(this.#db, {
-      table: 'partner_event_subscription',
-      key: [['id', (r) => r.id]],
-      columns: [
-        ['partner_id', (r) => r.partnerId],
-        ['domain', (r) => r.domain],
-        ['event', (r) => r.event],
-        ['status', (r) => r.status],
-      ],
-    });
     this.schemas = {
       insert: async (r) => schemas.insert(r),
       get: async (domain, event, version) => schemas.get([domain, event, version]),
@@ -103,16 +94,17 @@ export class SqliteStore implements Store {
       list: async (page) => partners.list({}, page),
       update: async (r) => partners.update(r),
     };
+    const subscriptions = new SqliteSubscriptions(this.#db);
+    // Writes join the group commit (each in its own savepoint): they wait for the write lock without
+    // freezing the event loop, and are acknowledged once durable. The group exists by the time any
+    // of them runs.
     this.subscriptions = {
-      insert: async (r) => subscriptions.insert(r),
-      get: async (id) => subscriptions.get([id]),
-      list: async (f, page) =>
-        subscriptions.list(
-          { partner_id: f.partnerId, domain: f.domain, event: f.event, status: f.status },
-          page,
-        ),
-      update: async (r) => subscriptions.update(r),
-      delete: async (id) => subscriptions.delete([id]),
+      insert: (r) => this.#group.run(() => subscriptions.insert(r)),
+      get: async (id) => subscriptions.get(id),
+      findByEndpoint: async (endpoint) => subscriptions.findByEndpoint(endpoint),
+      list: async (f, page) => subscriptions.list(f, page),
+      update: (r) => this.#group.run(() => subscriptions.update(r)),
+      delete: (id) => this.#group.run(() => subscriptions.delete(id)),
     };
     // Hot-path writes go through group commit: one transaction per event-loop turn.
     const group = new GroupCommit(this.#db);
@@ -164,6 +156,7 @@ export class SqliteStore implements Store {
       list: async (subscriptionId, limit) => held.list(subscriptionId, limit),
       remove: (subscriptionId, ids) => group.run(() => held.remove(subscriptionId, ids)),
       subscriptions: async () => held.subscriptions(),
+      count: async (subscriptionId) => held.count(subscriptionId),
     };
   }
 
