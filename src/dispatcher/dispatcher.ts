@@ -43,7 +43,9 @@ import {
   retryTopicName,
 } from './retry-math.ts';
 
-export const DISPATCHER_TOPIC_PREFIXES = ['egress.', 'retry.dispatcher.'];
+/** Where tasks wait for a retry (or a deferral); the dispatcher reads these and the egress topics. */
+const RETRY_TOPIC_PREFIX = 'retry.dispatcher.';
+export const DISPATCHER_TOPIC_PREFIXES = ['egress.', RETRY_TOPIC_PREFIX];
 
 /** The longest an egress partition stays paused for a saturated endpoint without hearing it drained (ms). */
 const MAX_PAUSE_MS = 30_000;
@@ -54,6 +56,8 @@ export interface DispatcherDeps {
   /** The subscription as stored now, past any cache (default: `subscription`). */
   subscriptionNow?(id: string): Promise<SubscriptionRecord | undefined>;
   partner(id: string): Promise<PartnerRecord | undefined>;
+  /** The partner as stored now, past any cache (default: `partner`). */
+  partnerNow?(id: string): Promise<PartnerRecord | undefined>;
   /** Marks a subscription DISABLED (the endpoint answered 410 Gone). */
   disableSubscription(id: string, reason: string): Promise<void>;
   /** Decrypted signing secrets valid now, and delivery credentials. */
@@ -62,8 +66,10 @@ export interface DispatcherDeps {
     auth(sub: SubscriptionRecord): DeliveryAuth | undefined;
   };
   deliveries: DeliveryRepository;
-  /** Where tasks of PAUSED subscriptions wait until they are resumed. */
-  heldTasks: Pick<HeldTaskRepository, 'hold'>;
+  /** Where tasks of PAUSED subscriptions (and INACTIVE partners) wait until they are resumed. */
+  heldTasks: Pick<HeldTaskRepository, 'hold' | 'count'>;
+  /** Tasks held per subscription before more are dead-lettered (`held_overflow`). */
+  maxHeldPerSubscription: number;
   /** The idempotency ledger (absent when turned off). */
   ledger?: IdempotencyLedger;
   ledgerTtlMs: number;
@@ -92,6 +98,9 @@ interface AttemptClaim {
   sent: boolean;
 }
 
+/** Holds between two counts of a subscription's held tasks in the store. */
+const HELD_COUNT_EVERY = 1000;
+
 /** How long a partner's metric series stay without an update before they are dropped. */
 const PARTNER_SERIES_IDLE_MS = 60 * 60_000;
 
@@ -107,6 +116,7 @@ type TaskOutcome =
   | 'deferred_busy'
   | 'held_paused'
   | 'rescheduled'
+  | 'forwarded'
   | 'skipped';
 
 /** The dispatcher core, shared by every runtime. */
@@ -123,6 +133,8 @@ export class WebhookDispatcher {
    * it, and it resumes when the last one drains.
    */
   readonly #pauses = new Map<string, { resume: () => void; holders: Map<string, number> }>();
+  /** Tasks held per subscription as last counted in the store, and holds here since. */
+  readonly #heldCounts = new Map<string, { counted: Promise<number>; added: number }>();
 
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
@@ -216,6 +228,15 @@ export class WebhookDispatcher {
       await this.#defer(message, task, early);
       return 'rescheduled';
     }
+    // Due: back to its egress topic, keyed by its subscription. Every request to an endpoint is then
+    // made by the one member of the dispatcher group that holds the endpoint's egress partition, so
+    // the partner's concurrency and rate limits hold for the whole group, not once per member.
+    if (message.topic.startsWith(RETRY_TOPIC_PREFIX)) {
+      await this.#deps.publish([
+        { topic: originTopicOf(message, task), key: task.subscriptionId, value: message.value },
+      ]);
+      return 'forwarded';
+    }
     // Everything logged while this task is handled carries the event's correlation id.
     return withCorrelationId(task.event.correlationId, () => this.#handleTask(message, task, control));
   }
@@ -243,7 +264,14 @@ export class WebhookDispatcher {
       return 'failed';
     }
     if (sub.status === 'PAUSED') return this.#hold(message, task, now);
-    const settings = (await this.#deps.partner(sub.partnerId))?.delivery ?? {};
+    let partner = await this.#deps.partner(sub.partnerId);
+    // An INACTIVE partner's deliveries are held like a PAUSED subscription's (checked as stored now,
+    // as for PAUSED: a reactivation's released tasks may arrive before the news reaches the cache).
+    if (partner?.status === 'INACTIVE') {
+      partner = await (this.#deps.partnerNow ?? this.#deps.partner)(sub.partnerId);
+      if (partner?.status === 'INACTIVE') return this.#hold(message, task, now);
+    }
+    const settings = partner?.delivery ?? {};
     const timeouts = { ...DEFAULT_TIMEOUTS, ...settings.timeouts };
     // One deadline for the whole attempt — the wait for a slot of the endpoint, connect, headers and
     // the whole body — shorter than the claim's lease: the claim cannot lapse while the attempt runs
@@ -295,6 +323,11 @@ export class WebhookDispatcher {
       this.#deps.ledger?.get(webhookIdOf(task)),
     ]);
     if (delivery?.status === 'SUCCESS' || done?.status === 'COMPLETED') return 'skipped';
+    if (await this.#heldFull(task.subscriptionId)) {
+      const error = `more than ${this.#deps.maxHeldPerSubscription} tasks are held for the subscription (paused, or its partner inactive)`;
+      await this.#deadLetter(message, task, 'held_overflow', error, task.attempt);
+      return 'failed';
+    }
     await this.#deps.heldTasks.hold({
       // One per record read, however often it is read.
       id: recordId('held', message),
@@ -306,6 +339,25 @@ export class WebhookDispatcher {
       headers: message.headers,
     });
     return 'held_paused';
+  }
+
+  /**
+   * Whether a subscription holds as many tasks as it may (WEBHOOKS_MAX_HELD_PER_SUBSCRIPTION): then
+   * more are dead-lettered (`held_overflow`, redrivable) instead of held. Counted in the store once
+   * per HELD_COUNT_EVERY holds and in between here, so the cap may be passed by that many at most.
+   */
+  async #heldFull(subscriptionId: string): Promise<boolean> {
+    let known = this.#heldCounts.get(subscriptionId);
+    if (known === undefined || known.added >= HELD_COUNT_EVERY) {
+      // Tasks held at once share one count.
+      known = { counted: this.#deps.heldTasks.count(subscriptionId), added: 0 };
+      if (this.#heldCounts.size >= 10_000) this.#heldCounts.clear();
+      this.#heldCounts.set(subscriptionId, known);
+    }
+    const counted = await known.counted;
+    if (counted + known.added >= this.#deps.maxHeldPerSubscription) return true;
+    known.added += 1;
+    return false;
   }
 
   /** One HTTP attempt within the endpoint's limits, and what follows from its result. */

@@ -6,12 +6,7 @@ import { HEADERS } from '../common/bus-headers.ts';
 import { webhookIdFor } from '../common/delivery-task.ts';
 import { isWebhooksError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
-import type {
-  DeadLetterRecord,
-  DeliveryAttempt,
-  DeliveryRecord,
-  SubscriptionStatus,
-} from '../common/model.ts';
+import type { DeadLetterRecord, DeliveryAttempt, DeliveryRecord } from '../common/model.ts';
 import type { BusMessage } from '../common/ports/bus.ts';
 import type {
   DeadLetterFilter,
@@ -30,8 +25,12 @@ export interface OperationsDeps {
   heldTasks: HeldTaskRepository;
   /** Where redrives claim each dead letter before re-publishing it (the store's idempotency ledger). */
   ledger: IdempotencyLedger;
-  /** A subscription's status now (undefined: deleted), to release tasks held while it was PAUSED. */
-  subscriptionStatus: (id: string) => Promise<SubscriptionStatus | undefined>;
+  /**
+   * Whether a subscription's tasks are to be held now (it is PAUSED, or its partner INACTIVE): a
+   * release stops, or does not start, while they are. False for a deleted subscription (its tasks
+   * go back, and the dispatcher dead-letters them with the reason).
+   */
+  holding: (subscriptionId: string) => Promise<boolean>;
   clock: () => Date;
 }
 
@@ -148,7 +147,7 @@ export class Operations {
     let released = 0;
     try {
       for (;;) {
-        if ((await this.#deps.subscriptionStatus(subscriptionId)) === 'PAUSED') break;
+        if (await this.#deps.holding(subscriptionId)) break;
         const tasks = await this.#deps.heldTasks.list(subscriptionId, REDRIVE_BATCH);
         if (tasks.length === 0) break;
         await this.#deps.publish(

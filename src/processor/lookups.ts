@@ -77,6 +77,11 @@ export class CachedLookups implements ProcessorLookups {
     this.#versions.invalidate(`${domain}.${event}`);
   }
 
+  /** A partner changed (its status, its delivery settings). */
+  partnerChanged(id: string): void {
+    this.#partners.invalidate(id);
+  }
+
   /** A subscription of this event changed. */
   subscriptionsChanged(domain: string, event: string): void {
     this.#subscriptions.invalidate(`${domain}.${event}`);

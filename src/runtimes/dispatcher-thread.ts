@@ -45,6 +45,10 @@ try {
         invalidations.inc();
         platform.subscriptionChanged(message.change);
         break;
+      case 'partner-changed':
+        invalidations.inc();
+        platform.partnerChanged(message.partnerId);
+        break;
       case 'stop':
         platform.close().then(
           () => {

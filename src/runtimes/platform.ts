@@ -5,6 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { BackgroundErrors } from '../common/background-errors.ts';
 import type { Config } from '../common/config.ts';
 import type { HostResolver } from '../common/delivery-url.ts';
 import { ConfigError } from '../common/errors.ts';
@@ -83,6 +84,8 @@ export interface Platform {
   dispatcherThread: DispatcherThread | undefined;
   /** Drops cached copies of a subscription changed elsewhere (by the dispatcher thread or its host). */
   subscriptionChanged(change: SubscriptionChange): void;
+  /** Drops the cached copy of a partner changed elsewhere (the dispatcher thread's host). */
+  partnerChanged(id: string): void;
   close(): Promise<void>;
 }
 
@@ -102,9 +105,10 @@ function openStore(config: Config, autoCheckpoint: boolean): SqliteStore {
  * Opens the bus engine named by the configuration. A hosted thread leaves WAL checkpoints and
  * retention to its host, which does both for the whole file.
  */
-function openBus(config: Config, hosted: boolean): EmbeddedLog {
+function openBus(config: Config, hosted: boolean, background: BackgroundErrors): EmbeddedLog {
   if (config.bus === 'embedded') {
     return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
+      onError: background.for('log_retention'),
       defaultPartitions: config.topicPartitions,
       autoCheckpoint: !hosted,
       durability: config.durability,
@@ -142,7 +146,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       throw err;
     });
   }
-  const bus = openBus(config, options.hostedThread === true);
+  const background = new BackgroundErrors(logger, metrics);
+  const bus = openBus(config, options.hostedThread === true, background);
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
         baseUrl: config.partnerApi.url,
@@ -166,7 +171,25 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     partitions: config.topicPartitions,
     onSchemaChanged: (domain, event, version) => lookups.schemaChanged(domain, event, version),
   });
-  const partnerAdmin = new PartnerAdmin({ partners: store.partners, directory, clock });
+  const partnerAdmin = new PartnerAdmin({
+    partners: store.partners,
+    directory,
+    clock,
+    onPartnerChanged: (partner) => {
+      partnerChanged(partner.id);
+      dispatcherThread?.partnerChanged(partner.id);
+      // Active (again): what was held while it was INACTIVE goes back to its egress topics now.
+      if (partner.status === 'ACTIVE') {
+        operations.releaseHeld().catch((err: unknown) =>
+          logger.warn('could not release the tasks held for an inactive partner', {
+            err,
+            partnerId: partner.id,
+          }),
+        );
+      }
+    },
+  });
+  const partnerChanged = (id: string) => lookups.partnerChanged(id);
   const subscriptionAdmin = new SubscriptionAdmin({
     subscriptions: store.subscriptions,
     schemas: store.schemas,
@@ -219,7 +242,12 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     publish,
     heldTasks: store.heldTasks,
     ledger: store.ledger,
-    subscriptionStatus: async (id) => (await store.subscriptions.get(id))?.status,
+    // Held while the subscription is PAUSED or its partner INACTIVE, as stored now.
+    holding: async (id) => {
+      const sub = await store.subscriptions.get(id);
+      if (sub?.status === 'PAUSED') return true;
+      return sub !== undefined && (await directory.getPartner(sub.partnerId))?.status === 'INACTIVE';
+    },
     clock,
   });
 
@@ -275,6 +303,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       bus,
       store,
       lookups,
+      directory,
+      background,
       subscriptionAdmin,
       secretBox: box,
       client: client!,
@@ -286,6 +316,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     // The ledger holds the dispatcher's claims: it is purged where the dispatcher runs.
     if (workerRoles.includes('dispatcher'))
       stopPurge = startStorePurge(store, logger, {
+        onError: background.for('store_purge'),
         historyRetentionDays: config.historyRetentionDays,
         clock,
         releaseHeld: () => operations.releaseHeld(),
@@ -311,7 +342,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
         store.checkpoint();
         bus.checkpoint();
       } catch (err) {
-        logger.warn('WAL checkpoint failed', { err });
+        background.report('wal_checkpoint', err);
       }
     }, 1000);
     checkpointer.unref();
@@ -341,6 +372,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     handle,
     dispatcherThread,
     subscriptionChanged,
+    partnerChanged,
     close,
   };
 }

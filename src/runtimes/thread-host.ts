@@ -35,7 +35,11 @@ export type HostMessage =
   | { type: 'metrics'; id: number }
   | { type: 'ping'; id: number }
   | { type: 'subscription-changed'; change: SubscriptionChange }
+  | { type: 'partner-changed'; partnerId: string }
   | { type: 'stop' };
+
+/** A host message that invalidates the thread's caches. */
+type Invalidation = Extract<HostMessage, { type: 'subscription-changed' | 'partner-changed' }>;
 
 /** What the thread sends the host. */
 export type ThreadMessage =
@@ -75,7 +79,7 @@ export class DispatcherThread {
   /** The thread once it is ready (its dispatcher consumes, it listens to the host). */
   #running: Worker | undefined;
   /** Invalidations made while no thread was running, keyed by change, oldest first. */
-  readonly #queued = new Map<string, SubscriptionChange>();
+  readonly #queued = new Map<string, Invalidation>();
   #droppedChanges = 0;
   /** The thread's part of `/metrics` as last shown: its last answer, carried. */
   #shown = '';
@@ -140,19 +144,30 @@ export class DispatcherThread {
 
   /** Invalidates the thread's caches; kept until a thread runs again when it is being restarted. */
   subscriptionChanged(change: SubscriptionChange): void {
-    if (this.#running)
-      this.#running.postMessage({ type: 'subscription-changed', change } satisfies HostMessage);
-    else this.#queue(change);
+    this.#invalidate({ type: 'subscription-changed', change });
+  }
+
+  /** Invalidates the thread's cached copy of a partner (its status, its delivery settings). */
+  partnerChanged(partnerId: string): void {
+    this.#invalidate({ type: 'partner-changed', partnerId });
+  }
+
+  #invalidate(message: Invalidation): void {
+    if (this.#running) this.#running.postMessage(message satisfies HostMessage);
+    else this.#queue(message);
   }
 
   /**
    * Keeps an invalidation for the next thread, the newest when full: the oldest goes, which is
    * harmless as the new thread starts with empty caches and reads what the change wrote.
    */
-  #queue(change: SubscriptionChange): void {
-    const key = JSON.stringify([change.id, change.domain, change.event]);
+  #queue(message: Invalidation): void {
+    const key =
+      message.type === 'partner-changed'
+        ? JSON.stringify(['partner', message.partnerId])
+        : JSON.stringify([message.change.id, message.change.domain, message.change.event]);
     this.#queued.delete(key);
-    this.#queued.set(key, change);
+    this.#queued.set(key, message);
     if (this.#queued.size <= MAX_QUEUED_CHANGES) return;
     this.#queued.delete(this.#queued.keys().next().value!);
     this.#droppedChanges += 1;
@@ -160,8 +175,7 @@ export class DispatcherThread {
 
   /** Hands the invalidations made while no thread ran to the thread now ready. */
   #flushQueued(worker: Worker): void {
-    for (const change of this.#queued.values())
-      worker.postMessage({ type: 'subscription-changed', change } satisfies HostMessage);
+    for (const message of this.#queued.values()) worker.postMessage(message satisfies HostMessage);
     this.#queued.clear();
     if (this.#droppedChanges === 0) return;
     this.#options.logger.warn(

@@ -3,6 +3,7 @@
  * group on the bus running the component's core. Thin: wiring only.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { BackgroundErrors } from '../common/background-errors.ts';
 import type { Config } from '../common/config.ts';
 import { DeadLetterSink, DLQ_TOPICS } from '../common/dead-letter-sink.ts';
 import { uuidv7 } from '../common/ids.ts';
@@ -12,6 +13,7 @@ import type { MetricsRegistry } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
 import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
 import type { DeliveryClient } from '../common/ports/delivery-client.ts';
+import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
 import type { SecretBox } from '../common/secret-box.ts';
 import type { TtlCache } from '../common/ttl-cache.ts';
@@ -31,6 +33,10 @@ export interface WorkerDeps {
   bus: Bus;
   store: Store;
   lookups: CachedLookups;
+  /** The partner directory itself (past the lookups' cache). */
+  directory: PartnerDirectory;
+  /** Where background failures are counted and logged. */
+  background: BackgroundErrors;
   subscriptionAdmin: SubscriptionAdmin;
   secretBox: SecretBox;
   client: DeliveryClient;
@@ -87,10 +93,12 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     subscription: (id) => deps.subscriptionCache.get(id, () => store.subscriptions.get(id)),
     subscriptionNow: (id) => store.subscriptions.get(id),
     partner: (id) => deps.lookups.partner(id),
+    partnerNow: (id) => deps.directory.getPartner(id),
     disableSubscription: (id, reason) => deps.subscriptionAdmin.disable(id, reason),
     credentials,
     deliveries: store.deliveries,
     heldTasks: store.heldTasks,
+    maxHeldPerSubscription: deps.config.maxHeldPerSubscription,
     ...(deps.config.ledger ? { ledger: store.ledger } : {}),
     ledgerTtlMs: LEDGER_TTL_MS,
     client: deps.client,
@@ -133,11 +141,13 @@ function consumerErrors(deps: WorkerDeps, group: string): (err: unknown) => void
     'Problems a consumer group handled by itself',
     ['group', 'code'],
   );
-  const logger = deps.logger.child({ component: group });
   return (err) => {
-    const code = (err as { code?: unknown } | null)?.code;
-    errors.inc({ group, code: typeof code === 'string' ? code : 'error' });
-    logger.error('consumer error', { err, group });
+    const raw = (err as { code?: unknown } | null)?.code;
+    const code = typeof raw === 'string' ? raw : 'error';
+    errors.inc({ group, code });
+    // Records skipped are said every time; a failure that repeats (an outage) once a minute.
+    if (code === 'records_skipped') deps.logger.error('consumer skipped records', { err, group });
+    else deps.background.report(`consumer:${group}:${code}`, err, { group });
   };
 }
 
@@ -170,6 +180,8 @@ export function startStorePurge(
     clock?: () => Date;
     /** Re-enqueues tasks held for subscriptions no longer PAUSED; returns how many. */
     releaseHeld?: () => Promise<number>;
+    /** Told when a run fails (default: a warning in the log). */
+    onError?: (err: unknown) => void;
   },
 ): () => void {
   let running = false;
@@ -208,7 +220,9 @@ export function startStorePurge(
     running = true;
     run()
       .catch((err: unknown) => {
-        if (!stopped) logger.warn('store purge failed', { err });
+        if (stopped) return;
+        if (options.onError) options.onError(err);
+        else logger.warn('store purge failed', { err });
       })
       .finally(() => {
         running = false;

@@ -35,6 +35,8 @@ export interface PartnerAdminDeps {
   partners: PartnerRepository;
   directory: PartnerDirectory;
   clock: () => Date;
+  /** Told of every partner created or changed (caches drop their copy; a reactivation releases what was held). */
+  onPartnerChanged?: (partner: PartnerRecord) => void;
 }
 
 /** Use cases of partner administration. */
@@ -75,6 +77,7 @@ export class PartnerAdmin {
       }
       throw err;
     }
+    this.#deps.onPartnerChanged?.(record);
     return record;
   }
 
@@ -100,11 +103,13 @@ export class PartnerAdmin {
     const fields = readPartnerFields(input, false);
     input.done('the partner update is invalid');
     const current = await this.get(id);
-    return this.#deps.partners.update({
+    const updated = await this.#deps.partners.update({
       ...current,
       ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)),
       updatedAt: this.#deps.clock().toISOString(),
     });
+    this.#deps.onPartnerChanged?.(updated);
+    return updated;
   }
 
   #assertWritable(): void {

@@ -274,7 +274,7 @@ export function describeDeliveries(ctx: StoreContext): void {
       assert.deepEqual((await deliveries().list({ eventId: event.id })).items, []);
     });
 
-    test('purgeBefore deletes finished deliveries (and attempts) and routes older than the time, in chunks', async () => {
+    test('purgeBefore deletes finished (or abandoned) deliveries with their attempts, and routes, older than the time, in chunks', async () => {
       // Times long before every other test's, so only this test's records are old enough.
       const old = '2020-01-01T00:00:00.000Z';
       const before = '2020-06-01T00:00:00.000Z';
@@ -287,13 +287,21 @@ export function describeDeliveries(ctx: StoreContext): void {
         );
         await deliveries().recordRouting({ id: d.eventId, source: d.eventSource }, [d.id], old);
       }
-      const pending = await deliveries().ensure(deliveryRecord({ createdAt: old, status: 'PENDING' }));
+      // Still being retried: created long ago, updated since the cutoff.
+      const pending = await deliveries().ensure(
+        deliveryRecord({ createdAt: old, updatedAt: '2020-06-15T00:00:00.000Z', status: 'PENDING' }),
+      );
+      // Abandoned: PENDING, and nothing happened to it since before the cutoff (no task is coming).
+      const abandoned = await deliveries().ensure(
+        deliveryRecord({ createdAt: old, updatedAt: old, status: 'PENDING' }),
+      );
       const young = await deliveries().ensure(deliveryRecord({ createdAt: '2020-07-01T00:00:00.000Z' }));
       const first = await deliveries().purgeBefore(before, 2);
       assert.deepEqual(first, { deliveries: 2, routes: 2 });
       const second = await deliveries().purgeBefore(before, 2);
-      assert.deepEqual(second, { deliveries: 1, routes: 1 });
+      assert.deepEqual(second, { deliveries: 2, routes: 1 });
       assert.deepEqual(await deliveries().purgeBefore(before, 2), { deliveries: 0, routes: 0 });
+      assert.equal(await deliveries().get(abandoned.id), undefined, 'an abandoned PENDING delivery goes');
       for (const d of done) {
         assert.equal(await deliveries().get(d.id), undefined);
         assert.deepEqual(await deliveries().attempts(d.id), []);

@@ -111,6 +111,57 @@ describe('embedded log', () => {
     assert.equal(retry.dueAt, 10);
   });
 
+  test('records deleted before a group read them are skipped loudly: onError names the range', async () => {
+    const log = new EmbeddedLog(join(dir, 'skipped.db'), { retentionIntervalMs: 0 });
+    await log.ensureTopic('gone', { partitions: 1 });
+    await log.publish(['0', '1', '2', '3', '4'].map((value) => ({ topic: 'gone', value })));
+    const early: string[] = [];
+    const reader = log.consume({
+      group: 'early',
+      topicPrefixes: ['gone'],
+      handler: async (b) => void early.push(...b.map((m) => m.value)),
+    });
+    await waitFor('the early group', () => early.length === 5);
+    await reader.stop();
+    // Only the early group was ever seen reading the topic: retention deletes what it read.
+    assert.equal(await log.retention(), 5);
+    await log.publish([{ topic: 'gone', value: '5' }]);
+    const errors: unknown[] = [];
+    const late: string[] = [];
+    const consumer = log.consume({
+      group: 'late',
+      topicPrefixes: ['gone'],
+      onError: (err) => errors.push(err),
+      handler: async (b) => void late.push(...b.map((m) => m.value)),
+    });
+    await waitFor('the record after the gap', () => late.includes('5'));
+    await consumer.stop();
+    await log.close();
+    assert.deepEqual(late, ['5']);
+    const skipped = errors.find((e) => (e as { code?: string }).code === 'records_skipped') as Error & {
+      skipped: unknown;
+    };
+    assert.ok(skipped, 'the skip was reported');
+    assert.deepEqual(skipped.skipped, { topic: 'gone', partition: 0, from: 0, to: 5 });
+    assert.match(skipped.message, /records 0\.\.4 of gone\/0 were deleted before this group read them/);
+  });
+
+  test('a retention run that fails is told to onError (not swallowed)', async () => {
+    const path = join(dir, 'retention-error.db');
+    const errors: unknown[] = [];
+    const log = new EmbeddedLog(path, { retentionIntervalMs: 10, onError: (err) => errors.push(err) });
+    await log.ensureTopic('r', { partitions: 1 });
+    const consumer = log.consume({ group: 'g', topicPrefixes: ['r'], handler: async () => undefined });
+    // Another connection breaks what retention reads.
+    const other = new DatabaseSync(path);
+    other.exec('DROP TABLE group_prefix');
+    other.close();
+    await waitFor('the retention error', () => errors.length > 0);
+    await consumer.stop().catch(() => {});
+    await log.close();
+    assert.match(String(errors[0]), /group_prefix/);
+  });
+
   test('publishing to an unknown topic fails with topic_not_found and appends nothing', async () => {
     const log = new EmbeddedLog(join(dir, 'unknown.db'));
     await log.ensureTopic('known', { partitions: 1 });

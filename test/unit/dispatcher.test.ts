@@ -31,6 +31,7 @@ describe('WebhookDispatcher', () => {
   let client: UndiciDeliveryClient;
   let seenDuringRequest: Array<string | undefined>;
   let subscriptionId: string;
+  let heldCap: number;
   /** Runs while a request is on its way (what another worker does meanwhile). */
   let duringRequest: ((webhookId: string) => Promise<void>) | undefined;
 
@@ -59,6 +60,7 @@ describe('WebhookDispatcher', () => {
     logLines = [];
     seenDuringRequest = [];
     duringRequest = undefined;
+    heldCap = 1_000_000;
     await store.partners.insert(partnerRecord({ id: 'acme', delivery: { maxConcurrency: 4 } }));
     const sub = subscriptionRecord({ partnerId: 'acme', url: `${receiver.url}/hooks`, filter: undefined });
     subscriptionId = sub.id;
@@ -80,6 +82,7 @@ describe('WebhookDispatcher', () => {
       credentials: { secrets: () => [SECRET], auth: () => undefined },
       deliveries: store.deliveries,
       heldTasks: store.heldTasks,
+      maxHeldPerSubscription: heldCap,
       ledger: store.ledger,
       ledgerTtlMs: 86_400_000,
       client: {
@@ -185,6 +188,24 @@ describe('WebhookDispatcher', () => {
     const due = taskMessage({}, { [HEADERS.dueAt]: String(Date.now() + 50) });
     await dispatcher().handleBatch([due]);
     assert.equal(receiver.received.length, 1);
+  });
+
+  test('a retry due on its tier goes back to its egress topic, keyed by its subscription: the tier’s reader sends nothing', async () => {
+    const message = taskMessage(
+      { attempt: 2 },
+      { [HEADERS.dueAt]: String(Date.now() - 10), [HEADERS.originTopic]: 'egress.acme.orders.created' },
+    );
+    message.topic = 'retry.dispatcher.1m';
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0, 'not sent by whoever reads the tier');
+    assert.deepEqual(
+      published.map((m) => [m.topic, m.key, m.value]),
+      [['egress.acme.orders.created', subscriptionId, message.value]],
+    );
+    assert.equal(
+      metrics.counter('webhook_deliveries_total', '', ['outcome']).get({ outcome: 'forwarded' }),
+      1,
+    );
   });
 
   test('a retry goes to its tier for the tier’s delay, due at the whole delay', async () => {
@@ -303,14 +324,14 @@ describe('WebhookDispatcher', () => {
   test('a PAUSED subscription’s task is held in the store as it was read (once), not sent, not dead-lettered', async () => {
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
-    const message = taskMessage({ attempt: 3 }, { [HEADERS.originTopic]: 'egress.acme.orders.created' });
-    message.topic = 'retry.dispatcher.5m';
+    // A retry (its attempts counted) back from its tier.
+    const message = taskMessage({ attempt: 3 });
     await dispatcher().handleBatch([message]);
     await dispatcher().handleBatch([message]); // redelivered: held once
     assert.equal(receiver.received.length, 0);
     const held = await store.heldTasks.list(subscriptionId, 10);
     assert.equal(held.length, 1);
-    assert.equal(held[0]!.topic, 'retry.dispatcher.5m');
+    assert.equal(held[0]!.topic, 'egress.acme.orders.created');
     assert.equal(held[0]!.value, message.value, 'its attempts kept');
     assert.deepEqual(held[0]!.headers, message.headers);
     assert.equal(published.length, 0, 'nothing published: neither a retry copy nor the DLQ topic');
@@ -472,5 +493,34 @@ describe('WebhookDispatcher', () => {
     assert.equal(dead?.subscriptionId, subscriptionId);
     assert.equal((await store.deliveries.get(deliveryId))?.status, 'FAILED');
     assert.equal(published.filter((m) => m.topic === 'dlq.dispatcher').length, 1);
+  });
+
+  test('an INACTIVE partner’s tasks are held like a PAUSED subscription’s, not sent', async () => {
+    const partner = (await store.partners.get('acme'))!;
+    await store.partners.update({ ...partner, status: 'INACTIVE' });
+    const message = taskMessage();
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0);
+    assert.deepEqual(
+      (await store.heldTasks.list(subscriptionId, 10)).map((t) => t.value),
+      [message.value],
+    );
+    assert.equal(
+      metrics.counter('webhook_deliveries_total', '', ['outcome']).get({ outcome: 'held_paused' }),
+      1,
+    );
+  });
+
+  test('beyond the cap on held tasks per subscription, more are dead-lettered (held_overflow), never dropped', async () => {
+    heldCap = 2;
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    const messages = [taskMessage(), taskMessage(), taskMessage()];
+    await dispatcher().handleBatch(messages);
+    assert.equal((await store.heldTasks.list(subscriptionId, 10)).length, 2);
+    const dead = (await store.deadLetters.list({ reason: 'held_overflow' })).items;
+    assert.equal(dead.length, 1);
+    assert.equal(dead[0]!.subscriptionId, subscriptionId);
+    assert.equal(receiver.received.length, 0);
   });
 });

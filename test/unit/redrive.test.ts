@@ -29,7 +29,7 @@ test('the delivery is PENDING before its task is re-enqueued, so a fast dispatch
       },
       heldTasks: store.heldTasks,
       ledger: store.ledger,
-      subscriptionStatus: async () => 'ACTIVE',
+      holding: async () => false,
       clock: () => new Date(),
     });
 
@@ -74,7 +74,7 @@ test('held tasks go back as they were read, for subscriptions no longer PAUSED o
       publish: async (m) => {
         published.push(...m);
       },
-      subscriptionStatus: async (id) => statuses[id],
+      holding: async (id: string) => statuses[id] === 'PAUSED',
       clock: () => new Date(),
     });
     assert.equal(await operations.releaseHeld(), 3, 'two of the resumed one, one of the deleted one');
@@ -116,7 +116,7 @@ test('two redrives at once re-publish each dead letter once', async () => {
         },
         heldTasks: store.heldTasks,
         ledger: store.ledger,
-        subscriptionStatus: async () => 'ACTIVE',
+        holding: async () => false,
         clock: () => new Date(),
       });
 

@@ -50,7 +50,9 @@ test('history older than the retention goes (more than one chunk of it); newer h
   const kept = deliveryRecord({ createdAt: recent, status: 'SUCCESS' });
   await store.deliveries.ensure(kept);
   await store.deliveries.recordRouting({ id: kept.eventId, source: kept.eventSource }, [kept.id], recent);
-  const stillRetrying = await store.deliveries.ensure(deliveryRecord({ createdAt: old, status: 'PENDING' }));
+  const stillRetrying = await store.deliveries.ensure(
+    deliveryRecord({ createdAt: old, updatedAt: recent, status: 'PENDING' }),
+  );
   const unmatched = { id: 'evt-nobody-wanted', source: '/orders' };
   await store.deliveries.recordRouting(unmatched, [], old);
   await store.deadLetters.insert(deadLetterRecord({ createdAt: old }));
@@ -78,7 +80,7 @@ test('history older than the retention goes (more than one chunk of it); newer h
   assert.equal(
     (await store.deliveries.get(stillRetrying.id))?.status,
     'PENDING',
-    'a PENDING delivery is never purged',
+    'a PENDING delivery still being retried is not purged',
   );
   assert.deepEqual(
     (await store.deadLetters.list({})).items.map((d) => d.id),

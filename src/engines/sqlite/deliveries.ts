@@ -101,10 +101,12 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
     this.#logRoute = db.prepare(
       'INSERT INTO route_log (routed_at, event_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     );
-    // Through `delivery_by_time` (created_at, id, status): the status is checked in the index.
+    // Through `delivery_by_time` (created_at, id, status): the status is checked in the index; only a
+    // PENDING row (rare among old ones) is read, for when it was last updated.
     this.#oldDeliveries = db.prepare(
-      `SELECT id FROM event_delivery_status WHERE created_at < ? AND status != 'PENDING'
-       ORDER BY created_at, id LIMIT ?`,
+      `SELECT id FROM event_delivery_status
+       WHERE created_at < ?1 AND (status != 'PENDING' OR json_extract(doc, '$.updatedAt') < ?1)
+       ORDER BY created_at, id LIMIT ?2`,
     );
     this.#deleteAttempts = db.prepare('DELETE FROM delivery_attempt WHERE delivery_id = ?');
     this.#deleteDelivery = db.prepare('DELETE FROM event_delivery_status WHERE id = ?');
