@@ -8,6 +8,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
+import type { EmbeddedConsumer } from '../../src/engines/embedded/consumer.ts';
 import { backoffMs, PartitionCursor, redeliveryPolicy } from '../../src/engines/embedded/cursor.ts';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { murmur2 } from '../../src/engines/embedded/partitioner.ts';
@@ -160,6 +161,36 @@ describe('embedded log', () => {
     await consumer.stop().catch(() => {});
     await log.close();
     assert.match(String(errors[0]), /group_prefix/);
+  });
+
+  test('the work of heartbeats and fetches follows what changed, not how many partitions there are', async () => {
+    const log = new EmbeddedLog(join(dir, 'proportional.db'), { retentionIntervalMs: 0, leaseTtlMs: 90 });
+    for (let t = 0; t < 200; t++) await log.ensureTopic(`many.${t}`, { partitions: 4 });
+    const seen: string[] = [];
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['many.'],
+      handler: async (b) => void seen.push(...b.map((m) => m.value)),
+    }) as EmbeddedConsumer;
+    await log.publish([{ topic: 'many.199', key: 'k', value: 'first' }]);
+    await waitFor('the first message', () => seen.includes('first'));
+    const { reads } = consumer;
+    const before = { ...reads };
+    for (let i = 0; i < 20; i++) {
+      await log.publish([{ topic: 'many.0', key: 'k', value: `m${i}` }]);
+      await waitFor(`m${i}`, () => seen.includes(`m${i}`));
+    }
+    // At least ten heartbeats with nothing changed in the topics or the group.
+    const heartbeats = reads.heartbeats;
+    await waitFor('ten heartbeats', () => reads.heartbeats >= heartbeats + 10);
+    await consumer.stop();
+    await log.close();
+    assert.equal(reads.topicLists, before.topicLists, 'the 800 partitions were not listed again');
+    assert.equal(reads.leaseScans, before.leaseScans, "the group's leases were not read again");
+    assert.ok(
+      reads.endOffsetRows - before.endOffsetRows <= 20,
+      `${reads.endOffsetRows - before.endOffsetRows} log-end rows read for 20 appends to one partition`,
+    );
   });
 
   test('publishing to an unknown topic fails with topic_not_found and appends nothing', async () => {

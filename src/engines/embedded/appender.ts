@@ -11,7 +11,7 @@ import { NotFoundError, ValidationError } from '../../common/errors.ts';
 import type { BusMessage } from '../../common/ports/bus.ts';
 import { partitionKey } from './cursor.ts';
 import { partitionForKey } from './partitioner.ts';
-import { sql } from './schema.ts';
+import { nextSeq, sql } from './schema.ts';
 
 /** Round-robin counters for unkeyed messages, per topic. */
 export type RoundRobin = Map<string, number>;
@@ -41,10 +41,11 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
       }
       group.messages.push(message);
     }
+    const seq = nextSeq(db);
     const reserve = sql(
       db,
-      `INSERT INTO partition_log (topic, part, next_offset) VALUES (?, ?, ?)
-       ON CONFLICT (topic, part) DO UPDATE SET next_offset = next_offset + excluded.next_offset
+      `INSERT INTO partition_log (topic, part, next_offset, seq) VALUES (?, ?, ?, ?)
+       ON CONFLICT (topic, part) DO UPDATE SET next_offset = next_offset + excluded.next_offset, seq = excluded.seq
        RETURNING next_offset`,
     );
     const insert = sql(
@@ -53,7 +54,7 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     for (const { topic, part, messages: batch } of byPartition.values()) {
-      const end = (reserve.get(topic, part, batch.length) as { next_offset: number }).next_offset;
+      const end = (reserve.get(topic, part, batch.length, seq) as { next_offset: number }).next_offset;
       let offset = end - batch.length;
       for (const m of batch) {
         const headers = m.headers && Object.keys(m.headers).length > 0 ? JSON.stringify(m.headers) : null;

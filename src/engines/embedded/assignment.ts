@@ -43,6 +43,11 @@ export class Assignment {
     this.#report = report;
   }
 
+  /** What the member's heartbeats and fetches have read so far (tests of the work they do). */
+  get reads(): GroupStore['reads'] {
+    return this.#store.reads;
+  }
+
   /** Renews the leases and adopts the result; returns false when the heartbeat failed. */
   heartbeat(now: number, acquire: boolean): boolean {
     let result: ReturnType<GroupStore['heartbeat']>;

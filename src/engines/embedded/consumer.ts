@@ -111,6 +111,11 @@ export class EmbeddedConsumer implements ConsumerHandle {
     this.#loop = this.#run();
   }
 
+  /** What this member's heartbeats and fetches have read so far (tests of the work they do). */
+  get reads(): Assignment['reads'] {
+    return this.#assignment.reads;
+  }
+
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
     return this.#stopped;

@@ -6,6 +6,11 @@
  * These writes are bookkeeping, committed without a flush of their own (`unflushedTransaction`): an
  * OS crash that loses them only repeats work (messages redelivered, leases taken again).
  *
+ * Work per heartbeat and per fetch follows what changed, not how many partitions there are: the
+ * topic list is read again only when its version in `log_clock` moved, the group's leases only
+ * when its members, the topics or this member's own leases changed (or it is below its share), and
+ * log end offsets only for partitions appended to since the last look (`partition_log.seq`).
+ *
  * Lease protocol: each heartbeat (a third of the lease TTL) renews the member row and its leases,
  * drops expired members, and computes the fair share ceil(partitions / live members). A member
  * below its share takes free partitions (no lease, or an expired one); a member above it hands
@@ -15,7 +20,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { unflushedTransaction as transaction } from '../sqlite/database.ts';
 import { partitionKey } from './cursor.ts';
-import { sql } from './schema.ts';
+import { nextSeq, sql } from './schema.ts';
 
 export interface HeldPartition {
   topic: string;
@@ -51,6 +56,15 @@ export class GroupStore {
   readonly #owner: string;
   readonly #prefixes: readonly string[];
   readonly #ttl: number;
+  /** What the last heartbeat saw; while nothing of it changes, a heartbeat only renews. */
+  #seen: { topics: number; members: number; held: HeldPartition[]; share: number } | undefined;
+  #partitionList: { version: number; partitions: Array<{ topic: string; partition: number }> } | undefined;
+  #prefixSeenAt = 0;
+  /** Log end offsets of matching partitions as last read, and the log sequence they were read at. */
+  readonly #ends = new Map<string, number>();
+  #endsSeq = 0;
+  /** How many partition rows the heartbeats and fetches read so far (for tests of the work per second). */
+  readonly reads = { heartbeats: 0, topicLists: 0, leaseScans: 0, endOffsetRows: 0 };
 
   constructor(db: DatabaseSync, group: string, owner: string, prefixes: readonly string[], ttlMs: number) {
     this.#db = db;
@@ -63,6 +77,7 @@ export class GroupStore {
   /** Renews membership and leases; when `acquire`, takes free partitions up to the fair share. */
   heartbeat(now: number, acquire: boolean): HeartbeatResult {
     const db = this.#db;
+    this.reads.heartbeats += 1;
     return transaction(db, () => {
       const expires = now + this.#ttl;
       sql(
@@ -71,22 +86,40 @@ export class GroupStore {
          ON CONFLICT (grp, owner) DO UPDATE SET expires_at = excluded.expires_at`,
       ).run(this.#group, this.#owner, expires);
       sql(db, 'DELETE FROM group_member WHERE grp = ? AND expires_at < ?').run(this.#group, now);
-      for (const prefix of this.#prefixes) {
-        sql(
-          db,
-          `INSERT INTO group_prefix (grp, prefix, seen_at) VALUES (?, ?, ?)
-           ON CONFLICT (grp, prefix) DO UPDATE SET seen_at = excluded.seen_at`,
-        ).run(this.#group, prefix, now);
+      // Retention only needs to know the group was seen this week: a minute is plenty.
+      if (now - this.#prefixSeenAt >= 60_000) {
+        this.#prefixSeenAt = now;
+        for (const prefix of this.#prefixes) {
+          sql(
+            db,
+            `INSERT INTO group_prefix (grp, prefix, seen_at) VALUES (?, ?, ?)
+             ON CONFLICT (grp, prefix) DO UPDATE SET seen_at = excluded.seen_at`,
+          ).run(this.#group, prefix, now);
+        }
       }
-      sql(db, 'UPDATE lease SET expires_at = ? WHERE grp = ? AND owner = ?').run(
-        expires,
-        this.#group,
-        this.#owner,
+      const renewed = Number(
+        sql(db, 'UPDATE lease SET expires_at = ? WHERE grp = ? AND owner = ?').run(
+          expires,
+          this.#group,
+          this.#owner,
+        ).changes,
       );
-      const partitions = this.#partitions();
       const members = (
         sql(db, 'SELECT count(*) AS n FROM group_member WHERE grp = ?').get(this.#group) as { n: number }
       ).n;
+      const topics = (sql(db, 'SELECT topics FROM log_clock WHERE id = 1').get() as { topics: number })
+        .topics;
+      const seen = this.#seen;
+      if (
+        seen &&
+        seen.topics === topics &&
+        seen.members === members &&
+        seen.held.length === renewed &&
+        (!acquire || seen.held.length >= seen.share)
+      ) {
+        return { held: seen.held, share: seen.share };
+      }
+      const partitions = this.#partitions(topics);
       const share = Math.ceil(partitions.length / Math.max(1, members));
       if (acquire) this.#acquire(partitions, share, now, expires);
       const held = sql(
@@ -95,12 +128,12 @@ export class GroupStore {
          FROM lease l LEFT JOIN committed_offset c ON c.grp = l.grp AND c.topic = l.topic AND c.part = l.part
          WHERE l.grp = ? AND l.owner = ?`,
       ).all(this.#group, this.#owner) as Array<{ topic: string; part: number; committed: number }>;
-      return {
-        held: held
-          .filter((h) => matchesPrefixes(h.topic, this.#prefixes))
-          .map((h) => ({ topic: h.topic, partition: h.part, committed: h.committed })),
-        share,
-      };
+      const mine = held
+        .filter((h) => matchesPrefixes(h.topic, this.#prefixes))
+        .map((h) => ({ topic: h.topic, partition: h.part, committed: h.committed }));
+      // Leases of topics this member does not read (none normally) would make the count differ.
+      this.#seen = mine.length === held.length ? { topics, members, held: mine, share } : undefined;
+      return { held: mine, share };
     });
   }
 
@@ -111,7 +144,12 @@ export class GroupStore {
   }> {
     const db = this.#db;
     const lost: Array<{ topic: string; partition: number }> = [];
+    // The next heartbeat reads the leases again when one was lost.
+    const forget = (): void => {
+      this.#seen = undefined;
+    };
     transaction(db, () => {
+      const seq = nextSeq(db);
       for (const c of commits) {
         const owner = sql(db, 'SELECT owner FROM lease WHERE grp = ? AND topic = ? AND part = ?').get(
           this.#group,
@@ -120,13 +158,14 @@ export class GroupStore {
         ) as { owner: string } | undefined;
         if (owner?.owner !== this.#owner) {
           lost.push(c);
+          forget();
           continue;
         }
         sql(
           db,
-          `INSERT INTO committed_offset (grp, topic, part, next_offset) VALUES (?, ?, ?, ?)
-           ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset`,
-        ).run(this.#group, c.topic, c.partition, c.committed);
+          `INSERT INTO committed_offset (grp, topic, part, next_offset, seq) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, seq = excluded.seq`,
+        ).run(this.#group, c.topic, c.partition, c.committed, seq);
       }
     });
     return lost;
@@ -134,6 +173,7 @@ export class GroupStore {
 
   /** Hands one partition's lease back so another member can take it at once. */
   release(topic: string, partition: number): void {
+    this.#seen = undefined;
     sql(this.#db, 'DELETE FROM lease WHERE grp = ? AND topic = ? AND part = ? AND owner = ?').run(
       this.#group,
       topic,
@@ -150,21 +190,22 @@ export class GroupStore {
     });
   }
 
-  /** Log end offsets of the partitions of matching topics, keyed `topic\0partition`. */
+  /**
+   * Log end offsets of the partitions of matching topics, keyed `topic\0partition`: the ones
+   * appended to since the last call are read (through the sequence index), the rest remembered.
+   */
   endOffsets(): Map<string, number> {
-    const ends = new Map<string, number>();
-    for (const prefix of this.#prefixes) {
-      const rows = (
-        prefix === ''
-          ? sql(this.#db, 'SELECT topic, part, next_offset FROM partition_log').all()
-          : sql(
-              this.#db,
-              'SELECT topic, part, next_offset FROM partition_log WHERE topic >= ? AND topic < ?',
-            ).all(prefix, upperBound(prefix))
-      ) as Array<{ topic: string; part: number; next_offset: number }>;
-      for (const r of rows) ends.set(partitionKey(r.topic, r.part), r.next_offset);
+    const rows = sql(
+      this.#db,
+      'SELECT topic, part, next_offset, seq FROM partition_log WHERE seq > ? ORDER BY seq',
+    ).all(this.#endsSeq) as Array<{ topic: string; part: number; next_offset: number; seq: number }>;
+    this.reads.endOffsetRows += rows.length;
+    for (const r of rows) {
+      if (matchesPrefixes(r.topic, this.#prefixes))
+        this.#ends.set(partitionKey(r.topic, r.part), r.next_offset);
+      this.#endsSeq = Math.max(this.#endsSeq, r.seq);
     }
-    return ends;
+    return this.#ends;
   }
 
   /** Up to `limit` records of one partition from offset `from`, in offset order. */
@@ -176,7 +217,10 @@ export class GroupStore {
     ).all(topic, partition, from, limit) as unknown as RecordRow[];
   }
 
-  #partitions(): Array<{ topic: string; partition: number }> {
+  /** The partitions of matching topics, listed again only when the topic list's version moved. */
+  #partitions(version: number): Array<{ topic: string; partition: number }> {
+    if (this.#partitionList?.version === version) return this.#partitionList.partitions;
+    this.reads.topicLists += 1;
     const topics = sql(this.#db, 'SELECT name, partitions FROM topic ORDER BY name').all() as Array<{
       name: string;
       partitions: number;
@@ -186,6 +230,7 @@ export class GroupStore {
       if (!matchesPrefixes(t.name, this.#prefixes)) continue;
       for (let p = 0; p < t.partitions; p++) out.push({ topic: t.name, partition: p });
     }
+    this.#partitionList = { version, partitions: out };
     return out;
   }
 
@@ -196,6 +241,7 @@ export class GroupStore {
     expires: number,
   ) {
     const db = this.#db;
+    this.reads.leaseScans += 1;
     const leases = sql(db, 'SELECT topic, part, owner, expires_at FROM lease WHERE grp = ?').all(
       this.#group,
     ) as Array<{ topic: string; part: number; owner: string; expires_at: number }>;
@@ -215,9 +261,4 @@ export class GroupStore {
       mine++;
     }
   }
-}
-
-/** The smallest string greater than every string starting with `prefix` (topic names are ASCII). */
-function upperBound(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }

@@ -127,6 +127,8 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   #retentionRunning = false;
   /** Per partition, the offset below which the timer's runs have deleted everything. */
   readonly #cleaned = new Map<string, number>();
+  /** The commits the timer's runs have seen (see `RetentionOptions.changes`). */
+  readonly #retentionChanges = { seq: 0, fullAt: 0 };
 
   constructor(path: string, options: EmbeddedLogOptions = {}) {
     super(path, options);
@@ -199,6 +201,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
         unreadMaxAgeMs: this.#unreadRetentionMs,
         paced: true,
         cleaned: this.#cleaned,
+        changes: this.#retentionChanges,
       });
     } catch (err) {
       if (!this.#closed) this.#onError?.(err);

@@ -30,6 +30,13 @@ export interface RetentionOptions {
   paced?: boolean;
   /** The lowest offset each partition was already cleaned up to; partitions whose low mark did not move are skipped. */
   cleaned?: Map<string, number>;
+  /**
+   * Only the partitions whose committed offsets moved since `changes.seq` (the log's sequence; the
+   * run advances it), except for a whole run once every FULL_RUN_MS (`changes.fullAt`), which also
+   * applies the age rule of unread topics and notices groups gone: per-second work follows the
+   * commits, not how many partitions there are.
+   */
+  changes?: { seq: number; fullAt: number };
   /** How long records of the DLQ topics are kept when no group reads them (ms; default 7 days). */
   unreadMaxAgeMs?: number;
   /** The topics that age rule applies to (default `dlq.`). */
@@ -51,10 +58,7 @@ export async function deleteConsumedRecords(
     now - GROUP_EXPIRY_MS,
   ) as Array<{ grp: string; prefix: string }>;
   for (const { grp, prefix } of prefixRows) groups.set(grp, [...(groups.get(grp) ?? []), prefix]);
-  const partitions = sql(db, 'SELECT topic, part FROM partition_log ORDER BY topic, part').all() as Array<{
-    topic: string;
-    part: number;
-  }>;
+  const partitions = partitionsToVisit(db, options, now);
   const committed = sql(
     db,
     'SELECT next_offset FROM committed_offset WHERE grp = ? AND topic = ? AND part = ?',
@@ -78,6 +82,34 @@ export async function deleteConsumedRecords(
     options.cleaned?.set(key, low);
   }
   return deleted;
+}
+
+/** How often a run visits every partition (ms). */
+const FULL_RUN_MS = 60_000;
+
+/** The partitions a run visits: all of them, or (see `changes`) those whose commits moved. */
+function partitionsToVisit(
+  db: DatabaseSync,
+  options: RetentionOptions,
+  now: number,
+): Array<{ topic: string; part: number }> {
+  const changes = options.changes;
+  if (!changes || now - changes.fullAt >= FULL_RUN_MS) {
+    if (changes) {
+      changes.fullAt = now;
+      changes.seq = (sql(db, 'SELECT seq FROM log_clock WHERE id = 1').get() as { seq: number }).seq;
+    }
+    return sql(db, 'SELECT topic, part FROM partition_log ORDER BY topic, part').all() as Array<{
+      topic: string;
+      part: number;
+    }>;
+  }
+  const rows = sql(
+    db,
+    'SELECT DISTINCT topic, part, max(seq) OVER () AS top FROM committed_offset WHERE seq > ?',
+  ).all(changes.seq) as Array<{ topic: string; part: number; top: number }>;
+  if (rows.length > 0) changes.seq = rows[0]!.top;
+  return rows.map((r) => ({ topic: r.topic, part: r.part }));
 }
 
 /**

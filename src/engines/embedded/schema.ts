@@ -12,6 +12,11 @@
  * - `committed_offset`: per group and partition, the next offset to process.
  * - `group_member`: live members of a group (heartbeat expiry), to compute each one's fair share.
  * - `lease`: which member owns a (group, topic, partition) and until when.
+ * - `log_clock` (v3): a sequence bumped by every append and every offset commit, stamped on the
+ *   `partition_log` and `committed_offset` rows they change, and a version of the topic list: a
+ *   consumer reads only the partitions whose log end moved since it last looked, retention only the
+ *   partitions whose commits moved, and a heartbeat lists topics only when they changed — per-second
+ *   work follows what changed, not how many partitions there are.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 
@@ -48,7 +53,20 @@ export const BUS_MIGRATIONS = [
      grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,
      owner TEXT NOT NULL, expires_at INTEGER NOT NULL,
      PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;`,
+  `CREATE TABLE log_clock (
+     id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, topics INTEGER NOT NULL);
+   INSERT INTO log_clock (id, seq, topics) VALUES (1, 1, 1);
+   ALTER TABLE partition_log ADD COLUMN seq INTEGER NOT NULL DEFAULT 1;
+   CREATE INDEX partition_log_by_seq ON partition_log (seq);
+   ALTER TABLE committed_offset ADD COLUMN seq INTEGER NOT NULL DEFAULT 1;
+   CREATE INDEX committed_offset_by_seq ON committed_offset (seq);`,
 ];
+
+/** Bumps the log's change sequence (inside a write transaction) and returns the new value. */
+export function nextSeq(db: DatabaseSync): number {
+  return (sql(db, 'UPDATE log_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq').get() as { seq: number })
+    .seq;
+}
 
 const caches = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
 

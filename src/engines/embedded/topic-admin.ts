@@ -41,12 +41,18 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
         details: [{ field: 'partitions', message: `got ${partitions}` }],
       });
     }
+    const existing = this.#describe(name);
+    if (existing && existing.partitions >= partitions) return existing;
     return transaction(this.db, () => {
+      const before = this.#describe(name);
+      if (before && before.partitions >= partitions) return before;
       sql(
         this.db,
         `INSERT INTO topic (name, partitions, created_at) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET partitions = max(partitions, excluded.partitions)`,
       ).run(name, partitions, new Date().toISOString());
+      // Consumers list the topics again at their next heartbeat.
+      sql(this.db, 'UPDATE log_clock SET topics = topics + 1 WHERE id = 1').run();
       return this.#describe(name)!;
     });
   }
