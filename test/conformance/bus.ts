@@ -441,6 +441,40 @@ export function runBusConformance(engine: string, makeHarness: () => Promise<Bus
       await stopAll();
     });
 
+    test('maxInFlightBytes bounds the bytes in flight (at least one message always goes)', async () => {
+      const topic = `bytes.${unique}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      const big = 'x'.repeat(1000);
+      await bus.publish(
+        Array.from({ length: 12 }, (_, i) => ({ topic, key: `k${i}`, value: `${i}:${big}` })),
+      );
+      let inFlight = 0;
+      let most = 0;
+      const gates: Array<() => void> = [];
+      const { deliveries } = collect(topic, 'bytes', {
+        maxBatch: 1,
+        maxInFlight: 100,
+        maxInFlightBytes: 2_500,
+        handler: async () => {
+          inFlight += 1;
+          most = Math.max(most, inFlight);
+          await new Promise<void>((resolve) => gates.push(resolve));
+          inFlight -= 1;
+          return undefined;
+        },
+      });
+      // Let the handlers go one at a time, each once the consumer has had a chance to fetch more.
+      while (deliveries.length < 12) {
+        await waitFor('a message in flight', () => gates.length > 0);
+        await sleep(20);
+        gates.shift()!();
+      }
+      while (gates.length > 0) gates.shift()!();
+      await stopAll();
+      assert.ok(most >= 1);
+      assert.ok(most <= 3, `${most} messages of ~1 KB in flight under a 2,500-byte cap`);
+    });
+
     test('a message reported done frees its place in flight and is committed while the rest of its batch runs', async () => {
       const topic = `done.${unique}`;
       await bus.ensureTopic(topic, { partitions: 1 });

@@ -270,6 +270,22 @@ describe('group commit', () => {
     again.close();
   });
 
+  test('a synchronous transaction waits for a held lock at most 750 ms (its thread frozen): less than a third of a consumer lease', () => {
+    const path = join(dir, 'sync-cap.db');
+    const holder = openDatabase(path, ['CREATE TABLE t (n INTEGER)']);
+    const db = openDatabase(path, ['CREATE TABLE t (n INTEGER)']);
+    holder.exec('BEGIN IMMEDIATE');
+    const started = performance.now();
+    assert.throws(() => transaction(db, () => db.exec('INSERT INTO t (n) VALUES (1)')), /database is locked/);
+    const blocked = performance.now() - started;
+    holder.exec('ROLLBACK');
+    // The consumer lease is 3 s and heartbeats come every second: a wait must end before either.
+    assert.ok(blocked < 1_000, `the thread was blocked ${Math.round(blocked)} ms`);
+    assert.ok(blocked >= 700, `gave up after ${Math.round(blocked)} ms, before its cap`);
+    holder.close();
+    db.close();
+  });
+
   test('a short transaction waits out another connection’s write lock instead of failing', () => {
     const path = join(dir, 'tx.db');
     const a = openDatabase(path, ['CREATE TABLE t (n INTEGER)']);
