@@ -13,7 +13,6 @@
  *   npm run bench:ingest -- --requests 20000 --concurrency 1,8,32,128 --rates 100,500 --seconds 20
  *   WEBHOOKS_DURABILITY=relaxed npm run bench:ingest …      # the same without fsync on acknowledge
  */
-import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { cpuMsOf, startPlatformProcess } from './platform-process.ts';
+import { startReceiverProcess } from './receiver-process.ts';
 import { latencyLine, rate } from './stats.ts';
 
 const { values } = parseArgs({
@@ -49,18 +49,9 @@ const ENV: Record<string, string> = {
     : {}),
 };
 
-const receiver = fork(join(import.meta.dirname, 'receiver.ts'), {
-  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-});
-const ask = <T>(msg: object): Promise<T> =>
-  new Promise((resolve) => {
-    receiver.once('message', (m) => resolve(m as T));
-    receiver.send(msg);
-  });
-const { port } = await new Promise<{ port: number }>((resolve) =>
-  receiver.once('message', (m) => resolve(m as { port: number })),
-);
-const receiverUrl = `http://127.0.0.1:${port}`;
+const receiver = await startReceiverProcess();
+const ask = receiver.ask;
+const receiverUrl = receiver.url;
 
 /** One structured CloudEvent of about 300 bytes, stamped with a sub-millisecond send time. */
 function eventBody(n: number): string {
@@ -219,5 +210,4 @@ if (!SKIP.has('e2e')) {
   }
 }
 
-receiver.send({ cmd: 'exit' });
-await new Promise((resolve) => receiver.once('exit', resolve));
+await receiver.stop();

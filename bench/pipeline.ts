@@ -12,7 +12,6 @@
  *   BENCH_PROFILE=dispatcher BENCH_PROFILE_DIR=/tmp/prof npm run bench …   # CPU profile of one role
  *   BENCH_SERIES=1 npm run bench -- --skip baseline,throughput,backlog --rate 5000   # latency second by second
  */
-import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -20,6 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { cpuMsOf, type PlatformProcess, startPlatformProcess } from './platform-process.ts';
+import { startReceiverProcess } from './receiver-process.ts';
 import { latencyLine, mb, rate } from './stats.ts';
 
 const { values } = parseArgs({
@@ -60,18 +60,10 @@ type Stats = {
   duplicates: number;
 };
 
-const receiver = fork(join(import.meta.dirname, 'receiver.ts'), {
-  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-});
-const ask = <T>(msg: object): Promise<T> =>
-  new Promise((resolve) => {
-    receiver.once('message', (m) => resolve(m as T));
-    receiver.send(msg);
-  });
-const { port } = await new Promise<{ port: number }>((resolve) =>
-  receiver.once('message', (m) => resolve(m as { port: number })),
-);
-const receiverUrl = `http://127.0.0.1:${port}`;
+const receiverProcess = await startReceiverProcess();
+const receiver = receiverProcess.child;
+const ask = receiverProcess.ask;
+const receiverUrl = receiverProcess.url;
 
 function event(n: number) {
   return {
@@ -313,5 +305,4 @@ if (!SKIP.has('backlog') && BACKLOG > 0) {
   await rm(dir, { recursive: true, force: true });
 }
 
-receiver.send({ cmd: 'exit' });
-await new Promise((resolve) => receiver.once('exit', resolve));
+await receiverProcess.stop();

@@ -14,7 +14,7 @@ import { WebhookDispatcher } from '../../src/dispatcher/dispatcher.ts';
 import { EndpointLimiter } from '../../src/dispatcher/endpoint-limiter.ts';
 import { UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
-import { completeInLedger, partnerRecord, subscriptionRecord } from '../support/fixtures.ts';
+import { completeInLedger, deliveryRecord, partnerRecord, subscriptionRecord } from '../support/fixtures.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
 import { recordingDeadLetterSink } from '../support/sinks.ts';
 
@@ -402,19 +402,7 @@ describe('WebhookDispatcher', () => {
       await store.deliveries.recordAttempt(
         { deliveryId, attempt: 1, at, latencyMs: 1, statusCode: 500, outcome: 'retry' },
         { status: 'PENDING', attempts: 1, updatedAt: at },
-        {
-          id: deliveryId,
-          eventId: 'e',
-          eventSource: '/t',
-          eventType: 'orders.created',
-          subscriptionId,
-          partnerId: 'acme',
-          status: 'PENDING',
-          attempts: 0,
-          correlationId: 'c',
-          createdAt: at,
-          updatedAt: at,
-        },
+        deliveryRecord({ id: deliveryId, subscriptionId, createdAt: at, updatedAt: at }),
       );
     };
     const outcome = await dispatcher().handleBatch([message]);
@@ -469,19 +457,7 @@ describe('WebhookDispatcher', () => {
   test('a task the consumer gives up on is FAILED and dead-lettered with its last error', async () => {
     const message = taskMessage();
     const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await store.deliveries.ensure({
-      id: deliveryId,
-      eventId: 'e',
-      eventSource: '/t',
-      eventType: 'orders.created',
-      subscriptionId,
-      partnerId: 'acme',
-      status: 'PENDING',
-      attempts: 0,
-      correlationId: 'c',
-      createdAt: new Date().toISOString(),
-      updatedAt: new Date().toISOString(),
-    });
+    await store.deliveries.ensure(deliveryRecord({ id: deliveryId, subscriptionId }));
     await dispatcher().giveUp(message, {
       error: new Error('database is locked'),
       failures: 5,
