@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { api, exitOf, killAll, type StartedCli, startCli } from '../support/cli.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
+import { latch } from '../support/wait.ts';
 
 const TOKEN = 'restart-test-token-0123456789';
 const ENV = { WEBHOOKS_DEV: '1', WEBHOOKS_ADMIN_TOKEN: TOKEN, WEBHOOKS_LOG_LEVEL: 'error' };
@@ -62,8 +63,13 @@ describe('crash safety and roles (child processes)', () => {
   test('every accepted event is delivered after a SIGKILL mid-stream', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'webhooks-restart-'));
     cleanup.push(() => rm(dataDir, { recursive: true, force: true }));
-    // 20 ms per answer and 16 concurrent requests: 400 deliveries take at least 0.5 s, so the kill lands mid-stream.
-    const receiver = await startReceiver({ tls: false, answer: () => ({ status: 200, delayMs: 20 }) });
+    // The first 20 requests are answered; the next ones are held open until after the kill, so the
+    // kill lands mid-stream, with deliveries in flight.
+    const gate = latch();
+    const receiver = await startReceiver({
+      tls: false,
+      answer: (n) => (n < 20 ? { status: 200 } : { status: 200, until: gate.opened }),
+    });
     cleanup.push(() => receiver.close());
     const port = String(20000 + Math.floor(Math.random() * 20000));
     const args = ['start', '--port', port, '--data-dir', dataDir];
@@ -75,6 +81,7 @@ describe('crash safety and roles (child processes)', () => {
     await receiver.waitFor(20, 20_000);
     running.child.kill('SIGKILL');
     await exitOf(running.child);
+    gate.open();
     const beforeRestart = new Set(receiver.received.map((d) => d.json?.n)).size;
     assert.ok(beforeRestart < total, `the crash should come mid-stream (had ${beforeRestart} of ${total})`);
 

@@ -30,6 +30,8 @@ export interface Answer {
   status: number;
   headers?: Record<string, string>;
   delayMs?: number;
+  /** The answer is held back until this settles (after `delayMs`, if any): a partner that hangs until the test lets it go. */
+  until?: Promise<unknown>;
 }
 
 export interface TestReceiver {
@@ -108,8 +110,9 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Test
         res.writeHead(answer.status, answer.headers);
         res.end();
       };
-      if (answer.delayMs) setTimeout(send, answer.delayMs);
-      else send();
+      const release = () => (answer.until ? void answer.until.then(send, send) : send());
+      if (answer.delayMs) setTimeout(release, answer.delayMs);
+      else release();
     });
   };
   let server: Server;

@@ -98,14 +98,22 @@ describe('correlation ids', () => {
   it('are isolated between concurrent contexts', async () => {
     const { logger, entries } = capture();
 
-    await Promise.all(
-      ['a', 'b'].map((id, i) =>
-        withCorrelationId(id, async () => {
-          await new Promise((resolve) => setTimeout(resolve, 5 - i * 4));
-          logger.info(`from ${id}`);
-        }),
-      ),
-    );
+    // a is suspended until b has logged: both contexts are live at once, and they interleave.
+    let bLogged!: () => void;
+    const afterB = new Promise<void>((resolve) => {
+      bLogged = resolve;
+    });
+    await Promise.all([
+      withCorrelationId('a', async () => {
+        await afterB;
+        logger.info('from a');
+      }),
+      withCorrelationId('b', async () => {
+        await new Promise((resolve) => setImmediate(resolve));
+        logger.info('from b');
+        bLogged();
+      }),
+    ]);
 
     const byMsg = Object.fromEntries(entries().map((e) => [e.msg, e.correlationId]));
     assert.deepEqual(byMsg, { 'from a': 'a', 'from b': 'b' });
