@@ -81,10 +81,17 @@ export function webhookIdFor(eventSource: string, eventId: string, subscriptionI
   return `msg_${digest.toString('hex', 0, 16)}`;
 }
 
-/** The `webhook-id` of a task (see `webhookIdFor`). */
+/** The `webhook-id` of a task (see `webhookIdFor`), computed once per task object. */
 export function webhookIdOf(task: DeliveryTask): string {
-  return webhookIdFor(task.event.source, task.event.id, task.subscriptionId);
+  let id = webhookIds.get(task);
+  if (id === undefined) {
+    id = webhookIdFor(task.event.source, task.event.id, task.subscriptionId);
+    webhookIds.set(task, id);
+  }
+  return id;
 }
+
+const webhookIds = new WeakMap<DeliveryTask, string>();
 
 const hex = (n: number, digits: number): string => n.toString(16).padStart(digits, '0');
 

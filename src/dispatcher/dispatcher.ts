@@ -30,8 +30,10 @@ import type {
 import type { DeliveryClient, DeliveryResult } from '../common/ports/delivery-client.ts';
 import type { DeliveryRepository, HeldTaskRepository, IdempotencyLedger } from '../common/ports/store.ts';
 import { DEFAULT_TIMEOUTS, effectiveRetryPolicy } from '../common/retry.ts';
-import { egressTopic } from '../common/topics.ts';
+import { DeliveryClaims } from './claims.ts';
 import type { EndpointLimiter } from './endpoint-limiter.ts';
+import { HeldCap } from './held-cap.ts';
+import { PartitionPauses } from './pauses.ts';
 import { buildDeliveryRequest } from './request.ts';
 import {
   canRetry,
@@ -39,16 +41,16 @@ import {
   HOP_TOLERANCE_MS,
   nextRetryDelayMs,
   retryAfterSecondsOf,
-  retryPlacement,
-  retryTopicName,
 } from './retry-math.ts';
+import {
+  failureReason,
+  newDelivery,
+  originTopicOf,
+  RETRY_TOPIC_PREFIX,
+  retryMessage,
+} from './task-messages.ts';
 
-/** Where tasks wait for a retry (or a deferral); the dispatcher reads these and the egress topics. */
-const RETRY_TOPIC_PREFIX = 'retry.dispatcher.';
 export const DISPATCHER_TOPIC_PREFIXES = ['egress.', RETRY_TOPIC_PREFIX];
-
-/** The longest an egress partition stays paused for a saturated endpoint without hearing it drained (ms). */
-const MAX_PAUSE_MS = 30_000;
 
 /** What the dispatcher reads and changes outside itself. */
 export interface DispatcherDeps {
@@ -87,9 +89,6 @@ export interface DispatcherDeps {
   random?: () => number;
 }
 
-/** A ledger claim as the dispatcher sees it: claimed without a token when the ledger is off. */
-type Claim = { status: 'claimed'; token: string | undefined } | { status: 'completed' } | { status: 'busy' };
-
 /** The claim an attempt works under, when it must be over, and whether its request went out. */
 interface AttemptClaim {
   token: string | undefined;
@@ -97,9 +96,6 @@ interface AttemptClaim {
   deadline: number;
   sent: boolean;
 }
-
-/** Holds between two counts of a subscription's held tasks in the store. */
-const HELD_COUNT_EVERY = 1000;
 
 /** How long a partner's metric series stay without an update before they are dropped. */
 const PARTNER_SERIES_IDLE_MS = 60 * 60_000;
@@ -126,15 +122,9 @@ export class WebhookDispatcher {
   readonly #latency;
   readonly #responses;
   readonly #endToEnd;
-  readonly #fenceLost;
-  /**
-   * Egress partitions paused for saturated endpoints (`topic\0partition` → how to resume it, and
-   * the endpoints holding it paused, each until when): endpoints that share a partition each hold
-   * it, and it resumes when the last one drains.
-   */
-  readonly #pauses = new Map<string, { resume: () => void; holders: Map<string, number> }>();
-  /** Tasks held per subscription as last counted in the store, and holds here since. */
-  readonly #heldCounts = new Map<string, { counted: Promise<number>; added: number }>();
+  readonly #claims: DeliveryClaims;
+  readonly #pauses: PartitionPauses;
+  readonly #heldCap: HeldCap;
 
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
@@ -158,11 +148,9 @@ export class WebhookDispatcher {
       [],
       [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 60, 300, 3600],
     );
-    this.#fenceLost = deps.metrics.counter(
-      'ledger_claims_lost_total',
-      'Ledger claims taken over by another worker while an attempt ran (release or complete refused)',
-      ['step'],
-    );
+    this.#claims = new DeliveryClaims(deps.ledger, deps.ledgerTtlMs, deps.metrics, deps.logger);
+    this.#pauses = new PartitionPauses(deps.limiter);
+    this.#heldCap = new HeldCap(deps.heldTasks, deps.maxHeldPerSubscription);
   }
 
   /**
@@ -280,10 +268,10 @@ export class WebhookDispatcher {
     // The delivery row is written with the first attempt (one write); until then it is only read.
     const [delivery, claim] = await Promise.all([
       this.#deps.deliveries.get(task.deliveryId),
-      this.#claim(task, budgetMs + LEASE_MARGIN_MS, now),
+      this.#claims.claim(task, budgetMs + LEASE_MARGIN_MS, now),
     ]);
     if (claim.status === 'completed' || delivery?.status === 'SUCCESS') {
-      if (claim.status === 'claimed') await this.#complete(task, claim.token, now);
+      if (claim.status === 'claimed') await this.#claims.complete(task, claim.token, now);
       await this.#markSucceeded(task, delivery, now);
       return 'skipped';
     }
@@ -297,7 +285,7 @@ export class WebhookDispatcher {
     } catch (err) {
       // Before the request went out, the claim is handed back; after it, it is kept (and lapses):
       // a partner that answered 2xx must not get the request again because recording it failed.
-      if (!attempt.sent) await this.#release(task, attempt.token);
+      if (!attempt.sent) await this.#claims.release(task, attempt.token);
       throw err;
     }
   }
@@ -320,11 +308,11 @@ export class WebhookDispatcher {
   async #hold(message: ConsumedMessage, task: DeliveryTask, now: Date): Promise<TaskOutcome> {
     const [delivery, done] = await Promise.all([
       this.#deps.deliveries.get(task.deliveryId),
-      this.#deps.ledger?.get(webhookIdOf(task)),
+      this.#claims.completed(task),
     ]);
-    if (delivery?.status === 'SUCCESS' || done?.status === 'COMPLETED') return 'skipped';
-    if (await this.#heldFull(task.subscriptionId)) {
-      const error = `more than ${this.#deps.maxHeldPerSubscription} tasks are held for the subscription (paused, or its partner inactive)`;
+    if (delivery?.status === 'SUCCESS' || done) return 'skipped';
+    if (!(await this.#heldCap.take(task.subscriptionId))) {
+      const error = `more than ${this.#heldCap.max} tasks are held for the subscription (paused, or its partner inactive)`;
       await this.#deadLetter(message, task, 'held_overflow', error, task.attempt);
       return 'failed';
     }
@@ -339,25 +327,6 @@ export class WebhookDispatcher {
       headers: message.headers,
     });
     return 'held_paused';
-  }
-
-  /**
-   * Whether a subscription holds as many tasks as it may (WEBHOOKS_MAX_HELD_PER_SUBSCRIPTION): then
-   * more are dead-lettered (`held_overflow`, redrivable) instead of held. Counted in the store once
-   * per HELD_COUNT_EVERY holds and in between here, so the cap may be passed by that many at most.
-   */
-  async #heldFull(subscriptionId: string): Promise<boolean> {
-    let known = this.#heldCounts.get(subscriptionId);
-    if (known === undefined || known.added >= HELD_COUNT_EVERY) {
-      // Tasks held at once share one count.
-      known = { counted: this.#deps.heldTasks.count(subscriptionId), added: 0 };
-      if (this.#heldCounts.size >= 10_000) this.#heldCounts.clear();
-      this.#heldCounts.set(subscriptionId, known);
-    }
-    const counted = await known.counted;
-    if (counted + known.added >= this.#deps.maxHeldPerSubscription) return true;
-    known.added += 1;
-    return false;
   }
 
   /** One HTTP attempt within the endpoint's limits, and what follows from its result. */
@@ -376,10 +345,11 @@ export class WebhookDispatcher {
       maxConcurrency: settings.maxConcurrency ?? this.#deps.defaultMaxConcurrency,
       ...(settings.rateLimitPerSecond !== undefined ? { ratePerSecond: settings.rateLimitPerSecond } : {}),
     };
-    if (control && this.#deps.limiter.saturated(sub.id, limits)) this.#pauseFor(sub.id, message, control);
+    if (control && this.#deps.limiter.saturated(sub.id, limits))
+      this.#pauses.pauseFor(sub.id, message, control);
     const slot = await this.#deps.limiter.acquire(sub.id, limits, claim.deadline);
     if (!slot.ok) {
-      await this.#release(task, claim.token);
+      await this.#claims.release(task, claim.token);
       await this.#defer(message, task, slot.retryInMs);
       return 'deferred';
     }
@@ -440,12 +410,12 @@ export class WebhookDispatcher {
           { ...common, status: 'SUCCESS', completedAt: now.toISOString() },
           create,
         ),
-        this.#complete(task, claim.token, now),
+        this.#claims.complete(task, claim.token, now),
       ]);
       if (task.ingestedAt) this.#endToEnd.observe(undefined, (now.getTime() - task.ingestedAt) / 1000);
       return 'success';
     }
-    await this.#release(task, claim.token);
+    await this.#claims.release(task, claim.token);
     if (klass === 'retry') {
       const policy = effectiveRetryPolicy(settings.retry, sub.retry);
       const retryAfter = retryAfterSecondsOf(result, now.getTime());
@@ -487,75 +457,6 @@ export class WebhookDispatcher {
     }
     await this.#deadLetter(message, { ...task, attempt: attemptNo }, reason, attempt.error ?? '', attemptNo);
     return klass === 'gone' ? 'gone' : 'failed';
-  }
-
-  /**
-   * Stops fetching the endpoint's egress partition until its queue drains (or MAX_PAUSE_MS): what
-   * is fetched meanwhile would only wait, or be parked on a retry tier. Retry tiers are shared by
-   * every endpoint, so they are never paused.
-   */
-  #pauseFor(endpoint: string, message: ConsumedMessage, control: BatchControl): void {
-    if (!message.topic.startsWith('egress.')) return;
-    const key = `${message.topic}\u0000${message.partition}`;
-    const now = Date.now();
-    let pause = this.#pauses.get(key);
-    if ((pause?.holders.get(endpoint) ?? 0) > now) return;
-    if (!pause) {
-      pause = { resume: () => {}, holders: new Map() };
-      this.#pauses.set(key, pause);
-    }
-    pause.resume = () => control.resume(message);
-    pause.holders.set(endpoint, now + MAX_PAUSE_MS);
-    control.pause(message, MAX_PAUSE_MS);
-    this.#deps.limiter.whenDrained(endpoint, () => this.#unpause(key, endpoint));
-  }
-
-  /** The endpoint no longer holds the partition paused; it resumes when no endpoint does. */
-  #unpause(key: string, endpoint: string): void {
-    const pause = this.#pauses.get(key);
-    if (!pause) return;
-    pause.holders.delete(endpoint);
-    const now = Date.now();
-    for (const [holder, until] of pause.holders) if (until <= now) pause.holders.delete(holder);
-    if (pause.holders.size > 0) return;
-    this.#pauses.delete(key);
-    pause.resume();
-  }
-
-  /** Claims the delivery in the ledger for `leaseMs` (claimed, without a token, when there is no ledger). */
-  async #claim(task: DeliveryTask, leaseMs: number, now: Date): Promise<Claim> {
-    if (!this.#deps.ledger) return { status: 'claimed', token: undefined };
-    return this.#deps.ledger.claim(webhookIdOf(task), leaseMs, now.getTime());
-  }
-
-  /** Hands the claim back (the attempt failed, or never started), so the next try may claim at once. */
-  async #release(task: DeliveryTask, token: string | undefined): Promise<void> {
-    if (token === undefined || !this.#deps.ledger) return;
-    if (!(await this.#deps.ledger.release(webhookIdOf(task), token))) this.#fenced(task, 'release');
-  }
-
-  /** Marks the delivery done in the ledger. */
-  async #complete(task: DeliveryTask, token: string | undefined, now: Date): Promise<void> {
-    if (token === undefined || !this.#deps.ledger) return;
-    const done = await this.#deps.ledger.complete(
-      webhookIdOf(task),
-      token,
-      this.#deps.ledgerTtlMs,
-      now.getTime(),
-    );
-    if (!done) this.#fenced(task, 'complete');
-  }
-
-  /**
-   * The claim was taken over by another worker while this one worked (this process stalled past
-   * the lease): its release or completion changed nothing, and is counted.
-   */
-  #fenced(task: DeliveryTask, step: 'release' | 'complete'): void {
-    this.#fenceLost.inc({ step });
-    this.#deps.logger.warn('the ledger claim lapsed and was taken over during the attempt', {
-      step,
-      deliveryId: task.deliveryId,
-    });
   }
 
   /**
@@ -645,53 +546,4 @@ export class WebhookDispatcher {
       },
     ]);
   }
-}
-
-/** The dead-letter reason of a final failure. */
-function failureReason(klass: string, result: DeliveryResult): string {
-  if (klass === 'retry') return 'retries_exhausted';
-  if (klass === 'gone') return 'endpoint_gone';
-  return result.ok ? `http_${result.status}` : result.kind;
-}
-
-function newDelivery(task: DeliveryTask, now: Date): DeliveryRecord {
-  return {
-    id: task.deliveryId,
-    eventId: task.event.id,
-    eventSource: task.event.source,
-    eventType: task.event.type,
-    subscriptionId: task.subscriptionId,
-    partnerId: task.partnerId,
-    status: 'PENDING',
-    attempts: task.attempt,
-    correlationId: task.event.correlationId,
-    createdAt: now.toISOString(),
-    updatedAt: now.toISOString(),
-  };
-}
-
-/** The egress topic a task came from: its header once it has been on a retry tier, else the topic it was read from. */
-function originTopicOf(message: ConsumedMessage, task: DeliveryTask): string {
-  const fromHeader = message.headers[HEADERS.originTopic];
-  if (fromHeader) return fromHeader;
-  if (!message.topic.startsWith('retry.')) return message.topic;
-  const [domain, event] = task.event.type.split('.');
-  return egressTopic(task.partnerId, domain ?? '', event ?? '');
-}
-
-/** The message that parks `task` on a retry tier until `delayMs` from now (see `retryPlacement`). */
-function retryMessage(
-  message: ConsumedMessage,
-  task: DeliveryTask,
-  delayMs: number,
-  now: number,
-): BusMessage {
-  const { tierMs, notBefore, dueAt } = retryPlacement(delayMs, now);
-  return {
-    topic: retryTopicName('dispatcher', tierMs),
-    key: task.subscriptionId,
-    value: JSON.stringify(task),
-    headers: { [HEADERS.originTopic]: originTopicOf(message, task), [HEADERS.dueAt]: String(dueAt) },
-    notBefore,
-  };
 }

@@ -33,7 +33,11 @@ export const PROCESSOR_TOPIC_PREFIXES = ['ingress.', 'retry.processor.'];
 export interface ProcessorDeps {
   lookups: ProcessorLookups;
   validators: ValidatorCache;
-  publish: (messages: BusMessage[]) => Promise<void>;
+  /**
+   * Appends the processor's outputs. `ordered`: they need to be readable and ordered before the
+   * offset commit that follows them, not durable on their own.
+   */
+  publish: (messages: BusMessage[], options?: { ordered?: boolean }) => Promise<void>;
   deadLetters: DeadLetterSink;
   /**
    * Where each routed event and its delivery ids are recorded: the idempotency marker, and what
@@ -167,7 +171,12 @@ export class EventProcessor {
    */
   async #write(outputs: RecordOutputs[]): Promise<void> {
     try {
-      await this.#deps.publish(outputs.flatMap((o) => o.messages));
+      // Tasks and retry copies are in the log before this batch's offset commit, which cannot
+      // survive them: no flush of their own (a redelivery routes again, under the same webhook-ids).
+      await this.#deps.publish(
+        outputs.flatMap((o) => o.messages),
+        { ordered: true },
+      );
       await this.#deps.deadLetters.send(outputs.flatMap((o) => o.dead));
       const routedAt = this.#deps.clock().toISOString();
       await Promise.all(

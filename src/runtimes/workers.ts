@@ -63,7 +63,7 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
   const processor = new EventProcessor({
     lookups: deps.lookups,
     validators: new ValidatorCache(),
-    publish: (m) => deps.bus.publish(m),
+    publish: (m, options) => deps.bus.publish(m, options),
     deadLetters: sink(deps),
     deliveries: deps.store.deliveries,
     dedupe: deps.config.ledger,

@@ -163,8 +163,15 @@ export interface ConsumerHandle {
 
 /** The bus port: topic administration, publishing, consumer groups. */
 export interface Bus extends TopicAdmin {
-  /** Appends messages durably; resolves when all are stored (all or none for the embedded log). */
-  publish(messages: BusMessage[]): Promise<void>;
+  /**
+   * Appends messages; resolves when all are stored (all or none for the embedded log). By default
+   * once they are durable (Kafka: acknowledged by all in-sync replicas; the embedded log: flushed to
+   * disk with WEBHOOKS_DURABILITY=fsync). With `ordered` instead, once they are readable and ordered
+   * before whatever this process publishes or commits on the bus afterwards: a crash that loses
+   * them loses that too — for a stage's outputs, whose consumer offset commit follows them (the
+   * embedded log: one WAL, flushed by the next durable write).
+   */
+  publish(messages: BusMessage[], options?: { ordered?: boolean }): Promise<void>;
   /** Starts a consumer in a group; returns a handle to stop it. */
   consume(options: ConsumerOptions): ConsumerHandle;
 }

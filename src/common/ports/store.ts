@@ -127,6 +127,8 @@ export interface DeliveryRepository {
    * Records that an event (its id and source) was routed, to these deliveries (none when no
    * subscription matched): the processor's idempotency marker, and what `list({ eventId })`
    * follows. Creating a delivery records its route too (nothing new when it was recorded).
+   * Acknowledged once visible; an engine may lose it in an OS crash (the event is then routed
+   * again, under the same webhook-ids).
    */
   recordRouting(event: EventRef, deliveryIds: string[], routedAt: string): Promise<void>;
   /** For each event, whether `recordRouting` was called for it (one read for a whole batch). */

@@ -154,9 +154,12 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     return topic;
   }
 
-  async publish(messages: BusMessage[]): Promise<void> {
+  async publish(messages: BusMessage[], options: { ordered?: boolean } = {}): Promise<void> {
     if (messages.length === 0) return;
-    await this.#appends.run(() => appendMessages(this.db, messages, this.#roundRobin));
+    // One WAL for every topic and every offset: `ordered` appends need no flush of their own.
+    await this.#appends.run(() => appendMessages(this.db, messages, this.#roundRobin), {
+      durable: options.ordered !== true,
+    });
   }
 
   #announce(what: 'append' | 'topics'): void {

@@ -118,7 +118,10 @@ export class SqliteStore implements Store {
       ensure: (r) => group.run(() => deliveries.ensure(r)),
       get: (id) => reads.run(() => deliveries.read(id)),
       recordAttempt: (a, u, c) => group.run(() => deliveries.recordAttempt(a, u, c)),
-      recordRouting: (event, ids, at) => group.run(() => deliveries.recordRouting(event, ids, at)),
+      // Acknowledged at commit: a route lost in an OS crash only lets the event be routed again
+      // (same webhook-ids: the ledger recognises them).
+      recordRouting: (event, ids, at) =>
+        group.run(() => deliveries.recordRouting(event, ids, at), { durable: false }),
       // Each event's lookup joins the turn's read transaction: one for the processor's whole batch.
       routed: (events) => Promise.all(events.map((e) => reads.run(() => deliveries.isRouted(e)))),
       patch: (id, u) => group.run(() => deliveries.patch(id, u)),
