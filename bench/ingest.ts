@@ -144,7 +144,8 @@ if (!SKIP.has('baseline')) {
 /**
  * Single-event ingest at each concurrency: with `role` `all`, the platform also routes and delivers
  * every event meanwhile (the two cores are shared with the processor, the dispatcher and the
- * receiver); with `api`, the acknowledgement path alone (the processing runs in other processes).
+ * receiver); with `api`, the acknowledgement path alone (no processor or dispatcher runs: the events
+ * wait in the log; in a split deployment those would run in other processes, on other cores).
  */
 async function ingestPhase(role: 'all' | 'api'): Promise<void> {
   const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-ingest-'));

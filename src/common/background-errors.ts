@@ -27,6 +27,11 @@ export class BackgroundErrors {
   /** Counts a failure of `task`, and logs it unless this task was logged less than a minute ago. */
   report(task: string, err: unknown, context: Record<string, unknown> = {}): void {
     this.#errors.inc({ task });
+    this.log(task, err, context);
+  }
+
+  /** Logs a failure (once a minute per task) that a metric of its own counts already. */
+  log(task: string, err: unknown, context: Record<string, unknown> = {}): void {
     const now = this.#now();
     const last = this.#lastLogged.get(task);
     if (last && now - last.at < LOG_EVERY_MS) {

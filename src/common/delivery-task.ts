@@ -81,11 +81,17 @@ export function webhookIdFor(eventSource: string, eventId: string, subscriptionI
   return `msg_${digest.toString('hex', 0, 16)}`;
 }
 
-/** The `webhook-id` of a task (see `webhookIdFor`), computed once per task object. */
+/**
+ * The `webhook-id` of a task (see `webhookIdFor`), computed once per task object. A task made
+ * before 2026-12-06 (on a retry tier or in the DLQ at the upgrade) keeps the id it was sent under
+ * then — its delivery id, `msg_…` — so the partner and the ledger still recognise it.
+ */
 export function webhookIdOf(task: DeliveryTask): string {
   let id = webhookIds.get(task);
   if (id === undefined) {
-    id = webhookIdFor(task.event.source, task.event.id, task.subscriptionId);
+    id = task.deliveryId.startsWith('msg_')
+      ? task.deliveryId
+      : webhookIdFor(task.event.source, task.event.id, task.subscriptionId);
     webhookIds.set(task, id);
   }
   return id;

@@ -146,3 +146,9 @@ export function describeError(err: unknown): string {
   }
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The stable code of an error given up on for good, for a dead letter's reason. */
+export function permanentErrorCode(err: unknown): string {
+  if (err instanceof SyntaxError) return 'invalid_json';
+  return isWebhooksError(err) ? err.code : 'permanent_failure';
+}

@@ -6,7 +6,7 @@
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, parseDeliveryTask, webhookIdOf } from '../common/delivery-task.ts';
-import { describeError, isPermanentError, isWebhooksError } from '../common/errors.ts';
+import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
 import { recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
@@ -76,7 +76,12 @@ export interface DispatcherDeps {
   ledger?: IdempotencyLedger;
   ledgerTtlMs: number;
   client: DeliveryClient;
-  publish: (messages: BusMessage[]) => Promise<void>;
+  /**
+   * Appends to the bus. `ordered`: for a task moved to a retry tier or back to its egress topic —
+   * readable and ordered before the offset commit that follows, which cannot outlive it (one log),
+   * so it needs no flush of its own.
+   */
+  publish: (messages: BusMessage[], options?: { ordered?: boolean }) => Promise<void>;
   deadLetters: DeadLetterSink;
   limiter: EndpointLimiter;
   defaultMaxConcurrency: number;
@@ -181,8 +186,7 @@ export class WebhookDispatcher {
    * before an outcome could be recorded: FAILED, and dead-lettered with the last error.
    */
   async giveUp(message: ConsumedMessage, notice: DeadLetterNotice): Promise<void> {
-    const reason =
-      notice.permanent && isWebhooksError(notice.error) ? notice.error.code : 'redelivery_exhausted';
+    const reason = notice.permanent ? permanentErrorCode(notice.error) : 'redelivery_exhausted';
     const error = describeError(notice.error);
     this.#outcomes.inc({ outcome: 'failed' });
     let task: DeliveryTask | undefined;
@@ -220,9 +224,10 @@ export class WebhookDispatcher {
     // made by the one member of the dispatcher group that holds the endpoint's egress partition, so
     // the partner's concurrency and rate limits hold for the whole group, not once per member.
     if (message.topic.startsWith(RETRY_TOPIC_PREFIX)) {
-      await this.#deps.publish([
-        { topic: originTopicOf(message, task), key: task.subscriptionId, value: message.value },
-      ]);
+      await this.#deps.publish(
+        [{ topic: originTopicOf(message, task), key: task.subscriptionId, value: message.value }],
+        { ordered: true },
+      );
       return 'forwarded';
     }
     // Everything logged while this task is handled carries the event's correlation id.
@@ -266,10 +271,19 @@ export class WebhookDispatcher {
     // (only when this process stalls, and then the fencing token keeps it from undoing another's claim).
     const budgetMs = this.#deps.limiter.maxWaitMs + timeouts.connectMs + timeouts.headersMs + timeouts.bodyMs;
     // The delivery row is written with the first attempt (one write); until then it is only read.
-    const [delivery, claim] = await Promise.all([
+    const [read, claimed] = await Promise.allSettled([
       this.#deps.deliveries.get(task.deliveryId),
       this.#claims.claim(task, budgetMs + LEASE_MARGIN_MS, now),
     ]);
+    if (read.status === 'rejected') {
+      // Claimed for nothing: handed back at once, or the task's next try would find it busy.
+      if (claimed.status === 'fulfilled' && claimed.value.status === 'claimed')
+        await this.#claims.release(task, claimed.value.token);
+      throw read.reason;
+    }
+    if (claimed.status === 'rejected') throw claimed.reason;
+    const delivery = read.value;
+    const claim = claimed.value;
     if (claim.status === 'completed' || delivery?.status === 'SUCCESS') {
       if (claim.status === 'claimed') await this.#claims.complete(task, claim.token, now);
       await this.#markSucceeded(task, delivery, now);
@@ -283,8 +297,8 @@ export class WebhookDispatcher {
     try {
       return await this.#attempt(message, task, sub, delivery, settings, timeouts, attempt, control);
     } catch (err) {
-      // Before the request went out, the claim is handed back; after it, it is kept (and lapses):
-      // a partner that answered 2xx must not get the request again because recording it failed.
+      // Before the request went out, the claim is handed back; after it, it is kept until it lapses:
+      // a partner that answered 2xx is not sent the request again at once because recording it failed.
       if (!attempt.sent) await this.#claims.release(task, attempt.token);
       throw err;
     }
@@ -441,7 +455,7 @@ export class WebhookDispatcher {
           create,
         );
         const next: DeliveryTask = { ...task, attempt: attemptNo, firstAttemptAt };
-        await this.#deps.publish([retryMessage(message, next, delay, now.getTime())]);
+        await this.#deps.publish([retryMessage(message, next, delay, now.getTime())], { ordered: true });
         return 'retry';
       }
     }
@@ -486,7 +500,9 @@ export class WebhookDispatcher {
 
   /** Parks a task on a retry tier without counting an attempt. */
   async #defer(message: ConsumedMessage, task: DeliveryTask, delayMs: number): Promise<void> {
-    await this.#deps.publish([retryMessage(message, task, delayMs, this.#deps.clock().getTime())]);
+    await this.#deps.publish([retryMessage(message, task, delayMs, this.#deps.clock().getTime())], {
+      ordered: true,
+    });
   }
 
   /** FAILED before any attempt could be made (subscription gone or disabled). */

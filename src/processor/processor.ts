@@ -8,7 +8,7 @@ import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterInput, DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
 import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
-import { describeError, isPermanentError, isWebhooksError } from '../common/errors.ts';
+import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
 import { recordId } from '../common/ids.ts';
 import type { JsonObject, JsonValue } from '../common/json.ts';
@@ -33,11 +33,7 @@ export const PROCESSOR_TOPIC_PREFIXES = ['ingress.', 'retry.processor.'];
 export interface ProcessorDeps {
   lookups: ProcessorLookups;
   validators: ValidatorCache;
-  /**
-   * Appends the processor's outputs. `ordered`: they need to be readable and ordered before the
-   * offset commit that follows them, not durable on their own.
-   */
-  publish: (messages: BusMessage[], options?: { ordered?: boolean }) => Promise<void>;
+  publish: (messages: BusMessage[]) => Promise<void>;
   deadLetters: DeadLetterSink;
   /**
    * Where each routed event and its delivery ids are recorded: the idempotency marker, and what
@@ -171,12 +167,9 @@ export class EventProcessor {
    */
   async #write(outputs: RecordOutputs[]): Promise<void> {
     try {
-      // Tasks and retry copies are in the log before this batch's offset commit, which cannot
-      // survive them: no flush of their own (a redelivery routes again, under the same webhook-ids).
-      await this.#deps.publish(
-        outputs.flatMap((o) => o.messages),
-        { ordered: true },
-      );
+      // Flushed before the routes are written: a route is in the other file (store.db) and must
+      // never outlive the tasks it marks as published (the event would be taken for a duplicate).
+      await this.#deps.publish(outputs.flatMap((o) => o.messages));
       await this.#deps.deadLetters.send(outputs.flatMap((o) => o.dead));
       const routedAt = this.#deps.clock().toISOString();
       await Promise.all(
@@ -199,7 +192,7 @@ export class EventProcessor {
    * the record goes to the processor DLQ with the last error.
    */
   async giveUp(message: ConsumedMessage, notice: DeadLetterNotice): Promise<void> {
-    const reason = notice.permanent ? errorCode(notice.error) : 'redelivery_exhausted';
+    const reason = notice.permanent ? permanentErrorCode(notice.error) : 'redelivery_exhausted';
     const parsed = parseRecord(message);
     const envelope = parsed instanceof Unparsable ? undefined : parsed;
     this.#toDlq.inc({ reason });
@@ -462,12 +455,6 @@ function deadLetterFor(
     // One dead letter per record read (and subscription, for a mapping), however often it is read.
     id: recordId('processor', message, subscriptionId),
   };
-}
-
-/** The stable code of an error, for a dead letter's reason. */
-function errorCode(err: unknown): string {
-  if (err instanceof SyntaxError) return 'invalid_json';
-  return isWebhooksError(err) ? err.code : 'permanent_failure';
 }
 
 /** A record whose value is not a valid event (the error says why; the record goes to the DLQ). */

@@ -175,11 +175,11 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     partners: store.partners,
     directory,
     clock,
-    onPartnerChanged: (partner) => {
+    onPartnerChanged: (partner, previous) => {
       partnerChanged(partner.id);
       dispatcherThread?.partnerChanged(partner.id);
-      // Active (again): what was held while it was INACTIVE goes back to its egress topics now.
-      if (partner.status === 'ACTIVE') {
+      // Active again: what was held while it was INACTIVE goes back to its egress topics now.
+      if (partner.status === 'ACTIVE' && previous?.status === 'INACTIVE') {
         operations.releaseHeld().catch((err: unknown) =>
           logger.warn('could not release the tasks held for an inactive partner', {
             err,

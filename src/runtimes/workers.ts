@@ -63,7 +63,7 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
   const processor = new EventProcessor({
     lookups: deps.lookups,
     validators: new ValidatorCache(),
-    publish: (m, options) => deps.bus.publish(m, options),
+    publish: (m) => deps.bus.publish(m),
     deadLetters: sink(deps),
     deliveries: deps.store.deliveries,
     dedupe: deps.config.ledger,
@@ -102,7 +102,7 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     ...(deps.config.ledger ? { ledger: store.ledger } : {}),
     ledgerTtlMs: LEDGER_TTL_MS,
     client: deps.client,
-    publish: (m) => deps.bus.publish(m),
+    publish: (m, options) => deps.bus.publish(m, options),
     deadLetters: sink(deps),
     limiter: new EndpointLimiter(),
     defaultMaxConcurrency: deps.config.endpointConcurrency,
@@ -147,7 +147,7 @@ function consumerErrors(deps: WorkerDeps, group: string): (err: unknown) => void
     errors.inc({ group, code });
     // Records skipped are said every time; a failure that repeats (an outage) once a minute.
     if (code === 'records_skipped') deps.logger.error('consumer skipped records', { err, group });
-    else deps.background.report(`consumer:${group}:${code}`, err, { group });
+    else deps.background.log(`consumer:${group}:${code}`, err, { group });
   };
 }
 

@@ -35,8 +35,11 @@ export interface PartnerAdminDeps {
   partners: PartnerRepository;
   directory: PartnerDirectory;
   clock: () => Date;
-  /** Told of every partner created or changed (caches drop their copy; a reactivation releases what was held). */
-  onPartnerChanged?: (partner: PartnerRecord) => void;
+  /**
+   * Told of every partner created or changed, with what it was before a change (caches drop their
+   * copy; a reactivation releases what was held).
+   */
+  onPartnerChanged?: (partner: PartnerRecord, previous?: PartnerRecord) => void;
 }
 
 /** Use cases of partner administration. */
@@ -108,7 +111,7 @@ export class PartnerAdmin {
       ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)),
       updatedAt: this.#deps.clock().toISOString(),
     });
-    this.#deps.onPartnerChanged?.(updated);
+    this.#deps.onPartnerChanged?.(updated, current);
     return updated;
   }
 

@@ -344,6 +344,37 @@ describe('durability', () => {
     db.close();
   });
 
+  test('closing while a flush runs still settles the writes that wait for the next one', async () => {
+    const path = join(dir, 'close-flush.db');
+    const db = openDatabase(path, ['CREATE TABLE t (n INTEGER)'], { durability: 'fsync' });
+    db.exec('INSERT INTO t (n) VALUES (1)');
+    const flusher = walFlusherOf(db)!;
+    const first = flusher.flush();
+    const second = flusher.flush(); // waits for the flush after the running one
+    db.close();
+    flusher.close();
+    await Promise.all([first, second]);
+  });
+
+  test('under load, writes of many turns gather into fewer commits', async () => {
+    const db = openDatabase(join(dir, 'gather.db'), ['CREATE TABLE t (n INTEGER)'], {
+      durability: 'relaxed',
+    });
+    let commits = 0;
+    const group = new GroupCommit(db, { onCommit: () => (commits += 1) });
+    const insert = db.prepare('INSERT INTO t (n) VALUES (?)');
+    const writes: Array<Promise<unknown>> = [];
+    // 20 writes a turn, turn after turn: far more than 16 per 3 ms window.
+    for (let turn = 0; turn < 60; turn++) {
+      for (let i = 0; i < 20; i++) writes.push(group.run(() => insert.run(turn)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(writes);
+    assert.equal(db.prepare('SELECT count(*) AS n FROM t').get()!.n, 1200);
+    assert.ok(commits < 40, `${commits} commits for 60 turns of writes`);
+    db.close();
+  });
+
   test('commits never fsync inside COMMIT (synchronous = NORMAL); relaxed durability has no flusher at all', () => {
     const durable = openDatabase(join(dir, 'sync-fsync.db'), [], { durability: 'fsync' });
     const relaxed = openDatabase(join(dir, 'sync-relaxed.db'), [], { durability: 'relaxed' });

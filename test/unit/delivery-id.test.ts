@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deliveryIdFor, webhookIdFor } from '../../src/common/delivery-task.ts';
+import { deliveryIdFor, webhookIdFor, webhookIdOf } from '../../src/common/delivery-task.ts';
 
 const AT = Date.parse('2026-01-01T00:00:00.000Z');
 
@@ -61,5 +61,22 @@ describe('webhookIdFor', () => {
   it('cannot be made to collide by moving text between the fields', () => {
     assert.notEqual(webhookIdFor('/a', 'b\nc', 's'), webhookIdFor('/a\nb', 'c', 's'));
     assert.notEqual(webhookIdFor('/a', 'bc', 's'), webhookIdFor('/ab', 'c', 's'));
+  });
+});
+
+describe('webhookIdOf', () => {
+  it('keeps the id a task made before the stable webhook-id was sent under (its msg_ delivery id)', () => {
+    const task = {
+      v: 1 as const,
+      deliveryId: 'msg_6b1588cb003000000000005036dcc0fd',
+      subscriptionId: 'sub-1',
+      partnerId: 'acme',
+      event: { id: 'evt-1', source: '/test', type: 'orders.created', correlationId: 'c' },
+      payload: {},
+      attempt: 2,
+      createdAt: 0,
+    };
+    assert.equal(webhookIdOf(task), 'msg_6b1588cb003000000000005036dcc0fd');
+    assert.equal(webhookIdOf({ ...task, deliveryId: 'dlv_1' }), webhookIdFor('/test', 'evt-1', 'sub-1'));
   });
 });

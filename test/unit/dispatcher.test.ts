@@ -492,11 +492,65 @@ describe('WebhookDispatcher', () => {
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
     const messages = [taskMessage(), taskMessage(), taskMessage()];
-    await dispatcher().handleBatch(messages);
+    // One after the other: tasks held at the same moment all see the count before them.
+    for (const message of messages) await dispatcher().handleBatch([message]);
     assert.equal((await store.heldTasks.list(subscriptionId, 10)).length, 2);
     const dead = (await store.deadLetters.list({ reason: 'held_overflow' })).items;
     assert.equal(dead.length, 1);
     assert.equal(dead[0]!.subscriptionId, subscriptionId);
     assert.equal(receiver.received.length, 0);
+  });
+
+  test('the cap counts what is held now: released tasks make room again', async () => {
+    heldCap = 2;
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    for (const message of [taskMessage(), taskMessage()]) await dispatcher().handleBatch([message]);
+    const held = await store.heldTasks.list(subscriptionId, 10);
+    await store.heldTasks.remove(
+      subscriptionId,
+      held.map((t) => t.id),
+    );
+    await dispatcher().handleBatch([taskMessage()]);
+    assert.equal((await store.heldTasks.list(subscriptionId, 10)).length, 1, 'held again after a release');
+    assert.deepEqual((await store.deadLetters.list({ reason: 'held_overflow' })).items, []);
+  });
+
+  test('a claim made while the delivery could not be read is handed back at once', async () => {
+    const message = taskMessage();
+    const task = JSON.parse(message.value) as DeliveryTask;
+    const broken = dispatcher();
+    const failing = new WebhookDispatcher({
+      ...(broken as unknown as { deps?: never }),
+      subscription: (id) => store.subscriptions.get(id),
+      partner: (id) => store.partners.get(id),
+      disableSubscription: async () => {},
+      credentials: { secrets: () => [SECRET], auth: () => undefined },
+      deliveries: {
+        ...store.deliveries,
+        get: async () => {
+          throw new Error('store read failed');
+        },
+      },
+      heldTasks: store.heldTasks,
+      maxHeldPerSubscription: heldCap,
+      ledger: store.ledger,
+      ledgerTtlMs: 86_400_000,
+      client,
+      publish: async (m) => {
+        published.push(...m);
+      },
+      deadLetters: recordingDeadLetterSink(store, () => published),
+      limiter: new EndpointLimiter(),
+      defaultMaxConcurrency: 4,
+      maxResponseBytes: 2048,
+      userAgent: 'test',
+      metrics,
+      logger: new Logger({ level: 'error', sink: { write: () => {} } }),
+      clock: () => new Date(),
+    });
+    const outcome = await failing.handleBatch([message]);
+    assert.equal(outcome.failed.length, 1);
+    assert.equal(await store.ledger.get(webhookIdOf(task)), undefined, 'no claim left behind');
   });
 });

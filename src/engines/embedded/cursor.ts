@@ -87,11 +87,6 @@ export class PartitionCursor {
     return this.#inFlight;
   }
 
-  /** Failed messages of this partition not yet handled. */
-  get failedCount(): number {
-    return this.#retries.size;
-  }
-
   /**
    * When a fetch may next take new messages from it (0: now), or undefined while it may not: it is
    * being handed back, or a failed message waits (the partition keeps its order).

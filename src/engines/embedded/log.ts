@@ -55,6 +55,7 @@ import type {
   ConsumerOptions,
   TopicDescription,
 } from '../../common/ports/bus.ts';
+import { atomically } from '../sqlite/database.ts';
 import { GroupCommit } from '../sqlite/group-commit.ts';
 import { appendMessages, type RoundRobin } from './appender.ts';
 import { type ConsumerTuning, EmbeddedConsumer } from './consumer.ts';
@@ -157,9 +158,12 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   async publish(messages: BusMessage[], options: { ordered?: boolean } = {}): Promise<void> {
     if (messages.length === 0) return;
     // One WAL for every topic and every offset: `ordered` appends need no flush of their own.
-    await this.#appends.run(() => appendMessages(this.db, messages, this.#roundRobin), {
-      durable: options.ordered !== true,
-    });
+    await this.#appends.run(
+      () => atomically(this.db, () => appendMessages(this.db, messages, this.#roundRobin)),
+      {
+        durable: options.ordered !== true,
+      },
+    );
   }
 
   #announce(what: 'append' | 'topics'): void {

@@ -114,6 +114,37 @@ export function unflushedTransaction<T>(db: DatabaseSync, fn: () => T): T {
   return inTransaction(db, fn);
 }
 
+const savepoints = new WeakMap<
+  DatabaseSync,
+  { begin: StatementSync; undo: StatementSync; end: StatementSync }
+>();
+
+/**
+ * Runs `fn` inside a savepoint of the current transaction: all of its writes or none, so that one
+ * operation of a group commit that fails half-way leaves nothing behind for the others to commit.
+ */
+export function atomically<T>(db: DatabaseSync, fn: () => T): T {
+  let s = savepoints.get(db);
+  if (!s) {
+    s = {
+      begin: db.prepare('SAVEPOINT op'),
+      undo: db.prepare('ROLLBACK TO op'),
+      end: db.prepare('RELEASE op'),
+    };
+    savepoints.set(db, s);
+  }
+  s.begin.run();
+  try {
+    const result = fn();
+    s.end.run();
+    return result;
+  } catch (err) {
+    s.undo.run();
+    s.end.run();
+    throw err;
+  }
+}
+
 /** Runs `fn` in one write transaction; returns once it is committed (and, with `fsync` durability, on disk). */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   const result = inTransaction(db, fn);

@@ -92,11 +92,13 @@ export class GroupCommit {
         reject,
         durable: options.durable !== false,
       });
+      // Every write counts toward the rate, also those that join a commit already scheduled.
+      const now = performance.now();
+      const gathering = this.#gathering(now);
       if (this.#busySince !== 0) return; // a retry is already scheduled
       if (this.#queue.length >= MAX_OPERATIONS) this.#flushSoon();
       else if (this.#timer === undefined && this.#immediate === undefined) {
-        const now = performance.now();
-        const wait = this.#gathering(now) ? this.#lastFlushAt + this.#windowMs - now : 0;
+        const wait = gathering ? this.#lastFlushAt + this.#windowMs - now : 0;
         if (wait <= 0) this.#flushSoon();
         else this.#timer = setTimeout(() => this.#flush(), wait);
       }
@@ -112,7 +114,9 @@ export class GroupCommit {
       this.#arrived = 0;
       this.#countedSince = now;
     }
-    return this.#rate * this.#windowMs >= GATHER_MIN;
+    // The period under way counts too once a window of it has passed: a burst gathers at once.
+    const current = elapsed >= this.#windowMs ? this.#arrived / elapsed : 0;
+    return Math.max(this.#rate, current) * this.#windowMs >= GATHER_MIN;
   }
 
   /** Commits everything queued now, waiting for the write lock if need be (before closing the database). */

@@ -9,6 +9,8 @@ export class SqliteHeldTasks {
   readonly #remove: StatementSync;
   readonly #subscriptions: StatementSync;
   readonly #count: StatementSync;
+  readonly #add: StatementSync;
+  readonly #drop: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#insert = db.prepare(
@@ -16,7 +18,12 @@ export class SqliteHeldTasks {
     );
     this.#list = db.prepare('SELECT doc FROM held_task WHERE subscription_id = ? ORDER BY id LIMIT ?');
     this.#remove = db.prepare('DELETE FROM held_task WHERE subscription_id = ? AND id = ?');
-    this.#count = db.prepare('SELECT count(*) AS n FROM held_task WHERE subscription_id = ?');
+    this.#count = db.prepare('SELECT n FROM held_count WHERE subscription_id = ?');
+    this.#add = db.prepare(
+      `INSERT INTO held_count (subscription_id, n) VALUES (?, ?)
+       ON CONFLICT (subscription_id) DO UPDATE SET n = n + excluded.n`,
+    );
+    this.#drop = db.prepare('DELETE FROM held_count WHERE subscription_id = ? AND n <= 0');
     // The distinct subscriptions by skipping from one to the next in the key: one seek each,
     // however many tasks each holds.
     this.#subscriptions = db.prepare(
@@ -28,8 +35,10 @@ export class SqliteHeldTasks {
     );
   }
 
+  /** Keeps a task (one held already stays as it was), counting it; run inside a savepoint by the store. */
   hold(task: HeldTask): void {
-    this.#insert.run(task.subscriptionId, task.id, JSON.stringify(task));
+    if (this.#insert.run(task.subscriptionId, task.id, JSON.stringify(task)).changes > 0)
+      this.#add.run(task.subscriptionId, 1);
   }
 
   list(subscriptionId: string, limit: number): HeldTask[] {
@@ -37,12 +46,17 @@ export class SqliteHeldTasks {
     return rows.map((r) => JSON.parse(r.doc) as HeldTask);
   }
 
+  /** Removes tasks, counting them out; run inside a savepoint by the store. */
   remove(subscriptionId: string, ids: string[]): void {
-    for (const id of ids) this.#remove.run(subscriptionId, id);
+    let removed = 0;
+    for (const id of ids) removed += Number(this.#remove.run(subscriptionId, id).changes);
+    if (removed === 0) return;
+    this.#add.run(subscriptionId, -removed);
+    this.#drop.run(subscriptionId);
   }
 
   count(subscriptionId: string): number {
-    return (this.#count.get(subscriptionId) as { n: number }).n;
+    return (this.#count.get(subscriptionId) as { n: number } | undefined)?.n ?? 0;
   }
 
   subscriptions(): string[] {

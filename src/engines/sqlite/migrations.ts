@@ -100,4 +100,8 @@ export const MIGRATIONS: readonly string[] = [
      SELECT partner_id, domain, event, json_extract(doc, '$.url'), min(id) FROM partner_event_subscription
      WHERE json_extract(doc, '$.url') IS NOT NULL
      GROUP BY partner_id, domain, event, json_extract(doc, '$.url');`,
+  // v9: how many tasks each subscription holds, kept with the tasks, so the cap on them is one
+  // point read instead of a count over a subscription's rows (a million at the cap).
+  `CREATE TABLE held_count (subscription_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+   INSERT INTO held_count (subscription_id, n) SELECT subscription_id, count(*) FROM held_task GROUP BY subscription_id;`,
 ];

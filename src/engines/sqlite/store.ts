@@ -19,7 +19,7 @@ import {
   type Store,
   type SubscriptionRepository,
 } from '../../common/ports/store.ts';
-import { checkpointPassive, closeDatabase, openDatabase } from './database.ts';
+import { atomically, checkpointPassive, closeDatabase, openDatabase } from './database.ts';
 import { SqliteDeadLetters } from './dead-letters.ts';
 import { SqliteDeliveries } from './deliveries.ts';
 import { DocumentTable } from './document-table.ts';
@@ -81,18 +81,20 @@ export class SqliteStore implements Store {
       key: [['id', (r) => r.id]],
       columns: [['status', (r) => r.status]],
     });
+    // Admin writes join the group commit too (each one statement: atomic on its own), so they are
+    // acknowledged once durable, like every other write.
     this.schemas = {
-      insert: async (r) => schemas.insert(r),
+      insert: (r) => this.#group.run(() => schemas.insert(r)),
       get: async (domain, event, version) => schemas.get([domain, event, version]),
       listVersions: async (domain, event) => schemas.list({ domain, event }, { limit: MAX_PAGE_LIMIT }).items,
       list: async (f, page) => schemas.list({ domain: f.domain, event: f.event, status: f.status }, page),
-      update: async (r) => schemas.update(r),
+      update: (r) => this.#group.run(() => schemas.update(r)),
     };
     this.partners = {
-      insert: async (r) => partners.insert(r),
+      insert: (r) => this.#group.run(() => partners.insert(r)),
       get: async (id) => partners.get([id]),
       list: async (page) => partners.list({}, page),
-      update: async (r) => partners.update(r),
+      update: (r) => this.#group.run(() => partners.update(r)),
     };
     const subscriptions = new SqliteSubscriptions(this.#db);
     // Writes join the group commit (each in its own savepoint): they wait for the write lock without
@@ -155,9 +157,10 @@ export class SqliteStore implements Store {
       purgeBefore: (before, limit) => group.run(() => deadLetters.purgeChunk(before, limit)),
     };
     this.heldTasks = {
-      hold: (task) => group.run(() => held.hold(task)),
+      hold: (task) => group.run(() => atomically(this.#db, () => held.hold(task))),
       list: async (subscriptionId, limit) => held.list(subscriptionId, limit),
-      remove: (subscriptionId, ids) => group.run(() => held.remove(subscriptionId, ids)),
+      remove: (subscriptionId, ids) =>
+        group.run(() => atomically(this.#db, () => held.remove(subscriptionId, ids))),
       subscriptions: async () => held.subscriptions(),
       count: async (subscriptionId) => held.count(subscriptionId),
     };

@@ -13,21 +13,21 @@ import type {
   SubscriptionEndpoint,
   SubscriptionFilter,
 } from '../../common/ports/store.ts';
+import { atomically } from './database.ts';
 import { DocumentTable } from './document-table.ts';
 
 /** The SQLite implementation of the subscription repository (synchronous; the store wraps it). */
 export class SqliteSubscriptions {
   readonly #table: DocumentTable<SubscriptionRecord>;
-  readonly #savepoint: StatementSync;
-  readonly #release: StatementSync;
-  readonly #rollback: StatementSync;
   readonly #claim: StatementSync;
   readonly #holder: StatementSync;
   readonly #find: StatementSync;
   readonly #free: StatementSync;
   readonly #handOver: StatementSync;
+  readonly #db: DatabaseSync;
 
   constructor(db: DatabaseSync) {
+    this.#db = db;
     this.#table = new DocumentTable<SubscriptionRecord>(db, {
       table: 'partner_event_subscription',
       key: [['id', (r) => r.id]],
@@ -38,9 +38,6 @@ export class SqliteSubscriptions {
         ['status', (r) => r.status],
       ],
     });
-    this.#savepoint = db.prepare('SAVEPOINT subscription_write');
-    this.#release = db.prepare('RELEASE subscription_write');
-    this.#rollback = db.prepare('ROLLBACK TO subscription_write');
     const endpoint = 'partner_id = ? AND domain = ? AND event = ? AND url = ?';
     this.#claim = db.prepare(
       `INSERT INTO subscription_endpoint (partner_id, domain, event, url, subscription_id)
@@ -64,7 +61,7 @@ export class SqliteSubscriptions {
 
   /** Creates the subscription and takes its endpoint's key; ConflictError `already_exists` if either is taken. */
   insert(record: SubscriptionRecord): void {
-    this.#atomically(() => {
+    atomically(this.#db, () => {
       this.#table.insert(record);
       this.#take(record);
     });
@@ -91,7 +88,7 @@ export class SqliteSubscriptions {
 
   /** Revision-checked replace; a new endpoint's key is taken and the old one freed, in the same write. */
   update(record: SubscriptionRecord): SubscriptionRecord {
-    return this.#atomically(() => {
+    return atomically(this.#db, () => {
       const before = this.#table.get([record.id]);
       const stored = this.#table.update(record);
       if (before && !sameEndpoint(before, record)) {
@@ -104,7 +101,7 @@ export class SqliteSubscriptions {
 
   /** Deletes the subscription and frees its endpoint's key; false when there was none. */
   delete(id: string): boolean {
-    return this.#atomically(() => {
+    return atomically(this.#db, () => {
       const before = this.#table.get([id]);
       if (!before || !this.#table.delete([id])) return false;
       this.#leave(before);
@@ -128,23 +125,6 @@ export class SqliteSubscriptions {
   #leave(record: SubscriptionRecord): void {
     const key = endpointKey(record);
     if (this.#free.run(...key, record.id).changes > 0) this.#handOver.run(...key);
-  }
-
-  /**
-   * Runs `fn` in a savepoint: inside the group commit's transaction one failed write is undone
-   * alone (the others of the batch stay), and outside any transaction the savepoint is one.
-   */
-  #atomically<T>(fn: () => T): T {
-    this.#savepoint.run();
-    try {
-      const result = fn();
-      this.#release.run();
-      return result;
-    } catch (err) {
-      this.#rollback.run();
-      this.#release.run();
-      throw err;
-    }
   }
 }
 

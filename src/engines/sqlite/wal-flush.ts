@@ -45,7 +45,22 @@ export class WalFlusher {
   /** Closes the descriptor (after the database is closed; after the flush in progress, if one is). */
   close(): void {
     this.#closing = true;
-    if (!this.#running) this.#closeDescriptor();
+    if (this.#running) return;
+    this.#flushWaitingSync();
+    this.#closeDescriptor();
+  }
+
+  /** Flushes for the callers still waiting, synchronously (the descriptor is about to close). */
+  #flushWaitingSync(): void {
+    const waiting = this.#next;
+    this.#next = [];
+    if (waiting.length === 0) return;
+    try {
+      this.flushSync();
+      for (const w of waiting) w.resolve();
+    } catch (err) {
+      for (const w of waiting) w.reject(err);
+    }
   }
 
   #closeDescriptor(): void {
@@ -72,7 +87,11 @@ export class WalFlusher {
         else w.resolve();
       }
       if (this.#next.length > 0 && !this.#closing) this.#start();
-      else if (this.#closing) this.#closeDescriptor();
+      else if (this.#closing) {
+        // Closing: whoever waits for the next flush gets it here and now.
+        this.#flushWaitingSync();
+        this.#closeDescriptor();
+      }
     });
   }
 
