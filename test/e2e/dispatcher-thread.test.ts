@@ -8,6 +8,7 @@ import type { DispatcherThread } from '../../src/runtimes/thread-host.ts';
 import { orderEvent, publish, startPipelineServer, subscribe } from '../support/pipeline.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
 import type { TestServer } from '../support/server.ts';
+import { scrapeMetrics, waitFor } from '../support/wait.ts';
 
 describe('dispatcher thread', () => {
   let server: TestServer;
@@ -39,17 +40,6 @@ describe('dispatcher thread', () => {
   });
 });
 
-/** Tries `check` until it gives a value (facts that arrive with the restarted thread). */
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
-
 describe('dispatcher thread restarts seen from the host', () => {
   let server: TestServer;
   let receiver: TestReceiver;
@@ -62,21 +52,11 @@ describe('dispatcher thread restarts seen from the host', () => {
     await receiver.close();
   });
 
-  /** GET /metrics as a map from series (name and labels) to value. */
-  async function scrape(): Promise<Map<string, number>> {
-    const res = await fetch(`${server.url}/metrics`);
-    const samples = new Map<string, number>();
-    for (const line of (await res.text()).split('\n')) {
-      if (line === '' || line.startsWith('#')) continue;
-      const at = line.lastIndexOf(' ');
-      samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-    }
-    return samples;
-  }
+  const scrape = () => scrapeMetrics(server.url);
 
   /** Resolves once a thread answers again. */
   function running(thread: DispatcherThread): Promise<boolean> {
-    return until('the dispatcher thread to run again', () =>
+    return waitFor('the dispatcher thread to run again', () =>
       thread.ping().then(
         () => true,
         () => undefined,
@@ -90,7 +70,7 @@ describe('dispatcher thread restarts seen from the host', () => {
     const delivered = 'webhook_deliveries_total{outcome="success"}';
     const attempts = `webhook_delivery_duration_seconds_count{partner="${partnerId}"}`;
     await publish(server, orderEvent({ amount: 1 }));
-    await until('the first delivery counted', async () =>
+    await waitFor('the first delivery counted', async () =>
       (await scrape()).get(delivered) === 1 ? true : undefined,
     );
 
@@ -109,7 +89,7 @@ describe('dispatcher thread restarts seen from the host', () => {
 
     await publish(server, orderEvent({ amount: 2 }));
     await receiver.waitFor(2);
-    const later = await until('the second delivery counted', async () => {
+    const later = await waitFor('the second delivery counted', async () => {
       const m = await scrape();
       return m.get(delivered) === 2 ? m : undefined; // counted once the attempt was recorded
     });

@@ -10,10 +10,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ORDERS_SCHEMA, orderEvent, publish } from '../support/pipeline.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { selfSignedCert } from '../support/tls.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** A receiver that holds each request `holdMs`, answers 503 to the first attempt of each webhook-id, and records concurrency per path. */
 async function countingReceiver(holdMs: number) {
@@ -51,14 +51,6 @@ async function countingReceiver(holdMs: number) {
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 describe('dispatcher group (two members on one data dir)', () => {
@@ -109,7 +101,7 @@ describe('dispatcher group (two members on one data dir)', () => {
       const events = Array.from({ length: 12 }, () => orderEvent());
       await publish(first, ...events.slice(0, 6));
       await publish(second, ...events.slice(6));
-      await waitUntil(
+      await waitFor(
         'every delivery',
         () => receiver.delivered.size === events.length * partners.length,
         120_000,
@@ -145,14 +137,18 @@ describe('dispatcher group (two members on one data dir)', () => {
       assert.equal(deactivated.status, 200);
       const events = [1, 2, 3].map(() => orderEvent({}, { type: `orders.${event}` }));
       await publish(first, ...events);
-      await waitUntil('three held tasks', async () => {
-        const held = await first.request('GET', `/admin/subscriptions/${s.body.id}/held`);
-        return held.body.items.length === 3;
-      });
+      await waitFor(
+        'three held tasks',
+        async () => {
+          const held = await first.request('GET', `/admin/subscriptions/${s.body.id}/held`);
+          return held.body.items.length === 3;
+        },
+        60_000,
+      );
       assert.equal(receiver.requests, 0, 'nothing sent while the partner is INACTIVE');
       const activated = await second.request('PATCH', `/admin/partners/${id}`, { status: 'ACTIVE' });
       assert.equal(activated.status, 200);
-      await waitUntil('the three deliveries', () => receiver.delivered.size === 3);
+      await waitFor('the three deliveries', () => receiver.delivered.size === 3, 60_000);
       const held = await first.request('GET', `/admin/subscriptions/${s.body.id}/held`);
       assert.deepEqual(held.body.items, []);
     } finally {
