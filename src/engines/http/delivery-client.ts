@@ -15,12 +15,22 @@
  *   every second never trips the body timeout, but it cannot outlast the deadline (and with it the
  *   dispatcher's ledger claim).
  * - A 3xx is a response like any other; `Location` is never followed.
+ * - Informational (1xx) responses restart undici's headers timeout, so at most
+ *   MAX_INFORMATIONAL_RESPONSES are accepted: `102 Processing` sent forever cannot hold a request
+ *   open, deadline or not.
+ * - Response headers are capped at MAX_RESPONSE_HEADER_BYTES (more is an attempt error).
  */
+import type { LookupFunction } from 'node:net';
 import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { DeliveryClient, DeliveryRequest, DeliveryResult } from '../../common/ports/delivery-client.ts';
-import { DEADLINE_CODE, describeDeliveryError } from './delivery-errors.ts';
-import { guardedLookup, refuseTarget } from './guarded-lookup.ts';
+import {
+  DEADLINE_CODE,
+  describeDeliveryError,
+  INFORMATIONAL_FLOOD_CODE,
+  MAX_RESPONSE_HEADER_BYTES,
+} from './delivery-errors.ts';
+import { type AddressLookup, guardedLookup, refuseTarget } from './guarded-lookup.ts';
 
 /**
  * A response body is read without trusting its size: the first `maxResponseBytes` are kept for the
@@ -37,16 +47,26 @@ const DRAIN_LIMIT_BYTES = 64 * 1024;
  */
 const MAX_CONNECTIONS_PER_ORIGIN = 1000;
 
+/** Informational (1xx) responses accepted before the final response; a server sends one or two. */
+export const MAX_INFORMATIONAL_RESPONSES = 10;
+
 export interface UndiciDeliveryClientOptions {
   /** Dev mode (WEBHOOKS_DEV=1): allow `http://` and loopback/private addresses. */
   allowInsecure: boolean;
   /** Extra trusted CA certificates (PEM), added to the default root store: a partner's private CA, a test's self-signed cert. */
   ca?: string | string[];
+  /**
+   * Resolves partner host names; the system resolver (`dns.lookup`) by default. Whatever it answers
+   * still passes the SSRF guard, and the connection goes to exactly those addresses. For tests.
+   */
+  lookup?: AddressLookup;
 }
 
 /** Sends webhook deliveries over pooled keep-alive connections; one instance per process. */
 export class UndiciDeliveryClient implements DeliveryClient {
   readonly #allowInsecure: boolean;
+  /** One guarded lookup for every agent: lookups in flight are shared, and capped, process-wide. */
+  readonly #lookup: LookupFunction;
   /**
    * With extra CAs, one TLS context for every connection: built per connection, it would parse the
    * whole root store again each time (milliseconds of CPU per connection attempt).
@@ -57,6 +77,7 @@ export class UndiciDeliveryClient implements DeliveryClient {
 
   constructor(options: UndiciDeliveryClientOptions) {
     this.#allowInsecure = options.allowInsecure;
+    this.#lookup = guardedLookup(options.allowInsecure, options.lookup);
     const extra = options.ca === undefined ? [] : [options.ca].flat();
     // Passing `ca` replaces Node's trust store, so the defaults (bundled, system, NODE_EXTRA_CA_CERTS) are added back.
     this.#secureContext =
@@ -119,10 +140,11 @@ export class UndiciDeliveryClient implements DeliveryClient {
       agent = new Agent({
         connections: MAX_CONNECTIONS_PER_ORIGIN,
         allowH2: false,
+        maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
         connect: {
           timeout: connectMs,
           minVersion: 'TLSv1.3',
-          lookup: guardedLookup(this.#allowInsecure),
+          lookup: this.#lookup,
           ...(this.#secureContext === undefined ? {} : { secureContext: this.#secureContext }),
         },
       });
@@ -147,6 +169,7 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
   readonly #chunks: Buffer[] = [];
   #kept = 0;
   #seen = 0;
+  #informational = 0;
   #latencyMs: number | undefined;
   /** Set when the body outgrew the drain limit and the connection was cut on purpose. */
   #cut = false;
@@ -190,11 +213,15 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
-    if (statusCode < 200) return; // 1xx: the final response follows
+    if (statusCode < 200) {
+      this.#informational += 1; // 1xx: the final response follows, unless the endpoint stalls with them
+      if (this.#informational > MAX_INFORMATIONAL_RESPONSES) controller.abort(informationalFlood());
+      return;
+    }
     this.#status = statusCode;
     this.#headers = flattenHeaders(headers);
     if (this.#request.maxResponseBytes <= 0) this.#latencyMs = this.#elapsed();
@@ -246,6 +273,16 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
     clearTimeout(this.#deadline);
     this.#resolve(result);
   }
+}
+
+/** The error a request is cut off with when the endpoint sends 1xx responses without end. */
+function informationalFlood(): Error {
+  return Object.assign(
+    new Error(
+      `the endpoint sent more than ${MAX_INFORMATIONAL_RESPONSES} informational (1xx) responses without a final response`,
+    ),
+    { code: INFORMATIONAL_FLOOD_CODE },
+  );
 }
 
 /** Lower-case names; repeated headers joined with ", " (HTTP's list syntax). */

@@ -71,6 +71,12 @@ const CERT_CODES: Record<string, string> = {
 /** The code of the error a request is cut off with when its whole deadline passed. */
 export const DEADLINE_CODE = 'webhooks_deadline';
 
+/** The code of the error a request is cut off with when the endpoint sends 1xx responses without end. */
+export const INFORMATIONAL_FLOOD_CODE = 'webhooks_informational_flood';
+
+/** The most bytes of response headers the client reads (undici's `maxHeaderSize`); more is an error. */
+export const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
+
 /** Classifies an error thrown by a delivery attempt. */
 export function describeDeliveryError(err: unknown, timeouts: DeliveryRequest['timeouts']): DeliveryFailure {
   const e = primaryError(err);
@@ -89,6 +95,8 @@ export function describeDeliveryError(err: unknown, timeouts: DeliveryRequest['t
       return { kind: 'timeout', message: `the response body stalled for more than ${timeouts.bodyMs} ms` };
     case DEADLINE_CODE:
       return { kind: 'timeout', message: String(e.message) };
+    case INFORMATIONAL_FLOOD_CODE:
+      return { kind: 'network', message: String(e.message) };
     case 'ETIMEDOUT':
       return { kind: 'timeout', message: `the connection to ${target(e)}timed out (ETIMEDOUT)` };
   }
@@ -132,7 +140,10 @@ function dnsMessage(code: string, e: ErrorLike): string {
 function otherMessage(code: string, e: ErrorLike): string {
   if (code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED')
     return `the delivery client is closed (${code})`;
-  if (code.startsWith('HPE_')) return `the endpoint sent an invalid HTTP response (${code})`;
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') {
+    return `the response headers are larger than ${MAX_RESPONSE_HEADER_BYTES / 1024} KiB (${code})`;
+  }
+  if (code.startsWith('HPE_') || e.name === 'HTTPParserError') return invalidResponseMessage(code, e);
   if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
     return 'the response body did not match its content-length (UND_ERR_RES_CONTENT_LENGTH_MISMATCH)';
   }
@@ -140,6 +151,12 @@ function otherMessage(code: string, e: ErrorLike): string {
   const text = typeof e.message === 'string' ? e.message.slice(0, 200) : 'unknown error';
   const label = code !== '' ? code : typeof e.name === 'string' ? e.name : 'Error';
   return `the request failed: ${label}: ${text}`;
+}
+
+/** llhttp's reason names what it expected (`Expected HTTP/`), never what the endpoint sent. */
+function invalidResponseMessage(code: string, e: ErrorLike): string {
+  const reason = typeof e.message === 'string' && e.message !== '' ? `: ${e.message.slice(0, 200)}` : '';
+  return `the endpoint sent an invalid HTTP response (${code !== '' ? code : 'HTTPParserError'})${reason}`;
 }
 
 /** `host:port ` when the error names them (connect errors do), else empty. */

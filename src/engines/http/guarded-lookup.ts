@@ -1,35 +1,139 @@
 /**
  * The SSRF guard at connect time. A subscription's URL was checked when it was saved, but DNS may
  * have changed since (DNS rebinding): every connection resolves the host again here and refuses it
- * when any of its addresses is one the net policy forbids. Host names only: Node does not call a
- * `lookup` for IP literals, so the client checks those itself (`refuseTarget`).
+ * when any of its addresses is one the net policy forbids. The addresses checked are the addresses
+ * connected to: the socket connects to what this lookup hands back, and nothing resolves the name a
+ * second time. Host names only: Node does not call a `lookup` for IP literals, so the client checks
+ * those itself (`refuseTarget`).
  */
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { assertDeliveryAddress } from '../../common/delivery-url.ts';
 
-/** A `lookup` for `net.connect`/`tls.connect` that refuses forbidden addresses (unless allowInsecure). */
-export function guardedLookup(allowInsecure: boolean): LookupFunction {
+/**
+ * Resolves a host name to every address, shaped like `dns.lookup` with `all: true`. The system
+ * resolver (`getaddrinfo`) in production; the seam lets tests answer from a DNS server of their own.
+ */
+export type AddressLookup = (
+  hostname: string,
+  options: LookupAllOptions,
+  callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
+) => void;
+
+const systemLookup: AddressLookup = (hostname, options, callback) => dnsLookup(hostname, options, callback);
+
+type LookupCallback = Parameters<AddressLookup>[2];
+
+/**
+ * A `lookup` for `net.connect`/`tls.connect` that refuses forbidden addresses (unless allowInsecure).
+ * `resolveAll` only finds the addresses; every one of them passes the guard before any is returned.
+ * Connections opened while a name is being resolved wait for the same lookup (`sharedInFlight`).
+ */
+export function guardedLookup(
+  allowInsecure: boolean,
+  resolveAll: AddressLookup = systemLookup,
+  maxConcurrentLookups = MAX_CONCURRENT_LOOKUPS,
+): LookupFunction {
+  const resolveShared = sharedInFlight(atMostAtOnce(resolveAll, maxConcurrentLookups));
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+    resolveShared(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) {
         callback(err, []);
         return;
       }
-      try {
-        // Refuse the name as a whole, like `validateDeliveryUrl`: a mix of public and private answers is the rebinding trick.
-        for (const a of addresses) assertDeliveryAddress(a.address, hostname, allowInsecure);
-      } catch (refused) {
-        callback(refused as NodeJS.ErrnoException, []);
-        return;
-      }
-      const first = addresses[0];
-      if (options.all) callback(null, addresses);
-      else if (first === undefined)
-        callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), []);
-      else callback(null, first.address, first.family);
+      const refused = refusal(hostname, addresses, allowInsecure);
+      if (refused !== undefined) callback(refused, []);
+      else if (options.all) callback(null, addresses);
+      else callback(null, addresses[0]!.address, addresses[0]!.family);
     });
   };
+}
+
+/**
+ * Lookups of different names running at once, at most. `getaddrinfo` runs on libuv's thread pool (4
+ * threads by default), which also runs the WAL flushes that acknowledge every write: partners'
+ * name servers that never answer must not take all of it. Lookups beyond this wait their turn
+ * (their connection's connect timeout still bounds each attempt).
+ */
+export const MAX_CONCURRENT_LOOKUPS = 2;
+
+/** `resolveAll` with at most `max` calls in flight; the others queue in order. */
+function atMostAtOnce(resolveAll: AddressLookup, max: number): AddressLookup {
+  let running = 0;
+  const queue: Array<() => void> = [];
+  const next = () => {
+    running -= 1;
+    queue.shift()?.();
+  };
+  return (hostname, options, callback) => {
+    const start = () => {
+      running += 1;
+      let settled = false;
+      const done: LookupCallback = (err, addresses) => {
+        if (settled) return;
+        settled = true;
+        next();
+        callback(err, addresses);
+      };
+      try {
+        resolveAll(hostname, options, done);
+      } catch (err) {
+        done(err as NodeJS.ErrnoException, []);
+      }
+    };
+    if (running < max) start();
+    else queue.push(start);
+  };
+}
+
+/**
+ * Concurrent lookups of one name share one call of `resolveAll`. `getaddrinfo` holds one of libuv's
+ * threads (4 by default) until it answers, however long the partner's name server keeps it waiting:
+ * a burst of connections to such a name would otherwise take every thread, and stall the lookups of
+ * every other partner (and the process's file I/O) meanwhile. Nothing is cached past the answer.
+ */
+function sharedInFlight(resolveAll: AddressLookup): AddressLookup {
+  const waiting = new Map<string, LookupCallback[]>();
+  return (hostname, options, callback) => {
+    const key = `${options.family ?? 0}/${options.hints ?? 0}/${hostname}`;
+    const callbacks = waiting.get(key);
+    if (callbacks !== undefined) {
+      callbacks.push(callback);
+      return;
+    }
+    waiting.set(key, [callback]);
+    const answer: LookupCallback = (err, addresses) => {
+      const all = waiting.get(key) ?? [];
+      waiting.delete(key);
+      for (const waiter of all) waiter(err, addresses);
+    };
+    try {
+      resolveAll(hostname, options, answer);
+    } catch (err) {
+      answer(err as NodeJS.ErrnoException, []); // invalid arguments: `dns.lookup` throws instead of calling back
+    }
+  };
+}
+
+/**
+ * Why the answers must not be connected to, or undefined. The name is refused as a whole, like
+ * `validateDeliveryUrl` does: a mix of public and private answers is the rebinding trick (the
+ * connection would try them in turn). No answer at all is "not found", never an empty success.
+ */
+function refusal(
+  hostname: string,
+  addresses: LookupAddress[],
+  allowInsecure: boolean,
+): NodeJS.ErrnoException | undefined {
+  if (addresses.length === 0) {
+    return Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND', hostname });
+  }
+  try {
+    for (const a of addresses) assertDeliveryAddress(a.address, hostname, allowInsecure);
+    return undefined;
+  } catch (refused) {
+    return refused as NodeJS.ErrnoException;
+  }
 }
 
 /**
