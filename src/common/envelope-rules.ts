@@ -34,6 +34,32 @@ export function isValidTraceparent(value: string): boolean {
   return rest === '' || rest!.startsWith('-');
 }
 
+/**
+ * The longest `tracestate` passed on. W3C asks vendors to propagate at least 512 characters and lets
+ * them drop a longer one; a longer one would also eat into the header budget of the partner's server.
+ */
+export const MAX_TRACESTATE_LENGTH = 512;
+const TRACESTATE_MAX_MEMBERS = 32;
+const TRACESTATE_KEY = /^(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})$/;
+const TRACESTATE_VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+
+/** W3C tracestate syntax check: up to 32 `key=value` members (empty ones allowed), at most 512 characters. */
+export function isValidTracestate(value: string): boolean {
+  if (value.length > MAX_TRACESTATE_LENGTH) return false;
+  const members = value.split(',');
+  if (members.length > TRACESTATE_MAX_MEMBERS) return false;
+  return members.every((member) => {
+    const trimmed = member.replace(/^[ \t]+|[ \t]+$/g, '');
+    if (trimmed === '') return true;
+    const equals = trimmed.indexOf('=');
+    return (
+      equals > 0 &&
+      TRACESTATE_KEY.test(trimmed.slice(0, equals)) &&
+      TRACESTATE_VALUE.test(trimmed.slice(equals + 1))
+    );
+  });
+}
+
 /** True for an RFC 3339 date-time with real calendar values (leap years, leap second 60). */
 export function isRfc3339(value: string): boolean {
   const match = RFC3339.exec(value);

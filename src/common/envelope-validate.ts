@@ -21,8 +21,14 @@ import {
 import type { ErrorDetail } from './errors.ts';
 import { ValidationError } from './errors.ts';
 import type { JsonValue } from './json.ts';
+import { jsonDepthProblem } from './json.ts';
 
 const MAX_ID_LENGTH = 256;
+/** A URI-reference naming the producer; 1 KiB is far beyond any real one. */
+const MAX_SOURCE_LENGTH = 1024;
+const MAX_SUBJECT_LENGTH = 1024;
+/** An absolute URI; browsers and proxies commonly handle URLs up to about 2 KiB. */
+const MAX_DATASCHEMA_LENGTH = 2048;
 const MAX_CORRELATION_ID_LENGTH = 128;
 const CORE_ATTRIBUTES = new Set([
   'specversion',
@@ -52,7 +58,8 @@ export function buildEnvelope(
   details: ErrorDetail[],
 ): EventEnvelope | undefined {
   const before = details.length;
-  const problem = (name: string, message: string) => details.push({ field: fieldOf(name), message });
+  const problem = (name: string, message: string, code?: string) =>
+    details.push({ field: fieldOf(name), message, ...(code === undefined ? {} : { code }) });
   const text = (
     name: string,
     options: { required?: boolean; maxLength?: number; allowEmpty?: boolean } = {},
@@ -76,7 +83,7 @@ export function buildEnvelope(
     problem('specversion', `specversion must be "1.0" (CloudEvents 1.0), got "${specversion}"`);
   }
   const id = text('id', { required: true, maxLength: MAX_ID_LENGTH });
-  const source = text('source', { required: true });
+  const source = text('source', { required: true, maxLength: MAX_SOURCE_LENGTH });
   const type = text('type', { required: true });
   const split = type === undefined ? undefined : splitEventType(type);
   if (type !== undefined && !split) {
@@ -87,7 +94,7 @@ export function buildEnvelope(
   }
   const time = text('time');
   if (time !== undefined && !isRfc3339(time)) problem('time', 'time must be an RFC 3339 timestamp');
-  const subject = text('subject');
+  const subject = text('subject', { maxLength: MAX_SUBJECT_LENGTH });
   const datacontenttype = text('datacontenttype');
   if (datacontenttype !== undefined && !isJsonContentType(datacontenttype)) {
     problem(
@@ -95,7 +102,7 @@ export function buildEnvelope(
       'only JSON data is supported: datacontenttype must be application/json or */*+json',
     );
   }
-  const dataschema = text('dataschema');
+  const dataschema = text('dataschema', { maxLength: MAX_DATASCHEMA_LENGTH });
   if (dataschema !== undefined && !isAbsoluteUri(dataschema)) {
     problem('dataschema', 'dataschema must be an absolute URI');
   }
@@ -111,6 +118,9 @@ export function buildEnvelope(
   const schemaVersion = readSchemaVersion(raw, dataschema, problem);
   const extensions = readExtensions(raw, problem);
   if (!raw.hasData) problem('data', 'data is required (any JSON value, null included)');
+  // Checked before anything recursive (serialising, schema validation) meets the data.
+  const tooDeep = raw.hasData ? jsonDepthProblem(raw.data, 'data') : undefined;
+  if (tooDeep) problem('data', `data ${tooDeep.message}`, tooDeep.code);
 
   if (details.length > before) return undefined;
   const envelope: EventEnvelope = {

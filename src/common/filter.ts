@@ -6,7 +6,7 @@
 import type { ErrorDetail } from './errors.ts';
 import { ValidationError } from './errors.ts';
 import type { JsonObject } from './json.ts';
-import { isJsonObject, jsonEqual } from './json.ts';
+import { isJsonObject, jsonDepthProblem, jsonEqual } from './json.ts';
 import { collectPath, parsePath } from './json-path.ts';
 
 /** What a filter sees: the event's `data` and its CloudEvents attributes (`$event.` paths). */
@@ -34,7 +34,10 @@ export function validateFilter(filter: unknown, fieldPrefix = 'filter'): ErrorDe
   if (!isJsonObject(filter)) return [{ field: fieldPrefix, message: 'must be a JSON object' }];
   const state = { details: [] as ErrorDetail[], conditions: 0 };
   validateNode(filter, { root: 'data', segments: [] }, fieldPrefix, 1, state);
-  if (state.conditions > MAX_FILTER_CONDITIONS) {
+  if (
+    state.conditions > MAX_FILTER_CONDITIONS &&
+    !state.details.some((d) => d.code === 'too_many_conditions')
+  ) {
     state.details.push({ field: fieldPrefix, message: `has more than ${MAX_FILTER_CONDITIONS} conditions` });
   }
   return state.details;
@@ -60,6 +63,19 @@ function validateNode(node: JsonObject, scope: Scope, field: string, depth: numb
     return;
   }
   const keys = Object.keys(node);
+  // A filter has at most MAX_FILTER_CONDITIONS conditions: once past them, or past as many problems,
+  // the rest is not read (a filter of 100,000 keys would otherwise hold the event loop for a while).
+  if (
+    state.conditions + keys.length > MAX_FILTER_CONDITIONS * 4 ||
+    state.details.length >= MAX_FILTER_CONDITIONS
+  ) {
+    state.details.push({
+      field,
+      message: `has more than ${MAX_FILTER_CONDITIONS} conditions`,
+      code: 'too_many_conditions',
+    });
+    return;
+  }
   const hasComparison = keys.some((key) => COMPARISONS.has(key));
   const hasField = keys.some((key) => !key.startsWith('$') || isEventKey(key));
   if (hasComparison && hasField) {
@@ -97,6 +113,8 @@ function validateFieldKey(
   }
   if (!isJsonObject(value)) {
     state.conditions += 1;
+    const tooDeep = jsonDepthProblem(value, at);
+    if (tooDeep) state.details.push(tooDeep);
     return;
   }
   if (Object.keys(value).length === 0) {
@@ -109,7 +127,10 @@ function validateFieldKey(
 
 function validateComparison(op: string, operand: unknown, at: string, state: ValidationState) {
   state.conditions += 1;
-  if (op === '$exists' && typeof operand !== 'boolean') {
+  const tooDeep = jsonDepthProblem(operand, at);
+  if (tooDeep) {
+    state.details.push(tooDeep);
+  } else if (op === '$exists' && typeof operand !== 'boolean') {
     state.details.push({ field: at, message: '$exists expects true or false' });
   } else if ((op === '$in' || op === '$nin') && !Array.isArray(operand)) {
     state.details.push({ field: at, message: `${op} expects an array` });

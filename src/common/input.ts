@@ -3,7 +3,7 @@
  * throws one ValidationError listing them all, each with the field's path.
  */
 import { type ErrorDetail, ValidationError } from './errors.ts';
-import { isJsonObject, type JsonObject } from './json.ts';
+import { isJsonObject, type JsonObject, jsonDepthProblem } from './json.ts';
 
 /** Collects field problems while a handler reads its input. */
 export class InputReader {
@@ -100,11 +100,21 @@ export class InputReader {
     return v as T;
   }
 
-  object(key: string, opts: { required?: boolean } = {}): JsonObject | undefined {
+  /**
+   * An object field; with `maxDepth`, one that nests arrays and objects deeper is refused
+   * (`too_deep`) — check it before anything recursive, serialising included, touches the value.
+   */
+  object(key: string, opts: { required?: boolean; maxDepth?: number } = {}): JsonObject | undefined {
     const v = this.#object[key];
     if (v === undefined || v === null)
       return opts.required ? this.problem(key, 'is required', 'required') : undefined;
     if (!isJsonObject(v)) return this.problem(key, `must be a JSON object, got ${typeOf(v)}`, 'type');
+    const tooDeep =
+      opts.maxDepth === undefined ? undefined : jsonDepthProblem(v, this.field(key), opts.maxDepth);
+    if (tooDeep) {
+      this.details.push(tooDeep);
+      return undefined;
+    }
     return v;
   }
 

@@ -166,11 +166,6 @@ export function removePath(root: JsonValue, segments: readonly string[]): void {
   }
 }
 
-/** A deep copy of a JSON value; own `__proto__` keys stay plain data. */
-export function cloneJson<T extends JsonValue>(value: T): T {
-  return JSON.parse(JSON.stringify(value)) as T;
-}
-
 function defineOwn(target: JsonObject, key: string, value: JsonValue): void {
   Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }

@@ -1,4 +1,5 @@
 /** JSON value types and small helpers shared by every part. */
+import type { ErrorDetail } from './errors.ts';
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
@@ -7,6 +8,74 @@ export type JsonObject = { [key: string]: JsonValue };
 /** True for a plain JSON object (not null, not an array). */
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The deepest nesting of arrays and objects accepted in a JSON value that comes from outside: an
+ * event's `data`, a partner's `metadata`, the operands of a filter, the values of a mapping. Deep
+ * enough for any business document (they rarely pass 10 levels), and low enough that whatever the
+ * platform builds around such a value — the envelope on the bus, a mapping's output, which may put
+ * it under a path of up to 32 segments — stays within the 128 levels common JSON parsers accept by
+ * default (serde_json), and far from the thousands of levels where the platform's own recursive
+ * code (JSON.stringify, canonical JSON, schema validation) overflows the stack.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The `code` of the error detail that reports a value nested too deeply. */
+export const TOO_DEEP = 'too_deep';
+
+/**
+ * True when `value` nests arrays and objects more than `maxDepth` levels deep (a scalar is at
+ * depth 0, `[]` and `{}` at 1, `[[1]]` at 2). Iterative, with a stack of its own, so it cannot
+ * overflow however deep the value is; it stops at the first container beyond the limit.
+ */
+export function exceedsJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH): boolean {
+  if (!isContainer(value)) return false;
+  if (maxDepth < 1) return true;
+  // Two parallel stacks used in place (no allocation per node): it runs on every event's data, and
+  // a megabyte of small objects is hundreds of thousands of nodes.
+  const nodes: object[] = [value];
+  const depths: number[] = [1];
+  let top = 1;
+  while (top > 0) {
+    top -= 1;
+    const node = nodes[top]!;
+    const depth = depths[top]!;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const child: unknown = node[i];
+        if (!isContainer(child)) continue;
+        if (depth >= maxDepth) return true;
+        nodes[top] = child;
+        depths[top] = depth + 1;
+        top += 1;
+      }
+    } else {
+      for (const key in node) {
+        const child: unknown = (node as Record<string, unknown>)[key];
+        if (!isContainer(child)) continue;
+        if (depth >= maxDepth) return true;
+        nodes[top] = child;
+        depths[top] = depth + 1;
+        top += 1;
+      }
+    }
+  }
+  return false;
+}
+
+/** The error detail (`too_deep`) for a value at `field` that nests deeper than `maxDepth`; else undefined. */
+export function jsonDepthProblem(
+  value: unknown,
+  field: string,
+  maxDepth = MAX_JSON_DEPTH,
+): ErrorDetail | undefined {
+  if (!exceedsJsonDepth(value, maxDepth)) return undefined;
+  return { field, message: `nests arrays and objects more than ${maxDepth} levels deep`, code: TOO_DEEP };
+}
+
+function isContainer(value: unknown): value is object {
+  return typeof value === 'object' && value !== null;
 }
 
 /** JSON text with object keys sorted at every level: equal documents give equal strings. */

@@ -76,7 +76,8 @@ function toBoolean(value: JsonValue): TransformResult {
 function toUnixSeconds(value: JsonValue): TransformResult {
   const millis = typeof value === 'number' ? epochMillis(value) : parseIsoTime(value);
   if (millis === undefined) return fail('unixSeconds', value, 'expects an ISO 8601 time or an epoch number');
-  return { ok: true, value: Math.floor(millis / 1000) };
+  // `|| 0`: a negative fraction of a second floors to -0, which JSON cannot carry (it reads back as 0).
+  return { ok: true, value: Math.floor(millis / 1000) || 0 };
 }
 
 function toIsoTime(value: JsonValue): TransformResult {

@@ -6,8 +6,8 @@
 import type { ErrorDetail } from './errors.ts';
 import { UnprocessableError, ValidationError } from './errors.ts';
 import type { JsonObject, JsonValue } from './json.ts';
-import { isJsonObject } from './json.ts';
-import { cloneJson, getPath, parsePath, removePath, setPath } from './json-path.ts';
+import { isJsonObject, jsonDepthProblem } from './json.ts';
+import { getPath, parsePath, removePath, setPath } from './json-path.ts';
 import type { TransformName } from './mapping-transforms.ts';
 import { applyTransform, TRANSFORMS } from './mapping-transforms.ts';
 
@@ -40,7 +40,20 @@ export interface MappingDocument {
   rules: MappingRule[];
 }
 
+/** How `applyMapping` is bounded. */
+export interface MappingOptions {
+  /** The largest output allowed, in bytes of JSON text (UTF-8); `MAX_MAPPING_OUTPUT_BYTES` by default. */
+  maxOutputBytes?: number;
+}
+
 export const MAX_MAPPING_RULES = 200;
+/**
+ * The largest payload a mapping may build, in bytes of JSON (UTF-8): by default the request body
+ * limit of the platform (`WEBHOOKS_MAX_BODY_BYTES`, 1 MiB), so that a mapped payload is never larger
+ * than the largest event the platform takes in, which is what an unmapped payload can be. Without a
+ * limit, rules that each copy `$data` multiply the event: 200 of them made 40 MB of a 200 KB event.
+ */
+export const MAX_MAPPING_OUTPUT_BYTES = 1024 * 1024;
 
 const SOURCE_ROOTS = ['$data', '$event', '$partner'] as const;
 type SourceRoot = (typeof SOURCE_ROOTS)[number];
@@ -108,6 +121,10 @@ function validateRule(rule: JsonValue, field: string): ErrorDetail[] {
   if (has('transform') && !TRANSFORMS.includes(rule.transform as TransformName)) {
     problem('transform', `must be one of ${TRANSFORMS.join(', ')}`);
   }
+  for (const key of ['value', 'default']) {
+    const tooDeep = has(key) ? jsonDepthProblem(rule[key], `${field}.${key}`) : undefined;
+    if (tooDeep) details.push(tooDeep);
+  }
   return details;
 }
 
@@ -136,35 +153,103 @@ function splitSource(path: string): { root: SourceRoot | undefined; rest: string
   return { root, rest: dot < 0 ? undefined : path.slice(dot + 1) };
 }
 
-/** Builds the partner payload from the event under the (already validated) mapping. */
-export function applyMapping(mapping: MappingDocument, context: MappingContext): JsonValue {
+/**
+ * Builds the partner payload from the event under the (already validated) mapping. Throws
+ * `UnprocessableError` — permanent for this event: the same event and mapping fail again — with
+ * `mapping_failed` when a transform cannot convert a value, and `mapping_output_too_large` as soon
+ * as the output is larger than `options.maxOutputBytes`.
+ */
+export function applyMapping(
+  mapping: MappingDocument,
+  context: MappingContext,
+  options: MappingOptions = {},
+): JsonValue {
+  const size = new OutputSize(options.maxOutputBytes ?? MAX_MAPPING_OUTPUT_BYTES);
   let output: JsonValue = {};
-  if (mapping.mode === 'merge' && context.data !== undefined) output = cloneJson(context.data as JsonValue);
+  if (mapping.mode === 'merge' && context.data !== undefined) {
+    const copy = copyJson(context.data as JsonValue);
+    output = copy.value;
+    size.grow(copy.bytes - 2);
+    size.check(output, 'mapping.mode', 'the copy of the event data');
+  }
   mapping.rules.forEach((rule, index) => {
     if ('remove' in rule) {
       removePath(output, segmentsOf(rule.remove));
       return;
     }
-    const value = 'from' in rule ? copiedValue(rule, index, context) : cloneJson(rule.value);
-    if (value === undefined) return;
+    const copy = 'from' in rule ? copiedValue(rule, index, context) : copyJson(rule.value);
+    if (copy === undefined) return;
     if (!isJsonObject(output)) output = {};
-    setPath(output as JsonObject, segmentsOf(rule.to), value);
+    const segments = segmentsOf(rule.to);
+    setPath(output as JsonObject, segments, copy.value);
+    size.grow(copy.bytes + pathBytes(rule.to, segments.length));
+    size.check(output, `mapping.rules[${index}]`, 'this rule');
   });
   return output;
 }
 
-function copiedValue(rule: CopyRule, index: number, context: MappingContext): JsonValue | undefined {
+function copiedValue(rule: CopyRule, index: number, context: MappingContext): CopiedJson | undefined {
   const { root, rest } = splitSource(rule.from);
   const base = root === '$event' ? context.event : root === '$partner' ? context.partner : context.data;
   const found = getPath(base, rest === undefined ? [] : segmentsOf(rest));
-  if (!found.found) return rule.default === undefined ? undefined : cloneJson(rule.default);
-  const value = cloneJson(found.value as JsonValue);
-  if (rule.transform === undefined) return value;
-  const result = applyTransform(rule.transform, value);
-  if (result.ok) return result.value;
+  if (!found.found) return rule.default === undefined ? undefined : copyJson(rule.default);
+  const copy = copyJson(found.value as JsonValue);
+  if (rule.transform === undefined) return copy;
+  const result = applyTransform(rule.transform, copy.value);
+  if (result.ok) return { value: result.value, bytes: jsonBytes(result.value) };
   throw new UnprocessableError('mapping_failed', `mapping rule ${index} failed: ${result.problem}`, {
     details: [{ field: `mapping.rules[${index}].transform`, message: result.problem }],
   });
+}
+
+/** A copied value and the bytes of its JSON text. */
+interface CopiedJson {
+  value: JsonValue;
+  bytes: number;
+}
+
+/** A deep copy of a JSON value through its text (own `__proto__` keys stay plain data), measured on the way. */
+function copyJson(value: JsonValue): CopiedJson {
+  const text = JSON.stringify(value);
+  return { value: JSON.parse(text) as JsonValue, bytes: Buffer.byteLength(text) };
+}
+
+function jsonBytes(value: JsonValue): number {
+  return Buffer.byteLength(JSON.stringify(value));
+}
+
+/** At most what writing at a path adds around the value: per segment `"key":`, `{}` and a comma. */
+function pathBytes(path: string, segments: number): number {
+  return jsonBytes(path) + 6 * segments;
+}
+
+/**
+ * The output's size, kept cheaply: a running upper bound (what each rule wrote, as if nothing were
+ * ever overwritten or removed) that is replaced by the exact size, measured by serialising the
+ * output, only when it passes the limit — so small outputs are never serialised here, and a large
+ * one is caught one rule after it grew too large, before the next rule copies more.
+ */
+class OutputSize {
+  readonly #limit: number;
+  #bound = 2; // "{}"
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  grow(bytes: number): void {
+    this.#bound += bytes;
+  }
+
+  /** Throws `mapping_output_too_large` naming `field` (what `what` wrote) when the output is over the limit. */
+  check(output: JsonValue, field: string, what: string): void {
+    if (this.#bound <= this.#limit) return;
+    this.#bound = jsonBytes(output);
+    if (this.#bound <= this.#limit) return;
+    const details = [{ field, message: `the output reached ${this.#bound} bytes with ${what}` }];
+    const message = `the mapping's output is larger than ${this.#limit} bytes`;
+    throw new UnprocessableError('mapping_output_too_large', message, { details });
+  }
 }
 
 function segmentsOf(path: string): readonly string[] {

@@ -37,6 +37,12 @@ export interface OperationsDeps {
 const DELIVERY_STATUSES = ['PENDING', 'SUCCESS', 'FAILED'] as const;
 const STAGES = ['processor', 'dispatcher'] as const;
 const REDRIVE_BATCH = 500;
+/**
+ * Dead letters one redrive request sends at most (`limit`, default and cap): a request does a
+ * bounded amount of work and answers; `more: true` says to call again.
+ */
+const DEFAULT_REDRIVE_LIMIT = 1000;
+const MAX_REDRIVE_LIMIT = 10_000;
 /** How long a redrive's claim on a dead letter lasts (while it re-publishes; then it is completed). */
 const REDRIVE_LEASE_MS = 60_000;
 
@@ -101,12 +107,13 @@ export class Operations {
    * Re-publishes pending dead letters matching the filter to the topic they came from, marks them
    * redriven (they stay listed) and sets their deliveries back to PENDING.
    */
-  async redrive(body: unknown): Promise<{ redriven: number; ids: string[] }> {
-    const input = new InputReader(body ?? {}, ['stage', 'subscriptionId', 'eventId', 'all']);
+  async redrive(body: unknown): Promise<{ redriven: number; ids: string[]; more: boolean }> {
+    const input = new InputReader(body ?? {}, ['stage', 'subscriptionId', 'eventId', 'all', 'limit']);
     const stage = input.oneOf('stage', STAGES);
     const subscriptionId = input.string('subscriptionId');
     const eventId = input.string('eventId');
     const all = input.boolean('all');
+    const limit = input.integer('limit', { min: 1, max: MAX_REDRIVE_LIMIT }) ?? DEFAULT_REDRIVE_LIMIT;
     input.done('the redrive request is invalid');
     if (!all && subscriptionId === undefined && eventId === undefined && stage === undefined) {
       throw new ValidationError(
@@ -117,12 +124,15 @@ export class Operations {
         },
       );
     }
-    return this.#redrive({
-      pending: true,
-      ...(stage ? { stage } : {}),
-      ...(subscriptionId ? { subscriptionId } : {}),
-      ...(eventId ? { eventId } : {}),
-    });
+    return this.#redrive(
+      {
+        pending: true,
+        ...(stage ? { stage } : {}),
+        ...(subscriptionId ? { subscriptionId } : {}),
+        ...(eventId ? { eventId } : {}),
+      },
+      limit,
+    );
   }
 
   /**
@@ -171,12 +181,15 @@ export class Operations {
     return released;
   }
 
-  async #redrive(filter: DeadLetterFilter): Promise<{ redriven: number; ids: string[] }> {
+  async #redrive(
+    filter: DeadLetterFilter,
+    limit: number,
+  ): Promise<{ redriven: number; ids: string[]; more: boolean }> {
     const ids: string[] = [];
     let cursor: string | undefined;
     do {
       const page = await this.#deps.deadLetters.list(filter, {
-        limit: REDRIVE_BATCH,
+        limit: Math.min(REDRIVE_BATCH, limit - ids.length),
         ...(cursor ? { cursor } : {}),
       });
       cursor = page.next;
@@ -205,8 +218,8 @@ export class Operations {
         ),
       );
       ids.push(...mine.map((m) => m.d.id));
-    } while (cursor);
-    return { redriven: ids.length, ids };
+    } while (cursor && ids.length < limit);
+    return { redriven: ids.length, ids, more: cursor !== undefined };
   }
 
   /** Sets the dead letters' deliveries back to PENDING, re-publishes them, and marks them redriven. */

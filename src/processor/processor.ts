@@ -25,6 +25,7 @@ import type {
   FailedMessage,
 } from '../common/ports/bus.ts';
 import type { DeliveryRepository, EventRef } from '../common/ports/store.ts';
+import { TimeSlicer } from '../common/time-slice.ts';
 import type { ProcessorLookups } from './lookups.ts';
 import { processorRetryMessage, recordPositionOf } from './retry.ts';
 
@@ -46,6 +47,8 @@ export interface ProcessorDeps {
   maxAttempts: number;
   /** Delay before a transient failure is tried again. */
   retryDelayMs: number;
+  /** Largest payload a mapping may make (UTF-8 bytes); default the mapping module's 1 MiB. */
+  maxPayloadBytes?: number;
   metrics: MetricsRegistry;
   logger: Logger;
   clock: () => Date;
@@ -114,10 +117,18 @@ export class EventProcessor {
   async processBatch(batch: ConsumedMessage[]): Promise<BatchOutcome & { outcomes: RecordOutcome[] }> {
     const outputs: RecordOutputs[] = [];
     const outcomes: RecordOutcome[] = [];
+    // Large events take milliseconds each to parse, validate and map: the API on this thread must
+    // not wait for a whole batch of them.
+    const slicer = new TimeSlicer();
     try {
-      const parsed = batch.map(parseRecord);
+      const parsed: Array<EventEnvelope | Unparsable> = [];
+      for (const message of batch) {
+        parsed.push(parseRecord(message));
+        await slicer.maybeYield();
+      }
       const seen = await this.#routedBefore(batch, parsed);
       for (const [i, message] of batch.entries()) {
+        await slicer.maybeYield();
         const output: RecordOutputs = { messages: [], dead: [] };
         outputs.push(output);
         const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, output);
@@ -349,9 +360,10 @@ export class EventProcessor {
       } catch (err) {
         if (!isWebhooksError(err) || err.kind === 'unavailable') throw err;
         // A mapping that fails for this event dead-letters this subscription's delivery only.
-        this.#toDlq.inc({ reason: 'mapping_failed' });
+        const reason = err.code === 'mapping_output_too_large' ? err.code : 'mapping_failed';
+        this.#toDlq.inc({ reason });
         dead.push({
-          ...deadLetterFor(message, originTopic, 'mapping_failed', describeError(err), 1, envelope, sub.id),
+          ...deadLetterFor(message, originTopic, reason, describeError(err), 1, envelope, sub.id),
           subscriptionId: sub.id,
           partnerId: sub.partnerId,
         });
@@ -398,11 +410,11 @@ export class EventProcessor {
           ...(partner.contactEmail ? { contactEmail: partner.contactEmail } : {}),
         }
       : undefined;
-    return applyMapping(sub.mapping as unknown as MappingDocument, {
-      data: envelope.data,
-      event,
-      ...(partnerInfo ? { partner: partnerInfo } : {}),
-    });
+    return applyMapping(
+      sub.mapping as unknown as MappingDocument,
+      { data: envelope.data, event, ...(partnerInfo ? { partner: partnerInfo } : {}) },
+      this.#deps.maxPayloadBytes === undefined ? {} : { maxOutputBytes: this.#deps.maxPayloadBytes },
+    );
   }
 }
 

@@ -69,6 +69,8 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
     dedupe: deps.config.ledger,
     maxAttempts: 5,
     retryDelayMs: deps.config.processorRetryDelayMs,
+    // A mapped payload is never larger than an event the API would accept.
+    maxPayloadBytes: deps.config.maxBodyBytes,
     metrics: deps.metrics,
     logger: deps.logger.child({ component: 'processor' }),
     clock: deps.clock,

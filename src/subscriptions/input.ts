@@ -13,22 +13,57 @@ import { decodeSigningSecret } from '../common/signing.ts';
 
 export type { DeliveryAuth as DeliveryAuthInput } from '../common/model.ts';
 
-// Headers the platform sets itself or that would break the request; a custom auth header may not be one of them.
-const RESERVED_HEADERS = new Set([
-  'host',
-  'content-length',
-  'content-type',
-  'transfer-encoding',
+/**
+ * Headers that belong to the connection or to the framing of the message (RFC 9110 §7.6.1, RFC 9112):
+ * the HTTP client sets or refuses them, so as a custom auth header every attempt would fail.
+ * `content-encoding` belongs here too: the body is sent unencoded, a partner told otherwise cannot read it.
+ */
+const CONNECTION_HEADERS = new Set([
   'connection',
-  'webhook-id',
-  'webhook-timestamp',
-  'webhook-signature',
+  'keep-alive',
+  'expect',
+  'upgrade',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'content-length',
+  'content-encoding',
+  'host',
+  'http2-settings',
+]);
+/**
+ * Headers the platform sets on every delivery: the Standard Webhooks `webhook-*` headers (a custom
+ * one would override the signature a partner verifies), the correlation and trace context, and
+ * `content-type` and `user-agent` (the body is JSON; partners allowlist and log the platform by its
+ * user agent).
+ */
+const PLATFORM_HEADERS = new Set([
+  'content-type',
+  'user-agent',
+  'x-correlation-id',
   'traceparent',
   'tracestate',
-  'user-agent',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]{1,4096}$/;
+/**
+ * Valid header text: visible ASCII and Latin-1 (obs-text), with spaces and tabs inside only —
+ * no line breaks, nothing beyond U+00FF (HTTP clients refuse both), no whitespace at the ends
+ * (the partner's server would strip it).
+ */
+const HEADER_VALUE = /^(?=[^\t ])[\t\x20-\x7e\x80-\xff]{1,4096}(?<=[^\t ])$/;
+const HEADER_VALUE_RULE = 'header text: printable Latin-1, no line breaks, no whitespace at either end';
+
+/** Why a custom auth header cannot have this name; undefined when it can. */
+export function reservedHeaderProblem(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  if (CONNECTION_HEADERS.has(lower) || lower.startsWith('proxy-')) {
+    return `\`${name}\` is a connection or framing header the HTTP client manages; it cannot carry credentials`;
+  }
+  if (PLATFORM_HEADERS.has(lower) || lower.startsWith('webhook-')) {
+    return `\`${name}\` is set by the platform on every delivery`;
+  }
+  return undefined;
+}
 
 /** Reads `auth` (null clears it on PATCH). */
 export function readAuth(input: InputReader): DeliveryAuthInput | null | undefined {
@@ -47,16 +82,21 @@ export function readAuth(input: InputReader): DeliveryAuthInput | null | undefin
         auth.problem(key, `is not used by ${type} auth`, 'unknown_field');
     }
   }
-  const value = (key: string, pattern = HEADER_VALUE) =>
-    auth.string(key, { required: true, max: 4096, pattern, rule: 'printable text without line breaks' });
+  const value = (key: string, pattern = HEADER_VALUE, rule = HEADER_VALUE_RULE) =>
+    auth.string(key, { required: true, max: 4096, pattern, rule });
   switch (type) {
     case 'bearer': {
       const token = value('token');
       return token === undefined ? undefined : { type, token };
     }
     case 'basic': {
-      const username = value('username', /^[^:\r\n]{1,256}$/);
-      const password = value('password');
+      // Sent base64-encoded, so only the separator and line breaks are refused (as before).
+      const username = value('username', /^[^:\r\n]{1,256}$/, 'text without ":" or line breaks');
+      const password = value(
+        'password',
+        /^[\t\x20-\x7e\x80-\xff]{1,4096}$/,
+        'printable text without line breaks',
+      );
       return username === undefined || password === undefined ? undefined : { type, username, password };
     }
     case 'header': {
@@ -65,8 +105,8 @@ export function readAuth(input: InputReader): DeliveryAuthInput | null | undefin
         pattern: HEADER_NAME,
         rule: 'a valid HTTP header name',
       });
-      if (name && RESERVED_HEADERS.has(name.toLowerCase()))
-        auth.problem('name', `\`${name}\` is set by the platform`);
+      const reserved = name === undefined ? undefined : reservedHeaderProblem(name);
+      if (reserved) auth.problem('name', reserved, 'reserved_header');
       const headerValue = value('value');
       return name === undefined || headerValue === undefined ? undefined : { type, name, value: headerValue };
     }

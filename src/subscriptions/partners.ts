@@ -4,6 +4,7 @@
  */
 import { ConflictError, NotFoundError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
+import { MAX_JSON_DEPTH } from '../common/json.ts';
 import type { PartnerRecord, PartnerStatus } from '../common/model.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Page, PageRequest, PartnerRepository } from '../common/ports/store.ts';
@@ -130,7 +131,7 @@ function readPartnerFields(input: InputReader, creating: boolean) {
   const name = input.string('name', { required: creating, max: 200 });
   const status = input.oneOf('status', PARTNER_STATUSES);
   const contactEmail = input.string('contactEmail', { max: 320, pattern: EMAIL, rule: 'an e-mail address' });
-  const metadata = input.object('metadata');
+  const metadata = input.object('metadata', { maxDepth: MAX_JSON_DEPTH });
   if (metadata && JSON.stringify(metadata).length > 16_384)
     input.problem('metadata', 'must be at most 16 KiB of JSON');
   const delivery = readDeliverySettings(input, true);

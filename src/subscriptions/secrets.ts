@@ -6,6 +6,14 @@ import type { SealedDeliveryAuth, SigningSecretRecord, SubscriptionRecord } from
 import type { SecretBox } from '../common/secret-box.ts';
 import type { DeliveryAuthInput } from './input.ts';
 
+/**
+ * The most signing secrets a subscription has at once: the current one and nine rotated out but
+ * still in their overlap. Every one signs each delivery (`v1,<sig>` ≈ 48 bytes apiece), so without a
+ * cap a burst of rotations grew `webhook-signature` past the 16 KiB a Node.js server accepts in
+ * headers (401 secrets: 19.5 KB), and every delivery failed.
+ */
+export const MAX_SIGNING_SECRETS = 10;
+
 /** The associated data binding a sealed signing secret to its subscription. */
 export const signingAd = (subscriptionId: string) => `subscription:${subscriptionId}:signing`;
 /** The associated data binding sealed delivery credentials to their subscription. */
@@ -47,7 +55,10 @@ export function activeSigningSecrets(box: SecretBox, subscription: SubscriptionR
 
 /**
  * The secret list after a rotation: the new secret first; secrets still valid keep working until
- * `now + overlapSeconds` (or their own earlier expiry); expired ones are dropped.
+ * `now + overlapSeconds` (or their own earlier expiry); expired ones are dropped. Beyond
+ * `MAX_SIGNING_SECRETS` the oldest are retired at once: a rotation always succeeds — it is what
+ * answers a leaked secret — and a partner still verifying with a secret older than the newest ten
+ * has missed ten rotations already.
  */
 export function rotateSecrets(
   current: readonly SigningSecretRecord[],
@@ -63,7 +74,7 @@ export function rotateSecrets(
       return { ...s, expiresAt: new Date(expires).toISOString() };
     })
     .filter((s) => Date.parse(s.expiresAt) > now.getTime());
-  return [fresh, ...kept];
+  return [fresh, ...kept].slice(0, MAX_SIGNING_SECRETS);
 }
 
 /**
@@ -83,11 +94,15 @@ export class CredentialCache {
     this.#max = max;
   }
 
-  /** The signing secrets valid at `now`, newest first. */
+  /**
+   * The signing secrets valid at `now`, newest first; at most `MAX_SIGNING_SECRETS` (a subscription
+   * rotated more often before the cap existed signs with its newest ones only).
+   */
   secrets(sub: SubscriptionRecord, now: Date): string[] {
     if (!sub.signing.enabled) return [];
     return this.#entry(sub)
       .secrets.filter((s) => s.expiresAt === undefined || s.expiresAt > now.getTime())
+      .slice(0, MAX_SIGNING_SECRETS)
       .map((s) => s.secret);
   }
 

@@ -49,6 +49,25 @@ describe('/admin/partners with the built-in directory', () => {
     assert.deepEqual(res.body.metadata, { a: 1 });
   });
 
+  test('metadata nested too deep is 400 too_deep on metadata, not a stack overflow', async () => {
+    const deep = `${'['.repeat(100_000)}1${']'.repeat(100_000)}`;
+    await server.request('POST', '/admin/partners', { id: 'deep', name: 'D' });
+    for (const [method, path, raw] of [
+      ['POST', '/admin/partners', `{"id": "deeper", "name": "D", "metadata": {"tree": ${deep}}}`],
+      ['PATCH', '/admin/partners/deep', `{"metadata": {"tree": ${deep}}}`],
+    ] as const) {
+      const res = await server.request(method, path, undefined, { raw });
+      assert.equal(res.status, 400, method);
+      assert.deepEqual(res.body.error.details, [
+        { field: 'metadata', message: 'nests arrays and objects more than 64 levels deep', code: 'too_deep' },
+      ]);
+    }
+    const fits = { tree: JSON.parse(`${'['.repeat(63)}1${']'.repeat(63)}`) };
+    const ok = await server.request('PATCH', '/admin/partners/deep', { metadata: fits });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.body.metadata, fits);
+  });
+
   test('GET lists partners; an unknown one is 404', async () => {
     const list = await server.request('GET', '/admin/partners');
     assert.ok(list.body.items.some((p: { id: string }) => p.id === 'acme'));

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
 import { SecretBox } from '../../src/common/secret-box.ts';
 import { signWebhook } from '../../src/common/signing.ts';
-import { activeSigningSecrets, openAuth } from '../../src/subscriptions/secrets.ts';
+import { activeSigningSecrets, openAuth, sealSigningSecret } from '../../src/subscriptions/secrets.ts';
 import { seed, startTestServer, type TestServer } from '../support/server.ts';
 
 const base = { partnerId: 'acme', domain: 'orders', event: 'created' };
@@ -264,6 +264,122 @@ describe('/admin/subscriptions', () => {
     });
     assert.equal(res.status, 422);
     assert.equal(res.body.error.code, 'schema_inactive');
+  });
+
+  test('rotation keeps at most 10 signing secrets: beyond, the oldest retire at once', async () => {
+    const created = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/many-rotations',
+    });
+    const secrets = [created.body.secret];
+    for (let i = 0; i < 12; i++) {
+      const rotated = await server.request('POST', `/admin/subscriptions/${created.body.id}/rotate-secret`);
+      assert.equal(rotated.status, 200, 'a rotation is never refused: it is what answers a leak');
+      secrets.unshift(rotated.body.secret);
+    }
+    const record = await server.running.platform.store.subscriptions.get(created.body.id);
+    assert.equal(record!.signing.secrets.length, 10);
+    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), secrets.slice(0, 10));
+  });
+
+  test('a subscription stored with more than 10 live secrets signs with its newest 10', async () => {
+    const created = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: 'https://hooks.partner.test/legacy-rotations',
+    });
+    const record = await server.running.platform.store.subscriptions.get(created.body.id);
+    const now = new Date();
+    const secrets = Array.from({ length: 15 }, (_, i) => `whsec_${Buffer.alloc(32, i).toString('base64')}`);
+    const sealed = secrets.map((secret) => sealSigningSecret(box, record!.id, secret, now));
+    const legacy = { ...record!, signing: { enabled: true, secrets: sealed } };
+
+    assert.deepEqual(activeSigningSecrets(box, legacy, now), secrets.slice(0, 10));
+  });
+
+  test('custom auth headers the HTTP client manages or the platform sets are refused on auth.name', async () => {
+    const names = [
+      'Connection',
+      'keep-alive',
+      'Expect',
+      'upgrade',
+      'TE',
+      'trailer',
+      'Transfer-Encoding',
+      'content-length',
+      'Host',
+      'Proxy-Authorization',
+      'proxy-connection',
+      'Webhook-Signature',
+      'webhook-anything',
+      'X-Correlation-Id',
+      'traceparent',
+      'content-type',
+      'User-Agent',
+    ];
+    const url = 'https://hooks.partner.test/reserved';
+    const ok = await server.request('POST', '/admin/subscriptions', { ...base, url });
+    for (const name of names) {
+      const auth = { type: 'header', name, value: 'v' };
+      for (const res of [
+        await server.request('POST', '/admin/subscriptions', { ...base, url, auth }),
+        await server.request('PATCH', `/admin/subscriptions/${ok.body.id}`, { auth }),
+      ]) {
+        assert.equal(res.status, 400, name);
+        assert.deepEqual(
+          res.body.error.details.map((d: { field: string; code: string }) => [d.field, d.code]),
+          [['auth.name', 'reserved_header']],
+          name,
+        );
+      }
+    }
+    const allowed = await server.request('PATCH', `/admin/subscriptions/${ok.body.id}`, {
+      auth: { type: 'header', name: 'Authorization', value: 'Token abc' },
+    });
+    assert.equal(allowed.status, 200, 'a custom scheme in Authorization is fine');
+  });
+
+  test('auth values that are not header text are refused with 400 on their field', async () => {
+    const url = 'https://hooks.partner.test/values';
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ type: 'bearer', token: 'tok€n' }, 'auth.token'],
+      [{ type: 'bearer', token: 'a\r\nX-Injected: 1' }, 'auth.token'],
+      [{ type: 'bearer', token: ' padded ' }, 'auth.token'],
+      [{ type: 'header', name: 'X-Api-Key', value: 'k\n' }, 'auth.value'],
+      [{ type: 'header', name: 'X-Api-Key', value: '鍵' }, 'auth.value'],
+      [{ type: 'header', name: 'X Api', value: 'k' }, 'auth.name'],
+    ];
+    for (const [auth, field] of cases) {
+      const res = await server.request('POST', '/admin/subscriptions', { ...base, url, auth });
+      assert.equal(res.status, 400, JSON.stringify(auth));
+      assert.deepEqual(
+        res.body.error.details.map((d: { field: string }) => d.field),
+        [field],
+      );
+    }
+    const latin1 = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url,
+      auth: { type: 'header', name: 'X-Api-Key', value: 'clé secrète' },
+    });
+    assert.equal(latin1.status, 201, 'Latin-1 text is valid header text');
+  });
+
+  test('filter operands and mapping values nested too deep are 400 too_deep, not a stack overflow', async () => {
+    const deep = `${'['.repeat(100_000)}1${']'.repeat(100_000)}`;
+    const url = 'https://hooks.partner.test/deep';
+    const bodies: Array<[string, string]> = [
+      [`{"filter": {"amount": {"$eq": ${deep}}}}`, 'filter.amount.$eq'],
+      [`{"filter": {"tags": ${deep}}}`, 'filter.tags'],
+      [`{"mapping": {"rules": [{"to": "a", "value": ${deep}}]}}`, 'mapping.rules[0].value'],
+    ];
+    for (const [fields, field] of bodies) {
+      const raw = `{"partnerId": "acme", "domain": "orders", "event": "created", "url": "${url}", ${fields.slice(1)}`;
+      const res = await server.request('POST', '/admin/subscriptions', undefined, { raw });
+      assert.equal(res.status, 400, field);
+      assert.deepEqual(res.body.error.details, [
+        { field, message: 'nests arrays and objects more than 64 levels deep', code: 'too_deep' },
+      ]);
+    }
   });
 
   test('an INACTIVE partner cannot subscribe', async () => {

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { EventEnvelope } from '../../src/common/envelope.ts';
 import {
   isValidTraceparent,
+  isValidTracestate,
   parseBinaryEvent,
   parseEventBatch,
   parseHttpEvents,
@@ -423,6 +424,100 @@ describe('parseStructuredEvent: invalid events', () => {
 
     assert.equal(details[0]?.field, 'event.id');
   });
+});
+
+/** JSON text of a value nested `depth` arrays deep: `[[[…1…]]]`. */
+function nestedArrays(depth: number): string {
+  return `${'['.repeat(depth)}1${']'.repeat(depth)}`;
+}
+
+describe('envelopes: limits', () => {
+  it('refuses data nested more than 64 levels deep with too_deep on data, even a million levels', () => {
+    for (const depth of [65, 1_000_000]) {
+      const event = validEvent({ data: JSON.parse(nestedArrays(depth)) });
+
+      const details = detailsOf(() => parseStructuredEvent(event));
+
+      assert.deepEqual(details, [
+        {
+          field: 'data',
+          message: 'data nests arrays and objects more than 64 levels deep',
+          code: 'too_deep',
+        },
+      ]);
+    }
+  });
+
+  it('accepts data nested exactly 64 levels deep', () => {
+    const data = JSON.parse(nestedArrays(64));
+
+    assert.deepEqual(parseStructuredEvent(validEvent({ data })).data, data);
+  });
+
+  it('names the too-deep data by its place in a batch and in binary mode', () => {
+    const deep = nestedArrays(100_000);
+    const batch = JSON.parse(
+      `[${JSON.stringify(validEvent())}, ${JSON.stringify(validEvent()).replace(/\}$/, `, "data": ${deep}}`)}]`,
+    );
+    const headers = { 'ce-specversion': '1.0', 'ce-id': 'e', 'ce-source': '/s', 'ce-type': 'orders.created' };
+
+    assert.deepEqual(
+      detailsOf(() => parseEventBatch(batch)).map((d) => [d.field, d.code]),
+      [['[1].data', 'too_deep']],
+    );
+    assert.deepEqual(
+      detailsOf(() => parseBinaryEvent(headers, deep)).map((d) => [d.field, d.code]),
+      [['body', 'too_deep']],
+    );
+  });
+
+  const caps: Array<[string, number]> = [
+    ['source', 1024],
+    ['subject', 1024],
+    ['dataschema', 2048],
+  ];
+  for (const [name, max] of caps) {
+    it(`caps ${name} at ${max} characters`, () => {
+      const value = (length: number) =>
+        name === 'dataschema' ? `urn:${'x'.repeat(length - 4)}` : 'x'.repeat(length);
+
+      assert.equal(parseStructuredEvent(validEvent({ [name]: value(max) }))[name as 'source'], value(max));
+      assert.deepEqual(
+        detailsOf(() => parseStructuredEvent(validEvent({ [name]: value(max + 1) }))),
+        [{ field: name, message: `${name} must be at most ${max} characters` }],
+      );
+    });
+  }
+
+  it('keeps an id of any characters, beyond Latin-1 too (CloudEvents allows any non-empty string)', () => {
+    assert.equal(parseStructuredEvent(validEvent({ id: 'commande-été-€-🚚' })).id, 'commande-été-€-🚚');
+  });
+});
+
+describe('isValidTracestate', () => {
+  const cases: Array<[string, boolean]> = [
+    ['vendor=1', true],
+    ['rojo=00f067aa0ba902b7,congo=t61rcWkgMzE', true],
+    ['tenant@system=v, other=w', true],
+    ['a=1,,b=2', true],
+    ['', true],
+    ['Upper=1', false],
+    ['a=', false],
+    ['=1', false],
+    ['a=1=2', false],
+    ['a=v , b=w\t', true],
+    ['a=été', false],
+    ['a=line\nbreak', false],
+    [Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(','), false],
+    [`a=${'v'.repeat(256)}`, true],
+    [`a=${'v'.repeat(257)}`, false],
+    [Array.from({ length: 3 }, (_, i) => `k${i}=${'v'.repeat(200)}`).join(','), false],
+  ];
+  for (const [value, expected] of cases) {
+    it(`${expected ? 'accepts' : 'refuses'} ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`, () => {
+      assert.equal(isValidTracestate(value), expected);
+    });
+  }
 });
 
 describe('isValidTraceparent', () => {

@@ -290,6 +290,38 @@ describe('filter validation', () => {
     assert.deepEqual(validateFilter(filter), [{ field: 'filter', message: 'has more than 256 conditions' }]);
   });
 
+  it('stops reading a filter of 100,000 conditions at once: one problem, not one per key', () => {
+    const filter: JsonObject = {};
+    for (let i = 0; i < 100_000; i++) filter[`$bogus${i}`] = i;
+    assert.deepEqual(validateFilter(filter), [
+      { field: 'filter', message: 'has more than 256 conditions', code: 'too_many_conditions' },
+    ]);
+  });
+
+  it('refuses operands and literals nested more than 64 levels deep, a million levels too, with too_deep', () => {
+    for (const depth of [65, 1_000_000]) {
+      const deep = JSON.parse(`${'['.repeat(depth)}1${']'.repeat(depth)}`);
+      const filter = { a: { $eq: deep }, b: { $in: [deep] }, c: deep, d: { $not: { $neq: deep } } };
+
+      const details = validateFilter(filter);
+
+      const message = 'nests arrays and objects more than 64 levels deep';
+      assert.deepEqual(details, [
+        { field: 'filter.a.$eq', message, code: 'too_deep' },
+        { field: 'filter.b.$in', message, code: 'too_deep' },
+        { field: 'filter.c', message, code: 'too_deep' },
+        { field: 'filter.d.$not.$neq', message, code: 'too_deep' },
+      ]);
+    }
+  });
+
+  it('accepts an operand nested exactly 64 levels deep and matches with it', () => {
+    const value = JSON.parse(`${'['.repeat(64)}1${']'.repeat(64)}`);
+    const filter = assertValidFilter({ deep: { $eq: value } });
+
+    assert.equal(matchesFilter(filter, { data: { deep: value }, event: {} }), true);
+  });
+
   it('assertValidFilter throws invalid_filter carrying every detail', () => {
     assert.throws(
       () => assertValidFilter({ a: { $gt: {} }, b: { $bad: 1 } }),

@@ -352,11 +352,126 @@ describe('mapping validation', () => {
     assert.equal(Object.getPrototypeOf(output), Object.prototype);
   });
 
+  it('refuses a value or default nested more than 64 levels deep, a million levels too, with too_deep', () => {
+    for (const depth of [65, 1_000_000]) {
+      const deep = JSON.parse(`${'['.repeat(depth)}1${']'.repeat(depth)}`);
+
+      const details = validateMapping({
+        rules: [
+          { to: 'a', value: deep },
+          { to: 'b', from: 'x', default: deep },
+        ],
+      });
+
+      const message = 'nests arrays and objects more than 64 levels deep';
+      assert.deepEqual(details, [
+        { field: 'mapping.rules[0].value', message, code: 'too_deep' },
+        { field: 'mapping.rules[1].default', message, code: 'too_deep' },
+      ]);
+    }
+  });
+
+  it('accepts a constant nested exactly 64 levels deep', () => {
+    const value = JSON.parse(`${'['.repeat(64)}1${']'.repeat(64)}`);
+
+    assert.deepEqual(run({ rules: [{ to: 'a', value }] }, { data: {}, event: {} }), { a: value });
+  });
+
   it('assertValidMapping throws invalid_mapping carrying every detail', () => {
     assert.throws(
       () => assertValidMapping({ rules: [{ to: '' }] }),
       (err: unknown) =>
         err instanceof ValidationError && err.code === 'invalid_mapping' && err.details.length === 2,
     );
+  });
+});
+
+describe('mapping: output size', () => {
+  /** An event's data of about `bytes` bytes of JSON. */
+  function dataOf(bytes: number): { blob: string } {
+    return { blob: 'x'.repeat(bytes - '{"blob":""}'.length) };
+  }
+
+  /** Asserts `fn` throws mapping_output_too_large over the default limit, naming `field`. */
+  function assertOutputTooLarge(fn: () => unknown, field: string): void {
+    assert.throws(fn, (err: unknown) => {
+      assert.ok(err instanceof UnprocessableError, `expected UnprocessableError, got ${String(err)}`);
+      assert.equal(err.code, 'mapping_output_too_large');
+      assert.equal(err.message, "the mapping's output is larger than 1048576 bytes");
+      assert.equal(err.details[0]?.field, field);
+      assert.match(err.details[0]?.message ?? '', /^the output reached \d+ bytes with /);
+      return true;
+    });
+  }
+
+  it('refuses rules that copy $data over and over beyond 1 MiB (200 copies of 200 KB made 40 MB)', () => {
+    const rules = Array.from({ length: 200 }, (_, i) => ({ to: `copy${i}`, from: '$data' }));
+    const context = { data: dataOf(200_000), event: {} };
+    assert.deepEqual(validateMapping({ rules }), []);
+
+    assertOutputTooLarge(() => applyMapping({ rules } as MappingDocument, context), 'mapping.rules[5]');
+  });
+
+  it('refuses merge mode on data larger than the limit, naming the mode; up to the limit is fine', () => {
+    const fits = dataOf(1024 * 1024);
+    const context = { data: dataOf(1024 * 1024 + 1), event: {} };
+
+    assert.deepEqual(applyMapping({ mode: 'merge', rules: [] }, { data: fits, event: {} }), fits);
+    assertOutputTooLarge(() => applyMapping({ mode: 'merge', rules: [] }, context), 'mapping.mode');
+  });
+
+  it('counts the output, not what was written: overwrites and removals do not add up', () => {
+    const data = dataOf(400_000);
+    const rules: MappingRule[] = [
+      ...Array.from({ length: 10 }, () => ({ to: 'same', from: '$data' })),
+      { to: 'gone', from: '$data' },
+      { remove: 'gone' },
+      { to: 'other', from: '$data' },
+    ];
+
+    const output = applyMapping({ rules }, { data, event: {} }) as Record<string, unknown>;
+
+    assert.deepEqual(Object.keys(output), ['same', 'other']);
+  });
+
+  it('counts UTF-8 bytes and transformed values', () => {
+    const data = { text: 'é'.repeat(300_000), obj: { quote: '"'.repeat(300_000) } };
+    const limit = { maxOutputBytes: 1_000_000 };
+    // 600,000 bytes of "é", then the object as JSON text inside a string: every quote escaped.
+    const rules: MappingRule[] = [
+      { to: 'a', from: 'text' },
+      { to: 'b', from: 'obj', transform: 'string' },
+    ];
+
+    assert.deepEqual(
+      Object.keys(applyMapping({ rules: rules.slice(0, 1) }, { data, event: {} }, limit) as object),
+      ['a'],
+    );
+    assert.throws(
+      () => applyMapping({ rules }, { data, event: {} }, limit),
+      (err: unknown) => err instanceof UnprocessableError && err.code === 'mapping_output_too_large',
+    );
+  });
+
+  it('takes the limit from the options', () => {
+    const rules: MappingRule[] = [{ to: 'a', value: 'x'.repeat(100) }];
+
+    assert.deepEqual(applyMapping({ rules }, { data: {}, event: {} }, { maxOutputBytes: 200 }), {
+      a: 'x'.repeat(100),
+    });
+    assert.throws(
+      () => applyMapping({ rules }, { data: {}, event: {} }, { maxOutputBytes: 100 }),
+      (err: unknown) => err instanceof UnprocessableError && err.code === 'mapping_output_too_large',
+    );
+  });
+});
+
+describe('mapping transforms found by the property tests', () => {
+  it('unixSeconds of a negative fraction of a millisecond is 0, not -0 (JSON has no -0)', () => {
+    const out = applyMapping(
+      { rules: [{ to: 'out', from: 'a', transform: 'unixSeconds' }] } as unknown as MappingDocument,
+      { data: { a: -5e-324 }, event: {} },
+    ) as { out: number };
+    assert.ok(Object.is(out.out, 0), String(out.out));
   });
 });

@@ -445,4 +445,22 @@ describe('EventProcessor', () => {
     assert.equal(dead?.reason, 'mapping_failed');
     assert.equal(dead?.subscriptionId, 'bad');
   });
+
+  test('a mapping whose output passes the payload limit dead-letters that delivery as mapping_output_too_large', async () => {
+    await store.subscriptions.insert(
+      subscriptionRecord({
+        id: 'blowup',
+        filter: undefined,
+        // Each rule copies the whole event: 20 copies of ~3 KB pass a 16 KiB limit.
+        mapping: { rules: Array.from({ length: 20 }, (_, i) => ({ to: `copy${i}`, from: '$data' })) },
+      }),
+    );
+    await make({ maxPayloadBytes: 16 * 1024 }).processBatch([record({ amount: 1, note: 'x'.repeat(3000) })]);
+    assert.deepEqual(
+      published.filter((m) => m.topic.startsWith('egress.')).map((m) => m.key),
+      [],
+    );
+    const [dead] = (await store.deadLetters.list({ subscriptionId: 'blowup' })).items;
+    assert.equal(dead?.reason, 'mapping_output_too_large');
+  });
 });

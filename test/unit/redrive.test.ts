@@ -133,3 +133,37 @@ test('two redrives at once re-publish each dead letter once', async () => {
     await store.close();
   }
 });
+
+test('one redrive request sends at most `limit` dead letters and says when there are more', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    for (let i = 0; i < 25; i++) {
+      await store.deadLetters.insert(
+        deadLetterRecord({ subscriptionId: 'sub-1', value: JSON.stringify({ deliveryId: `dlv_${i}` }) }),
+      );
+    }
+    const published: BusMessage[] = [];
+    const operations = new Operations({
+      deliveries: store.deliveries,
+      deadLetters: store.deadLetters,
+      publish: async (messages: BusMessage[]) => {
+        published.push(...messages);
+      },
+      heldTasks: store.heldTasks,
+      ledger: store.ledger,
+      holding: async () => false,
+      clock: () => new Date(),
+    });
+    const calls = [];
+    for (;;) {
+      const result = await operations.redrive({ all: true, limit: 10 });
+      calls.push(result.redriven);
+      if (!result.more) break;
+    }
+    assert.deepEqual(calls, [10, 10, 5]);
+    assert.equal(published.length, 25);
+    await assert.rejects(operations.redrive({ all: true, limit: 0 }), /limit/);
+  } finally {
+    await store.close();
+  }
+});

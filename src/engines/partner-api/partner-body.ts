@@ -5,7 +5,7 @@
  */
 import type { ErrorDetail } from '../../common/errors.ts';
 import { InputReader } from '../../common/input.ts';
-import { isJsonObject } from '../../common/json.ts';
+import { isJsonObject, MAX_JSON_DEPTH } from '../../common/json.ts';
 import type { PartnerRecord, PartnerStatus } from '../../common/model.ts';
 import type { Page } from '../../common/ports/store.ts';
 import { readDeliverySettings } from '../../common/retry.ts';
@@ -64,7 +64,8 @@ function readPartner(
   const name = input.string('name', { required: true });
   const status = input.oneOf('status', STATUSES) ?? 'ACTIVE';
   const contactEmail = input.string('contactEmail');
-  const metadata = input.object('metadata') ?? {};
+  // The processor hands metadata to mappings: nested no deeper than the admin API allows.
+  const metadata = input.object('metadata', { maxDepth: MAX_JSON_DEPTH }) ?? {};
   // The same checks as the admin API, so the dispatcher can trust the settings either way.
   const delivery = readDeliverySettings(input, false) ?? {};
   const createdAt = readTime(input, 'createdAt') ?? fetchedAt;
