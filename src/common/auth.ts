@@ -15,18 +15,24 @@ export function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(left, right);
 }
 
-/** Checks an HTTP Authorization header against the admin token; throws UnauthorizedError code `unauthorized` (missing/malformed header) or `invalid_token`. */
-export function checkBearerToken(authorizationHeader: string | undefined, expectedToken: string): void {
-  // An empty configured token would be a misconfiguration, never a reason to let requests in.
-  if (typeof expectedToken !== 'string' || expectedToken === '') {
-    throw new ConfigError('the admin token is not configured');
-  }
+/** The token of an `Authorization: Bearer <token>` header; UnauthorizedError code `unauthorized` when missing or malformed. */
+export function bearerToken(authorizationHeader: string | undefined): string {
   const match = typeof authorizationHeader === 'string' ? BEARER.exec(authorizationHeader.trim()) : null;
   const token = match?.[1];
   if (token === undefined) {
     const message = 'an "Authorization: Bearer <token>" header is required';
     throw new UnauthorizedError('unauthorized', message, { details: [{ field: 'authorization', message }] });
   }
+  return token;
+}
+
+/** Checks an HTTP Authorization header against the admin token; throws UnauthorizedError code `unauthorized` (missing/malformed header) or `invalid_token`. */
+export function checkBearerToken(authorizationHeader: string | undefined, expectedToken: string): void {
+  // An empty configured token would be a misconfiguration, never a reason to let requests in.
+  if (typeof expectedToken !== 'string' || expectedToken === '') {
+    throw new ConfigError('the admin token is not configured');
+  }
+  const token = bearerToken(authorizationHeader);
   if (!safeEqual(token, expectedToken)) {
     const message = 'the bearer token is not valid';
     throw new UnauthorizedError('invalid_token', message, { details: [{ field: 'authorization', message }] });

@@ -21,6 +21,8 @@ export interface Config {
   store: StoreEngine;
   dynamodbEndpoint?: string;
   dev: boolean;
+  /** /metrics with partner labels and /readyz with error text for anyone, not only callers who may read. */
+  publicMetrics: boolean;
   secretKey?: string;
   /** Keys that sealed secrets before a rotation: values sealed under them are re-sealed under `secretKey` at start. */
   secretKeysPrevious: string[];
@@ -122,6 +124,7 @@ const ENTRIES: Record<string, Entry> = {
   store: { env: 'WEBHOOKS_STORE', file: 'store', parse: oneOf('sqlite', 'dynamodb') },
   dynamodbEndpoint: { env: 'WEBHOOKS_DYNAMODB_ENDPOINT', file: 'dynamodbEndpoint', parse: httpUrl },
   dev: { env: 'WEBHOOKS_DEV', file: 'dev', parse: bool },
+  publicMetrics: { env: 'WEBHOOKS_PUBLIC_METRICS', file: 'publicMetrics', parse: bool },
   secretKey: { env: 'WEBHOOKS_SECRET_KEY', file: 'secretKey', parse: text },
   secretKeysPrevious: {
     env: 'WEBHOOKS_SECRET_KEY_PREVIOUS',
@@ -244,6 +247,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     store: (values.store as StoreEngine | undefined) ?? 'sqlite',
     dynamodbEndpoint: values.dynamodbEndpoint as string | undefined,
     dev: (values.dev as boolean | undefined) ?? false,
+    publicMetrics: (values.publicMetrics as boolean | undefined) ?? false,
     secretKey: values.secretKey as string | undefined,
     secretKeysPrevious: (values.secretKeysPrevious as string[] | undefined) ?? [],
     durability: (values.durability as Durability | undefined) ?? 'fsync',

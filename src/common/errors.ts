@@ -60,6 +60,14 @@ export class UnauthorizedError extends WebhooksError {
   }
 }
 
+/** Authenticated, but the credentials do not allow this request (403). */
+export class ForbiddenError extends WebhooksError {
+  constructor(code: string, message: string, options: WebhooksErrorOptions = {}) {
+    super('forbidden', code, message, options);
+    this.name = 'ForbiddenError';
+  }
+}
+
 /** The thing asked for does not exist (404). */
 export class NotFoundError extends WebhooksError {
   constructor(code: string, message: string, options: WebhooksErrorOptions = {}) {

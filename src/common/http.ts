@@ -2,6 +2,8 @@
  * The platform's own tiny HTTP vocabulary: components declare routes over plain request/response
  * objects, so the same handlers serve Node's HTTP server and API Gateway (runtimes adapt both).
  */
+import type { Access, Principal } from './access.ts';
+import { ValidationError } from './errors.ts';
 
 /** A request as the components see it: body already read and, for JSON, parsed. */
 export interface ApiRequest {
@@ -15,6 +17,8 @@ export interface ApiRequest {
   body: unknown;
   /** The raw body text (for endpoints that parse it themselves, e.g. CloudEvents binary mode). */
   rawBody: string;
+  /** Who is calling: set on every route but `public` ones, and on those when valid credentials came. */
+  principal?: Principal;
 }
 
 export interface ApiResponse {
@@ -30,8 +34,8 @@ export interface Route {
   method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
   path: string;
   summary: string;
-  /** Whether the admin bearer token is required (true unless said otherwise). */
-  auth?: boolean;
+  /** What the caller needs (see `src/common/access.ts`); every route says. */
+  access: Access;
   /** Whether the raw body is passed through unparsed (the handler parses it). */
   rawBody?: boolean;
   /** OpenAPI fragments: request body schema and success response description. */
@@ -75,7 +79,10 @@ export class Router {
     return this.#routes.map((r) => r.route);
   }
 
-  /** The route and path parameters for a request, or why there is none. */
+  /**
+   * The route and path parameters for a request, or why there is none. A parameter that does not
+   * decode gives its route with a handler answering 400 `invalid_path` (see `refusing`).
+   */
   match(
     method: string,
     path: string,
@@ -91,11 +98,41 @@ export class Router {
         continue;
       }
       const params: Record<string, string> = {};
+      let undecodable: string | undefined;
       names.forEach((name, i) => {
-        params[name] = decodeURIComponent(m[i + 1]!);
+        const text = m[i + 1]!;
+        const value = decodeParam(text);
+        if (value === undefined) undecodable ??= name;
+        params[name] = value ?? text;
       });
-      return { route, params };
+      return { route: undecodable === undefined ? route : refusing(route, undecodable), params };
     }
     return allow.length > 0 ? { error: 'method_not_allowed', allow } : { error: 'not_found' };
   }
+}
+
+/** A path parameter decoded, or undefined when it is not a %-encoding of UTF-8 (`%ff`, `%zz`, `%ed%a0%80`). */
+function decodeParam(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The route with its handler replaced by a 400 `invalid_path` naming the parameter that does not
+ * decode: the request still matches its route and goes through the edge (authentication, access,
+ * logging, metrics, the error body) like any other refused one. Its params keep that parameter's
+ * text as it came.
+ */
+function refusing(route: Route, param: string): Route {
+  return {
+    ...route,
+    handler: async () => {
+      throw new ValidationError('invalid_path', `the path parameter ${param} is not valid %-encoded UTF-8`, {
+        details: [{ field: param, message: 'must be %-encoded UTF-8' }],
+      });
+    },
+  };
 }

@@ -30,7 +30,14 @@ export const LOG_LEVELS = Object.keys(LEVELS) as LogLevel[];
 const RESERVED = new Set(['level', 'time', 'msg']);
 const SECRET_KEY =
   /secret|token|password|passwd|authorization|credential|api[-_]?key|private[-_]?key|cookie/i;
-const WEBHOOK_SECRET = /whsec_[A-Za-z0-9+/=_-]*/g;
+/**
+ * Credentials recognised in any text, under any field name: signing secrets (`whsec_`), admin
+ * tokens (`wha_`), API keys (`whk_`), and the credentials of `Bearer`/`Basic` authorization values.
+ */
+const CREDENTIAL = /\b(?:whsec|wha|whk)_[A-Za-z0-9+/=_-]*|\b(Bearer|Basic)(\s+)[A-Za-z0-9+/=._~-]{8,}/gi;
+const CREDENTIAL_HINT = /whsec_|wha_|whk_|bearer|basic/i;
+/** Secret values this process knows (a configured admin token need not look like one). */
+const knownSecrets = new Set<string>();
 const REDACTED = '[REDACTED]';
 const MAX_DEPTH = 12;
 
@@ -192,7 +199,19 @@ function serializeError(err: Error, withStack: boolean): Record<string, unknown>
   return out;
 }
 
+/**
+ * Adds a value to redact wherever it appears in a log line (e.g. the configured admin token, which
+ * may be any string). Values shorter than 8 characters are ignored (they would redact ordinary words).
+ */
+export function registerSecret(value: string): void {
+  if (typeof value === 'string' && value.length >= 8) knownSecrets.add(value);
+}
+
 function redactString(value: string): string {
-  if (value.startsWith('whsec_')) return REDACTED;
-  return value.includes('whsec_') ? value.replace(WEBHOOK_SECRET, REDACTED) : value;
+  let out = value;
+  for (const secret of knownSecrets) if (out.includes(secret)) out = out.replaceAll(secret, REDACTED);
+  if (!CREDENTIAL_HINT.test(out)) return out;
+  return out.replace(CREDENTIAL, (_m, scheme: string | undefined, space: string | undefined) =>
+    scheme === undefined ? REDACTED : `${scheme}${space}${REDACTED}`,
+  );
 }

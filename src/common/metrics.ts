@@ -11,6 +11,7 @@
  * `carryTable`/`applyCarry` continue a restarted worker thread's counters from the dead one's.
  */
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ConflictError, ValidationError } from './errors.ts';
 
 /** Label values of one series, keyed by label name. */
@@ -499,6 +500,21 @@ export function processMetrics(registry: MetricsRegistry): void {
   registry
     .gauge('process_uptime_seconds', 'Time since the process started, in seconds.')
     .setCollector((g) => g.set(process.uptime()));
+  // How long the main thread's event loop was held: what every request on it waits at worst.
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  registry
+    .gauge(
+      'nodejs_eventloop_delay_max_seconds',
+      'Longest event-loop delay of the main thread since the process started.',
+    )
+    .setCollector((g) => g.set(delay.max / 1e9));
+  registry
+    .gauge(
+      'nodejs_eventloop_delay_p99_seconds',
+      '99th percentile of the main thread’s event-loop delay since the process started.',
+    )
+    .setCollector((g) => g.set(delay.percentile(99) / 1e9));
 }
 
 function split(labels: Labels | number | undefined, value: number): [Labels | undefined, number] {

@@ -186,3 +186,48 @@ export interface LedgerEntry {
   expiresAt: number;
   updatedAt: number;
 }
+
+/** What an API key may do: `admin` everything; `operator` read and redrive; `publisher` `POST /events` only. */
+export type ApiKeyRole = 'admin' | 'operator' | 'publisher';
+
+/** An API key (`api_key`). The key itself is never stored: only its SHA-256. */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  role: ApiKeyRole;
+  /** A publisher's CloudEvents sources: exact values, or prefixes ending in `*`. */
+  sources?: string[];
+  /** A publisher's event types (exact, or prefixes ending in `*`); every type when absent. */
+  eventTypes?: string[];
+  /** SHA-256 (hex) of the whole key. */
+  keyHash: string;
+  /** The key's first characters, to recognise it in a listing. */
+  prefix: string;
+  createdAt: string;
+  /** Who created it (an audit actor, e.g. `admin-token` or `api-key:<id>`). */
+  createdBy: string;
+  expiresAt?: string;
+  revokedAt?: string;
+  /** When it last authenticated a request (kept to the minute). */
+  lastUsedAt?: string;
+  revision: number;
+}
+
+/** One admin change (`audit_log`): who did what, when, and how it ended. */
+export interface AuditRecord {
+  /** Time-ordered (UUIDv7): listing by id is listing by time. */
+  id: string;
+  at: string;
+  /** `admin-token`, or `api-key:<id>`. */
+  actor: string;
+  /** The API key's name, when the actor is one. */
+  actorName?: string;
+  /** E.g. `POST /admin/subscriptions`. */
+  action: string;
+  /** The route's path parameters (what was changed), e.g. `{ "id": "…" }`. */
+  target: Record<string, string>;
+  /** The names of the request body's top-level fields (never their values: they may hold secrets). */
+  fields: string[];
+  status: number;
+  requestId: string;
+}

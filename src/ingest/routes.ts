@@ -7,6 +7,7 @@ export function ingestRoutes(ingest: EventIngest): Route[] {
     {
       method: 'POST',
       path: '/events',
+      access: 'publish',
       tag: 'events',
       rawBody: true,
       summary:
@@ -14,10 +15,16 @@ export function ingestRoutes(ingest: EventIngest): Route[] {
       responses: {
         '202': 'accepted',
         '400': 'not a valid CloudEvent',
+        '403': 'a publisher key publishing a source (or type) it does not have',
         '422': 'no ACTIVE schema for the event type',
       },
       handler: async (req) => {
-        const accepted = await ingest.ingest(req.headers['content-type'], req.headers, req.rawBody);
+        const accepted = await ingest.ingest(
+          req.headers['content-type'],
+          req.headers,
+          req.rawBody,
+          req.principal,
+        );
         return json(202, { accepted });
       },
     },

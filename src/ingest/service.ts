@@ -3,9 +3,10 @@
  * version (the one it names, or the latest ACTIVE one), and appends it to its ingress topic
  * `ingress.<domain>.<event>.v<version>`. It does not wait for delivery.
  */
+import { type Principal, publishRefusal } from '../common/access.ts';
 import { HEADERS } from '../common/bus-headers.ts';
 import { type EventEnvelope, parseHttpEvents, toStructured } from '../common/envelope.ts';
-import { type ErrorDetail, UnprocessableError } from '../common/errors.ts';
+import { type ErrorDetail, ForbiddenError, UnprocessableError } from '../common/errors.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type { SchemaRecord } from '../common/model.ts';
 import type { BusMessage } from '../common/ports/bus.ts';
@@ -29,10 +30,20 @@ export class EventIngest {
     this.#ingested = deps.metrics.counter('events_ingested', 'Events accepted at ingest', ['type']);
   }
 
-  /** Parses an HTTP request's events and appends them; all or none (every problem is reported). */
-  async ingest(contentType: string | undefined, headers: Record<string, string | undefined>, body: string) {
+  /**
+   * Parses an HTTP request's events and appends them; all or none (every problem is reported). A
+   * publisher key publishes only its own sources (and types): anything else is refused (403)
+   * before a thing is written, so no producer can claim — and deduplicate away — another's ids.
+   */
+  async ingest(
+    contentType: string | undefined,
+    headers: Record<string, string | undefined>,
+    body: string,
+    principal?: Principal,
+  ) {
     const events = parseHttpEvents(contentType, headers, body);
     const batch = events.length > 1 || contentType?.includes('batch');
+    assertMayPublish(principal, events, batch === true);
     const problems: ErrorDetail[] = [];
     const messages: BusMessage[] = [];
     const now = this.#deps.clock().getTime();
@@ -106,5 +117,18 @@ export class EventIngest {
       return undefined;
     }
     return active.version;
+  }
+}
+
+/** 403 naming each event the caller may not publish. */
+function assertMayPublish(principal: Principal | undefined, events: EventEnvelope[], batch: boolean): void {
+  const refused: ErrorDetail[] = [];
+  for (const [i, envelope] of events.entries()) {
+    const refusal = publishRefusal(principal, envelope);
+    if (refusal)
+      refused.push({ field: `${batch ? `[${i}].` : ''}${refusal.field}`, message: refusal.message });
+  }
+  if (refused.length > 0) {
+    throw new ForbiddenError('publish_not_allowed', refused[0]!.message, { details: refused });
   }
 }

@@ -9,6 +9,7 @@ export function operationsRoutes(ops: Operations): Route[] {
     {
       method: 'GET',
       path: '/admin/deliveries',
+      access: 'read',
       tag,
       summary:
         'Deliveries with their attempts (?eventId=&subscriptionId=&partnerId=&status=&limit=&cursor=), newest first',
@@ -21,6 +22,7 @@ export function operationsRoutes(ops: Operations): Route[] {
     {
       method: 'GET',
       path: '/admin/dlq',
+      access: 'read',
       tag,
       summary:
         'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&reason=&pending=true|false), oldest first',
@@ -33,6 +35,7 @@ export function operationsRoutes(ops: Operations): Route[] {
     {
       method: 'GET',
       path: '/admin/subscriptions/{id}/held',
+      access: 'read',
       tag,
       summary:
         'Tasks held while the subscription is PAUSED (?limit=, oldest first); they are sent when it is ACTIVE again',
@@ -41,6 +44,7 @@ export function operationsRoutes(ops: Operations): Route[] {
     {
       method: 'POST',
       path: '/admin/dlq/redrive',
+      access: 'operate',
       tag,
       summary: 'Re-enqueue pending dead letters by subscription, event, stage, or all; history is kept',
       requestSchema: {
@@ -50,6 +54,7 @@ export function operationsRoutes(ops: Operations): Route[] {
           eventId: { type: 'string' },
           stage: { enum: ['processor', 'dispatcher'] },
           all: { type: 'boolean' },
+          limit: { type: 'integer', minimum: 1, maximum: 10000 },
         },
         additionalProperties: false,
       },

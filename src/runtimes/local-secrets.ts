@@ -9,13 +9,16 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { generateAdminToken } from '../common/auth.ts';
 import { ConfigError } from '../common/errors.ts';
 import { SecretBox } from '../common/secret-box.ts';
@@ -31,9 +34,21 @@ export interface LocalSecret {
   path?: string;
 }
 
-/** Creates the data dir (owner-only) if needed. */
+/**
+ * Creates the data dir if needed and makes it owner-only, at every start: the dir 0700 and each
+ * file in it 0600 (whatever created them), and this process's umask 077 so the files it creates
+ * next (databases, their WAL and shared-memory files) are born owner-only too.
+ */
 export function ensureDataDir(dataDir: string): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // A worker thread may not change the umask; its host did, for the whole process.
+  if (isMainThread) process.umask(0o077);
+  chmodSync(dataDir, 0o700);
+  for (const entry of readdirSync(dataDir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(dataDir, entry.name);
+    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+  }
 }
 
 function fileSecret(path: string, generate: () => string): LocalSecret {

@@ -5,6 +5,8 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { accessRoutes } from '../access/routes.ts';
+import { ApiKeyAdmin, AuditLog, Authenticator } from '../access/service.ts';
 import { BackgroundErrors } from '../common/background-errors.ts';
 import type { Config } from '../common/config.ts';
 import type { HostResolver } from '../common/delivery-url.ts';
@@ -12,7 +14,7 @@ import { ConfigError } from '../common/errors.ts';
 import type { ApiResponse } from '../common/http.ts';
 import { Router } from '../common/http.ts';
 import { uuidv7 } from '../common/ids.ts';
-import { Logger } from '../common/log.ts';
+import { Logger, registerSecret } from '../common/log.ts';
 import { MetricsRegistry, mergeExposition, processMetrics } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
 import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
@@ -131,6 +133,14 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   ensureDataDir(config.dataDir);
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
+  // Wherever they might turn up in a log line (an error echoing a header, a URL), they are redacted.
+  for (const secret of [
+    adminToken.value,
+    config.secretKey,
+    config.partnerApi?.token,
+    ...config.secretKeysPrevious,
+  ])
+    if (secret) registerSecret(secret);
   const roles = options.roles ?? ALL_ROLES;
   const store = openStore(config, !options.hostedThread);
   // The key must open what the store has sealed (and previous keys' values are re-sealed under it):
@@ -251,9 +261,23 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     clock,
   });
 
+  const authenticator = new Authenticator({
+    adminToken: adminToken.value,
+    apiKeys: store.apiKeys,
+    clock,
+    onTouchError: background.for('api_key_last_used'),
+  });
+  const apiKeyAdmin = new ApiKeyAdmin({
+    apiKeys: store.apiKeys,
+    newId: uuidv7,
+    clock,
+    onRevoked: (key) => authenticator.forget(key.keyHash),
+  });
+  const audit = new AuditLog(store.audit);
   const router = new Router(
     roles.includes('api')
       ? [
+          ...accessRoutes(apiKeyAdmin, audit),
           ...schemaRoutes(schemaAdmin),
           ...partnerRoutes(partnerAdmin),
           ...subscriptionRoutes(subscriptionAdmin),
@@ -279,10 +303,17 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       openapi ??= buildOpenApi(router.routes, VERSION);
       return openapi;
     },
+    publicDetails: config.publicMetrics,
   })) {
     router.add(route);
   }
-  const handle = createEdge({ router, adminToken: adminToken.value, logger, metrics });
+  const handle = createEdge({
+    router,
+    authenticate: (header) => authenticator.authenticate(header),
+    audit: (record) => audit.append(record),
+    logger,
+    metrics,
+  });
 
   const consumers: ConsumerHandle[] = [];
   let stopPurge = () => {};

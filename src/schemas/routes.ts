@@ -26,6 +26,7 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
     {
       method: 'POST',
       path: '/admin/schemas',
+      access: 'admin',
       tag,
       summary: 'Register a schema version (201), or return the identical existing one (200)',
       requestSchema: registerSchema,
@@ -42,6 +43,7 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
     {
       method: 'GET',
       path: '/admin/schemas',
+      access: 'read',
       tag,
       summary: 'List schema versions (?domain=&event=&status=&limit=&cursor=)',
       handler: async (req) => {
@@ -55,6 +57,7 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
     {
       method: 'GET',
       path: '/admin/schemas/{domain}/{event}/{version}',
+      access: 'read',
       tag,
       summary: 'Get one schema version',
       handler: async (req) =>
@@ -63,6 +66,7 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
     {
       method: 'PATCH',
       path: '/admin/schemas/{domain}/{event}/{version}',
+      access: 'admin',
       tag,
       summary: 'Change the status (ACTIVE/INACTIVE), compatibility mode or description of a version',
       requestSchema: {

@@ -106,6 +106,7 @@ export function partnerRoutes(admin: PartnerAdmin): Route[] {
     {
       method: 'POST',
       path: '/admin/partners',
+      access: 'admin',
       tag,
       summary: 'Add a partner (built-in directory only)',
       requestSchema: partnerSchema,
@@ -115,6 +116,7 @@ export function partnerRoutes(admin: PartnerAdmin): Route[] {
     {
       method: 'GET',
       path: '/admin/partners',
+      access: 'read',
       tag,
       summary: 'List partners (?limit=&cursor=)',
       handler: async (req) => {
@@ -125,6 +127,7 @@ export function partnerRoutes(admin: PartnerAdmin): Route[] {
     {
       method: 'GET',
       path: '/admin/partners/{id}',
+      access: 'read',
       tag,
       summary: 'Get a partner',
       handler: async (req) => json(200, partnerView(await admin.get(req.params.id!))),
@@ -132,6 +135,7 @@ export function partnerRoutes(admin: PartnerAdmin): Route[] {
     {
       method: 'PATCH',
       path: '/admin/partners/{id}',
+      access: 'admin',
       tag,
       summary: 'Change a partner (name, status, contactEmail, metadata, delivery settings)',
       requestSchema: { ...partnerSchema, required: [] },
@@ -147,6 +151,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
     {
       method: 'POST',
       path: '/admin/subscriptions',
+      access: 'admin',
       tag,
       summary: 'Subscribe a partner endpoint to an event (201 with the signing secret, or 200 when updated)',
       requestSchema: subscriptionSchema,
@@ -163,6 +168,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
     {
       method: 'GET',
       path: '/admin/subscriptions',
+      access: 'read',
       tag,
       summary: 'List subscriptions (?partnerId=&domain=&event=&status=&limit=&cursor=)',
       handler: async (req) => {
@@ -174,6 +180,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
     {
       method: 'GET',
       path: '/admin/subscriptions/{id}',
+      access: 'read',
       tag,
       summary: 'Get a subscription (secrets are never shown)',
       handler: async (req) => json(200, subscriptionView(await admin.get(req.params.id!))),
@@ -181,6 +188,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
     {
       method: 'PATCH',
       path: '/admin/subscriptions/{id}',
+      access: 'admin',
       tag,
       summary: 'Change a subscription; null clears auth, filter, mapping, retry or version',
       requestSchema: { type: 'object', properties: subscriptionSchema.properties },
@@ -194,6 +202,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
     {
       method: 'DELETE',
       path: '/admin/subscriptions/{id}',
+      access: 'admin',
       tag,
       summary: 'Delete a subscription',
       responses: { '204': 'deleted' },
@@ -205,6 +214,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
     {
       method: 'POST',
       path: '/admin/subscriptions/{id}/rotate-secret',
+      access: 'admin',
       tag,
       summary: 'Rotate the signing secret; previous secrets stay valid for overlapSeconds (default 24 h)',
       requestSchema: {

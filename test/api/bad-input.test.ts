@@ -513,6 +513,30 @@ const CASES: Case[] = [
     status: 415,
     code: 'unsupported_media_type',
   },
+  {
+    name: 'a path parameter that is not %-encoded UTF-8',
+    method: 'GET',
+    path: '/admin/partners/%ff',
+    status: 400,
+    code: 'invalid_path',
+    field: 'id',
+  },
+  {
+    name: 'a path parameter with a malformed %-escape',
+    method: 'DELETE',
+    path: '/admin/subscriptions/%zz',
+    status: 400,
+    code: 'invalid_path',
+    field: 'id',
+  },
+  {
+    name: 'a path parameter with an encoded lone surrogate',
+    method: 'GET',
+    path: '/admin/schemas/orders/%ed%a0%80/1',
+    status: 400,
+    code: 'invalid_path',
+    field: 'event',
+  },
   { name: 'wrong method', method: 'DELETE', path: '/admin/schemas', status: 405, code: 'method_not_allowed' },
 ];
 

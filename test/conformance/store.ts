@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Store } from '../../src/common/ports/store.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord, testId } from '../support/fixtures.ts';
+import { describeAccess } from './store-access.ts';
 import { describeDeadLetters } from './store-dead-letters.ts';
 import { describeDeliveries } from './store-deliveries.ts';
 import { describeHeldTasks } from './store-held-tasks.ts';
@@ -216,6 +217,7 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
     describeLedger(context);
     describeDeadLetters(context);
     describeHeldTasks(context);
+    describeAccess(context);
 
     test('everything written survives closing and opening the store again', async () => {
       const s = subscriptionRecord({ partnerId: 'restart' });

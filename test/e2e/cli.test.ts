@@ -71,6 +71,55 @@ describe('webhooks start (child process)', () => {
     assert.equal(await exitOf(third.child), 0);
   });
 
+  test('webhooks api-keys creates, lists and revokes keys through the running platform', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'webhooks-cli-keys-'));
+    const running = await startIn(dir);
+    const run = async (...args: string[]) => {
+      const child = spawn(
+        process.execPath,
+        [CLI, 'api-keys', ...args, '--url', running.url, '--data-dir', dir],
+        {
+          env: cleanEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
+      child.stderr!.on('data', (d) => {
+        err += d;
+      });
+      return { code: await exitOf(child), out, err };
+    };
+    const created = await run('create', '--name', 'shop', '--role', 'publisher', '--source', '/shop');
+    assert.equal(created.code, 0, created.err);
+    assert.match(created.err, /shown this once/);
+    const key = JSON.parse(created.out);
+    assert.equal(key.role, 'publisher');
+    assert.deepEqual(key.sources, ['/shop']);
+    // The key works as a bearer token for what its role allows, and no more.
+    assert.equal((await api(running.url, key.key, 'GET', '/admin/partners')).status, 403);
+    const listed = await run('list');
+    assert.equal(listed.code, 0, listed.err);
+    assert.deepEqual(
+      JSON.parse(listed.out).items.map((k: { id: string }) => k.id),
+      [key.id],
+    );
+    assert.ok(!listed.out.includes(key.key), 'the listing never shows the key');
+    const revoked = await run('revoke', key.id);
+    assert.equal(revoked.code, 0, revoked.err);
+    assert.equal(JSON.parse(revoked.out).status, 'revoked');
+    assert.equal((await api(running.url, key.key, 'GET', '/admin/partners')).status, 401);
+    const bad = await run('create', '--name', 'x', '--role', 'root');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /HTTP 400 validation_failed[\s\S]*role: must be one of admin, operator, publisher/);
+    running.child.kill('SIGTERM');
+    assert.equal(await exitOf(running.child), 0);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   test('a bad configuration stops the start with exit code 2 and one line per bad value', async () => {
     const child = spawn(process.execPath, [CLI, 'start'], {
       env: cleanEnv({ WEBHOOKS_PORT: 'eighty', WEBHOOKS_BUS: 'carrier-pigeon', WEBHOOKS_DATA_DIR: dataDir }),

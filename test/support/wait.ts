@@ -5,7 +5,7 @@
  * that "nothing else" happened.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TestServer } from './server.ts';
+import { ADMIN_TOKEN, type TestServer } from './server.ts';
 
 type Found<T> = T | undefined | null | false;
 
@@ -28,9 +28,18 @@ export async function waitFor<T>(
   }
 }
 
-/** GET /metrics as a map from series (name and labels, as rendered) to value. */
-export async function scrapeMetrics(baseUrl: string): Promise<Map<string, number>> {
-  const res = await fetch(`${baseUrl}/metrics`);
+/**
+ * GET /metrics as a map from series (name and labels, as rendered) to value; with the test admin
+ * token, so the series labelled by partner are in it (`null`: as an anonymous scraper sees it).
+ */
+export async function scrapeMetrics(
+  baseUrl: string,
+  token: string | null = ADMIN_TOKEN,
+): Promise<Map<string, number>> {
+  const res = await fetch(
+    `${baseUrl}/metrics`,
+    token === null ? {} : { headers: { authorization: `Bearer ${token}` } },
+  );
   const samples = new Map<string, number>();
   for (const line of (await res.text()).split('\n')) {
     if (line === '' || line.startsWith('#')) continue;

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ValidationError } from '../../src/common/errors.ts';
 import type { LogLevel, LogSink } from '../../src/common/log.ts';
-import { currentCorrelationId, Logger, redact, withCorrelationId } from '../../src/common/log.ts';
+import {
+  currentCorrelationId,
+  Logger,
+  redact,
+  registerSecret,
+  withCorrelationId,
+} from '../../src/common/log.ts';
 
 const FIXED = new Date('2025-01-02T03:04:05.678Z');
 
@@ -172,6 +178,34 @@ describe('redaction', () => {
 
   it('replaces whsec_ secrets embedded in longer strings', () => {
     assert.equal(redact('rotated to whsec_abc+/= today'), 'rotated to [REDACTED] today');
+  });
+
+  it('replaces admin tokens, API keys and Authorization credentials wherever they appear', () => {
+    const adminToken = 'wha_Zk3v0cT9s8d7f6g5h4j3k2l1q0w9e8r7t6y5u4i3o2p';
+    const apiKey = 'whk_AAAAbbbbCCCCddddEEEEffffGGGGhhhhIIIIjjjjKKK';
+    const out = JSON.stringify(
+      redact({
+        msg: `request with ${adminToken} failed`,
+        list: [`key=${apiKey};`],
+        header: 'got "authorization: Bearer abcdefghijklmnop" from the proxy',
+        basic: 'Basic dXNlcjpwYXNzd29yZA==',
+        url: 'https://x.test/?q=1',
+      }),
+    );
+    for (const secret of [adminToken, apiKey, 'abcdefghijklmnop', 'dXNlcjpwYXNzd29yZA==']) {
+      assert.ok(!out.includes(secret), `${secret} redacted in ${out}`);
+    }
+    assert.ok(out.includes('Bearer [REDACTED]'), 'the scheme stays, to show what was there');
+    assert.ok(out.includes('https://x.test/?q=1'), 'ordinary text stays');
+  });
+
+  it('replaces a registered secret (a configured admin token of any shape) in any string', () => {
+    registerSecret('plain-configured-token-42');
+    const { logger, written } = capture();
+    logger.warn('token plain-configured-token-42 refused', { echo: ['x plain-configured-token-42 y'] });
+    assert.ok(!written[0]!.includes('plain-configured-token-42'), written[0]);
+    registerSecret('short');
+    assert.equal(redact('a short word'), 'a short word', 'values under 8 characters are not registered');
   });
 
   it('does not modify its input', () => {

@@ -9,6 +9,8 @@
  *   `revision_conflict` (or NotFoundError `not_found` when the key is gone).
  */
 import type {
+  ApiKeyRecord,
+  AuditRecord,
   DeadLetterRecord,
   DeliveryAttempt,
   DeliveryRecord,
@@ -222,6 +224,36 @@ export interface HeldTaskRepository {
   count(subscriptionId: string): Promise<number>;
 }
 
+/** `api_key`: credentials for producers and operators, found by the hash of the key. */
+export interface ApiKeyRepository {
+  /** Conditional create: ConflictError `already_exists` when the id or the key hash is taken. */
+  insert(record: ApiKeyRecord): Promise<void>;
+  get(id: string): Promise<ApiKeyRecord | undefined>;
+  /** The key whose `keyHash` this is (one point read: authentication asks it per request). */
+  findByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  /** Keys ordered by id (time-ordered: by creation). */
+  list(page?: PageRequest): Promise<Page<ApiKeyRecord>>;
+  /** Revision-checked replace, as for the admin tables. */
+  update(record: ApiKeyRecord): Promise<ApiKeyRecord>;
+  /**
+   * Sets `lastUsedAt` without changing the revision (a key in use must stay revocable with the
+   * revision last read); may be lost in a crash.
+   */
+  touch(id: string, at: string): Promise<void>;
+}
+
+export interface AuditFilter {
+  /** Only changes by this actor (`admin-token` or `api-key:<id>`). */
+  actor?: string;
+}
+
+/** `audit_log`: every admin change, kept (not history: never purged by age). */
+export interface AuditRepository {
+  append(record: AuditRecord): Promise<void>;
+  /** Newest first. */
+  list(filter: AuditFilter, page?: PageRequest): Promise<Page<AuditRecord>>;
+}
+
 /** The whole store: one repository per table, plus health and lifecycle. */
 export interface Store {
   readonly engine: string;
@@ -232,6 +264,8 @@ export interface Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly heldTasks: HeldTaskRepository;
+  readonly apiKeys: ApiKeyRepository;
+  readonly audit: AuditRepository;
   /** Throws when the engine cannot be reached (used by /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -104,4 +104,11 @@ export const MIGRATIONS: readonly string[] = [
   // point read instead of a count over a subscription's rows (a million at the cap).
   `CREATE TABLE held_count (subscription_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
    INSERT INTO held_count (subscription_id, n) SELECT subscription_id, count(*) FROM held_task GROUP BY subscription_id;`,
+  // v10: API keys (found by the SHA-256 of the key, never the key itself) and the audit log of
+  // admin changes (ids are time-ordered UUIDv7: the key is the listing order, newest first read
+  // backwards; one index for the listing by actor).
+  `CREATE TABLE api_key (
+     id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, revision INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+   CREATE TABLE audit_log (id TEXT PRIMARY KEY, actor TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX audit_by_actor ON audit_log (actor, id);`,
 ];

@@ -9,6 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Durability } from '../../common/config.ts';
 import type { PartnerRecord, SchemaRecord } from '../../common/model.ts';
 import {
+  type ApiKeyRepository,
+  type AuditRepository,
   type DeadLetterRepository,
   type DeliveryRepository,
   type HeldTaskRepository,
@@ -19,6 +21,7 @@ import {
   type Store,
   type SubscriptionRepository,
 } from '../../common/ports/store.ts';
+import { SqliteApiKeys, SqliteAudit } from './access.ts';
 import { atomically, checkpointPassive, closeDatabase, openDatabase } from './database.ts';
 import { SqliteDeadLetters } from './dead-letters.ts';
 import { SqliteDeliveries } from './deliveries.ts';
@@ -47,6 +50,8 @@ export class SqliteStore implements Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly heldTasks: HeldTaskRepository;
+  readonly apiKeys: ApiKeyRepository;
+  readonly audit: AuditRepository;
   readonly #db: DatabaseSync;
   readonly #group: GroupCommit;
 
@@ -163,6 +168,20 @@ export class SqliteStore implements Store {
         group.run(() => atomically(this.#db, () => held.remove(subscriptionId, ids))),
       subscriptions: async () => held.subscriptions(),
       count: async (subscriptionId) => held.count(subscriptionId),
+    };
+    const apiKeys = new SqliteApiKeys(this.#db);
+    this.apiKeys = {
+      insert: (r) => group.run(() => apiKeys.insert(r)),
+      get: async (id) => apiKeys.get(id),
+      findByHash: async (hash) => apiKeys.findByHash(hash),
+      list: async (page) => apiKeys.list(page),
+      update: (r) => group.run(() => apiKeys.update(r)),
+      touch: (id, at) => group.run(() => apiKeys.touch(id, at), { durable: false }),
+    };
+    const audit = new SqliteAudit(this.#db);
+    this.audit = {
+      append: (r) => group.run(() => audit.append(r)),
+      list: async (f, page) => audit.list(f, page),
     };
   }
 

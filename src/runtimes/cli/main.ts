@@ -9,6 +9,7 @@ import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts
 import { isWebhooksError } from '../../common/errors.ts';
 import { ALL_ROLES, type Role, VERSION } from '../platform.ts';
 import { startServer } from '../server/server.ts';
+import { apiKeysCommand } from './api-keys.ts';
 import { demoCommand } from './demo.ts';
 import { publishCommand } from './publish.ts';
 import { receiveCommand } from './receive.ts';
@@ -27,6 +28,9 @@ Usage:
       POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events
   webhooks demo [--keep] [--port N] [--data-dir DIR]
       the whole flow in one go: platform + HTTPS receiver, schema, partner, subscription, event, delivery
+  webhooks api-keys create --name NAME --role admin|operator|publisher [--source S]… [--event-type T]…
+                   [--expires-at ISO] | list | revoke ID   [--url U] [--token T] [--data-dir DIR]
+      API keys through the running platform (a key is printed once; publisher keys only publish their sources)
   webhooks rotate-secret-key [--data-dir DIR] [--config FILE]
       a new at-rest encryption key; with <data dir>/secret.key, re-seals the store under it and replaces
       the file (stop the platform first); with WEBHOOKS_SECRET_KEY, prints the key and the steps to roll it out
@@ -109,6 +113,7 @@ export async function main(argv: string[]): Promise<void> {
     receive: receiveCommand,
     publish: publishCommand,
     demo: demoCommand,
+    'api-keys': apiKeysCommand,
   };
   const own = argv[0] === undefined ? undefined : commands[argv[0]];
   if (own) return own(argv.slice(1));

@@ -138,7 +138,8 @@ export async function publishCommand(argv: string[]): Promise<void> {
   process.stderr.write(`webhooks publish: HTTP ${result.status}${describeError(result.body)}\n`);
 }
 
-function describeError(body: unknown): string {
+/** The contract's error body as text for a terminal: ` code: message` and one line per detail. */
+export function describeError(body: unknown): string {
   const error = isJsonObject(body) && isJsonObject(body.error) ? body.error : undefined;
   if (!error) return '';
   let text = ` ${String(error.code)}: ${String(error.message)}`;
@@ -155,6 +156,7 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function invalid(field: string, message: string): ValidationError {
+/** A command-line input error naming the option. */
+export function invalid(field: string, message: string): ValidationError {
   return new ValidationError('input_invalid', message, { details: [{ field, message }] });
 }

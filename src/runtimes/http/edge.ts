@@ -2,9 +2,10 @@
  * The HTTP edge shared by every runtime (Node server, API Gateway): route matching, admin auth,
  * JSON parsing, correlation ids, metrics, and the one place where errors become HTTP statuses.
  */
-import { checkBearerToken } from '../../common/auth.ts';
+import { type Access, actorOf, type Principal, roleAllows } from '../../common/access.ts';
 import {
   type ErrorKind,
+  ForbiddenError,
   isWebhooksError,
   UnsupportedMediaTypeError,
   ValidationError,
@@ -13,6 +14,7 @@ import type { ApiRequest, ApiResponse, Router } from '../../common/http.ts';
 import { uuidv7 } from '../../common/ids.ts';
 import { type Logger, withCorrelationId } from '../../common/log.ts';
 import type { MetricsRegistry } from '../../common/metrics.ts';
+import type { AuditRecord } from '../../common/model.ts';
 
 /** A request as it arrives from a transport: raw body text, lower-case header names. */
 export interface RawRequest {
@@ -48,7 +50,10 @@ export function errorBody(code: string, message: string, details: unknown[] = []
 
 export interface EdgeOptions {
   router: Router;
-  adminToken: string;
+  /** The caller named by an `Authorization` header; throws UnauthorizedError (401) when there is none. */
+  authenticate: (authorizationHeader: string | undefined) => Promise<Principal>;
+  /** Records an admin change (every request but GETs on routes needing `read` … `admin`), after it. */
+  audit?: (record: AuditRecord) => Promise<void>;
   logger: Logger;
   metrics: MetricsRegistry;
 }
@@ -67,12 +72,19 @@ export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<A
 
   return async (raw) => {
     const started = performance.now();
-    const correlationId = raw.headers['x-request-id'] ?? raw.headers['x-correlation-id'] ?? uuidv7();
+    // A client's request id is echoed back, carried by every log line and recorded: taken only when
+    // short and plain (at most 128 of [A-Za-z0-9._:-]), else a fresh one.
+    const offered = [raw.headers['x-request-id'], raw.headers['x-correlation-id']].find(
+      (id) => id !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(id),
+    );
+    const correlationId = offered ?? uuidv7();
     return withCorrelationId(correlationId, async () => {
       const { path, query } = splitUrl(raw.url);
       const matched = options.router.match(raw.method, path);
       const routeName = 'route' in matched ? matched.route.path : 'unmatched';
       let response: ApiResponse;
+      let principal: Principal | undefined;
+      let body: unknown;
       try {
         if ('error' in matched) {
           response =
@@ -84,27 +96,106 @@ export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<A
                   headers: { allow: matched.allow!.join(', ') },
                 };
         } else {
-          if (matched.route.auth !== false) checkBearerToken(raw.headers.authorization, options.adminToken);
+          principal = await authenticate(options, matched.route.access, raw);
+          if (principal) assertAllowed(principal, matched.route.access, raw);
+          body = matched.route.rawBody ? undefined : parseJsonBody(raw);
           const request: ApiRequest = {
             method: raw.method,
             path,
             params: matched.params,
             query,
             headers: raw.headers,
-            body: matched.route.rawBody ? undefined : parseJsonBody(raw),
+            body,
             rawBody: raw.body,
+            ...(principal ? { principal } : {}),
           };
           response = await matched.route.handler(request);
         }
       } catch (err) {
         response = errorResponse(err, options.logger);
       }
+      if (principal && 'route' in matched && isAdminChange(raw.method, matched.route.access)) {
+        await recordChange(options, principal, raw.method, body, matched, response, correlationId);
+      }
       response.headers = { ...response.headers, 'x-request-id': correlationId };
+      if (options.logger.isLevelEnabled('debug')) {
+        // The access log, at debug level: the whole request line and headers, credentials redacted.
+        options.logger.debug('request', {
+          method: raw.method,
+          url: raw.url,
+          status: response.status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          headers: raw.headers,
+        });
+      }
       requests.inc({ method: raw.method, route: routeName, status: String(response.status) });
       duration.observe({ method: raw.method, route: routeName }, (performance.now() - started) / 1000);
       return response;
     });
   };
+}
+
+/**
+ * The caller, when the route needs one (401 without valid credentials). Public routes take valid
+ * credentials when they come (they may show more to a caller who can read) and ignore bad ones.
+ */
+async function authenticate(
+  options: EdgeOptions,
+  access: Access,
+  raw: RawRequest,
+): Promise<Principal | undefined> {
+  if (access !== 'public') return options.authenticate(raw.headers.authorization);
+  if (raw.headers.authorization === undefined) return undefined;
+  return options.authenticate(raw.headers.authorization).catch(() => undefined);
+}
+
+/** 403 when the caller's role does not allow the route. */
+function assertAllowed(principal: Principal, access: Access, raw: RawRequest): void {
+  if (!roleAllows(principal.role, access)) {
+    const who =
+      principal.kind === 'api-key' ? `the ${principal.role} key "${principal.name}"` : 'this caller';
+    const message = `${who} may not ${raw.method} ${raw.url.split('?')[0]}`;
+    throw new ForbiddenError('forbidden', message, { details: [{ field: 'authorization', message }] });
+  }
+}
+
+/** Admin changes are audited: every method but GET on the routes of the admin API (not events). */
+function isAdminChange(method: string, access: Access): boolean {
+  return method !== 'GET' && method !== 'HEAD' && access !== 'public' && access !== 'publish';
+}
+
+/** Appends the audit record of a change (refused ones too); a failure to record is logged, not answered. */
+async function recordChange(
+  options: EdgeOptions,
+  principal: Principal,
+  method: string,
+  body: unknown,
+  matched: { route: { path: string }; params: Record<string, string> },
+  response: ApiResponse,
+  requestId: string,
+): Promise<void> {
+  if (!options.audit) return;
+  const target = { ...matched.params };
+  const created = response.body as { id?: unknown } | undefined;
+  if (target.id === undefined && typeof created?.id === 'string') target.id = created.id;
+  const record: AuditRecord = {
+    id: uuidv7(),
+    at: new Date().toISOString(),
+    actor: actorOf(principal),
+    ...(principal.kind === 'api-key' ? { actorName: principal.name } : {}),
+    action: `${method} ${matched.route.path}`,
+    target,
+    // The names of the body's top-level fields (never their values: they may hold secrets).
+    fields:
+      body !== null && typeof body === 'object' && !Array.isArray(body) ? Object.keys(body).slice(0, 50) : [],
+    status: response.status,
+    requestId,
+  };
+  try {
+    await options.audit(record);
+  } catch (err) {
+    options.logger.error('could not record an admin change in the audit log', { err, action: record.action });
+  }
 }
 
 /** Turns any thrown value into the contract's error response; unknown errors are logged as 500s. */

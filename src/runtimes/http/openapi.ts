@@ -1,5 +1,11 @@
 /** The OpenAPI 3.1 document, built from the route table so it can never drift from the routes. */
+import { ACCESSES, type Access, API_KEY_ROLES, roleAllows } from '../../common/access.ts';
 import type { Route } from '../../common/http.ts';
+
+/** For each access, the roles that have it (public: everyone). */
+const ROLES_BY_ACCESS = Object.fromEntries(
+  ACCESSES.map((a) => [a, API_KEY_ROLES.filter((role) => roleAllows(role, a))]),
+) as Record<Access, string[]>;
 
 const ERROR_SCHEMA = {
   type: 'object',
@@ -47,7 +53,9 @@ export function buildOpenApi(routes: readonly Route[], version: string): Record<
       tags: route.tag ? [route.tag] : [],
       parameters: params,
       responses,
-      ...(route.auth === false ? { security: [] } : {}),
+      ...(route.access === 'public' ? { security: [] } : {}),
+      // Which callers may use it: the admin token or an API key of one of these roles.
+      'x-roles': ROLES_BY_ACCESS[route.access],
     };
     if (route.requestSchema) {
       operation.requestBody = {
@@ -67,7 +75,14 @@ export function buildOpenApi(routes: readonly Route[], version: string): Record<
         'Schema registration, partners, subscriptions and event ingest of the partner-webhook platform.',
     },
     components: {
-      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
+      securitySchemes: {
+        adminToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'The admin token, or an API key (`whk_…`) whose role allows the operation (see x-roles)',
+        },
+      },
       schemas: { Error: ERROR_SCHEMA },
     },
     security: [{ adminToken: [] }],

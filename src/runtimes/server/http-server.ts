@@ -1,30 +1,61 @@
 /**
- * Node's HTTP(S) server in front of the edge: reads the body up to the size limit (413 beyond),
- * writes JSON or text responses. HTTPS, when configured, accepts TLS 1.3 only.
+ * Node's HTTP(S) server in front of the edge: reads the body up to the size limit, writes JSON or
+ * text responses. HTTPS, when configured, accepts TLS 1.3 only.
+ *
+ * A hostile or broken request gets an answer, not a cut connection. Closing a socket while the client
+ * is still sending makes the kernel reset the connection, and the client sees EPIPE or ECONNRESET
+ * instead of the answer that was on its way; so:
+ * - a body over the limit is read to its end and dropped (up to `maxDrainBytes` in all), then
+ *   answered 413 — the connection stays usable; `expect: 100-continue` with a content-length over
+ *   the limit is answered 413 at once, without the 100 (and the connection closed);
+ * - a body that is not UTF-8 is answered 400 `invalid_utf8` (it would otherwise reach the edge with
+ *   U+FFFD in place of its bad bytes);
+ * - a request Node's parser refuses (headers over its 16 KiB, malformed framing, a request timeout)
+ *   is answered 431, 400 or 408 with the JSON error body, and the socket lingers, reading and dropping
+ *   what the client still sends, until the client closes or a bound is reached; a CONNECT (this is
+ *   no proxy) is answered 405;
+ * - a failure between the socket and the edge is logged and answered 500 when nothing was sent yet.
  */
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import {
   createServer as createHttpServer,
   type IncomingMessage,
   type Server,
   type ServerResponse,
+  STATUS_CODES,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ApiResponse } from '../../common/http.ts';
-import { errorBody, type RawRequest } from '../http/edge.ts';
+import type { Logger } from '../../common/log.ts';
+import { errorBody, errorResponse, type RawRequest } from '../http/edge.ts';
 
 export interface HttpServerOptions {
   handle: (raw: RawRequest) => Promise<ApiResponse>;
   maxBodyBytes: number;
+  /**
+   * Bytes of an oversized body read (and dropped) before its 413, so that the client, still sending,
+   * reads the answer; beyond them the 413 is sent at once and the connection closed. Default 64 MiB.
+   */
+  maxDrainBytes?: number;
+  /** Where failures between the socket and the edge are logged. */
+  logger: Logger;
   tls?: { certFile: string; keyFile: string };
 }
+
+/** Default of `maxDrainBytes`. */
+export const DEFAULT_MAX_DRAIN_BYTES = 64 * 1024 * 1024;
+
+/** How long, and for how many more bytes, a socket answered for a parse error keeps being read. */
+const LINGER_MS = 5_000;
+const LINGER_BYTES = 8 * 1024 * 1024;
 
 /** A Node server wired to the edge; call `listen` to start it. */
 export function createNodeServer(options: HttpServerOptions): Server {
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     // A client that goes away mid-request must never take the process down.
-    serve(req, res, options).catch(() => res.destroy());
+    serve(req, res, options).catch((err: unknown) => failed(err, res, options.logger));
   };
   const server = options.tls
     ? createHttpsServer(
@@ -39,6 +70,34 @@ export function createNodeServer(options: HttpServerOptions): Server {
   server.requestTimeout = 30_000;
   server.headersTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (declaredLength(req) > options.maxBodyBytes) {
+      // Refused before the body is sent; Node closes the connection after a final answer without a
+      // 100, as the client may send the body anyway.
+      write(res, tooLarge(options.maxBodyBytes));
+      return;
+    }
+    res.writeContinue();
+    listener(req, res);
+  });
+  // Sockets answered for a parse error, lingering: their bytesRead when the answer was sent.
+  const lingering = new WeakMap<Socket, number>();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
+    answerClientError(err, socket, lingering, options.logger),
+  );
+  // Without a listener Node drops a CONNECT without a word; this server is no proxy.
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => socket.destroy());
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    socket.resume(); // what the client sends into its would-be tunnel is dropped
+    endLingering(
+      socket,
+      rawAnswer(405, 'method_not_allowed', 'CONNECT is not allowed: this server is no proxy'),
+    );
+  });
   return server;
 }
 
@@ -62,44 +121,215 @@ export function close(server: Server): Promise<void> {
 }
 
 async function serve(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
-  const body = await readBody(req, options.maxBodyBytes);
-  if (body === undefined) {
-    write(res, {
-      status: 413,
-      body: errorBody('payload_too_large', `the request body is larger than ${options.maxBodyBytes} bytes`, [
-        { field: 'body', message: `at most ${options.maxBodyBytes} bytes` },
-      ]),
-      headers: { connection: 'close' },
-    });
-    return;
+  const body = await readBody(req, options.maxBodyBytes, options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES);
+  switch (body.kind) {
+    case 'gone':
+      return;
+    case 'too_large':
+      write(res, tooLarge(options.maxBodyBytes, !body.drained));
+      return;
+    case 'invalid_utf8':
+      write(res, {
+        status: 400,
+        body: errorBody('invalid_utf8', 'the request body is not valid UTF-8', [
+          { field: 'body', message: 'must be UTF-8 text' },
+        ]),
+      });
+      return;
   }
   const headers: Record<string, string | undefined> = {};
   for (const [name, value] of Object.entries(req.headers))
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
-  const response = await options.handle({ method: req.method ?? 'GET', url: req.url ?? '/', headers, body });
+  const raw = { method: req.method ?? 'GET', url: req.url ?? '/', headers, body: body.text };
+  const response =
+    body.text.length < LARGE_BODY_CHARS
+      ? await options.handle(raw)
+      : await largeBodies.run(() => options.handle(raw));
   write(res, response);
 }
 
-/** The body as text, or undefined when it is over the limit (the rest is drained, not buffered). */
-function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  return new Promise((resolve, reject) => {
-    if (declared > limit) {
-      req.resume();
-      resolve(undefined);
+/**
+ * Bodies from this size on take milliseconds of the event loop each to parse and check (a 1 MiB
+ * event: ~10–50 ms). At most LARGE_BODIES_AT_ONCE of them are handled at a time, the others wait
+ * their turn without holding the loop: a burst of large requests cannot make `/healthz` and the
+ * small requests behind it wait for the whole burst.
+ */
+const LARGE_BODY_CHARS = 64 * 1024;
+const LARGE_BODIES_AT_ONCE = 1;
+
+/** Runs at most `limit` tasks at once, the rest in arrival order. */
+class Gate {
+  #running = 0;
+  readonly #queue: Array<() => void> = [];
+  readonly #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#queue.push(resolve));
+    else this.#running += 1;
+    try {
+      return await task();
+    } finally {
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#running -= 1;
+    }
+  }
+}
+
+const largeBodies = new Gate(LARGE_BODIES_AT_ONCE);
+
+/**
+ * A request whose handling failed outside the edge (which answers its own errors): logged, and
+ * answered when nothing was sent yet (a 4xx for the platform's own errors, else 500); a response
+ * already under way can only be cut.
+ */
+function failed(err: unknown, res: ServerResponse, logger: Logger): void {
+  // errorResponse logs the unexpected errors (500); the platform's own should have been answered by the edge.
+  const response = errorResponse(err, logger);
+  if (response.status < 500) logger.error('request failed outside the edge', { err });
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  try {
+    write(res, { ...response, headers: { ...response.headers, connection: 'close' } });
+  } catch (writeErr) {
+    logger.error('could not answer a failed request', { err: writeErr });
+    res.destroy();
+  }
+}
+
+/** The body of a request, or what stands in the way of handling it. */
+type Body =
+  | { kind: 'text'; text: string }
+  /** Over the limit; `drained` when it was read to its end (else the connection is closed after the 413). */
+  | { kind: 'too_large'; drained: boolean }
+  | { kind: 'invalid_utf8' }
+  /** The client went away before the end of the request. */
+  | { kind: 'gone' };
+
+/**
+ * Reads the body: buffered up to `limit`; an oversized one is read to its end and dropped, unless
+ * it is (or says it is) over `maxDrainBytes`.
+ */
+function readBody(req: IncomingMessage, limit: number, maxDrainBytes: number): Promise<Body> {
+  return new Promise((resolve) => {
+    const declared = declaredLength(req);
+    if (declared > maxDrainBytes) {
+      resolve({ kind: 'too_large', drained: false });
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    let over = false;
+    let over = declared > limit;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) over = true;
-      else chunks.push(chunk);
+      if (over) {
+        if (size > maxDrainBytes) resolve({ kind: 'too_large', drained: false });
+      } else if (size > limit) {
+        over = true;
+        chunks.length = 0;
+      } else {
+        chunks.push(chunk);
+      }
     });
-    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    req.on('end', () => {
+      if (over) {
+        resolve({ kind: 'too_large', drained: true });
+        return;
+      }
+      const bytes = Buffer.concat(chunks, size);
+      resolve(isUtf8(bytes) ? { kind: 'text', text: bytes.toString('utf8') } : { kind: 'invalid_utf8' });
+    });
+    // After 'end' this changes nothing; before it, the client is gone (an aborted request closes).
+    req.on('close', () => resolve({ kind: 'gone' }));
   });
+}
+
+/** The content-length a request declares (Node's parser has checked it is a number), 0 when none. */
+function declaredLength(req: IncomingMessage): number {
+  return Number(req.headers['content-length'] ?? 0);
+}
+
+function tooLarge(limit: number, closing = false): ApiResponse {
+  return {
+    status: 413,
+    body: errorBody('payload_too_large', `the request body is larger than ${limit} bytes`, [
+      { field: 'body', message: `at most ${limit} bytes` },
+    ]),
+    ...(closing ? { headers: { connection: 'close' } } : {}),
+  };
+}
+
+/** What Node's parser refused, as status, code and message. */
+function parseErrorAnswer(code: string | undefined): { status: number; code: string; message: string } {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return {
+        status: 431,
+        code: 'headers_too_large',
+        message: 'the request line and headers are larger than the server accepts',
+      };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, code: 'request_timeout', message: 'the request did not arrive in time' };
+    default:
+      return { status: 400, code: 'malformed_request', message: 'the request is not valid HTTP/1.1' };
+  }
+}
+
+/**
+ * Answers a request Node's parser refused, then lingers: the write side is closed at once, what the
+ * client still sends is read and dropped until it closes, LINGER_BYTES more arrive or LINGER_MS pass.
+ * The parser, failed, reports every later chunk again; those reports are ignored.
+ */
+function answerClientError(
+  err: NodeJS.ErrnoException,
+  socket: Socket,
+  lingering: WeakMap<Socket, number>,
+  logger: Logger,
+): void {
+  const answeredAt = lingering.get(socket);
+  if (answeredAt !== undefined) {
+    if (socket.bytesRead > answeredAt + LINGER_BYTES) socket.destroy();
+    return;
+  }
+  // Node's own check: no answer over a response whose bytes are already on the wire.
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  lingering.set(socket, socket.bytesRead);
+  const answer = parseErrorAnswer(err.code);
+  logger.debug('refused a malformed request', { code: err.code, status: answer.status });
+  endLingering(socket, rawAnswer(answer.status, answer.code, answer.message));
+}
+
+/**
+ * Writes a whole answer and closes the write side; the socket is destroyed once the client closes
+ * its side, or after LINGER_MS.
+ */
+function endLingering(socket: Socket, answer: string): void {
+  socket.end(answer);
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('end', () => socket.destroy());
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/** A whole response with the JSON error body, for a socket without a ServerResponse; the connection closes after it. */
+function rawAnswer(status: number, code: string, message: string): string {
+  const payload = JSON.stringify(errorBody(code, message));
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+    'content-type: application/json\r\n' +
+    `content-length: ${Buffer.byteLength(payload)}\r\n` +
+    'x-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n\r\n' +
+    payload
+  );
 }
 
 function write(res: ServerResponse, response: ApiResponse): void {

@@ -19,6 +19,7 @@ export async function startServer(config: Config, options: PlatformOptions = {})
   const server = createNodeServer({
     handle: platform.handle,
     maxBodyBytes: config.maxBodyBytes,
+    logger: platform.logger,
     ...(config.tls ? { tls: config.tls } : {}),
   });
   let port: number;

@@ -1,0 +1,88 @@
+/**
+ * `webhooks api-keys create|list|revoke`: API keys through the running platform's admin API (so
+ * each change is authenticated and audited like any other), with the admin token of the data dir.
+ */
+import { parseArgs } from 'node:util';
+import { isJsonObject } from '../../common/json.ts';
+import { describeError, invalid, resolveAdminToken } from './publish.ts';
+
+const TIMEOUT_MS = 30_000;
+
+const USAGE = `webhooks api-keys create --name NAME --role admin|operator|publisher [--source S]… [--event-type T]… [--expires-at ISO]
+webhooks api-keys list
+webhooks api-keys revoke ID
+  (each also takes [--url http://127.0.0.1:8080] [--token T] [--data-dir DIR])`;
+
+/** One admin API call; resolves with the status and the parsed body. */
+async function callAdmin(
+  url: string,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${url.replace(/\/+$/, '')}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  const text = await res.text();
+  try {
+    return { status: res.status, body: text === '' ? null : JSON.parse(text) };
+  } catch {
+    return { status: res.status, body: text };
+  }
+}
+
+/** Runs the subcommand; exit code 0 on 2xx, 1 otherwise. */
+export async function apiKeysCommand(argv: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      name: { type: 'string' },
+      role: { type: 'string' },
+      source: { type: 'string', multiple: true },
+      'event-type': { type: 'string', multiple: true },
+      'expires-at': { type: 'string' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      'data-dir': { type: 'string' },
+    },
+  });
+  const [action, id] = positionals;
+  const url = values.url ?? `http://127.0.0.1:${process.env.WEBHOOKS_PORT ?? 8080}`;
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+    throw invalid('--url', `--url must be an http(s) URL, got "${url}"`);
+  }
+  const token = resolveAdminToken(values.token, process.env, values['data-dir']);
+  let result: { status: number; body: unknown };
+  if (action === 'create') {
+    result = await callAdmin(url, token, 'POST', '/admin/api-keys', {
+      name: values.name,
+      role: values.role,
+      ...(values.source ? { sources: values.source } : {}),
+      ...(values['event-type'] ? { eventTypes: values['event-type'] } : {}),
+      ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
+    });
+  } else if (action === 'list') {
+    result = await callAdmin(url, token, 'GET', '/admin/api-keys?limit=1000');
+  } else if (action === 'revoke' && id !== undefined) {
+    result = await callAdmin(url, token, 'DELETE', `/admin/api-keys/${encodeURIComponent(id)}`);
+  } else {
+    throw invalid('command', `usage:\n${USAGE}`);
+  }
+  process.stdout.write(`${JSON.stringify(result.body, null, 2)}\n`);
+  if (result.status >= 200 && result.status < 300) {
+    if (action === 'create' && isJsonObject(result.body)) {
+      process.stderr.write('the key is shown this once: keep it now (the platform stores only its hash)\n');
+    }
+    return;
+  }
+  process.exitCode = 1;
+  process.stderr.write(`webhooks api-keys: HTTP ${result.status}${describeError(result.body)}\n`);
+}

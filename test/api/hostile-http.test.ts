@@ -1,0 +1,290 @@
+/**
+ * Hostile HTTP: bodies far over the limit, `expect: 100-continue`, malformed `%`-escapes in path
+ * parameters, megabyte and unsafe request ids, malformed framing, invalid UTF-8, and failures outside
+ * the edge. Every request gets an answer with the JSON error body — never a cut connection — and the
+ * server keeps serving. Requests go through a raw `node:net` client, which tells an answer from an
+ * EPIPE or a reset (`fetch` and `node:http` hide one behind the other).
+ */
+import assert from 'node:assert/strict';
+import { Agent, request, type Server } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { type RawHttpOutcome, type RawHttpRequest, rawRequest } from '../../bench/fuzz-client.ts';
+import { ValidationError } from '../../src/common/errors.ts';
+import { Logger } from '../../src/common/log.ts';
+import { close, createNodeServer, listen } from '../../src/runtimes/server/http-server.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../support/server.ts';
+
+const AUTH: [string, string][] = [
+  ['authorization', `Bearer ${ADMIN_TOKEN}`],
+  ['content-type', 'application/json'],
+];
+const TWELVE_MB = Buffer.alloc(12 * 1024 * 1024, '{"a":1}');
+
+/** The error body of an outcome that must be a clean answer: status, code, no socket error. */
+function assertAnswered(outcome: RawHttpOutcome, status: number, code: string): { details: any[] } {
+  assert.equal(
+    outcome.error,
+    undefined,
+    `socket error ${outcome.error} (answer: ${outcome.response?.status})`,
+  );
+  assert.ok(outcome.response, 'an answer');
+  assert.equal(outcome.response.status, status, outcome.response.body.toString());
+  assert.match(outcome.response.headers['content-type'] ?? '', /^application\/json/);
+  const body = JSON.parse(outcome.response.body.toString());
+  assert.equal(body.error.code, code);
+  assert.equal(typeof body.error.message, 'string');
+  return body.error;
+}
+
+describe('hostile HTTP against the server (body limit 1 MiB)', () => {
+  let server: TestServer;
+  let port: number;
+  const send = (request: RawHttpRequest) => rawRequest(port, request);
+
+  before(async () => {
+    server = await startTestServer();
+    port = server.running.port;
+  });
+  after(() => server.stop());
+
+  const assertStillServing = async () => {
+    const health = await send({ method: 'GET', target: '/healthz' });
+    assert.equal(health.response?.status, 200);
+  };
+
+  for (const framing of ['content-length', 'chunked'] as const) {
+    test(`a 12 MB body (${framing}) gets 413 in 30 of 30 tries, read to its end: no EPIPE, no reset`, async () => {
+      for (let i = 0; i < 30; i++) {
+        const outcome = await send({
+          method: 'POST',
+          target: '/admin/schemas',
+          headers: AUTH,
+          body: TWELVE_MB,
+          ...(framing === 'chunked' ? { chunked: 64 * 1024 } : {}),
+        });
+        const error = assertAnswered(outcome, 413, 'payload_too_large');
+        assert.deepEqual(
+          error.details.map((d) => d.field),
+          ['body'],
+        );
+        assert.ok(outcome.sentAll, `try ${i}: the whole body was taken`);
+      }
+      await assertStillServing();
+    });
+  }
+
+  test('after a 413 the keep-alive connection serves the next request', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const call = (method: string, path: string, body?: Buffer) =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = request(`${server.url}${path}`, {
+          method,
+          agent,
+          headers: { 'content-type': 'application/json' },
+        });
+        req.setHeader('authorization', `Bearer ${ADMIN_TOKEN}`);
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    assert.equal((await call('POST', '/admin/schemas', Buffer.alloc(2 * 1024 * 1024, 'x'))).status, 413);
+    assert.deepEqual(await call('GET', '/healthz'), { status: 200, reused: true });
+    agent.destroy();
+  });
+
+  test('expect: 100-continue over the limit is answered 413 without the 100, and the body is not sent', async () => {
+    const outcome = await send({
+      method: 'POST',
+      target: '/admin/schemas',
+      headers: AUTH,
+      body: TWELVE_MB,
+      expectContinue: true,
+    });
+    assertAnswered(outcome, 413, 'payload_too_large');
+    assert.deepEqual(outcome.response!.informational, []);
+    assert.equal(outcome.sentAll, false);
+    assert.equal(outcome.response!.headers.connection, 'close');
+    await assertStillServing();
+  });
+
+  test('expect: 100-continue within the limit gets its 100, then the body is handled', async () => {
+    const outcome = await send({
+      method: 'POST',
+      target: '/admin/partners',
+      headers: AUTH,
+      body: JSON.stringify({ id: 'expecting', name: 'Expecting Inc' }),
+      expectContinue: true,
+    });
+    assert.equal(outcome.error, undefined);
+    assert.deepEqual(outcome.response?.informational, [100]);
+    assert.equal(outcome.response?.status, 201, outcome.response?.body.toString());
+  });
+
+  test('a content-length far over the limit is answered at once, without waiting for the body', async () => {
+    const outcome = await send({
+      method: 'POST',
+      target: '/admin/schemas',
+      headers: AUTH,
+      body: Buffer.alloc(0),
+      declaredLength: 10 * 1024 * 1024 * 1024,
+    });
+    assertAnswered(outcome, 413, 'payload_too_large');
+    assert.equal(outcome.response!.headers.connection, 'close');
+    await assertStillServing();
+  });
+
+  test('malformed %-escapes in a path parameter → 400 invalid_path naming it (was: connection dropped)', async () => {
+    const cases: [string, string, string][] = [
+      ['GET', '/admin/partners/%ff', 'id'],
+      ['GET', '/admin/partners/%zz', 'id'],
+      ['PATCH', '/admin/partners/%ed%a0%80', 'id'],
+      ['GET', '/admin/subscriptions/%e0%80%af', 'id'],
+      ['POST', '/admin/subscriptions/%c0/rotate-secret', 'id'],
+      ['GET', '/admin/schemas/orders/%%/1', 'event'],
+    ];
+    for (const [method, target, field] of cases) {
+      const outcome = await send({
+        method,
+        target,
+        headers: AUTH,
+        ...(method === 'GET' ? {} : { body: '{}' }),
+      });
+      const error = assertAnswered(outcome, 400, 'invalid_path');
+      assert.deepEqual(
+        error.details.map((d) => d.field),
+        [field],
+        target,
+      );
+    }
+    // The credentials are checked first, as on every route.
+    assertAnswered(await send({ method: 'GET', target: '/admin/partners/%ff' }), 401, 'unauthorized');
+    await assertStillServing();
+  });
+
+  test('a request id is echoed only when short and plain; else a fresh one is used', async () => {
+    const idOf = async (headers: [string, string][]) =>
+      (await send({ method: 'GET', target: '/healthz', headers })).response!.headers['x-request-id'];
+    assert.equal(await idOf([['x-request-id', 'req-42.a:b_C']]), 'req-42.a:b_C');
+    assert.equal(await idOf([['x-correlation-id', 'corr-7']]), 'corr-7');
+    for (const bad of ['a'.repeat(129), 'a'.repeat(10_000), 'two words', '<script>', 'a,b', 'ÿ']) {
+      const echoed = await idOf([['x-request-id', bad]]);
+      assert.notEqual(echoed, bad);
+      assert.match(
+        echoed ?? '',
+        /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+        'a UUIDv7',
+      );
+    }
+    assert.equal(
+      await idOf([
+        ['x-request-id', 'a b'],
+        ['x-correlation-id', 'corr-8'],
+      ]),
+      'corr-8',
+    );
+  });
+
+  test('a 1 MB header gets 431 with the JSON error body, 10 of 10 times, without a reset', async () => {
+    for (let i = 0; i < 10; i++) {
+      const outcome = await send({
+        method: 'GET',
+        target: '/admin/schemas',
+        headers: [...AUTH, ['x-request-id', 'a'.repeat(1024 * 1024)]],
+      });
+      assertAnswered(outcome, 431, 'headers_too_large');
+      assert.ok(outcome.sentAll);
+    }
+    await assertStillServing();
+  });
+
+  test('malformed framing gets 400 with the JSON error body', async () => {
+    const outcome = await send({
+      method: 'POST',
+      target: '/admin/partners',
+      headers: [['content-length', 'abc']],
+    });
+    assertAnswered(outcome, 400, 'malformed_request');
+    await assertStillServing();
+  });
+
+  test('CONNECT gets 405 with the JSON error body (was: the connection dropped)', async () => {
+    assertAnswered(await send({ method: 'CONNECT', target: 'example.com:443' }), 405, 'method_not_allowed');
+    await assertStillServing();
+  });
+
+  test('a body that is not UTF-8 → 400 invalid_utf8 (was: accepted with U+FFFD in its place)', async () => {
+    const badName = Buffer.concat([
+      Buffer.from('{"id":"not-utf8","name":"'),
+      Buffer.from([0xff, 0xfe, 0xc3]),
+      Buffer.from('"}'),
+    ]);
+    const error = assertAnswered(
+      await send({ method: 'POST', target: '/admin/partners', headers: AUTH, body: badName }),
+      400,
+      'invalid_utf8',
+    );
+    assert.deepEqual(
+      error.details.map((d) => d.field),
+      ['body'],
+    );
+    assert.equal((await server.request('GET', '/admin/partners/not-utf8')).status, 404);
+    const surrogate = Buffer.concat([
+      Buffer.from('{"x":"'),
+      Buffer.from([0xed, 0xa0, 0x80]),
+      Buffer.from('"}'),
+    ]);
+    assertAnswered(
+      await send({
+        method: 'POST',
+        target: '/events',
+        headers: [
+          ['authorization', `Bearer ${ADMIN_TOKEN}`],
+          ['content-type', 'application/cloudevents+json'],
+        ],
+        body: surrogate,
+      }),
+      400,
+      'invalid_utf8',
+    );
+  });
+});
+
+describe('a failure outside the edge', () => {
+  let server: Server;
+  let port: number;
+  const lines: string[] = [];
+  let fail: () => Promise<never>;
+
+  before(async () => {
+    server = createNodeServer({
+      handle: () => fail(),
+      maxBodyBytes: 1024,
+      logger: new Logger({ level: 'error', sink: { write: (line) => lines.push(line) } }),
+    });
+    port = await listen(server, 0, '127.0.0.1');
+  });
+  after(() => close(server));
+
+  test('is logged and answered 500 (was: the connection destroyed, nothing logged)', async () => {
+    fail = () => Promise.reject(new Error('boom outside the edge'));
+    const outcome = await rawRequest(port, { method: 'GET', target: '/x' });
+    assertAnswered(outcome, 500, 'internal_error');
+    assert.ok(
+      lines.some((line) => line.includes('boom outside the edge')),
+      lines.join('\n'),
+    );
+  });
+
+  test("the platform's own error is answered with its status and logged", async () => {
+    lines.length = 0;
+    fail = () => Promise.reject(new ValidationError('invalid_thing', 'a thing is invalid'));
+    assertAnswered(await rawRequest(port, { method: 'GET', target: '/x' }), 400, 'invalid_thing');
+    assert.ok(
+      lines.some((line) => line.includes('a thing is invalid')),
+      lines.join('\n'),
+    );
+  });
+});
