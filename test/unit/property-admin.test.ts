@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import fc from '../support/property.ts';
 import { ConflictError, isWebhooksError } from '../../src/common/errors.ts';
 import type { PartnerRecord, SchemaRecord, SubscriptionRecord } from '../../src/common/model.ts';
 import type {
@@ -18,6 +17,7 @@ import { SecretBox } from '../../src/common/secret-box.ts';
 import { PartnerAdmin, StorePartnerDirectory } from '../../src/subscriptions/partners.ts';
 import { SubscriptionAdmin } from '../../src/subscriptions/service.ts';
 import { partnerRecord, schemaRecord } from '../support/fixtures.ts';
+import fc from '../support/property.ts';
 
 /** Awaits `run`; anything it throws must be a platform error of a 4xx kind. */
 async function succeedsOrRefuses(run: () => Promise<unknown>): Promise<void> {

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import fc from '../support/property.ts';
 import {
   type EventEnvelope,
   parseBinaryEvent,
@@ -16,6 +15,7 @@ import {
 } from '../../src/common/envelope.ts';
 import { isWebhooksError } from '../../src/common/errors.ts';
 import { percentEncodedHeader } from '../../src/dispatcher/request.ts';
+import fc from '../support/property.ts';
 
 /** Runs `parse`; anything it throws must be a platform error of a 4xx kind (validation, 415). */
 function parsesOrRefuses(parse: () => unknown): void {

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import fc from '../support/property.ts';
 import { isWebhooksError } from '../../src/common/errors.ts';
 import { matchesFilter, validateFilter } from '../../src/common/filter.ts';
 import type { JsonObject } from '../../src/common/json.ts';
 import { applyMapping, type MappingDocument, validateMapping } from '../../src/common/mapping.ts';
+import fc from '../support/property.ts';
 
 const PATHS = [
   'a',

@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import fc from '../support/property.ts';
 import { parseStructuredEvent } from '../../src/common/envelope.ts';
 import { isWebhooksError } from '../../src/common/errors.ts';
 import { validateFilter } from '../../src/common/filter.ts';
 import { InputReader } from '../../src/common/input.ts';
 import { exceedsJsonDepth, type JsonValue, MAX_JSON_DEPTH } from '../../src/common/json.ts';
 import { validateMapping } from '../../src/common/mapping.ts';
+import fc from '../support/property.ts';
 
 /** The reference: recursion is fine here, the values are small. */
 function depthOf(value: unknown): number {
