@@ -1,4 +1,5 @@
 /** Scalar keyword evaluation and numeric bounds for the compatibility check. */
+import { matchesPattern } from '../common/safe-regex.ts';
 import type { SchemaNode, SchemaObject } from './compatibility-nodes.ts';
 
 /** Scalar keywords a finite set of values can be checked against directly. */
@@ -35,22 +36,14 @@ export function evaluateScalar(keyword: string, limit: unknown, value: unknown):
   return typeof value === appliesTo ? undefined : true;
 }
 
-/** Tests a JSON Schema `pattern` (ECMA-262, unanchored); undefined when it does not compile. */
+/**
+ * Tests a JSON Schema `pattern` (ECMA-262, unanchored) on the linear-time engine, whose bounded cache
+ * keeps the compiled patterns; undefined when the engine cannot run it (e.g. a lookahead in a
+ * version registered before patterns were checked), which the checker treats as "cannot tell".
+ */
 export function testPattern(pattern: string, text: string): boolean | undefined {
-  let regex = PATTERNS.get(pattern);
-  if (regex === undefined) {
-    try {
-      regex = new RegExp(pattern, 'u');
-    } catch {
-      regex = null;
-    }
-    PATTERNS.set(pattern, regex);
-  }
-  return regex === null ? undefined : regex.test(text);
+  return matchesPattern(pattern, text);
 }
-
-/** Compiled patterns (null: does not compile); a check compares the same few patterns many times. */
-const PATTERNS = new Map<string, RegExp | null>();
 
 /** True when `value` is an integer multiple of `step` (within floating-point noise). */
 export function isMultiple(value: number, step: number): boolean {

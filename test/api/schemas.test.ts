@@ -156,3 +156,89 @@ describe('POST/GET/PATCH /admin/schemas', () => {
     assert.equal(on.body.status, 'ACTIVE');
   });
 });
+
+describe('POST /admin/schemas with hostile documents', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(() => server.stop());
+
+  /** Registers `schema` (or the raw JSON body) and returns the response. */
+  const register = (event: string, schema: unknown, raw?: string) =>
+    server.request(
+      'POST',
+      '/admin/schemas',
+      raw === undefined ? { domain: 'hostile', event, schema } : undefined,
+      {
+        ...(raw === undefined ? {} : { raw }),
+      },
+    );
+
+  /** Asserts a 400 whose first detail has this field and code, and that nothing was stored. */
+  async function refused(res: { status: number; body: any }, event: string, field: string, code: string) {
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, 'validation_failed');
+    assert.equal(res.body.error.details[0].field, field);
+    assert.equal(res.body.error.details[0].code, code);
+    const list = await server.request('GET', `/admin/schemas?domain=hostile&event=${event}`);
+    assert.equal(list.body.items.length, 0, 'nothing was stored');
+  }
+
+  test('boolean schemas register (201), and the compatibility check compares them', async () => {
+    const open = await register('anything', true);
+    assert.equal(open.status, 201, JSON.stringify(open.body));
+    assert.equal((await server.request('GET', '/admin/schemas/hostile/anything/1')).body.schema, true);
+    const narrowed = await register('anything', { type: 'object' });
+    assert.equal(narrowed.status, 409);
+    assert.equal(narrowed.body.error.code, 'schema_incompatible');
+    const closed = await register('nothing', false);
+    assert.equal(closed.status, 201, JSON.stringify(closed.body));
+    const widened = await register('nothing', { type: 'string' });
+    assert.equal(widened.status, 201, 'false → anything is backward compatible');
+  });
+
+  test('a pattern the linear-time engine cannot run is 400 at its field', async () => {
+    const res = await register('lookahead', {
+      type: 'object',
+      properties: { code: { type: 'string', pattern: '^(?!admin).+$' } },
+    });
+    await refused(res, 'lookahead', 'schema.properties.code.pattern', 'pattern_unsupported');
+    assert.match(res.body.error.details[0].message, /uses a lookahead/);
+  });
+
+  test('$ref cycles that never move into the data are 400 (schema_ref_cycle)', async () => {
+    await refused(await register('self', { $ref: '#' }), 'self', 'schema.$ref', 'schema_ref_cycle');
+    const pair = { $defs: { a: { $ref: '#/$defs/b' }, b: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' };
+    await refused(await register('pair', pair), 'pair', 'schema.$defs.b.$ref', 'schema_ref_cycle');
+    const allOf = { allOf: [{ $ref: '#' }] };
+    await refused(await register('all', allOf), 'all', 'schema.allOf.0.$ref', 'schema_ref_cycle');
+  });
+
+  test('schemas nested 2,000 and 100,000 levels deep are 400 (schema_too_deep), not 500', async () => {
+    const properties = (n: number) => `${'{"type":"object","properties":{"a":'.repeat(n)}{}${'}}'.repeat(n)}`;
+    const body = (schema: string) => `{"domain":"hostile","event":"deep","schema":${schema}}`;
+    await refused(
+      await register('deep', undefined, body(properties(2000))),
+      'deep',
+      'schema',
+      'schema_too_deep',
+    );
+    const not = `${'{"not":'.repeat(100_000)}{}${'}'.repeat(100_000)}`;
+    await refused(await register('deep', undefined, body(not)), 'deep', 'schema', 'schema_too_deep');
+  });
+
+  test('5,000 patternProperties, anyOf × 20,000 and 300 KB of schema are 400 before compiling', async () => {
+    const patterned = {
+      type: 'object',
+      patternProperties: Object.fromEntries(
+        Array.from({ length: 5000 }, (_, i) => [`^p${i}_[a-z]+$`, { type: 'string' }]),
+      ),
+    };
+    await refused(await register('patterned', patterned), 'patterned', 'schema', 'schema_too_complex');
+    const anyOf = { anyOf: Array.from({ length: 20_000 }, (_, i) => ({ const: i })) };
+    await refused(await register('wide', anyOf), 'wide', 'schema', 'schema_too_complex');
+    const large = { type: 'string', description: 'x'.repeat(300_000) };
+    await refused(await register('large', large), 'large', 'schema', 'schema_too_large');
+  });
+});

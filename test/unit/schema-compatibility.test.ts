@@ -541,6 +541,18 @@ describe('schema compatibility: references and boolean schemas', () => {
     );
   });
 
+  it('treats versions nested too deeply to compare (stored before registration limited nesting) as breaking', () => {
+    const nested = (levels: number, leaf: Schema): Schema => {
+      let schema = leaf;
+      for (let i = 0; i < levels; i++) schema = { type: 'object', properties: { a: schema } };
+      return schema;
+    };
+    const deep = nested(20_000, { type: 'string' });
+    assert.deepEqual(problems(deep, nested(20_000, { type: 'integer' })), [
+      'the schemas are nested too deeply to compare, so the change is treated as breaking',
+    ]);
+  });
+
   it('treats a $ref it cannot resolve as breaking', () => {
     const [message] = problems({ type: 'object' }, { $ref: 'https://example.com/other.json' });
     assert.match(message ?? '', /cannot be resolved within the document, so it is treated as breaking/);
