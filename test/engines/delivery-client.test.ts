@@ -9,8 +9,8 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import type { DeliveryRequest, DeliveryResult } from '../../src/common/ports/delivery-client.ts';
 import { UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts';
+import { delivery, failure, success } from '../support/delivery.ts';
 import { generateCert, selfSignedCert } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -57,27 +57,6 @@ function client(
   const c = new UndiciDeliveryClient({ allowInsecure: true, ca: cert, ...options });
   clients.push(c);
   return c;
-}
-
-function delivery(url: string, overrides: Partial<DeliveryRequest> = {}): DeliveryRequest {
-  return {
-    url,
-    headers: { 'content-type': 'application/json', 'webhook-id': 'msg_1' },
-    body: '{"hello":"world"}',
-    timeouts: { connectMs: 2000, headersMs: 2000, bodyMs: 2000 },
-    maxResponseBytes: 1024,
-    ...overrides,
-  };
-}
-
-function failure(result: DeliveryResult): Extract<DeliveryResult, { ok: false }> {
-  assert.equal(result.ok, false, `expected a failure, got ${JSON.stringify(result)}`);
-  return result as Extract<DeliveryResult, { ok: false }>;
-}
-
-function success(result: DeliveryResult): Extract<DeliveryResult, { ok: true }> {
-  assert.equal(result.ok, true, `expected a response, got ${JSON.stringify(result)}`);
-  return result as Extract<DeliveryResult, { ok: true }>;
 }
 
 const url13 = (path: string, host = '127.0.0.1'): string => `https://${host}:${port(tls13)}${path}`;

@@ -22,6 +22,7 @@ import { classifyAttempt } from '../../src/dispatcher/retry-math.ts';
 import { createDnsResolver } from '../../src/engines/dns-resolver.ts';
 import { MAX_INFORMATIONAL_RESPONSES, UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts';
 import { MAX_CONCURRENT_LOOKUPS } from '../../src/engines/http/guarded-lookup.ts';
+import { delivery, failure, success } from '../support/delivery.ts';
 import { type HostileCertificates, hostileCertificates, PARTNER_HOST } from '../support/hostile-certs.ts';
 import { HostileDns } from '../support/hostile-dns.ts';
 import {
@@ -93,27 +94,6 @@ async function started(endpoint: Promise<HostileEndpoint>): Promise<HostileEndpo
 
 const raw = (behaviour: Behaviour): Promise<HostileEndpoint> =>
   started(startRawEndpoint(certs.valid, behaviour));
-
-function delivery(url: string, overrides: Partial<DeliveryRequest> = {}): DeliveryRequest {
-  return {
-    url,
-    headers: { 'content-type': 'application/json', 'webhook-id': 'msg_hostile' },
-    body: '{"hello":"world"}',
-    timeouts: { connectMs: 2000, headersMs: 2000, bodyMs: 2000 },
-    maxResponseBytes: 1024,
-    ...overrides,
-  };
-}
-
-function failure(result: DeliveryResult): Extract<DeliveryResult, { ok: false }> {
-  assert.equal(result.ok, false, `expected a failure, got ${JSON.stringify(result)}`);
-  return result as Extract<DeliveryResult, { ok: false }>;
-}
-
-function success(result: DeliveryResult): Extract<DeliveryResult, { ok: true }> {
-  assert.equal(result.ok, true, `expected a response, got ${JSON.stringify(result)}`);
-  return result as Extract<DeliveryResult, { ok: true }>;
-}
 
 /** Waits until the endpoint has seen every connection to it closed. */
 async function closedBy(endpoint: HostileEndpoint, what: string): Promise<void> {
