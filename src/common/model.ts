@@ -174,6 +174,11 @@ export interface DeadLetterRecord {
   topic: string;
   key?: string;
   value: string;
+  /**
+   * The record's CloudEvents Kafka binding headers (`content-type`, `ce_*`), when it came from a
+   * producer outside the platform: re-published with the value, which is data alone in binary mode.
+   */
+  headers?: Record<string, string>;
   createdAt: string;
   redrivenAt?: string;
 }

@@ -246,6 +246,8 @@ export class Operations {
         ...(d.key !== undefined ? { key: d.key } : {}),
         value: d.value,
         headers: {
+          // A record of the CloudEvents Kafka binding needs its headers again (binary mode: its attributes).
+          ...d.headers,
           [HEADERS.redrive]: d.id,
           [HEADERS.originTopic]: d.topic,
           ...(d.stage === 'processor' && d.subscriptionId

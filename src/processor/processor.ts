@@ -8,6 +8,7 @@ import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterInput, DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
 import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
+import { bindingHeaders, kafkaEventMode, parseKafkaEvent } from '../common/envelope-kafka.ts';
 import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
 import { recordId } from '../common/ids.ts';
@@ -455,6 +456,7 @@ function deadLetterFor(
   envelope: EventEnvelope | undefined,
   subscriptionId?: string,
 ): DeadLetterInput {
+  const binding = bindingHeaders(message.headers);
   return {
     stage: 'processor',
     reason,
@@ -464,6 +466,7 @@ function deadLetterFor(
     topic,
     ...(message.key !== undefined ? { key: message.key } : {}),
     value: message.value,
+    ...(binding ? { headers: binding } : {}),
     // One dead letter per record read (and subscription, for a mapping), however often it is read.
     id: recordId('processor', message, subscriptionId),
   };
@@ -477,8 +480,13 @@ class Unparsable {
   }
 }
 
+/**
+ * The event of a record: the platform's own structured JSON, or a record of the CloudEvents Kafka
+ * binding (structured or binary mode) written to an ingress topic by a producer outside the platform.
+ */
 function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
   try {
+    if (kafkaEventMode(message.headers) !== 'platform') return parseKafkaEvent(message);
     return parseStructuredEvent(JSON.parse(message.value));
   } catch (err) {
     return new Unparsable(err);

@@ -12,7 +12,7 @@ export function describeDeadLetters(ctx: StoreContext): void {
 
   describe('dead_letter', () => {
     test('a dead letter round-trips with every field', async () => {
-      const rec = deadLetterRecord();
+      const rec = deadLetterRecord({ headers: { 'content-type': 'application/json', ce_id: 'e-1' } });
       await deadLetters().insert(rec);
       assert.deepEqual((await deadLetters().list({ eventId: rec.eventId })).items, [rec]);
     });

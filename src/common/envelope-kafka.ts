@@ -1,0 +1,102 @@
+/**
+ * The CloudEvents Kafka protocol binding (v1.0.2), for records written by producers outside the
+ * platform (the plan's producers write to the ingress topics directly):
+ * - structured mode: a `content-type: application/cloudevents+json` header, the value is the event;
+ * - binary mode: attributes in `ce_<name>` headers (UTF-8, no percent-encoding in this binding), the
+ *   `content-type` header is `datacontenttype`, the value is the data.
+ * A record with neither is the platform's own structured JSON (what `POST /events` appends).
+ */
+import type { EventEnvelope } from './envelope-model.ts';
+import { isJsonContentType } from './envelope-rules.ts';
+import { parseJsonText, parseStructuredEvent } from './envelope-structured.ts';
+import { buildEnvelope, envelopeError } from './envelope-validate.ts';
+import { type ErrorDetail, UnsupportedMediaTypeError } from './errors.ts';
+
+const STRUCTURED = 'application/cloudevents+json';
+const BINARY_PREFIX = 'ce_';
+
+/** A record's parts as text: its value and its headers (names compared case-insensitively). */
+export interface KafkaRecordText {
+  value: string;
+  headers: Record<string, string>;
+}
+
+/** How a record is encoded: by the binding's structured or binary mode, or neither (the platform's own). */
+export function kafkaEventMode(headers: Record<string, string>): 'structured' | 'binary' | 'platform' {
+  let binary = false;
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-type' && mediaTypeOf(value).startsWith('application/cloudevents'))
+      return 'structured';
+    if (lower === `${BINARY_PREFIX}specversion`) binary = true;
+  }
+  return binary ? 'binary' : 'platform';
+}
+
+/**
+ * The event of a record in either mode of the binding; ValidationError (`envelope_invalid`,
+ * `invalid_json`) or UnsupportedMediaTypeError naming the header or `value` otherwise.
+ */
+export function parseKafkaEvent(record: KafkaRecordText): EventEnvelope {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(record.headers)) headers[name.toLowerCase()] = value;
+  const contentType = headers['content-type'];
+  if (kafkaEventMode(headers) === 'structured') {
+    const media = mediaTypeOf(contentType!);
+    if (media !== STRUCTURED) {
+      const message = `the ${media} event format is not supported on Kafka: use ${STRUCTURED} or binary mode (ce_ headers)`;
+      throw new UnsupportedMediaTypeError('unsupported_media_type', message, {
+        details: [{ field: 'content-type', message }],
+      });
+    }
+    return parseStructuredEvent(parseJsonText(record.value, 'value'));
+  }
+  if (contentType !== undefined && !isJsonContentType(contentType)) {
+    const message = `only JSON event data is supported, not "${contentType}": use application/json or */*+json`;
+    throw new UnsupportedMediaTypeError('unsupported_media_type', message, {
+      details: [{ field: 'content-type', message }],
+    });
+  }
+  const details: ErrorDetail[] = [];
+  const attributes = new Map<string, unknown>();
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith(BINARY_PREFIX)) continue;
+    const attribute = name.slice(BINARY_PREFIX.length);
+    if (attribute === 'datacontenttype' || attribute === 'data') {
+      const carrier = attribute === 'data' ? 'the record value' : 'the content-type header';
+      details.push({
+        field: name,
+        message: `${name} must not be sent in binary mode: ${carrier} carries it`,
+      });
+      continue;
+    }
+    attributes.set(attribute, value);
+  }
+  if (contentType !== undefined) attributes.set('datacontenttype', contentType.trim());
+  const hasData = record.value.trim() !== '';
+  const data = hasData ? parseJsonText(record.value, 'value') : undefined;
+  const envelope = buildEnvelope({ attributes, hasData, data }, fieldOfHeader, details);
+  if (!envelope || details.length > 0) throw envelopeError(details);
+  return envelope;
+}
+
+/** The headers that carry a record's event in the binding (`content-type`, `ce_*`), or undefined when none. */
+export function bindingHeaders(headers: Record<string, string>): Record<string, string> | undefined {
+  if (kafkaEventMode(headers) === 'platform') return undefined;
+  const kept: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-type' || lower.startsWith(BINARY_PREFIX)) kept[name] = value;
+  }
+  return kept;
+}
+
+function fieldOfHeader(attribute: string): string {
+  if (attribute === 'datacontenttype') return 'content-type';
+  if (attribute === 'data') return 'value';
+  return `${BINARY_PREFIX}${attribute}`;
+}
+
+function mediaTypeOf(contentType: string): string {
+  return contentType.split(';')[0]!.trim().toLowerCase();
+}
