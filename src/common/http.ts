@@ -93,7 +93,8 @@ export class Router {
     for (const { route, regex, names } of this.#routes) {
       const m = regex.exec(path);
       if (!m) continue;
-      if (route.method !== method) {
+      // HEAD is a GET without the body (RFC 9110): the server leaves the body out.
+      if (route.method !== method && !(method === 'HEAD' && route.method === 'GET')) {
         allow.push(route.method);
         continue;
       }

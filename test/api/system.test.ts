@@ -1,7 +1,7 @@
 /** Operational endpoints: health, readiness, metrics and the OpenAPI document. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../support/server.ts';
 
 describe('operational endpoints', () => {
   let server: TestServer;
@@ -15,6 +15,21 @@ describe('operational endpoints', () => {
     const ready = await server.request('GET', '/readyz', undefined, { token: null });
     assert.equal(ready.status, 200);
     assert.deepEqual(ready.body.checks, { store: 'ok', bus: 'ok', dispatcher: 'ok' });
+  });
+
+  test('HEAD is answered like GET without a body, with the same access rules', async () => {
+    const health = await fetch(`${server.url}/healthz`, { method: 'HEAD' });
+    assert.equal(health.status, 200);
+    assert.equal(await health.text(), '');
+    assert.equal(health.headers.get('content-type'), 'application/json');
+    const anonymous = await fetch(`${server.url}/admin/partners`, { method: 'HEAD' });
+    assert.equal(anonymous.status, 401);
+    const listed = await fetch(`${server.url}/admin/partners`, {
+      method: 'HEAD',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    assert.equal(listed.status, 200);
+    assert.equal(await listed.text(), '');
   });
 
   test('/metrics names every family once, the dispatcher thread’s included', async () => {
