@@ -41,6 +41,8 @@ export interface GroupCommitOptions {
   windowMs?: number;
   /** How long to keep retrying while another connection holds the write lock (ms). */
   busyTimeoutMs?: number;
+  /** The clock the arrival rate is measured with (ms); tests set the pace with it. */
+  now?: () => number;
 }
 
 const DEFAULT_WINDOW_MS = 3;
@@ -57,13 +59,14 @@ export class GroupCommit {
   readonly #rollback: StatementSync;
   readonly #windowMs: number;
   readonly #busyTimeoutMs: number;
+  readonly #now: () => number;
   #queue: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
   /** When the current wait for the write lock began (0: not waiting). */
   #busySince = 0;
   readonly #onCommit: (() => void) | undefined;
-  /** When the last transaction was begun (performance.now()). */
+  /** When the last transaction was begun (on the clock `now`). */
   #lastFlushAt = Number.NEGATIVE_INFINITY;
   /** Operations that arrived since `#countedSince`, and the rate measured before (per ms). */
   #arrived = 0;
@@ -77,6 +80,7 @@ export class GroupCommit {
     this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
     this.#onCommit = options.onCommit;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /**
@@ -93,7 +97,7 @@ export class GroupCommit {
         durable: options.durable !== false,
       });
       // Every write counts toward the rate, also those that join a commit already scheduled.
-      const now = performance.now();
+      const now = this.#now();
       const gathering = this.#gathering(now);
       if (this.#busySince !== 0) return; // a retry is already scheduled
       if (this.#queue.length >= MAX_OPERATIONS) this.#flushSoon();
@@ -160,7 +164,7 @@ export class GroupCommit {
       return;
     }
     this.#busySince = 0;
-    this.#lastFlushAt = performance.now();
+    this.#lastFlushAt = this.#now();
     const batch = this.#queue.splice(0, MAX_OPERATIONS);
     if (this.#queue.length > 0 && !wait) this.#flushSoon();
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
