@@ -2,9 +2,10 @@
 import { actorOf } from '../common/access.ts';
 import { json, type Route } from '../common/http.ts';
 import { queryObject, readPage } from '../common/input.ts';
-import type { ApiKeyAdmin, AuditLog } from './service.ts';
+import type { AuditRepository } from '../common/ports/store.ts';
+import type { ApiKeyAdmin } from './service.ts';
 
-export function accessRoutes(keys: ApiKeyAdmin, audit: AuditLog): Route[] {
+export function accessRoutes(keys: ApiKeyAdmin, audit: Pick<AuditRepository, 'list'>): Route[] {
   const tag = 'access';
   return [
     {

@@ -1,20 +1,15 @@
 /**
- * Access: API keys (created, listed, revoked; found by the hash of the key), the authenticator that
- * turns an `Authorization` header into a caller, and the audit log of admin changes.
+ * Access: API keys (created, listed, revoked; found by the hash of the key), and the authenticator
+ * that turns an `Authorization` header into a caller. (The audit log is the store's: the edge
+ * appends to it, the routes list it.)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { API_KEY_ROLES, type Principal } from '../common/access.ts';
 import { bearerToken, safeEqual } from '../common/auth.ts';
 import { ConfigError, NotFoundError, UnauthorizedError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
-import type { ApiKeyRecord, ApiKeyRole, AuditRecord } from '../common/model.ts';
-import type {
-  ApiKeyRepository,
-  AuditFilter,
-  AuditRepository,
-  Page,
-  PageRequest,
-} from '../common/ports/store.ts';
+import type { ApiKeyRecord, ApiKeyRole } from '../common/model.ts';
+import type { ApiKeyRepository, Page, PageRequest } from '../common/ports/store.ts';
 import { TtlCache } from '../common/ttl-cache.ts';
 
 /** Every API key starts with this, so a leaked one is recognisable (and redacted from logs). */
@@ -224,9 +219,10 @@ export class Authenticator {
     // The lookup was by hash; comparing the hashes again in constant time costs nothing.
     if (!record || !safeEqual(record.keyHash, hash)) throw unauthorized('invalid_token', UNKNOWN_KEY);
     const now = this.#deps.clock();
-    if (record.revokedAt !== undefined)
-      throw unauthorized('key_revoked', `the API key "${record.name}" is revoked`);
-    if (record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now.getTime()) {
+    // The same judgement the listing shows as the key's status.
+    const status = keyStatus(record, now);
+    if (status === 'revoked') throw unauthorized('key_revoked', `the API key "${record.name}" is revoked`);
+    if (status === 'expired') {
       throw unauthorized('key_expired', `the API key "${record.name}" expired at ${record.expiresAt}`);
     }
     this.#touch(record, now);
@@ -263,21 +259,4 @@ export class Authenticator {
 
 function unauthorized(code: string, message: string): UnauthorizedError {
   return new UnauthorizedError(code, message, { details: [{ field: 'authorization', message }] });
-}
-
-/** The audit log: appended by the HTTP edge after each admin change, listed newest first. */
-export class AuditLog {
-  readonly #repo: AuditRepository;
-
-  constructor(repo: AuditRepository) {
-    this.#repo = repo;
-  }
-
-  append(record: AuditRecord): Promise<void> {
-    return this.#repo.append(record);
-  }
-
-  list(filter: AuditFilter, page: PageRequest): Promise<Page<AuditRecord>> {
-    return this.#repo.list(filter, page);
-  }
 }

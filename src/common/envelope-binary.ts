@@ -61,17 +61,39 @@ function unquote(value: string): string | undefined {
   return undefined;
 }
 
-function fieldOfHeader(attribute: string): string {
-  if (attribute === 'datacontenttype') return 'content-type';
-  if (attribute === 'data') return 'body';
-  return `ce-${attribute}`;
+/**
+ * How a protocol binding carries a binary-mode event: the prefix of its attribute headers, how a
+ * header value is decoded, and what carries the data and its content type (for messages and fields).
+ */
+export interface BinaryBinding {
+  prefix: string;
+  decode: (raw: string) => string | { error: string };
+  /** The field name of the data (`body`, `value`) and how messages name it and the content type. */
+  dataField: string;
+  dataCarrier: string;
+  contentTypeCarrier: string;
 }
 
-/** Parses a binary-mode event from HTTP headers (lower-case names) and the raw body. */
-export function parseBinaryEvent(headers: Record<string, string | undefined>, body: string): EventEnvelope {
-  const lowered: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(headers)) lowered[name.toLowerCase()] = value;
-  const contentType = lowered['content-type'];
+/** The HTTP binding: `ce-*` headers, quoted and percent-encoded; the data in the body. */
+const HTTP_BINARY: BinaryBinding = {
+  prefix: 'ce-',
+  decode: decodeHeaderValue,
+  dataField: 'body',
+  dataCarrier: 'the body',
+  contentTypeCarrier: 'the Content-Type header',
+};
+
+/**
+ * A binary-mode event from its headers (names lower-cased) and its data text, as `binding` carries
+ * them: JSON data only, `<prefix>datacontenttype` and `<prefix>data` refused (the content type and
+ * the data carry them). Throws the contract's errors naming the header or the data field.
+ */
+export function parseBinaryMode(
+  binding: BinaryBinding,
+  headers: Record<string, string | undefined>,
+  body: string,
+): EventEnvelope {
+  const contentType = headers['content-type'];
   if (contentType !== undefined && !isJsonContentType(contentType)) {
     const message = `only JSON event data is supported, not "${contentType}": use application/json or */*+json`;
     throw new UnsupportedMediaTypeError('unsupported_media_type', message, {
@@ -80,25 +102,38 @@ export function parseBinaryEvent(headers: Record<string, string | undefined>, bo
   }
   const details: ErrorDetail[] = [];
   const attributes = new Map<string, unknown>();
-  for (const [name, raw] of Object.entries(lowered)) {
-    if (raw === undefined || !name.startsWith('ce-')) continue;
-    const attribute = name.slice(3);
+  for (const [name, raw] of Object.entries(headers)) {
+    if (raw === undefined || !name.startsWith(binding.prefix)) continue;
+    const attribute = name.slice(binding.prefix.length);
     if (attribute === 'datacontenttype' || attribute === 'data') {
-      const carrier = attribute === 'data' ? 'the body' : 'the Content-Type header';
+      const carrier = attribute === 'data' ? binding.dataCarrier : binding.contentTypeCarrier;
       details.push({
         field: name,
         message: `${name} must not be sent in binary mode: ${carrier} carries it`,
       });
       continue;
     }
-    const decoded = decodeHeaderValue(raw);
+    const decoded = binding.decode(raw);
     if (typeof decoded === 'string') attributes.set(attribute, decoded);
     else details.push({ field: name, message: `${name}: ${decoded.error}` });
   }
   if (contentType !== undefined) attributes.set('datacontenttype', contentType.trim());
   const hasData = body.trim() !== '';
-  const data = hasData ? parseJsonText(body, 'body') : undefined;
-  const envelope = buildEnvelope({ attributes, hasData, data }, fieldOfHeader, details);
+  const data = hasData ? parseJsonText(body, binding.dataField) : undefined;
+  const fieldOf = (attribute: string) =>
+    attribute === 'datacontenttype'
+      ? 'content-type'
+      : attribute === 'data'
+        ? binding.dataField
+        : `${binding.prefix}${attribute}`;
+  const envelope = buildEnvelope({ attributes, hasData, data }, fieldOf, details);
   if (!envelope || details.length > 0) throw envelopeError(details);
-  return withHttpTraceContext(envelope, lowered);
+  return envelope;
+}
+
+/** Parses a binary-mode event from HTTP headers (lower-case names) and the raw body. */
+export function parseBinaryEvent(headers: Record<string, string | undefined>, body: string): EventEnvelope {
+  const lowered: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(headers)) lowered[name.toLowerCase()] = value;
+  return withHttpTraceContext(parseBinaryMode(HTTP_BINARY, lowered, body), lowered);
 }

@@ -6,14 +6,23 @@
  *   `content-type` header is `datacontenttype`, the value is the data.
  * A record with neither is the platform's own structured JSON (what `POST /events` appends).
  */
+import { type BinaryBinding, parseBinaryMode } from './envelope-binary.ts';
 import type { EventEnvelope } from './envelope-model.ts';
-import { isJsonContentType } from './envelope-rules.ts';
+import { mediaTypeOf } from './envelope-rules.ts';
 import { parseJsonText, parseStructuredEvent } from './envelope-structured.ts';
-import { buildEnvelope, envelopeError } from './envelope-validate.ts';
-import { type ErrorDetail, UnsupportedMediaTypeError } from './errors.ts';
+import { UnsupportedMediaTypeError } from './errors.ts';
 
 const STRUCTURED = 'application/cloudevents+json';
 const BINARY_PREFIX = 'ce_';
+
+/** The Kafka binding's binary mode: `ce_` headers, UTF-8 without percent-encoding; the data in the value. */
+const KAFKA_BINARY: BinaryBinding = {
+  prefix: BINARY_PREFIX,
+  decode: (raw) => raw,
+  dataField: 'value',
+  dataCarrier: 'the record value',
+  contentTypeCarrier: 'the content-type header',
+};
 
 /** A record's parts as text: its value and its headers (names compared case-insensitively). */
 export interface KafkaRecordText {
@@ -51,33 +60,7 @@ export function parseKafkaEvent(record: KafkaRecordText): EventEnvelope {
     }
     return parseStructuredEvent(parseJsonText(record.value, 'value'));
   }
-  if (contentType !== undefined && !isJsonContentType(contentType)) {
-    const message = `only JSON event data is supported, not "${contentType}": use application/json or */*+json`;
-    throw new UnsupportedMediaTypeError('unsupported_media_type', message, {
-      details: [{ field: 'content-type', message }],
-    });
-  }
-  const details: ErrorDetail[] = [];
-  const attributes = new Map<string, unknown>();
-  for (const [name, value] of Object.entries(headers)) {
-    if (!name.startsWith(BINARY_PREFIX)) continue;
-    const attribute = name.slice(BINARY_PREFIX.length);
-    if (attribute === 'datacontenttype' || attribute === 'data') {
-      const carrier = attribute === 'data' ? 'the record value' : 'the content-type header';
-      details.push({
-        field: name,
-        message: `${name} must not be sent in binary mode: ${carrier} carries it`,
-      });
-      continue;
-    }
-    attributes.set(attribute, value);
-  }
-  if (contentType !== undefined) attributes.set('datacontenttype', contentType.trim());
-  const hasData = record.value.trim() !== '';
-  const data = hasData ? parseJsonText(record.value, 'value') : undefined;
-  const envelope = buildEnvelope({ attributes, hasData, data }, fieldOfHeader, details);
-  if (!envelope || details.length > 0) throw envelopeError(details);
-  return envelope;
+  return parseBinaryMode(KAFKA_BINARY, headers, record.value);
 }
 
 /** The headers that carry a record's event in the binding (`content-type`, `ce_*`), or undefined when none. */
@@ -89,14 +72,4 @@ export function bindingHeaders(headers: Record<string, string>): Record<string, 
     if (lower === 'content-type' || lower.startsWith(BINARY_PREFIX)) kept[name] = value;
   }
   return kept;
-}
-
-function fieldOfHeader(attribute: string): string {
-  if (attribute === 'datacontenttype') return 'content-type';
-  if (attribute === 'data') return 'value';
-  return `${BINARY_PREFIX}${attribute}`;
-}
-
-function mediaTypeOf(contentType: string): string {
-  return contentType.split(';')[0]!.trim().toLowerCase();
 }

@@ -12,7 +12,15 @@ import { createHash } from 'node:crypto';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import formatsPlugin from 'ajv-formats';
 import { type ErrorDetail, UnprocessableError, type WebhooksErrorOptions } from './errors.ts';
-import { canonicalJson, isJsonObject, type JsonObject, pointerSegments } from './json.ts';
+import {
+  canonicalJson,
+  exceedsJsonDepth,
+  isJsonObject,
+  type JsonObject,
+  pointerSegments,
+  pointerTo,
+} from './json.ts';
+import { getPath } from './json-path.ts';
 import {
   estimatePatternSize,
   linearRegExp,
@@ -235,11 +243,7 @@ export class ValidatorCache {
       // Versions registered before cycles were refused are caught here, once, rather than by a stack
       // overflow for each of their events. Only as deep as registration accepts (the index holds a
       // pointer per subschema): a deeper one is left to Ajv, whose stack overflows are caught too.
-      const walkable = !sizeProblem(schema, 'schema', {
-        ...REGISTRATION_LIMITS,
-        nodes: Infinity,
-        bytes: Infinity,
-      });
+      const walkable = !exceedsJsonDepth(schema, MAX_SCHEMA_DEPTH);
       const cycle = walkable ? refCycleProblem(indexSchema(schema), 'schema') : undefined;
       if (cycle) {
         return new SchemaEvaluationError(`the registered schema cannot be evaluated: ${cycle.message}`);
@@ -635,21 +639,10 @@ function resolveRef(index: SchemaIndex, ref: string, base: string): string | und
   if (!fragment.startsWith('/')) return index.anchors.get(`${resource}#${fragment}`);
   const pointer = root + fragment;
   if (!index.sites.has(pointer)) {
-    const target = valueAt(index.root, pointer);
-    if (target !== undefined) addSubschemas(index, target, pointer, resource);
+    const target = getPath(index.root, pointerSegments(pointer));
+    if (target.found) addSubschemas(index, target.value, pointer, resource);
   }
   return pointer;
-}
-
-/** The value at a JSON pointer in a document, or undefined. */
-function valueAt(document: unknown, pointer: string): unknown {
-  let value = document;
-  for (const segment of pointerSegments(pointer)) {
-    if (Array.isArray(value)) value = /^(0|[1-9]\d*)$/.test(segment) ? value[Number(segment)] : undefined;
-    else if (isJsonObject(value) && Object.hasOwn(value, segment)) value = value[segment];
-    else return undefined;
-  }
-  return value;
 }
 
 function resolveUri(ref: string, base: string): string | undefined {
@@ -663,14 +656,6 @@ function resolveUri(ref: string, base: string): string | undefined {
 function withoutFragment(uri: string): string {
   const hash = uri.indexOf('#');
   return hash < 0 ? uri : uri.slice(0, hash);
-}
-
-/** Extends a JSON pointer by segments. */
-function pointerTo(pointer: string, ...segments: Array<string | number>): string {
-  return segments.reduce<string>(
-    (p, s) => `${p}/${String(s).replaceAll('~', '~0').replaceAll('/', '~1')}`,
-    pointer,
-  );
 }
 
 /** A JSON pointer into the document as a dotted field under `prefix`. */

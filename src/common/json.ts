@@ -100,6 +100,13 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);
 }
 
+/** A JSON pointer extended by segments, each escaped (`~` → `~0`, `/` → `~1`). */
+export function pointerTo(pointer: string, ...segments: Array<string | number>): string {
+  let out = pointer;
+  for (const segment of segments) out += `/${String(segment).replaceAll('~', '~0').replaceAll('/', '~1')}`;
+  return out;
+}
+
 /** The unescaped segments of a JSON pointer ("/a~1b/0" → ["a/b", "0"]; "" → []). */
 export function pointerSegments(pointer: string): string[] {
   if (pointer === '' || pointer === '/') return pointer === '/' ? [''] : [];

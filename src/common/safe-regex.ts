@@ -429,6 +429,12 @@ function tooLarge(size: number): PatternError {
 const programs = new Map<string, RE2JS>();
 /** The pattern used last: testing it again does not need to refresh its place. */
 let lastUsed: string | undefined;
+/**
+ * Patterns that cannot be used, with why, bounded like the programs: the compatibility checker
+ * asks about the same few patterns of an old version again and again, and each answer would
+ * otherwise translate (and maybe compile) the pattern anew.
+ */
+const refused = new Map<string, PatternError>();
 
 /** The program of a pattern, from the cache or compiled now (and cached). Throws a PatternError. */
 function program(pattern: string): RE2JS {
@@ -441,7 +447,18 @@ function program(pattern: string): RE2JS {
     }
     return hit;
   }
-  const fresh = compile(translate(pattern));
+  const known = refused.get(pattern);
+  if (known) throw known;
+  let fresh: RE2JS;
+  try {
+    fresh = compile(translate(pattern));
+  } catch (err) {
+    if (err instanceof PatternError) {
+      refused.set(pattern, err);
+      if (refused.size > PATTERN_CACHE_SIZE) refused.delete(refused.keys().next().value!);
+    }
+    throw err;
+  }
   programs.set(pattern, fresh);
   lastUsed = pattern;
   if (programs.size > PATTERN_CACHE_SIZE) programs.delete(programs.keys().next().value!);
@@ -475,7 +492,14 @@ export function patternProblem(pattern: string): PatternError | undefined {
 
 /** Whether `pattern` matches somewhere in `text`; undefined when the pattern cannot be used. */
 export function matchesPattern(pattern: string, text: string): boolean | undefined {
-  return patternProblem(pattern) ? undefined : program(pattern).test(text);
+  let found: RE2JS;
+  try {
+    found = program(pattern);
+  } catch (err) {
+    if (err instanceof PatternError) return undefined;
+    throw err;
+  }
+  return found.test(text);
 }
 
 /**

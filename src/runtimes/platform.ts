@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { accessRoutes } from '../access/routes.ts';
-import { ApiKeyAdmin, AuditLog, Authenticator } from '../access/service.ts';
+import { ApiKeyAdmin, Authenticator } from '../access/service.ts';
 import { BackgroundErrors } from '../common/background-errors.ts';
 import type { Config } from '../common/config.ts';
 import type { HostResolver } from '../common/delivery-url.ts';
@@ -273,11 +273,10 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     clock,
     onRevoked: (key) => authenticator.forget(key.keyHash),
   });
-  const audit = new AuditLog(store.audit);
   const router = new Router(
     roles.includes('api')
       ? [
-          ...accessRoutes(apiKeyAdmin, audit),
+          ...accessRoutes(apiKeyAdmin, store.audit),
           ...schemaRoutes(schemaAdmin),
           ...partnerRoutes(partnerAdmin),
           ...subscriptionRoutes(subscriptionAdmin),
@@ -310,7 +309,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const handle = createEdge({
     router,
     authenticate: (header) => authenticator.authenticate(header),
-    audit: (record) => audit.append(record),
+    audit: (record) => store.audit.append(record),
     logger,
     metrics,
   });

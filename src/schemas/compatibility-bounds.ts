@@ -28,21 +28,12 @@ export function evaluateScalar(keyword: string, limit: unknown, value: unknown):
     const length = [...value].length;
     if (keyword === 'minLength' && typeof limit === 'number') return length >= limit;
     if (keyword === 'maxLength' && typeof limit === 'number') return length <= limit;
-    if (keyword === 'pattern' && typeof limit === 'string') return testPattern(limit, value);
+    if (keyword === 'pattern' && typeof limit === 'string') return matchesPattern(limit, value);
     if (keyword === 'format') return undefined;
   }
   const appliesTo =
     keyword.endsWith('Length') || keyword === 'pattern' || keyword === 'format' ? 'string' : 'number';
   return typeof value === appliesTo ? undefined : true;
-}
-
-/**
- * Tests a JSON Schema `pattern` (ECMA-262, unanchored) on the linear-time engine, whose bounded cache
- * keeps the compiled patterns; undefined when the engine cannot run it (e.g. a lookahead in a
- * version registered before patterns were checked), which the checker treats as "cannot tell".
- */
-export function testPattern(pattern: string, text: string): boolean | undefined {
-  return matchesPattern(pattern, text);
 }
 
 /** True when `value` is an integer multiple of `step` (within floating-point noise). */

@@ -2,7 +2,7 @@
  * Schema locations for the compatibility check: a subschema with its document (for local `$ref`s),
  * its JSON pointer, and the flattening of `$ref`/`allOf` into a list of conjuncts.
  */
-import { isJsonObject, pointerSegments } from '../common/json.ts';
+import { isJsonObject, pointerSegments, pointerTo } from '../common/json.ts';
 
 export type SchemaObject = Record<string, unknown>;
 
@@ -60,15 +60,6 @@ export function rootNode(schema: unknown, tag: string): SchemaNode {
 /** A node for a schema the checker builds itself, outside any document. */
 export function standaloneNode(value: SchemaObject, label: string): SchemaNode {
   return { doc: { root: value, tag: `syn-${label}` }, value, pointer: '', id: `syn:${label}` };
-}
-
-function escapePointer(segment: string): string {
-  return segment.replaceAll('~', '~0').replaceAll('/', '~1');
-}
-
-/** Extends a JSON pointer by one segment. */
-export function pointerTo(pointer: string, segment: string | number): string {
-  return `${pointer}/${escapePointer(String(segment))}`;
 }
 
 /** The subschema at `path` under `node`. */

@@ -2,7 +2,7 @@
  * The rarer object keywords (property counts, `propertyNames`, dependencies) and the reading of
  * `unevaluatedProperties: false` as a closed object for the compatibility check.
  */
-import { isJsonObject } from '../common/json.ts';
+import { isJsonObject, pointerTo } from '../common/json.ts';
 import { extremeOf } from './compatibility-bounds.ts';
 import { type Ctx, compareNodes } from './compatibility-compare.ts';
 import { changed, type Issue, issue, propertyPath, subject } from './compatibility-facts.ts';
@@ -10,7 +10,6 @@ import {
   childNode,
   isFalse,
   isTrivial,
-  pointerTo,
   resolveRef,
   type SchemaNode,
   type SchemaObject,

@@ -3,7 +3,7 @@
  * content model (`additionalProperties` absent/true = open, `false` = closed, a schema = partly open).
  */
 import { isJsonObject } from '../common/json.ts';
-import { testPattern } from './compatibility-bounds.ts';
+import { matchesPattern } from '../common/safe-regex.ts';
 import { type Ctx, compareAll } from './compatibility-compare.ts';
 import { type Issue, issue, propertyPath, subject } from './compatibility-facts.ts';
 import { childNode, isFalse, isTrivial, type SchemaNode, type SchemaObject } from './compatibility-nodes.ts';
@@ -35,7 +35,7 @@ export function propertySchemas(conjuncts: readonly SchemaNode[], name: string):
     }
     let unsure = false;
     for (const [pattern] of patternEntries(c)) {
-      const matches = testPattern(pattern, name);
+      const matches = matchesPattern(pattern, name);
       if (matches === undefined) unsure = true;
       else if (matches) own.push(childNode(c, 'patternProperties', pattern));
     }

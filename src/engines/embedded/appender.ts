@@ -22,44 +22,42 @@ export type RoundRobin = Map<string, number>;
  */
 export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRobin: RoundRobin): void {
   const now = Date.now();
-  {
-    const partitionsOf = new Map<string, number>();
-    const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
-    for (const message of messages) {
-      checkMessage(message);
-      let partitions = partitionsOf.get(message.topic);
-      if (partitions === undefined) {
-        partitions = topicPartitions(db, message.topic);
-        partitionsOf.set(message.topic, partitions);
-      }
-      const part = choosePartition(message, partitions, roundRobin);
-      const slot = partitionKey(message.topic, part);
-      let group = byPartition.get(slot);
-      if (!group) {
-        group = { topic: message.topic, part, messages: [] };
-        byPartition.set(slot, group);
-      }
-      group.messages.push(message);
+  const partitionsOf = new Map<string, number>();
+  const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
+  for (const message of messages) {
+    checkMessage(message);
+    let partitions = partitionsOf.get(message.topic);
+    if (partitions === undefined) {
+      partitions = topicPartitions(db, message.topic);
+      partitionsOf.set(message.topic, partitions);
     }
-    const seq = nextSeq(db);
-    const reserve = sql(
-      db,
-      `INSERT INTO partition_log (topic, part, next_offset, seq) VALUES (?, ?, ?, ?)
-       ON CONFLICT (topic, part) DO UPDATE SET next_offset = next_offset + excluded.next_offset, seq = excluded.seq
-       RETURNING next_offset`,
-    );
-    const insert = sql(
-      db,
-      `INSERT INTO record (topic, part, off, key, value, headers, ts, not_before)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    for (const { topic, part, messages: batch } of byPartition.values()) {
-      const end = (reserve.get(topic, part, batch.length, seq) as { next_offset: number }).next_offset;
-      let offset = end - batch.length;
-      for (const m of batch) {
-        const headers = m.headers && Object.keys(m.headers).length > 0 ? JSON.stringify(m.headers) : null;
-        insert.run(topic, part, offset++, m.key ?? null, m.value, headers, now, m.notBefore ?? null);
-      }
+    const part = choosePartition(message, partitions, roundRobin);
+    const slot = partitionKey(message.topic, part);
+    let group = byPartition.get(slot);
+    if (!group) {
+      group = { topic: message.topic, part, messages: [] };
+      byPartition.set(slot, group);
+    }
+    group.messages.push(message);
+  }
+  const seq = nextSeq(db);
+  const reserve = sql(
+    db,
+    `INSERT INTO partition_log (topic, part, next_offset, seq) VALUES (?, ?, ?, ?)
+     ON CONFLICT (topic, part) DO UPDATE SET next_offset = next_offset + excluded.next_offset, seq = excluded.seq
+     RETURNING next_offset`,
+  );
+  const insert = sql(
+    db,
+    `INSERT INTO record (topic, part, off, key, value, headers, ts, not_before)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  for (const { topic, part, messages: batch } of byPartition.values()) {
+    const end = (reserve.get(topic, part, batch.length, seq) as { next_offset: number }).next_offset;
+    let offset = end - batch.length;
+    for (const m of batch) {
+      const headers = m.headers && Object.keys(m.headers).length > 0 ? JSON.stringify(m.headers) : null;
+      insert.run(topic, part, offset++, m.key ?? null, m.value, headers, now, m.notBefore ?? null);
     }
   }
 }

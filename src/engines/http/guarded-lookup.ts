@@ -9,6 +9,7 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { assertDeliveryAddress } from '../../common/delivery-url.ts';
+import { Gate } from '../../common/gate.ts';
 
 /**
  * Resolves a host name to every address, shaped like `dns.lookup` with `all: true`. The system
@@ -59,30 +60,25 @@ export const MAX_CONCURRENT_LOOKUPS = 2;
 
 /** `resolveAll` with at most `max` calls in flight; the others queue in order. */
 function atMostAtOnce(resolveAll: AddressLookup, max: number): AddressLookup {
-  let running = 0;
-  const queue: Array<() => void> = [];
-  const next = () => {
-    running -= 1;
-    queue.shift()?.();
-  };
+  const gate = new Gate(max);
   return (hostname, options, callback) => {
-    const start = () => {
-      running += 1;
-      let settled = false;
-      const done: LookupCallback = (err, addresses) => {
-        if (settled) return;
-        settled = true;
-        next();
-        callback(err, addresses);
-      };
-      try {
-        resolveAll(hostname, options, done);
-      } catch (err) {
-        done(err as NodeJS.ErrnoException, []);
-      }
-    };
-    if (running < max) start();
-    else queue.push(start);
+    void gate.run(
+      () =>
+        new Promise<void>((release) => {
+          let settled = false;
+          const done: LookupCallback = (err, addresses) => {
+            if (settled) return;
+            settled = true;
+            release();
+            callback(err, addresses);
+          };
+          try {
+            resolveAll(hostname, options, done);
+          } catch (err) {
+            done(err as NodeJS.ErrnoException, []);
+          }
+        }),
+    );
   };
 }
 

@@ -198,6 +198,11 @@ export class GroupCommit {
     // With fsync durability, acknowledged once the WAL is on disk (flushed off the event loop; the
     // commits of the meantime share the next flush). The others are acknowledged now.
     const flusher = walFlusherOf(this.#db);
+    const flushFailed = (err: unknown) =>
+      this.#settleAll(
+        batch.filter((p) => p.durable),
+        err,
+      );
     settle(false);
     if (!flusher) settle(true);
     else if (wait) {
@@ -206,20 +211,9 @@ export class GroupCommit {
         flusher.flushSync();
         settle(true);
       } catch (err) {
-        this.#settleAll(
-          batch.filter((p) => p.durable),
-          err,
-        );
+        flushFailed(err);
       }
-    } else if (batch.some((p) => p.durable))
-      flusher.flush().then(
-        () => settle(true),
-        (err: unknown) =>
-          this.#settleAll(
-            batch.filter((p) => p.durable),
-            err,
-          ),
-      );
+    } else if (batch.some((p) => p.durable)) flusher.flush().then(() => settle(true), flushFailed);
   }
 
   /** BEGIN IMMEDIATE (without waiting for the write lock unless `wait`): true, 'busy', or the error. */

@@ -4,38 +4,23 @@
  */
 import { parseArgs } from 'node:util';
 import { isJsonObject } from '../../common/json.ts';
+import { callApi } from './api-client.ts';
 import { describeError, invalid, resolveAdminToken } from './publish.ts';
-
-const TIMEOUT_MS = 30_000;
 
 const USAGE = `webhooks api-keys create --name NAME --role admin|operator|publisher [--source S]… [--event-type T]… [--expires-at ISO]
 webhooks api-keys list
 webhooks api-keys revoke ID
   (each also takes [--url http://127.0.0.1:8080] [--token T] [--data-dir DIR])`;
 
-/** One admin API call; resolves with the status and the parsed body. */
-async function callAdmin(
-  url: string,
-  token: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`${url.replace(/\/+$/, '')}${path}`, {
+/** One admin API call with a JSON body (if any). */
+function callAdmin(url: string, token: string, method: string, path: string, body?: unknown) {
+  return callApi(
+    url,
+    token,
     method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: text === '' ? null : JSON.parse(text) };
-  } catch {
-    return { status: res.status, body: text };
-  }
+    path,
+    body === undefined ? undefined : { text: JSON.stringify(body), contentType: 'application/json' },
+  );
 }
 
 /** Runs the subcommand; exit code 0 on 2xx, 1 otherwise. */

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '../../common/errors.ts';
 import { isJsonObject, type JsonObject } from '../../common/json.ts';
+import { callApi } from './api-client.ts';
 
 const STRUCTURED = 'application/cloudevents+json';
 const BATCH = 'application/cloudevents-batch+json';
-const TIMEOUT_MS = 30_000;
 
 /** The events read from the input and whether they travel as a batch. */
 export interface PublishInput {
@@ -78,25 +78,15 @@ export function resolveAdminToken(
 }
 
 /** POSTs the events to `{url}/events`; resolves with the status and the parsed (or raw) body. */
-export async function publishEvents(
+export function publishEvents(
   url: string,
   token: string,
   input: PublishInput,
 ): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`${url.replace(/\/+$/, '')}/events`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': input.batch ? BATCH : STRUCTURED },
-    body: JSON.stringify(input.batch ? input.events : input.events[0]),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
+  return callApi(url, token, 'POST', '/events', {
+    text: JSON.stringify(input.batch ? input.events : input.events[0]),
+    contentType: input.batch ? BATCH : STRUCTURED,
   });
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = text === '' ? null : JSON.parse(text);
-  } catch {
-    // not JSON (a proxy's error page, say): shown as it came
-  }
-  return { status: res.status, body };
 }
 
 /** `webhooks publish [FILE|-] [--url U] [--token T] [--batch]`: exit code 0 on 2xx, 1 otherwise. */

@@ -58,6 +58,9 @@ export interface EdgeOptions {
   metrics: MetricsRegistry;
 }
 
+/** A request id a client may choose: short and plain (it is echoed, logged and recorded). */
+const PLAIN_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
 /** Handles one request end to end; never throws. */
 export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<ApiResponse> {
   const requests = options.metrics.counter('http_requests_total', 'HTTP requests by route and status', [
@@ -75,7 +78,7 @@ export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<A
     // A client's request id is echoed back, carried by every log line and recorded: taken only when
     // short and plain (at most 128 of [A-Za-z0-9._:-]), else a fresh one.
     const offered = [raw.headers['x-request-id'], raw.headers['x-correlation-id']].find(
-      (id) => id !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(id),
+      (id) => id !== undefined && PLAIN_REQUEST_ID.test(id),
     );
     const correlationId = offered ?? uuidv7();
     return withCorrelationId(correlationId, async () => {
@@ -97,7 +100,7 @@ export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<A
                 };
         } else {
           principal = await authenticate(options, matched.route.access, raw);
-          if (principal) assertAllowed(principal, matched.route.access, raw);
+          if (principal) assertAllowed(principal, matched.route.access, raw.method, path);
           body = matched.route.rawBody ? undefined : parseJsonBody(raw);
           const request: ApiRequest = {
             method: raw.method,
@@ -150,11 +153,11 @@ async function authenticate(
 }
 
 /** 403 when the caller's role does not allow the route. */
-function assertAllowed(principal: Principal, access: Access, raw: RawRequest): void {
+function assertAllowed(principal: Principal, access: Access, method: string, path: string): void {
   if (!roleAllows(principal.role, access)) {
     const who =
       principal.kind === 'api-key' ? `the ${principal.role} key "${principal.name}"` : 'this caller';
-    const message = `${who} may not ${raw.method} ${raw.url.split('?')[0]}`;
+    const message = `${who} may not ${method} ${path}`;
     throw new ForbiddenError('forbidden', message, { details: [{ field: 'authorization', message }] });
   }
 }

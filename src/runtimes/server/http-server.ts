@@ -27,6 +27,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { Gate } from '../../common/gate.ts';
 import type { ApiResponse } from '../../common/http.ts';
 import type { Logger } from '../../common/log.ts';
 import { errorBody, errorResponse, type RawRequest } from '../http/edge.ts';
@@ -156,29 +157,6 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
  */
 const LARGE_BODY_CHARS = 64 * 1024;
 const LARGE_BODIES_AT_ONCE = 1;
-
-/** Runs at most `limit` tasks at once, the rest in arrival order. */
-class Gate {
-  #running = 0;
-  readonly #queue: Array<() => void> = [];
-  readonly #limit: number;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#queue.push(resolve));
-    else this.#running += 1;
-    try {
-      return await task();
-    } finally {
-      const next = this.#queue.shift();
-      if (next) next();
-      else this.#running -= 1;
-    }
-  }
-}
 
 const largeBodies = new Gate(LARGE_BODIES_AT_ONCE);
 
