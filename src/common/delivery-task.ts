@@ -89,12 +89,23 @@ export function webhookIdFor(eventSource: string, eventId: string, subscriptionI
 export function webhookIdOf(task: DeliveryTask): string {
   let id = webhookIds.get(task);
   if (id === undefined) {
-    id = task.deliveryId.startsWith('msg_')
-      ? task.deliveryId
-      : webhookIdFor(task.event.source, task.event.id, task.subscriptionId);
+    id = webhookIdOfDelivery(task.deliveryId, task.event.source, task.event.id, task.subscriptionId);
     webhookIds.set(task, id);
   }
   return id;
+}
+
+/**
+ * The `webhook-id` a delivery is sent under: `webhookIdFor(source, eventId, subscriptionId)`, or —
+ * for a delivery made before 2026-12-06, whose id is `msg_…` — that id, as it was sent then.
+ */
+export function webhookIdOfDelivery(
+  deliveryId: string,
+  source: string,
+  eventId: string,
+  subscriptionId: string,
+): string {
+  return deliveryId.startsWith('msg_') ? deliveryId : webhookIdFor(source, eventId, subscriptionId);
 }
 
 const webhookIds = new WeakMap<DeliveryTask, string>();

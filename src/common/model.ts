@@ -122,7 +122,8 @@ export type DeliveryStatus = 'PENDING' | 'SUCCESS' | 'FAILED';
 
 /**
  * One event × subscription: the unit of delivery. Its `webhook-id` is `webhookIdFor(eventSource,
- * eventId, subscriptionId)`; `id` keys the record (ordered by where the event was read).
+ * eventId, subscriptionId)` — or its `id` for a delivery made before 2026-12-06 (`msg_…`), see
+ * `webhookIdOfDelivery`; `id` keys the record (ordered by where the event was read).
  */
 export interface DeliveryRecord {
   id: string;

@@ -3,7 +3,7 @@
  * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
  */
 import { HEADERS } from '../common/bus-headers.ts';
-import { webhookIdFor } from '../common/delivery-task.ts';
+import { webhookIdOfDelivery } from '../common/delivery-task.ts';
 import { isWebhooksError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import type { DeadLetterRecord, DeliveryAttempt, DeliveryRecord } from '../common/model.ts';
@@ -71,7 +71,7 @@ export class Operations {
     const items = await Promise.all(
       found.items.map(async (d) => ({
         ...d,
-        webhookId: webhookIdFor(d.eventSource, d.eventId, d.subscriptionId),
+        webhookId: webhookIdOfDelivery(d.id, d.eventSource, d.eventId, d.subscriptionId),
         attemptLog: await this.#deps.deliveries.attempts(d.id),
       })),
     );

@@ -1,6 +1,7 @@
 /** Redrive (real SQLite store, recording publisher): what a dispatcher sees when a task comes back. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { webhookIdFor } from '../../src/common/delivery-task.ts';
 import { uuidv7 } from '../../src/common/ids.ts';
 import type { BusMessage } from '../../src/common/ports/bus.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
@@ -163,6 +164,34 @@ test('one redrive request sends at most `limit` dead letters and says when there
     assert.deepEqual(calls, [10, 10, 5]);
     assert.equal(published.length, 25);
     await assert.rejects(operations.redrive({ all: true, limit: 0 }), /limit/);
+  } finally {
+    await store.close();
+  }
+});
+
+test('the delivery listing shows the webhook-id each delivery was sent under, a legacy msg_ one included', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    const current = await store.deliveries.ensure(deliveryRecord({ id: 'dlv_0000000000000001' }));
+    const legacy = await store.deliveries.ensure(
+      deliveryRecord({ id: 'msg_0123456789abcdef0123456789abcdef' }),
+    );
+    const operations = new Operations({
+      deliveries: store.deliveries,
+      deadLetters: store.deadLetters,
+      publish: async () => {},
+      heldTasks: store.heldTasks,
+      ledger: store.ledger,
+      holding: async () => false,
+      clock: () => new Date(),
+    });
+    const { items } = await operations.deliveries({}, {});
+    const byId = new Map(items.map((d) => [d.id, d.webhookId]));
+    assert.equal(byId.get(legacy.id), legacy.id, 'a delivery made before the stable ids keeps its msg_ id');
+    assert.equal(
+      byId.get(current.id),
+      webhookIdFor(current.eventSource, current.eventId, current.subscriptionId),
+    );
   } finally {
     await store.close();
   }
