@@ -2,6 +2,7 @@
  * The bus port's topic administration. The embedded log and Kafka implement it; the conformance
  * suite in `test/conformance/bus-admin.ts` runs against each.
  */
+import { ValidationError } from '../errors.ts';
 
 export interface TopicDescription {
   name: string;
@@ -27,6 +28,21 @@ export function isValidTopicName(name: string): boolean {
   return /^[a-zA-Z0-9._-]{1,249}$/.test(name) && name !== '.' && name !== '..';
 }
 
+/** Checks an `ensureTopic` request the same way on every engine; returns the partition count. */
+export function checkTopicRequest(name: string, partitions: number): number {
+  if (!isValidTopicName(name)) {
+    throw new ValidationError('topic_name_invalid', `"${name}" is not a valid topic name`, {
+      details: [{ field: 'topic', message: 'topic names are 1..249 characters of [a-zA-Z0-9._-]' }],
+    });
+  }
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
+    throw new ValidationError('partitions_invalid', 'partitions must be a whole number from 1 to 1024', {
+      details: [{ field: 'partitions', message: `got ${partitions}` }],
+    });
+  }
+  return partitions;
+}
+
 /** A message to publish. `value` is JSON text; `key` chooses the partition (same key, same partition, in order). */
 export interface BusMessage {
   topic: string;
@@ -35,6 +51,20 @@ export interface BusMessage {
   headers?: Record<string, string>;
   /** Earliest time (ms since epoch) a consumer may process it: how retry tiers delay messages. */
   notBefore?: number;
+}
+
+/** Refuses a message no engine can store: a value that is not text, a notBefore that is not a time. */
+export function checkBusMessage(message: BusMessage): void {
+  const problem =
+    typeof message.value !== 'string'
+      ? { field: 'value', message: 'must be a string (JSON text)' }
+      : message.notBefore !== undefined && !Number.isFinite(message.notBefore)
+        ? { field: 'notBefore', message: 'must be a time in ms since the epoch' }
+        : undefined;
+  if (problem)
+    throw new ValidationError('message_invalid', `a message for "${message.topic}" is invalid`, {
+      details: [problem],
+    });
 }
 
 /** A message as a consumer receives it. */

@@ -7,8 +7,8 @@
  * that fails (an unknown topic) appends nothing and does not fail the other calls of its group.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { NotFoundError, ValidationError } from '../../common/errors.ts';
-import type { BusMessage } from '../../common/ports/bus.ts';
+import { NotFoundError } from '../../common/errors.ts';
+import { type BusMessage, checkBusMessage } from '../../common/ports/bus.ts';
 import { partitionKey } from './cursor.ts';
 import { partitionForKey } from './partitioner.ts';
 import { nextSeq, sql } from './schema.ts';
@@ -25,7 +25,7 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
   const partitionsOf = new Map<string, number>();
   const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
   for (const message of messages) {
-    checkMessage(message);
+    checkBusMessage(message);
     let partitions = partitionsOf.get(message.topic);
     if (partitions === undefined) {
       partitions = topicPartitions(db, message.topic);
@@ -60,19 +60,6 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
       insert.run(topic, part, offset++, m.key ?? null, m.value, headers, now, m.notBefore ?? null);
     }
   }
-}
-
-function checkMessage(message: BusMessage): void {
-  const problem =
-    typeof message.value !== 'string'
-      ? { field: 'value', message: 'must be a string (JSON text)' }
-      : message.notBefore !== undefined && !Number.isFinite(message.notBefore)
-        ? { field: 'notBefore', message: 'must be a time in ms since the epoch' }
-        : undefined;
-  if (problem)
-    throw new ValidationError('message_invalid', `a message for "${message.topic}" is invalid`, {
-      details: [problem],
-    });
 }
 
 function topicPartitions(db: DatabaseSync, topic: string): number {

@@ -5,8 +5,7 @@
  */
 import type { DatabaseSync } from 'node:sqlite';
 import type { Durability } from '../../common/config.ts';
-import { ValidationError } from '../../common/errors.ts';
-import { isValidTopicName, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
+import { checkTopicRequest, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
 import { checkpointPassive, closeDatabase, openDatabase, transaction } from '../sqlite/database.ts';
 import { BUS_MIGRATIONS, PAGE_SIZE, sql } from './schema.ts';
 
@@ -30,17 +29,7 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
   }
 
   async ensureTopic(name: string, options: { partitions?: number } = {}): Promise<TopicDescription> {
-    if (!isValidTopicName(name)) {
-      throw new ValidationError('topic_name_invalid', `"${name}" is not a valid topic name`, {
-        details: [{ field: 'topic', message: 'topic names are 1..249 characters of [a-zA-Z0-9._-]' }],
-      });
-    }
-    const partitions = options.partitions ?? this.#defaultPartitions;
-    if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
-      throw new ValidationError('partitions_invalid', 'partitions must be a whole number from 1 to 1024', {
-        details: [{ field: 'partitions', message: `got ${partitions}` }],
-      });
-    }
+    const partitions = checkTopicRequest(name, options.partitions ?? this.#defaultPartitions);
     const existing = this.#describe(name);
     if (existing && existing.partitions >= partitions) return existing;
     return transaction(this.db, () => {

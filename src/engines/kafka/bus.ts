@@ -1,0 +1,198 @@
+/**
+ * The `Bus` on Apache Kafka (or Amazon MSK): topic administration (`topic-admin.ts`), an
+ * idempotent producer (acks=all; a publish resolves once every in-sync replica has the records),
+ * and consumer groups (`consumer.ts`).
+ *
+ * Partitions: a keyed message goes where Java clients put it (murmur2 of the key, sign bit
+ * cleared, modulo the partition count — the embedded log's partitioner), so producers outside the
+ * platform and the platform agree; unkeyed messages go round-robin. `notBefore` travels as the
+ * `webhooks-not-before` header. A publish to a topic that does not exist fails with
+ * `topic_not_found` (topics are ensured by the admin components; the broker never creates one).
+ *
+ * Topics created after a consumer started: the bus lists the cluster's topics every
+ * `topicRefreshMs` while consumers run (and at once when this process ensures a topic), and a
+ * consumer whose prefixes match a new topic joins its group again with it.
+ */
+import { Producer, stringSerializers } from '@platformatic/kafka';
+import { NotFoundError } from '../../common/errors.ts';
+import {
+  type Bus,
+  type BusMessage,
+  type ConsumerHandle,
+  type ConsumerOptions,
+  checkBusMessage,
+  type TopicDescription,
+} from '../../common/ports/bus.ts';
+import { partitionForKey } from '../embedded/partitioner.ts';
+import { clientOptions, type KafkaSettings } from './connection.ts';
+import { KafkaConsumer } from './consumer.ts';
+import { describeKafkaError, hasErrorCode } from './errors.ts';
+import { NOT_BEFORE_HEADER } from './headers.ts';
+import { KafkaTopicAdmin } from './topic-admin.ts';
+
+export interface KafkaBusOptions {
+  /** Partitions of a topic ensured without a count (default 4). */
+  defaultPartitions?: number;
+  /** How often running consumers look for new topics (ms, default 2,000). */
+  topicRefreshMs?: number;
+}
+
+/** How long a topic's partition count is trusted before it is read again (ms). */
+const PARTITIONS_TTL_MS = 5000;
+
+export class KafkaBus extends KafkaTopicAdmin implements Bus {
+  readonly #producer: Producer<string, string, string, string>;
+  readonly #consumers = new Set<KafkaConsumer>();
+  readonly #partitions = new Map<string, { count: number; at: number }>();
+  readonly #roundRobin = new Map<string, number>();
+  readonly #topicWatchers = new Set<() => void>();
+  readonly #topicRefreshMs: number;
+  #topicTimer: NodeJS.Timeout | undefined;
+  #topicList: Promise<string[]> | undefined;
+  #closed = false;
+
+  constructor(settings: KafkaSettings, options: KafkaBusOptions = {}) {
+    super(settings, options);
+    this.#topicRefreshMs = options.topicRefreshMs ?? 2000;
+    this.#producer = new Producer({
+      ...clientOptions(settings, 'producer'),
+      idempotent: true,
+      // acks=all comes with idempotence; retries must be finite or a send to a missing topic never settles.
+      retries: 5,
+      serializers: stringSerializers,
+    });
+  }
+
+  /**
+   * Connects to the cluster and checks that it answers; a clear error when it does not. Call it
+   * once at start (the server does), so that a wrong broker list fails the start, not the first publish.
+   */
+  async connect(): Promise<void> {
+    try {
+      await this.ping();
+    } catch (err) {
+      throw new Error(
+        `cannot reach the Kafka brokers ${this.settings.brokers.join(', ')}: ${describeKafkaError(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  override async ensureTopic(name: string, options: { partitions?: number } = {}): Promise<TopicDescription> {
+    const topic = await super.ensureTopic(name, options);
+    this.#partitions.set(name, { count: topic.partitions, at: Date.now() });
+    for (const watcher of this.#topicWatchers) watcher();
+    return topic;
+  }
+
+  async publish(messages: BusMessage[], _options: { ordered?: boolean } = {}): Promise<void> {
+    if (messages.length === 0) return;
+    for (const message of messages) checkBusMessage(message);
+    const counts = await this.#partitionCounts([...new Set(messages.map((m) => m.topic))]);
+    await this.#producer.send({
+      messages: messages.map((m) => {
+        const headers: Record<string, string> = { ...m.headers };
+        if (m.notBefore !== undefined) headers[NOT_BEFORE_HEADER] = String(m.notBefore);
+        const partition = this.#partitionOf(m, counts.get(m.topic)!);
+        return m.key === undefined
+          ? { topic: m.topic, value: m.value, headers, partition }
+          : { topic: m.topic, key: m.key, value: m.value, headers, partition };
+      }),
+    });
+  }
+
+  consume(options: ConsumerOptions): ConsumerHandle {
+    const consumer = new KafkaConsumer(
+      {
+        settings: this.settings,
+        listTopics: () => this.#listTopicsShared(),
+        watchTopics: (onChange) => {
+          this.#topicWatchers.add(onChange);
+          this.#startTopicTimer();
+          return () => {
+            this.#topicWatchers.delete(onChange);
+            if (this.#topicWatchers.size === 0) {
+              clearInterval(this.#topicTimer);
+              this.#topicTimer = undefined;
+            }
+          };
+        },
+        finished: (c) => this.#consumers.delete(c),
+      },
+      options,
+    );
+    this.#consumers.add(consumer);
+    return consumer;
+  }
+
+  /** Closes the clients. Consumers not stopped first are abandoned as in a crash: nothing more is committed. */
+  override async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const consumer of this.#consumers) consumer.kill();
+    this.#consumers.clear();
+    clearInterval(this.#topicTimer);
+    this.#topicTimer = undefined;
+    await Promise.allSettled([this.#producer.close(), super.close()]);
+  }
+
+  #startTopicTimer(): void {
+    if (this.#topicTimer || this.#closed) return;
+    this.#topicTimer = setInterval(() => {
+      for (const watcher of this.#topicWatchers) watcher();
+    }, this.#topicRefreshMs);
+    this.#topicTimer.unref();
+  }
+
+  /** One listing for every consumer that asks while it runs. */
+  #listTopicsShared(): Promise<string[]> {
+    this.#topicList ??= this.listTopics().finally(() => {
+      this.#topicList = undefined;
+    });
+    return this.#topicList;
+  }
+
+  async #partitionCounts(topics: string[]): Promise<Map<string, number>> {
+    const now = Date.now();
+    const stale = topics.filter((t) => {
+      const known = this.#partitions.get(t);
+      return !known || now - known.at > PARTITIONS_TTL_MS;
+    });
+    if (stale.length > 0) {
+      let metadata: Awaited<ReturnType<Producer['metadata']>>;
+      try {
+        metadata = await this.#producer.metadata({ topics: stale, forceUpdate: true });
+      } catch (err) {
+        if (hasErrorCode(err, 'UNKNOWN_TOPIC_OR_PARTITION')) {
+          const missing = stale.filter((t) => !this.#partitions.has(t));
+          throw new NotFoundError('topic_not_found', `topic "${missing[0] ?? stale[0]}" does not exist`, {
+            details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
+          });
+        }
+        throw err;
+      }
+      for (const topic of stale) {
+        const described = metadata.topics.get(topic);
+        if (described) this.#partitions.set(topic, { count: described.partitionsCount, at: now });
+      }
+    }
+    const counts = new Map<string, number>();
+    for (const topic of topics) {
+      const known = this.#partitions.get(topic);
+      if (!known) {
+        throw new NotFoundError('topic_not_found', `topic "${topic}" does not exist`, {
+          details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
+        });
+      }
+      counts.set(topic, known.count);
+    }
+    return counts;
+  }
+
+  #partitionOf(message: BusMessage, partitions: number): number {
+    if (message.key !== undefined) return partitionForKey(message.key, partitions);
+    const next = this.#roundRobin.get(message.topic) ?? Math.floor(Math.random() * partitions);
+    this.#roundRobin.set(message.topic, next + 1);
+    return next % partitions;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * How the Kafka bus reaches its brokers: bootstrap list, client id, TLS with a custom CA, SASL
+ * (PLAIN, SCRAM-SHA-256/512, or Amazon MSK IAM over OAUTHBEARER), and the settings of the topics
+ * it creates. Turned into the options of @platformatic/kafka's clients here, once.
+ */
+import type { SASLOptions } from '@platformatic/kafka';
+import { generateAuthToken } from 'aws-msk-iam-sasl-signer-js';
+
+export type KafkaSasl =
+  | { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string }
+  /** Amazon MSK IAM: a SigV4-signed token from the AWS default credential chain, refreshed per connection. */
+  | { mechanism: 'AWS_MSK_IAM'; region: string };
+
+export interface KafkaSettings {
+  /** `host:port` of one or more brokers. */
+  brokers: string[];
+  /** Sent to the brokers with every request (quotas, logs); default `webhooks`. */
+  clientId?: string;
+  /** TLS to the brokers; `ca` (PEM) when their certificates are not signed by a public CA. */
+  tls?: { ca?: string };
+  sasl?: KafkaSasl;
+  /** Replication factor of the topics the bus creates (default 3 when the cluster has 3 brokers or more, else 1). */
+  replicationFactor?: number;
+  /** Topic configs for the topics the bus creates (e.g. `min.insync.replicas`, `retention.ms`). */
+  topicConfig?: Record<string, string>;
+  /** A consumer whose process died gives its partitions back after this long (default 10,000 ms). */
+  sessionTimeoutMs?: number;
+  /** Connecting and each request give up after this long (default 10,000 ms). */
+  requestTimeoutMs?: number;
+}
+
+/** The connection options every client of the bus shares. */
+export function clientOptions(settings: KafkaSettings, role: string) {
+  const timeout = settings.requestTimeoutMs ?? 10_000;
+  const options: {
+    clientId: string;
+    bootstrapBrokers: string[];
+    connectTimeout: number;
+    timeout: number;
+    requestTimeout: number;
+    retries: number;
+    retryDelay: number;
+    tls?: { ca?: string };
+    sasl?: SASLOptions;
+  } = {
+    clientId: `${settings.clientId ?? 'webhooks'}-${role}`,
+    bootstrapBrokers: settings.brokers,
+    connectTimeout: timeout,
+    timeout,
+    requestTimeout: timeout,
+    retries: 3,
+    retryDelay: 250,
+  };
+  if (settings.tls) options.tls = settings.tls.ca ? { ca: settings.tls.ca } : {};
+  if (settings.sasl) options.sasl = saslOptions(settings.sasl);
+  return options;
+}
+
+/** The client's SASL options; MSK IAM signs a fresh token each time a connection authenticates. */
+export function saslOptions(sasl: KafkaSasl): SASLOptions {
+  if (sasl.mechanism === 'AWS_MSK_IAM') {
+    const region = sasl.region;
+    return {
+      mechanism: 'OAUTHBEARER',
+      token: async () => (await generateAuthToken({ region })).token,
+    };
+  }
+  return { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password };
+}

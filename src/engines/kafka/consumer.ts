@@ -1,0 +1,756 @@
+/**
+ * One member of a Kafka consumer group, with the bus port's semantics (see `ports/bus.ts`).
+ *
+ * Group membership (join, sync, heartbeats, rebalances) is @platformatic/kafka's classic-protocol
+ * consumer; fetching is this file's own, so that it can be per partition: the client's message
+ * stream fetches every assigned partition or none, and the port needs a partition paused (by the
+ * handler, or while a failed message waits, or while its next message is not due) while the others
+ * flow. Each broker gets one long-poll fetch at a time for the partitions that may take more; the
+ * records land in a small buffer per partition, from which batches are handed out.
+ *
+ * The bookkeeping per partition is the embedded log's `PartitionCursor`: what is in flight, which
+ * failed messages wait for their redelivery (alone, after a doubling backoff) or their dead letter,
+ * and how far the commit may go — only over the contiguous prefix of handled offsets, so a crash
+ * redelivers what was not handled (at-least-once). Commits are sent one request at a time,
+ * coalesced. After a rebalance, a partition this member keeps keeps its cursor; one it lost is
+ * forgotten (what was in flight on it is neither committed nor handed out here again).
+ *
+ * notBefore: a message whose header says it is not due yet stops its partition — nothing newer is
+ * handed out and nothing more is fetched from it — until it is due; other partitions keep flowing.
+ * Nothing sleeps with a batch in hand and nothing is re-published.
+ */
+import { Consumer, type GroupAssignment } from '@platformatic/kafka';
+import { ValidationError } from '../../common/errors.ts';
+import type {
+  BatchControl,
+  BatchHandler,
+  ConsumedMessage,
+  ConsumerHandle,
+  ConsumerOptions,
+  DeadLetterNotice,
+  FailedMessage,
+} from '../../common/ports/bus.ts';
+import {
+  PartitionCursor,
+  partitionKey,
+  type Redelivery,
+  type Retry,
+  redeliveryPolicy,
+} from '../embedded/cursor.ts';
+import { Waker } from '../embedded/waker.ts';
+import { clientOptions, type KafkaSettings } from './connection.ts';
+import { describeKafkaError, hasErrorCode } from './errors.ts';
+import { NOT_BEFORE_HEADER } from './headers.ts';
+
+/** How long a fetch waits at the broker for new records (ms): also how late a resumed partition may be fetched. */
+const FETCH_WAIT_MS = 100;
+/** Bytes one partition's buffer may hold before it is fetched from again. */
+const PARTITION_BUFFER_BYTES = 1024 * 1024;
+/** How long the commit of messages reported done waits to cover more of them (ms). */
+const DONE_COMMIT_MS = 10;
+
+/** What the bus gives a consumer. */
+export interface KafkaConsumerContext {
+  settings: KafkaSettings;
+  /** Topics matching the prefixes now; `watch` calls back when new topics appear (returns an unsubscribe). */
+  listTopics(): Promise<string[]>;
+  watchTopics(onChange: () => void): () => void;
+  finished(consumer: KafkaConsumer): void;
+}
+
+/** A partition this member holds: its cursor, its buffer of fetched records and where to fetch next. */
+interface Held {
+  cursor: PartitionCursor;
+  buffer: ConsumedMessage[];
+  bufferBytes: number;
+  /** Next offset to fetch (after the buffer's last record). */
+  fetchOffset: number;
+  leaderEpoch: number;
+  /** A fetch for it is in flight. */
+  fetching: boolean;
+}
+
+/** A handed-out message and its partition. */
+interface Entry {
+  held: Held;
+  message: ConsumedMessage;
+  bytes: number;
+  retry?: Retry;
+}
+
+export class KafkaConsumer implements ConsumerHandle {
+  readonly #ctx: KafkaConsumerContext;
+  readonly #client: Consumer;
+  readonly #prefixes: string[];
+  readonly #handler: BatchHandler;
+  readonly #onError: ((err: unknown) => void) | undefined;
+  readonly #deadLetter: ((message: ConsumedMessage, notice: DeadLetterNotice) => Promise<void>) | undefined;
+  readonly #redelivery: Redelivery;
+  readonly #maxBatch: number;
+  readonly #maxInFlight: number;
+  readonly #maxPerPartition: number;
+  readonly #maxInFlightBytes: number;
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  readonly #held = new Map<string, Held>();
+  #list: Held[] = [];
+  #rotation = 0;
+  /** Assignments being adopted (committed offsets being read): the latest wins. */
+  #generation = 0;
+  readonly #topics = new Set<string>();
+  readonly #batches = new Set<Promise<void>>();
+  /** Offsets to commit per partition, sent one request at a time. */
+  readonly #toCommit = new Map<string, { held: Held; offset: number }>();
+  #committing: Promise<void> | undefined;
+  readonly #doneCursors = new Set<Held>();
+  #doneTimer: NodeJS.Timeout | undefined;
+  /** Nodes with a fetch in flight. */
+  readonly #fetchingNodes = new Set<number>();
+  /** Planning fetches (reading metadata): one at a time, again when asked meanwhile. */
+  #planning = false;
+  #planAgain = false;
+  /** After a failed fetch, no new one before this time. */
+  #fetchBackoffUntil = 0;
+  readonly #waker = new Waker();
+  #deadline = Number.POSITIVE_INFINITY;
+  #stopping = false;
+  #killed = false;
+  #stopped: Promise<void> | undefined;
+  readonly #unwatch: () => void;
+  #topicCheck: Promise<void> | undefined;
+  #topicCheckAgain = false;
+  readonly #loop: Promise<void>;
+  #joined: Promise<unknown> | undefined;
+
+  constructor(ctx: KafkaConsumerContext, options: ConsumerOptions) {
+    this.#maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
+    this.#maxInFlight = positiveInteger(options.maxInFlight ?? this.#maxBatch, 'maxInFlight');
+    this.#maxPerPartition = positiveInteger(
+      options.maxInFlightPerPartition ?? this.#maxInFlight,
+      'maxInFlightPerPartition',
+    );
+    this.#maxInFlightBytes = positiveInteger(
+      options.maxInFlightBytes ?? Number.MAX_SAFE_INTEGER,
+      'maxInFlightBytes',
+    );
+    if (!options.group) {
+      throw new ValidationError('consumer_group_invalid', 'a consumer needs a group', {
+        details: [{ field: 'group', message: 'must be a non-empty string' }],
+      });
+    }
+    this.#ctx = ctx;
+    this.#prefixes = [...new Set(options.topicPrefixes)];
+    this.#handler = options.handler;
+    this.#onError = options.onError;
+    this.#deadLetter = options.deadLetter;
+    this.#redelivery = redeliveryPolicy(options.redelivery);
+    if (!this.#deadLetter) this.#redelivery.maxFailures = Number.POSITIVE_INFINITY;
+    const sessionTimeout = ctx.settings.sessionTimeoutMs ?? 10_000;
+    this.#client = new Consumer({
+      ...clientOptions(ctx.settings, 'consumer'),
+      groupId: options.group,
+      autocommit: false,
+      sessionTimeout,
+      rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+      heartbeatInterval: Math.max(100, Math.min(1000, Math.floor(sessionTimeout / 3))),
+      maxWaitTime: FETCH_WAIT_MS,
+      minBytes: 1,
+      maxBytes: 16 * 1024 * 1024,
+    });
+    this.#client.on('consumer:group:join', (payload: { assignments?: GroupAssignment[] }) => {
+      this.#adopt(payload.assignments ?? []);
+    });
+    this.#client.on('consumer:heartbeat:error', (payload: { error: Error }) => this.#report(payload.error));
+    this.#client.on('error', (err: unknown) => this.#report(err));
+    this.#unwatch = ctx.watchTopics(() => this.#checkTopics());
+    this.#checkTopics();
+    this.#loop = this.#run();
+  }
+
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  /** Abandons the consumer without committing anything: the bus is closing under it (a crash, as far as the group can tell). */
+  kill(): void {
+    if (this.#killed) return;
+    this.#killed = true;
+    this.#stopping = true;
+    this.#waker.wake();
+    clearTimeout(this.#doneTimer);
+    this.#unwatch();
+    this.#client.close(true).catch(() => {});
+  }
+
+  async #stop(): Promise<void> {
+    this.#stopping = true;
+    this.#waker.wake();
+    await this.#loop;
+    while (this.#batches.size > 0) await Promise.all([...this.#batches]);
+    this.#unwatch();
+    if (!this.#killed) {
+      this.#commitDone();
+      await this.#flushCommits();
+      await this.#topicCheck?.catch(() => {});
+      await this.#joined?.catch(() => {});
+      try {
+        await this.#client.close();
+      } catch (err) {
+        this.#report(err);
+        await this.#client.close(true).catch(() => {});
+      }
+    }
+    this.#ctx.finished(this);
+  }
+
+  // ---- topics and assignments ----
+
+  /** Subscribes to topics matching the prefixes that this member does not read yet; a change rejoins the group. */
+  #checkTopics(): void {
+    if (this.#stopping) return;
+    if (this.#topicCheck) {
+      this.#topicCheckAgain = true;
+      return;
+    }
+    this.#topicCheck = (async () => {
+      do {
+        this.#topicCheckAgain = false;
+        try {
+          const names = await this.#ctx.listTopics();
+          const added = names.filter(
+            (name) => !this.#topics.has(name) && this.#prefixes.some((p) => name.startsWith(p)),
+          );
+          if (added.length === 0 || this.#stopping) continue;
+          for (const name of added) {
+            this.#topics.add(name);
+            this.#client.topics.track(name);
+          }
+          this.#joined = this.#client.joinGroup({});
+          await this.#joined;
+        } catch (err) {
+          if (!this.#stopping) this.#report(err);
+        }
+      } while (this.#topicCheckAgain && !this.#stopping);
+    })().finally(() => {
+      this.#topicCheck = undefined;
+    });
+  }
+
+  /** Adopts the group's new assignment: keeps the partitions still held, forgets the lost, reads where the new ones start. */
+  #adopt(assignments: GroupAssignment[]): void {
+    const generation = ++this.#generation;
+    const wanted = new Map<string, { topic: string; partition: number }>();
+    for (const a of assignments)
+      for (const partition of a.partitions)
+        wanted.set(partitionKey(a.topic, partition), { topic: a.topic, partition });
+    for (const [key, held] of this.#held) {
+      if (wanted.has(key)) continue;
+      this.#held.delete(key);
+      this.#toCommit.delete(key);
+      this.#doneCursors.delete(held);
+    }
+    const fresh = [...wanted].filter(([key]) => !this.#held.has(key)).map(([, tp]) => tp);
+    this.#list = [...this.#held.values()];
+    if (fresh.length === 0) return;
+    void this.#startPartitions(fresh, generation).catch((err) => {
+      this.#report(err);
+      // Without a starting offset the partitions cannot be read: ask the group again.
+      if (!this.#stopping && generation === this.#generation) this.#joined = this.#client.joinGroup({});
+    });
+  }
+
+  /** Reads the committed offset (or the earliest, for a group new to the partition) of newly assigned partitions. */
+  async #startPartitions(
+    fresh: Array<{ topic: string; partition: number }>,
+    generation: number,
+  ): Promise<void> {
+    const byTopic = new Map<string, number[]>();
+    for (const { topic, partition } of fresh) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
+    const committed = await this.#client.listCommittedOffsets({
+      topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
+    });
+    const missing = fresh.filter(({ topic, partition }) => (committed.get(topic)?.[partition] ?? -1n) < 0n);
+    const earliest =
+      missing.length > 0
+        ? await this.#client.listOffsets({
+            topics: [...new Set(missing.map((m) => m.topic))],
+            timestamp: -2n,
+          })
+        : new Map<string, bigint[]>();
+    if (generation !== this.#generation || this.#stopping) return;
+    for (const { topic, partition } of fresh) {
+      const key = partitionKey(topic, partition);
+      if (this.#held.has(key)) continue;
+      let start = committed.get(topic)?.[partition] ?? -1n;
+      if (start < 0n) start = earliest.get(topic)?.[partition] ?? 0n;
+      const offset = Number(start);
+      this.#held.set(key, {
+        cursor: new PartitionCursor(topic, partition, offset),
+        buffer: [],
+        bufferBytes: 0,
+        fetchOffset: offset,
+        leaderEpoch: -1,
+        fetching: false,
+      });
+    }
+    this.#list = [...this.#held.values()];
+    this.#waker.wake();
+  }
+
+  #holds(held: Held): boolean {
+    return this.#held.get(held.cursor.key) === held;
+  }
+
+  // ---- the loop: hand out batches, keep fetches going ----
+
+  async #run(): Promise<void> {
+    while (!this.#stopping) {
+      const now = Date.now();
+      this.#deadline = Number.POSITIVE_INFINITY;
+      this.#fetchMore(now);
+      const capacity = this.#maxInFlight - this.#inFlight;
+      const bytes = this.#maxInFlightBytes - this.#inFlightBytes;
+      if (capacity > 0 && bytes > 0) {
+        const batch = this.#take(Math.min(this.#maxBatch, capacity), now, bytes);
+        if (batch.length > 0) {
+          this.#dispatch(batch);
+          continue;
+        }
+      }
+      await this.#waker.wait(Math.max(1, Math.min(1000, this.#deadline - Date.now())));
+    }
+  }
+
+  /** Up to `limit` messages across the held partitions: failed ones due again first, then buffered new ones. */
+  #take(limit: number, now: number, bytes: number): Entry[] {
+    const out: Entry[] = [];
+    let budget = bytes;
+    const n = this.#list.length;
+    const start = n === 0 ? 0 : this.#rotation++ % n;
+    for (let i = 0; i < n && out.length < limit && budget > 0; i++) {
+      const held = this.#list[(start + i) % n]!;
+      const cursor = held.cursor;
+      const retryAt = cursor.retryAt();
+      if (retryAt !== undefined) {
+        if (retryAt > now) this.#deadline = Math.min(this.#deadline, retryAt);
+        else {
+          for (const retry of cursor.takeDue(now, limit - out.length)) {
+            const size = sizeOf(retry.message);
+            budget -= size;
+            out.push({ held, message: retry.message, bytes: size, retry });
+          }
+          const next = cursor.retryAt();
+          if (next !== undefined) this.#deadline = Math.min(this.#deadline, next);
+        }
+      }
+      const readyAt = cursor.readyAt();
+      if (readyAt === undefined) continue;
+      if (readyAt > now) {
+        this.#deadline = Math.min(this.#deadline, readyAt);
+        continue;
+      }
+      let room = Math.min(limit - out.length, this.#maxPerPartition - cursor.inFlight);
+      while (room > 0 && held.buffer.length > 0) {
+        const message = held.buffer[0]!;
+        if (message.notBefore !== undefined && message.notBefore > now) {
+          cursor.blockedUntil = message.notBefore;
+          this.#deadline = Math.min(this.#deadline, message.notBefore);
+          break;
+        }
+        if (budget <= 0 && out.length > 0) break;
+        held.buffer.shift();
+        const size = sizeOf(message);
+        held.bufferBytes -= size;
+        cursor.handOut(message.offset);
+        budget -= size;
+        room--;
+        out.push({ held, message, bytes: size });
+      }
+    }
+    return out;
+  }
+
+  /** Starts a fetch on each broker without one, for its partitions that may take more records. */
+  #fetchMore(now: number): void {
+    if (this.#killed) return;
+    if (now < this.#fetchBackoffUntil) {
+      this.#deadline = Math.min(this.#deadline, this.#fetchBackoffUntil);
+      return;
+    }
+    if (this.#planning) {
+      this.#planAgain = true;
+      return;
+    }
+    const wanted: Held[] = [];
+    for (const held of this.#list) {
+      if (held.fetching || held.bufferBytes >= PARTITION_BUFFER_BYTES || held.buffer.length >= this.#maxBatch)
+        continue;
+      const readyAt = held.cursor.readyAt();
+      // A failed message waits, or the partition is paused: fetch nothing more from it.
+      if (readyAt === undefined || held.cursor.pausedUntil > now) continue;
+      // Waiting on a not-yet-due message it holds already: nothing newer is needed before then.
+      if (held.cursor.blockedUntil > now && held.buffer.length > 0) continue;
+      wanted.push(held);
+    }
+    if (wanted.length === 0) return;
+    this.#planning = true;
+    void this.#startFetches(wanted)
+      .catch((err) => {
+        this.#report(new Error(`fetch failed: ${describeKafkaError(err)}`, { cause: err }));
+        this.#fetchBackoffUntil = Date.now() + 500;
+      })
+      .finally(() => {
+        this.#planning = false;
+        if (this.#planAgain) {
+          this.#planAgain = false;
+          this.#waker.wake();
+        }
+      });
+  }
+
+  async #startFetches(wanted: Held[]): Promise<void> {
+    const metadata = await this.#client.metadata({ topics: [...this.#topics] });
+    const byNode = new Map<number, Held[]>();
+    for (const held of wanted) {
+      if (held.fetching) continue;
+      const topic = metadata.topics.get(held.cursor.topic);
+      const leader = topic?.partitions[held.cursor.partition]?.leader;
+      if (leader === undefined || leader < 0 || this.#fetchingNodes.has(leader)) continue;
+      byNode.set(leader, [...(byNode.get(leader) ?? []), held]);
+    }
+    for (const [node, helds] of byNode) {
+      if (this.#fetchingNodes.has(node) || this.#stopping) continue;
+      this.#fetchingNodes.add(node);
+      for (const held of helds) held.fetching = true;
+      const requested = helds.map((held) => ({ held, offset: held.fetchOffset }));
+      const byTopic = new Map<string, typeof requested>();
+      for (const r of requested)
+        byTopic.set(r.held.cursor.topic, [...(byTopic.get(r.held.cursor.topic) ?? []), r]);
+      const ids = new Map<string, string>();
+      const topics = [...byTopic].map(([topic, parts]) => {
+        const id = metadata.topics.get(topic)!.id;
+        ids.set(id, topic);
+        return {
+          topicId: id,
+          partitions: parts.map((r) => ({
+            partition: r.held.cursor.partition,
+            fetchOffset: BigInt(r.offset),
+            partitionMaxBytes: PARTITION_BUFFER_BYTES,
+            currentLeaderEpoch: r.held.leaderEpoch,
+            lastFetchedEpoch: -1,
+          })),
+        };
+      });
+      this.#client
+        .fetch({ node, topics, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: 16 * 1024 * 1024 })
+        .then(
+          (response) => this.#received(response, ids, requested),
+          (err) => this.#fetchFailed(err, requested),
+        )
+        .finally(() => {
+          this.#fetchingNodes.delete(node);
+          for (const r of requested) r.held.fetching = false;
+          this.#waker.wake();
+        });
+    }
+  }
+
+  #received(
+    response: Awaited<ReturnType<Consumer['fetch']>>,
+    ids: Map<string, string>,
+    requested: Array<{ held: Held; offset: number }>,
+  ): void {
+    const byKey = new Map(requested.map((r) => [r.held.cursor.key, r]));
+    for (const topicResponse of response.responses) {
+      const topic = ids.get(topicResponse.topicId) ?? topicResponse.topicId;
+      for (const part of topicResponse.partitions) {
+        const request = byKey.get(partitionKey(topic, part.partitionIndex));
+        if (!request) continue;
+        const { held, offset } = request;
+        // Reassigned or reset meanwhile: these records are not what this cursor waits for.
+        if (!this.#holds(held) || held.fetchOffset !== offset) continue;
+        if (part.errorCode !== 0) continue;
+        for (const batch of part.records ?? []) {
+          const last = Number(batch.firstOffset) + batch.lastOffsetDelta;
+          if (batch.partitionLeaderEpoch >= 0) held.leaderEpoch = batch.partitionLeaderEpoch;
+          // Control batches (transaction markers) take an offset and carry no message.
+          if ((batch.attributes & 0x20) === 0) {
+            for (const record of batch.records) {
+              const at = Number(batch.firstOffset) + record.offsetDelta;
+              if (at < held.fetchOffset) continue;
+              const message = toMessage(topic, part.partitionIndex, at, batch.firstTimestamp, record);
+              held.buffer.push(message);
+              held.bufferBytes += sizeOf(message);
+            }
+          }
+          if (last + 1 > held.fetchOffset) held.fetchOffset = last + 1;
+        }
+      }
+    }
+  }
+
+  #fetchFailed(err: unknown, requested: Array<{ held: Held; offset: number }>): void {
+    if (this.#stopping) return;
+    if (hasErrorCode(err, 'OFFSET_OUT_OF_RANGE')) {
+      // Retention deleted records this group had not read: go on from the earliest, loudly.
+      void this.#resetToEarliest(requested).catch((e) => this.#report(e));
+      return;
+    }
+    this.#report(new Error(`fetch failed: ${describeKafkaError(err)}`, { cause: err }));
+    for (const r of requested) r.held.leaderEpoch = -1;
+    // The client refreshes its metadata on the next call; wait a little before asking again.
+    this.#fetchBackoffUntil = Date.now() + 500;
+  }
+
+  async #resetToEarliest(requested: Array<{ held: Held; offset: number }>): Promise<void> {
+    const topics = [...new Set(requested.map((r) => r.held.cursor.topic))];
+    const earliest = await this.#client.listOffsets({ topics, timestamp: -2n });
+    for (const { held, offset } of requested) {
+      if (!this.#holds(held) || held.fetchOffset !== offset) continue;
+      const first = Number(earliest.get(held.cursor.topic)?.[held.cursor.partition] ?? 0n);
+      if (first <= offset) continue;
+      this.#report(new RecordsSkippedError(held.cursor.topic, held.cursor.partition, offset, first));
+      held.fetchOffset = first;
+      held.cursor.position = Math.max(held.cursor.position, first);
+      if (held.cursor.inFlight === 0 && held.cursor.retryAt() === undefined) held.cursor.committed = first;
+    }
+    this.#waker.wake();
+  }
+
+  // ---- batches ----
+
+  #dispatch(batch: Entry[]): void {
+    for (const entry of batch) {
+      this.#inFlight += 1;
+      this.#inFlightBytes += entry.bytes;
+    }
+    const toHandler = batch.filter((e) => !e.retry?.deadLetter);
+    const toDeadLetter = batch.filter((e) => e.retry?.deadLetter);
+    if (toHandler.length > 0) this.#track(this.#runBatch(toHandler));
+    for (const entry of toDeadLetter) this.#track(this.#sendToDeadLetter(entry));
+  }
+
+  #track(work: Promise<void>): void {
+    const running = work.finally(() => this.#batches.delete(running));
+    this.#batches.add(running);
+  }
+
+  /** Frees the entry's place in flight; false when its result no longer counts (killed, or the partition was lost). */
+  #release(entry: Entry): boolean {
+    this.#inFlight -= 1;
+    this.#inFlightBytes -= entry.bytes;
+    return !this.#killed && this.#holds(entry.held);
+  }
+
+  async #runBatch(entries: Entry[]): Promise<void> {
+    const open = new Map<ConsumedMessage, Entry>(entries.map((e) => [e.message, e]));
+    const control: BatchControl = {
+      done: (message) => {
+        const entry = open.get(message);
+        if (!entry) return;
+        open.delete(message);
+        if (!this.#release(entry)) return;
+        entry.held.cursor.succeed(entry.message.offset);
+        this.#doneCursors.add(entry.held);
+        this.#doneTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
+        this.#waker.wake();
+      },
+      pause: (message, ms) => {
+        const held = this.#held.get(partitionKey(message.topic, message.partition));
+        if (held) held.cursor.pausedUntil = Date.now() + Math.max(0, ms);
+      },
+      resume: (message) => {
+        const held = this.#held.get(partitionKey(message.topic, message.partition));
+        if (!held) return;
+        held.cursor.pausedUntil = 0;
+        this.#waker.wake();
+      },
+    };
+    let failures: Map<string, FailedMessage>;
+    try {
+      const outcome = await this.#handler(
+        entries.map((e) => e.message),
+        control,
+      );
+      failures = new Map((outcome?.failed ?? []).map((f) => [positionOf(f.message), f]));
+    } catch (err) {
+      this.#report(err);
+      failures = new Map(entries.map((e) => [positionOf(e.message), { message: e.message, error: err }]));
+    }
+    const rest = [...open.values()];
+    open.clear();
+    const now = Date.now();
+    const touched = new Set<Held>();
+    for (const entry of rest) {
+      if (!this.#release(entry)) continue;
+      const failure = failures.get(positionOf(entry.message));
+      if (failure) {
+        entry.held.cursor.fail(
+          entry.message.offset,
+          entry.message,
+          { error: failure.error, permanent: failure.permanent === true && this.#deadLetter !== undefined },
+          now,
+          this.#redelivery,
+        );
+      } else entry.held.cursor.succeed(entry.message.offset);
+      touched.add(entry.held);
+    }
+    this.#commitDone(touched);
+    this.#waker.wake();
+  }
+
+  async #sendToDeadLetter(entry: Entry): Promise<void> {
+    const retry = entry.retry!;
+    let sent = false;
+    try {
+      await this.#deadLetter!(entry.message, {
+        error: retry.error,
+        failures: retry.failures,
+        permanent: retry.permanent,
+      });
+      sent = true;
+    } catch (err) {
+      this.#report(err);
+    }
+    if (!this.#release(entry)) return;
+    if (sent) entry.held.cursor.succeed(entry.message.offset);
+    else entry.held.cursor.deadLetterFailed(entry.message.offset, Date.now(), this.#redelivery);
+    this.#commitDone([entry.held]);
+    this.#waker.wake();
+  }
+
+  // ---- commits ----
+
+  /** Queues the commits of the partitions of messages reported done so far, with `also`. */
+  #commitDone(also: Iterable<Held> = []): void {
+    clearTimeout(this.#doneTimer);
+    this.#doneTimer = undefined;
+    if (this.#killed) return;
+    for (const held of new Set([...this.#doneCursors, ...also])) {
+      if (!this.#holds(held)) continue;
+      const offset = held.cursor.takeCommit();
+      if (offset !== undefined) this.#toCommit.set(held.cursor.key, { held, offset });
+    }
+    this.#doneCursors.clear();
+    if (this.#toCommit.size > 0) this.#committing ??= this.#sendCommits();
+  }
+
+  /** Sends the queued commits, one request at a time, until none are left. */
+  async #sendCommits(): Promise<void> {
+    try {
+      while (this.#toCommit.size > 0 && !this.#killed) {
+        const commits = [...this.#toCommit.values()].filter(({ held }) => this.#holds(held));
+        this.#toCommit.clear();
+        if (commits.length === 0) break;
+        try {
+          await this.#client.commit({
+            offsets: commits.map(({ held, offset }) => ({
+              topic: held.cursor.topic,
+              partition: held.cursor.partition,
+              offset: BigInt(offset),
+              leaderEpoch: held.leaderEpoch,
+            })),
+          });
+        } catch (err) {
+          this.#report(new Error(`commit failed: ${describeKafkaError(err)}`, { cause: err }));
+          // Keep the newest offset of each partition still held; a later commit carries it.
+          for (const c of commits) {
+            const queued = this.#toCommit.get(c.held.cursor.key);
+            if (this.#holds(c.held) && (!queued || queued.offset < c.offset))
+              this.#toCommit.set(c.held.cursor.key, c);
+          }
+          if (this.#stopping) break;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }
+    } finally {
+      this.#committing = undefined;
+    }
+  }
+
+  async #flushCommits(): Promise<void> {
+    while (this.#committing) await this.#committing;
+    if (this.#toCommit.size > 0) {
+      this.#committing = this.#sendCommits();
+      await this.#committing;
+    }
+  }
+
+  #report(err: unknown): void {
+    try {
+      this.#onError?.(err);
+    } catch {
+      // A failing error callback must not stop the consumer.
+    }
+  }
+}
+
+/** Records deleted before this group read them; the consumer went on after them. */
+export class RecordsSkippedError extends Error {
+  readonly code = 'records_skipped';
+  constructor(topic: string, partition: number, from: number, to: number) {
+    super(
+      `records ${from}..${to - 1} of ${topic}/${partition} were deleted before this group read them; going on from ${to}`,
+    );
+    this.name = 'RecordsSkippedError';
+  }
+}
+
+const utf8 = new TextDecoder();
+
+function toMessage(
+  topic: string,
+  partition: number,
+  offset: number,
+  firstTimestamp: bigint,
+  record: {
+    timestampDelta: bigint;
+    key: Buffer | null;
+    value: Buffer | null;
+    headers: [Buffer | null, Buffer | null][];
+  },
+): ConsumedMessage {
+  const headers: Record<string, string> = {};
+  let notBefore: number | undefined;
+  for (const [name, value] of record.headers) {
+    if (name === null) continue;
+    const key = utf8.decode(name);
+    const text = value === null ? '' : utf8.decode(value);
+    if (key === NOT_BEFORE_HEADER) {
+      const at = Number(text);
+      if (Number.isFinite(at)) notBefore = at;
+    } else headers[key] = text;
+  }
+  const message: ConsumedMessage = {
+    topic,
+    partition,
+    offset,
+    value: record.value === null ? '' : utf8.decode(record.value),
+    headers,
+    timestamp: Number(firstTimestamp + record.timestampDelta),
+  };
+  if (record.key !== null) message.key = utf8.decode(record.key);
+  if (notBefore !== undefined) message.notBefore = notBefore;
+  return message;
+}
+
+/** What a message counts against `maxInFlightBytes` (as on the embedded log). */
+function sizeOf(message: ConsumedMessage): number {
+  let size = message.value.length + (message.key?.length ?? 0);
+  for (const name in message.headers) size += name.length + message.headers[name]!.length;
+  return size;
+}
+
+function positionOf(message: ConsumedMessage): string {
+  return `${message.topic}\u0000${message.partition}\u0000${message.offset}`;
+}
+
+function positiveInteger(value: number, field: string): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new ValidationError('consumer_options_invalid', `${field} must be a whole number of at least 1`, {
+      details: [{ field, message: `got ${value}` }],
+    });
+  }
+  return value;
+}
