@@ -11,6 +11,14 @@
  *   BENCH_LEDGER=0 npm run bench …          # the same with the idempotency ledger off
  *   BENCH_PROFILE=dispatcher BENCH_PROFILE_DIR=/tmp/prof npm run bench …   # CPU profile of one role
  *   BENCH_SERIES=1 npm run bench -- --skip baseline,throughput,backlog --rate 5000   # latency second by second
+ *   npm run bench -- --bus both --skip backlog            # embedded, then Kafka (a real broker), same run
+ *   npm run bench -- --bus kafka --store dynamodb         # Kafka + DynamoDB (dynalite), capacity units per delivery
+ *
+ * With Kafka, each phase gets a fresh single-node broker (tools/kafka/broker.ts) whose CPU is
+ * counted with the platform's, and a raw produce→consume loop with the same client
+ * (@platformatic/kafka) runs first as the bus's own baseline. With DynamoDB, the store runs on
+ * dynalite (a child process) and the read/write capacity units the platform consumed are divided
+ * by the deliveries.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,6 +26,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { type EngineRun, kafkaRawBaseline, startEngines } from './engines.ts';
 import { cpuMsOf, type PlatformProcess, startPlatformProcess } from './platform-process.ts';
 import { startReceiverProcess } from './receiver-process.ts';
 import { latencyLine, mb, rate } from './stats.ts';
@@ -31,8 +40,12 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     mode: { type: 'string', default: 'single' },
     skip: { type: 'string', default: '' },
+    bus: { type: 'string', default: 'embedded' },
+    store: { type: 'string', default: 'sqlite' },
   },
 });
+const BUSES = values.bus === 'both' ? ['embedded', 'kafka'] : [values.bus === 'kafka' ? 'kafka' : 'embedded'];
+const STORE = values.store === 'dynamodb' ? 'dynamodb' : 'sqlite';
 const EVENTS = Number(values.events);
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
@@ -42,7 +55,7 @@ const MODE = values.mode === 'split' ? 'split' : 'single';
 const SKIP = new Set(values.skip.split(',').filter(Boolean));
 const TOKEN = 'bench-token-0123456789abcdef';
 const PAD = 'x'.repeat(900);
-const ENV = {
+const BASE_ENV = {
   WEBHOOKS_ADMIN_TOKEN: TOKEN,
   WEBHOOKS_DEV: '1',
   WEBHOOKS_LOG_LEVEL: 'error',
@@ -85,11 +98,16 @@ async function waitForCount(target: number, timeoutMs: number): Promise<Stats> {
 }
 
 /** The platform in the chosen mode; `withDispatcher: false` leaves the dispatcher out (backlog phase). */
-async function startPlatform(dataDir: string, withDispatcher = true): Promise<PlatformProcess[]> {
+async function startPlatform(
+  dataDir: string,
+  engines: EngineRun,
+  withDispatcher = true,
+): Promise<PlatformProcess[]> {
+  const env = { ...BASE_ENV, ...engines.env };
   if (MODE === 'single')
-    return [await startPlatformProcess(withDispatcher ? 'all' : 'api,processor', dataDir, ENV)];
-  const procs = [await startPlatformProcess('api,processor', dataDir, ENV)];
-  if (withDispatcher) procs.push(await startPlatformProcess('dispatcher', dataDir, ENV));
+    return [await startPlatformProcess(withDispatcher ? 'all' : 'api,processor', dataDir, env)];
+  const procs = [await startPlatformProcess('api,processor', dataDir, env)];
+  if (withDispatcher) procs.push(await startPlatformProcess('dispatcher', dataDir, env));
   return procs;
 }
 
@@ -157,15 +175,37 @@ async function printSeries(started: number): Promise<void> {
 const publishBatch = (url: string, events: unknown[]) =>
   call(url, 'POST', '/events', events, 'application/cloudevents-batch+json');
 
+/** The processes whose CPU counts: the platform's, the engines' (broker, emulator) and the receiver. */
+const counted = (procs: PlatformProcess[], engines: EngineRun) => [
+  ...procs.map((p) => [p.role, p.child.pid] as const),
+  ...engines.processes,
+  ['receiver', receiver.pid] as const,
+];
 /** CPU used per delivery by each process since `before` (µs), the receiver included. */
-const cpuPerDelivery = (procs: PlatformProcess[], before: number[], deliveries: number) =>
-  [...procs.map((p) => [p.role, p.child.pid] as const), ['receiver', receiver.pid] as const]
+const cpuPerDelivery = (procs: PlatformProcess[], engines: EngineRun, before: number[], deliveries: number) =>
+  counted(procs, engines)
     .map(([role, pid], i) => `${role} ${(((cpuMsOf(pid) - before[i]!) * 1000) / deliveries).toFixed(0)} µs`)
     .join(', ');
-const cpuNow = (procs: PlatformProcess[]) => [
-  ...procs.map((p) => cpuMsOf(p.child.pid)),
-  cpuMsOf(receiver.pid),
-];
+const cpuNow = (procs: PlatformProcess[], engines: EngineRun) =>
+  counted(procs, engines).map(([, pid]) => cpuMsOf(pid));
+
+/** DynamoDB: capacity units the platform's processes consumed per delivery (from their metrics). */
+async function capacityPerDelivery(procs: PlatformProcess[], deliveries: number): Promise<string> {
+  if (STORE !== 'dynamodb') return '';
+  let read = 0;
+  let write = 0;
+  for (const p of procs) {
+    const text = await (
+      await fetch(`${p.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    ).text();
+    for (const m of text.matchAll(
+      /^dynamodb_consumed_capacity_units\{kind="(read|write)",thread="[a-z]+"\} ([\d.e+]+)/gm,
+    ))
+      if (m[1] === 'read') read += Number(m[2]);
+      else write += Number(m[2]);
+  }
+  return `; DynamoDB capacity per delivery: ${(read / deliveries).toFixed(2)} RCU, ${(write / deliveries).toFixed(2)} WCU`;
+}
 
 const peaks = (procs: PlatformProcess[]) => procs.map((p) => `${p.role} ${mb(p.peakRss)}`).join(', ');
 
@@ -204,105 +244,132 @@ if (!SKIP.has('baseline')) {
   );
 }
 
-// 2. Throughput: publish as fast as ingest takes it; deliveries/s measured at the receiver.
-if (!SKIP.has('throughput')) {
-  const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
-  const procs = await startPlatform(dir);
-  const api = procs[0]!.url;
-  await setUp(api);
-  await ask({ cmd: 'reset' });
-  const cpuBefore = cpuNow(procs);
-  const started = Date.now();
-  let sent = 0;
-  await Promise.all(
-    [0, 1].map(async () => {
-      while (sent < EVENTS) {
-        const size = Math.min(500, EVENTS - sent);
-        const from = sent;
-        sent += size;
-        await publishBatch(
+for (const bus of BUSES) {
+  const label = `[${bus} bus, ${STORE} store]`;
+  console.log(`\n${label}`);
+
+  // 1b. Kafka's own baseline: a raw produce→consume loop with the same client, same messages.
+  if (bus === 'kafka' && !SKIP.has('baseline')) {
+    for (const line of await kafkaRawBaseline({
+      events: EVENTS,
+      rate: RATE,
+      seconds: SECONDS,
+      valueBytes: 1024,
+    }))
+      console.log(line);
+  }
+
+  // 2. Throughput: publish as fast as ingest takes it; deliveries/s measured at the receiver.
+  if (!SKIP.has('throughput')) {
+    const engines = await startEngines(bus, STORE);
+    const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
+    const procs = await startPlatform(dir, engines);
+    const api = procs[0]!.url;
+    await setUp(api);
+    await ask({ cmd: 'reset' });
+    const cpuBefore = cpuNow(procs, engines);
+    const started = Date.now();
+    let sent = 0;
+    await Promise.all(
+      [0, 1].map(async () => {
+        while (sent < EVENTS) {
+          const size = Math.min(500, EVENTS - sent);
+          const from = sent;
+          sent += size;
+          await publishBatch(
+            api,
+            Array.from({ length: size }, (_, i) => event(from + i)),
+          );
+        }
+      }),
+    );
+    const ingestMs = Date.now() - started;
+    const stats = await waitForCount(EVENTS, 900_000);
+    console.log(
+      `throughput ${EVENTS} events of 1 KB: ingest ${rate(EVENTS, ingestMs)}; deliveries ${rate(stats.unique, stats.lastAt - stats.firstAt)} ` +
+        `(first→last delivery), ${rate(stats.unique, stats.lastAt - started)} from first publish; duplicates ${stats.duplicates}; peak RSS ${peaks(procs)}; ` +
+        `CPU per delivery: ${cpuPerDelivery(procs, engines, cpuBefore, stats.unique)}${await capacityPerDelivery(procs, stats.unique)}`,
+    );
+    for (const p of procs) await p.stop();
+    await engines.stop();
+    if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
+    else await rm(dir, { recursive: true, force: true });
+  }
+
+  // 3. Latency at a steady rate: ingest→delivery (sentAt in the event → arrival at the receiver).
+  if (!SKIP.has('latency')) {
+    const engines = await startEngines(bus, STORE);
+    const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
+    const procs = await startPlatform(dir, engines);
+    const api = procs[0]!.url;
+    await setUp(api);
+    // Until the dispatcher reads the new subscription's topic (Kafka: its next topic listing and a
+    // rebalance), deliveries would wait: warm up with one event first.
+    await publishBatch(api, [event(-1)]);
+    await waitForCount(1, 60_000);
+    await ask({ cmd: 'reset' });
+    const cpuBefore = cpuNow(procs, engines);
+    const perTick = Math.max(1, Math.round(RATE / 100));
+    const ticks = SECONDS * 100;
+    const started = Date.now();
+    const inflight: Promise<unknown>[] = [];
+    for (let t = 0; t < ticks; t++) {
+      const wait = started + t * 10 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      inflight.push(
+        publishBatch(
           api,
-          Array.from({ length: size }, (_, i) => event(from + i)),
-        );
-      }
-    }),
-  );
-  const ingestMs = Date.now() - started;
-  const stats = await waitForCount(EVENTS, 900_000);
-  // Sustained rate: the middle 80% of deliveries, away from ramp-up and tail.
-  console.log(
-    `throughput ${EVENTS} events of 1 KB: ingest ${rate(EVENTS, ingestMs)}; deliveries ${rate(stats.unique, stats.lastAt - stats.firstAt)} ` +
-      `(first→last delivery), ${rate(stats.unique, stats.lastAt - started)} from first publish; duplicates ${stats.duplicates}; peak RSS ${peaks(procs)}; ` +
-      `CPU per delivery: ${cpuPerDelivery(procs, cpuBefore, stats.unique)}`,
-  );
-  for (const p of procs) await p.stop();
-  if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
-  else await rm(dir, { recursive: true, force: true });
-}
+          Array.from({ length: perTick }, (_, i) => event(t * perTick + i)),
+        ),
+      );
+    }
+    await Promise.all(inflight);
+    const total = ticks * perTick;
+    const stats = await waitForCount(total, 120_000);
+    console.log(
+      `latency    ${rate(total, SECONDS * 1000)} for ${SECONDS} s (${total} events, batches of ${perTick} every 10 ms): ingest→delivery ${latencyLine(stats.latencies)}; delivered ${stats.unique}/${total}; ` +
+        `CPU per delivery: ${cpuPerDelivery(procs, engines, cpuBefore, stats.unique)}${await capacityPerDelivery(procs, stats.unique)}`,
+    );
+    if (process.env.BENCH_SERIES) await printSeries(started);
+    for (const p of procs) await p.stop();
+    await engines.stop();
+    if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
+    else await rm(dir, { recursive: true, force: true });
+  }
 
-// 3. Latency at a steady rate: ingest→delivery (sentAt in the event → arrival at the receiver).
-if (!SKIP.has('latency')) {
-  const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
-  const procs = await startPlatform(dir);
-  const api = procs[0]!.url;
-  await setUp(api);
-  await ask({ cmd: 'reset' });
-  const perTick = Math.max(1, Math.round(RATE / 100));
-  const ticks = SECONDS * 100;
-  const started = Date.now();
-  const inflight: Promise<unknown>[] = [];
-  for (let t = 0; t < ticks; t++) {
-    const wait = started + t * 10 - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    inflight.push(
-      publishBatch(
+  // 4. Backlog: BACKLOG delivery tasks wait in the egress topic, then the dispatcher drains them.
+  if (!SKIP.has('backlog') && BACKLOG > 0) {
+    const engines = await startEngines(bus, STORE);
+    const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
+    const producers = await startPlatform(dir, engines, false);
+    const api = producers[0]!.url;
+    await setUp(api);
+    await ask({ cmd: 'reset' });
+    const filled = Date.now();
+    for (let sent = 0; sent < BACKLOG; sent += 1000) {
+      const size = Math.min(1000, BACKLOG - sent);
+      await publishBatch(
         api,
-        Array.from({ length: perTick }, (_, i) => event(t * perTick + i)),
-      ),
+        Array.from({ length: size }, (_, i) => event(sent + i)),
+      );
+    }
+    const processed = async () =>
+      Number(/^events_processed (\d+)/m.exec(await (await fetch(`${api}/metrics`)).text())?.[1] ?? 0);
+    while ((await processed()) < BACKLOG) await new Promise((r) => setTimeout(r, 500));
+    const backlogMs = Date.now() - filled;
+    const drainStart = Date.now();
+    const dispatcher = await startPlatformProcess('dispatcher', dir, { ...BASE_ENV, ...engines.env });
+    const cpuBefore = cpuNow([dispatcher], engines);
+    const stats = await waitForCount(BACKLOG, 3_600_000);
+    console.log(
+      `backlog    ${BACKLOG} delivery tasks queued in ${(backlogMs / 1000).toFixed(0)} s (ingest + processor, no dispatcher running); ` +
+        `drained at ${rate(stats.unique, stats.lastAt - drainStart)}; peak RSS ${peaks([...producers, dispatcher])}; duplicates ${stats.duplicates}; ` +
+        `CPU per delivery: ${cpuPerDelivery([dispatcher], engines, cpuBefore, stats.unique)}`,
     );
+    for (const p of [...producers, dispatcher]) await p.stop();
+    await engines.stop();
+    await rm(dir, { recursive: true, force: true });
   }
-  await Promise.all(inflight);
-  const total = ticks * perTick;
-  const stats = await waitForCount(total, 120_000);
-  console.log(
-    `latency    ${rate(total, SECONDS * 1000)} for ${SECONDS} s (${total} events, batches of ${perTick} every 10 ms): ingest→delivery ${latencyLine(stats.latencies)}; delivered ${stats.unique}/${total}`,
-  );
-  if (process.env.BENCH_SERIES) await printSeries(started);
-  for (const p of procs) await p.stop();
-  if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
-  else await rm(dir, { recursive: true, force: true });
-}
-
-// 4. Backlog: BACKLOG delivery tasks wait in the egress topic, then the dispatcher drains them.
-if (!SKIP.has('backlog') && BACKLOG > 0) {
-  const dir = await mkdtemp(join(os.tmpdir(), 'webhooks-bench-'));
-  const producers = await startPlatform(dir, false);
-  const api = producers[0]!.url;
-  await setUp(api);
-  await ask({ cmd: 'reset' });
-  const filled = Date.now();
-  for (let sent = 0; sent < BACKLOG; sent += 1000) {
-    const size = Math.min(1000, BACKLOG - sent);
-    await publishBatch(
-      api,
-      Array.from({ length: size }, (_, i) => event(sent + i)),
-    );
-  }
-  const processed = async () =>
-    Number(/^events_processed (\d+)/m.exec(await (await fetch(`${api}/metrics`)).text())?.[1] ?? 0);
-  while ((await processed()) < BACKLOG) await new Promise((r) => setTimeout(r, 500));
-  const backlogMs = Date.now() - filled;
-  const drainStart = Date.now();
-  const dispatcher = await startPlatformProcess('dispatcher', dir, ENV);
-  const cpuBefore = cpuNow([dispatcher]);
-  const stats = await waitForCount(BACKLOG, 3_600_000);
-  console.log(
-    `backlog    ${BACKLOG} delivery tasks queued in ${(backlogMs / 1000).toFixed(0)} s (ingest + processor, no dispatcher running); ` +
-      `drained at ${rate(stats.unique, stats.lastAt - drainStart)}; peak RSS ${peaks([...producers, dispatcher])}; duplicates ${stats.duplicates}; ` +
-      `CPU per delivery: ${cpuPerDelivery([dispatcher], cpuBefore, stats.unique)}`,
-  );
-  for (const p of [...producers, dispatcher]) await p.stop();
-  await rm(dir, { recursive: true, force: true });
 }
 
 await receiverProcess.stop();

@@ -18,8 +18,12 @@ export interface Config {
   adminToken?: string;
   bus: BusEngine;
   kafkaBrokers: string[];
+  /** The Kafka bus's connection and topic settings (with WEBHOOKS_BUS=kafka). */
+  kafka: KafkaConfig;
   store: StoreEngine;
   dynamodbEndpoint?: string;
+  /** The DynamoDB store's settings (with WEBHOOKS_STORE=dynamodb). */
+  dynamodb: DynamoConfig;
   dev: boolean;
   /** /metrics with partner labels and /readyz with error text for anyone, not only callers who may read. */
   publicMetrics: boolean;
@@ -57,6 +61,29 @@ export interface Config {
   /** Days deliveries, attempts, event routes and dead letters are kept (0: forever). */
   historyRetentionDays: number;
   tls?: { certFile: string; keyFile: string };
+}
+
+export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512' | 'AWS_MSK_IAM';
+
+export interface KafkaConfig {
+  clientId: string;
+  /** TLS to the brokers (on with a CA file or MSK IAM). */
+  tls: boolean;
+  /** PEM file of the CA that signed the brokers' certificates, when not a public one. */
+  caFile?: string;
+  sasl?: { mechanism: KafkaSaslMechanism; username?: string; password?: string };
+  /** Region whose credentials sign MSK IAM tokens. */
+  region?: string;
+  replicationFactor?: number;
+  topicConfig: Record<string, string>;
+  sessionTimeoutMs: number;
+}
+
+export interface DynamoConfig {
+  region: string;
+  tablePrefix: string;
+  /** Create missing tables at start (emulators, tests); off by default. */
+  createTables: boolean;
 }
 
 /** One configuration entry: its env variable, its key in the config file, and how to read it. */
@@ -109,6 +136,19 @@ const brokers = (raw: string) => {
   for (const b of list) if (!/^[^\s:]+:\d{1,5}$/.test(b)) throw new Error(`"${b}" is not host:port`);
   return list;
 };
+const topicConfig = (raw: string) => {
+  const out: Record<string, string> = {};
+  for (const pair of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const at = pair.indexOf('=');
+    const name = pair.slice(0, at).trim();
+    if (at < 1 || !/^[a-z0-9.]+$/.test(name)) throw new Error(`"${pair}" is not name=value`);
+    out[name] = pair.slice(at + 1).trim();
+  }
+  return out;
+};
 const token = (raw: string) => {
   if (raw.length < 16) throw new Error('must be at least 16 characters long');
   return raw;
@@ -121,8 +161,40 @@ const ENTRIES: Record<string, Entry> = {
   adminToken: { env: 'WEBHOOKS_ADMIN_TOKEN', file: 'adminToken', parse: token },
   bus: { env: 'WEBHOOKS_BUS', file: 'bus', parse: oneOf('embedded', 'kafka') },
   kafkaBrokers: { env: 'WEBHOOKS_KAFKA_BROKERS', file: 'kafkaBrokers', parse: brokers },
+  kafkaClientId: { env: 'WEBHOOKS_KAFKA_CLIENT_ID', file: 'kafkaClientId', parse: text },
+  kafkaTls: { env: 'WEBHOOKS_KAFKA_TLS', file: 'kafkaTls', parse: bool },
+  kafkaCaFile: { env: 'WEBHOOKS_KAFKA_CA_FILE', file: 'kafkaCaFile', parse: text },
+  kafkaSaslMechanism: {
+    env: 'WEBHOOKS_KAFKA_SASL_MECHANISM',
+    file: 'kafkaSaslMechanism',
+    parse: oneOf('PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'AWS_MSK_IAM'),
+  },
+  kafkaSaslUsername: { env: 'WEBHOOKS_KAFKA_SASL_USERNAME', file: 'kafkaSaslUsername', parse: text },
+  kafkaSaslPassword: { env: 'WEBHOOKS_KAFKA_SASL_PASSWORD', file: 'kafkaSaslPassword', parse: text },
+  kafkaRegion: { env: 'WEBHOOKS_KAFKA_AWS_REGION', file: 'kafkaAwsRegion', parse: text },
+  kafkaReplicationFactor: {
+    env: 'WEBHOOKS_KAFKA_REPLICATION_FACTOR',
+    file: 'kafkaReplicationFactor',
+    parse: int(1, 32),
+  },
+  kafkaTopicConfig: { env: 'WEBHOOKS_KAFKA_TOPIC_CONFIG', file: 'kafkaTopicConfig', parse: topicConfig },
+  kafkaSessionTimeoutMs: {
+    env: 'WEBHOOKS_KAFKA_SESSION_TIMEOUT_MS',
+    file: 'kafkaSessionTimeoutMs',
+    parse: int(3000, 300_000),
+  },
   store: { env: 'WEBHOOKS_STORE', file: 'store', parse: oneOf('sqlite', 'dynamodb') },
   dynamodbEndpoint: { env: 'WEBHOOKS_DYNAMODB_ENDPOINT', file: 'dynamodbEndpoint', parse: httpUrl },
+  dynamodbRegion: { env: 'WEBHOOKS_DYNAMODB_REGION', file: 'dynamodbRegion', parse: text },
+  dynamodbTablePrefix: {
+    env: 'WEBHOOKS_DYNAMODB_TABLE_PREFIX',
+    file: 'dynamodbTablePrefix',
+    parse: (raw: string) => {
+      if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(raw)) throw new Error('must be 1..64 characters of [a-zA-Z0-9_.-]');
+      return raw;
+    },
+  },
+  dynamodbCreateTables: { env: 'WEBHOOKS_DYNAMODB_CREATE_TABLES', file: 'dynamodbCreateTables', parse: bool },
   dev: { env: 'WEBHOOKS_DEV', file: 'dev', parse: bool },
   publicMetrics: { env: 'WEBHOOKS_PUBLIC_METRICS', file: 'publicMetrics', parse: bool },
   secretKey: { env: 'WEBHOOKS_SECRET_KEY', file: 'secretKey', parse: text },
@@ -244,8 +316,21 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     adminToken: values.adminToken as string | undefined,
     bus: (values.bus as BusEngine | undefined) ?? 'embedded',
     kafkaBrokers: (values.kafkaBrokers as string[] | undefined) ?? [],
+    kafka: {
+      clientId: (values.kafkaClientId as string | undefined) ?? 'webhooks',
+      tls:
+        (values.kafkaTls as boolean | undefined) ??
+        (values.kafkaCaFile !== undefined || values.kafkaSaslMechanism === 'AWS_MSK_IAM'),
+      topicConfig: (values.kafkaTopicConfig as Record<string, string> | undefined) ?? {},
+      sessionTimeoutMs: (values.kafkaSessionTimeoutMs as number | undefined) ?? 10_000,
+    },
     store: (values.store as StoreEngine | undefined) ?? 'sqlite',
     dynamodbEndpoint: values.dynamodbEndpoint as string | undefined,
+    dynamodb: {
+      region: (values.dynamodbRegion as string | undefined) ?? env.AWS_REGION ?? 'us-east-1',
+      tablePrefix: (values.dynamodbTablePrefix as string | undefined) ?? 'webhooks',
+      createTables: (values.dynamodbCreateTables as boolean | undefined) ?? false,
+    },
     dev: (values.dev as boolean | undefined) ?? false,
     publicMetrics: (values.publicMetrics as boolean | undefined) ?? false,
     secretKey: values.secretKey as string | undefined,
@@ -290,8 +375,54 @@ export function loadConfig(env: Raw, file?: unknown): Config {
       message: 'WEBHOOKS_BUS=kafka needs WEBHOOKS_KAFKA_BROKERS',
     });
   }
+  readKafkaSecurity(config.kafka, values, env, details);
   if (details.length > 0) {
     throw new ConfigError(`invalid configuration: ${details.map((d) => d.message).join('; ')}`, { details });
   }
   return config;
+}
+
+/** The Kafka bus's CA file, SASL mechanism and what each mechanism needs, checked together. */
+function readKafkaSecurity(
+  kafka: KafkaConfig,
+  values: Record<string, unknown>,
+  env: Raw,
+  details: ErrorDetail[],
+): void {
+  if (values.kafkaCaFile !== undefined) kafka.caFile = values.kafkaCaFile as string;
+  if (values.kafkaReplicationFactor !== undefined)
+    kafka.replicationFactor = values.kafkaReplicationFactor as number;
+  const mechanism = values.kafkaSaslMechanism as KafkaSaslMechanism | undefined;
+  const username = values.kafkaSaslUsername as string | undefined;
+  const password = values.kafkaSaslPassword as string | undefined;
+  if (mechanism === undefined) {
+    if (username !== undefined || password !== undefined) {
+      details.push({
+        field: 'WEBHOOKS_KAFKA_SASL_MECHANISM',
+        message: 'WEBHOOKS_KAFKA_SASL_USERNAME and _PASSWORD need WEBHOOKS_KAFKA_SASL_MECHANISM',
+      });
+    }
+    return;
+  }
+  if (mechanism === 'AWS_MSK_IAM') {
+    const region = (values.kafkaRegion as string | undefined) ?? env.AWS_REGION;
+    if (!region) {
+      details.push({
+        field: 'WEBHOOKS_KAFKA_AWS_REGION',
+        message: 'WEBHOOKS_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs WEBHOOKS_KAFKA_AWS_REGION (or AWS_REGION)',
+      });
+      return;
+    }
+    kafka.region = region;
+    kafka.sasl = { mechanism };
+    return;
+  }
+  if (username === undefined || password === undefined) {
+    details.push({
+      field: 'WEBHOOKS_KAFKA_SASL_USERNAME',
+      message: `WEBHOOKS_KAFKA_SASL_MECHANISM=${mechanism} needs WEBHOOKS_KAFKA_SASL_USERNAME and WEBHOOKS_KAFKA_SASL_PASSWORD`,
+    });
+    return;
+  }
+  kafka.sasl = { mechanism, username, password };
 }

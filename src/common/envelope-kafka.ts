@@ -7,7 +7,7 @@
  * A record with neither is the platform's own structured JSON (what `POST /events` appends).
  */
 import { type BinaryBinding, parseBinaryMode } from './envelope-binary.ts';
-import type { EventEnvelope } from './envelope-model.ts';
+import { type EventEnvelope, toStructured } from './envelope-model.ts';
 import { mediaTypeOf } from './envelope-rules.ts';
 import { parseJsonText, parseStructuredEvent } from './envelope-structured.ts';
 import { UnsupportedMediaTypeError } from './errors.ts';
@@ -72,4 +72,22 @@ export function bindingHeaders(headers: Record<string, string>): Record<string, 
     if (lower === 'content-type' || lower.startsWith(BINARY_PREFIX)) kept[name] = value;
   }
   return kept;
+}
+
+/**
+ * An event as a producer outside the platform writes it to its ingress topic, in either mode of the
+ * binding: structured (the JSON event, `content-type: application/cloudevents+json`) or binary (the
+ * attributes in `ce_` headers, the data — JSON only — in the value). What `webhooks publish --kafka`
+ * sends; `parseKafkaEvent` reads both back.
+ */
+export function toKafkaRecord(envelope: EventEnvelope, mode: 'structured' | 'binary'): KafkaRecordText {
+  const structured = toStructured(envelope);
+  if (mode === 'structured')
+    return { value: JSON.stringify(structured), headers: { 'content-type': STRUCTURED } };
+  const headers: Record<string, string> = { 'content-type': envelope.datacontenttype ?? 'application/json' };
+  for (const [name, value] of Object.entries(structured)) {
+    if (name === 'data' || name === 'datacontenttype') continue;
+    headers[`${BINARY_PREFIX}${name}`] = String(value);
+  }
+  return { value: JSON.stringify(envelope.data), headers };
 }

@@ -541,21 +541,61 @@ function escapeHelp(help: string): string {
 }
 
 /**
- * Appends another registry's exposition (a worker thread's) to this one's, leaving out the
- * families this one already has, so the result names every family once.
+ * Adds to one exposition (the host's) the families of another (a worker thread's). A family both
+ * have keeps the primary's samples and gains the other's series it does not have (a series labelled
+ * per thread); a series both have is the primary's alone. Samples stay grouped by family.
  */
 export function mergeExposition(primary: string, extra: string): string {
+  const lines = primary.split('\n').filter((line) => line !== '');
   const have = new Set<string>();
-  for (const m of primary.matchAll(/^# TYPE (\S+)/gm)) have.add(m[1]!);
-  const kept: string[] = [];
-  let keep = true;
+  const series = new Set<string>();
+  /** Index of the last line of each family in `lines`. */
+  const lastLine = new Map<string, number>();
+  let family = '';
+  lines.forEach((line, i) => {
+    const header = /^# (?:HELP|TYPE) (\S+)/.exec(line);
+    if (header) {
+      family = header[1]!;
+      have.add(family);
+    } else if (!line.startsWith('#')) series.add(sampleKey(line));
+    lastLine.set(family, i);
+  });
+  const appended: string[] = [];
+  const inserted = new Map<string, string[]>();
+  let shared = false;
   for (const line of extra.split('\n')) {
     if (line === '') continue;
     const header = /^# (?:HELP|TYPE) (\S+)/.exec(line);
-    if (header) keep = !have.has(header[1]!);
-    if (keep) kept.push(line);
+    if (header) {
+      family = header[1]!;
+      shared = have.has(family);
+      if (!shared) appended.push(line);
+      continue;
+    }
+    if (!shared) appended.push(line);
+    else if (!line.startsWith('#') && !series.has(sampleKey(line))) {
+      const list = inserted.get(family) ?? [];
+      if (list.length === 0) inserted.set(family, list);
+      list.push(line);
+    }
   }
-  return kept.length === 0 ? primary : `${primary}${kept.join('\n')}\n`;
+  if (appended.length === 0 && inserted.size === 0) return primary;
+  const out: string[] = [];
+  const after = new Map<number, string[]>();
+  for (const [name, samples] of inserted) after.set(lastLine.get(name)!, samples);
+  lines.forEach((line, i) => {
+    out.push(line);
+    const more = after.get(i);
+    if (more) out.push(...more);
+  });
+  out.push(...appended);
+  return `${out.join('\n')}\n`;
+}
+
+/** A sample line's series: its name and labels, without the value. */
+function sampleKey(line: string): string {
+  const close = line.lastIndexOf('}');
+  return close >= 0 ? line.slice(0, close + 1) : line.split(' ')[0]!;
 }
 
 /** Types whose samples only go up, so a restarted thread's are carried on from its predecessor's. */

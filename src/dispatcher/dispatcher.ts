@@ -461,14 +461,16 @@ export class WebhookDispatcher {
     }
     // Every other outcome is final: FAILED, dead-lettered with its reason (and 410 disables the subscription).
     const reason = failureReason(klass, result);
+    // Disabled first: once the delivery reads FAILED (410), its subscription reads DISABLED, on any
+    // store; a crash in between leaves the task to come again and fail as subscription_disabled.
+    if (klass === 'gone') {
+      await this.#deps.disableSubscription(sub.id, `the endpoint answered 410 Gone at ${now.toISOString()}`);
+    }
     await this.#recordAttempt(
       { ...attempt, outcome: 'failed' },
       { ...common, status: 'FAILED', completedAt: now.toISOString() },
       create,
     );
-    if (klass === 'gone') {
-      await this.#deps.disableSubscription(sub.id, `the endpoint answered 410 Gone at ${now.toISOString()}`);
-    }
     await this.#deadLetter(message, { ...task, attempt: attemptNo }, reason, attempt.error ?? '', attemptNo);
     return klass === 'gone' ? 'gone' : 'failed';
   }

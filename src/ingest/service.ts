@@ -54,7 +54,7 @@ export class EventIngest {
       const routed: EventEnvelope = { ...envelope, schemaVersion: version };
       messages.push({
         topic: ingressTopic(envelope.domain, envelope.event, version),
-        key: envelope.subject ?? envelope.id,
+        key: ingressKey(envelope),
         value: JSON.stringify(toStructured(routed)),
         headers: { [HEADERS.ingestedAt]: String(now) },
       });
@@ -131,4 +131,14 @@ function assertMayPublish(principal: Principal | undefined, events: EventEnvelop
   if (refused.length > 0) {
     throw new ForbiddenError('publish_not_allowed', refused[0]!.message, { details: refused });
   }
+}
+
+/**
+ * The key of an event on its ingress topic: the CloudEvents `partitionkey` extension when the
+ * producer set one, else its subject, else its id — the events of one key stay in order.
+ */
+export function ingressKey(envelope: EventEnvelope): string {
+  const partitionKey = envelope.extensions.partitionkey;
+  if (partitionKey !== undefined && partitionKey !== '') return String(partitionKey);
+  return envelope.subject ?? envelope.id;
 }

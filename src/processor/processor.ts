@@ -94,6 +94,11 @@ export class EventProcessor {
    * of the same event in a concurrent batch is a duplicate even before the marker is stored.
    */
   readonly #routing = new Set<string>();
+  /**
+   * Events this process routed and wrote lately: a copy in a batch whose dedupe lookup ran before
+   * that write (concurrent batches) is still known for a duplicate. Oldest forgotten first.
+   */
+  readonly #recent = new Set<string>();
 
   constructor(deps: ProcessorDeps) {
     this.#deps = deps;
@@ -189,9 +194,16 @@ export class EventProcessor {
           o.route ? [this.#deps.deliveries.recordRouting(o.route.event, o.route.deliveryIds, routedAt)] : [],
         ),
       );
+      for (const o of outputs) if (o.route) this.#remember(markerOf(o.route.event));
     } finally {
       this.#forget(outputs);
     }
+  }
+
+  #remember(marker: string): void {
+    this.#recent.delete(marker);
+    this.#recent.add(marker);
+    if (this.#recent.size > RECENT_MARKERS) this.#recent.delete(this.#recent.values().next().value!);
   }
 
   /** The in-flight markers of these records' events are no longer needed (written, or given up). */
@@ -265,15 +277,24 @@ export class EventProcessor {
       envelope = parsed;
       const event = { id: parsed.id, source: parsed.source };
       const marker = markerOf(event);
-      if (this.#routing.has(marker) || routedBefore) return { kind: 'duplicate' };
-      // Everything logged while this event is routed carries its correlation id.
-      const routed = await withCorrelationId(parsed.correlationId, () =>
-        this.#fanOut(parsed, message, originTopic, dead),
-      );
+      const redriven = message.headers[HEADERS.redrive] !== undefined;
+      if (this.#routing.has(marker) || routedBefore || (!redriven && this.#recent.has(marker)))
+        return { kind: 'duplicate' };
+      // Taken before the lookups below wait: a copy in a batch running meanwhile is a duplicate.
+      this.#routing.add(marker);
+      let routed: Array<{ deliveryId: string; message: BusMessage }>;
+      try {
+        // Everything logged while this event is routed carries its correlation id.
+        routed = await withCorrelationId(parsed.correlationId, () =>
+          this.#fanOut(parsed, message, originTopic, dead),
+        );
+      } catch (err) {
+        this.#routing.delete(marker);
+        throw err;
+      }
       const tasks = routed.map((r) => r.message);
       out.push(...tasks);
       output.route = { event, deliveryIds: routed.map((r) => r.deliveryId) };
-      this.#routing.add(marker);
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
       const error = describeError(err);
@@ -492,6 +513,9 @@ function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
     return new Unparsable(err);
   }
 }
+
+/** How many routed events a processor remembers beyond its store's markers (a few batches' worth). */
+const RECENT_MARKERS = 10_000;
 
 /** An event's key in the in-flight set. */
 function markerOf(event: EventRef): string {

@@ -4,13 +4,11 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { accessRoutes } from '../access/routes.ts';
 import { ApiKeyAdmin, Authenticator } from '../access/service.ts';
 import { BackgroundErrors } from '../common/background-errors.ts';
 import type { Config } from '../common/config.ts';
 import type { HostResolver } from '../common/delivery-url.ts';
-import { ConfigError } from '../common/errors.ts';
 import type { ApiResponse } from '../common/http.ts';
 import { Router } from '../common/http.ts';
 import { uuidv7 } from '../common/ids.ts';
@@ -22,8 +20,10 @@ import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
 import { TtlCache } from '../common/ttl-cache.ts';
 import { createDnsResolver } from '../engines/dns-resolver.ts';
+import type { CapacityReport } from '../engines/dynamodb/db.ts';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
 import { UndiciDeliveryClient } from '../engines/http/delivery-client.ts';
+import { KafkaBus } from '../engines/kafka/bus.ts';
 import { HttpPartnerDirectory } from '../engines/partner-api/http-directory.ts';
 import { SqliteStore } from '../engines/sqlite/store.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
@@ -37,6 +37,7 @@ import { prepareSecretKeys } from '../subscriptions/key-rotation.ts';
 import { PartnerAdmin, StorePartnerDirectory } from '../subscriptions/partners.ts';
 import { partnerRoutes, subscriptionRoutes } from '../subscriptions/routes.ts';
 import { SubscriptionAdmin } from '../subscriptions/service.ts';
+import { openBus, openStore } from './engines.ts';
 import { createEdge, type RawRequest } from './http/edge.ts';
 import { buildOpenApi } from './http/openapi.ts';
 import {
@@ -91,38 +92,6 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-/** Opens the store engine named by the configuration. */
-function openStore(config: Config, autoCheckpoint: boolean): SqliteStore {
-  if (config.store === 'sqlite')
-    return new SqliteStore(join(config.dataDir, 'store.db'), {
-      autoCheckpoint,
-      durability: config.durability,
-    });
-  throw new ConfigError('WEBHOOKS_STORE=dynamodb is not available in this version yet; use sqlite', {
-    details: [{ field: 'WEBHOOKS_STORE', message: 'only sqlite is available in this version' }],
-  });
-}
-
-/**
- * Opens the bus engine named by the configuration. A hosted thread leaves WAL checkpoints and
- * retention to its host, which does both for the whole file.
- */
-function openBus(config: Config, hosted: boolean, background: BackgroundErrors): EmbeddedLog {
-  if (config.bus === 'embedded') {
-    return new EmbeddedLog(join(config.dataDir, 'bus.db'), {
-      onError: background.for('log_retention'),
-      defaultPartitions: config.topicPartitions,
-      autoCheckpoint: !hosted,
-      durability: config.durability,
-      unreadRetentionMs: config.unreadRetentionHours * 3_600_000,
-      ...(hosted ? { retentionIntervalMs: 0 } : {}),
-    });
-  }
-  throw new ConfigError('WEBHOOKS_BUS=kafka is not available in this version yet; use embedded', {
-    details: [{ field: 'WEBHOOKS_BUS', message: 'only embedded is available in this version' }],
-  });
-}
-
 /** Builds the whole platform for one process. */
 export async function buildPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
   const logger = options.logger ?? new Logger({ level: config.logLevel, bindings: { service: 'webhooks' } });
@@ -138,11 +107,12 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     adminToken.value,
     config.secretKey,
     config.partnerApi?.token,
+    config.kafka.sasl?.password,
     ...config.secretKeysPrevious,
   ])
     if (secret) registerSecret(secret);
   const roles = options.roles ?? ALL_ROLES;
-  const store = openStore(config, !options.hostedThread);
+  const store = await openStore(config, !options.hostedThread);
   // The key must open what the store has sealed (and previous keys' values are re-sealed under it):
   // a wrong key would otherwise fail every delivery, for ever. The host did it for its thread.
   if (!options.hostedThread) {
@@ -157,7 +127,14 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     });
   }
   const background = new BackgroundErrors(logger, metrics);
-  const bus = openBus(config, options.hostedThread === true, background);
+  storeCostMetrics(store, metrics, options.hostedThread ? 'dispatcher' : 'main');
+  let bus: Bus;
+  try {
+    bus = await openBus(config, options.hostedThread === true, background);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const directory: PartnerDirectory = config.partnerApi
     ? new HttpPartnerDirectory({
         baseUrl: config.partnerApi.url,
@@ -231,6 +208,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const subscriptionChanged = (change: SubscriptionChange) => {
     lookups.subscriptionsChanged(change.domain, change.event);
     subscriptionCache.invalidate(change.id);
+    // A new subscription may have a new egress topic: consumers here look for it now, not at their next listing.
+    if (bus instanceof KafkaBus) bus.topicsChanged();
   };
   // The dispatcher gets a thread of its own when it shares the process with another role.
   const threaded =
@@ -369,15 +348,15 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     // trigger, one every second keeps the WAL short while only the thread writes.
     checkpointer = setInterval(() => {
       try {
-        store.checkpoint();
-        bus.checkpoint();
+        if (store instanceof SqliteStore) store.checkpoint();
+        if (bus instanceof EmbeddedLog) bus.checkpoint();
       } catch (err) {
         background.report('wal_checkpoint', err);
       }
     }, 1000);
     checkpointer.unref();
     // …and deletes consumed records for it (even when no consumer of its own runs here).
-    bus.startRetention();
+    if (bus instanceof EmbeddedLog) bus.startRetention();
     try {
       dispatcherThread = await DispatcherThread.start({
         config,
@@ -405,4 +384,29 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     partnerChanged,
     close,
   };
+}
+
+/**
+ * On DynamoDB, cost is behaviour: the capacity units and requests this process's store has used
+ * since it started, per thread (the dispatcher's thread has a store of its own).
+ */
+function storeCostMetrics(store: Store, metrics: MetricsRegistry, thread: string): void {
+  const costed = store as Store & { capacity?: () => CapacityReport };
+  if (typeof costed.capacity !== 'function') return;
+  metrics
+    .gauge(
+      'dynamodb_consumed_capacity_units',
+      'DynamoDB read and write capacity units consumed since start (ReturnConsumedCapacity).',
+      ['kind', 'thread'],
+    )
+    .setCollector((g) => {
+      const report = costed.capacity!();
+      g.set({ kind: 'read', thread }, report.readUnits);
+      g.set({ kind: 'write', thread }, report.writeUnits);
+    });
+  metrics
+    .gauge('dynamodb_requests', 'DynamoDB requests made since start, by operation.', ['operation', 'thread'])
+    .setCollector((g) => {
+      for (const [operation, n] of Object.entries(costed.capacity!().calls)) g.set({ operation, thread }, n);
+    });
 }

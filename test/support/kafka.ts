@@ -3,6 +3,7 @@
  * `stopBroker()` in the file's `after`. A broker that cannot start fails the tests with its reason.
  */
 
+import { Admin, Consumer } from '@platformatic/kafka';
 import type { KafkaSettings } from '../../src/engines/kafka/connection.ts';
 import { type KafkaBroker, type KafkaBrokerOptions, startKafkaBroker } from '../../tools/kafka/broker.ts';
 
@@ -22,4 +23,44 @@ export async function stopBroker(): Promise<void> {
 /** Settings for the bus against the test broker: short session timeout so a dead member's partitions move quickly. */
 export function kafkaSettings(b: KafkaBroker, extra: Partial<KafkaSettings> = {}): KafkaSettings {
   return { brokers: [b.bootstrap], clientId: 'webhooks-test', sessionTimeoutMs: 6000, ...extra };
+}
+
+/**
+ * Messages of the topics under `prefixes` that `group` has not committed yet (end offset minus
+ * committed offset, or minus the earliest offset where the group committed nothing), summed.
+ */
+export async function groupLag(
+  bootstrap: string,
+  group: string,
+  prefixes: readonly string[],
+): Promise<number> {
+  const consumer = new Consumer({
+    clientId: 'lag-probe',
+    groupId: group,
+    bootstrapBrokers: [bootstrap],
+    retries: 1,
+  });
+  try {
+    const admin = new Admin({ clientId: 'lag-probe', bootstrapBrokers: [bootstrap], retries: 1 });
+    const names = (await admin.listTopics().finally(() => admin.close())).filter((n) =>
+      prefixes.some((p) => n.startsWith(p)),
+    );
+    if (names.length === 0) return 0;
+    const ends = await consumer.listOffsets({ topics: names });
+    const starts = await consumer.listOffsets({ topics: names, timestamp: -2n });
+    const committed = await consumer.listCommittedOffsets({
+      topics: names.map((topic) => ({ topic, partitions: ends.get(topic)!.map((_, i) => i) })),
+    });
+    let lag = 0n;
+    for (const topic of names) {
+      ends.get(topic)!.forEach((end, partition) => {
+        const done = committed.get(topic)?.[partition] ?? -1n;
+        const from = done >= 0n ? done : starts.get(topic)![partition]!;
+        lag += end - from;
+      });
+    }
+    return Number(lag);
+  } finally {
+    await consumer.close(true);
+  }
 }

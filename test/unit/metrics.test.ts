@@ -296,6 +296,26 @@ describe('mergeExposition', () => {
     assert.ok(merged.endsWith('\n'));
     assert.equal(mergeExposition(main.render(), ''), main.render());
   });
+
+  it('a family both have gains the other’s series it lacks, grouped with the family', () => {
+    const main = new MetricsRegistry();
+    main
+      .gauge('dynamodb_consumed_capacity_units', 'Units', ['kind', 'thread'])
+      .set({ kind: 'write', thread: 'main' }, 5);
+    main.counter('events_processed', 'Events').inc(1);
+    const thread = new MetricsRegistry();
+    thread
+      .gauge('dynamodb_consumed_capacity_units', 'Units', ['kind', 'thread'])
+      .set({ kind: 'write', thread: 'dispatcher' }, 7);
+    const merged = mergeExposition(main.render(), thread.render());
+    const lines = merged.split('\n');
+    const at = (text: string) => lines.findIndex((l) => l.startsWith(text));
+    assert.ok(at('dynamodb_consumed_capacity_units{kind="write",thread="main"} 5') >= 0);
+    const added = at('dynamodb_consumed_capacity_units{kind="write",thread="dispatcher"} 7');
+    assert.ok(added >= 0, merged);
+    assert.ok(added < at('# HELP events_processed'), 'inside its family, before the next one');
+    assert.equal(merged.match(/^# TYPE dynamodb_consumed_capacity_units /gm)?.length, 1);
+  });
 });
 
 const MINUTE = 60_000;

@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { kafkaEventMode, parseKafkaEvent } from '../../src/common/envelope-kafka.ts';
+import { kafkaEventMode, parseKafkaEvent, toKafkaRecord } from '../../src/common/envelope-kafka.ts';
+import { parseStructuredEvent } from '../../src/common/envelope-structured.ts';
 import { ValidatorCache } from '../../src/common/json-schema.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
+import { ingressKey } from '../../src/ingest/service.ts';
 import { Operations } from '../../src/operations/service.ts';
 import { CachedLookups } from '../../src/processor/lookups.ts';
 import { EventProcessor } from '../../src/processor/processor.ts';
@@ -65,6 +67,38 @@ describe('the CloudEvents Kafka binding', () => {
     const event = parseKafkaEvent({ value, headers: { 'content-type': 'application/cloudevents+json' } });
     assert.equal(event.id, 's-1');
     assert.deepEqual(event.data, { amount: 3 });
+  });
+
+  test('toKafkaRecord writes either mode so that parseKafkaEvent reads the same event back', () => {
+    const event = parseStructuredEvent({
+      specversion: '1.0',
+      id: 'rt-1',
+      source: '/erp',
+      type: 'orders.created',
+      subject: 'order-9',
+      time: '2026-12-06T10:00:00.000Z',
+      correlationid: 'c-9',
+      partitionkey: 'customer-4',
+      data: { amount: 7, lines: [1, 2] },
+    });
+    for (const mode of ['binary', 'structured'] as const) {
+      const record = toKafkaRecord(event, mode);
+      assert.equal(kafkaEventMode(record.headers), mode);
+      // Binary mode always says what the value is: JSON, when the event did not say.
+      const expected = mode === 'binary' ? { ...event, datacontenttype: 'application/json' } : event;
+      assert.deepEqual(parseKafkaEvent(record), expected, mode);
+    }
+    const binary = toKafkaRecord(event, 'binary');
+    assert.equal(binary.headers.ce_id, 'rt-1');
+    assert.equal(binary.headers['content-type'], 'application/json');
+    assert.equal(binary.value, '{"amount":7,"lines":[1,2]}');
+  });
+
+  test('the ingress key: the partitionkey extension, else the subject, else the id', () => {
+    const base = { specversion: '1.0', id: 'k-1', source: '/erp', type: 'orders.created', data: {} };
+    assert.equal(ingressKey(parseStructuredEvent({ ...base, subject: 's', partitionkey: 'pk' })), 'pk');
+    assert.equal(ingressKey(parseStructuredEvent({ ...base, subject: 's' })), 's');
+    assert.equal(ingressKey(parseStructuredEvent(base)), 'k-1');
   });
 
   test('bad records are refused naming the header or the value', () => {

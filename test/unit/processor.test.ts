@@ -289,6 +289,69 @@ describe('EventProcessor', () => {
     );
   });
 
+  test('a copy in a batch that starts while the first copy’s lookups still wait is a duplicate', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    let releaseLookups!: () => void;
+    const lookupsDone = new Promise<void>((resolve) => {
+      releaseLookups = resolve;
+    });
+    const reads = lookups.subscriptions.bind(lookups);
+    let slow = true;
+    lookups.subscriptions = async (...args: Parameters<typeof reads>) => {
+      if (slow) {
+        slow = false;
+        await lookupsDone;
+      }
+      return reads(...args);
+    };
+    const processor = make();
+    const first = record({ amount: 1 });
+    const firstBatch = processor.processBatch([first]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const secondBatch = processor.processBatch([{ ...first, offset: first.offset + 1 }]);
+    setTimeout(releaseLookups, 20);
+    const [one, two] = await Promise.all([firstBatch, secondBatch]);
+    assert.deepEqual([...one.outcomes, ...two.outcomes].map((o) => o.kind).sort(), [
+      'duplicate',
+      'published',
+    ]);
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 1);
+  });
+
+  test('a copy whose dedupe lookup ran before the first copy’s marker was written, and is handled after, is a duplicate', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    let firstWritten!: () => void;
+    const written = new Promise<void>((resolve) => {
+      firstWritten = resolve;
+    });
+    let calls = 0;
+    const lateAnswers = {
+      // The second batch's lookup reads the store now (no marker yet) and answers once the first
+      // batch has written its marker and forgotten its in-flight one.
+      routed: async (events: EventRef[]) => {
+        calls += 1;
+        const mine = calls;
+        const answer = await store.deliveries.routed(events);
+        if (mine === 2) await written;
+        return answer;
+      },
+      recordRouting: (event: EventRef, ids: string[], at: string) =>
+        store.deliveries.recordRouting(event, ids, at),
+    };
+    const processor = make({ deliveries: lateAnswers });
+    const first = record({ amount: 1 });
+    const firstBatch = processor.processBatch([first]);
+    const secondBatch = processor.processBatch([{ ...first, offset: first.offset + 1 }]);
+    await firstBatch;
+    firstWritten();
+    const second = await secondBatch;
+    assert.deepEqual(
+      second.outcomes.map((o) => o.kind),
+      ['duplicate'],
+    );
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 1);
+  });
+
   test('a transient failure goes to the retry topic with the attempt counted, then to the DLQ when exhausted', async () => {
     await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
     lookups = unavailableLookups();

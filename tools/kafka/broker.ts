@@ -47,6 +47,8 @@ export interface KafkaBroker {
   bootstrap: string;
   /** `host:port` of the SASL_SSL listener, with the CA certificate (PEM) that signed its certificate. */
   sasl?: { bootstrap: string; caPem: string };
+  /** The broker's process id (benchmarks count its CPU). */
+  pid: number;
   /** The broker's own output so far (for failure messages). */
   output(): string;
   stop(): Promise<void>;
@@ -200,6 +202,7 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
   return {
     bootstrap: `127.0.0.1:${port}`,
     ...(scram && tls ? { sasl: { bootstrap: `127.0.0.1:${saslPort}`, caPem: tls.certPem } } : {}),
+    pid: child.pid!,
     output: () => output,
     stop,
   };

@@ -37,6 +37,9 @@ export interface KafkaBusOptions {
   topicRefreshMs?: number;
 }
 
+/** How long `connect()` waits for the cluster to answer at start (ms): a start fails well within 30 s. */
+const CONNECT_DEADLINE_MS = 25_000;
+
 /** How long a topic's partition count is trusted before it is read again (ms). */
 const PARTITIONS_TTL_MS = 5000;
 
@@ -67,9 +70,9 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
    * Connects to the cluster and checks that it answers; a clear error when it does not. Call it
    * once at start (the server does), so that a wrong broker list fails the start, not the first publish.
    */
-  async connect(): Promise<void> {
+  async connect(deadlineMs = CONNECT_DEADLINE_MS): Promise<void> {
     try {
-      await this.ping();
+      await this.ping(deadlineMs);
     } catch (err) {
       throw new Error(
         `cannot reach the Kafka brokers ${this.settings.brokers.join(', ')}: ${describeKafkaError(err)}`,
@@ -81,8 +84,13 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
   override async ensureTopic(name: string, options: { partitions?: number } = {}): Promise<TopicDescription> {
     const topic = await super.ensureTopic(name, options);
     this.#partitions.set(name, { count: topic.partitions, at: Date.now() });
-    for (const watcher of this.#topicWatchers) watcher();
+    this.topicsChanged();
     return topic;
+  }
+
+  /** Topics may have been created elsewhere (another thread or process said so): consumers list them now. */
+  topicsChanged(): void {
+    for (const watcher of this.#topicWatchers) watcher();
   }
 
   async publish(messages: BusMessage[], _options: { ordered?: boolean } = {}): Promise<void> {
@@ -163,7 +171,11 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
       try {
         metadata = await this.#producer.metadata({ topics: stale, forceUpdate: true });
       } catch (err) {
-        if (hasErrorCode(err, 'UNKNOWN_TOPIC_OR_PARTITION')) {
+        // The client reports a missing topic as a UserError "Unknown topic <name>." (or the broker's code).
+        if (
+          hasErrorCode(err, 'UNKNOWN_TOPIC_OR_PARTITION') ||
+          /^Unknown topic /.test((err as Error).message)
+        ) {
           const missing = stale.filter((t) => !this.#partitions.has(t));
           throw new NotFoundError('topic_not_found', `topic "${missing[0] ?? stale[0]}" does not exist`, {
             details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],

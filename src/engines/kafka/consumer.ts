@@ -49,6 +49,9 @@ const PARTITION_BUFFER_BYTES = 1024 * 1024;
 /** How long the commit of messages reported done waits to cover more of them (ms). */
 const DONE_COMMIT_MS = 10;
 
+/** A join that has not settled after this long is given up on, and tried again at the next topic check (ms). */
+const JOIN_DEADLINE_MS = 60_000;
+
 /** What the bus gives a consumer. */
 export interface KafkaConsumerContext {
   settings: KafkaSettings;
@@ -119,6 +122,8 @@ export class KafkaConsumer implements ConsumerHandle {
   readonly #unwatch: () => void;
   #topicCheck: Promise<void> | undefined;
   #topicCheckAgain = false;
+  /** Topics were added to the subscription and no join has carried them to the group yet. */
+  #joinNeeded = false;
   readonly #loop: Promise<void>;
   #joined: Promise<unknown> | undefined;
 
@@ -218,16 +223,21 @@ export class KafkaConsumer implements ConsumerHandle {
         this.#topicCheckAgain = false;
         try {
           const names = await this.#ctx.listTopics();
-          const added = names.filter(
-            (name) => !this.#topics.has(name) && this.#prefixes.some((p) => name.startsWith(p)),
-          );
-          if (added.length === 0 || this.#stopping) continue;
-          for (const name of added) {
+          for (const name of names) {
+            if (this.#topics.has(name) || !this.#prefixes.some((p) => name.startsWith(p))) continue;
             this.#topics.add(name);
             this.#client.topics.track(name);
+            this.#joinNeeded = true;
           }
-          this.#joined = this.#client.joinGroup({});
+          if (!this.#joinNeeded || this.#stopping) continue;
+          // Joined again with the new topics; until a join succeeds, every check tries again.
+          this.#joined = withDeadline(
+            this.#client.joinGroup({}),
+            JOIN_DEADLINE_MS,
+            'joining the consumer group',
+          );
           await this.#joined;
+          this.#joinNeeded = false;
         } catch (err) {
           if (!this.#stopping) this.#report(err);
         }
@@ -684,6 +694,15 @@ export class KafkaConsumer implements ConsumerHandle {
       // A failing error callback must not stop the consumer.
     }
   }
+}
+
+/** `work`, or a rejection naming `what` once `ms` have passed without it settling. */
+function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /** Records deleted before this group read them; the consumer went on after them. */

@@ -7,10 +7,12 @@ export function hasErrorCode(err: unknown, apiId: string): boolean {
 }
 
 /** The error's message with the messages nested in it (the client's aggregates say little on their own). */
-export function describeKafkaError(err: unknown): string {
+export function describeKafkaError(err: unknown, depth = 0): string {
   if (!(err instanceof Error)) return String(err);
+  if (depth > 5) return err.message;
   const nested = (err as { errors?: unknown[] }).errors;
-  const inner = Array.isArray(nested) ? nested.map(describeKafkaError).filter((m) => m !== err.message) : [];
+  const causes = [...(Array.isArray(nested) ? nested : []), ...(err.cause !== undefined ? [err.cause] : [])];
+  const inner = causes.map((e) => describeKafkaError(e, depth + 1)).filter((m) => m !== err.message);
   const unique = [...new Set(inner)];
   return unique.length > 0 ? `${err.message}: ${unique.join('; ')}` : err.message;
 }

@@ -68,8 +68,23 @@ export class KafkaTopicAdmin implements TopicAdmin {
     return (await this.#admin.listTopics()).sort();
   }
 
-  async ping(): Promise<void> {
-    await this.#admin.metadata({ topics: [], forceUpdate: true });
+  /**
+   * Asks the cluster for its metadata; rejects when no answer comes within `deadlineMs` (3 s by
+   * default: /readyz must answer quickly, while the client would retry for 40 s).
+   */
+  async ping(deadlineMs = 3000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the Kafka cluster did not answer within ${deadlineMs} ms`)),
+        deadlineMs,
+      );
+    });
+    try {
+      await Promise.race([this.#admin.metadata({ topics: [], forceUpdate: true }), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async close(): Promise<void> {

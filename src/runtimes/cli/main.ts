@@ -26,6 +26,9 @@ Usage:
       a local partner endpoint: verifies Standard Webhooks signatures, prints one JSON line per request
   webhooks publish [FILE|-] [--url http://127.0.0.1:8080] [--token T] [--batch] [--data-dir DIR]
       POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events
+  webhooks publish [FILE|-] --kafka HOST:PORT[,…] [--mode binary|structured] [--schema-version N]
+      writes the events straight to their ingress topics in the CloudEvents Kafka binding, as an
+      outside producer would (TLS and SASL from the WEBHOOKS_KAFKA_* variables)
   webhooks demo [--keep] [--port N] [--data-dir DIR]
       the whole flow in one go: platform + HTTPS receiver, schema, partner, subscription, event, delivery
   webhooks api-keys create --name NAME --role admin|operator|publisher [--source S]… [--event-type T]…
@@ -34,6 +37,9 @@ Usage:
   webhooks rotate-secret-key [--data-dir DIR] [--config FILE]
       a new at-rest encryption key; with <data dir>/secret.key, re-seals the store under it and replaces
       the file (stop the platform first); with WEBHOOKS_SECRET_KEY, prints the key and the steps to roll it out
+  webhooks create-tables [--config FILE]
+      creates the DynamoDB store's missing tables (with their indexes and TTL) under
+      WEBHOOKS_DYNAMODB_TABLE_PREFIX in WEBHOOKS_DYNAMODB_REGION, once; safe to run again
   webhooks version
   webhooks help
 
@@ -106,6 +112,21 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
+/** `webhooks create-tables`: creates the DynamoDB store's missing tables once (what WEBHOOKS_DYNAMODB_CREATE_TABLES=1 does at every start). */
+async function createTablesCommand(config: Config): Promise<void> {
+  const { DynamoStore } = await import('../../engines/dynamodb/store.ts');
+  const { tableNames } = await import('../../engines/dynamodb/tables.ts');
+  const store = await DynamoStore.open({
+    region: config.dynamodb.region,
+    tablePrefix: config.dynamodb.tablePrefix,
+    createTables: true,
+    ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
+  });
+  await store.close();
+  const names = Object.values(tableNames(config.dynamodb.tablePrefix)).sort();
+  process.stdout.write(`DynamoDB tables ready (${config.dynamodb.region}): ${names.join(', ')}\n`);
+}
+
 /** Entry point: parses the command and runs it; prints configuration errors one per line. */
 export async function main(argv: string[]): Promise<void> {
   // These commands have options of their own, so they parse their arguments themselves.
@@ -135,6 +156,8 @@ export async function main(argv: string[]): Promise<void> {
       return start(values);
     case 'rotate-secret-key':
       return rotateSecretKey(configure(values));
+    case 'create-tables':
+      return createTablesCommand(configure(values));
     case 'version':
       process.stdout.write(`${VERSION}\n`);
       return;

@@ -8,8 +8,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { loadConfig } from '../../common/config.ts';
+import { toKafkaRecord } from '../../common/envelope-kafka.ts';
+import { parseStructuredEvent } from '../../common/envelope-structured.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { isJsonObject, type JsonObject } from '../../common/json.ts';
+import { ingressTopic } from '../../common/topics.ts';
+import { ingressKey } from '../../ingest/service.ts';
+import { kafkaSettings } from '../engines.ts';
 import { callApi } from './api-client.ts';
 
 const STRUCTURED = 'application/cloudevents+json';
@@ -89,6 +95,40 @@ export function publishEvents(
   });
 }
 
+/**
+ * Writes the events to their ingress topics on Kafka as a producer outside the platform would: in
+ * the CloudEvents Kafka binding (binary mode by default, or structured), keyed like `POST /events`
+ * keys them. The topic is `ingress.<domain>.<event>.v<version>`: the version from `schemaVersion`,
+ * else the event's `schemaversion`/`dataschema`, else 1. Connection settings come from the
+ * WEBHOOKS_KAFKA_* variables (TLS, SASL), the brokers from `brokers`.
+ */
+export async function publishToKafka(
+  brokers: string,
+  input: PublishInput,
+  options: { mode: 'binary' | 'structured'; schemaVersion?: number },
+  env: Record<string, string | undefined> = process.env,
+): Promise<Array<{ id: string; topic: string }>> {
+  const envelopes = input.events.map((event) => parseStructuredEvent(event));
+  const config = loadConfig({ ...env, WEBHOOKS_BUS: 'kafka', WEBHOOKS_KAFKA_BROKERS: brokers });
+  const { KafkaBus } = await import('../../engines/kafka/bus.ts');
+  const bus = new KafkaBus(kafkaSettings(config));
+  try {
+    const messages = envelopes.map((envelope) => {
+      const record = toKafkaRecord(envelope, options.mode);
+      const version = options.schemaVersion ?? envelope.schemaVersion ?? 1;
+      return {
+        topic: ingressTopic(envelope.domain, envelope.event, version),
+        key: ingressKey(envelope),
+        ...record,
+      };
+    });
+    await bus.publish(messages);
+    return messages.map((m, i) => ({ id: envelopes[i]!.id, topic: m.topic }));
+  } finally {
+    await bus.close();
+  }
+}
+
 /** `webhooks publish [FILE|-] [--url U] [--token T] [--batch]`: exit code 0 on 2xx, 1 otherwise. */
 export async function publishCommand(argv: string[]): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -99,8 +139,27 @@ export async function publishCommand(argv: string[]): Promise<void> {
       token: { type: 'string' },
       batch: { type: 'boolean' },
       'data-dir': { type: 'string' },
+      kafka: { type: 'string' },
+      mode: { type: 'string' },
+      'schema-version': { type: 'string' },
     },
   });
+  if (values.kafka !== undefined) {
+    const mode = values.mode ?? 'binary';
+    if (mode !== 'binary' && mode !== 'structured')
+      throw invalid('--mode', `--mode is binary or structured, got "${mode}"`);
+    const version = values['schema-version'];
+    if (version !== undefined && !/^[1-9]\d{0,8}$/.test(version))
+      throw invalid('--schema-version', `--schema-version must be a whole number from 1, got "${version}"`);
+    const file = positionals[0] ?? '-';
+    const input = parseEventsInput(file === '-' ? await readStdin() : await readFile(file, 'utf8'), true);
+    const written = await publishToKafka(values.kafka, input, {
+      mode,
+      ...(version !== undefined ? { schemaVersion: Number(version) } : {}),
+    });
+    process.stdout.write(`${JSON.stringify({ published: written }, null, 2)}\n`);
+    return;
+  }
   const url = values.url ?? `http://127.0.0.1:${process.env.WEBHOOKS_PORT ?? 8080}`;
   if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
     throw invalid('--url', `--url must be an http(s) URL, got "${url}"`);

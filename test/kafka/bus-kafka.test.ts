@@ -1,0 +1,110 @@
+/**
+ * Kafka-specific behaviour of the bus beyond the conformance suite, on a real broker: rebalances
+ * in the middle of a stream (members joining, leaving and dying) lose nothing; a publish to a
+ * topic that does not exist is refused as `topic_not_found`; keys land where a Java client puts them.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConsumedMessage, ConsumerHandle } from '../../src/common/ports/bus.ts';
+import { KafkaBus } from '../../src/engines/kafka/bus.ts';
+import { broker, kafkaSettings, stopBroker } from '../support/kafka.ts';
+import { waitFor } from '../support/wait.ts';
+
+after(() => stopBroker());
+
+describe('the Kafka bus on a real broker', () => {
+  test('members joining, leaving and dying mid-stream: every message is handled at least once', {
+    timeout: 120_000,
+  }, async () => {
+    const b = await broker();
+    const settings = kafkaSettings(b);
+    const publisherBus = new KafkaBus(settings);
+    const topic = `rebalance.${randomUUID().slice(0, 8)}`;
+    const group = `rebalance-${randomUUID().slice(0, 8)}`;
+    await publisherBus.ensureTopic(topic, { partitions: 6 });
+    const handled = new Map<string, number>();
+    const member = (bus: KafkaBus): ConsumerHandle =>
+      bus.consume({
+        group,
+        topicPrefixes: [topic],
+        maxBatch: 20,
+        handler: async (batch: ConsumedMessage[]) => {
+          await sleep(2);
+          for (const m of batch) handled.set(m.value, (handled.get(m.value) ?? 0) + 1);
+          return undefined;
+        },
+      });
+    const busA = new KafkaBus(settings);
+    const busB = new KafkaBus(settings);
+    const busC = new KafkaBus(settings);
+    const a = member(busA);
+    const total = 3000;
+    const waves = 30;
+    let b1: ConsumerHandle | undefined;
+    for (let wave = 0; wave < waves; wave++) {
+      await publisherBus.publish(
+        Array.from({ length: total / waves }, (_, i) => ({
+          topic,
+          key: `k${i % 50}`,
+          value: `${wave}-${i}`,
+        })),
+      );
+      if (wave === 5) b1 = member(busB); // joins: a rebalance
+      if (wave === 15) await b1!.stop(); // leaves cleanly: another
+      if (wave === 18) member(busC); // joins…
+      if (wave === 24) await busC.close(); // …and dies without committing what it had in flight
+      await sleep(100);
+    }
+    await waitFor('every message handled', () => handled.size === total, 60_000, 50);
+    await a.stop();
+    await Promise.all([busA.close(), busB.close(), publisherBus.close()]);
+    const missing = Array.from({ length: waves }, (_, w) =>
+      Array.from({ length: total / waves }, (_, i) => `${w}-${i}`),
+    )
+      .flat()
+      .filter((v) => !handled.has(v));
+    assert.deepEqual(missing, []);
+  });
+
+  test('a publish to a topic that does not exist is refused as topic_not_found, and nothing is created', async () => {
+    const bus = new KafkaBus(kafkaSettings(await broker()));
+    try {
+      const topic = `missing.${randomUUID().slice(0, 8)}`;
+      await assert.rejects(bus.publish([{ topic, value: '{}' }]), (err: { code?: string }) => {
+        assert.equal(err.code, 'topic_not_found');
+        return true;
+      });
+      assert.equal(await bus.describeTopic(topic), undefined);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test('a keyed message lands on the partition a Java client picks (murmur2, sign bit cleared)', async () => {
+    const bus = new KafkaBus(kafkaSettings(await broker()));
+    try {
+      const topic = `keys.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopic(topic, { partitions: 12 });
+      // (murmur2 & 0x7fffffff) % 12 with murmur2 from Kafka's UtilsTest vectors:
+      // "21" -973932308, "foobar" -790332482, "abc" 479470107.
+      const expected: Record<string, number> = { '21': 0, foobar: 6, abc: 3 };
+      await bus.publish(Object.keys(expected).map((key) => ({ topic, key, value: key })));
+      const got: ConsumedMessage[] = [];
+      const consumer = bus.consume({
+        group: `keys-${randomUUID().slice(0, 8)}`,
+        topicPrefixes: [topic],
+        handler: async (batch) => {
+          got.push(...batch);
+          return undefined;
+        },
+      });
+      await waitFor('the messages', () => got.length === 3);
+      await consumer.stop();
+      for (const m of got) assert.equal(m.partition, expected[m.key!], m.key);
+    } finally {
+      await bus.close();
+    }
+  });
+});
