@@ -41,11 +41,14 @@ const { values } = parseArgs({
     mode: { type: 'string', default: 'single' },
     skip: { type: 'string', default: '' },
     bus: { type: 'string', default: 'embedded' },
+    warmup: { type: 'string', default: '5' },
     store: { type: 'string', default: 'sqlite' },
   },
 });
 const BUSES = values.bus === 'both' ? ['embedded', 'kafka'] : [values.bus === 'kafka' ? 'kafka' : 'embedded'];
 const STORE = values.store === 'dynamodb' ? 'dynamodb' : 'sqlite';
+/** Seconds at the latency phase's rate before it is measured. */
+const WARMUP = Number(values.warmup);
 const EVENTS = Number(values.events);
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
@@ -303,10 +306,21 @@ for (const bus of BUSES) {
     const procs = await startPlatform(dir, engines);
     const api = procs[0]!.url;
     await setUp(api);
-    // Until the dispatcher reads the new subscription's topic (Kafka: its next topic listing and a
-    // rebalance), deliveries would wait: warm up with one event first.
-    await publishBatch(api, [event(-1)]);
-    await waitForCount(1, 60_000);
+    // Warm-up at the same rate (WARMUP seconds, not measured): the subscription's topic read by the
+    // dispatcher, the JIT of the platform (and of the broker's JVM) done, as in a running system.
+    const warmTicks = WARMUP * 100;
+    const warmStart = Date.now();
+    const perWarmTick = Math.max(1, Math.round(RATE / 100));
+    for (let t = 0; t < warmTicks; t++) {
+      const wait = warmStart + t * 10 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      void publishBatch(
+        api,
+        Array.from({ length: perWarmTick }, (_, i) => event(-1 - t * perWarmTick - i)),
+      );
+    }
+    if (warmTicks === 0) await publishBatch(api, [event(-1)]);
+    await waitForCount(Math.max(1, warmTicks * perWarmTick), 120_000);
     await ask({ cmd: 'reset' });
     const cpuBefore = cpuNow(procs, engines);
     const perTick = Math.max(1, Math.round(RATE / 100));

@@ -25,6 +25,11 @@ export interface KafkaSettings {
   topicConfig?: Record<string, string>;
   /** A consumer whose process died gives its partitions back after this long (default 10,000 ms). */
   sessionTimeoutMs?: number;
+  /**
+   * Offsets are committed at most this often (ms, default 100): one request covers everything
+   * handled meanwhile. Larger means fewer requests, and more redelivered after a crash.
+   */
+  commitIntervalMs?: number;
   /** Connecting and each request give up after this long (default 10,000 ms). */
   requestTimeoutMs?: number;
 }

@@ -46,6 +46,8 @@ import { NOT_BEFORE_HEADER } from './headers.ts';
 const FETCH_WAIT_MS = 100;
 /** Bytes one partition's buffer may hold before it is fetched from again. */
 const PARTITION_BUFFER_BYTES = 1024 * 1024;
+/** Bytes all partitions' buffers may hold together (with many partitions, 1 MiB each would add up). */
+const TOTAL_BUFFER_BYTES = 32 * 1024 * 1024;
 /** How long the commit of messages reported done waits to cover more of them (ms). */
 const DONE_COMMIT_MS = 10;
 
@@ -95,6 +97,8 @@ export class KafkaConsumer implements ConsumerHandle {
   readonly #maxInFlightBytes: number;
   #inFlight = 0;
   #inFlightBytes = 0;
+  /** Bytes in the held partitions' buffers (fetched, not yet handed out). */
+  #buffered = 0;
   readonly #held = new Map<string, Held>();
   #list: Held[] = [];
   #rotation = 0;
@@ -105,6 +109,10 @@ export class KafkaConsumer implements ConsumerHandle {
   /** Offsets to commit per partition, sent one request at a time. */
   readonly #toCommit = new Map<string, { held: Held; offset: number }>();
   #committing: Promise<void> | undefined;
+  #lastCommitAt = 0;
+  readonly #commitIntervalMs: number;
+  /** Ends the wait before the next commit request early (stop). */
+  #commitWake: (() => void) | undefined;
   readonly #doneCursors = new Set<Held>();
   #doneTimer: NodeJS.Timeout | undefined;
   /** Nodes with a fetch in flight. */
@@ -144,6 +152,7 @@ export class KafkaConsumer implements ConsumerHandle {
       });
     }
     this.#ctx = ctx;
+    this.#commitIntervalMs = ctx.settings.commitIntervalMs ?? 100;
     this.#prefixes = [...new Set(options.topicPrefixes)];
     this.#handler = options.handler;
     this.#onError = options.onError;
@@ -256,6 +265,7 @@ export class KafkaConsumer implements ConsumerHandle {
         wanted.set(partitionKey(a.topic, partition), { topic: a.topic, partition });
     for (const [key, held] of this.#held) {
       if (wanted.has(key)) continue;
+      this.#buffered -= held.bufferBytes;
       this.#held.delete(key);
       this.#toCommit.delete(key);
       this.#doneCursors.delete(held);
@@ -372,6 +382,7 @@ export class KafkaConsumer implements ConsumerHandle {
         held.buffer.shift();
         const size = sizeOf(message);
         held.bufferBytes -= size;
+        this.#buffered -= size;
         cursor.handOut(message.offset);
         budget -= size;
         room--;
@@ -392,6 +403,8 @@ export class KafkaConsumer implements ConsumerHandle {
       this.#planAgain = true;
       return;
     }
+    // Enough fetched and not yet handed out: wait until batches take some.
+    if (this.#buffered >= TOTAL_BUFFER_BYTES) return;
     const wanted: Held[] = [];
     for (const held of this.#list) {
       if (held.fetching || held.bufferBytes >= PARTITION_BUFFER_BYTES || held.buffer.length >= this.#maxBatch)
@@ -453,7 +466,17 @@ export class KafkaConsumer implements ConsumerHandle {
         };
       });
       this.#client
-        .fetch({ node, topics, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: 16 * 1024 * 1024 })
+        .fetch({
+          node,
+          topics,
+          maxWaitTime: FETCH_WAIT_MS,
+          minBytes: 1,
+          // The broker returns at least one record batch whatever this says, so a large record still comes.
+          maxBytes: Math.max(
+            PARTITION_BUFFER_BYTES,
+            Math.min(16 * 1024 * 1024, TOTAL_BUFFER_BYTES - this.#buffered),
+          ),
+        })
         .then(
           (response) => this.#received(response, ids, requested),
           (err) => this.#fetchFailed(err, requested),
@@ -491,7 +514,9 @@ export class KafkaConsumer implements ConsumerHandle {
               if (at < held.fetchOffset) continue;
               const message = toMessage(topic, part.partitionIndex, at, batch.firstTimestamp, record);
               held.buffer.push(message);
-              held.bufferBytes += sizeOf(message);
+              const size = sizeOf(message);
+              held.bufferBytes += size;
+              this.#buffered += size;
             }
           }
           if (last + 1 > held.fetchOffset) held.fetchOffset = last + 1;
@@ -650,6 +675,11 @@ export class KafkaConsumer implements ConsumerHandle {
   async #sendCommits(): Promise<void> {
     try {
       while (this.#toCommit.size > 0 && !this.#killed) {
+        // At most one commit request per interval: everything handled meanwhile rides along. A
+        // crash redelivers at most an interval's worth more (the ledger and the routes absorb it).
+        const wait = this.#lastCommitAt + this.#commitIntervalMs - Date.now();
+        if (wait > 0 && !this.#stopping) await this.#commitPause(wait);
+        this.#lastCommitAt = Date.now();
         const commits = [...this.#toCommit.values()].filter(({ held }) => this.#holds(held));
         this.#toCommit.clear();
         if (commits.length === 0) break;
@@ -679,7 +709,21 @@ export class KafkaConsumer implements ConsumerHandle {
     }
   }
 
+  #commitPause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#commitWake = done;
+    }).finally(() => {
+      this.#commitWake = undefined;
+    });
+  }
+
   async #flushCommits(): Promise<void> {
+    this.#commitWake?.();
     while (this.#committing) await this.#committing;
     if (this.#toCommit.size > 0) {
       this.#committing = this.#sendCommits();
