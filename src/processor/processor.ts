@@ -95,10 +95,15 @@ export class EventProcessor {
    */
   readonly #routing = new Set<string>();
   /**
-   * Events this process routed and wrote lately: a copy in a batch whose dedupe lookup ran before
-   * that write (concurrent batches) is still known for a duplicate. Oldest forgotten first.
+   * Routes written by this process, by the write's sequence number, while a batch whose dedupe
+   * lookup began before that write is still in flight: its lookup may have missed the route, so a
+   * copy of the event in it is a duplicate all the same. Dropped once no such batch is left.
    */
-  readonly #recent = new Set<string>();
+  readonly #written = new Map<string, number>();
+  /** Route writes completed so far (the sequence of `#written`). */
+  #writes = 0;
+  /** Batches in flight, by the write sequence when their dedupe lookup began. */
+  readonly #lookups = new Map<object, number>();
 
   constructor(deps: ProcessorDeps) {
     this.#deps = deps;
@@ -126,18 +131,35 @@ export class EventProcessor {
     // Large events take milliseconds each to parse, validate and map: the API on this thread must
     // not wait for a whole batch of them.
     const slicer = new TimeSlicer();
+    const lookup = {};
+    try {
+      return await this.#processParsed(batch, outputs, outcomes, slicer, lookup);
+    } finally {
+      this.#lookups.delete(lookup);
+      this.#forgetWritten();
+    }
+  }
+
+  async #processParsed(
+    batch: ConsumedMessage[],
+    outputs: RecordOutputs[],
+    outcomes: RecordOutcome[],
+    slicer: TimeSlicer,
+    lookup: object,
+  ): Promise<BatchOutcome & { outcomes: RecordOutcome[] }> {
     try {
       const parsed: Array<EventEnvelope | Unparsable> = [];
       for (const message of batch) {
         parsed.push(parseRecord(message));
         await slicer.maybeYield();
       }
+      this.#lookups.set(lookup, this.#writes);
       const seen = await this.#routedBefore(batch, parsed);
       for (const [i, message] of batch.entries()) {
         await slicer.maybeYield();
         const output: RecordOutputs = { messages: [], dead: [] };
         outputs.push(output);
-        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, output);
+        const outcome = await this.#processRecord(message, parsed[i]!, seen[i]!, output, lookup);
         outcomes.push(outcome);
         this.#processed.inc();
         if (outcome.kind === 'retry') this.#toRetry.inc();
@@ -194,16 +216,18 @@ export class EventProcessor {
           o.route ? [this.#deps.deliveries.recordRouting(o.route.event, o.route.deliveryIds, routedAt)] : [],
         ),
       );
-      for (const o of outputs) if (o.route) this.#remember(markerOf(o.route.event));
+      for (const o of outputs) if (o.route) this.#written.set(markerOf(o.route.event), ++this.#writes);
     } finally {
       this.#forget(outputs);
     }
   }
 
-  #remember(marker: string): void {
-    this.#recent.delete(marker);
-    this.#recent.add(marker);
-    if (this.#recent.size > RECENT_MARKERS) this.#recent.delete(this.#recent.values().next().value!);
+  /** Drops the written routes no batch in flight can have missed (its lookup began after them). */
+  #forgetWritten(): void {
+    if (this.#written.size === 0) return;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const began of this.#lookups.values()) oldest = Math.min(oldest, began);
+    for (const [marker, seq] of this.#written) if (seq <= oldest) this.#written.delete(marker);
   }
 
   /** The in-flight markers of these records' events are no longer needed (written, or given up). */
@@ -266,6 +290,7 @@ export class EventProcessor {
     parsedRecord: EventEnvelope | Unparsable,
     routedBefore: boolean,
     output: RecordOutputs,
+    lookup: object,
   ): Promise<RecordOutcome> {
     const { messages: out, dead } = output;
     const attempt = Number(message.headers[HEADERS.attempt] ?? '0');
@@ -278,8 +303,9 @@ export class EventProcessor {
       const event = { id: parsed.id, source: parsed.source };
       const marker = markerOf(event);
       const redriven = message.headers[HEADERS.redrive] !== undefined;
-      if (this.#routing.has(marker) || routedBefore || (!redriven && this.#recent.has(marker)))
-        return { kind: 'duplicate' };
+      const missed =
+        (this.#written.get(marker) ?? -1) > (this.#lookups.get(lookup) ?? Number.POSITIVE_INFINITY);
+      if (this.#routing.has(marker) || routedBefore || (!redriven && missed)) return { kind: 'duplicate' };
       // Taken before the lookups below wait: a copy in a batch running meanwhile is a duplicate.
       this.#routing.add(marker);
       let routed: Array<{ deliveryId: string; message: BusMessage }>;
@@ -513,9 +539,6 @@ function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
     return new Unparsable(err);
   }
 }
-
-/** How many routed events a processor remembers beyond its store's markers (a few batches' worth). */
-const RECENT_MARKERS = 10_000;
 
 /** An event's key in the in-flight set. */
 function markerOf(event: EventRef): string {

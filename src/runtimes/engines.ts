@@ -27,6 +27,8 @@ export async function openStore(config: Config, autoCheckpoint: boolean): Promis
     region: config.dynamodb.region,
     tablePrefix: config.dynamodb.tablePrefix,
     createTables: config.dynamodb.createTables,
+    // History expires by TTL after the retention (0: kept until purged, as the setting says: forever).
+    historyTtlDays: config.historyRetentionDays,
     ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
   });
 }

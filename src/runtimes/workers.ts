@@ -192,6 +192,8 @@ export function startStorePurge(
   const run = async (): Promise<void> => {
     const released = (await options.releaseHeld?.()) ?? 0;
     if (released > 0) logger.info('re-enqueued tasks held for resumed subscriptions', { released });
+    // The engine expires history and the ledger itself (DynamoDB TTL): nothing to delete here.
+    if (store.expiresByTtl) return;
     const now = clock();
     const ledger = await store.ledger.purge(now.getTime());
     if (ledger > 0) logger.debug('purged expired ledger entries', { removed: ledger });

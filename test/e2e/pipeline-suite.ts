@@ -5,7 +5,7 @@
  * DynamoDB in `test/kafka/`.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { webhookIdFor } from '../../src/common/delivery-task.ts';
 import {
   orderEvent,
@@ -34,6 +34,16 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
     after(async () => {
       await server.stop();
       await Promise.all(receivers.map((r) => r.close()));
+    });
+    // Each test's subscriptions go with it: every event would otherwise fan out to every earlier
+    // test's partners too (thousands of deliveries by the end), and a slow store falls behind.
+    afterEach(async () => {
+      for (;;) {
+        const page = await server.request('GET', '/admin/subscriptions?limit=100');
+        const items: Array<{ id: string }> = page.body.items ?? [];
+        if (items.length === 0) break;
+        await Promise.all(items.map((s) => server.request('DELETE', `/admin/subscriptions/${s.id}`)));
+      }
     });
 
     test('an event reaches the partner over TLS 1.3, signed so that standardwebhooks verifies it', async () => {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Logger } from '../../src/common/log.ts';
+import type { Store } from '../../src/common/ports/store.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { startStorePurge } from '../../src/runtimes/workers.ts';
 import { completeInLedger, deadLetterRecord, deliveryAttempt, deliveryRecord } from '../support/fixtures.ts';
@@ -87,4 +88,33 @@ test('history older than the retention goes (more than one chunk of it); newer h
     [newDead.id],
   );
   await store.close();
+});
+
+test('a store that expires history and the ledger by TTL is left alone: no purge call, held tasks still released', async () => {
+  const calls: string[] = [];
+  let releases = 0;
+  /** A method that records its call and answers `result`. */
+  const recorded =
+    <T>(name: string, result: T) =>
+    async (): Promise<T> => {
+      calls.push(name);
+      return result;
+    };
+  const ttlStore = {
+    expiresByTtl: true,
+    ledger: { purge: recorded('ledger.purge', 0) },
+    deliveries: { purgeBefore: recorded('deliveries.purgeBefore', { deliveries: 0, routes: 0 }) },
+    deadLetters: { purgeBefore: recorded('deadLetters.purgeBefore', 0) },
+  } as unknown as Store;
+  const stop = startStorePurge(ttlStore, quiet, {
+    historyRetentionDays: 30,
+    intervalMs: 10,
+    releaseHeld: async () => {
+      releases += 1;
+      return 0;
+    },
+  });
+  await until('three runs', async () => releases >= 3);
+  stop();
+  assert.deepEqual(calls, []);
 });

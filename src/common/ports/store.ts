@@ -257,6 +257,12 @@ export interface AuditRepository {
 /** The whole store: one repository per table, plus health and lifecycle. */
 export interface Store {
   readonly engine: string;
+  /**
+   * The engine deletes, by itself, history past its retention (deliveries with their attempts,
+   * routes, dead letters) and lapsed ledger entries — DynamoDB's TTL, at no write cost — so the
+   * purge worker leaves them alone. `purgeBefore` and `purge` still do what they say when called.
+   */
+  readonly expiresByTtl?: boolean;
   readonly schemas: SchemaRepository;
   readonly partners: PartnerRepository;
   readonly subscriptions: SubscriptionRepository;

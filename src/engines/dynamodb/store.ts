@@ -83,6 +83,8 @@ export class DynamoStore implements Store {
   readonly audit: AuditRepository;
   /** The full table names. */
   readonly tables: TableNames;
+  /** With a history TTL, DynamoDB deletes history and lapsed ledger entries itself (see the port). */
+  readonly expiresByTtl: boolean;
   readonly #db: Db;
   readonly #ownsClient: boolean;
   #closed = false;
@@ -94,6 +96,7 @@ export class DynamoStore implements Store {
     this.#db = new Db(options.client, ready);
     this.#ownsClient = options.ownsClient ?? false;
     const ttlDays = options.historyTtlDays ?? DEFAULT_HISTORY_TTL_DAYS;
+    this.expiresByTtl = ttlDays > 0;
     const t = this.tables;
     this.schemas = new DynamoSchemas(this.#db, t.event_schema);
     this.partners = new DynamoPartners(this.#db, t.partner);
@@ -153,6 +156,9 @@ export class DynamoStore implements Store {
   }
 }
 
+/** Connections to DynamoDB per client (the SDK's default is 50). */
+const MAX_SOCKETS = 256;
+
 function newClient(options: DynamoOpenOptions): DynamoDBClient {
   const env = process.env;
   const emulator = options.endpoint !== undefined;
@@ -163,5 +169,11 @@ function newClient(options: DynamoOpenOptions): DynamoDBClient {
     ...(region ? { region } : {}),
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     ...(dummy ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+    // The SDK's default of 50 sockets queues a busy dispatcher's calls (each delivery makes several):
+    // more connections, kept alive.
+    requestHandler: {
+      httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+      httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+    },
   });
 }

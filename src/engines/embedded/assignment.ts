@@ -5,18 +5,12 @@
  * it is in `consumer.ts`.
  */
 import type { ConsumedMessage } from '../../common/ports/bus.ts';
-import { PartitionCursor, partitionKey, type Retry } from './cursor.ts';
+import { type BatchEntry, sizeOf } from '../consumer-batch.ts';
+import { PartitionCursor, partitionKey } from './cursor.ts';
 import type { GroupStore, RecordRow } from './group-store.ts';
 
 /** A handed-out message and the cursor of its partition. */
-export interface Entry {
-  cursor: PartitionCursor;
-  message: ConsumedMessage;
-  /** Its size as counted against `maxInFlightBytes`. */
-  bytes: number;
-  /** Set when it failed before: its redelivery, or (`retry.deadLetter`) its dead-lettering. */
-  retry?: Retry;
-}
+export type Entry = BatchEntry;
 
 /** Records deleted (by retention) before this member read them: the fetch skipped them, loudly. */
 export interface SkippedRecords {
@@ -216,13 +210,6 @@ export class Assignment {
     if (cursor.inFlight > 0) this.#lost.set(key, cursor);
     this.#list = this.#list.filter((c) => c !== cursor);
   }
-}
-
-/** What a message counts against `maxInFlightBytes`: its value, key and headers (JSON text). */
-function sizeOf(message: ConsumedMessage): number {
-  let size = message.value.length + (message.key?.length ?? 0);
-  for (const name in message.headers) size += name.length + message.headers[name]!.length;
-  return size;
 }
 
 function toMessage(cursor: PartitionCursor, row: RecordRow): ConsumedMessage {

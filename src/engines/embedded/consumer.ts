@@ -5,16 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
-import { ValidationError } from '../../common/errors.ts';
 import type {
-  BatchControl,
   BatchHandler,
   ConsumedMessage,
   ConsumerHandle,
   ConsumerOptions,
   DeadLetterNotice,
-  FailedMessage,
 } from '../../common/ports/bus.ts';
+import { type BatchRunner, consumerLimits, runBatch, sendToDeadLetter } from '../consumer-batch.ts';
 import { Assignment, type Entry, type SkippedRecords } from './assignment.ts';
 import { type PartitionCursor, type Redelivery, redeliveryPolicy } from './cursor.ts';
 import { GroupStore } from './group-store.ts';
@@ -70,23 +68,36 @@ export class EmbeddedConsumer implements ConsumerHandle {
   #heartbeatSoon: NodeJS.Immediate | undefined;
   readonly #unsubscribe: () => void;
   readonly #loop: Promise<void>;
+  /** How a handed-out batch runs and settles (shared with the other engines). */
+  readonly #runner: BatchRunner<Entry> = {
+    handler: (batch, control) => this.#handler(batch, control),
+    deadLetter: undefined,
+    redelivery: redeliveryPolicy(),
+    report: (err) => this.#report(err),
+    release: (entry) => this.#release(entry),
+    doneEarly: (entry) => {
+      this.#toCommit.add(entry.cursor);
+      this.#commitTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
+      this.#wake();
+    },
+    pause: (message, until) => {
+      this.#assignment.pause(message.topic, message.partition, until);
+    },
+    resume: (message) => {
+      if (this.#assignment.pause(message.topic, message.partition, 0)) this.#wake();
+    },
+    settled: (entries) => {
+      this.#commitDone(entries.map((e) => e.cursor));
+      this.#wake();
+    },
+  };
 
   constructor(ctx: ConsumerContext, options: ConsumerOptions) {
-    this.#maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
-    this.#maxInFlight = positiveInteger(options.maxInFlight ?? this.#maxBatch, 'maxInFlight');
-    this.#maxPerPartition = positiveInteger(
-      options.maxInFlightPerPartition ?? this.#maxInFlight,
-      'maxInFlightPerPartition',
-    );
-    if (!options.group) {
-      throw new ValidationError('consumer_group_invalid', 'a consumer needs a group', {
-        details: [{ field: 'group', message: 'must be a non-empty string' }],
-      });
-    }
-    this.#maxInFlightBytes = positiveInteger(
-      options.maxInFlightBytes ?? Number.MAX_SAFE_INTEGER,
-      'maxInFlightBytes',
-    );
+    const limits = consumerLimits(options);
+    this.#maxBatch = limits.maxBatch;
+    this.#maxInFlight = limits.maxInFlight;
+    this.#maxPerPartition = limits.maxPerPartition;
+    this.#maxInFlightBytes = limits.maxInFlightBytes;
     this.#ctx = ctx;
     this.#handler = options.handler;
     this.#onError = options.onError;
@@ -94,6 +105,8 @@ export class EmbeddedConsumer implements ConsumerHandle {
     this.#redelivery = redeliveryPolicy(options.redelivery);
     // With nowhere to dead-letter to, a failing message is redelivered (with the backoff) for ever.
     if (!this.#deadLetter) this.#redelivery.maxFailures = Number.POSITIVE_INFINITY;
+    this.#runner.deadLetter = this.#deadLetter;
+    this.#runner.redelivery = this.#redelivery;
     const prefixes = [...new Set(options.topicPrefixes)];
     const store = new GroupStore(ctx.db, options.group, randomUUID(), prefixes, ctx.tuning.leaseTtlMs);
     this.#assignment = new Assignment(store, (err) => this.#report(err));
@@ -212,8 +225,8 @@ export class EmbeddedConsumer implements ConsumerHandle {
     }
     const toHandler = batch.filter((e) => !e.retry?.deadLetter);
     const toDeadLetter = batch.filter((e) => e.retry?.deadLetter);
-    if (toHandler.length > 0) this.#track(this.#runBatch(toHandler));
-    for (const entry of toDeadLetter) this.#track(this.#sendToDeadLetter(entry));
+    if (toHandler.length > 0) this.#track(runBatch(this.#runner, toHandler));
+    for (const entry of toDeadLetter) this.#track(sendToDeadLetter(this.#runner, entry));
   }
 
   #track(work: Promise<void>): void {
@@ -226,82 +239,6 @@ export class EmbeddedConsumer implements ConsumerHandle {
     this.#inFlight -= 1;
     this.#inFlightBytes -= entry.bytes;
     return !this.#killed;
-  }
-
-  async #runBatch(entries: Entry[]): Promise<void> {
-    const open = new Map<ConsumedMessage, Entry>(entries.map((e) => [e.message, e]));
-    const control: BatchControl = {
-      done: (message) => {
-        const entry = open.get(message);
-        if (!entry) return;
-        open.delete(message);
-        if (!this.#release(entry)) return;
-        // Settled now (its place is free at once); the commit waits a little to cover many.
-        entry.cursor.succeed(entry.message.offset);
-        this.#toCommit.add(entry.cursor);
-        this.#commitTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
-        this.#wake();
-      },
-      pause: (message, ms) => {
-        this.#assignment.pause(message.topic, message.partition, Date.now() + Math.max(0, ms));
-      },
-      resume: (message) => {
-        if (this.#assignment.pause(message.topic, message.partition, 0)) this.#wake();
-      },
-    };
-    let failures: Map<string, FailedMessage>;
-    try {
-      const outcome = await this.#handler(
-        entries.map((e) => e.message),
-        control,
-      );
-      failures = new Map((outcome?.failed ?? []).map((f) => [positionOf(f.message), f]));
-    } catch (err) {
-      this.#report(err);
-      // Every message not reported done failed with what the handler threw.
-      failures = new Map(entries.map((e) => [positionOf(e.message), { message: e.message, error: err }]));
-    }
-    const rest = [...open.values()];
-    open.clear();
-    const now = Date.now();
-    const touched = new Set<PartitionCursor>();
-    for (const entry of rest) {
-      if (!this.#release(entry)) return;
-      const failure = failures.get(positionOf(entry.message));
-      if (failure) {
-        entry.cursor.fail(
-          entry.message.offset,
-          entry.message,
-          { error: failure.error, permanent: failure.permanent === true && this.#deadLetter !== undefined },
-          now,
-          this.#redelivery,
-        );
-      } else entry.cursor.succeed(entry.message.offset);
-      touched.add(entry.cursor);
-    }
-    this.#commitDone(touched);
-    this.#wake();
-  }
-
-  /** Gives a message up to the dead-letter callback; if that fails, it is tried again after the backoff. */
-  async #sendToDeadLetter(entry: Entry): Promise<void> {
-    const retry = entry.retry!;
-    let sent = false;
-    try {
-      await this.#deadLetter!(entry.message, {
-        error: retry.error,
-        failures: retry.failures,
-        permanent: retry.permanent,
-      });
-      sent = true;
-    } catch (err) {
-      this.#report(err);
-    }
-    if (!this.#release(entry)) return;
-    if (sent) entry.cursor.succeed(entry.message.offset);
-    else entry.cursor.deadLetterFailed(entry.message.offset, Date.now(), this.#redelivery);
-    this.#commitDone([entry.cursor]);
-    this.#wake();
   }
 
   /** Commits the partitions of messages reported done so far, with `also` (one commit for all). */
@@ -324,11 +261,6 @@ export class EmbeddedConsumer implements ConsumerHandle {
   }
 }
 
-/** A message's place in the log, to match a handler's `failed` list (which may hold copies). */
-function positionOf(message: ConsumedMessage): string {
-  return `${message.topic}\u0000${message.partition}\u0000${message.offset}`;
-}
-
 /** Records deleted before this group read them; the consumer went on after them. */
 export class RecordsSkippedError extends Error {
   readonly code = 'records_skipped';
@@ -340,13 +272,4 @@ export class RecordsSkippedError extends Error {
     this.name = 'RecordsSkippedError';
     this.skipped = skipped;
   }
-}
-
-function positiveInteger(value: number, field: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new ValidationError('consumer_options_invalid', `${field} must be a whole number of at least 1`, {
-      details: [{ field, message: `got ${value}` }],
-    });
-  }
-  return value;
 }

@@ -20,23 +20,22 @@
  * Nothing sleeps with a batch in hand and nothing is re-published.
  */
 import { Consumer, type GroupAssignment } from '@platformatic/kafka';
-import { ValidationError } from '../../common/errors.ts';
 import type {
-  BatchControl,
   BatchHandler,
   ConsumedMessage,
   ConsumerHandle,
   ConsumerOptions,
   DeadLetterNotice,
-  FailedMessage,
 } from '../../common/ports/bus.ts';
 import {
-  PartitionCursor,
-  partitionKey,
-  type Redelivery,
-  type Retry,
-  redeliveryPolicy,
-} from '../embedded/cursor.ts';
+  type BatchEntry,
+  type BatchRunner,
+  consumerLimits,
+  runBatch,
+  sendToDeadLetter,
+  sizeOf,
+} from '../consumer-batch.ts';
+import { PartitionCursor, partitionKey, type Redelivery, redeliveryPolicy } from '../embedded/cursor.ts';
 import { Waker } from '../embedded/waker.ts';
 import { clientOptions, type KafkaSettings } from './connection.ts';
 import { describeKafkaError, hasErrorCode } from './errors.ts';
@@ -75,12 +74,9 @@ interface Held {
   fetching: boolean;
 }
 
-/** A handed-out message and its partition. */
-interface Entry {
+/** A handed-out message, the cursor of its partition and the partition as this member holds it. */
+interface Entry extends BatchEntry {
   held: Held;
-  message: ConsumedMessage;
-  bytes: number;
-  retry?: Retry;
 }
 
 export class KafkaConsumer implements ConsumerHandle {
@@ -133,24 +129,16 @@ export class KafkaConsumer implements ConsumerHandle {
   /** Topics were added to the subscription and no join has carried them to the group yet. */
   #joinNeeded = false;
   readonly #loop: Promise<void>;
+  /** How a handed-out batch runs and settles (shared with the embedded log). */
+  readonly #runner: BatchRunner<Entry>;
   #joined: Promise<unknown> | undefined;
 
   constructor(ctx: KafkaConsumerContext, options: ConsumerOptions) {
-    this.#maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
-    this.#maxInFlight = positiveInteger(options.maxInFlight ?? this.#maxBatch, 'maxInFlight');
-    this.#maxPerPartition = positiveInteger(
-      options.maxInFlightPerPartition ?? this.#maxInFlight,
-      'maxInFlightPerPartition',
-    );
-    this.#maxInFlightBytes = positiveInteger(
-      options.maxInFlightBytes ?? Number.MAX_SAFE_INTEGER,
-      'maxInFlightBytes',
-    );
-    if (!options.group) {
-      throw new ValidationError('consumer_group_invalid', 'a consumer needs a group', {
-        details: [{ field: 'group', message: 'must be a non-empty string' }],
-      });
-    }
+    const limits = consumerLimits(options);
+    this.#maxBatch = limits.maxBatch;
+    this.#maxInFlight = limits.maxInFlight;
+    this.#maxPerPartition = limits.maxPerPartition;
+    this.#maxInFlightBytes = limits.maxInFlightBytes;
     this.#ctx = ctx;
     this.#commitIntervalMs = ctx.settings.commitIntervalMs ?? 100;
     this.#prefixes = [...new Set(options.topicPrefixes)];
@@ -159,6 +147,32 @@ export class KafkaConsumer implements ConsumerHandle {
     this.#deadLetter = options.deadLetter;
     this.#redelivery = redeliveryPolicy(options.redelivery);
     if (!this.#deadLetter) this.#redelivery.maxFailures = Number.POSITIVE_INFINITY;
+    this.#runner = {
+      handler: this.#handler,
+      deadLetter: this.#deadLetter,
+      redelivery: this.#redelivery,
+      report: (err) => this.#report(err),
+      release: (entry) => this.#release(entry),
+      doneEarly: (entry) => {
+        this.#doneCursors.add(entry.held);
+        this.#doneTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
+        this.#waker.wake();
+      },
+      pause: (message, until) => {
+        const held = this.#held.get(partitionKey(message.topic, message.partition));
+        if (held) held.cursor.pausedUntil = until;
+      },
+      resume: (message) => {
+        const held = this.#held.get(partitionKey(message.topic, message.partition));
+        if (!held) return;
+        held.cursor.pausedUntil = 0;
+        this.#waker.wake();
+      },
+      settled: (entries) => {
+        this.#commitDone(entries.map((e) => e.held));
+        this.#waker.wake();
+      },
+    };
     const sessionTimeout = ctx.settings.sessionTimeoutMs ?? 10_000;
     this.#client = new Consumer({
       ...clientOptions(ctx.settings, 'consumer'),
@@ -358,7 +372,7 @@ export class KafkaConsumer implements ConsumerHandle {
           for (const retry of cursor.takeDue(now, limit - out.length)) {
             const size = sizeOf(retry.message);
             budget -= size;
-            out.push({ held, message: retry.message, bytes: size, retry });
+            out.push({ held, cursor, message: retry.message, bytes: size, retry });
           }
           const next = cursor.retryAt();
           if (next !== undefined) this.#deadline = Math.min(this.#deadline, next);
@@ -386,7 +400,7 @@ export class KafkaConsumer implements ConsumerHandle {
         cursor.handOut(message.offset);
         budget -= size;
         room--;
-        out.push({ held, message, bytes: size });
+        out.push({ held, cursor, message, bytes: size });
       }
     }
     return out;
@@ -562,8 +576,8 @@ export class KafkaConsumer implements ConsumerHandle {
     }
     const toHandler = batch.filter((e) => !e.retry?.deadLetter);
     const toDeadLetter = batch.filter((e) => e.retry?.deadLetter);
-    if (toHandler.length > 0) this.#track(this.#runBatch(toHandler));
-    for (const entry of toDeadLetter) this.#track(this.#sendToDeadLetter(entry));
+    if (toHandler.length > 0) this.#track(runBatch(this.#runner, toHandler));
+    for (const entry of toDeadLetter) this.#track(sendToDeadLetter(this.#runner, entry));
   }
 
   #track(work: Promise<void>): void {
@@ -576,83 +590,6 @@ export class KafkaConsumer implements ConsumerHandle {
     this.#inFlight -= 1;
     this.#inFlightBytes -= entry.bytes;
     return !this.#killed && this.#holds(entry.held);
-  }
-
-  async #runBatch(entries: Entry[]): Promise<void> {
-    const open = new Map<ConsumedMessage, Entry>(entries.map((e) => [e.message, e]));
-    const control: BatchControl = {
-      done: (message) => {
-        const entry = open.get(message);
-        if (!entry) return;
-        open.delete(message);
-        if (!this.#release(entry)) return;
-        entry.held.cursor.succeed(entry.message.offset);
-        this.#doneCursors.add(entry.held);
-        this.#doneTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
-        this.#waker.wake();
-      },
-      pause: (message, ms) => {
-        const held = this.#held.get(partitionKey(message.topic, message.partition));
-        if (held) held.cursor.pausedUntil = Date.now() + Math.max(0, ms);
-      },
-      resume: (message) => {
-        const held = this.#held.get(partitionKey(message.topic, message.partition));
-        if (!held) return;
-        held.cursor.pausedUntil = 0;
-        this.#waker.wake();
-      },
-    };
-    let failures: Map<string, FailedMessage>;
-    try {
-      const outcome = await this.#handler(
-        entries.map((e) => e.message),
-        control,
-      );
-      failures = new Map((outcome?.failed ?? []).map((f) => [positionOf(f.message), f]));
-    } catch (err) {
-      this.#report(err);
-      failures = new Map(entries.map((e) => [positionOf(e.message), { message: e.message, error: err }]));
-    }
-    const rest = [...open.values()];
-    open.clear();
-    const now = Date.now();
-    const touched = new Set<Held>();
-    for (const entry of rest) {
-      if (!this.#release(entry)) continue;
-      const failure = failures.get(positionOf(entry.message));
-      if (failure) {
-        entry.held.cursor.fail(
-          entry.message.offset,
-          entry.message,
-          { error: failure.error, permanent: failure.permanent === true && this.#deadLetter !== undefined },
-          now,
-          this.#redelivery,
-        );
-      } else entry.held.cursor.succeed(entry.message.offset);
-      touched.add(entry.held);
-    }
-    this.#commitDone(touched);
-    this.#waker.wake();
-  }
-
-  async #sendToDeadLetter(entry: Entry): Promise<void> {
-    const retry = entry.retry!;
-    let sent = false;
-    try {
-      await this.#deadLetter!(entry.message, {
-        error: retry.error,
-        failures: retry.failures,
-        permanent: retry.permanent,
-      });
-      sent = true;
-    } catch (err) {
-      this.#report(err);
-    }
-    if (!this.#release(entry)) return;
-    if (sent) entry.held.cursor.succeed(entry.message.offset);
-    else entry.held.cursor.deadLetterFailed(entry.message.offset, Date.now(), this.#redelivery);
-    this.#commitDone([entry.held]);
-    this.#waker.wake();
   }
 
   // ---- commits ----
@@ -796,24 +733,4 @@ function toMessage(
   if (record.key !== null) message.key = utf8.decode(record.key);
   if (notBefore !== undefined) message.notBefore = notBefore;
   return message;
-}
-
-/** What a message counts against `maxInFlightBytes` (as on the embedded log). */
-function sizeOf(message: ConsumedMessage): number {
-  let size = message.value.length + (message.key?.length ?? 0);
-  for (const name in message.headers) size += name.length + message.headers[name]!.length;
-  return size;
-}
-
-function positionOf(message: ConsumedMessage): string {
-  return `${message.topic}\u0000${message.partition}\u0000${message.offset}`;
-}
-
-function positiveInteger(value: number, field: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new ValidationError('consumer_options_invalid', `${field} must be a whole number of at least 1`, {
-      details: [{ field, message: `got ${value}` }],
-    });
-  }
-  return value;
 }
