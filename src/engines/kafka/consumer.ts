@@ -181,12 +181,20 @@ export class KafkaConsumer implements ConsumerHandle {
       sessionTimeout,
       rebalanceTimeout: Math.max(sessionTimeout, 10_000),
       heartbeatInterval: Math.max(100, Math.min(1000, Math.floor(sessionTimeout / 3))),
+      // Cooperative rebalancing: a new topic (a new subscription's egress topic) or a new member
+      // moves only the partitions that change owner; the others keep flowing through it.
+      protocols: [{ name: 'cooperative-sticky', version: 3 }],
       maxWaitTime: FETCH_WAIT_MS,
       minBytes: 1,
       maxBytes: 16 * 1024 * 1024,
     });
     this.#client.on('consumer:group:join', (payload: { assignments?: GroupAssignment[] }) => {
       this.#adopt(payload.assignments ?? []);
+    });
+    // A cooperative rebalance's first round takes partitions away before the group settles again:
+    // they are let go at once (their uncommitted work goes to the next owner).
+    this.#client.on('consumer:group:rebalance', () => {
+      if (this.#client.assignments) this.#adopt(this.#client.assignments);
     });
     this.#client.on('consumer:heartbeat:error', (payload: { error: Error }) => this.#report(payload.error));
     this.#client.on('error', (err: unknown) => this.#report(err));
