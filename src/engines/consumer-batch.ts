@@ -41,6 +41,17 @@ export interface BatchRunner<E extends BatchEntry> {
   settled(entries: E[]): void;
 }
 
+/**
+ * Starts the work of handed-out messages: the handler on those handed out to it, the dead-letter
+ * callback on each given up on. Returns the work to track (a stop waits for it).
+ */
+export function startBatch<E extends BatchEntry>(runner: BatchRunner<E>, batch: E[]): Array<Promise<void>> {
+  const toHandler = batch.filter((e) => !e.retry?.deadLetter);
+  const work = batch.filter((e) => e.retry?.deadLetter).map((entry) => sendToDeadLetter(runner, entry));
+  if (toHandler.length > 0) work.unshift(runBatch(runner, toHandler));
+  return work;
+}
+
 /** Runs the handler on a batch and settles every message of it. */
 export async function runBatch<E extends BatchEntry>(runner: BatchRunner<E>, entries: E[]): Promise<void> {
   const open = new Map<ConsumedMessage, E>(entries.map((e) => [e.message, e]));

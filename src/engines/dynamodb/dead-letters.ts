@@ -24,7 +24,7 @@ import {
   timeSort,
   ttlAfter,
 } from './items.ts';
-import { collectPage, mergeQueries, streamPageSize } from './listing.ts';
+import { collectPage, mergeQueries, rereadById, streamPageSize } from './listing.ts';
 
 function deadLetterFrom(item: Item): DeadLetterRecord {
   const record = readDoc<DeadLetterRecord>(item);
@@ -129,19 +129,7 @@ export class DynamoDeadLetters implements DeadLetterRepository {
       listing,
       limit,
       source: mergeQueries(this.#db, queries, 'tsort', false, streamPageSize(limit + 1, queries.length)),
-      records: async (items) => {
-        const ids = items.map((i) => str(i, 'id')!);
-        const found = await this.#db.batchGet(
-          this.#table,
-          ids.map((id) => ({ id: S(id) })),
-          true,
-        );
-        const byId = new Map(found.map((i) => [str(i, 'id'), deadLetterFrom(i)]));
-        return ids.map((id) => {
-          const d = byId.get(id);
-          return d && matches(d) ? d : undefined;
-        });
-      },
+      records: rereadById(this.#db, this.#table, deadLetterFrom, matches),
       position: (d) => [timeSort(d.createdAt, d.id)],
     });
   }

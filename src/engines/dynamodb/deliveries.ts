@@ -43,7 +43,7 @@ import {
   timeSort,
   ttlAfter,
 } from './items.ts';
-import { collectPage, mergeQueries, streamPageSize } from './listing.ts';
+import { collectPage, mergeQueries, rereadById, streamPageSize } from './listing.ts';
 
 const STRING_FIELDS = [
   'id',
@@ -382,19 +382,7 @@ export class DynamoDeliveries implements DeliveryRepository {
       listing,
       limit,
       source: mergeQueries(this.#db, queries, 'tsort', true, streamPageSize(limit + 1, queries.length)),
-      records: async (items) => {
-        const ids = items.map((i) => str(i, 'id')!);
-        const found = await this.#db.batchGet(
-          this.#table,
-          ids.map((id) => ({ id: S(id) })),
-          true,
-        );
-        const byId = new Map(found.map((i) => [str(i, 'id'), deliveryFrom(i)]));
-        return ids.map((id) => {
-          const d = byId.get(id);
-          return d && matches(d) ? d : undefined;
-        });
-      },
+      records: rereadById(this.#db, this.#table, deliveryFrom, matches),
       position: (d) => [timeSort(d.createdAt, d.id)],
     });
   }

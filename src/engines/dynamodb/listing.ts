@@ -7,7 +7,7 @@
 import type { QueryCommandInput } from '@aws-sdk/client-dynamodb';
 import type { Page } from '../../common/ports/store.ts';
 import type { Db, Item } from './db.ts';
-import { encodeCursor } from './items.ts';
+import { encodeCursor, S, str } from './items.ts';
 
 /** The matching items of one Query, page by page, read as they are needed. */
 class QueryStream {
@@ -95,6 +95,31 @@ export interface PageSpec<T> {
   records: (items: Item[]) => Promise<Array<T | undefined>>;
   /** A record's position in the listing, as its cursor will hold it. */
   position: (record: T) => Array<string | number>;
+}
+
+/**
+ * `PageSpec.records` for an index keyed by `id` whose projection is not the whole item: the items
+ * are read again from the table (consistently, in one batch) and kept when they still `match`.
+ */
+export function rereadById<T>(
+  db: Db,
+  table: string,
+  from: (item: Item) => T,
+  match: (record: T) => boolean,
+): (items: Item[]) => Promise<Array<T | undefined>> {
+  return async (items) => {
+    const ids = items.map((i) => str(i, 'id')!);
+    const found = await db.batchGet(
+      table,
+      ids.map((id) => ({ id: S(id) })),
+      true,
+    );
+    const byId = new Map(found.map((i) => [str(i, 'id'), from(i)]));
+    return ids.map((id) => {
+      const record = byId.get(id);
+      return record !== undefined && match(record) ? record : undefined;
+    });
+  };
 }
 
 /** One page: `limit` records (reading one more to know whether there is a next page). */

@@ -12,7 +12,7 @@ import type {
   ConsumerOptions,
   DeadLetterNotice,
 } from '../../common/ports/bus.ts';
-import { type BatchRunner, consumerLimits, runBatch, sendToDeadLetter } from '../consumer-batch.ts';
+import { type BatchRunner, consumerLimits, startBatch } from '../consumer-batch.ts';
 import { Assignment, type Entry, type SkippedRecords } from './assignment.ts';
 import { type PartitionCursor, type Redelivery, redeliveryPolicy } from './cursor.ts';
 import { GroupStore } from './group-store.ts';
@@ -223,10 +223,7 @@ export class EmbeddedConsumer implements ConsumerHandle {
       this.#inFlight += 1;
       this.#inFlightBytes += entry.bytes;
     }
-    const toHandler = batch.filter((e) => !e.retry?.deadLetter);
-    const toDeadLetter = batch.filter((e) => e.retry?.deadLetter);
-    if (toHandler.length > 0) this.#track(runBatch(this.#runner, toHandler));
-    for (const entry of toDeadLetter) this.#track(sendToDeadLetter(this.#runner, entry));
+    for (const work of startBatch(this.#runner, batch)) this.#track(work);
   }
 
   #track(work: Promise<void>): void {

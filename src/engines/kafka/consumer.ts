@@ -27,14 +27,7 @@ import type {
   ConsumerOptions,
   DeadLetterNotice,
 } from '../../common/ports/bus.ts';
-import {
-  type BatchEntry,
-  type BatchRunner,
-  consumerLimits,
-  runBatch,
-  sendToDeadLetter,
-  sizeOf,
-} from '../consumer-batch.ts';
+import { type BatchEntry, type BatchRunner, consumerLimits, sizeOf, startBatch } from '../consumer-batch.ts';
 import { PartitionCursor, partitionKey, type Redelivery, redeliveryPolicy } from '../embedded/cursor.ts';
 import { Waker } from '../embedded/waker.ts';
 import { clientOptions, type KafkaSettings } from './connection.ts';
@@ -582,10 +575,7 @@ export class KafkaConsumer implements ConsumerHandle {
       this.#inFlight += 1;
       this.#inFlightBytes += entry.bytes;
     }
-    const toHandler = batch.filter((e) => !e.retry?.deadLetter);
-    const toDeadLetter = batch.filter((e) => e.retry?.deadLetter);
-    if (toHandler.length > 0) this.#track(runBatch(this.#runner, toHandler));
-    for (const entry of toDeadLetter) this.#track(sendToDeadLetter(this.#runner, entry));
+    for (const work of startBatch(this.#runner, batch)) this.#track(work);
   }
 
   #track(work: Promise<void>): void {
