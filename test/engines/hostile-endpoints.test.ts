@@ -205,7 +205,8 @@ describe('DNS rebinding', () => {
       names.map((name) => c.send(delivery(`https://${name}/hook`, { timeouts }))),
     );
 
-    for (const result of results) assert.equal(failure(result).kind, 'timeout');
+    // The message says what ended it, should a run ever end otherwise (one CI run under load saw kind network).
+    for (const result of results) assert.equal(failure(result).kind, 'timeout', failure(result).message);
     // The name server never answers, so the lookups started are the ones that were let through.
     const started = names.filter((name) => dns.lookups(name) > 0);
     assert.equal(started.length, MAX_CONCURRENT_LOOKUPS);
