@@ -170,6 +170,48 @@ describe('the platform on Kafka with producers outside it', () => {
     sent.push(after);
     await waitFor('every acknowledged event', () => sent.every((e) => delivered(e.data.orderId)), 60_000);
   });
+  test('a broker restarted while events flow (SIGTERM, as in a rolling restart): every acknowledged event is delivered', {
+    timeout: 180_000,
+  }, async () => {
+    const b = await broker();
+    const acknowledged: Array<ReturnType<typeof orderEvent>> = [];
+    let refused = 0;
+    let running = true;
+    const flow = (async () => {
+      for (let n = 0; running; n++) {
+        const event = orderEvent({ orderId: `rr-${n}-${randomUUID().slice(0, 6)}` });
+        const answer = await publishRaw(event).catch(() => undefined);
+        if (answer?.status === 202) acknowledged.push(event);
+        else refused += 1;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    try {
+      await waitFor('events acknowledged before the restart', () => acknowledged.length >= 10, 30_000);
+      const before = acknowledged.length;
+      const pid = b.pid;
+      await b.restart();
+      assert.notEqual(b.pid, pid, 'a new broker process');
+      await waitFor(
+        'events acknowledged after the restart',
+        () => acknowledged.length >= before + 10,
+        60_000,
+      );
+    } finally {
+      running = false;
+      await flow;
+    }
+    await waitFor(
+      'every acknowledged event delivered',
+      () => acknowledged.every((e) => delivered(e.data.orderId)),
+      120_000,
+      100,
+    ).catch(() =>
+      assert.fail(
+        `${acknowledged.filter((e) => !delivered(e.data.orderId)).length} of ${acknowledged.length} acknowledged events never delivered (${refused} refused)`,
+      ),
+    );
+  });
 });
 
 describe('the Kafka bus over SASL/SCRAM and TLS', () => {

@@ -47,8 +47,10 @@ export interface KafkaBroker {
   bootstrap: string;
   /** `host:port` of the SASL_SSL listener, with the CA certificate (PEM) that signed its certificate. */
   sasl?: { bootstrap: string; caPem: string };
-  /** The broker's process id (benchmarks count its CPU). */
+  /** The broker's process id (benchmarks count its CPU; it changes with `restart`). */
   pid: number;
+  /** Stops the broker (SIGTERM, as a rolling restart does) and starts it again on the same ports and data. */
+  restart(): Promise<void>;
   /** The broker's own output so far (for failure messages). */
   output(): string;
   stop(): Promise<void>;
@@ -169,20 +171,6 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`formatting the Kafka storage failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
-  const child = spawn(
-    'java',
-    [
-      '-Xms256m',
-      '-Xmx768m',
-      '-XX:+UseG1GC',
-      `-Dlog4j.configuration=`,
-      '-cp',
-      classpath,
-      'kafka.Kafka',
-      config,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
   let output = '';
   const onData = (d: Buffer) => {
     const text = d.toString();
@@ -190,22 +178,53 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
     if (output.length > 2_000_000) output = output.slice(-1_000_000);
     if (options.log) for (const line of text.split('\n')) if (line) options.log(line);
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const stop = () => stopChild(child).finally(() => rmSync(dir, { recursive: true, force: true }));
+  /** Starts the broker process on the formatted storage and waits until it serves. */
+  const launch = async (): Promise<ChildProcess> => {
+    const started = output.length;
+    const child = spawn(
+      'java',
+      [
+        '-Xms256m',
+        '-Xmx768m',
+        '-XX:+UseG1GC',
+        `-Dlog4j.configuration=`,
+        '-cp',
+        classpath,
+        'kafka.Kafka',
+        config,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    try {
+      await waitForReady(child, () => output.slice(started));
+    } catch (err) {
+      await stopChild(child);
+      throw err;
+    }
+    return child;
+  };
+  let child: ChildProcess;
   try {
-    await waitForReady(child, () => output);
+    child = await launch();
   } catch (err) {
-    await stop();
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  return {
+  const broker: KafkaBroker = {
     bootstrap: `127.0.0.1:${port}`,
     ...(scram && tls ? { sasl: { bootstrap: `127.0.0.1:${saslPort}`, caPem: tls.certPem } } : {}),
     pid: child.pid!,
     output: () => output,
-    stop,
+    stop: () => stopChild(child).finally(() => rmSync(dir, { recursive: true, force: true })),
+    restart: async () => {
+      await stopChild(child);
+      child = await launch();
+      broker.pid = child.pid!;
+    },
   };
+  return broker;
 }
 
 /** A random KRaft cluster id (16 bytes, base64url without padding, as `kafka-storage random-uuid`). */
