@@ -214,8 +214,8 @@ describe('the platform on Kafka with producers outside it', () => {
   });
 });
 
-describe('the Kafka bus over SASL/SCRAM and TLS', () => {
-  for (const mechanism of ['SCRAM-SHA-256', 'SCRAM-SHA-512'] as const) {
+describe('the Kafka bus over SASL (PLAIN, SCRAM) and TLS', () => {
+  for (const mechanism of ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const) {
     test(`${mechanism}: the right password publishes and consumes over TLS; a wrong one is refused with a clear error`, async () => {
       const b = await broker({ scram: [USER] });
       const sasl = b.sasl!;

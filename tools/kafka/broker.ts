@@ -36,7 +36,7 @@ export interface ScramUser {
 }
 
 export interface KafkaBrokerOptions {
-  /** Also listen with SASL_SSL + SCRAM-SHA-256/512 for these users. */
+  /** Also listen with SASL_SSL (PLAIN, SCRAM-SHA-256/512) for these users. */
   scram?: ScramUser[];
   /** Receives each line the broker prints. */
   log?: (line: string) => void;
@@ -134,7 +134,11 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
     'log.flush.interval.messages=9223372036854775807',
     ...(scram && tls
       ? [
-          'sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512',
+          'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+          // PLAIN checks the same users against the listener's own list (over TLS only).
+          `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${scram
+            .map((u) => `user_${u.username}="${u.password}"`)
+            .join(' ')};`,
           `listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
           `listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
           `ssl.keystore.location=${tls.keystore}`,
