@@ -124,6 +124,27 @@ export async function sendToDeadLetter<E extends BatchEntry>(
   runner.settled([entry]);
 }
 
+/** Records deleted (by retention) before a member read them: the fetch skipped them, loudly. */
+export interface SkippedRecords {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
+}
+
+/** Records deleted before this group read them; the consumer went on after them. */
+export class RecordsSkippedError extends Error {
+  readonly code = 'records_skipped';
+  readonly skipped: SkippedRecords;
+  constructor(skipped: SkippedRecords) {
+    super(
+      `records ${skipped.from}..${skipped.to - 1} of ${skipped.topic}/${skipped.partition} were deleted before this group read them; going on from ${skipped.to}`,
+    );
+    this.name = 'RecordsSkippedError';
+    this.skipped = skipped;
+  }
+}
+
 /** A consumer's limits from its options, checked: whole numbers of at least 1, and a group. */
 export function consumerLimits(options: ConsumerOptions): {
   maxBatch: number;

@@ -4,6 +4,7 @@
  * HTTP client will honour them when it connects.
  */
 import { lookup } from 'node:dns/promises';
+import { withDeadline } from '../common/deadline.ts';
 import type { HostResolver } from '../common/delivery-url.ts';
 import { NotFoundError, TransientError } from '../common/errors.ts';
 
@@ -18,24 +19,15 @@ const systemLookup: LookupAll = (hostname) => lookup(hostname, { all: true, verb
 /** Builds a resolver returning every A and AAAA address of a name; rejects after `timeoutMs`. */
 export function createDnsResolver(timeoutMs = 3000, lookupAll: LookupAll = systemLookup): HostResolver {
   return async (hostname) => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TransientError('dns_timeout', `resolving \`${hostname}\` timed out after ${timeoutMs} ms`),
-          ),
-        timeoutMs,
-      );
-      timer.unref(); // a pending lookup must not keep the process alive
-    });
     try {
-      const answers = await Promise.race([lookupAll(hostname), timeout]);
+      const answers = await withDeadline(
+        lookupAll(hostname),
+        timeoutMs,
+        () => new TransientError('dns_timeout', `resolving \`${hostname}\` timed out after ${timeoutMs} ms`),
+      );
       return answers.map((answer) => answer.address);
     } catch (cause) {
       throw translate(hostname, cause);
-    } finally {
-      clearTimeout(timer);
     }
   };
 }

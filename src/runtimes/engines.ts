@@ -10,7 +10,6 @@ import { ConfigError } from '../common/errors.ts';
 import type { Bus } from '../common/ports/bus.ts';
 import type { Store } from '../common/ports/store.ts';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
-import { KafkaBus } from '../engines/kafka/bus.ts';
 import type { KafkaSettings } from '../engines/kafka/connection.ts';
 import { SqliteStore } from '../engines/sqlite/store.ts';
 
@@ -23,14 +22,19 @@ export async function openStore(config: Config, autoCheckpoint: boolean): Promis
     });
   // Loaded only when used: the AWS SDK is large, and the embedded default never needs it.
   const { DynamoStore } = await import('../engines/dynamodb/store.ts');
-  return DynamoStore.open({
+  return DynamoStore.open(dynamoOptions(config));
+}
+
+/** The DynamoDB store's options from the configuration. */
+export function dynamoOptions(config: Config) {
+  return {
     region: config.dynamodb.region,
     tablePrefix: config.dynamodb.tablePrefix,
     createTables: config.dynamodb.createTables,
     // History expires by TTL after the retention (0: kept until purged, as the setting says: forever).
     historyTtlDays: config.historyRetentionDays,
     ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
-  });
+  };
 }
 
 /** The Kafka bus's settings from the configuration (the CA file read here). */
@@ -82,6 +86,8 @@ export async function openBus(config: Config, hosted: boolean, background: Backg
       ...(hosted ? { retentionIntervalMs: 0 } : {}),
     });
   }
+  // Loaded only when used, like the DynamoDB store: the embedded default never needs the client.
+  const { KafkaBus } = await import('../engines/kafka/bus.ts');
   const bus = new KafkaBus(kafkaSettings(config), { defaultPartitions: config.topicPartitions });
   try {
     await bus.connect();

@@ -23,7 +23,6 @@ import { createDnsResolver } from '../engines/dns-resolver.ts';
 import type { CapacityReport } from '../engines/dynamodb/db.ts';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
 import { UndiciDeliveryClient } from '../engines/http/delivery-client.ts';
-import { KafkaBus } from '../engines/kafka/bus.ts';
 import { HttpPartnerDirectory } from '../engines/partner-api/http-directory.ts';
 import { SqliteStore } from '../engines/sqlite/store.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
@@ -209,7 +208,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     lookups.subscriptionsChanged(change.domain, change.event);
     subscriptionCache.invalidate(change.id);
     // A new subscription may have a new egress topic: consumers here look for it now, not at their next listing.
-    if (bus instanceof KafkaBus) bus.topicsChanged();
+    bus.topicsChanged?.();
   };
   // The dispatcher gets a thread of its own when it shares the process with another role.
   const threaded =

@@ -2,7 +2,7 @@
  * The bus port's topic administration. The embedded log and Kafka implement it; the conformance
  * suite in `test/conformance/bus-admin.ts` runs against each.
  */
-import { ValidationError } from '../errors.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
 
 export interface TopicDescription {
   name: string;
@@ -26,6 +26,13 @@ export interface TopicAdmin {
 /** Kafka's legal topic names: 1..249 chars of [a-zA-Z0-9._-], not "." or "..". */
 export function isValidTopicName(name: string): boolean {
   return /^[a-zA-Z0-9._-]{1,249}$/.test(name) && name !== '.' && name !== '..';
+}
+
+/** What every engine throws when a message is published to a topic that does not exist. */
+export function topicNotFound(topic: string): NotFoundError {
+  return new NotFoundError('topic_not_found', `topic "${topic}" does not exist`, {
+    details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
+  });
 }
 
 /** Checks an `ensureTopic` request the same way on every engine; returns the partition count. */
@@ -204,4 +211,10 @@ export interface Bus extends TopicAdmin {
   publish(messages: BusMessage[], options?: { ordered?: boolean }): Promise<void>;
   /** Starts a consumer in a group; returns a handle to stop it. */
   consume(options: ConsumerOptions): ConsumerHandle;
+  /**
+   * A hint that topics may have been created elsewhere (a subscription changed in another thread
+   * or process): consumers look for new topics now rather than at their next listing. Engines that
+   * learn of new topics by themselves at once need not have it.
+   */
+  topicsChanged?(): void;
 }

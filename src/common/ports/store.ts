@@ -8,6 +8,8 @@
  *   the record's, writes `revision + 1` and returns the stored record; otherwise ConflictError
  *   `revision_conflict` (or NotFoundError `not_found` when the key is gone).
  */
+
+import { ValidationError } from '../errors.ts';
 import type {
   ApiKeyRecord,
   AuditRecord,
@@ -279,3 +281,16 @@ export interface Store {
 
 export const DEFAULT_PAGE_LIMIT = 100;
 export const MAX_PAGE_LIMIT = 1000;
+
+/** The page size to use: the default when absent, clamped to 1..MAX_PAGE_LIMIT otherwise. */
+export function pageLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
+  return Math.max(1, Math.min(MAX_PAGE_LIMIT, Math.floor(limit)));
+}
+
+/** The error for a cursor this store did not issue (or issued for another listing). */
+export function invalidCursor(): ValidationError {
+  return new ValidationError('cursor_invalid', 'the page cursor is not valid', {
+    details: [{ field: 'cursor', message: 'not a cursor returned by this listing' }],
+  });
+}

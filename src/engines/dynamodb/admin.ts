@@ -4,11 +4,13 @@
  * is the one read). Listings in key order go through an index whose partition key is a constant
  * (`gpk`): admin tables are small and rarely written, so one partition serves them.
  */
+
 import { ConflictError, NotFoundError } from '../../common/errors.ts';
 import type { PartnerRecord, SchemaRecord, SchemaStatus } from '../../common/model.ts';
 import type { Page, PageRequest, PartnerRepository, SchemaRepository } from '../../common/ports/store.ts';
+import { pageLimit } from '../../common/ports/store.ts';
 import { type Db, type Item, isConditionFailed } from './db.ts';
-import { and, composite, decodeCursor, docAttributes, Expr, N, pageLimit, readDoc, S, SEP } from './items.ts';
+import { and, composite, decodeCursor, docAttributes, Expr, N, readDoc, S, SEP } from './items.ts';
 import { collectPage, compareBytes, mergeQueries, streamPageSize } from './listing.ts';
 
 /** Conditional create and revision-checked replace of documents keyed by `key(record)`. */

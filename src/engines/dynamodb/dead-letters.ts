@@ -8,6 +8,7 @@ import type { AttributeValue, QueryCommandInput } from '@aws-sdk/client-dynamodb
 import { ConflictError } from '../../common/errors.ts';
 import type { DeadLetterRecord } from '../../common/model.ts';
 import type { DeadLetterFilter, DeadLetterRepository, Page, PageRequest } from '../../common/ports/store.ts';
+import { pageLimit } from '../../common/ports/store.ts';
 import { type Db, type Item, isConditionFailed } from './db.ts';
 import {
   and,
@@ -15,7 +16,6 @@ import {
   docAttributes,
   Expr,
   N,
-  pageLimit,
   readDoc,
   S,
   SHARDS,

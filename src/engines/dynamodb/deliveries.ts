@@ -18,6 +18,7 @@ import type {
   Page,
   PageRequest,
 } from '../../common/ports/store.ts';
+import { pageLimit } from '../../common/ports/store.ts';
 import {
   cancellationReasons,
   type Db,
@@ -33,7 +34,6 @@ import {
   Expr,
   N,
   num,
-  pageLimit,
   readDoc,
   S,
   SHARDS,

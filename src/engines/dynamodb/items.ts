@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { ValidationError } from '../../common/errors.ts';
-import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT } from '../../common/ports/store.ts';
+import { invalidCursor } from '../../common/ports/store.ts';
 import type { Item } from './db.ts';
 
 export const S = (value: string): AttributeValue => ({ S: value });
@@ -119,19 +119,6 @@ export function sha256(text: string): string {
 export function ttlAfter(iso: string, days: number): number | undefined {
   const ms = Date.parse(iso);
   return Number.isFinite(ms) ? Math.ceil(ms / 1000) + Math.round(days * 86_400) : undefined;
-}
-
-/** The page size to use: the default when absent, clamped to 1..MAX_PAGE_LIMIT otherwise. */
-export function pageLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
-  return Math.max(1, Math.min(MAX_PAGE_LIMIT, Math.floor(limit)));
-}
-
-/** The error for a cursor this store did not issue (or issued for another listing). */
-export function invalidCursor(): ValidationError {
-  return new ValidationError('cursor_invalid', 'the page cursor is not valid', {
-    details: [{ field: 'cursor', message: 'not a cursor returned by this listing' }],
-  });
 }
 
 /**

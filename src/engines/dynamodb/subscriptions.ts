@@ -15,9 +15,10 @@ import type {
   SubscriptionFilter,
   SubscriptionRepository,
 } from '../../common/ports/store.ts';
+import { pageLimit } from '../../common/ports/store.ts';
 import { RevisionedDocs } from './admin.ts';
 import { cancellationReasons, type Db, failedCondition, type Item, isConditionFailed } from './db.ts';
-import { and, composite, decodeCursor, Expr, N, pageLimit, readDoc, S, sha256, str } from './items.ts';
+import { and, composite, decodeCursor, Expr, N, readDoc, S, sha256, str } from './items.ts';
 import { collectPage, mergeQueries, streamPageSize } from './listing.ts';
 
 /** How often a write whose reads went stale (another writer in between) is tried again. */

@@ -7,8 +7,7 @@
  * that fails (an unknown topic) appends nothing and does not fail the other calls of its group.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { NotFoundError } from '../../common/errors.ts';
-import { type BusMessage, checkBusMessage } from '../../common/ports/bus.ts';
+import { type BusMessage, checkBusMessage, topicNotFound } from '../../common/ports/bus.ts';
 import { partitionKey } from './cursor.ts';
 import { partitionForKey } from './partitioner.ts';
 import { nextSeq, sql } from './schema.ts';
@@ -66,11 +65,7 @@ function topicPartitions(db: DatabaseSync, topic: string): number {
   const row = sql(db, 'SELECT partitions FROM topic WHERE name = ?').get(topic) as
     | { partitions: number }
     | undefined;
-  if (!row) {
-    throw new NotFoundError('topic_not_found', `topic "${topic}" does not exist`, {
-      details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
-    });
-  }
+  if (!row) throw topicNotFound(topic);
   return row.partitions;
 }
 

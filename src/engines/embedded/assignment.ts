@@ -5,20 +5,12 @@
  * it is in `consumer.ts`.
  */
 import type { ConsumedMessage } from '../../common/ports/bus.ts';
-import { type BatchEntry, sizeOf } from '../consumer-batch.ts';
+import { type BatchEntry, type SkippedRecords, sizeOf } from '../consumer-batch.ts';
 import { PartitionCursor, partitionKey } from './cursor.ts';
 import type { GroupStore, RecordRow } from './group-store.ts';
 
 /** A handed-out message and the cursor of its partition. */
 export type Entry = BatchEntry;
-
-/** Records deleted (by retention) before this member read them: the fetch skipped them, loudly. */
-export interface SkippedRecords {
-  topic: string;
-  partition: number;
-  from: number;
-  to: number;
-}
 
 /** A member's held partitions. */
 export class Assignment {

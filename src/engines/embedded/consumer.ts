@@ -12,8 +12,8 @@ import type {
   ConsumerOptions,
   DeadLetterNotice,
 } from '../../common/ports/bus.ts';
-import { type BatchRunner, consumerLimits, startBatch } from '../consumer-batch.ts';
-import { Assignment, type Entry, type SkippedRecords } from './assignment.ts';
+import { type BatchRunner, consumerLimits, RecordsSkippedError, startBatch } from '../consumer-batch.ts';
+import { Assignment, type Entry } from './assignment.ts';
 import { type PartitionCursor, type Redelivery, redeliveryPolicy } from './cursor.ts';
 import { GroupStore } from './group-store.ts';
 import { sql } from './schema.ts';
@@ -69,28 +69,7 @@ export class EmbeddedConsumer implements ConsumerHandle {
   readonly #unsubscribe: () => void;
   readonly #loop: Promise<void>;
   /** How a handed-out batch runs and settles (shared with the other engines). */
-  readonly #runner: BatchRunner<Entry> = {
-    handler: (batch, control) => this.#handler(batch, control),
-    deadLetter: undefined,
-    redelivery: redeliveryPolicy(),
-    report: (err) => this.#report(err),
-    release: (entry) => this.#release(entry),
-    doneEarly: (entry) => {
-      this.#toCommit.add(entry.cursor);
-      this.#commitTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
-      this.#wake();
-    },
-    pause: (message, until) => {
-      this.#assignment.pause(message.topic, message.partition, until);
-    },
-    resume: (message) => {
-      if (this.#assignment.pause(message.topic, message.partition, 0)) this.#wake();
-    },
-    settled: (entries) => {
-      this.#commitDone(entries.map((e) => e.cursor));
-      this.#wake();
-    },
-  };
+  readonly #runner: BatchRunner<Entry>;
 
   constructor(ctx: ConsumerContext, options: ConsumerOptions) {
     const limits = consumerLimits(options);
@@ -105,8 +84,28 @@ export class EmbeddedConsumer implements ConsumerHandle {
     this.#redelivery = redeliveryPolicy(options.redelivery);
     // With nowhere to dead-letter to, a failing message is redelivered (with the backoff) for ever.
     if (!this.#deadLetter) this.#redelivery.maxFailures = Number.POSITIVE_INFINITY;
-    this.#runner.deadLetter = this.#deadLetter;
-    this.#runner.redelivery = this.#redelivery;
+    this.#runner = {
+      handler: this.#handler,
+      deadLetter: this.#deadLetter,
+      redelivery: this.#redelivery,
+      report: (err) => this.#report(err),
+      release: (entry) => this.#release(entry),
+      doneEarly: (entry) => {
+        this.#toCommit.add(entry.cursor);
+        this.#commitTimer ??= setTimeout(() => this.#commitDone(), DONE_COMMIT_MS);
+        this.#wake();
+      },
+      pause: (message, until) => {
+        this.#assignment.pause(message.topic, message.partition, until);
+      },
+      resume: (message) => {
+        if (this.#assignment.pause(message.topic, message.partition, 0)) this.#wake();
+      },
+      settled: (entries) => {
+        this.#commitDone(entries.map((e) => e.cursor));
+        this.#wake();
+      },
+    };
     const prefixes = [...new Set(options.topicPrefixes)];
     const store = new GroupStore(ctx.db, options.group, randomUUID(), prefixes, ctx.tuning.leaseTtlMs);
     this.#assignment = new Assignment(store, (err) => this.#report(err));
@@ -255,18 +254,5 @@ export class EmbeddedConsumer implements ConsumerHandle {
     } catch {
       // A failing error callback must not stop the consumer.
     }
-  }
-}
-
-/** Records deleted before this group read them; the consumer went on after them. */
-export class RecordsSkippedError extends Error {
-  readonly code = 'records_skipped';
-  readonly skipped: SkippedRecords;
-  constructor(skipped: SkippedRecords) {
-    super(
-      `records ${skipped.from}..${skipped.to - 1} of ${skipped.topic}/${skipped.partition} were deleted before this group read them; going on from ${skipped.to}`,
-    );
-    this.name = 'RecordsSkippedError';
-    this.skipped = skipped;
   }
 }

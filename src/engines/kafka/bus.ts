@@ -14,7 +14,6 @@
  * consumer whose prefixes match a new topic joins its group again with it.
  */
 import { Producer, stringSerializers } from '@platformatic/kafka';
-import { NotFoundError } from '../../common/errors.ts';
 import {
   type Bus,
   type BusMessage,
@@ -22,6 +21,7 @@ import {
   type ConsumerOptions,
   checkBusMessage,
   type TopicDescription,
+  topicNotFound,
 } from '../../common/ports/bus.ts';
 import { partitionForKey } from '../embedded/partitioner.ts';
 import { clientOptions, type KafkaSettings } from './connection.ts';
@@ -146,9 +146,7 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
 
   #startTopicTimer(): void {
     if (this.#topicTimer || this.#closed) return;
-    this.#topicTimer = setInterval(() => {
-      for (const watcher of this.#topicWatchers) watcher();
-    }, this.#topicRefreshMs);
+    this.#topicTimer = setInterval(() => this.topicsChanged(), this.#topicRefreshMs);
     this.#topicTimer.unref();
   }
 
@@ -177,9 +175,7 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
           /^Unknown topic /.test((err as Error).message)
         ) {
           const missing = stale.filter((t) => !this.#partitions.has(t));
-          throw new NotFoundError('topic_not_found', `topic "${missing[0] ?? stale[0]}" does not exist`, {
-            details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
-          });
+          throw topicNotFound(missing[0] ?? stale[0]!);
         }
         throw err;
       }
@@ -191,11 +187,7 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
     const counts = new Map<string, number>();
     for (const topic of topics) {
       const known = this.#partitions.get(topic);
-      if (!known) {
-        throw new NotFoundError('topic_not_found', `topic "${topic}" does not exist`, {
-          details: [{ field: 'topic', message: 'topics are created by the admin components before use' }],
-        });
-      }
+      if (!known) throw topicNotFound(topic);
       counts.set(topic, known.count);
     }
     return counts;

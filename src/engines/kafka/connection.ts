@@ -4,7 +4,6 @@
  * it creates. Turned into the options of @platformatic/kafka's clients here, once.
  */
 import type { SASLOptions } from '@platformatic/kafka';
-import { generateAuthToken } from 'aws-msk-iam-sasl-signer-js';
 
 export type KafkaSasl =
   | { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string }
@@ -67,7 +66,11 @@ export function saslOptions(sasl: KafkaSasl): SASLOptions {
     const region = sasl.region;
     return {
       mechanism: 'OAUTHBEARER',
-      token: async () => (await generateAuthToken({ region })).token,
+      // The signer brings the AWS SDK's credential chain: loaded when a connection first needs a token.
+      token: async () => {
+        const { generateAuthToken } = await import('aws-msk-iam-sasl-signer-js');
+        return (await generateAuthToken({ region })).token;
+      },
     };
   }
   return { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password };

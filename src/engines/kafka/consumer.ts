@@ -20,6 +20,7 @@
  * Nothing sleeps with a batch in hand and nothing is re-published.
  */
 import { Consumer, type GroupAssignment } from '@platformatic/kafka';
+import { withDeadline } from '../../common/deadline.ts';
 import type {
   BatchHandler,
   ConsumedMessage,
@@ -27,12 +28,19 @@ import type {
   ConsumerOptions,
   DeadLetterNotice,
 } from '../../common/ports/bus.ts';
-import { type BatchEntry, type BatchRunner, consumerLimits, sizeOf, startBatch } from '../consumer-batch.ts';
+import {
+  type BatchEntry,
+  type BatchRunner,
+  consumerLimits,
+  RecordsSkippedError,
+  sizeOf,
+  startBatch,
+} from '../consumer-batch.ts';
 import { PartitionCursor, partitionKey, type Redelivery, redeliveryPolicy } from '../embedded/cursor.ts';
 import { Waker } from '../embedded/waker.ts';
 import { clientOptions, type KafkaSettings } from './connection.ts';
 import { describeKafkaError, hasErrorCode } from './errors.ts';
-import { NOT_BEFORE_HEADER } from './headers.ts';
+import { readHeaders } from './headers.ts';
 
 /** How long a fetch waits at the broker for new records (ms): also how late a resumed partition may be fetched. */
 const FETCH_WAIT_MS = 100;
@@ -101,7 +109,7 @@ export class KafkaConsumer implements ConsumerHandle {
   #lastCommitAt = 0;
   readonly #commitIntervalMs: number;
   /** Ends the wait before the next commit request early (stop). */
-  #commitWake: (() => void) | undefined;
+  readonly #commitWaker = new Waker();
   readonly #doneCursors = new Set<Held>();
   #doneTimer: NodeJS.Timeout | undefined;
   /** Nodes with a fetch in flight. */
@@ -258,7 +266,7 @@ export class KafkaConsumer implements ConsumerHandle {
           this.#joined = withDeadline(
             this.#client.joinGroup({}),
             JOIN_DEADLINE_MS,
-            'joining the consumer group',
+            () => new Error(`joining the consumer group did not finish within ${JOIN_DEADLINE_MS} ms`),
           );
           await this.#joined;
           this.#joinNeeded = false;
@@ -301,7 +309,7 @@ export class KafkaConsumer implements ConsumerHandle {
     generation: number,
   ): Promise<void> {
     const byTopic = new Map<string, number[]>();
-    for (const { topic, partition } of fresh) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
+    for (const { topic, partition } of fresh) listIn(byTopic, topic).push(partition);
     const committed = await this.#client.listCommittedOffsets({
       topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
     });
@@ -455,7 +463,7 @@ export class KafkaConsumer implements ConsumerHandle {
       const topic = metadata.topics.get(held.cursor.topic);
       const leader = topic?.partitions[held.cursor.partition]?.leader;
       if (leader === undefined || leader < 0 || this.#fetchingNodes.has(leader)) continue;
-      byNode.set(leader, [...(byNode.get(leader) ?? []), held]);
+      listIn(byNode, leader).push(held);
     }
     for (const [node, helds] of byNode) {
       if (this.#fetchingNodes.has(node) || this.#stopping) continue;
@@ -463,8 +471,7 @@ export class KafkaConsumer implements ConsumerHandle {
       for (const held of helds) held.fetching = true;
       const requested = helds.map((held) => ({ held, offset: held.fetchOffset }));
       const byTopic = new Map<string, typeof requested>();
-      for (const r of requested)
-        byTopic.set(r.held.cursor.topic, [...(byTopic.get(r.held.cursor.topic) ?? []), r]);
+      for (const r of requested) listIn(byTopic, r.held.cursor.topic).push(r);
       const ids = new Map<string, string>();
       const topics = [...byTopic].map(([topic, parts]) => {
         const id = metadata.topics.get(topic)!.id;
@@ -560,7 +567,14 @@ export class KafkaConsumer implements ConsumerHandle {
       if (!this.#holds(held) || held.fetchOffset !== offset) continue;
       const first = Number(earliest.get(held.cursor.topic)?.[held.cursor.partition] ?? 0n);
       if (first <= offset) continue;
-      this.#report(new RecordsSkippedError(held.cursor.topic, held.cursor.partition, offset, first));
+      this.#report(
+        new RecordsSkippedError({
+          topic: held.cursor.topic,
+          partition: held.cursor.partition,
+          from: offset,
+          to: first,
+        }),
+      );
       held.fetchOffset = first;
       held.cursor.position = Math.max(held.cursor.position, first);
       if (held.cursor.inFlight === 0 && held.cursor.retryAt() === undefined) held.cursor.committed = first;
@@ -613,7 +627,7 @@ export class KafkaConsumer implements ConsumerHandle {
         // At most one commit request per interval: everything handled meanwhile rides along. A
         // crash redelivers at most an interval's worth more (the ledger and the routes absorb it).
         const wait = this.#lastCommitAt + this.#commitIntervalMs - Date.now();
-        if (wait > 0 && !this.#stopping) await this.#commitPause(wait);
+        if (wait > 0 && !this.#stopping) await this.#commitWaker.wait(wait);
         this.#lastCommitAt = Date.now();
         const commits = [...this.#toCommit.values()].filter(({ held }) => this.#holds(held));
         this.#toCommit.clear();
@@ -644,21 +658,8 @@ export class KafkaConsumer implements ConsumerHandle {
     }
   }
 
-  #commitPause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#commitWake = done;
-    }).finally(() => {
-      this.#commitWake = undefined;
-    });
-  }
-
   async #flushCommits(): Promise<void> {
-    this.#commitWake?.();
+    this.#commitWaker.wake();
     while (this.#committing) await this.#committing;
     if (this.#toCommit.size > 0) {
       this.#committing = this.#sendCommits();
@@ -672,26 +673,6 @@ export class KafkaConsumer implements ConsumerHandle {
     } catch {
       // A failing error callback must not stop the consumer.
     }
-  }
-}
-
-/** `work`, or a rejection naming `what` once `ms` have passed without it settling. */
-function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
-}
-
-/** Records deleted before this group read them; the consumer went on after them. */
-export class RecordsSkippedError extends Error {
-  readonly code = 'records_skipped';
-  constructor(topic: string, partition: number, from: number, to: number) {
-    super(
-      `records ${from}..${to - 1} of ${topic}/${partition} were deleted before this group read them; going on from ${to}`,
-    );
-    this.name = 'RecordsSkippedError';
   }
 }
 
@@ -709,17 +690,12 @@ function toMessage(
     headers: [Buffer | null, Buffer | null][];
   },
 ): ConsumedMessage {
-  const headers: Record<string, string> = {};
-  let notBefore: number | undefined;
-  for (const [name, value] of record.headers) {
-    if (name === null) continue;
-    const key = utf8.decode(name);
-    const text = value === null ? '' : utf8.decode(value);
-    if (key === NOT_BEFORE_HEADER) {
-      const at = Number(text);
-      if (Number.isFinite(at)) notBefore = at;
-    } else headers[key] = text;
-  }
+  const { headers, notBefore } = readHeaders(
+    record.headers.flatMap(
+      ([name, value]): Array<[string, string]> =>
+        name === null ? [] : [[utf8.decode(name), value === null ? '' : utf8.decode(value)]],
+    ),
+  );
   const message: ConsumedMessage = {
     topic,
     partition,
@@ -731,4 +707,11 @@ function toMessage(
   if (record.key !== null) message.key = utf8.decode(record.key);
   if (notBefore !== undefined) message.notBefore = notBefore;
   return message;
+}
+
+/** The list under `key`, created empty the first time. */
+function listIn<K, V>(map: Map<K, V[]>, key: K): V[] {
+  let list = map.get(key);
+  if (!list) map.set(key, (list = []));
+  return list;
 }

@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin } from '@platformatic/kafka';
+import { withDeadline } from '../../common/deadline.ts';
 import { checkTopicRequest, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
 import { clientOptions, type KafkaSettings } from './connection.ts';
 import { hasErrorCode } from './errors.ts';
@@ -73,18 +74,11 @@ export class KafkaTopicAdmin implements TopicAdmin {
    * default: /readyz must answer quickly, while the client would retry for 40 s).
    */
   async ping(deadlineMs = 3000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`the Kafka cluster did not answer within ${deadlineMs} ms`)),
-        deadlineMs,
-      );
-    });
-    try {
-      await Promise.race([this.#admin.metadata({ topics: [], forceUpdate: true }), late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(
+      this.#admin.metadata({ topics: [], forceUpdate: true }),
+      deadlineMs,
+      () => new Error(`the Kafka cluster did not answer within ${deadlineMs} ms`),
+    );
   }
 
   async close(): Promise<void> {

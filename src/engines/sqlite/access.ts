@@ -2,9 +2,9 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { ApiKeyRecord, AuditRecord } from '../../common/model.ts';
 import type { AuditFilter, Page, PageRequest } from '../../common/ports/store.ts';
+import { invalidCursor, pageLimit } from '../../common/ports/store.ts';
 import { decodeCursor, encodeCursor } from './database.ts';
 import { DocumentTable } from './document-table.ts';
-import { invalidCursor, pageLimit } from './paging.ts';
 
 /** API keys: the admin-table shape (revisioned documents) plus a lookup by hash and `touch`. */
 export class SqliteApiKeys {

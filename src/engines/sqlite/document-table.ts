@@ -6,8 +6,9 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { ConflictError, NotFoundError } from '../../common/errors.ts';
 import type { Page, PageRequest } from '../../common/ports/store.ts';
+import { invalidCursor, pageLimit } from '../../common/ports/store.ts';
 import { decodeCursor, encodeCursor } from './database.ts';
-import { invalidCursor, pageLimit, StatementCache } from './paging.ts';
+import { StatementCache } from './paging.ts';
 
 /** How one record type maps onto its table. */
 export interface TableSpec<T extends { revision: number }> {

@@ -4,21 +4,8 @@
  */
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { ValidationError } from '../../common/errors.ts';
-import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, type Page } from '../../common/ports/store.ts';
+import { invalidCursor, type Page, pageLimit } from '../../common/ports/store.ts';
 import { decodeCursor, encodeCursor } from './database.ts';
-
-/** The page size to use: the default when absent, clamped to 1..MAX_PAGE_LIMIT otherwise. */
-export function pageLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
-  return Math.max(1, Math.min(MAX_PAGE_LIMIT, Math.floor(limit)));
-}
-
-/** The error for a cursor this store did not issue (or issued for another listing). */
-export function invalidCursor(): ValidationError {
-  return new ValidationError('cursor_invalid', 'the page cursor is not valid', {
-    details: [{ field: 'cursor', message: 'not a cursor returned by this listing' }],
-  });
-}
 
 /** Prepared statements by SQL text, so each filter combination of a listing is compiled once. */
 export class StatementCache {

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts';
 import { isWebhooksError } from '../../common/errors.ts';
+import { dynamoOptions } from '../engines.ts';
 import { ALL_ROLES, type Role, VERSION } from '../platform.ts';
 import { startServer } from '../server/server.ts';
 import { apiKeysCommand } from './api-keys.ts';
@@ -116,12 +117,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
 async function createTablesCommand(config: Config): Promise<void> {
   const { DynamoStore } = await import('../../engines/dynamodb/store.ts');
   const { tableNames } = await import('../../engines/dynamodb/tables.ts');
-  const store = await DynamoStore.open({
-    region: config.dynamodb.region,
-    tablePrefix: config.dynamodb.tablePrefix,
-    createTables: true,
-    ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
-  });
+  const store = await DynamoStore.open({ ...dynamoOptions(config), createTables: true });
   await store.close();
   const names = Object.values(tableNames(config.dynamodb.tablePrefix)).sort();
   process.stdout.write(`DynamoDB tables ready (${config.dynamodb.region}): ${names.join(', ')}\n`);

@@ -15,7 +15,7 @@
  */
 import { ValidationError } from '../../common/errors.ts';
 import type { ConsumedMessage } from '../../common/ports/bus.ts';
-import { NOT_BEFORE_HEADER } from '../../engines/kafka/headers.ts';
+import { readHeaders } from '../../engines/kafka/headers.ts';
 
 /** One record of a Lambda Kafka event. */
 export interface LambdaKafkaRecord {
@@ -96,17 +96,14 @@ export function partitionId(topic: string, partition: number): string {
 }
 
 function toMessage(record: LambdaKafkaRecord): ConsumedMessage {
-  const headers: Record<string, string> = {};
-  let notBefore: number | undefined;
-  for (const entry of record.headers ?? []) {
-    for (const [name, bytes] of Object.entries(entry)) {
-      const text = utf8.decode(Uint8Array.from(bytes, (b) => b & 0xff));
-      if (name === NOT_BEFORE_HEADER) {
-        const at = Number(text);
-        if (Number.isFinite(at)) notBefore = at;
-      } else headers[name] = text;
-    }
-  }
+  const { headers, notBefore } = readHeaders(
+    (record.headers ?? []).flatMap((entry) =>
+      Object.entries(entry).map(([name, bytes]): [string, string] => [
+        name,
+        utf8.decode(Uint8Array.from(bytes, (b) => b & 0xff)),
+      ]),
+    ),
+  );
   const message: ConsumedMessage = {
     topic: record.topic,
     partition: record.partition,
