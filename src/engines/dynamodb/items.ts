@@ -5,7 +5,6 @@
 import { createHash } from 'node:crypto';
 import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { ValidationError } from '../../common/errors.ts';
 import { invalidCursor } from '../../common/ports/store.ts';
 import type { Item } from './db.ts';
 

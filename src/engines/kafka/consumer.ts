@@ -711,7 +711,9 @@ function toMessage(
 
 /** The list under `key`, created empty the first time. */
 function listIn<K, V>(map: Map<K, V[]>, key: K): V[] {
-  let list = map.get(key);
-  if (!list) map.set(key, (list = []));
+  const known = map.get(key);
+  if (known) return known;
+  const list: V[] = [];
+  map.set(key, list);
   return list;
 }

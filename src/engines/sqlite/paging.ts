@@ -3,7 +3,6 @@
  * of JSON documents whose statements are compiled once per filter shape.
  */
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { ValidationError } from '../../common/errors.ts';
 import { invalidCursor, type Page, pageLimit } from '../../common/ports/store.ts';
 import { decodeCursor, encodeCursor } from './database.ts';
 
