@@ -26,9 +26,14 @@ const ALLOWED: Record<ApiKeyRole, ReadonlySet<Access>> = {
   publisher: new Set<Access>(['public', 'publish']),
 };
 
-/** An authenticated caller: the bootstrap admin token, or an API key. */
+/**
+ * An authenticated caller: the bootstrap admin token, an API key, or a caller the transport
+ * authenticated before the request reached the platform (API Gateway's IAM or JWT authorizer: `id`
+ * is the IAM principal's ARN or the token's subject).
+ */
 export type Principal =
   | { kind: 'admin-token'; role: 'admin' }
+  | { kind: 'gateway'; role: ApiKeyRole; id: string }
   | {
       kind: 'api-key';
       id: string;
@@ -40,7 +45,8 @@ export type Principal =
 
 /** The audit log's name of a caller: `admin-token` or `api-key:<id>`. */
 export function actorOf(principal: Principal): string {
-  return principal.kind === 'admin-token' ? 'admin-token' : `api-key:${principal.id}`;
+  if (principal.kind === 'admin-token') return 'admin-token';
+  return principal.kind === 'gateway' ? `gateway:${principal.id}` : `api-key:${principal.id}`;
 }
 
 /** True when a caller with `role` may use a route that needs `access`. */

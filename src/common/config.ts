@@ -61,6 +61,34 @@ export interface Config {
   /** Days deliveries, attempts, event routes and dead letters are kept (0: forever). */
   historyRetentionDays: number;
   tls?: { certFile: string; keyFile: string };
+  /**
+   * AWS KMS envelope encryption of secrets at rest (WEBHOOKS_KMS_KEY_ID): new values are sealed by
+   * KMS; values the local key sealed still open with it.
+   */
+  kms?: KmsConfig;
+  /** Per-partner delivery overrides and feature flags from an AppConfig freeform JSON profile. */
+  appConfig?: AppConfigConfig;
+}
+
+export interface KmsConfig {
+  /** Key id, key ARN, alias name (`alias/…`) or alias ARN of a symmetric encryption key. */
+  keyId: string;
+  /** AWS_REGION; otherwise the SDK's default chain decides. */
+  region?: string;
+  /** An endpoint of its own (an emulator, tests). */
+  endpoint?: string;
+}
+
+export interface AppConfigConfig {
+  application: string;
+  environment: string;
+  profile: string;
+  /** AWS_REGION; otherwise the SDK's default chain decides. */
+  region?: string;
+  /** An endpoint of its own (an emulator, tests). */
+  endpoint?: string;
+  /** How long a fetched document is used before AppConfig is asked again. */
+  maxAgeSeconds: number;
 }
 
 export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512' | 'AWS_MSK_IAM';
@@ -148,6 +176,18 @@ const topicConfig = (raw: string) => {
     out[name] = pair.slice(at + 1).trim();
   }
   return out;
+};
+/** A KMS key id, key ARN, alias name or alias ARN. */
+const kmsKeyId = (raw: string) => {
+  const value = raw.trim();
+  const ok =
+    /^alias\/[A-Za-z0-9/_-]{1,250}$/.test(value) ||
+    /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)\/[A-Za-z0-9/_-]{1,250}$/.test(value) ||
+    /^(?:mrk-[0-9a-f]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/.test(
+      value,
+    );
+  if (!ok) throw new Error(`must be a KMS key id, key ARN, alias/<name> or alias ARN, got "${raw}"`);
+  return value;
 };
 const token = (raw: string) => {
   if (raw.length < 16) throw new Error('must be at least 16 characters long');
@@ -268,6 +308,17 @@ const ENTRIES: Record<string, Entry> = {
   },
   tlsCert: { env: 'WEBHOOKS_TLS_CERT', file: 'tlsCert', parse: text },
   tlsKey: { env: 'WEBHOOKS_TLS_KEY', file: 'tlsKey', parse: text },
+  kmsKeyId: { env: 'WEBHOOKS_KMS_KEY_ID', file: 'kmsKeyId', parse: kmsKeyId },
+  kmsEndpoint: { env: 'WEBHOOKS_KMS_ENDPOINT', file: 'kmsEndpoint', parse: httpUrl },
+  appConfigApplication: { env: 'WEBHOOKS_APPCONFIG_APPLICATION', file: 'appConfigApplication', parse: text },
+  appConfigEnvironment: { env: 'WEBHOOKS_APPCONFIG_ENVIRONMENT', file: 'appConfigEnvironment', parse: text },
+  appConfigProfile: { env: 'WEBHOOKS_APPCONFIG_PROFILE', file: 'appConfigProfile', parse: text },
+  appConfigEndpoint: { env: 'WEBHOOKS_APPCONFIG_ENDPOINT', file: 'appConfigEndpoint', parse: httpUrl },
+  appConfigMaxAgeSeconds: {
+    env: 'WEBHOOKS_APPCONFIG_MAX_AGE_SECONDS',
+    file: 'appConfigMaxAgeSeconds',
+    parse: int(1, 86_400),
+  },
 };
 
 /** Every environment variable the platform reads, for documentation and `webhooks config`. */
@@ -376,10 +427,55 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     });
   }
   readKafkaSecurity(config.kafka, values, env, details);
+  readAwsServices(config, values, env, details);
   if (details.length > 0) {
     throw new ConfigError(`invalid configuration: ${details.map((d) => d.message).join('; ')}`, { details });
   }
   return config;
+}
+
+/** KMS sealing and AppConfig settings: each on when its names are set, the AppConfig names together. */
+function readAwsServices(
+  config: Config,
+  values: Record<string, unknown>,
+  env: Raw,
+  details: ErrorDetail[],
+): void {
+  const region = env.AWS_REGION || undefined;
+  if (values.kmsKeyId !== undefined) {
+    config.kms = {
+      keyId: values.kmsKeyId as string,
+      ...(region ? { region } : {}),
+      ...(values.kmsEndpoint !== undefined ? { endpoint: values.kmsEndpoint as string } : {}),
+    };
+  } else if (values.kmsEndpoint !== undefined) {
+    details.push({
+      field: 'WEBHOOKS_KMS_ENDPOINT',
+      message: 'WEBHOOKS_KMS_ENDPOINT needs WEBHOOKS_KMS_KEY_ID',
+    });
+  }
+  const names = {
+    WEBHOOKS_APPCONFIG_APPLICATION: values.appConfigApplication as string | undefined,
+    WEBHOOKS_APPCONFIG_ENVIRONMENT: values.appConfigEnvironment as string | undefined,
+    WEBHOOKS_APPCONFIG_PROFILE: values.appConfigProfile as string | undefined,
+  };
+  const missing = Object.entries(names).filter(([, v]) => v === undefined);
+  if (missing.length === 3) return;
+  if (missing.length > 0) {
+    details.push({
+      field: missing[0]![0],
+      message: `WEBHOOKS_APPCONFIG_APPLICATION, _ENVIRONMENT and _PROFILE go together: ${missing.map(([k]) => k).join(', ')} missing`,
+    });
+    return;
+  }
+  config.appConfig = {
+    application: names.WEBHOOKS_APPCONFIG_APPLICATION!,
+    environment: names.WEBHOOKS_APPCONFIG_ENVIRONMENT!,
+    profile: names.WEBHOOKS_APPCONFIG_PROFILE!,
+    ...(region ? { region } : {}),
+    ...(values.appConfigEndpoint !== undefined ? { endpoint: values.appConfigEndpoint as string } : {}),
+    maxAgeSeconds: (values.appConfigMaxAgeSeconds as number | undefined) ?? 60,
+  };
 }
 
 /** The Kafka bus's CA file, SASL mechanism and what each mechanism needs, checked together. */

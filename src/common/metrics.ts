@@ -170,6 +170,17 @@ abstract class Metric<S> {
     return this.series.get(JSON.stringify(this.labelValues(labels)))?.state;
   }
 
+  /**
+   * The labels of every series the family has now, in creation order (one empty set for an
+   * unlabelled metric once updated): for exporters that read the values with `get`/`snapshot`.
+   * Reading is not an update: it neither keeps a series from expiring nor sweeps idle ones.
+   */
+  labelSets(): Labels[] {
+    return [...this.series.values()].map(({ labels }) =>
+      Object.fromEntries(this.labelNames.map((name, i) => [name, labels[i]!])),
+    );
+  }
+
   private labelValues(labels: Labels | undefined): string[] {
     const given = labels ?? {};
     const keys = Object.keys(given);
@@ -405,6 +416,11 @@ export class MetricsRegistry {
       throw new ConflictError('metric_conflict', `histogram ${name} already registered with other buckets`);
     }
     return metric;
+  }
+
+  /** The metric registered as `name`, if any (for exporters: reading it never registers it). */
+  find(name: string): Counter | Gauge | Histogram | undefined {
+    return this.metrics.get(name);
   }
 
   /** The whole registry in Prometheus text format (ends with a newline). */

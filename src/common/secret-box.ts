@@ -14,8 +14,51 @@ const SEALED_PREFIX = 'enc:';
 const VERSION = 'v1';
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
+/** Who sealed a value: the local key (`enc:v1:…`) or AWS KMS envelope encryption (`kms:v1:…`). */
+export type SealedKind = 'local' | 'kms';
+
+const KIND_NAMES: Record<SealedKind, string> = {
+  local: 'the local key (enc:v1)',
+  kms: 'AWS KMS (kms:v1)',
+};
+
+/**
+ * Seals and opens short secrets at rest, whatever holds the key. The local box answers at once,
+ * KMS after a round trip (or from its cache of data keys): callers await either.
+ */
+export interface SecretSealer {
+  /** What kind of sealed value `seal` makes. */
+  readonly kind: SealedKind;
+  /** Fingerprint of the key new values are sealed under (named in sealed values and in errors). */
+  readonly keyId: string;
+  /** Seals `plaintext`, bound to `associatedData` (opening with any other fails). */
+  seal(plaintext: string, associatedData?: string): string | Promise<string>;
+  /** Opens a sealed value; throws `secret_decrypt_failed` on tampering, another record, or another kind. */
+  open(sealed: string, associatedData?: string): string | Promise<string>;
+}
+
+/** The kind a stored value was sealed by, from its prefix; undefined when it is not in a sealed form. */
+export function sealedKindOf(value: string): SealedKind | undefined {
+  if (typeof value !== 'string') return undefined;
+  if (value.startsWith(SEALED_PREFIX)) return 'local';
+  if (value.startsWith('kms:')) return 'kms';
+  return undefined;
+}
+
+/** The error of a value given to a sealer of another kind, naming both. */
+export function wrongSealerKind(found: SealedKind, sealer: SealedKind): WebhooksError {
+  const hint =
+    found === 'kms'
+      ? 'set WEBHOOKS_KMS_KEY_ID (values sealed by KMS open only through KMS)'
+      : 'it opens with the local key (WEBHOOKS_SECRET_KEY or <data dir>/secret.key)';
+  return decryptFailed(
+    `the value was sealed by ${KIND_NAMES[found]}, but was given to ${KIND_NAMES[sealer]} to open: ${hint}`,
+  );
+}
+
 /** Encrypts/decrypts short secrets with AES-256-GCM under a 32-byte key. Sealed form: "enc:v1:<keyId>:<iv b64url>:<ciphertext b64url>:<tag b64url>" where keyId = first 8 hex chars of sha256(key). */
-export class SecretBox {
+export class SecretBox implements SecretSealer {
+  readonly kind = 'local' as const;
   readonly keyId: string;
   // Private so the key never shows up in logs, inspection or JSON of the box.
   readonly #key: Buffer;
@@ -81,6 +124,7 @@ export class SecretBox {
 
   /** Decrypts a sealed value; throws `secret_decrypt_failed` on a wrong key, tampering or another associated data. */
   open(sealed: string, associatedData?: string): string {
+    if (sealedKindOf(sealed) === 'kms') throw wrongSealerKind('kms', 'local');
     const parts = typeof sealed === 'string' ? sealed.split(':') : [];
     if (parts.length !== 6 || parts[0] !== 'enc') throw decryptFailed('the value is not in sealed form');
     const [, version, keyId, ivText, ciphertextText, tagText] = parts as [
@@ -116,13 +160,15 @@ export class SecretBox {
   }
 }
 
-function decodeBase64url(text: string): Buffer | undefined {
+/** The bytes of canonical base64url text; undefined for anything else (so a re-encoded value is refused). */
+export function decodeBase64url(text: string): Buffer | undefined {
   if (!BASE64URL.test(text)) return undefined;
   const bytes = Buffer.from(text, 'base64url');
   return bytes.toString('base64url') === text ? bytes : undefined;
 }
 
-function decryptFailed(message: string, cause?: unknown): WebhooksError {
+/** The error of a secret that cannot be opened (`secret_decrypt_failed`); exported for the KMS sealer. */
+export function decryptFailed(message: string, cause?: unknown): WebhooksError {
   return new WebhooksError('internal', 'secret_decrypt_failed', `cannot decrypt secret: ${message}`, {
     cause,
   });

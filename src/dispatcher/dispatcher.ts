@@ -62,10 +62,13 @@ export interface DispatcherDeps {
   partnerNow?(id: string): Promise<PartnerRecord | undefined>;
   /** Marks a subscription DISABLED (the endpoint answered 410 Gone). */
   disableSubscription(id: string, reason: string): Promise<void>;
-  /** Decrypted signing secrets valid now, and delivery credentials. */
+  /**
+   * Decrypted signing secrets valid now, and delivery credentials; may answer asynchronously (a KMS
+   * sealer opens a subscription's values once per revision, then from its cache).
+   */
   credentials: {
-    secrets(sub: SubscriptionRecord, now: Date): string[];
-    auth(sub: SubscriptionRecord): DeliveryAuth | undefined;
+    secrets(sub: SubscriptionRecord, now: Date): string[] | Promise<string[]>;
+    auth(sub: SubscriptionRecord): DeliveryAuth | undefined | Promise<DeliveryAuth | undefined>;
   };
   deliveries: DeliveryRepository;
   /** Where tasks of PAUSED subscriptions (and INACTIVE partners) wait until they are resumed. */
@@ -92,6 +95,12 @@ export interface DispatcherDeps {
   logger: Logger;
   clock: () => Date;
   random?: () => number;
+  /**
+   * The latest time an attempt may end (ms since epoch), when the runtime has one: a Lambda
+   * invocation ends at its timeout. An attempt whose whole budget no longer fits is not started (nor
+   * cut short): the task waits on the smallest retry tier, without counting an attempt.
+   */
+  attemptDeadline?: () => number | undefined;
 }
 
 /** The claim an attempt works under, when it must be over, and whether its request went out. */
@@ -104,6 +113,9 @@ interface AttemptClaim {
 
 /** How long a partner's metric series stay without an update before they are dropped. */
 const PARTNER_SERIES_IDLE_MS = 60 * 60_000;
+
+/** How long a task waits when the runtime has no time left for its attempt (the smallest retry tier). */
+const DEFER_NO_TIME_MS = 1_000;
 
 /** How much longer a ledger claim lasts than the attempt's deadline. */
 const LEASE_MARGIN_MS = 5_000;
@@ -270,6 +282,11 @@ export class WebhookDispatcher {
     // the whole body — shorter than the claim's lease: the claim cannot lapse while the attempt runs
     // (only when this process stalls, and then the fencing token keeps it from undoing another's claim).
     const budgetMs = this.#deps.limiter.maxWaitMs + timeouts.connectMs + timeouts.headersMs + timeouts.bodyMs;
+    const latestEnd = this.#deps.attemptDeadline?.();
+    if (latestEnd !== undefined && now.getTime() + budgetMs > latestEnd) {
+      await this.#defer(message, task, DEFER_NO_TIME_MS);
+      return 'deferred';
+    }
     // The delivery row is written with the first attempt (one write); until then it is only read.
     const [read, claimed] = await Promise.allSettled([
       this.#deps.deliveries.get(task.deliveryId),
@@ -372,8 +389,8 @@ export class WebhookDispatcher {
     try {
       const { headers, body } = buildDeliveryRequest({
         task,
-        secrets: this.#deps.credentials.secrets(sub, started),
-        auth: this.#deps.credentials.auth(sub),
+        secrets: await this.#deps.credentials.secrets(sub, started),
+        auth: await this.#deps.credentials.auth(sub),
         now: started.getTime(),
         userAgent: this.#deps.userAgent,
       });

@@ -16,9 +16,11 @@ import { Logger, registerSecret } from '../common/log.ts';
 import { MetricsRegistry, mergeExposition, processMetrics } from '../common/metrics.ts';
 import type { SubscriptionRecord } from '../common/model.ts';
 import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
+import type { DeliveryClient } from '../common/ports/delivery-client.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
 import { TtlCache } from '../common/ttl-cache.ts';
+import type { WebhookDispatcher } from '../dispatcher/dispatcher.ts';
 import { createDnsResolver } from '../engines/dns-resolver.ts';
 import type { CapacityReport } from '../engines/dynamodb/db.ts';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
@@ -30,6 +32,7 @@ import { EventIngest } from '../ingest/service.ts';
 import { operationsRoutes } from '../operations/routes.ts';
 import { Operations } from '../operations/service.ts';
 import { CachedLookups } from '../processor/lookups.ts';
+import type { EventProcessor } from '../processor/processor.ts';
 import { schemaRoutes } from '../schemas/routes.ts';
 import { SchemaAdmin } from '../schemas/service.ts';
 import { prepareSecretKeys } from '../subscriptions/key-rotation.ts';
@@ -46,9 +49,17 @@ import {
   loadPreviousSecretBoxes,
   loadSecretBox,
 } from './local-secrets.ts';
+import { openSealer } from './sealer.ts';
 import { systemRoutes } from './system-routes.ts';
 import { DispatcherThread, type SubscriptionChange } from './thread-host.ts';
-import { ensurePipelineTopics, startDispatcher, startProcessor, startStorePurge } from './workers.ts';
+import {
+  createDispatcher,
+  createProcessor,
+  ensurePipelineTopics,
+  startDispatcher,
+  startProcessor,
+  startStorePurge,
+} from './workers.ts';
 
 export const VERSION = '0.1.0';
 
@@ -70,6 +81,17 @@ export interface PlatformOptions {
   hostedThread?: boolean;
   /** Also told of every subscription change made here (the dispatcher thread tells its host). */
   onSubscriptionChanged?: (change: SubscriptionChange) => void;
+  /**
+   * Builds the worker cores without consumer groups (default true: they consume): a runtime that is
+   * handed its batches (AWS Lambda's event source mappings) runs `processor` and `dispatcher` itself.
+   */
+  consume?: boolean;
+  /** Wraps the bus every component uses (AWS Lambda: retries kept in the store, triggers for new topics). */
+  wrapBus?: (bus: Bus, store: Store) => Bus;
+  /** Wraps the dispatcher's HTTP client (AWS Lambda: an X-Ray subsegment around each partner request). */
+  wrapDeliveryClient?: (client: DeliveryClient) => DeliveryClient;
+  /** The latest time a delivery attempt may end, when the runtime has one (see `DispatcherDeps.attemptDeadline`). */
+  attemptDeadline?: () => number | undefined;
 }
 
 export interface Platform {
@@ -84,6 +106,11 @@ export interface Platform {
   handle: (raw: RawRequest) => Promise<ApiResponse>;
   /** The dispatcher's worker thread, when it runs in one. */
   dispatcherThread: DispatcherThread | undefined;
+  /** The worker cores of the roles this process runs (with `consume: false`, for the runtime to drive). */
+  processor: EventProcessor | undefined;
+  dispatcher: WebhookDispatcher | undefined;
+  /** Redrive, held tasks and the delivery history. */
+  operations: Operations;
   /** Drops cached copies of a subscription changed elsewhere (by the dispatcher thread or its host). */
   subscriptionChanged(change: SubscriptionChange): void;
   /** Drops the cached copy of a partner changed elsewhere (the dispatcher thread's host). */
@@ -100,6 +127,8 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
 
   ensureDataDir(config.dataDir);
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
+  // KMS with WEBHOOKS_KMS_KEY_ID (what the local key sealed still opens with it), else the local key.
+  const sealer = await openSealer(config, box);
   const adminToken = loadAdminToken(config.dataDir, config.adminToken);
   // Wherever they might turn up in a log line (an error echoing a header, a URL), they are redacted.
   for (const secret of [
@@ -130,6 +159,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   let bus: Bus;
   try {
     bus = await openBus(config, options.hostedThread === true, background);
+    if (options.wrapBus) bus = options.wrapBus(bus, store);
   } catch (err) {
     await store.close();
     throw err;
@@ -142,11 +172,16 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
         ...(config.partnerApi.token ? { token: config.partnerApi.token } : {}),
       })
     : new StorePartnerDirectory(store.partners);
+  // What the pipeline reads of partners: with AppConfig, its per-partner delivery settings over the
+  // partner's own (the admin API still reads and writes the partner's own).
+  const pipelineDirectory = config.appConfig
+    ? await withAppConfig(directory, config.appConfig, logger)
+    : directory;
 
   const lookups = new CachedLookups({
     schemas: store.schemas,
     subscriptions: store.subscriptions,
-    directory,
+    directory: pipelineDirectory,
   });
   const subscriptionCache = new TtlCache<string, SubscriptionRecord | undefined>({ ttlMs: 5_000 });
   const schemaAdmin = new SchemaAdmin({
@@ -181,7 +216,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     schemas: store.schemas,
     directory,
     topics: bus,
-    secretBox: box,
+    secretBox: sealer,
     resolve: options.resolve ?? createDnsResolver(),
     dev: config.dev,
     newId: uuidv7,
@@ -189,7 +224,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     partitions: config.topicPartitions,
     secretOverlapSeconds: config.secretOverlapSeconds,
     onSubscriptionChanged: (sub) => {
-      const change = { id: sub.id, domain: sub.domain, event: sub.event };
+      const change = { id: sub.id, domain: sub.domain, event: sub.event, partnerId: sub.partnerId };
       subscriptionChanged(change);
       dispatcherThread?.subscriptionChanged(change);
       options.onSubscriptionChanged?.(change);
@@ -293,16 +328,19 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   });
 
   const consumers: ConsumerHandle[] = [];
+  let processor: EventProcessor | undefined;
+  let dispatcher: WebhookDispatcher | undefined;
   let stopPurge = () => {};
   const workerRoles = roles.filter((r) => r !== 'api' && !(threaded && r === 'dispatcher'));
-  const client = workerRoles.includes('dispatcher')
+  let client: DeliveryClient | undefined = workerRoles.includes('dispatcher')
     ? new UndiciDeliveryClient({
         allowInsecure: config.dev,
         ...(config.deliveryCaFile ? { ca: readFileSync(config.deliveryCaFile, 'utf8') } : {}),
       })
     : undefined;
+  if (client && options.wrapDeliveryClient) client = options.wrapDeliveryClient(client);
   // The pipeline topics are ensured once per process group: here, not again in a hosted thread.
-  if ((workerRoles.length > 0 || threaded) && !options.hostedThread) {
+  if ((workerRoles.length > 0 || threaded) && !options.hostedThread && options.consume !== false) {
     await ensurePipelineTopics(bus, config.topicPartitions);
   }
   if (workerRoles.length > 0) {
@@ -311,26 +349,31 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
       bus,
       store,
       lookups,
-      directory,
+      directory: pipelineDirectory,
       background,
       subscriptionAdmin,
-      secretBox: box,
+      secretBox: sealer,
       client: client!,
       metrics,
       logger,
       clock,
       subscriptionCache,
+      ...(options.attemptDeadline ? { attemptDeadline: options.attemptDeadline } : {}),
     };
     // The ledger holds the dispatcher's claims: it is purged where the dispatcher runs.
-    if (workerRoles.includes('dispatcher'))
+    if (workerRoles.includes('dispatcher') && options.consume !== false)
       stopPurge = startStorePurge(store, logger, {
         onError: background.for('store_purge'),
         historyRetentionDays: config.historyRetentionDays,
         clock,
         releaseHeld: () => operations.releaseHeld(),
       });
-    if (workerRoles.includes('processor')) consumers.push(startProcessor(workerDeps));
-    if (workerRoles.includes('dispatcher')) consumers.push(startDispatcher(workerDeps));
+    if (workerRoles.includes('processor')) processor = createProcessor(workerDeps);
+    if (workerRoles.includes('dispatcher')) dispatcher = createDispatcher(workerDeps);
+    if (options.consume !== false) {
+      if (processor) consumers.push(startProcessor(workerDeps, processor));
+      if (dispatcher) consumers.push(startDispatcher(workerDeps, dispatcher));
+    }
   }
   let checkpointer: NodeJS.Timeout | undefined;
   const close = async () => {
@@ -379,6 +422,9 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     adminToken,
     handle,
     dispatcherThread,
+    processor,
+    dispatcher,
+    operations,
     subscriptionChanged,
     partnerChanged,
     close,
@@ -408,4 +454,20 @@ function storeCostMetrics(store: Store, metrics: MetricsRegistry, thread: string
     .setCollector((g) => {
       for (const [operation, n] of Object.entries(costed.capacity!().calls)) g.set({ operation, thread }, n);
     });
+}
+
+/** The directory with AppConfig's per-partner delivery settings over the partners' own (AWS SDK loaded only then). */
+async function withAppConfig(
+  directory: PartnerDirectory,
+  config: NonNullable<Config['appConfig']>,
+  logger: Logger,
+): Promise<PartnerDirectory> {
+  const [{ appConfigSettings }, { PartnerOverridesDirectory }] = await Promise.all([
+    import('../engines/aws/appconfig.ts'),
+    import('../engines/aws/partner-overrides.ts'),
+  ]);
+  return new PartnerOverridesDirectory(
+    directory,
+    appConfigSettings(config, logger.child({ component: 'appconfig' })),
+  );
 }

@@ -28,6 +28,7 @@ export interface SubscriptionChange {
   id: string;
   domain: string;
   event: string;
+  partnerId?: string;
 }
 
 /** What the host sends the thread. */

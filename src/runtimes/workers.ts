@@ -15,7 +15,7 @@ import type { Bus, ConsumerHandle } from '../common/ports/bus.ts';
 import type { DeliveryClient } from '../common/ports/delivery-client.ts';
 import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
-import type { SecretBox } from '../common/secret-box.ts';
+import type { SecretSealer } from '../common/secret-box.ts';
 import type { TtlCache } from '../common/ttl-cache.ts';
 import { DISPATCHER_TOPIC_PREFIXES, WebhookDispatcher } from '../dispatcher/dispatcher.ts';
 import { EndpointLimiter } from '../dispatcher/endpoint-limiter.ts';
@@ -38,13 +38,16 @@ export interface WorkerDeps {
   /** Where background failures are counted and logged. */
   background: BackgroundErrors;
   subscriptionAdmin: SubscriptionAdmin;
-  secretBox: SecretBox;
+  /** Opens the subscriptions' sealed secrets (the local key box, or KMS: `src/runtimes/sealer.ts`). */
+  secretBox: SecretSealer;
   client: DeliveryClient;
   metrics: MetricsRegistry;
   logger: Logger;
   clock: () => Date;
   /** The dispatcher's subscription cache, invalidated by same-process admin changes. */
   subscriptionCache: TtlCache<string, SubscriptionRecord | undefined>;
+  /** The latest time an attempt may end (ms since epoch), when the runtime has one (a Lambda invocation's end). */
+  attemptDeadline?: () => number | undefined;
 }
 
 /** Topics the workers publish to without an admin creating them first. */
@@ -58,9 +61,9 @@ export async function ensurePipelineTopics(bus: Bus, partitions: number): Promis
   for (const name of names) await bus.ensureTopic(name, { partitions });
 }
 
-/** Starts the processor consumer group. */
-export function startProcessor(deps: WorkerDeps): ConsumerHandle {
-  const processor = new EventProcessor({
+/** The processor core as every runtime configures it (a consumer group here, an event source mapping on Lambda). */
+export function createProcessor(deps: WorkerDeps): EventProcessor {
+  return new EventProcessor({
     lookups: deps.lookups,
     validators: new ValidatorCache(),
     publish: (m) => deps.bus.publish(m),
@@ -75,6 +78,10 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
     logger: deps.logger.child({ component: 'processor' }),
     clock: deps.clock,
   });
+}
+
+/** Starts the processor consumer group. */
+export function startProcessor(deps: WorkerDeps, processor = createProcessor(deps)): ConsumerHandle {
   return deps.bus.consume({
     group: 'processor',
     topicPrefixes: PROCESSOR_TOPIC_PREFIXES,
@@ -87,11 +94,11 @@ export function startProcessor(deps: WorkerDeps): ConsumerHandle {
   });
 }
 
-/** Starts the dispatcher consumer group. */
-export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
+/** The dispatcher core as every runtime configures it. */
+export function createDispatcher(deps: WorkerDeps): WebhookDispatcher {
   const { store } = deps;
   const credentials = new CredentialCache(deps.secretBox);
-  const dispatcher = new WebhookDispatcher({
+  return new WebhookDispatcher({
     subscription: (id) => deps.subscriptionCache.get(id, () => store.subscriptions.get(id)),
     subscriptionNow: (id) => store.subscriptions.get(id),
     partner: (id) => deps.lookups.partner(id),
@@ -113,7 +120,12 @@ export function startDispatcher(deps: WorkerDeps): ConsumerHandle {
     metrics: deps.metrics,
     logger: deps.logger.child({ component: 'dispatcher' }),
     clock: deps.clock,
+    ...(deps.attemptDeadline ? { attemptDeadline: deps.attemptDeadline } : {}),
   });
+}
+
+/** Starts the dispatcher consumer group. */
+export function startDispatcher(deps: WorkerDeps, dispatcher = createDispatcher(deps)): ConsumerHandle {
   return deps.bus.consume({
     group: 'dispatcher',
     topicPrefixes: DISPATCHER_TOPIC_PREFIXES,

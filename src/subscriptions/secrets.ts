@@ -1,9 +1,10 @@
 /**
  * Sealing a subscription's secrets at rest and rotating signing secrets. Each ciphertext is bound
- * to its subscription (AES-GCM associated data), so ciphertexts cannot be swapped between rows.
+ * to its subscription (AES-GCM associated data; with KMS also the data key's encryption context),
+ * so ciphertexts cannot be swapped between rows. Sealing is asynchronous: the sealer may be KMS.
  */
 import type { SealedDeliveryAuth, SigningSecretRecord, SubscriptionRecord } from '../common/model.ts';
-import type { SecretBox } from '../common/secret-box.ts';
+import type { SecretSealer } from '../common/secret-box.ts';
 import type { DeliveryAuthInput } from './input.ts';
 
 /**
@@ -20,37 +21,46 @@ export const signingAd = (subscriptionId: string) => `subscription:${subscriptio
 export const authAd = (subscriptionId: string) => `subscription:${subscriptionId}:auth`;
 
 /** A sealed signing-secret record. */
-export function sealSigningSecret(
-  box: SecretBox,
+export async function sealSigningSecret(
+  sealer: SecretSealer,
   subscriptionId: string,
   secret: string,
   now: Date,
-): SigningSecretRecord {
-  return { sealed: box.seal(secret, signingAd(subscriptionId)), createdAt: now.toISOString() };
+): Promise<SigningSecretRecord> {
+  return { sealed: await sealer.seal(secret, signingAd(subscriptionId)), createdAt: now.toISOString() };
 }
 
 /** Sealed delivery credentials; the type (and header name) stay readable. */
-export function sealAuth(
-  box: SecretBox,
+export async function sealAuth(
+  sealer: SecretSealer,
   subscriptionId: string,
   auth: DeliveryAuthInput,
-): SealedDeliveryAuth {
+): Promise<SealedDeliveryAuth> {
   return {
     type: auth.type,
     ...(auth.type === 'header' ? { headerName: auth.name } : {}),
-    sealed: box.seal(JSON.stringify(auth), authAd(subscriptionId)),
+    sealed: await sealer.seal(JSON.stringify(auth), authAd(subscriptionId)),
   };
 }
 
 /** The delivery credentials of a subscription, decrypted (for the dispatcher). */
-export function openAuth(box: SecretBox, subscription: SubscriptionRecord): DeliveryAuthInput | undefined {
+export async function openAuth(
+  sealer: SecretSealer,
+  subscription: SubscriptionRecord,
+): Promise<DeliveryAuthInput | undefined> {
   if (!subscription.auth) return undefined;
-  return JSON.parse(box.open(subscription.auth.sealed, authAd(subscription.id))) as DeliveryAuthInput;
+  return JSON.parse(
+    await sealer.open(subscription.auth.sealed, authAd(subscription.id)),
+  ) as DeliveryAuthInput;
 }
 
 /** The signing secrets valid at `now`, newest first, decrypted (uncached; the dispatcher uses CredentialCache). */
-export function activeSigningSecrets(box: SecretBox, subscription: SubscriptionRecord, now: Date): string[] {
-  return new CredentialCache(box, 1).secrets(subscription, now);
+export function activeSigningSecrets(
+  sealer: SecretSealer,
+  subscription: SubscriptionRecord,
+  now: Date,
+): Promise<string[]> {
+  return new CredentialCache(sealer, 1).secrets(subscription, now);
 }
 
 /**
@@ -77,20 +87,25 @@ export function rotateSecrets(
   return [fresh, ...kept].slice(0, MAX_SIGNING_SECRETS);
 }
 
+/** The opened credentials of one subscription version. */
+interface OpenedCredentials {
+  secrets: Array<{ secret: string; expiresAt?: number }>;
+  auth?: DeliveryAuthInput;
+}
+
 /**
- * Decrypted credentials per subscription version, so the dispatcher does not run AES-GCM on every
- * delivery. Keyed by id and revision: any change to a subscription (rotation included) is a new entry.
+ * Decrypted credentials per subscription version, so the dispatcher does not run AES-GCM (or call
+ * KMS) on every delivery. Keyed by id and revision: any change to a subscription (rotation included)
+ * is a new entry. Concurrent deliveries of a version not opened yet share one opening; a failed one
+ * (KMS unreachable, a damaged value) is not kept, so the next delivery tries again.
  */
 export class CredentialCache {
-  readonly #box: SecretBox;
-  readonly #entries = new Map<
-    string,
-    { secrets: Array<{ secret: string; expiresAt?: number }>; auth?: DeliveryAuthInput }
-  >();
+  readonly #sealer: SecretSealer;
+  readonly #entries = new Map<string, Promise<OpenedCredentials>>();
   readonly #max: number;
 
-  constructor(box: SecretBox, max = 10_000) {
-    this.#box = box;
+  constructor(sealer: SecretSealer, max = 10_000) {
+    this.#sealer = sealer;
     this.#max = max;
   }
 
@@ -98,32 +113,41 @@ export class CredentialCache {
    * The signing secrets valid at `now`, newest first; at most `MAX_SIGNING_SECRETS` (a subscription
    * rotated more often before the cap existed signs with its newest ones only).
    */
-  secrets(sub: SubscriptionRecord, now: Date): string[] {
+  async secrets(sub: SubscriptionRecord, now: Date): Promise<string[]> {
     if (!sub.signing.enabled) return [];
-    return this.#entry(sub)
-      .secrets.filter((s) => s.expiresAt === undefined || s.expiresAt > now.getTime())
+    return (await this.#entry(sub)).secrets
+      .filter((s) => s.expiresAt === undefined || s.expiresAt > now.getTime())
       .slice(0, MAX_SIGNING_SECRETS)
       .map((s) => s.secret);
   }
 
-  auth(sub: SubscriptionRecord): DeliveryAuthInput | undefined {
-    return this.#entry(sub).auth;
+  async auth(sub: SubscriptionRecord): Promise<DeliveryAuthInput | undefined> {
+    return (await this.#entry(sub)).auth;
   }
 
-  #entry(sub: SubscriptionRecord) {
+  #entry(sub: SubscriptionRecord): Promise<OpenedCredentials> {
     const key = `${sub.id}:${sub.revision}`;
     let entry = this.#entries.get(key);
     if (!entry) {
-      entry = {
-        secrets: sub.signing.secrets.map((s) => ({
-          secret: this.#box.open(s.sealed, signingAd(sub.id)),
-          ...(s.expiresAt ? { expiresAt: Date.parse(s.expiresAt) } : {}),
-        })),
-        ...(sub.auth ? { auth: openAuth(this.#box, sub) } : {}),
-      };
+      const opening = this.#open(sub);
+      entry = opening;
       if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
-      this.#entries.set(key, entry);
+      this.#entries.set(key, opening);
+      opening.catch(() => {
+        if (this.#entries.get(key) === opening) this.#entries.delete(key);
+      });
     }
     return entry;
+  }
+
+  async #open(sub: SubscriptionRecord): Promise<OpenedCredentials> {
+    const secrets = await Promise.all(
+      sub.signing.secrets.map(async (s) => ({
+        secret: await this.#sealer.open(s.sealed, signingAd(sub.id)),
+        ...(s.expiresAt ? { expiresAt: Date.parse(s.expiresAt) } : {}),
+      })),
+    );
+    const auth = await openAuth(this.#sealer, sub);
+    return { secrets, ...(auth ? { auth } : {}) };
   }
 }

@@ -17,7 +17,7 @@ import type {
   SubscriptionEndpoint,
   SubscriptionRepository,
 } from '../common/ports/store.ts';
-import type { SecretBox } from '../common/secret-box.ts';
+import type { SecretSealer } from '../common/secret-box.ts';
 import { generateSigningSecret } from '../common/signing.ts';
 import { egressTopic, NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
 import { readAuth, readFilter, readMapping, readRetry, readSigning, signingSecretProblems } from './input.ts';
@@ -66,7 +66,8 @@ export interface SubscriptionAdminDeps {
   schemas: SchemaRepository;
   directory: PartnerDirectory;
   topics: Pick<TopicAdmin, 'ensureTopic'>;
-  secretBox: SecretBox;
+  /** Seals signing secrets and delivery credentials: the local key box, or KMS (`src/runtimes/sealer.ts`). */
+  secretBox: SecretSealer;
   resolve: HostResolver;
   /** WEBHOOKS_DEV=1: http:// and private targets allowed. */
   dev: boolean;
@@ -152,7 +153,7 @@ export class SubscriptionAdmin {
     return this.#changed(
       this.#deps.subscriptions.update({
         ...rest,
-        ...this.#optional(existing.id, fields),
+        ...(await this.#optional(existing.id, fields)),
         status: fields.status ?? existing.status,
         signing: { ...existing.signing, enabled: fields.signing?.enabled ?? existing.signing.enabled },
         updatedAt: this.#deps.clock().toISOString(),
@@ -175,8 +176,11 @@ export class SubscriptionAdmin {
       id,
       ...endpoint,
       status: fields.status ?? 'ACTIVE',
-      signing: { enabled, secrets: secret ? [sealSigningSecret(this.#deps.secretBox, id, secret, now)] : [] },
-      ...this.#optional(id, fields),
+      signing: {
+        enabled,
+        secrets: secret ? [await sealSigningSecret(this.#deps.secretBox, id, secret, now)] : [],
+      },
+      ...(await this.#optional(id, fields)),
       egressTopic: topic,
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
@@ -189,11 +193,14 @@ export class SubscriptionAdmin {
   }
 
   /** The optional fields an upsert sets (auth sealed for the subscription `id`). */
-  #optional(id: string, fields: UpsertFields): Partial<Pick<SubscriptionRecord, UpsertOptional>> {
+  async #optional(
+    id: string,
+    fields: UpsertFields,
+  ): Promise<Partial<Pick<SubscriptionRecord, UpsertOptional>>> {
     return {
       ...(fields.version !== undefined ? { schemaVersion: fields.version } : {}),
       ...(fields.description !== undefined ? { description: fields.description } : {}),
-      ...(fields.auth ? { auth: sealAuth(this.#deps.secretBox, id, fields.auth) } : {}),
+      ...(fields.auth ? { auth: await sealAuth(this.#deps.secretBox, id, fields.auth) } : {}),
       ...(fields.filter ? { filter: fields.filter } : {}),
       ...(fields.mapping ? { mapping: fields.mapping } : {}),
       ...(fields.retry ? { retry: fields.retry } : {}),
@@ -252,7 +259,11 @@ export class SubscriptionAdmin {
       else next.statusReason = 'set by an administrator';
     }
     if (signing?.enabled !== undefined) next.signing = await this.#withSigning(current, signing.enabled);
-    assignOrClear(next, 'auth', auth === null ? null : auth && sealAuth(this.#deps.secretBox, id, auth));
+    assignOrClear(
+      next,
+      'auth',
+      auth === null ? null : auth && (await sealAuth(this.#deps.secretBox, id, auth)),
+    );
     assignOrClear(next, 'filter', filter);
     assignOrClear(next, 'mapping', mapping);
     assignOrClear(next, 'retry', retry);
@@ -327,7 +338,7 @@ export class SubscriptionAdmin {
     }
     const now = this.#deps.clock();
     const secret = given ?? generateSigningSecret();
-    const fresh = sealSigningSecret(this.#deps.secretBox, id, secret, now);
+    const fresh = await sealSigningSecret(this.#deps.secretBox, id, secret, now);
     const record = await this.#changed(
       this.#deps.subscriptions.update({
         ...current,
@@ -344,7 +355,7 @@ export class SubscriptionAdmin {
     const now = this.#deps.clock();
     return {
       enabled,
-      secrets: [sealSigningSecret(this.#deps.secretBox, current.id, generateSigningSecret(), now)],
+      secrets: [await sealSigningSecret(this.#deps.secretBox, current.id, generateSigningSecret(), now)],
     };
   }
 

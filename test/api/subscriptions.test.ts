@@ -55,8 +55,8 @@ describe('/admin/subscriptions', () => {
       );
     }
     const record = await server.running.platform.store.subscriptions.get(res.body.id);
-    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [res.body.secret]);
-    assert.deepEqual(openAuth(box, record!), { type: 'bearer', token: 'partner-token-123' });
+    assert.deepEqual(await activeSigningSecrets(box, record!, new Date()), [res.body.secret]);
+    assert.deepEqual(await openAuth(box, record!), { type: 'bearer', token: 'partner-token-123' });
     assert.deepEqual(res.body.auth, { type: 'bearer' }, 'the API shows the kind of auth, never the value');
   });
 
@@ -75,7 +75,7 @@ describe('/admin/subscriptions', () => {
     assert.equal(second.body.secret, undefined);
     assert.deepEqual(second.body.filter, { amount: { $gt: 100 } });
     const record = await server.running.platform.store.subscriptions.get(first.body.id);
-    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [first.body.secret]);
+    assert.deepEqual(await activeSigningSecrets(box, record!, new Date()), [first.body.secret]);
   });
 
   test('concurrent identical POSTs make one subscription: one 201, the rest 200, all with its id', async () => {
@@ -180,7 +180,7 @@ describe('/admin/subscriptions', () => {
     });
     assert.equal(byo.body.secret, undefined);
     const record = await server.running.platform.store.subscriptions.get(byo.body.id);
-    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), [own]);
+    assert.deepEqual(await activeSigningSecrets(box, record!, new Date()), [own]);
   });
 
   test('rotate-secret returns a new secret; both verify during the overlap, only the new one after it', async () => {
@@ -196,7 +196,7 @@ describe('/admin/subscriptions', () => {
     assert.equal(rotated.body.signing.secrets.length, 2);
     const record = await server.running.platform.store.subscriptions.get(created.body.id);
     const now = new Date();
-    const during = activeSigningSecrets(box, record!, now);
+    const during = await activeSigningSecrets(box, record!, now);
     assert.deepEqual(during, [rotated.body.secret, created.body.secret]);
     // A receiver holding either secret accepts a message signed with the active set.
     const body = '{"a":1}';
@@ -208,7 +208,7 @@ describe('/admin/subscriptions', () => {
     };
     for (const secret of [created.body.secret, rotated.body.secret])
       new Webhook(secret).verify(body, headers);
-    const later = activeSigningSecrets(box, record!, new Date(now.getTime() + 3601_000));
+    const later = await activeSigningSecrets(box, record!, new Date(now.getTime() + 3601_000));
     assert.deepEqual(later, [rotated.body.secret]);
   });
 
@@ -279,7 +279,7 @@ describe('/admin/subscriptions', () => {
     }
     const record = await server.running.platform.store.subscriptions.get(created.body.id);
     assert.equal(record!.signing.secrets.length, 10);
-    assert.deepEqual(activeSigningSecrets(box, record!, new Date()), secrets.slice(0, 10));
+    assert.deepEqual(await activeSigningSecrets(box, record!, new Date()), secrets.slice(0, 10));
   });
 
   test('a subscription stored with more than 10 live secrets signs with its newest 10', async () => {
@@ -290,10 +290,12 @@ describe('/admin/subscriptions', () => {
     const record = await server.running.platform.store.subscriptions.get(created.body.id);
     const now = new Date();
     const secrets = Array.from({ length: 15 }, (_, i) => `whsec_${Buffer.alloc(32, i).toString('base64')}`);
-    const sealed = secrets.map((secret) => sealSigningSecret(box, record!.id, secret, now));
+    const sealed = await Promise.all(
+      secrets.map((secret) => sealSigningSecret(box, record!.id, secret, now)),
+    );
     const legacy = { ...record!, signing: { enabled: true, secrets: sealed } };
 
-    assert.deepEqual(activeSigningSecrets(box, legacy, now), secrets.slice(0, 10));
+    assert.deepEqual(await activeSigningSecrets(box, legacy, now), secrets.slice(0, 10));
   });
 
   test('custom auth headers the HTTP client manages or the platform sets are refused on auth.name', async () => {

@@ -13,6 +13,7 @@ import { describeDeadLetters } from './store-dead-letters.ts';
 import { describeDeliveries } from './store-deliveries.ts';
 import { describeHeldTasks } from './store-held-tasks.ts';
 import { describeLedger } from './store-ledger.ts';
+import { describeScheduled } from './store-scheduled.ts';
 import { describeSubscriptionEndpoints } from './store-subscription-endpoints.ts';
 import { conflict, type StoreContext, type StoreHarness } from './store-support.ts';
 
@@ -217,6 +218,7 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
     describeLedger(context);
     describeDeadLetters(context);
     describeHeldTasks(context);
+    describeScheduled(context);
     describeAccess(context);
 
     test('everything written survives closing and opening the store again', async () => {

@@ -38,19 +38,22 @@ const TOKEN = 'partner-bearer-token-123';
 const silent = () => new Logger({ level: 'error', sink: { write: () => {} } });
 
 /** A subscription whose signing secrets and auth are sealed under `box`. */
-function sealedSubscription(box: SecretBox, overrides: Partial<SubscriptionRecord> = {}): SubscriptionRecord {
+async function sealedSubscription(
+  box: SecretBox,
+  overrides: Partial<SubscriptionRecord> = {},
+): Promise<SubscriptionRecord> {
   const id = overrides.id ?? testId();
   return subscriptionRecord({
     id,
     signing: {
       enabled: true,
       secrets: [
-        sealSigningSecret(box, id, SECRET_1, NOW),
+        await sealSigningSecret(box, id, SECRET_1, NOW),
         // A rotated-out secret (already expired): it is sealed too, so it moves too.
-        { ...sealSigningSecret(box, id, SECRET_OLD, NOW), expiresAt: '2026-01-02T00:00:00.000Z' },
+        { ...(await sealSigningSecret(box, id, SECRET_OLD, NOW)), expiresAt: '2026-01-02T00:00:00.000Z' },
       ],
     },
-    auth: sealAuth(box, id, { type: 'bearer', token: TOKEN }),
+    auth: await sealAuth(box, id, { type: 'bearer', token: TOKEN }),
     ...overrides,
   });
 }
@@ -89,8 +92,8 @@ describe('the secret key against the store', () => {
   });
 
   it('another key alone is refused, naming both fingerprints and the fix', async () => {
-    await store.subscriptions.insert(sealedSubscription(boxA));
-    await store.subscriptions.insert(sealedSubscription(boxA));
+    await store.subscriptions.insert(await sealedSubscription(boxA));
+    await store.subscriptions.insert(await sealedSubscription(boxA));
     await assert.rejects(
       prepareSecretKeys({ store, box: boxB, previous: [], logger: silent() }),
       configError(
@@ -112,12 +115,16 @@ describe('the secret key against the store', () => {
   });
 
   it('with the old key as previous, every sealed value moves to the configured key, plaintext unchanged', async () => {
-    const full = sealedSubscription(boxA);
-    const headerAuth = sealedSubscription(boxA, {
+    const full = await sealedSubscription(boxA);
+    const headerAuth = await sealedSubscription(boxA, {
       signing: { enabled: false, secrets: [] },
     });
-    headerAuth.auth = sealAuth(boxA, headerAuth.id, { type: 'header', name: 'x-api-key', value: 'k-123' });
-    const already = sealedSubscription(boxB);
+    headerAuth.auth = await sealAuth(boxA, headerAuth.id, {
+      type: 'header',
+      name: 'x-api-key',
+      value: 'k-123',
+    });
+    const already = await sealedSubscription(boxB);
     for (const sub of [full, headerAuth, already]) await store.subscriptions.insert(sub);
     const lines: string[] = [];
     const logger = new Logger({ sink: { write: (line) => lines.push(line) } });
@@ -144,7 +151,7 @@ describe('the secret key against the store', () => {
       assert.equal(after.auth?.type, before.auth?.type);
       assert.equal(after.auth?.headerName, before.auth?.headerName);
     }
-    assert.deepEqual(openAuth(boxB, (await store.subscriptions.get(full.id))!), {
+    assert.deepEqual(await openAuth(boxB, (await store.subscriptions.get(full.id))!), {
       type: 'bearer',
       token: TOKEN,
     });
@@ -163,7 +170,7 @@ describe('the secret key against the store', () => {
   });
 
   it('a subscription changed concurrently during the re-seal is read again and re-sealed', async () => {
-    const sub = sealedSubscription(boxA);
+    const sub = await sealedSubscription(boxA);
     await store.subscriptions.insert(sub);
     let updates = 0;
     // The real repository, with someone else's change landing just before the re-seal's first write.
@@ -197,8 +204,8 @@ describe('the secret key against the store', () => {
 
   it('a value under the right key but corrupted is reported clearly', async () => {
     // Listed first (ids are time-ordered), its first value is the sample opened for key B.
-    const corrupted = sealedSubscription(boxB);
-    const good = sealedSubscription(boxB);
+    const corrupted = await sealedSubscription(boxB);
+    const good = await sealedSubscription(boxB);
     const parts = corrupted.signing.secrets[0]!.sealed.split(':');
     const ciphertext = Buffer.from(parts[4]!, 'base64url');
     ciphertext[0] = ciphertext[0]! ^ 1;
@@ -218,8 +225,8 @@ describe('the secret key against the store', () => {
   });
 
   it('a value copied from another subscription, or not in sealed form, is reported', async () => {
-    const first = sealedSubscription(boxA);
-    const second = sealedSubscription(boxA);
+    const first = await sealedSubscription(boxA);
+    const second = await sealedSubscription(boxA);
     // Under a previous key, the sample (the first value) opens; the bad one is met by the re-seal.
     second.auth = { ...second.auth!, sealed: first.auth!.sealed };
     await store.subscriptions.insert(first);
@@ -229,7 +236,7 @@ describe('the secret key against the store', () => {
       configError(new RegExp(`the auth of subscription ${second.id} cannot be opened`)),
     );
 
-    const broken = sealedSubscription(boxB);
+    const broken = await sealedSubscription(boxB);
     broken.signing.secrets[1]!.sealed = 'enc:v1:x';
     await store.subscriptions.delete(first.id);
     await store.subscriptions.delete(second.id);
@@ -257,7 +264,7 @@ describe('webhooks rotate-secret-key (in process)', () => {
     dirs.push(dir);
     writeFileSync(join(dir, 'secret.key'), `${key}\n`, { mode: 0o600 });
     const store = new SqliteStore(join(dir, 'store.db'));
-    const subs = sealedUnder.map((box) => sealedSubscription(box));
+    const subs = await Promise.all(sealedUnder.map((box) => sealedSubscription(box)));
     for (const sub of subs) await store.subscriptions.insert(sub);
     await store.close();
     return { dir, subs };

@@ -24,6 +24,7 @@ import type {
   SubscriptionRecord,
   SubscriptionStatus,
 } from '../model.ts';
+import { type BusMessage, checkBusMessage } from './bus.ts';
 
 /** A page of a listing; `next` is an opaque cursor for the following page. */
 export interface Page<T> {
@@ -226,6 +227,45 @@ export interface HeldTaskRepository {
   count(subscriptionId: string): Promise<number>;
 }
 
+/** A bus message kept until it is due (a retry on AWS Lambda, where a consumer cannot wait). */
+export interface ScheduledMessage {
+  /** Unique; scheduling an id already kept leaves the kept one as it is. */
+  id: string;
+  /** When to publish it (ms since epoch). */
+  dueAt: number;
+  message: BusMessage;
+}
+
+/**
+ * `scheduled_message`: messages that must wait (a retry due in 30 min or 2 h) kept until they are
+ * due, when a scheduled function publishes them and removes them. Not history: a kept message never
+ * expires, whatever its age, until it is removed.
+ */
+export interface ScheduledMessageRepository {
+  /** Keeps the messages until they are due (all or none not required; idempotent by id). */
+  schedule(items: ScheduledMessage[]): Promise<void>;
+  /** Up to `limit` messages due at or before `now`, earliest first. */
+  due(now: number, limit: number): Promise<ScheduledMessage[]>;
+  /** Forgets messages (once published); ids not kept are ignored. */
+  remove(items: ScheduledMessage[]): Promise<void>;
+  /** How many messages are kept (for metrics and tests); may be approximate on engines that say so in the doc comment. */
+  count(): Promise<number>;
+}
+
+/** Refuses a scheduled message no engine can keep: a due time that is not a time, an invalid message. */
+export function checkScheduledMessage(item: ScheduledMessage): void {
+  if (typeof item.id !== 'string' || item.id === '' || !Number.isFinite(item.dueAt)) {
+    throw new ValidationError('message_invalid', 'a scheduled message is invalid', {
+      details: [
+        typeof item.id !== 'string' || item.id === ''
+          ? { field: 'id', message: 'must be a non-empty string' }
+          : { field: 'dueAt', message: 'must be a time in ms since the epoch' },
+      ],
+    });
+  }
+  checkBusMessage(item.message);
+}
+
 /** `api_key`: credentials for producers and operators, found by the hash of the key. */
 export interface ApiKeyRepository {
   /** Conditional create: ConflictError `already_exists` when the id or the key hash is taken. */
@@ -272,6 +312,7 @@ export interface Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly heldTasks: HeldTaskRepository;
+  readonly scheduled: ScheduledMessageRepository;
   readonly apiKeys: ApiKeyRepository;
   readonly audit: AuditRepository;
   /** Throws when the engine cannot be reached (used by /readyz). */

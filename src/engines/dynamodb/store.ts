@@ -14,6 +14,7 @@ import type {
   HeldTaskRepository,
   IdempotencyLedger,
   PartnerRepository,
+  ScheduledMessageRepository,
   SchemaRepository,
   Store,
   SubscriptionRepository,
@@ -25,6 +26,7 @@ import { DynamoDeadLetters } from './dead-letters.ts';
 import { DynamoDeliveries } from './deliveries.ts';
 import { DynamoHeldTasks } from './held-tasks.ts';
 import { DynamoLedger } from './ledger.ts';
+import { DynamoScheduled } from './scheduled.ts';
 import { DynamoSubscriptions } from './subscriptions.ts';
 import { createTables, DEFAULT_TABLE_PREFIX, type TableNames, tableNames } from './tables.ts';
 
@@ -79,6 +81,8 @@ export class DynamoStore implements Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly heldTasks: HeldTaskRepository;
+  /** `count` is approximate (read from an index): see `scheduled.ts`. */
+  readonly scheduled: ScheduledMessageRepository;
   readonly apiKeys: ApiKeyRepository;
   readonly audit: AuditRepository;
   /** The full table names. */
@@ -112,6 +116,7 @@ export class DynamoStore implements Store {
     this.ledger = new DynamoLedger(this.#db, t.idempotency_ledger);
     this.deadLetters = new DynamoDeadLetters(this.#db, t.dead_letter, ttlDays);
     this.heldTasks = new DynamoHeldTasks(this.#db, t.held_task);
+    this.scheduled = new DynamoScheduled(this.#db, t.scheduled_message);
     this.apiKeys = new DynamoApiKeys(this.#db, t.api_key);
     this.audit = new DynamoAudit(this.#db, t.audit_log);
   }

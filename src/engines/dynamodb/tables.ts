@@ -117,6 +117,12 @@ export const TABLE_DEFS = {
     indexes: [{ name: 'by_held', hash: ['held', 'S'], range: ['sub', 'S'], projection: 'KEYS_ONLY' }],
     ttl: false,
   },
+  // No TTL: a kept message must never vanish before it is published.
+  scheduled_message: {
+    hash: ['id', 'S'],
+    indexes: [{ name: 'by_due', hash: ['shard', 'N'], range: ['due', 'S'], projection: 'KEYS_ONLY' }],
+    ttl: false,
+  },
   api_key: {
     hash: ['id', 'S'],
     indexes: [{ name: 'by_id', hash: ['gpk', 'S'], range: ['id', 'S'], projection: 'ALL' }],

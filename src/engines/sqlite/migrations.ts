@@ -111,4 +111,10 @@ export const MIGRATIONS: readonly string[] = [
      id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, revision INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
    CREATE TABLE audit_log (id TEXT PRIMARY KEY, actor TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
    CREATE INDEX audit_by_actor ON audit_log (actor, id);`,
+  // v11: messages that must wait until they are due (retries on AWS Lambda, where a consumer cannot
+  // pause), keyed by id (scheduling an id kept already changes nothing); `due` is a range of the
+  // (due_at, id) index, earliest first. `message` is the bus message as JSON.
+  `CREATE TABLE scheduled_message (
+     id TEXT PRIMARY KEY, due_at INTEGER NOT NULL, message TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX scheduled_by_due ON scheduled_message (due_at, id);`,
 ];

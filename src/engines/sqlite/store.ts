@@ -17,6 +17,7 @@ import {
   type IdempotencyLedger,
   MAX_PAGE_LIMIT,
   type PartnerRepository,
+  type ScheduledMessageRepository,
   type SchemaRepository,
   type Store,
   type SubscriptionRepository,
@@ -31,6 +32,7 @@ import { SqliteHeldTasks } from './held-tasks.ts';
 import { SqliteLedger } from './ledger.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { ReadBatch } from './read-batch.ts';
+import { SqliteScheduled } from './scheduled.ts';
 import { SqliteSubscriptions } from './subscriptions.ts';
 
 /** Ledger entries deleted per transaction by a purge, and the rest between two of them (ms). */
@@ -50,6 +52,7 @@ export class SqliteStore implements Store {
   readonly ledger: IdempotencyLedger;
   readonly deadLetters: DeadLetterRepository;
   readonly heldTasks: HeldTaskRepository;
+  readonly scheduled: ScheduledMessageRepository;
   readonly apiKeys: ApiKeyRepository;
   readonly audit: AuditRepository;
   readonly #db: DatabaseSync;
@@ -168,6 +171,13 @@ export class SqliteStore implements Store {
         group.run(() => atomically(this.#db, () => held.remove(subscriptionId, ids))),
       subscriptions: async () => held.subscriptions(),
       count: async (subscriptionId) => held.count(subscriptionId),
+    };
+    const scheduled = new SqliteScheduled(this.#db);
+    this.scheduled = {
+      schedule: (items) => group.run(() => atomically(this.#db, () => scheduled.schedule(items))),
+      due: async (now, limit) => scheduled.due(now, limit),
+      remove: (items) => group.run(() => atomically(this.#db, () => scheduled.remove(items))),
+      count: async () => scheduled.count(),
     };
     const apiKeys = new SqliteApiKeys(this.#db);
     this.apiKeys = {

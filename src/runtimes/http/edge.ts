@@ -23,6 +23,11 @@ export interface RawRequest {
   url: string;
   headers: Record<string, string | undefined>;
   body: string;
+  /**
+   * The caller, when the transport authenticated it already (API Gateway's IAM or JWT authorizer):
+   * taken instead of the `Authorization` header, which then holds the transport's own credentials.
+   */
+  principal?: Principal;
 }
 
 const STATUS_BY_KIND: Record<ErrorKind, number> = {
@@ -46,6 +51,42 @@ export function statusOfKind(kind: ErrorKind): number {
 /** The JSON error body of the contract: `{ error: { code, message, details } }`. */
 export function errorBody(code: string, message: string, details: unknown[] = []): unknown {
   return { error: { code, message, details } };
+}
+
+/** The answer to a request body over the size limit (every transport refuses it before the edge). */
+export function bodyTooLarge(limit: number): ApiResponse {
+  return {
+    status: 413,
+    body: errorBody('payload_too_large', `the request body is larger than ${limit} bytes`, [
+      { field: 'body', message: `at most ${limit} bytes` },
+    ]),
+  };
+}
+
+/** The answer to a request body that is not UTF-8 text. */
+export function bodyNotUtf8(): ApiResponse {
+  return {
+    status: 400,
+    body: errorBody('invalid_utf8', 'the request body is not valid UTF-8', [
+      { field: 'body', message: 'must be UTF-8 text' },
+    ]),
+  };
+}
+
+/** A response as every transport writes it: JSON (or text) with the headers the contract asks for. */
+export function renderResponse(response: ApiResponse): { headers: Record<string, string>; payload: string } {
+  const headers: Record<string, string> = { ...response.headers };
+  let payload = '';
+  if (typeof response.body === 'string') {
+    payload = response.body;
+    headers['content-type'] ??= 'text/plain; charset=utf-8';
+  } else if (response.body !== undefined) {
+    payload = JSON.stringify(response.body);
+    headers['content-type'] = 'application/json';
+  }
+  headers['x-content-type-options'] = 'nosniff';
+  headers['cache-control'] ??= 'no-store';
+  return { headers, payload };
 }
 
 export interface EdgeOptions {
@@ -147,6 +188,7 @@ async function authenticate(
   access: Access,
   raw: RawRequest,
 ): Promise<Principal | undefined> {
+  if (raw.principal) return raw.principal;
   if (access !== 'public') return options.authenticate(raw.headers.authorization);
   if (raw.headers.authorization === undefined) return undefined;
   return options.authenticate(raw.headers.authorization).catch(() => undefined);

@@ -30,7 +30,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Gate } from '../../common/gate.ts';
 import type { ApiResponse } from '../../common/http.ts';
 import type { Logger } from '../../common/log.ts';
-import { errorBody, errorResponse, type RawRequest } from '../http/edge.ts';
+import {
+  bodyNotUtf8,
+  bodyTooLarge,
+  errorBody,
+  errorResponse,
+  type RawRequest,
+  renderResponse,
+} from '../http/edge.ts';
 
 export interface HttpServerOptions {
   handle: (raw: RawRequest) => Promise<ApiResponse>;
@@ -130,12 +137,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
       write(res, tooLarge(options.maxBodyBytes, !body.drained));
       return;
     case 'invalid_utf8':
-      write(res, {
-        status: 400,
-        body: errorBody('invalid_utf8', 'the request body is not valid UTF-8', [
-          { field: 'body', message: 'must be UTF-8 text' },
-        ]),
-      });
+      write(res, bodyNotUtf8());
       return;
   }
   const headers: Record<string, string | undefined> = {};
@@ -234,13 +236,8 @@ function declaredLength(req: IncomingMessage): number {
 }
 
 function tooLarge(limit: number, closing = false): ApiResponse {
-  return {
-    status: 413,
-    body: errorBody('payload_too_large', `the request body is larger than ${limit} bytes`, [
-      { field: 'body', message: `at most ${limit} bytes` },
-    ]),
-    ...(closing ? { headers: { connection: 'close' } } : {}),
-  };
+  const response = bodyTooLarge(limit);
+  return closing ? { ...response, headers: { connection: 'close' } } : response;
 }
 
 /** What Node's parser refused, as status, code and message. */
@@ -311,18 +308,8 @@ function rawAnswer(status: number, code: string, message: string): string {
 }
 
 function write(res: ServerResponse, response: ApiResponse): void {
-  const headers: Record<string, string> = { ...response.headers };
-  let payload = '';
-  if (typeof response.body === 'string') {
-    payload = response.body;
-    headers['content-type'] ??= 'text/plain; charset=utf-8';
-  } else if (response.body !== undefined) {
-    payload = JSON.stringify(response.body);
-    headers['content-type'] = 'application/json';
-  }
+  const { headers, payload } = renderResponse(response);
   headers['content-length'] = String(Buffer.byteLength(payload));
-  headers['x-content-type-options'] = 'nosniff';
-  headers['cache-control'] ??= 'no-store';
   res.writeHead(response.status, headers);
   res.end(payload);
 }
