@@ -1,0 +1,89 @@
+/**
+ * The stack's CloudFormation parameters: what differs between deployments and is known only at
+ * deploy time (the MSK cluster, the network, the alarm recipient). Nothing is looked up at synth.
+ */
+import { CfnCondition, CfnParameter, Fn } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+
+export interface StackParameters {
+  /** `arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>` of an existing MSK cluster. */
+  clusterArn: string;
+  /** The cluster's bootstrap brokers for IAM auth (`b-1.…:9098,b-2.…:9098`). */
+  bootstrapBrokers: string;
+  /** Private subnets (with a route to the cluster, and a NAT for the partners' endpoints). */
+  subnetIds: string[];
+  /** The security group of the functions (the cluster's must admit it on 9098). */
+  securityGroupId: string;
+  /** Where alarms are emailed; empty for none (the SNS topic is there to subscribe to either way). */
+  alarmEmail: string;
+  hasAlarmEmail: CfnCondition;
+  /** The HTTP API's steady-state request rate and burst (per second, over all routes). */
+  apiRateLimit: number;
+  apiBurstLimit: number;
+  /** The offset lag (records) of a stage above which its alarm fires. */
+  offsetLagThreshold: number;
+}
+
+export function stackParameters(scope: Construct): StackParameters {
+  const clusterArn = new CfnParameter(scope, 'MskClusterArn', {
+    type: 'String',
+    description: 'ARN of the existing Amazon MSK cluster (IAM access control enabled)',
+    allowedPattern: '^arn:aws[a-z-]*:kafka:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9-]+/[A-Za-z0-9-]+$',
+    constraintDescription: 'arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>',
+  });
+  const bootstrapBrokers = new CfnParameter(scope, 'KafkaBootstrapBrokers', {
+    type: 'String',
+    description:
+      'Bootstrap brokers of the cluster for IAM auth (aws kafka get-bootstrap-brokers: BootstrapBrokerStringSaslIam)',
+    allowedPattern: '^[A-Za-z0-9.-]+:[0-9]+(,[A-Za-z0-9.-]+:[0-9]+)*$',
+    constraintDescription: 'comma-separated host:port',
+  });
+  const subnets = new CfnParameter(scope, 'SubnetIds', {
+    type: 'List<AWS::EC2::Subnet::Id>',
+    description:
+      'Private subnets for the functions: a route to the cluster and a NAT gateway to the internet',
+  });
+  const securityGroup = new CfnParameter(scope, 'SecurityGroupId', {
+    type: 'AWS::EC2::SecurityGroup::Id',
+    description: 'Security group of the functions; the cluster must admit it on port 9098',
+  });
+  const alarmEmail = new CfnParameter(scope, 'AlarmEmail', {
+    type: 'String',
+    default: '',
+    description: 'Email address the alarms are sent to (empty: none)',
+    allowedPattern: '^$|^[^@\\s]+@[^@\\s]+$',
+    constraintDescription: 'an email address, or empty',
+  });
+  const rate = new CfnParameter(scope, 'ApiRateLimit', {
+    type: 'Number',
+    default: 1000,
+    minValue: 1,
+    description: 'Steady-state requests per second the HTTP API accepts',
+  });
+  const burst = new CfnParameter(scope, 'ApiBurstLimit', {
+    type: 'Number',
+    default: 2000,
+    minValue: 1,
+    description: 'Burst of requests the HTTP API accepts',
+  });
+  const lag = new CfnParameter(scope, 'OffsetLagThreshold', {
+    type: 'Number',
+    default: 10000,
+    minValue: 1,
+    description: 'Records behind (OffsetLag, maximum) above which the processor or dispatcher alarm fires',
+  });
+  const hasAlarmEmail = new CfnCondition(scope, 'HasAlarmEmail', {
+    expression: Fn.conditionNot(Fn.conditionEquals(alarmEmail.valueAsString, '')),
+  });
+  return {
+    clusterArn: clusterArn.valueAsString,
+    bootstrapBrokers: bootstrapBrokers.valueAsString,
+    subnetIds: subnets.valueAsList,
+    securityGroupId: securityGroup.valueAsString,
+    alarmEmail: alarmEmail.valueAsString,
+    hasAlarmEmail,
+    apiRateLimit: rate.valueAsNumber,
+    apiBurstLimit: burst.valueAsNumber,
+    offsetLagThreshold: lag.valueAsNumber,
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * The webhooks platform on AWS: DynamoDB tables and a KMS key, five Lambda functions (admin and
+ * ingest behind an HTTP API, processor and dispatcher fed by MSK event source mappings, a
+ * scheduler run every minute), AppConfig, alarms and a dashboard. Environment-agnostic: the MSK
+ * cluster and the network are parameters, nothing is looked up at synth. `docs/aws.md` describes it.
+ */
+import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { Construct } from 'constructs';
+import type { FunctionKind } from '../../src/runtimes/lambda/container.ts';
+import { STATIC_MAPPINGS } from '../../src/runtimes/lambda/mapping-settings.ts';
+import { WebhooksApi } from './api.ts';
+import { WebhooksAppConfig } from './app-config.ts';
+import { bundleHandler } from './bundle.ts';
+import { WebhooksFunction } from './functions.ts';
+import { webhooksKey } from './key.ts';
+import { staticMapping } from './mappings.ts';
+import { MskArns } from './msk.ts';
+import { WebhooksObservability } from './observability.ts';
+import { stackParameters } from './parameters.ts';
+import { FUNCTION_ACCESS, FUNCTION_KINDS } from './permissions.ts';
+import { functionStatements } from './policies.ts';
+import { WebhooksTables } from './tables.ts';
+
+/** The code of a function: its esbuild bundle by default (tests pass a small fixture instead). */
+export type CodeForFunction = (kind: FunctionKind) => lambda.Code;
+
+export interface WebhooksStackProps extends StackProps {
+  /** Each function's code; by default `bundleHandler(kind)` of `src/runtimes/lambda/<kind>.ts`. */
+  code?: CodeForFunction;
+  /** Tables are named `<prefix>-<table>` (`tableNames`); by default the stack name in lower case. */
+  tablePrefix?: string;
+}
+
+/** The real code: each handler bundled with esbuild. */
+export const bundledCode: CodeForFunction = (kind) => lambda.Code.fromAsset(bundleHandler(kind));
+
+export class WebhooksStack extends Stack {
+  readonly functions: Record<FunctionKind, lambda.Function>;
+
+  constructor(scope: Construct, id: string, props: WebhooksStackProps = {}) {
+    super(scope, id, props);
+    const code = props.code ?? bundledCode;
+    const params = stackParameters(this);
+    const msk = new MskArns(params.clusterArn);
+    const key = webhooksKey(this);
+    const { tables, prefix } = new WebhooksTables(this, 'Tables', {
+      prefix: props.tablePrefix ?? this.stackName.toLowerCase(),
+      key,
+    });
+    const config = new WebhooksAppConfig(this, 'AppConfig');
+
+    const common = {
+      WEBHOOKS_BUS: 'kafka',
+      WEBHOOKS_STORE: 'dynamodb',
+      WEBHOOKS_KAFKA_BROKERS: params.bootstrapBrokers,
+      WEBHOOKS_KAFKA_TLS: '1',
+      WEBHOOKS_KAFKA_SASL_MECHANISM: 'AWS_MSK_IAM',
+      WEBHOOKS_KAFKA_AWS_REGION: Aws.REGION,
+      WEBHOOKS_KAFKA_REPLICATION_FACTOR: '3',
+      WEBHOOKS_DYNAMODB_TABLE_PREFIX: prefix,
+      WEBHOOKS_DYNAMODB_REGION: Aws.REGION,
+      WEBHOOKS_KMS_KEY_ID: key.keyArn,
+      WEBHOOKS_APPCONFIG_APPLICATION: config.applicationId,
+      WEBHOOKS_APPCONFIG_ENVIRONMENT: config.environmentId,
+      WEBHOOKS_APPCONFIG_PROFILE: config.profileId,
+      POWERTOOLS_METRICS_NAMESPACE: 'Webhooks',
+      WEBHOOKS_LOG_LEVEL: 'info',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    const made = {} as Record<FunctionKind, WebhooksFunction>;
+    for (const kind of FUNCTION_KINDS) {
+      made[kind] = new WebhooksFunction(this, title(kind), {
+        kind,
+        code: code(kind),
+        environment: { ...common, POWERTOOLS_SERVICE_NAME: kind },
+        subnetIds: params.subnetIds,
+        securityGroupId: params.securityGroupId,
+        // One run at a time: a run that overlaps the next minute's is refused, not doubled.
+        ...(kind === 'scheduler' ? { reservedConcurrency: 1 } : {}),
+      });
+    }
+    const functions = Object.fromEntries(FUNCTION_KINDS.map((k) => [k, made[k].function])) as Record<
+      FunctionKind,
+      lambda.Function
+    >;
+    this.functions = functions;
+
+    // The admin creates the mappings of the topics it creates at runtime.
+    functions.admin.addEnvironment('WEBHOOKS_MSK_CLUSTER_ARN', params.clusterArn);
+    functions.admin.addEnvironment('WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION', functions.processor.functionArn);
+    functions.admin.addEnvironment('WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION', functions.dispatcher.functionArn);
+
+    for (const kind of FUNCTION_KINDS) {
+      const statements = functionStatements(FUNCTION_ACCESS[kind], {
+        tables,
+        key,
+        msk,
+        logGroup: made[kind].logGroup,
+        appConfigResource: config.profileArn,
+        mappedFunctionArns: [functions.processor.functionArn, functions.dispatcher.functionArn],
+      });
+      for (const statement of statements) made[kind].role.addToPrincipalPolicy(statement);
+    }
+
+    for (const { stage, topic } of STATIC_MAPPINGS) {
+      staticMapping(this, `${title(stage)}Mapping${title(topic.replace(/[^A-Za-z0-9]+/g, ' '))}`, {
+        stage,
+        topic,
+        clusterArn: params.clusterArn,
+        fn: functions[stage],
+      });
+    }
+
+    // A run that waits (the previous one still going) longer than a minute is dropped, not queued.
+    functions.scheduler.configureAsyncInvoke({ maxEventAge: Duration.minutes(1), retryAttempts: 0 });
+    new events.Rule(this, 'SchedulerEveryMinute', {
+      description: 'Publishes due retries and releases held tasks',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      // A missed run is made up by the next one, a minute later.
+      targets: [
+        new targets.LambdaFunction(functions.scheduler, {
+          retryAttempts: 0,
+          maxEventAge: Duration.minutes(1),
+        }),
+      ],
+    });
+
+    const api = new WebhooksApi(this, 'Api', {
+      admin: functions.admin,
+      ingest: functions.ingest,
+      rateLimit: params.apiRateLimit,
+      burstLimit: params.apiBurstLimit,
+    });
+
+    new WebhooksObservability(this, 'Observability', {
+      functions,
+      tables,
+      alarmEmail: params.alarmEmail,
+      hasAlarmEmail: params.hasAlarmEmail,
+      offsetLagThreshold: params.offsetLagThreshold,
+    });
+
+    new CfnOutput(this, 'ApiUrl', { value: api.api.apiEndpoint, description: 'Base URL of the HTTP API' });
+    new CfnOutput(this, 'KeyArn', { value: key.keyArn, description: 'KMS key of the tables and secrets' });
+    new CfnOutput(this, 'TablePrefix', { value: prefix, description: 'DynamoDB tables: <prefix>-<table>' });
+  }
+}
+
+function title(words: string): string {
+  return words
+    .split(/[\s_-]+/)
+    .filter(Boolean)
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
+}
