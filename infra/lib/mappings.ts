@@ -7,7 +7,11 @@
  */
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
-import { type MappedStage, mappingRequest } from '../../src/runtimes/lambda/mapping-settings.ts';
+import {
+  type MappedStage,
+  mappingRequest,
+  STATIC_POLLER_GROUP,
+} from '../../src/runtimes/lambda/mapping-settings.ts';
 
 /** A mapping of `stage`'s function on `topic` of the cluster. */
 export function staticMapping(
@@ -15,7 +19,7 @@ export function staticMapping(
   id: string,
   props: { stage: MappedStage; topic: string; clusterArn: string; fn: lambda.IFunction },
 ): lambda.CfnEventSourceMapping {
-  const r = mappingRequest(props.stage, props.topic);
+  const r = mappingRequest(props.stage, props.topic, STATIC_POLLER_GROUP);
   return new lambda.CfnEventSourceMapping(scope, id, {
     eventSourceArn: props.clusterArn,
     functionName: props.fn.functionArn,
@@ -27,6 +31,7 @@ export function staticMapping(
     provisionedPollerConfig: {
       minimumPollers: r.ProvisionedPollerConfig.MinimumPollers,
       maximumPollers: r.ProvisionedPollerConfig.MaximumPollers,
+      pollerGroupName: r.ProvisionedPollerConfig.PollerGroupName,
     },
     maximumRetryAttempts: r.MaximumRetryAttempts,
     maximumRecordAgeInSeconds: r.MaximumRecordAgeInSeconds,

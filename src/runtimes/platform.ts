@@ -88,6 +88,12 @@ export interface PlatformOptions {
   consume?: boolean;
   /** Wraps the bus every component uses (AWS Lambda: retries kept in the store, triggers for new topics). */
   wrapBus?: (bus: Bus, store: Store) => Bus;
+  /**
+   * Checks at start that the local key opens what the store has sealed, re-sealing values of
+   * previous keys (default true). It lists every subscription: a Lambda container whose secrets
+   * KMS seals skips it on each cold start.
+   */
+  checkSecretKeys?: boolean;
   /** Wraps the dispatcher's HTTP client (AWS Lambda: an X-Ray subsegment around each partner request). */
   wrapDeliveryClient?: (client: DeliveryClient) => DeliveryClient;
   /** The latest time a delivery attempt may end, when the runtime has one (see `DispatcherDeps.attemptDeadline`). */
@@ -143,7 +149,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
   const store = await openStore(config, !options.hostedThread);
   // The key must open what the store has sealed (and previous keys' values are re-sealed under it):
   // a wrong key would otherwise fail every delivery, for ever. The host did it for its thread.
-  if (!options.hostedThread) {
+  if (!options.hostedThread && options.checkSecretKeys !== false) {
     await prepareSecretKeys({
       store,
       box,

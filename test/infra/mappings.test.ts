@@ -13,6 +13,7 @@ import {
   MAPPING_SETTINGS,
   mappingRequest,
   STATIC_MAPPINGS,
+  STATIC_POLLER_GROUP,
 } from '../../src/runtimes/lambda/mapping-settings.ts';
 import { logicalId, resourcesOf, synthesized } from './support.ts';
 
@@ -45,7 +46,11 @@ describe('event source mappings in the stack', () => {
         MaximumBatchingWindowInSeconds: 1,
         StartingPosition: 'TRIM_HORIZON',
         FunctionResponseTypes: ['ReportBatchItemFailures'],
-        ProvisionedPollerConfig: { MinimumPollers: 1, MaximumPollers: 2 },
+        ProvisionedPollerConfig: {
+          MinimumPollers: 1,
+          MaximumPollers: 2,
+          PollerGroupName: STATIC_POLLER_GROUP,
+        },
         MaximumRetryAttempts: 5,
         MaximumRecordAgeInSeconds: 86_400,
         DestinationConfig: { OnFailure: { Destination: dlq } },
@@ -55,7 +60,7 @@ describe('event source mappings in the stack', () => {
 
     it(`${stage} ← ${topic}: the very request the admin sends for a runtime topic`, () => {
       const { EventSourceArn: _arn, FunctionName: _fn, ...settings } = mappingOf(topic)!;
-      assert.deepStrictEqual(settings, { ...mappingRequest(stage, topic) });
+      assert.deepStrictEqual(settings, { ...mappingRequest(stage, topic, STATIC_POLLER_GROUP) });
     });
   }
 
@@ -75,7 +80,7 @@ describe('mapping settings (shared with the admin function)', () => {
     ]);
     for (const stage of ['processor', 'dispatcher'] as const) {
       assert.equal(
-        mappingRequest(stage, 'ingress.a.b.v1').DestinationConfig.OnFailure.Destination,
+        mappingRequest(stage, 'ingress.a.b.v1', 'g').DestinationConfig.OnFailure.Destination,
         `kafka://${DLQ_TOPICS[stage]}`,
       );
     }
@@ -109,8 +114,8 @@ describe('mapping settings (shared with the admin function)', () => {
   });
 
   it('mappingRequest returns a fresh object each time (callers add the cluster and the function)', () => {
-    const a = mappingRequest('dispatcher', 'egress.p.d.e');
+    const a = mappingRequest('dispatcher', 'egress.p.d.e', 'g');
     a.Topics.push('other');
-    assert.deepStrictEqual(mappingRequest('dispatcher', 'egress.p.d.e').Topics, ['egress.p.d.e']);
+    assert.deepStrictEqual(mappingRequest('dispatcher', 'egress.p.d.e', 'g').Topics, ['egress.p.d.e']);
   });
 });

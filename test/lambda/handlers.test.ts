@@ -314,6 +314,11 @@ describe('API Gateway functions (admin, ingest)', () => {
     assert.equal(mapping?.BatchSize, 100);
     assert.deepEqual(mapping?.FunctionResponseTypes, ['ReportBatchItemFailures']);
     assert.ok((mapping?.ProvisionedPollerConfig?.MinimumPollers ?? 0) >= 1, 'provisioned pollers');
+    assert.equal(
+      mapping?.ProvisionedPollerConfig?.PollerGroupName,
+      'webhooks-dispatcher-0',
+      'pollers shared in a group',
+    );
     assert.equal(mapping?.DestinationConfig?.OnFailure?.Destination, 'kafka://dlq.dispatcher');
     assert.ok(mapping?.AmazonManagedKafkaEventSourceConfig?.ConsumerGroupId);
     // A second subscription on the same topic makes no second mapping.
@@ -552,7 +557,7 @@ interface CreatedMapping {
   Topics?: string[];
   BatchSize?: number;
   FunctionResponseTypes?: string[];
-  ProvisionedPollerConfig?: { MinimumPollers: number; MaximumPollers: number };
+  ProvisionedPollerConfig?: { MinimumPollers: number; MaximumPollers: number; PollerGroupName?: string };
   DestinationConfig?: { OnFailure?: { Destination?: string } };
   AmazonManagedKafkaEventSourceConfig?: { ConsumerGroupId?: string };
 }

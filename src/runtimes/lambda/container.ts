@@ -94,7 +94,7 @@ export function lambdaConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError('on AWS Lambda the store is DynamoDB', {
       details: [{ field: 'WEBHOOKS_STORE', message: 'must be dynamodb' }],
     });
-  if (!env.WEBHOOKS_KMS_KEY_ID && !config.secretKey)
+  if (!config.kms && !config.secretKey)
     throw new ConfigError('on AWS Lambda secrets need a key every function shares', {
       details: [{ field: 'WEBHOOKS_KMS_KEY_ID', message: 'set it (or WEBHOOKS_SECRET_KEY)' }],
     });
@@ -127,6 +127,8 @@ async function open(kind: FunctionKind, options: ContainerOptions): Promise<Lamb
   const platform = await buildPlatform(config, {
     roles: ROLES[kind],
     consume: false,
+    // KMS seals the secrets: no local key to check against the store on every cold start.
+    checkSecretKeys: config.kms === undefined,
     logger,
     wrapDeliveryClient: (client) => traceDeliveryClient(client, tracer),
     attemptDeadline: invocationDeadline,

@@ -43,6 +43,20 @@ export const MAPPING_SETTINGS = {
   maximumRecordAgeSeconds: 86_400,
 } as const;
 
+/**
+ * Mappings share provisioned pollers in poller groups (Event Poller Units are paid per group, not
+ * per mapping): the static mappings in one, the mappings made at runtime in groups of up to 100
+ * mappings per stage (AWS's limit per group), so that a topic per partner-event does not cost a
+ * poller per topic.
+ */
+export const MAPPINGS_PER_POLLER_GROUP = 100;
+export const STATIC_POLLER_GROUP = 'webhooks-pipeline';
+
+/** The `index`-th poller group of the mappings a stage's topics get at runtime. */
+export function pollerGroupName(stage: MappedStage, index: number): string {
+  return `webhooks-${stage}-${index}`;
+}
+
 /** Kafka's (and Lambda's) limit on a consumer group id. */
 const GROUP_ID_MAX = 200;
 const GROUP_HASH_CHARS = 16;
@@ -84,15 +98,18 @@ export interface MappingRequest {
   MaximumBatchingWindowInSeconds: number;
   StartingPosition: 'TRIM_HORIZON';
   FunctionResponseTypes: Array<'ReportBatchItemFailures'>;
-  ProvisionedPollerConfig: { MinimumPollers: number; MaximumPollers: number };
+  ProvisionedPollerConfig: { MinimumPollers: number; MaximumPollers: number; PollerGroupName: string };
   MaximumRetryAttempts: number;
   MaximumRecordAgeInSeconds: number;
   DestinationConfig: { OnFailure: { Destination: string } };
   AmazonManagedKafkaEventSourceConfig: { ConsumerGroupId: string };
 }
 
-/** The mapping of `stage` on `topic` with the settings above (a fresh object: callers may add to it). */
-export function mappingRequest(stage: MappedStage, topic: string): MappingRequest {
+/**
+ * The mapping of `stage` on `topic` with the settings above, its pollers shared in `pollerGroup` (a
+ * fresh object: callers may add to it).
+ */
+export function mappingRequest(stage: MappedStage, topic: string, pollerGroup: string): MappingRequest {
   const s = MAPPING_SETTINGS;
   return {
     Topics: [topic],
@@ -103,6 +120,7 @@ export function mappingRequest(stage: MappedStage, topic: string): MappingReques
     ProvisionedPollerConfig: {
       MinimumPollers: s.provisionedPollers.minimum,
       MaximumPollers: s.provisionedPollers.maximum,
+      PollerGroupName: pollerGroup,
     },
     MaximumRetryAttempts: s.maximumRetryAttempts,
     MaximumRecordAgeInSeconds: s.maximumRecordAgeSeconds,

@@ -21,7 +21,12 @@ import { ConfigError } from '../../common/errors.ts';
 import type { SubscriptionRepository } from '../../common/ports/store.ts';
 import { egressTopic } from '../../common/topics.ts';
 import type { SubscriptionChange } from '../thread-host.ts';
-import { type MappedStage, mappingRequest } from './mapping-settings.ts';
+import {
+  MAPPINGS_PER_POLLER_GROUP,
+  type MappedStage,
+  mappingRequest,
+  pollerGroupName,
+} from './mapping-settings.ts';
 
 export interface EventSourceTriggersOptions {
   lambda: LambdaClient;
@@ -40,8 +45,8 @@ export function stageOfTopic(topic: string): MappedStage | undefined {
 
 export class EventSourceTriggers {
   readonly #options: EventSourceTriggersOptions;
-  /** The mappings of each function, by topic (read once per container, then kept up to date here). */
-  readonly #known = new Map<MappedStage, Promise<Map<string, string>>>();
+  /** The mappings of each function (read once per container, then kept up to date here). */
+  readonly #known = new Map<MappedStage, Promise<KnownMappings>>();
 
   constructor(options: EventSourceTriggersOptions) {
     this.#options = options;
@@ -84,20 +89,24 @@ export class EventSourceTriggers {
     const stage = stageOfTopic(topic);
     if (!stage) return;
     const mappings = await this.#mappings(stage);
-    if (mappings.has(topic)) return;
+    if (mappings.byTopic.has(topic)) return;
+    const group = freeGroup(stage, mappings.groups);
     const input: CreateEventSourceMappingCommandInput = {
-      ...mappingRequest(stage, topic),
+      ...mappingRequest(stage, topic, group),
       EventSourceArn: this.#options.clusterArn,
       FunctionName: this.#options.functions[stage],
     };
     try {
       const created = await this.#options.lambda.send(new CreateEventSourceMappingCommand(input));
-      if (created.UUID) mappings.set(topic, created.UUID);
+      if (created.UUID) {
+        mappings.byTopic.set(topic, created.UUID);
+        mappings.groups.set(group, (mappings.groups.get(group) ?? 0) + 1);
+      }
     } catch (err) {
       // Created meanwhile by another admin container: read the mappings again.
       if ((err as { name?: string }).name !== 'ResourceConflictException') throw err;
       this.#known.delete(stage);
-      if (!(await this.#mappings(stage)).has(topic)) throw err;
+      if (!(await this.#mappings(stage)).byTopic.has(topic)) throw err;
     }
   }
 
@@ -114,13 +123,14 @@ export class EventSourceTriggers {
     if (left.items.length > 0) return;
     const topic = egressTopic(change.partnerId, change.domain, change.event);
     const mappings = await this.#mappings('dispatcher');
-    const uuid = mappings.get(topic);
+    const uuid = mappings.byTopic.get(topic);
     if (!uuid) return;
     await this.#options.lambda.send(new DeleteEventSourceMappingCommand({ UUID: uuid }));
-    mappings.delete(topic);
+    mappings.byTopic.delete(topic);
+    // Its group's count is not lowered: a group's members are known again at the next listing.
   }
 
-  #mappings(stage: MappedStage): Promise<Map<string, string>> {
+  #mappings(stage: MappedStage): Promise<KnownMappings> {
     let known = this.#known.get(stage);
     if (!known) {
       known = this.#list(stage);
@@ -130,8 +140,8 @@ export class EventSourceTriggers {
     return known;
   }
 
-  async #list(stage: MappedStage): Promise<Map<string, string>> {
-    const byTopic = new Map<string, string>();
+  async #list(stage: MappedStage): Promise<KnownMappings> {
+    const known: KnownMappings = { byTopic: new Map(), groups: new Map() };
     let marker: string | undefined;
     do {
       const page = await this.#options.lambda.send(
@@ -141,14 +151,30 @@ export class EventSourceTriggers {
           ...(marker ? { Marker: marker } : {}),
         }),
       );
-      for (const m of page.EventSourceMappings ?? []) addMapping(byTopic, m);
+      for (const m of page.EventSourceMappings ?? []) addMapping(known, m);
       marker = page.NextMarker;
     } while (marker);
-    return byTopic;
+    return known;
   }
 }
 
-function addMapping(byTopic: Map<string, string>, mapping: EventSourceMappingConfiguration): void {
+/** A function's mappings: their UUIDs by topic, and how many each poller group holds. */
+interface KnownMappings {
+  byTopic: Map<string, string>;
+  groups: Map<string, number>;
+}
+
+function addMapping(known: KnownMappings, mapping: EventSourceMappingConfiguration): void {
   if (!mapping.UUID) return;
-  for (const topic of mapping.Topics ?? []) byTopic.set(topic, mapping.UUID);
+  for (const topic of mapping.Topics ?? []) known.byTopic.set(topic, mapping.UUID);
+  const group = mapping.ProvisionedPollerConfig?.PollerGroupName;
+  if (group) known.groups.set(group, (known.groups.get(group) ?? 0) + 1);
+}
+
+/** The first of the stage's poller groups with room for another mapping. */
+function freeGroup(stage: MappedStage, groups: Map<string, number>): string {
+  for (let i = 0; ; i++) {
+    const name = pollerGroupName(stage, i);
+    if ((groups.get(name) ?? 0) < MAPPINGS_PER_POLLER_GROUP) return name;
+  }
 }
