@@ -57,7 +57,7 @@ export async function startEngines(bus: string, store: string): Promise<EngineRu
 }
 
 /** dynalite (in memory, with the project's transaction front) in a child process, so its CPU is its own. */
-async function startDynalite(): Promise<{ child: ChildProcess; endpoint: string }> {
+export async function startDynalite(): Promise<{ child: ChildProcess; endpoint: string }> {
   const child = spawn(process.execPath, [join(import.meta.dirname, '../tools/dynamodb/dynalite.ts')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -21,6 +21,7 @@ import type { PartnerDirectory } from '../common/ports/partner-directory.ts';
 import type { Store } from '../common/ports/store.ts';
 import { TtlCache } from '../common/ttl-cache.ts';
 import type { WebhookDispatcher } from '../dispatcher/dispatcher.ts';
+import type { AppConfigSettings } from '../engines/aws/appconfig.ts';
 import { createDnsResolver } from '../engines/dns-resolver.ts';
 import type { CapacityReport } from '../engines/dynamodb/db.ts';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
@@ -125,8 +126,14 @@ export interface Platform {
 }
 
 /** Builds the whole platform for one process. */
-export async function buildPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
-  const logger = options.logger ?? new Logger({ level: config.logLevel, bindings: { service: 'webhooks' } });
+export async function buildPlatform(configured: Config, options: PlatformOptions = {}): Promise<Platform> {
+  const logger =
+    options.logger ?? new Logger({ level: configured.logLevel, bindings: { service: 'webhooks' } });
+  const appConfig = configured.appConfig ? await openAppConfig(configured.appConfig, logger) : undefined;
+  // AppConfig's feature flags over the environment's settings (which stand when AppConfig cannot be read).
+  const config: Config = appConfig
+    ? { ...configured, ledger: await appConfig.flag('ledger', configured.ledger) }
+    : configured;
   const clock = options.clock ?? (() => new Date());
   const metrics = new MetricsRegistry();
   if (!options.hostedThread) processMetrics(metrics);
@@ -180,9 +187,7 @@ export async function buildPlatform(config: Config, options: PlatformOptions = {
     : new StorePartnerDirectory(store.partners);
   // What the pipeline reads of partners: with AppConfig, its per-partner delivery settings over the
   // partner's own (the admin API still reads and writes the partner's own).
-  const pipelineDirectory = config.appConfig
-    ? await withAppConfig(directory, config.appConfig, logger)
-    : directory;
+  const pipelineDirectory = appConfig ? await overridden(directory, appConfig) : directory;
 
   const lookups = new CachedLookups({
     schemas: store.schemas,
@@ -462,18 +467,20 @@ function storeCostMetrics(store: Store, metrics: MetricsRegistry, thread: string
     });
 }
 
-/** The directory with AppConfig's per-partner delivery settings over the partners' own (AWS SDK loaded only then). */
-async function withAppConfig(
-  directory: PartnerDirectory,
+/** AppConfig's settings (per-partner delivery settings, feature flags); the AWS SDK is loaded only then. */
+async function openAppConfig(
   config: NonNullable<Config['appConfig']>,
   logger: Logger,
+): Promise<AppConfigSettings> {
+  const { appConfigSettings } = await import('../engines/aws/appconfig.ts');
+  return appConfigSettings(config, logger.child({ component: 'appconfig' }));
+}
+
+/** The directory with AppConfig's per-partner delivery settings over the partners' own. */
+async function overridden(
+  directory: PartnerDirectory,
+  settings: AppConfigSettings,
 ): Promise<PartnerDirectory> {
-  const [{ appConfigSettings }, { PartnerOverridesDirectory }] = await Promise.all([
-    import('../engines/aws/appconfig.ts'),
-    import('../engines/aws/partner-overrides.ts'),
-  ]);
-  return new PartnerOverridesDirectory(
-    directory,
-    appConfigSettings(config, logger.child({ component: 'appconfig' })),
-  );
+  const { PartnerOverridesDirectory } = await import('../engines/aws/partner-overrides.ts');
+  return new PartnerOverridesDirectory(directory, settings);
 }

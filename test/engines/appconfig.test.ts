@@ -10,8 +10,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { loadConfig } from '../../src/common/config.ts';
 import { Logger } from '../../src/common/log.ts';
@@ -23,6 +26,7 @@ import {
   parseSettingsDocument,
 } from '../../src/engines/aws/appconfig.ts';
 import { PartnerOverridesDirectory } from '../../src/engines/aws/partner-overrides.ts';
+import { buildPlatform } from '../../src/runtimes/platform.ts';
 import { waitFor } from '../support/wait.ts';
 
 const APP = { application: 'webhooks', environment: 'test', profile: 'delivery-settings' };
@@ -185,6 +189,44 @@ describe('AppConfig settings', { timeout: 60_000 }, () => {
   beforeEach(() => {
     fake.reset();
     fake.deploy(OVERRIDES);
+  });
+
+  it('a platform takes its feature flags (the ledger) from AppConfig, and the environment’s when AppConfig is down', async () => {
+    const env = (dir: string) => ({
+      WEBHOOKS_DATA_DIR: dir,
+      WEBHOOKS_LOG_LEVEL: 'error',
+      WEBHOOKS_LEDGER: '1',
+      WEBHOOKS_APPCONFIG_APPLICATION: APP.application,
+      WEBHOOKS_APPCONFIG_ENVIRONMENT: APP.environment,
+      WEBHOOKS_APPCONFIG_PROFILE: APP.profile,
+      WEBHOOKS_APPCONFIG_ENDPOINT: fake.endpoint,
+    });
+    fake.deploy({ ...OVERRIDES, flags: { ledger: false } });
+    const flagged = await buildPlatform(
+      loadConfig(env(await mkdtemp(join(tmpdir(), 'webhooks-appconfig-')))),
+      {
+        roles: ['api'],
+        logger: capture().logger,
+      },
+    );
+    try {
+      assert.equal(flagged.config.ledger, false, 'AppConfig turned the ledger off');
+    } finally {
+      await flagged.close();
+    }
+    fake.down = true;
+    const fallback = await buildPlatform(
+      loadConfig(env(await mkdtemp(join(tmpdir(), 'webhooks-appconfig-')))),
+      {
+        roles: ['api'],
+        logger: capture().logger,
+      },
+    );
+    try {
+      assert.equal(fallback.config.ledger, true, 'AppConfig down: WEBHOOKS_LEDGER stands');
+    } finally {
+      await fallback.close();
+    }
   });
 
   it('merges a partner’s overrides over its record: AppConfig wins, the rest comes from the record', async () => {
