@@ -7,14 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { toKafkaRecord } from '../../src/common/envelope-kafka.ts';
 import { parseStructuredEvent } from '../../src/common/envelope-structured.ts';
-import { SecretBox } from '../../src/common/secret-box.ts';
 import { ingressTopic } from '../../src/common/topics.ts';
 import { KafkaBus } from '../../src/engines/kafka/bus.ts';
 import { handler as adminHandler } from '../../src/runtimes/lambda/admin.ts';
@@ -27,10 +23,9 @@ import { handler as processorHandler } from '../../src/runtimes/lambda/processor
 import { handler as schedulerHandler } from '../../src/runtimes/lambda/scheduler.ts';
 import { type Dynalite, startDynalite } from '../../tools/dynamodb/dynalite.ts';
 import { broker, kafkaSettings, stopBroker } from '../support/kafka.ts';
-import { callHttp, type HttpCall, lambdaContext, startEsmDriver } from '../support/lambda.ts';
+import { callHttp, type HttpCall, lambdaContext, startEsmDriver, useLambdaEnv } from '../support/lambda.ts';
 import { ORDERS_SCHEMA, orderEvent } from '../support/pipeline.ts';
 import { type ReceiverOptions, startReceiver, type TestReceiver } from '../support/receiver.ts';
-import { selfSignedCert } from '../support/tls.ts';
 import { latch, waitFor } from '../support/wait.ts';
 
 const ADMIN_TOKEN = 'lambda-e2e-admin-token-0123456789';
@@ -40,33 +35,20 @@ let driver: { invocations: number; stop(): Promise<void> };
 let schedulerRuns = true;
 let scheduler: Promise<void>;
 const receivers: TestReceiver[] = [];
-const savedEnv = { ...process.env };
+let restoreEnv = () => {};
 
 before(async () => {
   dynamo = await startDynalite();
   const kafka = await broker();
   bus = new KafkaBus(kafkaSettings(kafka));
-  const dir = await mkdtemp(join(tmpdir(), 'webhooks-esm-'));
-  const caFile = join(dir, 'ca.pem');
-  await writeFile(caFile, (await selfSignedCert()).cert);
-  Object.assign(process.env, {
-    WEBHOOKS_BUS: 'kafka',
-    WEBHOOKS_KAFKA_BROKERS: kafka.bootstrap,
-    WEBHOOKS_KAFKA_SESSION_TIMEOUT_MS: '6000',
-    WEBHOOKS_STORE: 'dynamodb',
-    WEBHOOKS_DYNAMODB_ENDPOINT: dynamo.endpoint,
-    WEBHOOKS_DYNAMODB_CREATE_TABLES: '1',
-    WEBHOOKS_DYNAMODB_TABLE_PREFIX: `esm${randomUUID().slice(0, 8)}`,
-    WEBHOOKS_SECRET_KEY: SecretBox.generateKey(),
-    WEBHOOKS_ADMIN_TOKEN: ADMIN_TOKEN,
-    WEBHOOKS_DATA_DIR: join(dir, 'data'),
-    WEBHOOKS_DEV: '1',
-    WEBHOOKS_DELIVERY_CA_FILE: caFile,
-    WEBHOOKS_LOG_LEVEL: 'error',
-    // Hundreds of invocations: their EMF documents would fill the test output.
-    POWERTOOLS_METRICS_DISABLED: 'true',
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
+  restoreEnv = await useLambdaEnv({
+    bootstrap: kafka.bootstrap,
+    dynamoEndpoint: dynamo.endpoint,
+    adminToken: ADMIN_TOKEN,
+    extra: {
+      // Hundreds of invocations: their EMF documents would fill the test output.
+      POWERTOOLS_METRICS_DISABLED: 'true',
+    },
   });
   // The admin's first invocation makes the pipeline's topics (as on AWS), before the mappings run.
   await container('admin');
@@ -100,8 +82,7 @@ after(async () => {
   await Promise.all(receivers.map((r) => r.close()));
   await dynamo?.stop();
   await stopBroker();
-  for (const name of Object.keys(process.env)) if (!(name in savedEnv)) delete process.env[name];
-  Object.assign(process.env, savedEnv);
+  restoreEnv();
 });
 
 const admin = (call: HttpCall) =>

@@ -5,15 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HEADERS } from '../../src/common/bus-headers.ts';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
-import { SecretBox } from '../../src/common/secret-box.ts';
 import { egressTopic, ingressTopic } from '../../src/common/topics.ts';
 import { KafkaBus } from '../../src/engines/kafka/bus.ts';
 import { publishDue } from '../../src/operations/scheduled.ts';
@@ -34,10 +30,10 @@ import {
   lambdaContext,
   mskEvent,
   signedBytes,
+  useLambdaEnv,
 } from '../support/lambda.ts';
 import { ORDERS_SCHEMA, orderEvent } from '../support/pipeline.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
-import { selfSignedCert } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 
 const ADMIN_TOKEN = 'lambda-admin-token-0123456789abcdef';
@@ -49,37 +45,25 @@ let dynamo: Dynalite;
 let bus: KafkaBus;
 let controlPlane: FakeLambdaControlPlane;
 const receivers: TestReceiver[] = [];
-const savedEnv = { ...process.env };
+let restoreEnv = () => {};
 
 before(async () => {
   dynamo = await startDynalite();
   const kafka = await broker();
   bus = new KafkaBus(kafkaSettings(kafka));
   controlPlane = await startFakeControlPlane();
-  const dir = await mkdtemp(join(tmpdir(), 'webhooks-lambda-'));
-  const caFile = join(dir, 'ca.pem');
-  await writeFile(caFile, (await selfSignedCert()).cert);
-  Object.assign(process.env, {
-    WEBHOOKS_BUS: 'kafka',
-    WEBHOOKS_KAFKA_BROKERS: kafka.bootstrap,
-    WEBHOOKS_KAFKA_SESSION_TIMEOUT_MS: '6000',
-    WEBHOOKS_STORE: 'dynamodb',
-    WEBHOOKS_DYNAMODB_ENDPOINT: dynamo.endpoint,
-    WEBHOOKS_DYNAMODB_CREATE_TABLES: '1',
-    WEBHOOKS_DYNAMODB_TABLE_PREFIX: `lambda${randomUUID().slice(0, 8)}`,
-    WEBHOOKS_SECRET_KEY: SecretBox.generateKey(),
-    WEBHOOKS_ADMIN_TOKEN: ADMIN_TOKEN,
-    WEBHOOKS_DATA_DIR: join(dir, 'data'),
-    WEBHOOKS_DEV: '1',
-    WEBHOOKS_DELIVERY_CA_FILE: caFile,
-    WEBHOOKS_LOG_LEVEL: 'error',
-    WEBHOOKS_MSK_CLUSTER_ARN: CLUSTER_ARN,
-    WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION: 'arn:aws:lambda:eu-west-1:123456789012:function:webhooks-processor',
-    WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION: 'arn:aws:lambda:eu-west-1:123456789012:function:webhooks-dispatcher',
-    WEBHOOKS_LAMBDA_ENDPOINT: controlPlane.url,
-    AWS_REGION: 'eu-west-1',
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
+  restoreEnv = await useLambdaEnv({
+    bootstrap: kafka.bootstrap,
+    dynamoEndpoint: dynamo.endpoint,
+    adminToken: ADMIN_TOKEN,
+    extra: {
+      WEBHOOKS_MSK_CLUSTER_ARN: CLUSTER_ARN,
+      WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION: 'arn:aws:lambda:eu-west-1:123456789012:function:webhooks-processor',
+      WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION:
+        'arn:aws:lambda:eu-west-1:123456789012:function:webhooks-dispatcher',
+      WEBHOOKS_LAMBDA_ENDPOINT: controlPlane.url,
+      AWS_REGION: 'eu-west-1',
+    },
   });
 });
 
@@ -90,8 +74,7 @@ after(async () => {
   await controlPlane?.close();
   await dynamo?.stop();
   await stopBroker();
-  for (const name of Object.keys(process.env)) if (!(name in savedEnv)) delete process.env[name];
-  Object.assign(process.env, savedEnv);
+  restoreEnv();
 });
 
 /** The admin function as an operator behind the IAM authorizer calls it (HTTP API 2.0). */

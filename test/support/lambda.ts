@@ -4,7 +4,11 @@
  * event source mapping against the test broker.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ConsumedMessage, ConsumerHandle } from '../../src/common/ports/bus.ts';
+import { SecretBox } from '../../src/common/secret-box.ts';
 import type { KafkaBus } from '../../src/engines/kafka/bus.ts';
 import type { ProxyResult } from '../../src/runtimes/lambda/api-gateway.ts';
 import type { LambdaContextLike } from '../../src/runtimes/lambda/invocation.ts';
@@ -13,6 +17,46 @@ import {
   type LambdaKafkaEvent,
   partitionId,
 } from '../../src/runtimes/lambda/kafka-event.ts';
+import { selfSignedCert } from './tls.ts';
+
+/**
+ * Sets the process's environment as a Lambda function of the deployment would see it, against the
+ * test broker and dynalite (loopback partners trusted through the test CA); returns what puts the
+ * environment back. The containers read it when the first handler of a kind is invoked.
+ */
+export async function useLambdaEnv(options: {
+  bootstrap: string;
+  dynamoEndpoint: string;
+  adminToken: string;
+  extra?: Record<string, string>;
+}): Promise<() => void> {
+  const saved = { ...process.env };
+  const dir = await mkdtemp(join(tmpdir(), 'webhooks-lambda-'));
+  const caFile = join(dir, 'ca.pem');
+  await writeFile(caFile, (await selfSignedCert()).cert);
+  Object.assign(process.env, {
+    WEBHOOKS_BUS: 'kafka',
+    WEBHOOKS_KAFKA_BROKERS: options.bootstrap,
+    WEBHOOKS_KAFKA_SESSION_TIMEOUT_MS: '6000',
+    WEBHOOKS_STORE: 'dynamodb',
+    WEBHOOKS_DYNAMODB_ENDPOINT: options.dynamoEndpoint,
+    WEBHOOKS_DYNAMODB_CREATE_TABLES: '1',
+    WEBHOOKS_DYNAMODB_TABLE_PREFIX: `lambda${randomUUID().slice(0, 8)}`,
+    WEBHOOKS_SECRET_KEY: SecretBox.generateKey(),
+    WEBHOOKS_ADMIN_TOKEN: options.adminToken,
+    WEBHOOKS_DATA_DIR: join(dir, 'data'),
+    WEBHOOKS_DEV: '1',
+    WEBHOOKS_DELIVERY_CA_FILE: caFile,
+    WEBHOOKS_LOG_LEVEL: 'error',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    ...options.extra,
+  });
+  return () => {
+    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+  };
+}
 
 export type HttpHandler = (event: unknown, context?: LambdaContextLike) => Promise<ProxyResult>;
 export type KafkaHandler = (event: unknown, context?: LambdaContextLike) => Promise<KafkaBatchResponse>;

@@ -31,6 +31,7 @@ import type { Logger } from '../../common/log.ts';
 import type { PartnerDeliverySettings } from '../../common/model.ts';
 import { readDeliverySettings } from '../../common/retry.ts';
 import { NAME_PATTERN, NAME_RULE } from '../../common/topics.ts';
+import { awsClientBase } from './client-config.ts';
 
 /** A validated settings document. */
 export interface SettingsDocument {
@@ -97,15 +98,6 @@ export interface AppConfigSettingsOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   logger: Logger;
 }
-
-/** Environment variables through which the SDK's default chain may find credentials. */
-const CREDENTIAL_VARIABLES = [
-  'AWS_ACCESS_KEY_ID',
-  'AWS_PROFILE',
-  'AWS_WEB_IDENTITY_TOKEN_FILE',
-  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
-  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
-];
 
 /** Per-partner delivery overrides and feature flags from AppConfig, with the fallbacks above. */
 export class AppConfigSettings implements PartnerSettingsSource {
@@ -237,18 +229,8 @@ export class AppConfigSettings implements PartnerSettingsSource {
       import('@aws-lambda-powertools/parameters/appconfig'),
       import('@aws-sdk/client-appconfigdata'),
     ]);
-    const { region, endpoint, credentials } = this.#options;
-    const env = process.env;
-    const dummy = endpoint !== undefined && !credentials && !CREDENTIAL_VARIABLES.some((name) => env[name]);
     const client = new AppConfigDataClient({
-      ...(region
-        ? { region }
-        : endpoint && !env.AWS_REGION && !env.AWS_DEFAULT_REGION
-          ? { region: 'us-east-1' }
-          : {}),
-      ...(endpoint ? { endpoint } : {}),
-      ...(credentials ? { credentials } : {}),
-      ...(dummy ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+      ...awsClientBase(this.#options),
       // A lookup may wait for the first fetch: AppConfig that hangs is given up on in seconds.
       maxAttempts: 2,
       requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },

@@ -28,6 +28,7 @@ import {
   sealedKindOf,
   wrongSealerKind,
 } from '../../common/secret-box.ts';
+import { awsClientBase } from './client-config.ts';
 
 const PREFIX = 'kms';
 const VERSION = 'v1';
@@ -38,15 +39,6 @@ const DATA_KEY_BYTES = 32;
 const CACHE_TTL_MS = 5 * 60_000;
 /** How many decrypted data keys are kept, by default. */
 const CACHE_MAX_ENTRIES = 1000;
-
-/** Environment variables through which the SDK's default chain may find credentials. */
-const CREDENTIAL_VARIABLES = [
-  'AWS_ACCESS_KEY_ID',
-  'AWS_PROFILE',
-  'AWS_WEB_IDENTITY_TOKEN_FILE',
-  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
-  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
-];
 
 export interface KmsSealerOptions {
   /** The key new values are sealed under: key id, key ARN, alias name (`alias/…`) or alias ARN. */
@@ -227,16 +219,8 @@ function encryptionContext(associatedData: string | undefined): {
 }
 
 function clientConfig(options: KmsSealerOptions): KMSClientConfig {
-  const env = process.env;
-  const emulator = options.endpoint !== undefined;
-  const region =
-    options.region ?? (emulator && !env.AWS_REGION && !env.AWS_DEFAULT_REGION ? 'us-east-1' : undefined);
-  const dummy = emulator && !options.credentials && !CREDENTIAL_VARIABLES.some((name) => env[name]);
   return {
-    ...(region ? { region } : {}),
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(dummy ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+    ...awsClientBase(options),
     // A delivery waits on a Decrypt that is not cached: KMS that hangs fails it in seconds, not minutes.
     requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000 },
   };

@@ -19,6 +19,7 @@ import type {
   Store,
   SubscriptionRepository,
 } from '../../common/ports/store.ts';
+import { awsClientBase } from '../aws/client-config.ts';
 import { DynamoApiKeys, DynamoAudit } from './access.ts';
 import { DynamoPartners, DynamoSchemas } from './admin.ts';
 import { type CapacityReport, Db } from './db.ts';
@@ -61,15 +62,6 @@ export interface DynamoOpenOptions {
   /** A client to use instead of one made here (the store then leaves it open on close). */
   client?: DynamoDBClient;
 }
-
-/** Environment variables through which the SDK's default chain may find credentials. */
-const CREDENTIAL_VARIABLES = [
-  'AWS_ACCESS_KEY_ID',
-  'AWS_PROFILE',
-  'AWS_WEB_IDENTITY_TOKEN_FILE',
-  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
-  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
-];
 
 /** The DynamoDB implementation of the store port. */
 export class DynamoStore implements Store {
@@ -165,15 +157,8 @@ export class DynamoStore implements Store {
 const MAX_SOCKETS = 256;
 
 function newClient(options: DynamoOpenOptions): DynamoDBClient {
-  const env = process.env;
-  const emulator = options.endpoint !== undefined;
-  const region =
-    options.region ?? (emulator && !env.AWS_REGION && !env.AWS_DEFAULT_REGION ? 'us-east-1' : undefined);
-  const dummy = emulator && !CREDENTIAL_VARIABLES.some((name) => env[name]);
   return new DynamoDBClient({
-    ...(region ? { region } : {}),
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    ...(dummy ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+    ...awsClientBase({ region: options.region, endpoint: options.endpoint }),
     // The SDK's default of 50 sockets queues a busy dispatcher's calls (each delivery makes several):
     // more connections, kept alive.
     requestHandler: {
