@@ -107,19 +107,7 @@ export class SecretBox implements SecretSealer {
 
   /** Encrypts under a fresh random IV; `associatedData` binds the result to its row (e.g. its id). */
   seal(plaintext: string, associatedData?: string): string {
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv(ALGORITHM, this.#key, iv, { authTagLength: TAG_BYTES });
-    if (associatedData !== undefined) cipher.setAAD(Buffer.from(associatedData, 'utf8'));
-    const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    const tag = cipher.getAuthTag();
-    return [
-      'enc',
-      VERSION,
-      this.keyId,
-      iv.toString('base64url'),
-      ciphertext.toString('base64url'),
-      tag.toString('base64url'),
-    ].join(':');
+    return ['enc', VERSION, this.keyId, ...aesGcmSeal(this.#key, plaintext, associatedData)].join(':');
   }
 
   /** Decrypts a sealed value; throws `secret_decrypt_failed` on a wrong key, tampering or another associated data. */
@@ -139,24 +127,63 @@ export class SecretBox implements SecretSealer {
     if (keyId !== this.keyId) {
       throw decryptFailed(`the value was sealed with key ${keyId}, but the configured key is ${this.keyId}`);
     }
-    const iv = decodeBase64url(ivText);
-    const ciphertext = decodeBase64url(ciphertextText);
-    const tag = decodeBase64url(tagText);
-    // GCM accepts truncated tags unless told otherwise; a short tag would weaken authentication.
-    if (iv?.length !== IV_BYTES || ciphertext === undefined || tag?.length !== TAG_BYTES) {
-      throw decryptFailed('the sealed value is malformed');
-    }
-    try {
-      const decipher = createDecipheriv(ALGORITHM, this.#key, iv, { authTagLength: TAG_BYTES });
-      if (associatedData !== undefined) decipher.setAAD(Buffer.from(associatedData, 'utf8'));
-      decipher.setAuthTag(tag);
-      return Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString('utf8');
-    } catch (cause) {
-      throw decryptFailed(
-        `authentication failed under key ${this.keyId}: the value was tampered with or belongs to another record`,
-        cause,
-      );
-    }
+    const gcm = aesGcmParts(ivText, ciphertextText, tagText);
+    if (!gcm) throw decryptFailed('the sealed value is malformed');
+    return aesGcmOpen(this.#key, gcm, associatedData, `key ${this.keyId}`);
+  }
+}
+
+/**
+ * AES-256-GCM under `key` with a fresh random IV, `associatedData` as AAD: the IV, ciphertext and
+ * tag as base64url (the last three parts of both sealed forms, the local key's and KMS's).
+ */
+export function aesGcmSeal(
+  key: Uint8Array,
+  plaintext: string,
+  associatedData?: string,
+): [string, string, string] {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv(ALGORITHM, key, iv, { authTagLength: TAG_BYTES });
+  if (associatedData !== undefined) cipher.setAAD(Buffer.from(associatedData, 'utf8'));
+  const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+  return [
+    iv.toString('base64url'),
+    ciphertext.toString('base64url'),
+    cipher.getAuthTag().toString('base64url'),
+  ];
+}
+
+/** The IV, ciphertext and tag of a sealed form's last three parts; undefined when malformed. */
+export function aesGcmParts(
+  ivText: string,
+  ciphertextText: string,
+  tagText: string,
+): { iv: Buffer; ciphertext: Buffer; tag: Buffer } | undefined {
+  const iv = decodeBase64url(ivText);
+  const ciphertext = decodeBase64url(ciphertextText);
+  const tag = decodeBase64url(tagText);
+  // GCM accepts truncated tags unless told otherwise; a short tag would weaken authentication.
+  if (iv?.length !== IV_BYTES || ciphertext === undefined || tag?.length !== TAG_BYTES) return undefined;
+  return { iv, ciphertext, tag };
+}
+
+/** Decrypts what `aesGcmSeal` made; `secret_decrypt_failed` naming `under` when it does not authenticate. */
+export function aesGcmOpen(
+  key: Uint8Array,
+  parts: { iv: Buffer; ciphertext: Buffer; tag: Buffer },
+  associatedData: string | undefined,
+  under: string,
+): string {
+  try {
+    const decipher = createDecipheriv(ALGORITHM, key, parts.iv, { authTagLength: TAG_BYTES });
+    if (associatedData !== undefined) decipher.setAAD(Buffer.from(associatedData, 'utf8'));
+    decipher.setAuthTag(parts.tag);
+    return Buffer.concat([decipher.update(parts.ciphertext), decipher.final()]).toString('utf8');
+  } catch (cause) {
+    throw decryptFailed(
+      `authentication failed under ${under}: the value was tampered with or belongs to another record`,
+      cause,
+    );
   }
 }
 

@@ -12,9 +12,10 @@
  *   `KeyId`, or for a Decrypt without one the key id moto writes at the start of its ciphertext blobs.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { forwardRequest } from '../forward.ts';
 import { pythonTool } from '../python/env.ts';
 
 /** A running moto (behind the counting front): its endpoint, request counts, and how to stop it. */
@@ -112,7 +113,7 @@ async function handle(
       return;
     }
   }
-  await forward(req, body, res, motoPort);
+  await forwardRequest(req, body, res, motoPort);
 }
 
 /** KMS's answer to a cryptographic operation on a key that is not enabled; undefined when it is. */
@@ -161,28 +162,6 @@ async function call(
     body: JSON.stringify(input),
   });
   return { status: res.status, body: await res.json().catch(() => ({})) };
-}
-
-/** Passes a request to moto as it came, and its answer back as it went. */
-function forward(req: IncomingMessage, body: Buffer, res: ServerResponse, motoPort: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const headers = { ...req.headers, host: `127.0.0.1:${motoPort}` };
-    const out = request(
-      { host: '127.0.0.1', port: motoPort, method: req.method, path: req.url, headers },
-      (answer) => {
-        const parts: Buffer[] = [];
-        answer.on('data', (chunk: Buffer) => parts.push(chunk));
-        answer.on('error', reject);
-        answer.on('end', () => {
-          res.writeHead(answer.statusCode ?? 500, answer.headers);
-          res.end(Buffer.concat(parts));
-          resolve();
-        });
-      },
-    );
-    out.on('error', reject);
-    out.end(body);
-  });
 }
 
 async function waitUntilAnswering(child: ChildProcess, port: number, output: () => string): Promise<void> {

@@ -17,9 +17,10 @@
  * - `UpdateTimeToLive` / `DescribeTimeToLive`: the specification is kept per table and described
  *   back (items are not expired: DynamoDB does that in the background, hours late, anyway).
  */
-import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { forwardRequest } from '../forward.ts';
 
 type Json = Record<string, unknown>;
 type AttributeMap = Record<string, unknown>;
@@ -139,29 +140,7 @@ class Shim {
       res.end(JSON.stringify(answer.body));
       return;
     }
-    await this.#lock.run(false, () => this.#forward(req, body, res));
-  }
-
-  /** Passes a request to dynalite as it came, and its answer back as it went. */
-  #forward(req: IncomingMessage, body: Buffer, res: ServerResponse): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const headers = { ...req.headers, host: `127.0.0.1:${this.#innerPort}` };
-      const out = request(
-        { host: '127.0.0.1', port: this.#innerPort, method: req.method, path: req.url, headers },
-        (answer) => {
-          const parts: Buffer[] = [];
-          answer.on('data', (chunk: Buffer) => parts.push(chunk));
-          answer.on('error', reject);
-          answer.on('end', () => {
-            res.writeHead(answer.statusCode ?? 500, answer.headers);
-            res.end(Buffer.concat(parts));
-            resolve();
-          });
-        },
-      );
-      out.on('error', reject);
-      out.end(body);
-    });
+    await this.#lock.run(false, () => forwardRequest(req, body, res, this.#innerPort));
   }
 
   /** One call to dynalite itself (inside a transaction: the lock is held already). */

@@ -18,10 +18,13 @@
  *   revision, so only the first delivery of a revision in a process opens them: 1 Decrypt per sealed
  *   value (signing secrets + credentials) whose data key is not cached, 0 when they are.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { DecryptCommand, GenerateDataKeyCommand, KMSClient, type KMSClientConfig } from '@aws-sdk/client-kms';
 import { TransientError, WebhooksError } from '../../common/errors.ts';
 import {
+  aesGcmOpen,
+  aesGcmParts,
+  aesGcmSeal,
   decodeBase64url,
   decryptFailed,
   type SecretSealer,
@@ -32,8 +35,6 @@ import { awsClientBase } from './client-config.ts';
 
 const PREFIX = 'kms';
 const VERSION = 'v1';
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 const DATA_KEY_BYTES = 32;
 /** How long a decrypted data key is kept, by default. */
 const CACHE_TTL_MS = 5 * 60_000;
@@ -102,18 +103,12 @@ export class KmsSecretSealer implements SecretSealer {
           `KMS GenerateDataKey under key ${this.#kmsKeyId} answered without a 256-bit data key`,
         );
       }
-      const iv = randomBytes(IV_BYTES);
-      const cipher = createCipheriv('aes-256-gcm', dataKey, iv, { authTagLength: TAG_BYTES });
-      if (associatedData !== undefined) cipher.setAAD(Buffer.from(associatedData, 'utf8'));
-      const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
       return [
         PREFIX,
         VERSION,
         this.keyId,
         Buffer.from(encryptedKey).toString('base64url'),
-        iv.toString('base64url'),
-        ciphertext.toString('base64url'),
-        cipher.getAuthTag().toString('base64url'),
+        ...aesGcmSeal(dataKey, plaintext, associatedData),
       ].join(':');
     } finally {
       // The plaintext data key is not kept: what opens the value again is KMS (or the cache).
@@ -138,33 +133,15 @@ export class KmsSecretSealer implements SecretSealer {
     ];
     if (version !== VERSION) throw decryptFailed(`unsupported KMS sealed format version "${version}"`);
     const encryptedKey = decodeBase64url(encryptedKeyText);
-    const iv = decodeBase64url(ivText);
-    const ciphertext = decodeBase64url(ciphertextText);
-    const tag = decodeBase64url(tagText);
-    if (
-      !/^[0-9a-f]{8}$/.test(keyId) ||
-      !encryptedKey?.length ||
-      iv?.length !== IV_BYTES ||
-      ciphertext === undefined ||
-      tag?.length !== TAG_BYTES
-    ) {
+    const gcm = aesGcmParts(ivText, ciphertextText, tagText);
+    if (!/^[0-9a-f]{8}$/.test(keyId) || !encryptedKey?.length || !gcm) {
       throw decryptFailed('the KMS sealed value is malformed');
     }
     const cacheKey = `${associatedData === undefined ? '-' : `+${associatedData}`}\u0000${encryptedKeyText}`;
     const dataKey = await this.#dataKeys.get(cacheKey, () =>
       this.#decryptDataKey(encryptedKey, keyId, associatedData),
     );
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', dataKey, iv, { authTagLength: TAG_BYTES });
-      if (associatedData !== undefined) decipher.setAAD(Buffer.from(associatedData, 'utf8'));
-      decipher.setAuthTag(tag);
-      return Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString('utf8');
-    } catch (cause) {
-      throw decryptFailed(
-        `authentication failed under the KMS data key of key ${keyId}: the value was tampered with or belongs to another record`,
-        cause,
-      );
-    }
+    return aesGcmOpen(dataKey, gcm, associatedData, `the KMS data key of key ${keyId}`);
   }
 
   /** Closes the client made here (a client given is left open). */
