@@ -157,8 +157,8 @@ export async function startKafkaBroker(options: KafkaBrokerOptions = {}): Promis
     'kafka.tools.StorageTool',
     'format',
     '--standalone',
-    '-t',
-    clusterId(),
+    // One argument with "=": an id that starts with "-" (1 in 64) is otherwise read as an option.
+    `--cluster-id=${clusterId()}`,
     '-c',
     config,
     ...(scram ?? []).flatMap((u) => [
