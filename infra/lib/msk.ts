@@ -1,6 +1,7 @@
 /**
  * The IAM resource ARNs of an MSK cluster's topics and consumer groups, derived from the cluster's
- * ARN (a parameter, so with Fn::Split / Fn::Select at deploy time):
+ * ARN (a parameter, or the `Arn` of the stack's own cluster: so with Fn::Split / Fn::Select at
+ * deploy time):
  * cluster `arn:P:kafka:R:A:cluster/NAME/UUID` → topic `arn:P:kafka:R:A:topic/NAME/UUID/<topic>`,
  * group `arn:P:kafka:R:A:group/NAME/UUID/<group>`. Wildcards only ever in the last part.
  */

@@ -1,15 +1,23 @@
 /**
  * The stack's CloudFormation parameters: what differs between deployments and is known only at
  * deploy time (the MSK cluster, the network, the alarm recipient). Nothing is looked up at synth.
+ * When the stack creates its own cluster (`-c newCluster=serverless`), the two cluster parameters
+ * are left out of the template: CloudFormation would ask for them otherwise.
  */
 import { CfnCondition, CfnParameter, Fn } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 
-export interface StackParameters {
-  /** `arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>` of an existing MSK cluster. */
+/** The MSK cluster the functions and the mappings use. */
+export interface KafkaCluster {
+  /** `arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>`. */
   clusterArn: string;
   /** The cluster's bootstrap brokers for IAM auth (`b-1.…:9098,b-2.…:9098`). */
   bootstrapBrokers: string;
+}
+
+export interface StackParameters {
+  /** The existing MSK cluster (parameters); undefined when the stack creates its own. */
+  cluster: KafkaCluster | undefined;
   /** Private subnets (with a route to the cluster, and a NAT for the partners' endpoints). */
   subnetIds: string[];
   /** The security group of the functions (the cluster's must admit it on 9098). */
@@ -24,20 +32,9 @@ export interface StackParameters {
   offsetLagThreshold: number;
 }
 
-export function stackParameters(scope: Construct): StackParameters {
-  const clusterArn = new CfnParameter(scope, 'MskClusterArn', {
-    type: 'String',
-    description: 'ARN of the existing Amazon MSK cluster (IAM access control enabled)',
-    allowedPattern: '^arn:aws[a-z-]*:kafka:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9-]+/[A-Za-z0-9-]+$',
-    constraintDescription: 'arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>',
-  });
-  const bootstrapBrokers = new CfnParameter(scope, 'KafkaBootstrapBrokers', {
-    type: 'String',
-    description:
-      'Bootstrap brokers of the cluster for IAM auth (aws kafka get-bootstrap-brokers: BootstrapBrokerStringSaslIam)',
-    allowedPattern: '^[A-Za-z0-9.-]+:[0-9]+(,[A-Za-z0-9.-]+:[0-9]+)*$',
-    constraintDescription: 'comma-separated host:port',
-  });
+/** `existingCluster: false` leaves out `MskClusterArn` and `KafkaBootstrapBrokers`. */
+export function stackParameters(scope: Construct, options = { existingCluster: true }): StackParameters {
+  const cluster = options.existingCluster ? clusterParameters(scope) : undefined;
   const subnets = new CfnParameter(scope, 'SubnetIds', {
     type: 'List<AWS::EC2::Subnet::Id>',
     description:
@@ -76,8 +73,7 @@ export function stackParameters(scope: Construct): StackParameters {
     expression: Fn.conditionNot(Fn.conditionEquals(alarmEmail.valueAsString, '')),
   });
   return {
-    clusterArn: clusterArn.valueAsString,
-    bootstrapBrokers: bootstrapBrokers.valueAsString,
+    cluster,
     subnetIds: subnets.valueAsList,
     securityGroupId: securityGroup.valueAsString,
     alarmEmail: alarmEmail.valueAsString,
@@ -86,4 +82,22 @@ export function stackParameters(scope: Construct): StackParameters {
     apiBurstLimit: burst.valueAsNumber,
     offsetLagThreshold: lag.valueAsNumber,
   };
+}
+
+/** The existing cluster: its ARN and its IAM bootstrap brokers. */
+function clusterParameters(scope: Construct): KafkaCluster {
+  const clusterArn = new CfnParameter(scope, 'MskClusterArn', {
+    type: 'String',
+    description: 'ARN of the existing Amazon MSK cluster (IAM access control enabled)',
+    allowedPattern: '^arn:aws[a-z-]*:kafka:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9-]+/[A-Za-z0-9-]+$',
+    constraintDescription: 'arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>',
+  });
+  const bootstrapBrokers = new CfnParameter(scope, 'KafkaBootstrapBrokers', {
+    type: 'String',
+    description:
+      'Bootstrap brokers of the cluster for IAM auth (aws kafka get-bootstrap-brokers: BootstrapBrokerStringSaslIam)',
+    allowedPattern: '^[A-Za-z0-9.-]+:[0-9]+(,[A-Za-z0-9.-]+:[0-9]+)*$',
+    constraintDescription: 'comma-separated host:port',
+  });
+  return { clusterArn: clusterArn.valueAsString, bootstrapBrokers: bootstrapBrokers.valueAsString };
 }

@@ -57,8 +57,11 @@ export interface FunctionAccess {
   kms: Array<'GenerateDataKey' | 'Decrypt'>;
   /** Reads the MSK cluster through event source mappings (their pollers use the function's role). */
   eventSource: boolean;
-  /** Creates, lists and deletes the processor's and dispatcher's event source mappings. */
-  manageMappings: boolean;
+  /**
+   * The processor's and dispatcher's event source mappings: `create` (the admin, for the topics it
+   * creates: list and create), `reconcile` (the scheduler: list, create the missing, delete the unused).
+   */
+  manageMappings: false | 'create' | 'reconcile';
 }
 
 const INGRESS = 'ingress.*';
@@ -131,7 +134,7 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
     },
     kms: ['GenerateDataKey', 'Decrypt'],
     eventSource: false,
-    manageMappings: true,
+    manageMappings: 'create',
   },
   ingest: {
     tables: tables(STARTUP, {
@@ -222,6 +225,6 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
     },
     kms: [],
     eventSource: false,
-    manageMappings: false,
+    manageMappings: 'reconcile',
   },
 };

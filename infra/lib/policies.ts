@@ -34,7 +34,7 @@ export function functionStatements(access: FunctionAccess, ctx: PolicyContext): 
     appConfigStatement(ctx.appConfigResource),
     ...networkStatements(access),
     ...(access.eventSource ? [mskControlPlaneStatement(ctx.msk)] : []),
-    ...(access.manageMappings ? mappingStatements(ctx.mappedFunctionArns) : []),
+    ...(access.manageMappings ? mappingStatements(ctx.mappedFunctionArns, access.manageMappings) : []),
   ];
 }
 
@@ -174,11 +174,12 @@ function mskControlPlaneStatement(msk: MskArns): iam.PolicyStatement {
 }
 
 /**
- * The admin creates (and retires) a mapping per runtime topic. CreateEventSourceMapping and
- * ListEventSourceMappings take no resource (`*`, AWS requires it); creation is limited to the
- * processor and dispatcher by `lambda:FunctionArn`, as are Get and Delete, on mapping ARNs.
+ * The admin creates a mapping per runtime topic; the scheduler creates missing ones and deletes
+ * those of topics left without a subscription. CreateEventSourceMapping and ListEventSourceMappings
+ * take no resource (`*`, AWS requires it); creation is limited to the processor and dispatcher by
+ * `lambda:FunctionArn`, as is deletion, on mapping ARNs.
  */
-function mappingStatements(functionArns: string[]): iam.PolicyStatement[] {
+function mappingStatements(functionArns: string[], use: 'create' | 'reconcile'): iam.PolicyStatement[] {
   const onFunctions = { ArnEquals: { 'lambda:FunctionArn': functionArns } };
   return [
     new iam.PolicyStatement({
@@ -187,28 +188,32 @@ function mappingStatements(functionArns: string[]): iam.PolicyStatement[] {
       resources: ['*'],
       conditions: onFunctions,
     }),
-    new iam.PolicyStatement({
-      sid: 'ManageEventSourceMappings',
-      actions: ['lambda:GetEventSourceMapping', 'lambda:DeleteEventSourceMapping'],
-      resources: [
-        Fn.join('', [
-          'arn:',
-          Aws.PARTITION,
-          ':lambda:',
-          Aws.REGION,
-          ':',
-          Aws.ACCOUNT_ID,
-          ':event-source-mapping:*',
-        ]),
-      ],
-      conditions: onFunctions,
-    }),
+    ...(use === 'create' ? [] : [deleteMappings(onFunctions)]),
     new iam.PolicyStatement({
       sid: 'ListEventSourceMappings',
       actions: ['lambda:ListEventSourceMappings'],
       resources: ['*'],
     }),
   ];
+}
+
+function deleteMappings(onFunctions: Record<string, unknown>): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'DeleteEventSourceMappings',
+    actions: ['lambda:DeleteEventSourceMapping'],
+    resources: [
+      Fn.join('', [
+        'arn:',
+        Aws.PARTITION,
+        ':lambda:',
+        Aws.REGION,
+        ':',
+        Aws.ACCOUNT_ID,
+        ':event-source-mapping:*',
+      ]),
+    ],
+    conditions: onFunctions,
+  });
 }
 
 function pascal(name: string): string {

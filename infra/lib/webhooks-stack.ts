@@ -3,6 +3,8 @@
  * ingest behind an HTTP API, processor and dispatcher fed by MSK event source mappings, a
  * scheduler run every minute), AppConfig, alarms and a dashboard. Environment-agnostic: the MSK
  * cluster and the network are parameters, nothing is looked up at synth. `docs/aws.md` describes it.
+ * Opt-in (`newCluster: 'serverless'`, context or prop): the stack creates an MSK Serverless cluster
+ * in the parameters' network and uses it instead of an existing one (no cluster parameters then).
  */
 import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -22,6 +24,7 @@ import { WebhooksObservability } from './observability.ts';
 import { stackParameters } from './parameters.ts';
 import { FUNCTION_ACCESS, FUNCTION_KINDS } from './permissions.ts';
 import { functionStatements } from './policies.ts';
+import { type NewClusterKind, newClusterKind, WebhooksServerlessCluster } from './serverless-cluster.ts';
 import { WebhooksTables } from './tables.ts';
 
 /** The code of a function: its esbuild bundle by default (tests pass a small fixture instead). */
@@ -32,6 +35,12 @@ export interface WebhooksStackProps extends StackProps {
   code?: CodeForFunction;
   /** Tables are named `<prefix>-<table>` (`tableNames`); by default the stack name in lower case. */
   tablePrefix?: string;
+  /**
+   * Create the MSK cluster instead of taking an existing one as parameters: `serverless` (MSK
+   * Serverless, IAM auth, in the `SubnetIds` and `SecurityGroupId` of the parameters). By default
+   * the context `newCluster` (`-c newCluster=serverless`); unset, the cluster is a parameter.
+   */
+  newCluster?: NewClusterKind;
 }
 
 /** The real code: each handler bundled with esbuild. */
@@ -43,8 +52,16 @@ export class WebhooksStack extends Stack {
   constructor(scope: Construct, id: string, props: WebhooksStackProps = {}) {
     super(scope, id, props);
     const code = props.code ?? bundledCode;
-    const params = stackParameters(this);
-    const msk = new MskArns(params.clusterArn);
+    const newCluster = newClusterKind(props.newCluster ?? this.node.tryGetContext('newCluster'));
+    const params = stackParameters(this, { existingCluster: newCluster === undefined });
+    const cluster =
+      params.cluster ??
+      new WebhooksServerlessCluster(this, 'Kafka', {
+        clusterName: this.stackName.toLowerCase().slice(0, 64),
+        subnetIds: params.subnetIds,
+        securityGroupId: params.securityGroupId,
+      });
+    const msk = new MskArns(cluster.clusterArn);
     const key = webhooksKey(this);
     const { tables, prefix } = new WebhooksTables(this, 'Tables', {
       prefix: props.tablePrefix ?? this.stackName.toLowerCase(),
@@ -55,7 +72,7 @@ export class WebhooksStack extends Stack {
     const common = {
       WEBHOOKS_BUS: 'kafka',
       WEBHOOKS_STORE: 'dynamodb',
-      WEBHOOKS_KAFKA_BROKERS: params.bootstrapBrokers,
+      WEBHOOKS_KAFKA_BROKERS: cluster.bootstrapBrokers,
       WEBHOOKS_KAFKA_TLS: '1',
       WEBHOOKS_KAFKA_SASL_MECHANISM: 'AWS_MSK_IAM',
       WEBHOOKS_KAFKA_AWS_REGION: Aws.REGION,
@@ -88,10 +105,13 @@ export class WebhooksStack extends Stack {
     >;
     this.functions = functions;
 
-    // The admin creates the mappings of the topics it creates at runtime.
-    functions.admin.addEnvironment('WEBHOOKS_MSK_CLUSTER_ARN', params.clusterArn);
-    functions.admin.addEnvironment('WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION', functions.processor.functionArn);
-    functions.admin.addEnvironment('WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION', functions.dispatcher.functionArn);
+    // The admin creates the mappings of the topics it creates at runtime; the scheduler retires those
+    // of egress topics left without a subscription (and makes any missing).
+    for (const fn of [functions.admin, functions.scheduler]) {
+      fn.addEnvironment('WEBHOOKS_MSK_CLUSTER_ARN', cluster.clusterArn);
+      fn.addEnvironment('WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION', functions.processor.functionArn);
+      fn.addEnvironment('WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION', functions.dispatcher.functionArn);
+    }
 
     for (const kind of FUNCTION_KINDS) {
       const statements = functionStatements(FUNCTION_ACCESS[kind], {
@@ -109,7 +129,7 @@ export class WebhooksStack extends Stack {
       staticMapping(this, `${title(stage)}Mapping${title(topic.replace(/[^A-Za-z0-9]+/g, ' '))}`, {
         stage,
         topic,
-        clusterArn: params.clusterArn,
+        clusterArn: cluster.clusterArn,
         fn: functions[stage],
       });
     }
@@ -146,6 +166,17 @@ export class WebhooksStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { value: api.api.apiEndpoint, description: 'Base URL of the HTTP API' });
     new CfnOutput(this, 'KeyArn', { value: key.keyArn, description: 'KMS key of the tables and secrets' });
     new CfnOutput(this, 'TablePrefix', { value: prefix, description: 'DynamoDB tables: <prefix>-<table>' });
+    if (cluster instanceof WebhooksServerlessCluster) {
+      // Named as the parameters they would fill to deploy on this (retained) cluster as an existing one.
+      new CfnOutput(this, 'MskClusterArn', {
+        value: cluster.clusterArn,
+        description: 'ARN of the MSK Serverless cluster the stack created',
+      });
+      new CfnOutput(this, 'KafkaBootstrapBrokers', {
+        value: cluster.bootstrapBrokers,
+        description: 'Bootstrap brokers of that cluster for IAM auth',
+      });
+    }
   }
 }
 

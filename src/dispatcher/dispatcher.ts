@@ -97,8 +97,9 @@ export interface DispatcherDeps {
   random?: () => number;
   /**
    * The latest time an attempt may end (ms since epoch), when the runtime has one: a Lambda
-   * invocation ends at its timeout. An attempt whose whole budget no longer fits is not started (nor
-   * cut short): the task waits on the smallest retry tier, without counting an attempt.
+   * invocation ends at its timeout. With less than the attempt's budget (or 10 s) left, the attempt
+   * is not started: the task waits on the smallest retry tier, without counting an attempt. A budget
+   * longer than a whole run can give is cut to the time left, so it cannot wait for ever.
    */
   attemptDeadline?: () => number | undefined;
 }
@@ -116,6 +117,8 @@ const PARTNER_SERIES_IDLE_MS = 60 * 60_000;
 
 /** How long a task waits when the runtime has no time left for its attempt (the smallest retry tier). */
 const DEFER_NO_TIME_MS = 1_000;
+/** The shortest attempt started when the runtime's time is short; with less left, the task waits. */
+const MIN_ATTEMPT_MS = 10_000;
 
 /** How much longer a ledger claim lasts than the attempt's deadline. */
 const LEASE_MARGIN_MS = 5_000;
@@ -281,11 +284,17 @@ export class WebhookDispatcher {
     // One deadline for the whole attempt — the wait for a slot of the endpoint, connect, headers and
     // the whole body — shorter than the claim's lease: the claim cannot lapse while the attempt runs
     // (only when this process stalls, and then the fencing token keeps it from undoing another's claim).
-    const budgetMs = this.#deps.limiter.maxWaitMs + timeouts.connectMs + timeouts.headersMs + timeouts.bodyMs;
+    let budgetMs = this.#deps.limiter.maxWaitMs + timeouts.connectMs + timeouts.headersMs + timeouts.bodyMs;
     const latestEnd = this.#deps.attemptDeadline?.();
-    if (latestEnd !== undefined && now.getTime() + budgetMs > latestEnd) {
-      await this.#defer(message, task, DEFER_NO_TIME_MS);
-      return 'deferred';
+    if (latestEnd !== undefined) {
+      const left = latestEnd - now.getTime();
+      // Too little time left in this run for the attempt: it waits for a run of its own.
+      if (left < Math.min(budgetMs, MIN_ATTEMPT_MS)) {
+        await this.#defer(message, task, DEFER_NO_TIME_MS);
+        return 'deferred';
+      }
+      // Longer than any run can give (a partner's timeouts beyond the function's): cut to what is left.
+      budgetMs = Math.min(budgetMs, left);
     }
     // The delivery row is written with the first attempt (one write); until then it is only read.
     const [read, claimed] = await Promise.allSettled([

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FunctionKind } from '../../src/runtimes/lambda/container.ts';
 import {
-  type CfnTemplate,
+  allStatements,
   EXAMPLE,
   evaluate,
   groupArn,
@@ -156,14 +156,6 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
         ArnEquals: { 'lambda:FunctionArn': [functionArn('processor'), functionArn('dispatcher')] },
       },
     },
-    {
-      sid: 'ManageEventSourceMappings',
-      actions: ['lambda:DeleteEventSourceMapping', 'lambda:GetEventSourceMapping'],
-      resources: [`arn:aws:lambda:${AT}:event-source-mapping:*`],
-      condition: {
-        ArnEquals: { 'lambda:FunctionArn': [functionArn('processor'), functionArn('dispatcher')] },
-      },
-    },
     { sid: 'ListEventSourceMappings', actions: ['lambda:ListEventSourceMappings'], resources: ['*'] },
   ],
   ingest: [
@@ -249,6 +241,23 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
       ['DescribeTopic', 'WriteData'],
       [topicArn('ingress.*'), topicArn('egress.*'), topicArn('retry.*')],
     ),
+    {
+      sid: 'CreateEventSourceMappings',
+      actions: ['lambda:CreateEventSourceMapping'],
+      resources: ['*'],
+      condition: {
+        ArnEquals: { 'lambda:FunctionArn': [functionArn('processor'), functionArn('dispatcher')] },
+      },
+    },
+    {
+      sid: 'DeleteEventSourceMappings',
+      actions: ['lambda:DeleteEventSourceMapping'],
+      resources: [`arn:aws:lambda:${AT}:event-source-mapping:*`],
+      condition: {
+        ArnEquals: { 'lambda:FunctionArn': [functionArn('processor'), functionArn('dispatcher')] },
+      },
+    },
+    { sid: 'ListEventSourceMappings', actions: ['lambda:ListEventSourceMappings'], resources: ['*'] },
   ],
 };
 
@@ -329,18 +338,6 @@ describe('IAM: each function may do exactly what it calls', () => {
     }
   });
 });
-
-/** Every statement of every identity or resource policy in the template, with its resource's id. */
-function allStatements(template: CfnTemplate): Array<[string, Statement]> {
-  const out: Array<[string, Statement]> = [];
-  for (const [id, r] of Object.entries(template.Resources)) {
-    const doc =
-      r.Properties?.PolicyDocument ?? r.Properties?.KeyPolicy ?? r.Properties?.AssumeRolePolicyDocument;
-    if (!doc) continue;
-    for (const s of (evaluate(doc, template) as { Statement: Statement[] }).Statement) out.push([id, s]);
-  }
-  return out;
-}
 
 function pascal(name: string): string {
   return name

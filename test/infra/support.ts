@@ -23,6 +23,8 @@ export const EXAMPLE = {
   clusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/main/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab-2',
   brokers:
     'b-1.main.abc123.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.main.abc123.c2.kafka.eu-west-1.amazonaws.com:9098',
+  /** The UUID part of the ARN of a cluster the stack creates (`AWS::MSK::ServerlessCluster`). */
+  serverlessClusterUuid: '9a8b7c6d-1111-2222-3333-444455556666-s1',
 } as const;
 
 /** `arn:aws:kafka:eu-west-1:123456789012:topic/main/<uuid>/<name>` for the example cluster. */
@@ -62,14 +64,18 @@ let cached: Synthesized | undefined;
  * process. The cyclical-dependency check of `Template.fromStack` (seconds) is left to cfn-lint.
  */
 export function synthesized(): Synthesized {
-  if (cached) return cached;
+  cached ??= synthesizeWith({});
+  return cached;
+}
+
+/** The same with CDK context (`-c key=value` of the app), synthesized into a temporary directory. */
+export function synthesizeWith(context: Record<string, string>): Synthesized {
   const outdir = mkdtempSync(join(tmpdir(), 'webhooks-cdk-test-'));
   process.on('exit', () => rmSync(outdir, { recursive: true, force: true }));
-  const app = new App({ outdir });
+  const app = new App({ outdir, context });
   const stack = new WebhooksStack(app, 'Webhooks', { code: () => lambda.Code.fromAsset(FIXTURE_CODE_DIR) });
   const template = Template.fromStack(stack, { skipCyclicalDependenciesCheck: true });
-  cached = { app, stack, template, json: template.toJSON() as CfnTemplate };
-  return cached;
+  return { app, stack, template, json: template.toJSON() as CfnTemplate };
 }
 
 /** The resources of a type, by logical id. */
@@ -147,9 +153,16 @@ function getAtt(id: string, attribute: string, json: CfnTemplate): string {
         return `arn:aws:lambda:${at}:function:${id}`;
       case 'AWS::Logs::LogGroup':
         return `arn:aws:logs:${at}:log-group:${id}:*`;
+      case 'AWS::MSK::ServerlessCluster':
+        return serverlessClusterArn(resource.Properties?.ClusterName as string);
     }
   }
   return `${id}.${attribute}`;
+}
+
+/** The ARN of a cluster the stack creates, as `Fn::GetAtt [<cluster>, Arn]` evaluates. */
+export function serverlessClusterArn(clusterName: string): string {
+  return `arn:aws:kafka:${EXAMPLE.region}:${EXAMPLE.account}:cluster/${clusterName}/${EXAMPLE.serverlessClusterUuid}`;
 }
 
 export interface Statement {
@@ -174,4 +187,16 @@ export function roleStatements(json: CfnTemplate, roleId: string): Statement[] {
 export function list(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
   return Array.isArray(value) ? value : [value];
+}
+
+/** Every statement of every identity or resource policy in the template, with its resource's id. */
+export function allStatements(template: CfnTemplate): Array<[string, Statement]> {
+  const out: Array<[string, Statement]> = [];
+  for (const [id, r] of Object.entries(template.Resources)) {
+    const doc =
+      r.Properties?.PolicyDocument ?? r.Properties?.KeyPolicy ?? r.Properties?.AssumeRolePolicyDocument;
+    if (!doc) continue;
+    for (const s of (evaluate(doc, template) as { Statement: Statement[] }).Statement) out.push([id, s]);
+  }
+  return out;
 }

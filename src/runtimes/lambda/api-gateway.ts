@@ -69,7 +69,7 @@ export function isApiGatewayEvent(event: unknown): event is ApiGatewayEvent {
 /**
  * The request of a proxy event, or the response refusing it (a body over `maxBodyBytes`, a body that
  * is not UTF-8) as the standalone server refuses it. `trustAuthorizer`: the caller the gateway's IAM
- * or JWT authorizer named is taken as an admin (the admin API behind such an authorizer).
+ * authorization named is taken as an admin (the admin API behind AWS_IAM).
  */
 export function toRawRequest(
   event: ApiGatewayEvent,
@@ -110,22 +110,17 @@ export function notAnApiGatewayEvent(): ProxyResult {
   });
 }
 
-/** The caller an IAM or JWT authorizer named: the IAM principal's ARN or the token's subject. */
+/**
+ * The caller the gateway's IAM (SigV4) authorization named: the IAM principal's ARN. Only IAM: a JWT
+ * authorizer's subject may be anyone its identity provider knows (a partner-facing route's users
+ * too), so it is never taken as an admin.
+ */
 function authorizedCaller(event: ApiGatewayEvent): Principal | undefined {
-  let id: string | undefined;
-  if (event.version === '2.0') {
-    const authorizer = event.requestContext.authorizer;
-    id = authorizer?.iam?.userArn ?? stringClaim(authorizer?.jwt?.claims, 'sub');
-  } else {
-    const context = event.requestContext;
-    id = context?.identity?.userArn ?? stringClaim(context?.authorizer?.claims, 'sub');
-  }
+  const id =
+    event.version === '2.0'
+      ? event.requestContext.authorizer?.iam?.userArn
+      : (event.requestContext?.identity?.userArn ?? undefined);
   return id ? { kind: 'gateway', role: 'admin', id } : undefined;
-}
-
-function stringClaim(claims: Record<string, unknown> | undefined, name: string): string | undefined {
-  const value = claims?.[name];
-  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 function v2Url(event: ApiGatewayV2Event): string {

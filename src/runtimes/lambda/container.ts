@@ -9,7 +9,6 @@
 import type { Context } from 'aws-lambda';
 import { type Config, loadConfig } from '../../common/config.ts';
 import { ConfigError } from '../../common/errors.ts';
-import { uuidv7 } from '../../common/ids.ts';
 import type { Logger } from '../../common/log.ts';
 import { buildPlatform, type Platform, type Role } from '../platform.ts';
 import { ensurePipelineTopics } from '../workers.ts';
@@ -42,7 +41,7 @@ export interface LambdaContainer {
   platform: Platform;
   /** The bus the components publish through (delayed messages wait in the invocation or the store). */
   bus: LambdaBus;
-  /** The admin's event source mappings for new topics (when configured). */
+  /** The event source mappings of new topics (the admin) and their reconciliation (the scheduler), when configured. */
   triggers: EventSourceTriggers | undefined;
   /**
    * Runs one invocation's work observed: the Lambda context on every log line, an X-Ray subsegment
@@ -116,7 +115,7 @@ export function inlineWaitMs(env: NodeJS.ProcessEnv): number {
 async function open(kind: FunctionKind, options: ContainerOptions): Promise<LambdaContainer> {
   const env = options.env ?? process.env;
   const config = lambdaConfig(env);
-  const triggers = kind === 'admin' ? EventSourceTriggers.fromEnv(env) : undefined;
+  const triggers = kind === 'admin' || kind === 'scheduler' ? EventSourceTriggers.fromEnv(env) : undefined;
   const logging = createLambdaLogger({
     level: config.logLevel,
     serviceName: serviceNameFrom(undefined, env),
@@ -135,23 +134,13 @@ async function open(kind: FunctionKind, options: ContainerOptions): Promise<Lamb
     wrapBus: (inner, store) => {
       bus = new LambdaBus(inner, {
         scheduled: store.scheduled,
-        newId: uuidv7,
         inlineMaxMs: inlineWaitMs(env),
-        ...(triggers ? { onTopicEnsured: (topic: string) => triggers.topicEnsured(topic) } : {}),
+        ...(triggers && kind === 'admin'
+          ? { onTopicEnsured: (topic: string) => triggers.topicEnsured(topic) }
+          : {}),
       });
       return bus;
     },
-    ...(triggers
-      ? {
-          onSubscriptionChanged: (change) => {
-            triggers
-              .subscriptionChanged(change, platform.store.subscriptions)
-              .catch((err: unknown) =>
-                platform.logger.warn('could not retire the event source mapping of an egress topic', { err }),
-              );
-          },
-        }
-      : {}),
   });
   // The topics the functions publish to without an admin creating them first.
   if (kind === 'admin' || kind === 'scheduler') {

@@ -10,7 +10,7 @@ import { container } from './container.ts';
 import type { LambdaContextLike } from './invocation.ts';
 
 /**
- * The admin function serves the API behind an IAM or JWT authorizer, whose caller it takes as an
+ * The admin function serves the API behind IAM authorization, whose caller it takes as an
  * admin; the ingest function serves producers, who bring their API key as on the server.
  */
 export function httpHandler(

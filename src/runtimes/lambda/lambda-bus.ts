@@ -12,6 +12,7 @@
  * core, which forwards it to its egress topic keyed by subscription (so the endpoint's limits hold).
  * Every ensured topic is also told to `onTopicEnsured` (the admin creates its event source mapping).
  */
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HEADERS } from '../../common/bus-headers.ts';
 import type {
@@ -33,7 +34,6 @@ const DUE_TOLERANCE_MS = 100;
 
 export interface LambdaBusOptions {
   scheduled: ScheduledMessageRepository;
-  newId: () => string;
   /** Longest wait inside an invocation (default 5 s); longer ones are kept in the store. */
   inlineMaxMs?: number;
   clock?: () => number;
@@ -67,30 +67,33 @@ export class LambdaBus implements Bus {
     const kept: ScheduledMessage[] = [];
     let waitUntil = now;
     for (const message of messages) {
+      // A dispatcher retry goes to the due topic even when due now: no mapping reads the tiers.
+      const target = dueTarget(message);
       if (message.notBefore === undefined || message.notBefore <= now + DUE_TOLERANCE_MS) {
-        direct.push(message);
+        direct.push(target);
         continue;
       }
       const dueAt = dueTimeOf(message);
-      const target = dueTarget(message);
       if (dueAt - now <= this.#inlineMaxMs && (latest === undefined || dueAt < latest)) {
         waiting.push(target);
         waitUntil = Math.max(waitUntil, dueAt);
       } else {
-        kept.push({ id: this.#options.newId(), dueAt, message: target });
+        kept.push({ id: keptId(target), dueAt, message: target });
       }
     }
-    const work: Promise<void>[] = [];
+    const work: Array<Promise<unknown>> = [];
     if (direct.length > 0) work.push(this.#inner.publish(direct, options));
-    if (kept.length > 0) {
-      work.push(this.#options.scheduled.schedule(kept));
-      this.counts.scheduled += kept.length;
-    }
-    if (waiting.length > 0) {
-      this.counts.waited += waiting.length;
-      work.push(sleep(waitUntil - now).then(() => this.#inner.publish(waiting, options)));
-    }
-    await Promise.all(work);
+    if (kept.length > 0)
+      work.push(this.#options.scheduled.schedule(kept).then(() => (this.counts.scheduled += kept.length)));
+    if (waiting.length > 0)
+      work.push(
+        sleep(waitUntil - now)
+          .then(() => this.#inner.publish(waiting, options))
+          .then(() => (this.counts.waited += waiting.length)),
+      );
+    // Every part settles before the publish answers: none goes on after its caller was told it failed.
+    const failed = (await Promise.allSettled(work)).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async ensureTopic(name: string, options?: { partitions?: number }): Promise<TopicDescription> {
@@ -126,7 +129,26 @@ function dueTimeOf(message: BusMessage): number {
   return Number.isFinite(dueAt) && dueAt > 0 ? dueAt : (message.notBefore ?? 0);
 }
 
-/** Where a delayed message goes once due: dispatcher retries to the one due topic, others where they were sent. */
+/**
+ * Where a delayed message goes once due, without the wait a consumer would honour again: dispatcher
+ * retries to the one due topic, others where they were sent.
+ */
 function dueTarget(message: BusMessage): BusMessage {
-  return message.topic.startsWith(RETRY_TOPIC_PREFIX) ? { ...message, topic: DISPATCHER_DUE_TOPIC } : message;
+  const { notBefore: _, ...due } = message;
+  return message.topic.startsWith(RETRY_TOPIC_PREFIX) ? { ...due, topic: DISPATCHER_DUE_TOPIC } : due;
+}
+
+/**
+ * The id a delayed message is kept under: the same message (a record handled again after a crash,
+ * the same task deferred twice) is kept once, whatever its due time.
+ */
+function keptId(message: BusMessage): string {
+  const hash = createHash('sha256');
+  const headers = Object.entries(message.headers ?? {})
+    .filter(([name]) => name !== HEADERS.dueAt)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .flat();
+  for (const part of [message.topic, message.key ?? '', ...headers, message.value])
+    hash.update(part).update('\u0000');
+  return hash.digest('base64url');
 }

@@ -19,7 +19,7 @@
  *     const outcome = await traceBatch(tracer, '### dispatch batch', () => dispatcher.handleBatch(batch), {
  *       records: batch.length,
  *     });
- *     return partialBatchResponse(batch, outcome.failed);
+ *     return partialBatchResponse(outcome.failed.map((f) => f.message));
  *   } finally {
  *     metrics.flush();
  *   }

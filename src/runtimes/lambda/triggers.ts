@@ -3,11 +3,13 @@
  * topic, and the stage reading it a trigger on it. On AWS a trigger is an event source mapping of
  * one topic, so the admin function creates one when it creates a topic (ingress → the processor,
  * egress → the dispatcher), with the settings of the stack's static mappings
- * (`mapping-settings.ts`), and deletes an egress topic's mapping with the topic's last
- * subscription (the topic itself stays: what it holds may still be redriven).
+ * (`mapping-settings.ts`), and the scheduler retires an egress topic's mapping once the topic has
+ * had no subscription for two of its reconciliations in a row (the topic itself stays: what it
+ * holds may still be redriven), and makes any that is missing.
  *
- * Calls to Lambda's control plane, per topic: ListEventSourceMappings once per container and
- * function (then a cache), CreateEventSourceMapping once per new topic.
+ * Calls to Lambda's control plane: per new topic, ListEventSourceMappings (a page per 100 mappings)
+ * and one CreateEventSourceMapping; per reconciliation, the dispatcher's listing and one
+ * DeleteEventSourceMapping per retired mapping.
  */
 import {
   CreateEventSourceMappingCommand,
@@ -20,7 +22,6 @@ import {
 import { ConfigError } from '../../common/errors.ts';
 import type { SubscriptionRepository } from '../../common/ports/store.ts';
 import { egressTopic } from '../../common/topics.ts';
-import type { SubscriptionChange } from '../thread-host.ts';
 import {
   MAPPINGS_PER_POLLER_GROUP,
   type MappedStage,
@@ -45,8 +46,8 @@ export function stageOfTopic(topic: string): MappedStage | undefined {
 
 export class EventSourceTriggers {
   readonly #options: EventSourceTriggersOptions;
-  /** The mappings of each function (read once per container, then kept up to date here). */
-  readonly #known = new Map<MappedStage, Promise<KnownMappings>>();
+  /** Egress topics the last reconciliation found mapped but without a subscription. */
+  #unused = new Set<string>();
 
   constructor(options: EventSourceTriggersOptions) {
     this.#options = options;
@@ -84,60 +85,67 @@ export class EventSourceTriggers {
     });
   }
 
-  /** Makes sure the topic's stage has a mapping on it (a topic no stage maps is left alone). */
+  /**
+   * Makes sure the topic's stage has a mapping on it (a topic no stage maps is left alone). The
+   * function's mappings are listed afresh each time (another container may have made or removed one):
+   * admin changes are rare, and a ListEventSourceMappings is cheap.
+   */
   async topicEnsured(topic: string): Promise<void> {
     const stage = stageOfTopic(topic);
     if (!stage) return;
-    const mappings = await this.#mappings(stage);
-    if (mappings.byTopic.has(topic)) return;
-    const group = freeGroup(stage, mappings.groups);
-    const input: CreateEventSourceMappingCommandInput = {
-      ...mappingRequest(stage, topic, group),
-      EventSourceArn: this.#options.clusterArn,
-      FunctionName: this.#options.functions[stage],
-    };
-    try {
-      const created = await this.#options.lambda.send(new CreateEventSourceMappingCommand(input));
-      if (created.UUID) {
-        mappings.byTopic.set(topic, created.UUID);
-        mappings.groups.set(group, (mappings.groups.get(group) ?? 0) + 1);
+    for (let tries = 1; ; tries++) {
+      const mappings = await this.#list(stage);
+      if (mappings.byTopic.has(topic)) return;
+      const input: CreateEventSourceMappingCommandInput = {
+        ...mappingRequest(stage, topic, freeGroup(stage, mappings.groups)),
+        EventSourceArn: this.#options.clusterArn,
+        FunctionName: this.#options.functions[stage],
+      };
+      try {
+        await this.#options.lambda.send(new CreateEventSourceMappingCommand(input));
+        return;
+      } catch (err) {
+        // Created meanwhile by another container, or its poller group filled up meanwhile: once more,
+        // from a fresh listing.
+        if (tries >= 2) throw err;
       }
-    } catch (err) {
-      // Created meanwhile by another admin container: read the mappings again.
-      if ((err as { name?: string }).name !== 'ResourceConflictException') throw err;
-      this.#known.delete(stage);
-      if (!(await this.#mappings(stage)).byTopic.has(topic)) throw err;
     }
   }
 
-  /** After a subscription is deleted: its egress topic's mapping goes with the topic's last subscription. */
-  async subscriptionChanged(
-    change: SubscriptionChange,
-    subscriptions: SubscriptionRepository,
-  ): Promise<void> {
-    if (!change.partnerId || (await subscriptions.get(change.id))) return;
-    const left = await subscriptions.list(
-      { partnerId: change.partnerId, domain: change.domain, event: change.event },
-      { limit: 1 },
-    );
-    if (left.items.length > 0) return;
-    const topic = egressTopic(change.partnerId, change.domain, change.event);
-    const mappings = await this.#mappings('dispatcher');
-    const uuid = mappings.byTopic.get(topic);
-    if (!uuid) return;
-    await this.#options.lambda.send(new DeleteEventSourceMappingCommand({ UUID: uuid }));
-    mappings.byTopic.delete(topic);
-    // Its group's count is not lowered: a group's members are known again at the next listing.
-  }
-
-  #mappings(stage: MappedStage): Promise<KnownMappings> {
-    let known = this.#known.get(stage);
-    if (!known) {
-      known = this.#list(stage);
-      this.#known.set(stage, known);
-      known.catch(() => this.#known.delete(stage));
+  /**
+   * Retires the mappings of egress topics no subscription uses any more, and makes the missing ones
+   * of topics that have subscriptions (run by the scheduler, every 10 minutes). A mapping goes only
+   * when two runs in a row found its topic without a subscription: a subscription being created
+   * (its topic's mapping found, its record not yet readable through an index) is seen by the next run.
+   */
+  async reconcile(subscriptions: SubscriptionRepository): Promise<{ created: number; deleted: number }> {
+    const wanted = new Set<string>();
+    let cursor: string | undefined;
+    do {
+      const page = await subscriptions.list({}, { limit: 1000, ...(cursor ? { cursor } : {}) });
+      for (const sub of page.items) wanted.add(egressTopic(sub.partnerId, sub.domain, sub.event));
+      cursor = page.next;
+    } while (cursor);
+    const mappings = await this.#list('dispatcher');
+    let created = 0;
+    for (const topic of wanted) {
+      if (mappings.byTopic.has(topic)) continue;
+      await this.topicEnsured(topic);
+      created++;
     }
-    return known;
+    const unused = new Set<string>();
+    let deleted = 0;
+    for (const [topic, uuid] of mappings.byTopic) {
+      if (stageOfTopic(topic) !== 'dispatcher' || wanted.has(topic)) continue;
+      if (!this.#unused.has(topic)) {
+        unused.add(topic);
+        continue;
+      }
+      await this.#options.lambda.send(new DeleteEventSourceMappingCommand({ UUID: uuid }));
+      deleted++;
+    }
+    this.#unused = unused;
+    return { created, deleted };
   }
 
   async #list(stage: MappedStage): Promise<KnownMappings> {
