@@ -10,16 +10,16 @@ import type { Construct } from 'constructs';
 import {
   type MappedStage,
   mappingRequest,
-  STATIC_POLLER_GROUP,
+  staticPollerGroup,
 } from '../../src/runtimes/lambda/mapping-settings.ts';
 
 /** A mapping of `stage`'s function on `topic` of the cluster. */
 export function staticMapping(
   scope: Construct,
   id: string,
-  props: { stage: MappedStage; topic: string; clusterArn: string; fn: lambda.IFunction },
+  props: { stage: MappedStage; topic: string; clusterArn: string; fn: lambda.IFunction; deployment: string },
 ): lambda.CfnEventSourceMapping {
-  const r = mappingRequest(props.stage, props.topic, STATIC_POLLER_GROUP);
+  const r = mappingRequest(props.stage, props.topic, staticPollerGroup(props.deployment));
   return new lambda.CfnEventSourceMapping(scope, id, {
     eventSourceArn: props.clusterArn,
     functionName: props.fn.functionArn,

@@ -131,6 +131,7 @@ export class WebhooksStack extends Stack {
         topic,
         clusterArn: cluster.clusterArn,
         fn: functions[stage],
+        deployment: prefix,
       });
     }
 

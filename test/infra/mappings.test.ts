@@ -13,7 +13,7 @@ import {
   MAPPING_SETTINGS,
   mappingRequest,
   STATIC_MAPPINGS,
-  STATIC_POLLER_GROUP,
+  staticPollerGroup,
 } from '../../src/runtimes/lambda/mapping-settings.ts';
 import { logicalId, resourcesOf, synthesized } from './support.ts';
 
@@ -49,7 +49,7 @@ describe('event source mappings in the stack', () => {
         ProvisionedPollerConfig: {
           MinimumPollers: 1,
           MaximumPollers: 2,
-          PollerGroupName: STATIC_POLLER_GROUP,
+          PollerGroupName: staticPollerGroup('webhooks'),
         },
         MaximumRetryAttempts: 5,
         MaximumRecordAgeInSeconds: 86_400,
@@ -60,7 +60,7 @@ describe('event source mappings in the stack', () => {
 
     it(`${stage} ← ${topic}: the very request the admin sends for a runtime topic`, () => {
       const { EventSourceArn: _arn, FunctionName: _fn, ...settings } = mappingOf(topic)!;
-      assert.deepStrictEqual(settings, { ...mappingRequest(stage, topic, STATIC_POLLER_GROUP) });
+      assert.deepStrictEqual(settings, { ...mappingRequest(stage, topic, staticPollerGroup('webhooks')) });
     });
   }
 

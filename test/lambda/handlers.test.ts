@@ -299,7 +299,7 @@ describe('API Gateway functions (admin, ingest)', () => {
     assert.ok((mapping?.ProvisionedPollerConfig?.MinimumPollers ?? 0) >= 1, 'provisioned pollers');
     assert.equal(
       mapping?.ProvisionedPollerConfig?.PollerGroupName,
-      'webhooks-dispatcher-0',
+      `${process.env.WEBHOOKS_DYNAMODB_TABLE_PREFIX}-dispatcher-0`,
       'pollers shared in a group',
     );
     assert.equal(mapping?.DestinationConfig?.OnFailure?.Destination, 'kafka://dlq.dispatcher');

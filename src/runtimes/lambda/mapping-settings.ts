@@ -47,14 +47,19 @@ export const MAPPING_SETTINGS = {
  * Mappings share provisioned pollers in poller groups (Event Poller Units are paid per group, not
  * per mapping): the static mappings in one, the mappings made at runtime in groups of up to 100
  * mappings per stage (AWS's limit per group), so that a topic per partner-event does not cost a
- * poller per topic.
+ * poller per topic. Groups are named after the deployment (its table prefix): two stacks in one
+ * account never share one.
  */
 export const MAPPINGS_PER_POLLER_GROUP = 100;
-export const STATIC_POLLER_GROUP = 'webhooks-pipeline';
+
+/** The poller group of a deployment's static mappings. */
+export function staticPollerGroup(deployment: string): string {
+  return `${deployment}-pipeline`;
+}
 
 /** The `index`-th poller group of the mappings a stage's topics get at runtime. */
-export function pollerGroupName(stage: MappedStage, index: number): string {
-  return `webhooks-${stage}-${index}`;
+export function pollerGroupName(deployment: string, stage: MappedStage, index: number): string {
+  return `${deployment}-${stage}-${index}`;
 }
 
 /** Kafka's (and Lambda's) limit on a consumer group id. */

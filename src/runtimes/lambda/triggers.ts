@@ -22,6 +22,7 @@ import {
 import { ConfigError } from '../../common/errors.ts';
 import type { SubscriptionRepository } from '../../common/ports/store.ts';
 import { egressTopic } from '../../common/topics.ts';
+import { DEFAULT_TABLE_PREFIX } from '../../engines/dynamodb/tables.ts';
 import {
   MAPPINGS_PER_POLLER_GROUP,
   type MappedStage,
@@ -35,6 +36,8 @@ export interface EventSourceTriggersOptions {
   clusterArn: string;
   /** The function (name or ARN) each stage runs in. */
   functions: Record<MappedStage, string>;
+  /** The deployment's name (its table prefix), which names its poller groups. */
+  deployment: string;
 }
 
 /** The stage that reads a topic, for the topics that get a mapping of their own. */
@@ -82,6 +85,7 @@ export class EventSourceTriggers {
         processor: env.WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION!,
         dispatcher: env.WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION!,
       },
+      deployment: env.WEBHOOKS_DYNAMODB_TABLE_PREFIX || DEFAULT_TABLE_PREFIX,
     });
   }
 
@@ -97,7 +101,7 @@ export class EventSourceTriggers {
       const mappings = await this.#list(stage);
       if (mappings.byTopic.has(topic)) return;
       const input: CreateEventSourceMappingCommandInput = {
-        ...mappingRequest(stage, topic, freeGroup(stage, mappings.groups)),
+        ...mappingRequest(stage, topic, freeGroup(this.#options.deployment, stage, mappings.groups)),
         EventSourceArn: this.#options.clusterArn,
         FunctionName: this.#options.functions[stage],
       };
@@ -180,9 +184,9 @@ function addMapping(known: KnownMappings, mapping: EventSourceMappingConfigurati
 }
 
 /** The first of the stage's poller groups with room for another mapping. */
-function freeGroup(stage: MappedStage, groups: Map<string, number>): string {
+function freeGroup(deployment: string, stage: MappedStage, groups: Map<string, number>): string {
   for (let i = 0; ; i++) {
-    const name = pollerGroupName(stage, i);
+    const name = pollerGroupName(deployment, stage, i);
     if ((groups.get(name) ?? 0) < MAPPINGS_PER_POLLER_GROUP) return name;
   }
 }
