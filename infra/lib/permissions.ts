@@ -71,12 +71,6 @@ const DLQ = 'dlq.*';
 
 type Tables = Partial<Record<TableName, TableAccess>>;
 
-/**
- * What every function does when its container starts: the check that the secret key opens what
- * the store has sealed (`prepareSecretKeys`) lists the subscriptions through their `by_id` index.
- */
-const STARTUP: Tables = { partner_event_subscription: { actions: [], indexes: true } };
-
 /** The held-task release (admin, dispatcher after a 410, scheduler): tasks, and whether still held. */
 const RELEASE_HELD: Tables = {
   held_task: { actions: ['GetItem', 'Query', 'BatchGetItem', 'DeleteItem', 'UpdateItem'], indexes: true },
@@ -101,7 +95,7 @@ function tables(...parts: Tables[]): Tables {
 
 export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
   admin: {
-    tables: tables(STARTUP, RELEASE_HELD, {
+    tables: tables(RELEASE_HELD, {
       // Schemas: insert/update are conditional PutItems; listings Query the table or `by_name`;
       // DescribeTable is /readyz's store check.
       event_schema: { actions: ['GetItem', 'PutItem', 'Query', 'DescribeTable'], indexes: true },
@@ -137,7 +131,7 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
     manageMappings: 'create',
   },
   ingest: {
-    tables: tables(STARTUP, {
+    tables: tables({
       // The event's schema versions (one Query of the table).
       event_schema: { actions: ['Query'] },
       // Authentication by key hash, and its `lastUsedAt`.
@@ -152,7 +146,7 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
     manageMappings: false,
   },
   processor: {
-    tables: tables(STARTUP, {
+    tables: tables({
       event_schema: { actions: ['GetItem', 'Query'] },
       partner: { actions: ['GetItem'] },
       // Matching subscriptions of an event: the `by_event` index.
@@ -181,7 +175,7 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
   },
   dispatcher: {
     // A 410 disables the subscription (GetItem, revision-checked PutItem), which releases its held tasks.
-    tables: tables(STARTUP, RELEASE_HELD, {
+    tables: tables(RELEASE_HELD, {
       partner_event_subscription: { actions: ['GetItem', 'PutItem'] },
       // Deliveries: conditional create, attempts in a transaction with the delivery's Put or Update.
       event_delivery_status: { actions: ['GetItem', 'PutItem', 'UpdateItem'] },
@@ -210,9 +204,11 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
     manageMappings: false,
   },
   scheduler: {
-    tables: tables(STARTUP, RELEASE_HELD, {
+    tables: tables(RELEASE_HELD, {
       // Due messages: a Query per shard of `by_due`, a consistent BatchGetItem, BatchWriteItem deletes.
       scheduled_message: { actions: ['BatchGetItem', 'BatchWriteItem'], indexes: true },
+      // Reconciling the event source mappings lists every subscription (the `by_id` index).
+      partner_event_subscription: { actions: [], indexes: true },
     }),
     kafka: {
       cluster: ['Connect', 'WriteDataIdempotently'],

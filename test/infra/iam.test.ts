@@ -162,7 +162,6 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
     ...common('ingest', false),
     dynamo('event_schema', 'Query'),
     dynamo('api_key', 'GetItem', 'UpdateItem'),
-    indexes('partner_event_subscription'),
     kafka('KafkaCluster', ['Connect', 'WriteDataIdempotently'], [EXAMPLE.clusterArn]),
     kafka('KafkaTopics1', ['DescribeTopic', 'WriteData'], [topicArn('ingress.*')]),
   ],
@@ -194,7 +193,6 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
   dispatcher: [
     ...common('dispatcher', true),
     dynamo('partner_event_subscription', 'GetItem', 'PutItem'),
-    indexes('partner_event_subscription'),
     dynamo('partner', 'GetItem'),
     dynamo('event_delivery_status', 'GetItem', 'PutItem', 'UpdateItem'),
     dynamo('delivery_attempt', 'PutItem'),
