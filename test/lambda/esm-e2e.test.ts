@@ -48,6 +48,9 @@ before(async () => {
     extra: {
       // Hundreds of invocations: their EMF documents would fill the test output.
       POWERTOOLS_METRICS_DISABLED: 'true',
+      // Below the 6 s retry's shortest jittered delay (4.8 s), above the 1 s retry's longest (1.2 s):
+      // the one always waits inside the invocation, the other always in the store.
+      WEBHOOKS_LAMBDA_INLINE_WAIT_MS: '3000',
     },
   });
   // The admin's first invocation makes the pipeline's topics (as on AWS), before the mappings run.
