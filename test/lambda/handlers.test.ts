@@ -423,6 +423,18 @@ describe('Kafka functions (processor, dispatcher, scheduler)', () => {
       0,
       'the unwritable records are not given up: they come again',
     );
+    // The DLQ topic holds the same two, as they were read, with their reasons.
+    const poisonValue = '{"specversion": "1.0", "id": ';
+    const onTopic = await readTopic('dlq.processor', (got) =>
+      [JSON.stringify(invalid), poisonValue].every((v) => got.some((m) => m.value === v)),
+    );
+    const reasonOf = (value: string) => onTopic.find((m) => m.value === value)?.headers[HEADERS.reason];
+    assert.equal(reasonOf(JSON.stringify(invalid)), 'data_invalid');
+    assert.equal(reasonOf(poisonValue), 'invalid_json');
+    assert.ok(
+      !onTopic.some((m) => [JSON.stringify(c1), JSON.stringify(c2)].includes(m.value)),
+      'nor on the DLQ topic',
+    );
   });
 
   test('a dispatcher batch: delivered, retried later through the store and the scheduler, failed for good, and poison', async () => {
