@@ -60,6 +60,8 @@ export interface Config {
   unreadRetentionHours: number;
   /** Days deliveries, attempts, event routes and dead letters are kept (0: forever). */
   historyRetentionDays: number;
+  /** On AWS Lambda: the longest a delayed message waits inside an invocation (longer: kept in the store). */
+  lambdaInlineWaitMs: number;
   tls?: { certFile: string; keyFile: string };
   /**
    * AWS KMS envelope encryption of secrets at rest (WEBHOOKS_KMS_KEY_ID): new values are sealed by
@@ -306,6 +308,11 @@ const ENTRIES: Record<string, Entry> = {
     file: 'historyRetentionDays',
     parse: int(0, 3650),
   },
+  lambdaInlineWaitMs: {
+    env: 'WEBHOOKS_LAMBDA_INLINE_WAIT_MS',
+    file: 'lambdaInlineWaitMs',
+    parse: int(0, 60_000),
+  },
   tlsCert: { env: 'WEBHOOKS_TLS_CERT', file: 'tlsCert', parse: text },
   tlsKey: { env: 'WEBHOOKS_TLS_KEY', file: 'tlsKey', parse: text },
   kmsKeyId: { env: 'WEBHOOKS_KMS_KEY_ID', file: 'kmsKeyId', parse: kmsKeyId },
@@ -401,6 +408,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     processorRetryDelayMs: (values.processorRetryDelayMs as number | undefined) ?? 30_000,
     unreadRetentionHours: (values.unreadRetentionHours as number | undefined) ?? 168,
     historyRetentionDays: (values.historyRetentionDays as number | undefined) ?? 30,
+    lambdaInlineWaitMs: (values.lambdaInlineWaitMs as number | undefined) ?? 5_000,
   };
   if (values.partnerApiUrl !== undefined) {
     config.partnerApi = {

@@ -1,6 +1,7 @@
 /**
- * A small read-through cache with a TTL, single flight per key, bounded size and invalidation.
- * Used for schemas, subscriptions and partners on the processor and dispatcher hot paths.
+ * A small read-through cache with a TTL, single flight per key, bounded size (the least recently
+ * used entry goes first) and invalidation. Used for schemas, subscriptions and partners on the
+ * processor and dispatcher hot paths, opened credentials and KMS data keys.
  */
 export class TtlCache<K, V> {
   readonly #entries = new Map<K, { value: V; expiresAt: number }>();
@@ -18,7 +19,12 @@ export class TtlCache<K, V> {
   /** The cached value, or the loader's (shared by concurrent callers); failures are not cached. */
   async get(key: K, load: () => Promise<V>): Promise<V> {
     const hit = this.#entries.get(key);
-    if (hit && hit.expiresAt > this.#now()) return hit.value;
+    if (hit && hit.expiresAt > this.#now()) {
+      // Moved to the end: the entries are kept in order of use, and the first one goes when full.
+      this.#entries.delete(key);
+      this.#entries.set(key, hit);
+      return hit.value;
+    }
     const pending = this.#inflight.get(key);
     if (pending) return pending;
     const promise = load().then(

@@ -5,6 +5,7 @@
  */
 import type { SealedDeliveryAuth, SigningSecretRecord, SubscriptionRecord } from '../common/model.ts';
 import type { SecretSealer } from '../common/secret-box.ts';
+import { TtlCache } from '../common/ttl-cache.ts';
 import type { DeliveryAuthInput } from './input.ts';
 
 /**
@@ -101,12 +102,12 @@ interface OpenedCredentials {
  */
 export class CredentialCache {
   readonly #sealer: SecretSealer;
-  readonly #entries = new Map<string, Promise<OpenedCredentials>>();
-  readonly #max: number;
+  /** Never stale (a change is a new revision, so a new key): kept until pushed out. */
+  readonly #entries: TtlCache<string, OpenedCredentials>;
 
   constructor(sealer: SecretSealer, max = 10_000) {
     this.#sealer = sealer;
-    this.#max = max;
+    this.#entries = new TtlCache({ ttlMs: Number.POSITIVE_INFINITY, maxEntries: max });
   }
 
   /**
@@ -126,18 +127,7 @@ export class CredentialCache {
   }
 
   #entry(sub: SubscriptionRecord): Promise<OpenedCredentials> {
-    const key = `${sub.id}:${sub.revision}`;
-    let entry = this.#entries.get(key);
-    if (!entry) {
-      const opening = this.#open(sub);
-      entry = opening;
-      if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
-      this.#entries.set(key, opening);
-      opening.catch(() => {
-        if (this.#entries.get(key) === opening) this.#entries.delete(key);
-      });
-    }
-    return entry;
+    return this.#entries.get(`${sub.id}:${sub.revision}`, () => this.#open(sub));
   }
 
   async #open(sub: SubscriptionRecord): Promise<OpenedCredentials> {

@@ -31,6 +31,7 @@ import {
   sealedKindOf,
   wrongSealerKind,
 } from '../../common/secret-box.ts';
+import { TtlCache } from '../../common/ttl-cache.ts';
 import { awsClientBase } from './client-config.ts';
 
 const PREFIX = 'kms';
@@ -65,18 +66,19 @@ export class KmsSecretSealer implements SecretSealer {
   readonly #kmsKeyId: string;
   readonly #client: KMSClient;
   readonly #ownsClient: boolean;
-  readonly #dataKeys: DataKeyCache;
+  /** Decrypted data keys by associated data and encrypted key. */
+  readonly #dataKeys: TtlCache<string, Buffer>;
 
   constructor(options: KmsSealerOptions) {
     this.#kmsKeyId = options.keyId;
     this.keyId = fingerprint(options.keyId);
     this.#ownsClient = options.client === undefined;
     this.#client = options.client ?? new KMSClient(clientConfig(options));
-    this.#dataKeys = new DataKeyCache(
-      options.cacheTtlMs ?? CACHE_TTL_MS,
-      options.cacheMaxEntries ?? CACHE_MAX_ENTRIES,
-      options.now ?? Date.now,
-    );
+    this.#dataKeys = new TtlCache({
+      ttlMs: options.cacheTtlMs ?? CACHE_TTL_MS,
+      maxEntries: options.cacheMaxEntries ?? CACHE_MAX_ENTRIES,
+      ...(options.now ? { now: options.now } : {}),
+    });
   }
 
   /** Seals under a fresh data key: 1 GenerateDataKey. */
@@ -146,7 +148,7 @@ export class KmsSecretSealer implements SecretSealer {
 
   /** Closes the client made here (a client given is left open). */
   destroy(): void {
-    this.#dataKeys.clear();
+    this.#dataKeys.invalidate();
     if (this.#ownsClient) this.#client.destroy();
   }
 
@@ -275,58 +277,4 @@ function kmsFailure(err: unknown, operation: string, key: string): WebhooksError
     `KMS ${operation} with key ${key} failed (${detail})`,
     options,
   );
-}
-
-/**
- * Decrypted data keys by encrypted key and associated data: least recently used dropped beyond
- * `max`, each kept `ttlMs` after it was decrypted; concurrent loads of one key share one call, and a
- * failed load is not kept.
- */
-class DataKeyCache {
-  readonly #entries = new Map<string, { key: Buffer; expiresAt: number }>();
-  readonly #inflight = new Map<string, Promise<Buffer>>();
-  readonly #ttlMs: number;
-  readonly #max: number;
-  readonly #now: () => number;
-
-  constructor(ttlMs: number, max: number, now: () => number) {
-    this.#ttlMs = ttlMs;
-    this.#max = max;
-    this.#now = now;
-  }
-
-  async get(cacheKey: string, load: () => Promise<Buffer>): Promise<Buffer> {
-    const hit = this.#entries.get(cacheKey);
-    if (hit) {
-      this.#entries.delete(cacheKey);
-      if (hit.expiresAt > this.#now()) {
-        this.#entries.set(cacheKey, hit);
-        return hit.key;
-      }
-    }
-    const pending = this.#inflight.get(cacheKey);
-    if (pending) return pending;
-    const loading = load().then(
-      (key) => {
-        this.#inflight.delete(cacheKey);
-        if (this.#ttlMs > 0 && this.#max > 0) {
-          this.#entries.set(cacheKey, { key, expiresAt: this.#now() + this.#ttlMs });
-          if (this.#entries.size > this.#max)
-            this.#entries.delete(this.#entries.keys().next().value as string);
-        }
-        return key;
-      },
-      (err: unknown) => {
-        this.#inflight.delete(cacheKey);
-        throw err;
-      },
-    );
-    this.#inflight.set(cacheKey, loading);
-    return loading;
-  }
-
-  clear(): void {
-    this.#entries.clear();
-    this.#inflight.clear();
-  }
 }

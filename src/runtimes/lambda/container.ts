@@ -100,18 +100,6 @@ export function lambdaConfig(env: NodeJS.ProcessEnv): Config {
   return config;
 }
 
-/** The longest wait for a delayed message inside an invocation (WEBHOOKS_LAMBDA_INLINE_WAIT_MS, default 5 s). */
-export function inlineWaitMs(env: NodeJS.ProcessEnv): number {
-  const raw = env.WEBHOOKS_LAMBDA_INLINE_WAIT_MS;
-  if (raw === undefined || raw === '') return 5_000;
-  const ms = Number(raw);
-  if (!Number.isInteger(ms) || ms < 0 || ms > 60_000)
-    throw new ConfigError('WEBHOOKS_LAMBDA_INLINE_WAIT_MS must be a whole number of ms from 0 to 60000', {
-      details: [{ field: 'WEBHOOKS_LAMBDA_INLINE_WAIT_MS', message: `got ${raw}` }],
-    });
-  return ms;
-}
-
 async function open(kind: FunctionKind, options: ContainerOptions): Promise<LambdaContainer> {
   const env = options.env ?? process.env;
   const config = lambdaConfig(env);
@@ -134,7 +122,7 @@ async function open(kind: FunctionKind, options: ContainerOptions): Promise<Lamb
     wrapBus: (inner, store) => {
       bus = new LambdaBus(inner, {
         scheduled: store.scheduled,
-        inlineMaxMs: inlineWaitMs(env),
+        inlineMaxMs: config.lambdaInlineWaitMs,
         ...(triggers && kind === 'admin'
           ? { onTopicEnsured: (topic: string) => triggers.topicEnsured(topic) }
           : {}),

@@ -22,6 +22,7 @@ import {
 import { ConfigError } from '../../common/errors.ts';
 import type { SubscriptionRepository } from '../../common/ports/store.ts';
 import { egressTopic } from '../../common/topics.ts';
+import { awsClientBase } from '../../engines/aws/client-config.ts';
 import { DEFAULT_TABLE_PREFIX } from '../../engines/dynamodb/tables.ts';
 import {
   MAPPINGS_PER_POLLER_GROUP,
@@ -76,10 +77,12 @@ export class EventSourceTriggers {
           .map((field) => ({ field, message: 'required with the others' })),
       });
     return new EventSourceTriggers({
-      lambda: new LambdaClient({
-        ...(env.WEBHOOKS_LAMBDA_ENDPOINT ? { endpoint: env.WEBHOOKS_LAMBDA_ENDPOINT } : {}),
-        ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
-      }),
+      lambda: new LambdaClient(
+        awsClientBase(
+          { region: env.AWS_REGION || undefined, endpoint: env.WEBHOOKS_LAMBDA_ENDPOINT || undefined },
+          env,
+        ),
+      ),
       clusterArn: env.WEBHOOKS_MSK_CLUSTER_ARN!,
       functions: {
         processor: env.WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION!,
@@ -97,23 +100,8 @@ export class EventSourceTriggers {
   async topicEnsured(topic: string): Promise<void> {
     const stage = stageOfTopic(topic);
     if (!stage) return;
-    for (let tries = 1; ; tries++) {
-      const mappings = await this.#list(stage);
-      if (mappings.byTopic.has(topic)) return;
-      const input: CreateEventSourceMappingCommandInput = {
-        ...mappingRequest(stage, topic, freeGroup(this.#options.deployment, stage, mappings.groups)),
-        EventSourceArn: this.#options.clusterArn,
-        FunctionName: this.#options.functions[stage],
-      };
-      try {
-        await this.#options.lambda.send(new CreateEventSourceMappingCommand(input));
-        return;
-      } catch (err) {
-        // Created meanwhile by another container, or its poller group filled up meanwhile: once more,
-        // from a fresh listing.
-        if (tries >= 2) throw err;
-      }
-    }
+    const mappings = await this.#list(stage);
+    if (!mappings.byTopic.has(topic)) await this.#create(stage, topic, mappings);
   }
 
   /**
@@ -134,7 +122,7 @@ export class EventSourceTriggers {
     let created = 0;
     for (const topic of wanted) {
       if (mappings.byTopic.has(topic)) continue;
-      await this.topicEnsured(topic);
+      await this.#create('dispatcher', topic, mappings);
       created++;
     }
     const unused = new Set<string>();
@@ -150,6 +138,33 @@ export class EventSourceTriggers {
     }
     this.#unused = unused;
     return { created, deleted };
+  }
+
+  /**
+   * Creates the mapping of `topic` in a poller group with room by `mappings` (which it updates).
+   * Refused — created meanwhile by another container, or its group filled up meanwhile — it is tried
+   * once more from a fresh listing.
+   */
+  async #create(stage: MappedStage, topic: string, mappings: KnownMappings): Promise<void> {
+    let known = mappings;
+    for (let tries = 1; ; tries++) {
+      const group = freeGroup(this.#options.deployment, stage, known.groups);
+      const input: CreateEventSourceMappingCommandInput = {
+        ...mappingRequest(stage, topic, group),
+        EventSourceArn: this.#options.clusterArn,
+        FunctionName: this.#options.functions[stage],
+      };
+      try {
+        const made = await this.#options.lambda.send(new CreateEventSourceMappingCommand(input));
+        if (made.UUID) mappings.byTopic.set(topic, made.UUID);
+        mappings.groups.set(group, (mappings.groups.get(group) ?? 0) + 1);
+        return;
+      } catch (err) {
+        if (tries >= 2) throw err;
+        known = await this.#list(stage);
+        if (known.byTopic.has(topic)) return;
+      }
+    }
   }
 
   async #list(stage: MappedStage): Promise<KnownMappings> {
