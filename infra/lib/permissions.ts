@@ -177,7 +177,8 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
     // A 410 disables the subscription (GetItem, revision-checked PutItem), which releases its held tasks.
     tables: tables(RELEASE_HELD, {
       partner_event_subscription: { actions: ['GetItem', 'PutItem'] },
-      // Deliveries: conditional create, attempts in a transaction with the delivery's Put or Update.
+      // Deliveries: created with their first attempt (PutItem), later attempts in the item
+      // (UpdateItem) or, once they outgrow it, apart in a transaction with the delivery's write.
       event_delivery_status: { actions: ['GetItem', 'PutItem', 'UpdateItem'] },
       delivery_attempt: { actions: ['PutItem'] },
       // The idempotency ledger: claim and complete (UpdateItem), release (DeleteItem).

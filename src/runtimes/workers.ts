@@ -204,11 +204,13 @@ export function startStorePurge(
   const run = async (): Promise<void> => {
     const released = (await options.releaseHeld?.()) ?? 0;
     if (released > 0) logger.info('re-enqueued tasks held for resumed subscriptions', { released });
-    // The engine expires history and the ledger itself (DynamoDB TTL): nothing to delete here.
-    if (store.expiresByTtl) return;
+    // What an engine expires by itself (DynamoDB's TTL) has no purge method: nothing to delete here.
+    const { deliveries, deadLetters, ledger } = store;
     const now = clock();
-    const ledger = await store.ledger.purge(now.getTime());
-    if (ledger > 0) logger.debug('purged expired ledger entries', { removed: ledger });
+    if (ledger.purge) {
+      const removed = await ledger.purge(now.getTime());
+      if (removed > 0) logger.debug('purged expired ledger entries', { removed });
+    }
     if (options.historyRetentionDays <= 0) return;
     const before = new Date(now.getTime() - options.historyRetentionDays * 86_400_000).toISOString();
     const removed = { deliveries: 0, routes: 0, deadLetters: 0 };
@@ -216,18 +218,24 @@ export function startStorePurge(
     const inChunks = async (chunk: () => Promise<boolean>): Promise<void> => {
       while ((await chunk()) && !stopped) await sleep(HISTORY_REST_MS);
     };
-    await inChunks(async () => {
-      const n = await store.deliveries.purgeBefore(before, HISTORY_CHUNK);
-      removed.deliveries += n.deliveries;
-      removed.routes += n.routes;
-      return n.deliveries === HISTORY_CHUNK || n.routes === HISTORY_CHUNK;
-    });
+    if (deliveries.purgeBefore) {
+      const purge = deliveries.purgeBefore.bind(deliveries);
+      await inChunks(async () => {
+        const n = await purge(before, HISTORY_CHUNK);
+        removed.deliveries += n.deliveries;
+        removed.routes += n.routes;
+        return n.deliveries === HISTORY_CHUNK || n.routes === HISTORY_CHUNK;
+      });
+    }
     if (stopped) return;
-    await inChunks(async () => {
-      const n = await store.deadLetters.purgeBefore(before, HISTORY_CHUNK);
-      removed.deadLetters += n;
-      return n === HISTORY_CHUNK;
-    });
+    if (deadLetters.purgeBefore) {
+      const purge = deadLetters.purgeBefore.bind(deadLetters);
+      await inChunks(async () => {
+        const n = await purge(before, HISTORY_CHUNK);
+        removed.deadLetters += n;
+        return n === HISTORY_CHUNK;
+      });
+    }
     if (removed.deliveries + removed.routes + removed.deadLetters > 0)
       logger.info('history retention removed old records', { before, ...removed });
   };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { DeadLetterFilter } from '../../src/common/ports/store.ts';
 import { deadLetterRecord, testId, timeAt } from '../support/fixtures.ts';
-import { conflict, invalidCursor, readAllPages, type StoreContext } from './store-support.ts';
+import { conflict, describePurge, invalidCursor, readAllPages, type StoreContext } from './store-support.ts';
 
 /** Registers the dead-letter repository's suite. */
 export function describeDeadLetters(ctx: StoreContext): void {
@@ -133,19 +133,24 @@ export function describeDeadLetters(ctx: StoreContext): void {
       assert.deepEqual(await ids({ subscriptionId, reason: 'nothing_like_it' }), []);
     });
 
-    test('purgeBefore deletes dead letters created before the time, in chunks', async () => {
-      const old = Array.from({ length: 3 }, () =>
-        deadLetterRecord({ createdAt: '2020-01-01T00:00:00.000Z' }),
-      );
-      for (const d of old) await deadLetters().insert(d);
-      const young = deadLetterRecord({ createdAt: '2020-07-01T00:00:00.000Z' });
-      await deadLetters().insert(young);
-      const before = '2020-06-01T00:00:00.000Z';
-      assert.equal(await deadLetters().purgeBefore(before, 2), 2);
-      assert.equal(await deadLetters().purgeBefore(before, 2), 1);
-      assert.equal(await deadLetters().purgeBefore(before, 2), 0);
-      for (const d of old) assert.deepEqual(await ids({ eventId: d.eventId }), []);
-      assert.deepEqual(await ids({ eventId: young.eventId }), [young.id]);
-    });
+    describePurge(
+      ctx,
+      'purgeBefore deletes dead letters created before the time, in chunks',
+      () => deadLetters().purgeBefore,
+      async () => {
+        const old = Array.from({ length: 3 }, () =>
+          deadLetterRecord({ createdAt: '2020-01-01T00:00:00.000Z' }),
+        );
+        for (const d of old) await deadLetters().insert(d);
+        const young = deadLetterRecord({ createdAt: '2020-07-01T00:00:00.000Z' });
+        await deadLetters().insert(young);
+        const before = '2020-06-01T00:00:00.000Z';
+        assert.equal(await deadLetters().purgeBefore!(before, 2), 2);
+        assert.equal(await deadLetters().purgeBefore!(before, 2), 1);
+        assert.equal(await deadLetters().purgeBefore!(before, 2), 0);
+        for (const d of old) assert.deepEqual(await ids({ eventId: d.eventId }), []);
+        assert.deepEqual(await ids({ eventId: young.eventId }), [young.id]);
+      },
+    );
   });
 }

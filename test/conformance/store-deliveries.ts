@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { deliveryAttempt, deliveryRecord, testId, timeAt } from '../support/fixtures.ts';
-import { conflict, invalidCursor, notFound, readAllPages, type StoreContext } from './store-support.ts';
+import {
+  conflict,
+  describePurge,
+  invalidCursor,
+  notFound,
+  readAllPages,
+  type StoreContext,
+} from './store-support.ts';
 
 /** Registers the delivery repository's suite. */
 export function describeDeliveries(ctx: StoreContext): void {
@@ -274,42 +281,47 @@ export function describeDeliveries(ctx: StoreContext): void {
       assert.deepEqual((await deliveries().list({ eventId: event.id })).items, []);
     });
 
-    test('purgeBefore deletes finished (or abandoned) deliveries with their attempts, and routes, older than the time, in chunks', async () => {
-      // Times long before every other test's, so only this test's records are old enough.
-      const old = '2020-01-01T00:00:00.000Z';
-      const before = '2020-06-01T00:00:00.000Z';
-      const done = Array.from({ length: 3 }, () => deliveryRecord({ createdAt: old, status: 'FAILED' }));
-      for (const d of done) {
-        await deliveries().recordAttempt(
-          deliveryAttempt({ deliveryId: d.id, outcome: 'failed', statusCode: 400 }),
-          { attempts: 1, updatedAt: old },
-          d,
+    describePurge(
+      ctx,
+      'purgeBefore deletes finished (or abandoned) deliveries with their attempts, and routes, older than the time, in chunks',
+      () => deliveries().purgeBefore,
+      async () => {
+        // Times long before every other test's, so only this test's records are old enough.
+        const old = '2020-01-01T00:00:00.000Z';
+        const before = '2020-06-01T00:00:00.000Z';
+        const done = Array.from({ length: 3 }, () => deliveryRecord({ createdAt: old, status: 'FAILED' }));
+        for (const d of done) {
+          await deliveries().recordAttempt(
+            deliveryAttempt({ deliveryId: d.id, outcome: 'failed', statusCode: 400 }),
+            { attempts: 1, updatedAt: old },
+            d,
+          );
+          await deliveries().recordRouting({ id: d.eventId, source: d.eventSource }, [d.id], old);
+        }
+        // Still being retried: created long ago, updated since the cutoff.
+        const pending = await deliveries().ensure(
+          deliveryRecord({ createdAt: old, updatedAt: '2020-06-15T00:00:00.000Z', status: 'PENDING' }),
         );
-        await deliveries().recordRouting({ id: d.eventId, source: d.eventSource }, [d.id], old);
-      }
-      // Still being retried: created long ago, updated since the cutoff.
-      const pending = await deliveries().ensure(
-        deliveryRecord({ createdAt: old, updatedAt: '2020-06-15T00:00:00.000Z', status: 'PENDING' }),
-      );
-      // Abandoned: PENDING, and nothing happened to it since before the cutoff (no task is coming).
-      const abandoned = await deliveries().ensure(
-        deliveryRecord({ createdAt: old, updatedAt: old, status: 'PENDING' }),
-      );
-      const young = await deliveries().ensure(deliveryRecord({ createdAt: '2020-07-01T00:00:00.000Z' }));
-      const first = await deliveries().purgeBefore(before, 2);
-      assert.deepEqual(first, { deliveries: 2, routes: 2 });
-      const second = await deliveries().purgeBefore(before, 2);
-      assert.deepEqual(second, { deliveries: 2, routes: 1 });
-      assert.deepEqual(await deliveries().purgeBefore(before, 2), { deliveries: 0, routes: 0 });
-      assert.equal(await deliveries().get(abandoned.id), undefined, 'an abandoned PENDING delivery goes');
-      for (const d of done) {
-        assert.equal(await deliveries().get(d.id), undefined);
-        assert.deepEqual(await deliveries().attempts(d.id), []);
-        assert.deepEqual(await deliveries().routed([{ id: d.eventId, source: d.eventSource }]), [false]);
-      }
-      assert.equal((await deliveries().get(pending.id))?.status, 'PENDING');
-      assert.equal((await deliveries().get(young.id))?.id, young.id);
-    });
+        // Abandoned: PENDING, and nothing happened to it since before the cutoff (no task is coming).
+        const abandoned = await deliveries().ensure(
+          deliveryRecord({ createdAt: old, updatedAt: old, status: 'PENDING' }),
+        );
+        const young = await deliveries().ensure(deliveryRecord({ createdAt: '2020-07-01T00:00:00.000Z' }));
+        const first = await deliveries().purgeBefore!(before, 2);
+        assert.deepEqual(first, { deliveries: 2, routes: 2 });
+        const second = await deliveries().purgeBefore!(before, 2);
+        assert.deepEqual(second, { deliveries: 2, routes: 1 });
+        assert.deepEqual(await deliveries().purgeBefore!(before, 2), { deliveries: 0, routes: 0 });
+        assert.equal(await deliveries().get(abandoned.id), undefined, 'an abandoned PENDING delivery goes');
+        for (const d of done) {
+          assert.equal(await deliveries().get(d.id), undefined);
+          assert.deepEqual(await deliveries().attempts(d.id), []);
+          assert.deepEqual(await deliveries().routed([{ id: d.eventId, source: d.eventSource }]), [false]);
+        }
+        assert.equal((await deliveries().get(pending.id))?.status, 'PENDING');
+        assert.equal((await deliveries().get(young.id))?.id, young.id);
+      },
+    );
 
     test('the status filter follows status changes made by recordAttempt', async () => {
       const partnerId = testId('p-status-');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { testId } from '../support/fixtures.ts';
-import type { StoreContext } from './store-support.ts';
+import { describePurge, type StoreContext } from './store-support.ts';
 
 /** A clock for the ledger tests (ms); the purge test uses much smaller times so it purges only its own. */
 const T = 1_767_225_600_000;
@@ -138,36 +138,46 @@ export function describeLedger(ctx: StoreContext): void {
       assert.equal(await ledger().get('key-never-seen'), undefined);
     });
 
-    test('purge removes the entries of both kinds that expired before now, and counts them', async () => {
-      const t = 1_000_000;
-      const [lapsedClaim, oldDone, expiringNow, live] = [1, 2, 3, 4].map(() => testId('purge-'));
-      await claimed(lapsedClaim!, 10, t);
-      await completed(oldDone!, 20, t);
-      await claimed(expiringNow!, 100, t);
-      await completed(live!, 1_000, t);
-      assert.equal(await ledger().purge(t + 100), 2);
-      assert.equal(await ledger().get(lapsedClaim!), undefined);
-      assert.equal(await ledger().get(oldDone!), undefined);
-      assert.equal((await ledger().get(expiringNow!))?.status, 'IN_PROGRESS');
-      assert.equal((await ledger().get(live!))?.status, 'COMPLETED');
-    });
+    describePurge(
+      ctx,
+      'purge removes the entries of both kinds that expired before now, and counts them',
+      () => ledger().purge,
+      async () => {
+        const t = 1_000_000;
+        const [lapsedClaim, oldDone, expiringNow, live] = [1, 2, 3, 4].map(() => testId('purge-'));
+        await claimed(lapsedClaim!, 10, t);
+        await completed(oldDone!, 20, t);
+        await claimed(expiringNow!, 100, t);
+        await completed(live!, 1_000, t);
+        assert.equal(await ledger().purge!(t + 100), 2);
+        assert.equal(await ledger().get(lapsedClaim!), undefined);
+        assert.equal(await ledger().get(oldDone!), undefined);
+        assert.equal((await ledger().get(expiringNow!))?.status, 'IN_PROGRESS');
+        assert.equal((await ledger().get(live!))?.status, 'COMPLETED');
+      },
+    );
 
-    test('purge removes thousands of expired entries (more than one chunk) and keeps the live ones', async () => {
-      // Below the other purge test's times; the live entries expire long after both.
-      const t = 100_000;
-      const expired = Array.from({ length: 2_500 }, () => testId('bulk-'));
-      const live = Array.from({ length: 50 }, () => testId('bulk-live-'));
-      await Promise.all(expired.map((key) => completed(key, 10, t)));
-      await Promise.all(live.map((key) => completed(key, TTL, T)));
-      assert.equal(await ledger().purge(t + 1_000), 2_500);
-      assert.equal(await ledger().get(expired[0]!), undefined);
-      assert.equal(await ledger().get(expired[2_499]!), undefined);
-      const kept = await Promise.all(live.map((key) => ledger().get(key)));
-      assert.deepEqual(
-        kept.map((e) => e?.status),
-        live.map(() => 'COMPLETED'),
-      );
-    });
+    describePurge(
+      ctx,
+      'purge removes thousands of expired entries (more than one chunk) and keeps the live ones',
+      () => ledger().purge,
+      async () => {
+        // Below the other purge test's times; the live entries expire long after both.
+        const t = 100_000;
+        const expired = Array.from({ length: 2_500 }, () => testId('bulk-'));
+        const live = Array.from({ length: 50 }, () => testId('bulk-live-'));
+        await Promise.all(expired.map((key) => completed(key, 10, t)));
+        await Promise.all(live.map((key) => completed(key, TTL, T)));
+        assert.equal(await ledger().purge!(t + 1_000), 2_500);
+        assert.equal(await ledger().get(expired[0]!), undefined);
+        assert.equal(await ledger().get(expired[2_499]!), undefined);
+        const kept = await Promise.all(live.map((key) => ledger().get(key)));
+        assert.deepEqual(
+          kept.map((e) => e?.status),
+          live.map(() => 'COMPLETED'),
+        );
+      },
+    );
 
     test('of two concurrent claims of one key exactly one is claimed', async () => {
       const key = testId('key-');

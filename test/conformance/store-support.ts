@@ -1,5 +1,6 @@
 /** What the store conformance suites share: the harness, the open store, and assertion helpers. */
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import type { Page, PageRequest, Store } from '../../src/common/ports/store.ts';
 
 export interface StoreHarness {
@@ -7,8 +8,16 @@ export interface StoreHarness {
   cleanup(): Promise<void>;
 }
 
+/**
+ * How an engine removes expired history and ledger entries: `purge` — the repositories' purge
+ * methods, which the suites test; `ttl` — by itself (DynamoDB's TTL): the methods are absent, which
+ * the suites check (the purge worker calls only those present).
+ */
+export type Expiry = 'purge' | 'ttl';
+
 /** The store under test, as seen by one suite: `reopen` is a restart over the same storage. */
 export interface StoreContext {
+  expiry: Expiry;
   store(): Store;
   /** Closes the store and opens it again; later `store()` calls return the new one. */
   reopen(): Promise<Store>;
@@ -49,4 +58,21 @@ export async function readAllPages<T>(
     cursor = page.next;
   } while (cursor);
   return all;
+}
+
+/**
+ * Registers `purgeTest` for an engine that purges; for one that expires by TTL, a test that the
+ * method is absent (`method` reads it from the open store).
+ */
+export function describePurge(
+  ctx: StoreContext,
+  name: string,
+  method: () => unknown,
+  purgeTest: () => Promise<void>,
+): void {
+  if (ctx.expiry === 'purge') test(name, purgeTest);
+  else
+    test(`the engine expires by itself (TTL), so it has no such method, instead of: ${name}`, () => {
+      assert.equal(method(), undefined);
+    });
 }

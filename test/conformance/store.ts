@@ -15,12 +15,16 @@ import { describeHeldTasks } from './store-held-tasks.ts';
 import { describeLedger } from './store-ledger.ts';
 import { describeScheduled } from './store-scheduled.ts';
 import { describeSubscriptionEndpoints } from './store-subscription-endpoints.ts';
-import { conflict, type StoreContext, type StoreHarness } from './store-support.ts';
+import { conflict, type Expiry, type StoreContext, type StoreHarness } from './store-support.ts';
 
 export type { StoreHarness } from './store-support.ts';
 
 /** Registers the whole suite for one engine. */
-export function runStoreConformance(engine: string, makeHarness: () => Promise<StoreHarness>): void {
+export function runStoreConformance(
+  engine: string,
+  makeHarness: () => Promise<StoreHarness>,
+  options: { expiry?: Expiry } = {},
+): void {
   describe(`store conformance: ${engine}`, () => {
     let harness: StoreHarness;
     let store: Store;
@@ -33,6 +37,7 @@ export function runStoreConformance(engine: string, makeHarness: () => Promise<S
       await harness.cleanup();
     });
     const context: StoreContext = {
+      expiry: options.expiry ?? 'purge',
       store: () => store,
       reopen: async () => {
         await store.close();

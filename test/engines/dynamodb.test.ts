@@ -43,16 +43,20 @@ function clientFor(endpoint: string): DynamoDBClient {
   });
 }
 
-runStoreConformance('dynamodb', async () => {
-  const dynalite = await startDynalite();
-  const tablePrefix = freshPrefix();
-  await createTables(clientFor(dynalite.endpoint), { tablePrefix });
-  return {
-    // Each open is a new client over the same tables: closing and opening again is a restart.
-    open: async () => DynamoStore.open({ endpoint: dynalite.endpoint, tablePrefix }),
-    cleanup: () => dynalite.stop(),
-  };
-});
+runStoreConformance(
+  'dynamodb',
+  async () => {
+    const dynalite = await startDynalite();
+    const tablePrefix = freshPrefix();
+    await createTables(clientFor(dynalite.endpoint), { tablePrefix });
+    return {
+      // Each open is a new client over the same tables: closing and opening again is a restart.
+      open: async () => DynamoStore.open({ endpoint: dynalite.endpoint, tablePrefix }),
+      cleanup: () => dynalite.stop(),
+    };
+  },
+  { expiry: 'ttl' },
+);
 
 describe('dynamodb store: beyond the conformance suite', () => {
   let dynalite: Dynalite;
@@ -136,12 +140,16 @@ describe('dynamodb store: beyond the conformance suite', () => {
       return client.send(command as never);
     }) as DynamoDBClient['send'];
     const store = await freshStore(send);
-    const old = Array.from({ length: 7 }, () => deadLetterRecord({ createdAt: '2020-01-01T00:00:00.000Z' }));
-    for (const d of old) await store.deadLetters.insert(d);
-    assert.equal(await store.deadLetters.purgeBefore('2020-06-01T00:00:00.000Z', 100), 7);
+    const kept = Array.from({ length: 7 }, (_, i) => ({
+      id: testId('sched-bw-'),
+      dueAt: 1_000 + i,
+      message: { topic: 'retry.dispatcher.due', value: '{}', headers: {} },
+    }));
+    await store.scheduled.schedule(kept);
+    await store.scheduled.remove(kept);
     assert.equal(withheld, 5, 'the first batch was answered in part');
     assert.equal(store.capacity().calls.BatchWriteItem, 2, 'the unprocessed rest was sent again');
-    for (const d of old) assert.deepEqual((await store.deadLetters.list({ eventId: d.eventId })).items, []);
+    assert.deepEqual(await store.scheduled.due(10_000, 100), [], 'every one was removed');
     await store.close();
   });
 
@@ -257,8 +265,9 @@ describe('dynamodb store: beyond the conformance suite', () => {
       rec,
     );
     const afterAttempt = store.capacity();
-    assert.equal(afterAttempt.calls.TransactWriteItems, 1);
-    assert.ok(afterAttempt.writeUnits >= afterGet.writeUnits + 4, 'a transaction costs twice its writes');
+    assert.equal(afterAttempt.calls.PutItem, 2, 'the delivery with its first attempt: one PutItem');
+    assert.equal(afterAttempt.calls.TransactWriteItems, undefined);
+    assert.equal(afterAttempt.writeUnits, afterGet.writeUnits + 1, 'an item under 1 KB: one write unit');
     await store.close();
   });
 
@@ -320,13 +329,109 @@ describe('dynamodb store: beyond the conformance suite', () => {
         ]);
       },
     );
-    assert.deepEqual(dispatcher.calls, { GetItem: 1, UpdateItem: 2, TransactWriteItems: 1 });
+    assert.deepEqual(dispatcher.calls, { GetItem: 1, UpdateItem: 2, PutItem: 1 });
+    // Table units (dynalite reports no index writes): claim, the delivery with its attempt, complete.
+    assert.equal(dispatcher.write, 3);
     const key = testId('units-');
     const ledger = await measure('ledger claim + complete', async () => {
       const claim = await store.ledger.claim(key, 30_000, now);
       await store.ledger.complete(key, (claim as { token: string }).token, 86_400_000, now);
     });
     assert.deepEqual(ledger.calls, { UpdateItem: 2 });
+    await store.close();
+  });
+
+  test('attempts live in their delivery item until they outgrow it, then apart: every path keeps the port’s rules', async () => {
+    const store = await freshStore();
+    const names = store.tables;
+    const calls = () => ({ ...store.capacity().calls });
+    const attemptItems = async (deliveryId: string) =>
+      (
+        await client.send(
+          new QueryCommand({
+            TableName: names.delivery_attempt,
+            KeyConditionExpression: 'deliveryId = :d',
+            ExpressionAttributeValues: { ':d': { S: deliveryId } },
+          }),
+        )
+      ).Items?.map((i) => Number(i.attempt?.N)) ?? [];
+    const rec = deliveryRecord({ status: 'PENDING' });
+    const body = (n: number) => 'b'.repeat(n);
+    const attempt = (n: number, bytes: number) =>
+      deliveryAttempt({
+        deliveryId: rec.id,
+        attempt: n,
+        outcome: 'retry',
+        statusCode: 500,
+        responseBody: body(bytes),
+      });
+    const update = (n: number) => ({ attempts: n, status: 'PENDING' as const, updatedAt: rec.updatedAt });
+    // 1 and 2 fit in the item (1,000 + 1,000 bytes of body); 3 does not: it goes apart; 4 is small
+    // enough for the room left.
+    let before = calls();
+    await store.deliveries.recordAttempt(attempt(1, 1_000), update(1), rec);
+    await store.deliveries.recordAttempt(attempt(2, 1_000), update(2));
+    assert.equal((calls().PutItem ?? 0) - (before.PutItem ?? 0), 1);
+    assert.equal((calls().UpdateItem ?? 0) - (before.UpdateItem ?? 0), 1);
+    assert.deepEqual(await attemptItems(rec.id), [], 'nothing apart yet');
+    before = calls();
+    await store.deliveries.recordAttempt(attempt(3, 1_000), update(3));
+    await store.deliveries.recordAttempt(attempt(4, 10), update(4));
+    assert.equal((calls().TransactWriteItems ?? 0) - (before.TransactWriteItems ?? 0), 1);
+    assert.deepEqual(await attemptItems(rec.id), [3], 'only 3 apart: 4 still fits in the item');
+    assert.deepEqual(
+      (await store.deliveries.attempts(rec.id)).map((a) => [a.attempt, a.responseBody?.length]),
+      [
+        [1, 1_000],
+        [2, 1_000],
+        [3, 1_000],
+        [4, 10],
+      ],
+    );
+    assert.equal((await store.deliveries.get(rec.id))?.attempts, 4);
+    // A number taken, whether in the item or apart, is a conflict on either path, and changes nothing.
+    for (const [n, bytes] of [
+      [1, 10],
+      [2, 5_000],
+      [3, 10],
+      [4, 5_000],
+    ] as const) {
+      await assert.rejects(
+        store.deliveries.recordAttempt(attempt(n, bytes), { ...update(9), lastError: 'no' }),
+        (err: unknown) => (err as { code?: string }).code === 'already_exists',
+        `attempt ${n} again (${bytes} bytes)`,
+      );
+    }
+    const stored = await store.deliveries.get(rec.id);
+    assert.equal(stored?.attempts, 4, 'a refused attempt leaves the delivery as it was');
+    assert.equal(stored?.lastError, undefined);
+    assert.equal((await store.deliveries.attempts(rec.id)).length, 4);
+    // A delivery that is not there: not found on either path; nothing stored.
+    const missing = testId('dlv-missing-');
+    for (const bytes of [10, 5_000])
+      await assert.rejects(
+        store.deliveries.recordAttempt({ ...attempt(1, bytes), deliveryId: missing }, update(1)),
+        (err: unknown) => (err as { kind?: string }).kind === 'not_found',
+      );
+    assert.deepEqual(await attemptItems(missing), []);
+    // A first attempt too large for any item creates its delivery in a transaction, with it apart.
+    const big = deliveryRecord({ status: 'PENDING' });
+    await store.deliveries.recordAttempt({ ...attempt(1, 5_000), deliveryId: big.id }, update(1), big);
+    assert.deepEqual(await attemptItems(big.id), [1]);
+    assert.equal((await store.deliveries.attempts(big.id))[0]?.responseBody?.length, 5_000);
+    assert.equal((await store.deliveries.get(big.id))?.id, big.id);
+    // `create` on a delivery that exists (made by ensure, without attempts): updated, attempt kept.
+    const ensured = await store.deliveries.ensure(deliveryRecord({ status: 'PENDING' }));
+    await store.deliveries.recordAttempt(
+      { ...attempt(1, 10), deliveryId: ensured.id },
+      { ...update(1), status: 'SUCCESS' },
+      ensured,
+    );
+    assert.equal((await store.deliveries.get(ensured.id))?.status, 'SUCCESS');
+    assert.deepEqual(
+      (await store.deliveries.attempts(ensured.id)).map((a) => a.attempt),
+      [1],
+    );
     await store.close();
   });
 
@@ -348,8 +453,11 @@ describe('dynamodb store: beyond the conformance suite', () => {
       rec,
     );
     assert.equal(await ttlOf(names.event_delivery_status, { id: { S: rec.id } }), created + 10 * day);
+    // An attempt too large for its delivery's item is kept apart, and lives as long as the delivery.
+    const large = deliveryAttempt({ deliveryId: rec.id, attempt: 2, responseBody: 'x'.repeat(3_100) });
+    await store.deliveries.recordAttempt(large, { attempts: 2, updatedAt: rec.updatedAt });
     assert.equal(
-      await ttlOf(names.delivery_attempt, { deliveryId: { S: rec.id }, attempt: { N: '1' } }),
+      await ttlOf(names.delivery_attempt, { deliveryId: { S: rec.id }, attempt: { N: '2' } }),
       created + 10 * day,
     );
     const later = '2026-01-05T00:00:00.000Z';

@@ -34,12 +34,12 @@ describe('store migrations', () => {
     try {
       assert.deepEqual(await store.deliveries.routed([{ id: 'e-old', source: '/s' }]), [true]);
       // Not older than a cutoff before the upgrade; older than one after it.
-      assert.deepEqual(await store.deliveries.purgeBefore('2020-01-01T00:00:00.000Z', 10), {
+      assert.deepEqual(await store.deliveries.purgeBefore!('2020-01-01T00:00:00.000Z', 10), {
         deliveries: 0,
         routes: 0,
       });
       const later = new Date(Date.parse(upgradedAt) + 60_000).toISOString();
-      assert.deepEqual(await store.deliveries.purgeBefore(later, 10), { deliveries: 0, routes: 1 });
+      assert.deepEqual(await store.deliveries.purgeBefore!(later, 10), { deliveries: 0, routes: 1 });
       assert.deepEqual(await store.deliveries.routed([{ id: 'e-old', source: '/s' }]), [false]);
     } finally {
       await store.close();

@@ -90,7 +90,7 @@ test('history older than the retention goes (more than one chunk of it); newer h
   await store.close();
 });
 
-test('a store that expires history and the ledger by TTL is left alone: no purge call, held tasks still released', async () => {
+test('what an engine expires by itself has no purge method and is left alone; held tasks are still released', async () => {
   const calls: string[] = [];
   let releases = 0;
   /** A method that records its call and answers `result`. */
@@ -100,21 +100,30 @@ test('a store that expires history and the ledger by TTL is left alone: no purge
       calls.push(name);
       return result;
     };
-  const ttlStore = {
-    expiresByTtl: true,
+  // History by TTL, the ledger purged: only the ledger's purge is called.
+  const mixed = {
     ledger: { purge: recorded('ledger.purge', 0) },
-    deliveries: { purgeBefore: recorded('deliveries.purgeBefore', { deliveries: 0, routes: 0 }) },
-    deadLetters: { purgeBefore: recorded('deadLetters.purgeBefore', 0) },
+    deliveries: {},
+    deadLetters: {},
   } as unknown as Store;
-  const stop = startStorePurge(ttlStore, quiet, {
-    historyRetentionDays: 30,
-    intervalMs: 10,
-    releaseHeld: async () => {
-      releases += 1;
-      return 0;
-    },
-  });
-  await until('three runs', async () => releases >= 3);
-  stop();
-  assert.deepEqual(calls, []);
+  // Everything by TTL (the DynamoDB store): nothing to call.
+  const ttlOnly = { ledger: {}, deliveries: {}, deadLetters: {} } as unknown as Store;
+  for (const [store, expected] of [
+    [mixed, ['ledger.purge']],
+    [ttlOnly, []],
+  ] as const) {
+    calls.length = 0;
+    releases = 0;
+    const stop = startStorePurge(store, quiet, {
+      historyRetentionDays: 30,
+      intervalMs: 10,
+      releaseHeld: async () => {
+        releases += 1;
+        return 0;
+      },
+    });
+    await until('three runs', async () => releases >= 3);
+    stop();
+    assert.deepEqual(new Set(calls), new Set(expected));
+  }
 });

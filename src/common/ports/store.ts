@@ -150,8 +150,9 @@ export interface DeliveryRepository {
    * still be on its way after the retry policy's maximum age (3 days by default) — with their
    * attempts; and up to `limit` routes of events routed before it (so such an event ingested again
    * is routed again). Returns how many of each went; call again until both are below `limit`.
+   * Absent where the engine deletes history by itself (DynamoDB's TTL, at no write cost).
    */
-  purgeBefore(before: string, limit: number): Promise<{ deliveries: number; routes: number }>;
+  purgeBefore?(before: string, limit: number): Promise<{ deliveries: number; routes: number }>;
 }
 
 /**
@@ -176,8 +177,12 @@ export interface IdempotencyLedger {
   /** Drops `token`'s claim so the key can be claimed again at once (after a failed attempt); false, changing nothing, when the claim is not the holder. */
   release(key: string, token: string): Promise<boolean>;
   get(key: string): Promise<LedgerEntry | undefined>;
-  /** Removes entries expired before `now`; returns how many. */
-  purge(now: number): Promise<number>;
+  /**
+   * Removes entries expired before `now`; returns how many. Absent where the engine deletes
+   * expired entries by itself (DynamoDB's TTL): an expired entry may then be read for a while, and
+   * counts as absent to `claim` (a lapsed claim) or as done until it goes (a completed one).
+   */
+  purge?(now: number): Promise<number>;
 }
 
 export interface DeadLetterFilter {
@@ -195,8 +200,11 @@ export interface DeadLetterRepository {
   insert(record: DeadLetterRecord): Promise<void>;
   list(filter: DeadLetterFilter, page?: PageRequest): Promise<Page<DeadLetterRecord>>;
   markRedriven(id: string, at: string): Promise<boolean>;
-  /** History retention: deletes up to `limit` dead letters created before `before`; returns how many. */
-  purgeBefore(before: string, limit: number): Promise<number>;
+  /**
+   * History retention: deletes up to `limit` dead letters created before `before`; returns how many.
+   * Absent where the engine deletes history by itself (TTL).
+   */
+  purgeBefore?(before: string, limit: number): Promise<number>;
 }
 
 /** A delivery task the dispatcher keeps while its subscription is PAUSED: the bus message as it was read. */
@@ -299,12 +307,6 @@ export interface AuditRepository {
 /** The whole store: one repository per table, plus health and lifecycle. */
 export interface Store {
   readonly engine: string;
-  /**
-   * The engine deletes, by itself, history past its retention (deliveries with their attempts,
-   * routes, dead letters) and lapsed ledger entries — DynamoDB's TTL, at no write cost — so the
-   * purge worker leaves them alone. `purgeBefore` and `purge` still do what they say when called.
-   */
-  readonly expiresByTtl?: boolean;
   readonly schemas: SchemaRepository;
   readonly partners: PartnerRepository;
   readonly subscriptions: SubscriptionRepository;

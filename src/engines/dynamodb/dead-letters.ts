@@ -151,34 +151,4 @@ export class DynamoDeadLetters implements DeadLetterRepository {
       throw err;
     }
   }
-
-  /** Through the time index (a range per shard, no Scan), BatchWriteItem deletes. */
-  async purgeBefore(before: string, limit: number): Promise<number> {
-    const keys: Item[] = [];
-    for (const shard of SHARDS) {
-      let start: Item | undefined;
-      while (keys.length < limit) {
-        const e = new Expr();
-        const page = await this.#db.query({
-          TableName: this.#table,
-          IndexName: 'by_time',
-          KeyConditionExpression: `${e.n('tshard')} = ${e.v(N(shard))} AND ${e.n('tsort')} < ${e.v(S(before))}`,
-          ProjectionExpression: e.n('id'),
-          Limit: limit - keys.length,
-          ...(start ? { ExclusiveStartKey: start } : {}),
-          ...e.params(),
-        });
-        keys.push(...page.items.map((i) => ({ id: i.id! })));
-        start = page.last;
-        if (!start) break;
-      }
-      if (keys.length >= limit) break;
-    }
-    const chunk = keys.slice(0, limit);
-    await this.#db.batchWrite(
-      this.#table,
-      chunk.map((Key) => ({ DeleteRequest: { Key } })),
-    );
-    return chunk.length;
-  }
 }

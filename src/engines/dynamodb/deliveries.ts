@@ -5,8 +5,18 @@
  * (SET the given fields, REMOVE those given as undefined) with no read. Its four indexes (by time,
  * sharded; by event; by subscription; by partner) all sort on `tsort` = createdAt␀id and project
  * only the filter attributes: an update that changes neither keys nor those (a retry: attempts,
- * times, errors) writes no index. An attempt is an item of its own, written with its delivery's new
- * state in one TransactWriteItems. A route marker is one item per event (id, source).
+ * times, errors) writes no index.
+ *
+ * Its attempts live in the same item (`atts`, a list of JSON documents; `attnos`, the set of their
+ * numbers, which the conditions test) while their documents total at most `INLINE_ATTEMPT_BYTES`:
+ * an attempt is then one write, conditional on its number being new — a first-try delivery is one
+ * PutItem. An attempt that would take the item past that is an item of its own in
+ * `delivery_attempt`, written with its delivery's update in one TransactWriteItems (which costs
+ * twice the units per item: why it is not the common path). So an item stays under 4 KB of
+ * attempts and no attempt write costs more than the transaction would.
+ *
+ * A route marker is one item per event (id, source), read by key only. Nothing here is purged:
+ * history expires by TTL (`historyTtlDays`), at no write cost.
  */
 import type { AttributeValue, QueryCommandInput, TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ConflictError, NotFoundError } from '../../common/errors.ts';
@@ -25,7 +35,6 @@ import {
   failedCondition,
   type Item,
   isConditionFailed,
-  mapLimit,
   transactRetrying,
 } from './db.ts';
 import {
@@ -76,8 +85,11 @@ const IMMUTABLE = new Set([
 ]);
 /** Fields every record has: `undefined` for them means "unchanged", never "remove". */
 const REQUIRED = new Set(['status', 'attempts', 'updatedAt']);
-/** Conditional deletes a purge runs at once. */
-const PURGE_CONCURRENCY = 8;
+/**
+ * Bytes of attempt documents a delivery item holds (its other attributes are ~0.5 KB): with them the
+ * item stays under 4 KB, the 4 write units an attempt kept apart costs (two items in a transaction).
+ */
+const INLINE_ATTEMPT_BYTES = 3_000;
 
 type DeliveryUpdate = Partial<DeliveryRecord> & { updatedAt: string };
 
@@ -110,13 +122,31 @@ function applyUpdate(record: DeliveryRecord, update: DeliveryUpdate): DeliveryRe
   return out as unknown as DeliveryRecord;
 }
 
+/** The error for an attempt whose number the delivery has recorded already. */
+function attemptTaken(attempt: DeliveryAttempt): ConflictError {
+  return new ConflictError(
+    'already_exists',
+    `attempt ${attempt.attempt} of delivery ${attempt.deliveryId} is already recorded`,
+  );
+}
+
+/**
+ * What a refused attempt write means, from the delivery item as it was: thrown NotFoundError when
+ * there is none, ConflictError when the attempt's number is taken; returns when neither (the
+ * item's attempts leave no room for this one).
+ */
+function refusal(attempt: DeliveryAttempt, item: Item | undefined): void {
+  if (!item) throw new NotFoundError('not_found', `delivery ${attempt.deliveryId} not found`);
+  if ((item.attnos?.NS ?? []).some((n) => Number(n) === attempt.attempt)) throw attemptTaken(attempt);
+}
+
 /** The later of two ISO times. */
 function later(a: string, b: string): string {
   return a > b ? a : b;
 }
 
 /** The key of an event's route marker: SHA-256 of (id, source), which together identify an event. */
-function routeKey(event: EventRef): string {
+export function routeKey(event: EventRef): string {
   return sha256(JSON.stringify([event.id, event.source]));
 }
 
@@ -179,77 +209,131 @@ export class DynamoDeliveries implements DeliveryRepository {
   }
 
   /**
-   * One TransactWriteItems: the attempt's conditional put (ConflictError `already_exists` when its
-   * number is taken) with the delivery's conditional update (NotFoundError when it is missing) — or,
-   * with `create`, its conditional creation in the new state; when it exists after all, the
-   * transaction is sent again as an update.
+   * The attempt in its delivery's item when it fits (one PutItem with `create`, else one
+   * UpdateItem: the number must be new, the delivery must exist, the item's attempts must leave
+   * room), else as an item of its own in a transaction with the delivery's update. A refused
+   * condition is told apart by the item as it was (returned with the refusal): missing →
+   * NotFoundError; the number taken → ConflictError `already_exists`; no room → kept apart.
    */
   async recordAttempt(
     attempt: DeliveryAttempt,
     update: DeliveryUpdate,
     create?: DeliveryRecord,
   ): Promise<void> {
-    const a = new Expr();
-    const attemptItem: Item = {
-      deliveryId: S(attempt.deliveryId),
-      attempt: N(attempt.attempt),
-      doc: S(JSON.stringify(attempt)),
-    };
-    const ttl = this.#ttl(later(attempt.at, update.updatedAt));
-    if (ttl !== undefined) attemptItem.ttl = N(ttl);
-    const putAttempt: TransactWriteItem = {
-      Put: {
-        TableName: this.#attempts,
-        Item: attemptItem,
-        ConditionExpression: `attribute_not_exists(${a.n('deliveryId')})`,
-        ...a.params(),
-      },
-    };
-    if (create) {
-      const c = new Expr();
-      const created: TransactWriteItem = {
-        Put: {
+    const doc = JSON.stringify(attempt);
+    const bytes = Buffer.byteLength(doc);
+    const inline = bytes <= INLINE_ATTEMPT_BYTES;
+    if (create && (await this.#createWithAttempt(attempt, doc, bytes, inline, applyUpdate(create, update))))
+      return;
+    if (inline) {
+      const u = new Expr();
+      const n = u.v(N(attempt.attempt));
+      const [attnos, attBytes] = [u.n('attnos'), u.n('attBytes')];
+      const atts = u.n('atts');
+      const expression = this.#updateExpression(update, u, [
+        `${atts} = list_append(if_not_exists(${atts}, ${u.v({ L: [] })}), ${u.v({ L: [S(doc)] })})`,
+      ]);
+      try {
+        await this.#db.update({
           TableName: this.#table,
-          Item: this.#item(applyUpdate(create, update)),
-          ConditionExpression: `attribute_not_exists(${c.n('id')})`,
-          ...c.params(),
-        },
-      };
-      const refused = await this.#attemptWrite(attempt, [putAttempt, created]);
-      if (!refused) return;
+          Key: { id: S(attempt.deliveryId) },
+          UpdateExpression: `${expression} ADD ${attnos} ${u.v({ NS: [String(attempt.attempt)] })}, ${attBytes} ${u.v(N(bytes))}`,
+          ConditionExpression: and([
+            `attribute_exists(${u.n('id')})`,
+            `NOT contains(${attnos}, ${n})`,
+            `attribute_not_exists(${attBytes}) OR ${attBytes} <= ${u.v(N(INLINE_ATTEMPT_BYTES - bytes))}`,
+          ]),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          ...u.params(),
+        });
+        return;
+      } catch (err) {
+        if (!isConditionFailed(err)) throw err;
+        // Missing or the number taken: thrown; no room left in the item: kept apart, below.
+        // (An emulator may not return the item: it is read then.)
+        refusal(attempt, err.Item ?? (await this.#db.get(this.#table, { id: S(attempt.deliveryId) })));
+      }
     }
+    await this.#attemptApart(attempt, update);
+  }
+
+  /**
+   * Creates the delivery with its first attempt (in the item, or apart in a transaction); false,
+   * writing nothing, when the delivery exists already.
+   */
+  async #createWithAttempt(
+    attempt: DeliveryAttempt,
+    doc: string,
+    bytes: number,
+    inline: boolean,
+    record: DeliveryRecord,
+  ): Promise<boolean> {
+    const c = new Expr();
+    const item: Item = { ...this.#item(record), attnos: { NS: [String(attempt.attempt)] } };
+    Object.assign(item, inline ? { atts: { L: [S(doc)] }, attBytes: N(bytes) } : { apart: { BOOL: true } });
+    const put = {
+      TableName: this.#table,
+      Item: item,
+      ConditionExpression: `attribute_not_exists(${c.n('id')})`,
+      ...c.params(),
+    };
+    try {
+      if (inline) await this.#db.put(put);
+      else
+        await transactRetrying(this.#db, [
+          { Put: this.#attemptItem(attempt, record.updatedAt) },
+          { Put: put },
+        ]);
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err)) return false;
+      const reasons = cancellationReasons(err);
+      if (reasons && failedCondition(reasons, 1)) return false;
+      throw err;
+    }
+  }
+
+  /** An attempt item of its own, with its delivery's update, in one TransactWriteItems. */
+  async #attemptApart(attempt: DeliveryAttempt, update: DeliveryUpdate): Promise<void> {
     const u = new Expr();
+    const attnos = u.n('attnos');
     const changed: TransactWriteItem = {
       Update: {
         TableName: this.#table,
         Key: { id: S(attempt.deliveryId) },
-        UpdateExpression: this.#updateExpression(update, u),
-        ConditionExpression: `attribute_exists(${u.n('id')})`,
+        UpdateExpression: `${this.#updateExpression(update, u, [`${u.n('apart')} = ${u.v({ BOOL: true })}`])} ADD ${attnos} ${u.v({ NS: [String(attempt.attempt)] })}`,
+        ConditionExpression: `attribute_exists(${u.n('id')}) AND NOT contains(${attnos}, ${u.v(N(attempt.attempt))})`,
         ...u.params(),
       },
     };
-    if (await this.#attemptWrite(attempt, [putAttempt, changed])) {
-      throw new NotFoundError('not_found', `delivery ${attempt.deliveryId} not found`);
-    }
-  }
-
-  /** Sends an attempt's transaction; true when the delivery's condition refused it. */
-  async #attemptWrite(attempt: DeliveryAttempt, actions: TransactWriteItem[]): Promise<boolean> {
     try {
-      await transactRetrying(this.#db, actions);
-      return false;
+      await transactRetrying(this.#db, [{ Put: this.#attemptItem(attempt, update.updatedAt) }, changed]);
     } catch (err) {
       const reasons = cancellationReasons(err);
       if (!reasons) throw err;
-      if (failedCondition(reasons, 0)) {
-        throw new ConflictError(
-          'already_exists',
-          `attempt ${attempt.attempt} of delivery ${attempt.deliveryId} is already recorded`,
-        );
-      }
-      if (failedCondition(reasons, 1)) return true;
+      if (failedCondition(reasons, 0)) throw attemptTaken(attempt);
+      if (failedCondition(reasons, 1))
+        refusal(attempt, await this.#db.get(this.#table, { id: S(attempt.deliveryId) }));
       throw err;
     }
+  }
+
+  /** The conditional put of an attempt kept apart (refused when its number is taken); it lives as long as its delivery. */
+  #attemptItem(attempt: DeliveryAttempt, updatedAt: string) {
+    const a = new Expr();
+    const item: Item = {
+      deliveryId: S(attempt.deliveryId),
+      attempt: N(attempt.attempt),
+      doc: S(JSON.stringify(attempt)),
+    };
+    const ttl = this.#ttl(later(attempt.at, updatedAt));
+    if (ttl !== undefined) item.ttl = N(ttl);
+    return {
+      TableName: this.#attempts,
+      Item: item,
+      ConditionExpression: `attribute_not_exists(${a.n('deliveryId')})`,
+      ...a.params(),
+    };
   }
 
   async recordRouting(event: EventRef, _deliveryIds: string[], routedAt: string): Promise<void> {
@@ -261,7 +345,6 @@ export class DynamoDeliveries implements DeliveryRepository {
       eventId: S(event.id),
       source: S(event.source),
       routedAt: S(routedAt),
-      tshard: N(shardOf(key)),
     };
     const ttl = this.#ttl(routedAt);
     if (ttl !== undefined) item.ttl = N(ttl);
@@ -307,9 +390,12 @@ export class DynamoDeliveries implements DeliveryRepository {
     }
   }
 
-  /** SET the given fields (and the TTL, from `updatedAt`), REMOVE the optional ones given as undefined. */
-  #updateExpression(update: DeliveryUpdate, e: Expr): string {
-    const sets: string[] = [];
+  /**
+   * SET the given fields (and the TTL, from `updatedAt`, and `extraSets`), REMOVE the optional ones
+   * given as undefined.
+   */
+  #updateExpression(update: DeliveryUpdate, e: Expr, extraSets: string[] = []): string {
+    const sets: string[] = [...extraSets];
     const removes: string[] = [];
     for (const [field, value] of Object.entries(update)) {
       if (IMMUTABLE.has(field) || !FIELDS.has(field)) continue;
@@ -387,123 +473,21 @@ export class DynamoDeliveries implements DeliveryRepository {
     });
   }
 
+  /** The item's attempts (one consistent GetItem), and those kept apart when it has any (a Query). */
   async attempts(deliveryId: string): Promise<DeliveryAttempt[]> {
     const e = new Expr();
-    const items = await this.#db.queryAll({
-      TableName: this.#attempts,
-      KeyConditionExpression: `${e.n('deliveryId')} = ${e.v(S(deliveryId))}`,
-      ConsistentRead: true,
-      ...e.params(),
-    });
-    return items.map((i) => readDoc<DeliveryAttempt>(i));
-  }
-
-  /**
-   * Through the time indexes (a range per shard, no Scan): deliveries first, each deleted with a
-   * condition that re-checks it is old and finished (or abandoned) as stored now, then its attempts
-   * (one Query, BatchWriteItem); then route markers, BatchWriteItem. TTL removes the same items
-   * without cost in production; this is the port's exact, on-demand version of it.
-   */
-  async purgeBefore(before: string, limit: number): Promise<{ deliveries: number; routes: number }> {
-    const deliveries = await this.#purgeDeliveries(before, limit);
-    const routes = await this.#purgeRoutes(before, limit);
-    return { deliveries, routes };
-  }
-
-  async #purgeDeliveries(before: string, limit: number): Promise<number> {
-    let deleted = 0;
-    for (const shard of SHARDS) {
-      let start: Item | undefined;
-      while (deleted < limit) {
-        const e = new Expr();
-        const page = await this.#db.query({
-          TableName: this.#table,
-          IndexName: 'by_time',
-          KeyConditionExpression: `${e.n('tshard')} = ${e.v(N(shard))} AND ${e.n('tsort')} < ${e.v(S(before))}`,
-          Limit: Math.max(limit - deleted, 10),
-          ...(start ? { ExclusiveStartKey: start } : {}),
-          ...e.params(),
-        });
-        // A PENDING one goes only when abandoned (not updated since `before` either): read its time.
-        const pending = page.items.filter((i) => str(i, 'status') === 'PENDING').map((i) => ({ id: i.id! }));
-        const abandoned = new Set(
-          (pending.length > 0 ? await this.#db.batchGet(this.#table, pending, true) : [])
-            .filter((i) => (str(i, 'updatedAt') ?? '') < before)
-            .map((i) => str(i, 'id')),
-        );
-        const candidates = page.items
-          .filter((i) => str(i, 'status') !== 'PENDING' || abandoned.has(str(i, 'id')))
-          .map((i) => str(i, 'id')!)
-          .slice(0, limit - deleted);
-        const gone = await mapLimit(candidates, PURGE_CONCURRENCY, (id) => this.#deleteOld(id, before));
-        deleted += gone.filter(Boolean).length;
-        start = page.last;
-        if (!start) break;
-      }
-      if (deleted >= limit) break;
-    }
-    return deleted;
-  }
-
-  /** Deletes an old finished (or abandoned) delivery, then its attempts; false when it is not (any more). */
-  async #deleteOld(id: string, before: string): Promise<boolean> {
-    const e = new Expr();
-    const old = e.v(S(before));
-    try {
-      await this.#db.delete({
-        TableName: this.#table,
-        Key: { id: S(id) },
-        ConditionExpression: and([
-          `${e.n('createdAt')} < ${old}`,
-          `${e.n('status')} <> ${e.v(S('PENDING'))} OR ${e.n('updatedAt')} < ${old}`,
-        ]),
+    const item = await this.#db.get(this.#table, { id: S(deliveryId) });
+    if (!item) return [];
+    const all = (item.atts?.L ?? []).map((v) => JSON.parse(v.S ?? 'null') as DeliveryAttempt);
+    if (item.apart?.BOOL) {
+      const apart = await this.#db.queryAll({
+        TableName: this.#attempts,
+        KeyConditionExpression: `${e.n('deliveryId')} = ${e.v(S(deliveryId))}`,
+        ConsistentRead: true,
         ...e.params(),
       });
-    } catch (err) {
-      if (isConditionFailed(err)) return false;
-      throw err;
+      all.push(...apart.map((i) => readDoc<DeliveryAttempt>(i)));
     }
-    const a = new Expr();
-    const attempts = await this.#db.queryAll({
-      TableName: this.#attempts,
-      KeyConditionExpression: `${a.n('deliveryId')} = ${a.v(S(id))}`,
-      ProjectionExpression: `${a.n('deliveryId')}, ${a.n('attempt')}`,
-      ...a.params(),
-    });
-    await this.#db.batchWrite(
-      this.#attempts,
-      attempts.map((item) => ({
-        DeleteRequest: { Key: { deliveryId: item.deliveryId!, attempt: item.attempt! } },
-      })),
-    );
-    return true;
-  }
-
-  async #purgeRoutes(before: string, limit: number): Promise<number> {
-    const keys: Item[] = [];
-    for (const shard of SHARDS) {
-      let start: Item | undefined;
-      while (keys.length < limit) {
-        const e = new Expr();
-        const page = await this.#db.query({
-          TableName: this.#routes,
-          IndexName: 'by_time',
-          KeyConditionExpression: `${e.n('tshard')} = ${e.v(N(shard))} AND ${e.n('routedAt')} < ${e.v(S(before))}`,
-          Limit: limit - keys.length,
-          ...(start ? { ExclusiveStartKey: start } : {}),
-          ...e.params(),
-        });
-        keys.push(...page.items.map((i) => ({ ek: i.ek! })));
-        start = page.last;
-        if (!start) break;
-      }
-      if (keys.length >= limit) break;
-    }
-    const chunk = keys.slice(0, limit);
-    await this.#db.batchWrite(
-      this.#routes,
-      chunk.map((Key) => ({ DeleteRequest: { Key } })),
-    );
-    return chunk.length;
+    return all.sort((a, b) => a.attempt - b.attempt);
   }
 }

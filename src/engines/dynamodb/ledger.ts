@@ -1,20 +1,18 @@
 /**
- * `idempotency_ledger` in DynamoDB: one item per key. A claim is one conditional UpdateItem (the
- * key absent, or its claim lapsed), writing a new random token; completing and releasing are
- * conditional on that token (fencing). Each item carries a TTL (epoch seconds) and a place in the
- * `by_expiry` index (shard, expiresAt), through which `purge` finds what expired without a Scan.
+ * `idempotency_ledger` in DynamoDB: one item per key, read and written only by its key. A claim is
+ * one conditional UpdateItem (the key absent, or its claim lapsed), writing a new random token;
+ * completing and releasing are conditional on that token (fencing). Each item carries a TTL (epoch
+ * seconds): DynamoDB deletes expired entries by itself, at no write cost, so there is no `purge`
+ * and no index to keep (each would cost write units on every claim and completion).
  */
 import { randomUUID } from 'node:crypto';
 import type { LedgerEntry } from '../../common/model.ts';
 import type { IdempotencyLedger, LedgerClaim } from '../../common/ports/store.ts';
-import { type Db, type Item, isConditionFailed, mapLimit } from './db.ts';
-import { Expr, N, num, S, SHARDS, shardOf, str } from './items.ts';
+import { type Db, type Item, isConditionFailed } from './db.ts';
+import { Expr, N, num, S, str } from './items.ts';
 
 /** A lapsed claim stays this long past its lease before TTL may delete it (its holder may still complete it). */
 const CLAIM_TTL_GRACE_S = 3_600;
-/** Entries a purge reads per Query page, and deletes at once. */
-const PURGE_PAGE = 500;
-const PURGE_CONCURRENCY = 16;
 /** Claims tried again when the entry that refused one was gone by the time it was read. */
 const CLAIM_TRIES = 3;
 
@@ -51,7 +49,7 @@ export class DynamoLedger implements IdempotencyLedger {
         await this.#db.update({
           TableName: this.#table,
           Key: { key: S(key) },
-          UpdateExpression: `SET ${status} = ${inProgress}, ${exp} = ${e.v(N(expiresAt))}, ${e.n('updatedAt')} = ${nowValue}, ${e.n('token')} = ${e.v(S(token))}, ${e.n('ttl')} = ${e.v(N(Math.ceil(expiresAt / 1000) + CLAIM_TTL_GRACE_S))}, ${e.n('xshard')} = ${e.v(N(shardOf(key)))}`,
+          UpdateExpression: `SET ${status} = ${inProgress}, ${exp} = ${e.v(N(expiresAt))}, ${e.n('updatedAt')} = ${nowValue}, ${e.n('token')} = ${e.v(S(token))}, ${e.n('ttl')} = ${e.v(N(Math.ceil(expiresAt / 1000) + CLAIM_TTL_GRACE_S))}`,
           ConditionExpression: `attribute_not_exists(${e.n('key')}) OR (${status} = ${inProgress} AND ${exp} <= ${nowValue})`,
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           ...e.params(),
@@ -105,48 +103,5 @@ export class DynamoLedger implements IdempotencyLedger {
   async get(key: string): Promise<LedgerEntry | undefined> {
     const item = await this.#db.get(this.#table, { key: S(key) });
     return item ? entryFrom(item) : undefined;
-  }
-
-  /**
-   * Through `by_expiry`, one range per shard (expiresAt < now); each entry deleted on the condition
-   * that it is still expired as stored (a lapsed claim may have been taken over since the index was
-   * read). TTL does this for free in production; this is the port's exact version of it.
-   */
-  async purge(now: number): Promise<number> {
-    let removed = 0;
-    for (const shard of SHARDS) {
-      let start: Item | undefined;
-      do {
-        const e = new Expr();
-        const page = await this.#db.query({
-          TableName: this.#table,
-          IndexName: 'by_expiry',
-          KeyConditionExpression: `${e.n('xshard')} = ${e.v(N(shard))} AND ${e.n('expiresAt')} < ${e.v(N(now))}`,
-          Limit: PURGE_PAGE,
-          ...(start ? { ExclusiveStartKey: start } : {}),
-          ...e.params(),
-        });
-        const gone = await mapLimit(page.items, PURGE_CONCURRENCY, (item) => this.#deleteExpired(item, now));
-        removed += gone.filter(Boolean).length;
-        start = page.last;
-      } while (start);
-    }
-    return removed;
-  }
-
-  async #deleteExpired(item: Item, now: number): Promise<boolean> {
-    const e = new Expr();
-    try {
-      await this.#db.delete({
-        TableName: this.#table,
-        Key: { key: item.key! },
-        ConditionExpression: `${e.n('expiresAt')} < ${e.v(N(now))}`,
-        ...e.params(),
-      });
-      return true;
-    } catch (err) {
-      if (isConditionFailed(err)) return false;
-      throw err;
-    }
   }
 }

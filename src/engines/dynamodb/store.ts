@@ -45,7 +45,8 @@ export interface DynamoStoreOptions {
   createTables?: boolean;
   /**
    * The TTL of history items, in days after their last write (match the history retention);
-   * 0 writes no TTL attribute, so only `purgeBefore` removes history. 30 by default.
+   * 0 writes no TTL attribute: history is kept for ever. 30 by default. The store has no purge
+   * methods: DynamoDB's TTL deletes history and expired ledger entries at no write cost.
    */
   historyTtlDays?: number;
   /** Whether `close()` destroys the client (true when the store created it). */
@@ -79,8 +80,6 @@ export class DynamoStore implements Store {
   readonly audit: AuditRepository;
   /** The full table names. */
   readonly tables: TableNames;
-  /** With a history TTL, DynamoDB deletes history and lapsed ledger entries itself (see the port). */
-  readonly expiresByTtl: boolean;
   readonly #db: Db;
   readonly #ownsClient: boolean;
   #closed = false;
@@ -92,7 +91,6 @@ export class DynamoStore implements Store {
     this.#db = new Db(options.client, ready);
     this.#ownsClient = options.ownsClient ?? false;
     const ttlDays = options.historyTtlDays ?? DEFAULT_HISTORY_TTL_DAYS;
-    this.expiresByTtl = ttlDays > 0;
     const t = this.tables;
     this.schemas = new DynamoSchemas(this.#db, t.event_schema);
     this.partners = new DynamoPartners(this.#db, t.partner);

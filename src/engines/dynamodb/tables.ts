@@ -84,19 +84,11 @@ export const TABLE_DEFS = {
     ],
     ttl: true,
   },
+  // Only the attempts that no longer fit in their delivery's item (see deliveries.ts).
   delivery_attempt: { hash: ['deliveryId', 'S'], range: ['attempt', 'N'], indexes: [], ttl: true },
-  event_route: {
-    hash: ['ek', 'S'],
-    indexes: [{ name: 'by_time', hash: ['tshard', 'N'], range: ['routedAt', 'S'], projection: 'KEYS_ONLY' }],
-    ttl: true,
-  },
-  idempotency_ledger: {
-    hash: ['key', 'S'],
-    indexes: [
-      { name: 'by_expiry', hash: ['xshard', 'N'], range: ['expiresAt', 'N'], projection: 'KEYS_ONLY' },
-    ],
-    ttl: true,
-  },
+  // Routes and ledger entries are only ever read by key, and expire by TTL: no index to write.
+  event_route: { hash: ['ek', 'S'], indexes: [], ttl: true },
+  idempotency_ledger: { hash: ['key', 'S'], indexes: [], ttl: true },
   dead_letter: {
     hash: ['id', 'S'],
     indexes: [
