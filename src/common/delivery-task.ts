@@ -1,13 +1,13 @@
 /**
  * The delivery task: what the processor publishes to an egress topic for one event × subscription,
- * and what the dispatcher consumes, retries and dead-letters. Versioned JSON on the bus.
+ * and what the dispatcher consumes, retries and dead-letters. Versioned on the bus (see
+ * `serializeDeliveryTask`).
  */
 import { createHash } from 'node:crypto';
 import { ValidationError } from './errors.ts';
-import { isJsonObject, type JsonValue } from './json.ts';
+import { isJsonObject } from './json.ts';
 
 export interface DeliveryTask {
-  v: 1;
   /**
    * The id of the delivery record this task belongs to (ordered by where the event was read, so
    * the store writes records in order). The `webhook-id` the partner sees is `webhookIdOf(task)`.
@@ -25,8 +25,12 @@ export interface DeliveryTask {
     traceparent?: string;
     tracestate?: string;
   };
-  /** The JSON body POSTed to the partner (after mapping). */
-  payload: JsonValue;
+  /**
+   * The JSON text POSTed to the partner (the event's data, or the mapping's output), exactly as
+   * sent and signed. Kept as text from the processor to the partner: the dispatcher never parses it
+   * (1 MB of small JSON values is tens of MB of objects) nor serialises it again.
+   */
+  body: string;
   /** Attempts already made. */
   attempt: number;
   /** When the first attempt was made (ms since epoch); absent before it. */
@@ -112,26 +116,73 @@ const webhookIds = new WeakMap<DeliveryTask, string>();
 
 const hex = (n: number, digits: number): string => n.toString(16).padStart(digits, '0');
 
-/** Parses a task from the bus; a malformed one is a ValidationError (it goes to the DLQ). */
+/**
+ * A task as a bus message value, format v2: one line of JSON with every field but the body
+ * (`{"v":2,…}`), a newline, then the body as it is. Compact JSON never holds a raw newline, so the
+ * first one ends the head; the body is neither escaped (a JSON string inside JSON would grow by a
+ * backslash per quote) nor parsed on the way.
+ */
+export function serializeDeliveryTask(task: DeliveryTask): string {
+  const { body, ...head } = task;
+  return `${JSON.stringify({ v: 2, ...head })}\n${body}`;
+}
+
+/**
+ * The fields of a stored task (a held task's, a dead letter's) without checking them: its head line
+ * in v2, the whole document in v1; undefined when it is not JSON. For showing and finding tasks,
+ * not for delivering them (`parseDeliveryTask`).
+ */
+export function deliveryTaskFields(value: string): Record<string, unknown> | undefined {
+  const newline = value.indexOf('\n');
+  for (const text of newline > 0 ? [value.slice(0, newline), value] : [value]) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      return isJsonObject(parsed) ? parsed : undefined;
+    } catch {
+      // v1 with a newline of its own (pretty-printed), or not JSON at all.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Parses a task from the bus; a malformed one is a ValidationError (it goes to the DLQ). Reads v2
+ * (`serializeDeliveryTask`) and v1, one JSON document whose `payload` is the body as a JSON value
+ * (what earlier builds published, still found on retry topics, held tasks and dead letters).
+ */
 export function parseDeliveryTask(value: string): DeliveryTask {
-  let task: unknown;
-  try {
-    task = JSON.parse(value);
-  } catch (err) {
-    throw new ValidationError('task_invalid', 'the delivery task is not JSON', { cause: err });
+  let head: unknown;
+  let body: string | undefined;
+  const newline = value.indexOf('\n');
+  if (newline > 0) {
+    try {
+      head = JSON.parse(value.slice(0, newline));
+    } catch {
+      head = undefined;
+    }
+    if (isJsonObject(head) && head.v === 2) body = value.slice(newline + 1);
+  }
+  if (body === undefined) {
+    try {
+      head = JSON.parse(value);
+    } catch (err) {
+      throw new ValidationError('task_invalid', 'the delivery task is not JSON', { cause: err });
+    }
+    if (isJsonObject(head) && head.v === 1 && 'payload' in head) body = JSON.stringify(head.payload);
   }
   if (
-    !isJsonObject(task) ||
-    task.v !== 1 ||
-    typeof task.deliveryId !== 'string' ||
-    typeof task.subscriptionId !== 'string' ||
-    typeof task.partnerId !== 'string' ||
-    !isJsonObject(task.event) ||
-    typeof task.event.id !== 'string' ||
-    typeof task.attempt !== 'number' ||
-    !('payload' in task)
+    !isJsonObject(head) ||
+    body === undefined ||
+    body === '' ||
+    typeof head.deliveryId !== 'string' ||
+    typeof head.subscriptionId !== 'string' ||
+    typeof head.partnerId !== 'string' ||
+    !isJsonObject(head.event) ||
+    typeof head.event.id !== 'string' ||
+    typeof head.attempt !== 'number'
   ) {
     throw new ValidationError('task_invalid', 'the delivery task lacks required fields');
   }
-  return task as unknown as DeliveryTask;
+  const { v: _version, payload: _payload, ...fields } = head;
+  return { ...fields, body } as unknown as DeliveryTask;
 }

@@ -14,7 +14,7 @@ export function buildDeliveryRequest(input: {
 }): { headers: Record<string, string>; body: string } {
   const { task } = input;
   const id = webhookIdOf(task);
-  const body = JSON.stringify(task.payload);
+  const { body } = task;
   const timestamp = Math.floor(input.now / 1000);
   const headers: Record<string, string> = {
     'content-type': 'application/json',

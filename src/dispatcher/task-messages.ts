@@ -1,6 +1,6 @@
 /** The bus messages and records the dispatcher makes from a task, and the reason of a final failure. */
 import { HEADERS } from '../common/bus-headers.ts';
-import type { DeliveryTask } from '../common/delivery-task.ts';
+import { type DeliveryTask, serializeDeliveryTask } from '../common/delivery-task.ts';
 import type { DeliveryRecord } from '../common/model.ts';
 import type { BusMessage, ConsumedMessage } from '../common/ports/bus.ts';
 import type { DeliveryResult } from '../common/ports/delivery-client.ts';
@@ -54,7 +54,7 @@ export function retryMessage(
   return {
     topic: retryTopicName('dispatcher', tierMs),
     key: task.subscriptionId,
-    value: JSON.stringify(task),
+    value: serializeDeliveryTask(task),
     headers: { [HEADERS.originTopic]: originTopicOf(message, task), [HEADERS.dueAt]: String(dueAt) },
     notBefore,
   };

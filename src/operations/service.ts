@@ -3,7 +3,7 @@
  * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
  */
 import { HEADERS } from '../common/bus-headers.ts';
-import { webhookIdOfDelivery } from '../common/delivery-task.ts';
+import { deliveryTaskFields, webhookIdOfDelivery } from '../common/delivery-task.ts';
 import { isWebhooksError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import type { DeadLetterRecord, DeliveryAttempt, DeliveryRecord } from '../common/model.ts';
@@ -274,13 +274,9 @@ function readDeadLetterFilter(query: Record<string, string>, allowed: string[]):
   };
 }
 
-/** The fields of a stored delivery task that operations show (undefined when it is not JSON). */
+/** The fields of a stored delivery task that operations show (undefined when it is not a task). */
 function parseOrUndefined(value: string): { deliveryId?: unknown; event?: { id?: unknown } } | undefined {
-  try {
-    return JSON.parse(value) as { deliveryId?: unknown; event?: { id?: unknown } };
-  } catch {
-    return undefined;
-  }
+  return deliveryTaskFields(value);
 }
 
 function deliveryIdOf(value: string): string | undefined {

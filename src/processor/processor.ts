@@ -6,7 +6,7 @@
  */
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterInput, DeadLetterSink } from '../common/dead-letter-sink.ts';
-import { type DeliveryTask, deliveryIdFor } from '../common/delivery-task.ts';
+import { type DeliveryTask, deliveryIdFor, serializeDeliveryTask } from '../common/delivery-task.ts';
 import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
 import { bindingHeaders, kafkaEventMode, parseKafkaEvent } from '../common/envelope-kafka.ts';
 import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
@@ -397,14 +397,20 @@ export class EventProcessor {
     const tasks: Array<{ deliveryId: string; message: BusMessage }> = [];
     // A redrive of one subscription's dead letter (e.g. a mapping that failed) goes to that subscription only.
     const only = message.headers[HEADERS.onlySubscription];
+    // The event's data as JSON text, made once for every subscription without a mapping.
+    let dataText: string | undefined;
     for (const sub of subscriptions) {
       if (only !== undefined && sub.id !== only) continue;
       if (sub.schemaVersion !== undefined && sub.schemaVersion !== version) continue;
       if (sub.filter && !matchesFilter(sub.filter, { data: envelope.data, event: eventAttributes })) continue;
       const deliveryId = deliveryIdFor(position, envelope.source, envelope.id, sub.id);
-      let payload: JsonValue;
+      let body: string;
       try {
-        payload = await this.#payloadFor(sub, envelope, eventAttributes);
+        if (sub.mapping) body = JSON.stringify(await this.#mapped(sub, envelope, eventAttributes));
+        else {
+          dataText ??= JSON.stringify(envelope.data);
+          body = dataText;
+        }
       } catch (err) {
         if (!isWebhooksError(err) || err.kind === 'unavailable') throw err;
         // A mapping that fails for this event dead-letters this subscription's delivery only.
@@ -418,7 +424,6 @@ export class EventProcessor {
         continue;
       }
       const task: DeliveryTask = {
-        v: 1,
         deliveryId,
         subscriptionId: sub.id,
         partnerId: sub.partnerId,
@@ -432,23 +437,22 @@ export class EventProcessor {
           ...(envelope.traceparent ? { traceparent: envelope.traceparent } : {}),
           ...(envelope.tracestate ? { tracestate: envelope.tracestate } : {}),
         },
-        payload,
+        body,
         attempt: 0,
         createdAt: now,
         ingestedAt,
       };
       tasks.push({
         deliveryId,
-        message: { topic: sub.egressTopic, key: sub.id, value: JSON.stringify(task) },
+        message: { topic: sub.egressTopic, key: sub.id, value: serializeDeliveryTask(task) },
       });
     }
     this.#tasks.inc(undefined, tasks.length);
     return tasks;
   }
 
-  /** The partner payload: the event's data, or the mapping's output (enriched with the partner). */
-  async #payloadFor(sub: SubscriptionRecord, envelope: EventEnvelope, event: JsonObject): Promise<JsonValue> {
-    if (!sub.mapping) return envelope.data;
+  /** The mapping's output for a subscription that has one (enriched with the partner). */
+  async #mapped(sub: SubscriptionRecord, envelope: EventEnvelope, event: JsonObject): Promise<JsonValue> {
     const partner = await this.#deps.lookups.partner(sub.partnerId);
     const partnerInfo = partner
       ? {

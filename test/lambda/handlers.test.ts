@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { HEADERS } from '../../src/common/bus-headers.ts';
+import { parseDeliveryTask } from '../../src/common/delivery-task.ts';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { egressTopic, ingressTopic } from '../../src/common/topics.ts';
 import { KafkaBus } from '../../src/engines/kafka/bus.ts';
@@ -395,15 +396,15 @@ describe('Kafka functions (processor, dispatcher, scheduler)', () => {
     });
     // At least once: a record's tasks may be written twice (the batch's write, then the record's own
     // after the batch's failed), which the dispatcher's ledger absorbs.
-    const eventIds = (got: ConsumedMessage[]) =>
-      new Set(got.map((t) => JSON.parse(t.value).event.id as string));
+    const eventIds = (got: ConsumedMessage[]) => new Set(got.map((t) => parseDeliveryTask(t.value).event.id));
     const tasks = await readTopic(
       egressTopic(good.partnerId, 'orders', 'created'),
       (got) => eventIds(got).size >= 2,
     );
     assert.deepEqual([...eventIds(tasks)].sort(), [ok.id, binary.id].sort());
     assert.equal(
-      JSON.parse(tasks.find((t) => JSON.parse(t.value).event.id === binary.id)!.value).event.source,
+      parseDeliveryTask(tasks.find((t) => parseDeliveryTask(t.value).event.id === binary.id)!.value).event
+        .source,
       '/boutique/crème-brûlée',
     );
     const dlq = await admin({ method: 'GET', path: '/admin/dlq', query: { stage: 'processor' } });
@@ -546,7 +547,7 @@ describe('Kafka functions (processor, dispatcher, scheduler)', () => {
     const due = (
       await readTopic(DISPATCHER_DUE_TOPIC, (all) => all.some((m) => m.key === s.subscriptionId))
     ).find((m) => m.key === s.subscriptionId)!;
-    assert.equal(JSON.parse(due.value).attempt, 1);
+    assert.equal(parseDeliveryTask(due.value).attempt, 1);
     // From the due topic back to its egress topic, then to the partner.
     assert.deepEqual(await dispatcherHandler(mskEvent([due]), lambdaContext()), { batchItemFailures: [] });
     const back = (await readTopic(egressTopic(s.partnerId, 'orders', 'retriednow'), 2)).at(-1)!;
@@ -580,7 +581,7 @@ describe('Kafka functions (processor, dispatcher, scheduler)', () => {
       all.some((m) => m.key === s.subscriptionId),
     );
     const again = waited.find((m) => m.key === s.subscriptionId)!;
-    assert.equal(JSON.parse(again.value).attempt, 0, 'no attempt counted');
+    assert.equal(parseDeliveryTask(again.value).attempt, 0, 'no attempt counted');
     assert.equal(again.notBefore, undefined, 'published once due');
   });
 });

@@ -67,12 +67,11 @@ describe('webhookIdFor', () => {
 describe('webhookIdOf', () => {
   it('keeps the id a task made before the stable webhook-id was sent under (its msg_ delivery id)', () => {
     const task = {
-      v: 1 as const,
       deliveryId: 'msg_6b1588cb003000000000005036dcc0fd',
       subscriptionId: 'sub-1',
       partnerId: 'acme',
       event: { id: 'evt-1', source: '/test', type: 'orders.created', correlationId: 'c' },
-      payload: {},
+      body: '{}',
       attempt: 2,
       createdAt: 0,
     };

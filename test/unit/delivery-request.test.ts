@@ -12,12 +12,11 @@ const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
 function task(event: Partial<DeliveryTask['event']> = {}): DeliveryTask {
   return {
-    v: 1,
     deliveryId: 'dlv_1',
     subscriptionId: 'sub-1',
     partnerId: 'acme',
     event: { id: 'evt-1', source: '/shop', type: 'orders.created', correlationId: 'evt-1', ...event },
-    payload: { orderId: 'o-1' },
+    body: JSON.stringify({ orderId: 'o-1' }),
     attempt: 0,
     createdAt: 0,
   };

@@ -6,7 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { HEADERS } from '../../src/common/bus-headers.ts';
-import { type DeliveryTask, webhookIdOf } from '../../src/common/delivery-task.ts';
+import {
+  type DeliveryTask,
+  parseDeliveryTask,
+  serializeDeliveryTask,
+  webhookIdOf,
+} from '../../src/common/delivery-task.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BatchControl, BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
@@ -114,12 +119,11 @@ describe('WebhookDispatcher', () => {
   ): ConsumedMessage {
     offset += 1;
     const task: DeliveryTask = {
-      v: 1,
       deliveryId: `dlv_${String(offset).padStart(32, '0')}`,
       subscriptionId,
       partnerId: 'acme',
       event: { id: `e-${offset}`, source: '/t', type: 'orders.created', correlationId: `corr-${offset}` },
-      payload: { n: offset },
+      body: JSON.stringify({ n: offset }),
       attempt: 0,
       createdAt: Date.now(),
       ...overrides,
@@ -128,7 +132,7 @@ describe('WebhookDispatcher', () => {
       topic: 'egress.acme.orders.created',
       partition: 0,
       offset,
-      value: JSON.stringify(task),
+      value: serializeDeliveryTask(task),
       headers,
       timestamp: Date.now(),
     };
@@ -136,7 +140,7 @@ describe('WebhookDispatcher', () => {
 
   test('claims the delivery in the ledger before the POST and completes it after a 2xx', async () => {
     const message = taskMessage();
-    const task = JSON.parse(message.value) as DeliveryTask;
+    const task = parseDeliveryTask(message.value);
     const { deliveryId } = task;
     const outcome = await dispatcher().handleBatch([message]);
     assert.deepEqual(outcome.failed, []);
@@ -151,7 +155,7 @@ describe('WebhookDispatcher', () => {
 
   test('a delivery the ledger has COMPLETED is not sent again', async () => {
     const message = taskMessage();
-    await completeInLedger(store.ledger, webhookIdOf(JSON.parse(message.value)), 60_000, Date.now());
+    await completeInLedger(store.ledger, webhookIdOf(parseDeliveryTask(message.value)), 60_000, Date.now());
     await dispatcher().handleBatch([message]);
     assert.equal(receiver.received.length, 0);
     assert.equal(metrics.counter('webhook_deliveries_total', '', ['outcome']).get({ outcome: 'skipped' }), 1);
@@ -159,13 +163,13 @@ describe('WebhookDispatcher', () => {
 
   test('a delivery another worker holds a live claim on is parked on the 5 s tier, not sent', async () => {
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
-    await store.ledger.claim(webhookIdOf(JSON.parse(message.value)), 60_000, Date.now());
+    const { deliveryId } = parseDeliveryTask(message.value);
+    await store.ledger.claim(webhookIdOf(parseDeliveryTask(message.value)), 60_000, Date.now());
     await dispatcher().handleBatch([message]);
     assert.equal(receiver.received.length, 0);
     assert.equal(published.length, 1);
     assert.equal(published[0]!.topic, 'retry.dispatcher.5s', 'a 5 s deferral');
-    assert.equal(JSON.parse(published[0]!.value).deliveryId, deliveryId);
+    assert.equal(parseDeliveryTask(published[0]!.value).deliveryId, deliveryId);
   });
 
   test('a task read from its tier before it is due waits the rest in the next tier, without an attempt', async () => {
@@ -183,7 +187,7 @@ describe('WebhookDispatcher', () => {
     assert.equal(hop.headers?.[HEADERS.dueAt], String(dueAt), 'the same due time');
     assert.equal(hop.headers?.[HEADERS.originTopic], 'egress.acme.orders.created');
     assert.ok(Math.abs(hop.notBefore! - (Date.now() + 7_200_000)) < 1000);
-    assert.equal(JSON.parse(hop.value).attempt, 2, 'a hop is not an attempt');
+    assert.equal(parseDeliveryTask(hop.value).attempt, 2, 'a hop is not an attempt');
     // Due now (within the tolerance): it is sent.
     const due = taskMessage({}, { [HEADERS.dueAt]: String(Date.now() + 50) });
     await dispatcher().handleBatch([due]);
@@ -243,7 +247,7 @@ describe('WebhookDispatcher', () => {
     answer = { status: 200, delayMs: 60 };
     const before = Date.now();
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    const { deliveryId } = parseDeliveryTask(message.value);
     await dispatcher().handleBatch([message]);
     const [attempt] = await store.deliveries.attempts(deliveryId);
     assert.equal(attempt?.attempt, 1);
@@ -257,7 +261,7 @@ describe('WebhookDispatcher', () => {
   test('a dead-lettered delivery is logged with its correlation id and reason', async () => {
     answer = { status: 400 };
     const message = taskMessage();
-    const task = JSON.parse(message.value) as DeliveryTask;
+    const task = parseDeliveryTask(message.value);
     await dispatcher().handleBatch([message]);
     const line = logLines.find((l) => l.msg === 'delivery dead-lettered');
     assert.ok(line, JSON.stringify(logLines));
@@ -340,7 +344,7 @@ describe('WebhookDispatcher', () => {
 
   test('a task of a PAUSED subscription that was delivered already is skipped, not held', async () => {
     const message = taskMessage();
-    await completeInLedger(store.ledger, webhookIdOf(JSON.parse(message.value)), 60_000, Date.now());
+    await completeInLedger(store.ledger, webhookIdOf(parseDeliveryTask(message.value)), 60_000, Date.now());
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
     await dispatcher().handleBatch([message]);
@@ -363,9 +367,12 @@ describe('WebhookDispatcher', () => {
     };
     await dispatcher().handleBatch([message]);
     // A's release after its 503 changed nothing: C, arriving while B sends, finds the key busy.
-    assert.deepEqual(await store.ledger.claim(webhookIdOf(JSON.parse(message.value)), 60_000, later + 1), {
-      status: 'busy',
-    });
+    assert.deepEqual(
+      await store.ledger.claim(webhookIdOf(parseDeliveryTask(message.value)), 60_000, later + 1),
+      {
+        status: 'busy',
+      },
+    );
     assert.equal(
       metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'release' }),
       1,
@@ -378,7 +385,7 @@ describe('WebhookDispatcher', () => {
 
   test('fencing: a 2xx whose claim was taken over is still recorded, and its refused completion counted', async () => {
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    const { deliveryId } = parseDeliveryTask(message.value);
     duringRequest = async (id) => {
       await store.ledger.claim(id, 60_000, Date.now() + 3_600_000);
     };
@@ -387,7 +394,7 @@ describe('WebhookDispatcher', () => {
     assert.equal((await store.deliveries.get(deliveryId))?.status, 'SUCCESS');
     assert.equal(metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'complete' }), 1);
     assert.equal(
-      (await store.ledger.get(webhookIdOf(JSON.parse(message.value))))?.status,
+      (await store.ledger.get(webhookIdOf(parseDeliveryTask(message.value))))?.status,
       'IN_PROGRESS',
       "the other worker's claim stands",
     );
@@ -396,7 +403,7 @@ describe('WebhookDispatcher', () => {
   test('an attempt number recorded meanwhile by another copy of the task: the attempt takes the next number', async () => {
     answer = { status: 503 };
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    const { deliveryId } = parseDeliveryTask(message.value);
     duringRequest = async () => {
       const at = new Date().toISOString();
       await store.deliveries.recordAttempt(
@@ -436,7 +443,7 @@ describe('WebhookDispatcher', () => {
         delivery: { timeouts: { connectMs: 300, headersMs: 300, bodyMs: 400 } },
       });
       const message = taskMessage();
-      const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+      const { deliveryId } = parseDeliveryTask(message.value);
       let lease = 0;
       duringRequest = async (id) => {
         lease = (await store.ledger.get(id))!.expiresAt - Date.now();
@@ -447,7 +454,7 @@ describe('WebhookDispatcher', () => {
       // The deadline: 100 (queue) + 300 + 300 + 400 ms; the claim lasts 5 s longer.
       assert.ok(lease > 1_100 + 4_000, `the claim lasts ${lease} ms`);
       assert.ok(attempt!.latencyMs < lease, 'cut off before the claim could lapse');
-      assert.equal(JSON.parse(published[0]!.value).attempt, 1, 'retried as usual');
+      assert.equal(parseDeliveryTask(published[0]!.value).attempt, 1, 'retried as usual');
     } finally {
       trickle.closeAllConnections();
       await new Promise((resolve) => trickle.close(resolve));
@@ -456,7 +463,7 @@ describe('WebhookDispatcher', () => {
 
   test('a task the consumer gives up on is FAILED and dead-lettered with its last error', async () => {
     const message = taskMessage();
-    const { deliveryId } = JSON.parse(message.value) as DeliveryTask;
+    const { deliveryId } = parseDeliveryTask(message.value);
     await store.deliveries.ensure(deliveryRecord({ id: deliveryId, subscriptionId }));
     await dispatcher().giveUp(message, {
       error: new Error('database is locked'),
@@ -518,7 +525,7 @@ describe('WebhookDispatcher', () => {
 
   test('a claim made while the delivery could not be read is handed back at once', async () => {
     const message = taskMessage();
-    const task = JSON.parse(message.value) as DeliveryTask;
+    const task = parseDeliveryTask(message.value);
     const broken = dispatcher();
     const failing = new WebhookDispatcher({
       ...(broken as unknown as { deps?: never }),

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
+import { parseDeliveryTask } from '../../src/common/delivery-task.ts';
 import { kafkaEventMode, parseKafkaEvent, toKafkaRecord } from '../../src/common/envelope-kafka.ts';
 import { parseStructuredEvent } from '../../src/common/envelope-structured.ts';
 import { ValidatorCache } from '../../src/common/json-schema.ts';
@@ -186,9 +187,11 @@ describe('the processor on records of the Kafka binding', () => {
       outcome.outcomes.map((o) => o.kind),
       ['published', 'dlq', 'published'],
     );
-    const tasks = published.filter((m) => m.topic.startsWith('egress.')).map((m) => JSON.parse(m.value));
+    const tasks = published
+      .filter((m) => m.topic.startsWith('egress.'))
+      .map((m) => parseDeliveryTask(m.value));
     assert.deepEqual(
-      tasks.map((t) => [t.event.id, t.payload.amount]),
+      tasks.map((t) => [t.event.id, JSON.parse(t.body).amount]),
       [
         ['b-2', 1],
         ['s-2', 2],

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { webhookIdFor, webhookIdOf } from '../../src/common/delivery-task.ts';
+import { parseDeliveryTask, webhookIdFor, webhookIdOf } from '../../src/common/delivery-task.ts';
 import { NotFoundError, TransientError } from '../../src/common/errors.ts';
 import { ValidatorCache } from '../../src/common/json-schema.ts';
 import { Logger } from '../../src/common/log.ts';
@@ -110,8 +110,8 @@ describe('EventProcessor', () => {
       published.map((m) => [m.topic, m.key]),
       [['egress.acme.orders.created', 'sub-a']],
     );
-    const task = JSON.parse(published[0]!.value);
-    assert.equal(task.payload.amount, 5);
+    const task = parseDeliveryTask(published[0]!.value);
+    assert.equal(JSON.parse(task.body).amount, 5);
     assert.match(task.deliveryId, /^dlv_/);
     assert.equal(metrics.counter('events_processed', '').get(), 1);
   });
@@ -133,10 +133,10 @@ describe('EventProcessor', () => {
         },
       },
     }).processBatch([message]);
-    const tasks = published.map((m) => JSON.parse(m.value));
+    const tasks = published.map((m) => parseDeliveryTask(m.value));
     assert.equal(tasks.length, 2);
     assert.deepEqual(routes, [
-      [{ id: tasks[0].event.id, source: tasks[0].event.source }, tasks.map((t) => t.deliveryId)],
+      [{ id: tasks[0]!.event.id, source: tasks[0]!.event.source }, tasks.map((t) => t.deliveryId)],
     ]);
   });
 
@@ -395,7 +395,7 @@ describe('EventProcessor', () => {
     published = [];
 
     await make({ dedupe: false }).processBatch([original]);
-    const fromOriginal = JSON.parse(published[0]!.value).deliveryId;
+    const fromOriginal = parseDeliveryTask(published[0]!.value).deliveryId;
     published = [];
     const copy = {
       ...record({}),
@@ -407,8 +407,8 @@ describe('EventProcessor', () => {
     };
     await make({ dedupe: false }).processBatch([copy]);
 
-    assert.equal(JSON.parse(published[0]!.value).deliveryId, fromOriginal);
-    assert.equal(JSON.parse(published[0]!.value).ingestedAt, original.timestamp);
+    assert.equal(parseDeliveryTask(published[0]!.value).deliveryId, fromOriginal);
+    assert.equal(parseDeliveryTask(published[0]!.value).ingestedAt, original.timestamp);
   });
 
   test('one webhook-id per event × subscription: the same event ingested again, or redriven, has the same one', async () => {
@@ -423,7 +423,7 @@ describe('EventProcessor', () => {
     for (const copy of [first, again, redriven]) {
       published = [];
       await make({ dedupe: false }).processBatch([copy]);
-      ids.push(webhookIdOf(JSON.parse(published.find((m) => m.topic.startsWith('egress.'))!.value)));
+      ids.push(webhookIdOf(parseDeliveryTask(published.find((m) => m.topic.startsWith('egress.'))!.value)));
     }
     assert.equal(new Set(ids).size, 1, ids.join(' '));
     assert.equal(ids[0], webhookIdFor('/t', JSON.parse(first.value).id, 'sub-same'));

@@ -1,7 +1,7 @@
 /** Redrive (real SQLite store, recording publisher): what a dispatcher sees when a task comes back. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { webhookIdFor } from '../../src/common/delivery-task.ts';
+import { deliveryTaskFields, webhookIdFor } from '../../src/common/delivery-task.ts';
 import { uuidv7 } from '../../src/common/ids.ts';
 import type { BusMessage } from '../../src/common/ports/bus.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
@@ -80,7 +80,11 @@ test('held tasks go back as they were read, for subscriptions no longer PAUSED o
     });
     assert.equal(await operations.releaseHeld(), 3, 'two of the resumed one, one of the deleted one');
     assert.deepEqual(
-      published.map((m) => [m.topic, JSON.parse(m.value).deliveryId, m.headers?.['x-webhooks-due-at']]),
+      published.map((m) => [
+        m.topic,
+        deliveryTaskFields(m.value)?.deliveryId,
+        m.headers?.['x-webhooks-due-at'],
+      ]),
       [
         ['egress.acme.orders.created', 'msg_sub-deleted_0', undefined],
         ['egress.acme.orders.created', 'msg_sub-resumed_0', undefined],
