@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../common/config.ts';
+import { startHeapTrim, trimFields } from '../common/heap-trim.ts';
 import { Logger } from '../common/log.ts';
 import { buildPlatform } from './platform.ts';
 import type { HostMessage, ThreadMessage } from './thread-host.ts';
@@ -24,6 +25,11 @@ try {
       sink: { write: (line) => send({ type: 'log', line }) },
     }),
     onSubscriptionChanged: (change) => send({ type: 'subscription-changed', change }),
+  });
+  // No requests wait on this thread: its heap is trimmed while busy too, at most once a minute.
+  const stopTrim = startHeapTrim({
+    busyIntervalMs: 60_000,
+    onTrim: (trim) => platform.logger.debug('heap trimmed', trimFields(trim)),
   });
   // Shows that the host's cache invalidations arrive, restarts included.
   const invalidations = platform.metrics.counter(
@@ -50,6 +56,7 @@ try {
         platform.partnerChanged(message.partnerId);
         break;
       case 'stop':
+        stopTrim();
         platform.close().then(
           () => {
             send({ type: 'stopped' });

@@ -1,0 +1,119 @@
+/**
+ * Gives the pages of a shrunken V8 heap back to the OS.
+ *
+ * Since V8 13.6 (Node 24) the pages a garbage collection frees stay in a pool, resident, for reuse;
+ * only a memory-reducing collection releases them, and V8's memory reducer, in a server that never
+ * goes idle, does not run one. So each thread's RSS stays at the highest its heap ever reached —
+ * a burst of 1 MB bodies parsed into millions of small objects leaves hundreds of MB resident long
+ * after the objects are gone (measured in a fuzz run: 1.45 GiB of a 2 GiB RSS was such pages; one
+ * memory-reducing collection in each thread brought it to 0.45 GiB). This runs that collection in
+ * the calling thread when its heap has shrunk well below the highest it reached since the last one.
+ * It holds the thread for tens of ms (more with a large live heap), so a thread that serves
+ * requests runs it only while idle enough.
+ */
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+type GcFunction = (options?: {
+  type?: 'major' | 'minor';
+  execution?: 'sync' | 'async';
+  flavor?: string;
+}) => void;
+
+let gcFunction: GcFunction | undefined;
+/** This isolate's trim, shared by every caller (tests start several servers in one process). */
+let running: { stop: () => void; users: number } | undefined;
+
+/** V8's `gc` function, as `--expose-gc` gives it, obtained without that flag on the command line. */
+function exposedGc(): GcFunction {
+  if (gcFunction) return gcFunction;
+  v8.setFlagsFromString('--expose-gc');
+  try {
+    gcFunction = vm.runInNewContext('gc') as GcFunction;
+  } finally {
+    v8.setFlagsFromString('--no-expose-gc');
+  }
+  return gcFunction;
+}
+
+export interface HeapTrim {
+  /** How long it held the thread (ms). */
+  ms: number;
+  /** The committed heap at its highest since the last trim, before this one, and after it (bytes). */
+  peak: number;
+  before: number;
+  after: number;
+}
+
+export interface HeapTrimOptions {
+  /** How often the committed heap size is read (ms). */
+  sampleMs?: number;
+  /** Trim when the committed heap is this far below its highest since the last trim (bytes). */
+  minShrinkBytes?: number;
+  /** At most one trim per this long (ms). */
+  minIntervalMs?: number;
+  /**
+   * While the thread's event loop was busy more than half of the last sample, at most one trim per
+   * this long (ms); undefined: never while busy (a thread that answers requests).
+   */
+  busyIntervalMs?: number;
+  /** Told after each trim. */
+  onTrim?: (trim: HeapTrim) => void;
+}
+
+/**
+ * Starts trimming the calling thread's heap; returns the stop function. A thread has one trim: a
+ * second call shares the first's (and its options) until both have stopped.
+ */
+export function startHeapTrim(options: HeapTrimOptions = {}): () => void {
+  running ??= { stop: startTrimming(options), users: 0 };
+  const trim = running;
+  trim.users += 1;
+  let stopped = false;
+  return () => {
+    if (stopped) return;
+    stopped = true;
+    trim.users -= 1;
+    if (trim.users === 0) {
+      trim.stop();
+      if (running === trim) running = undefined;
+    }
+  };
+}
+
+/** A trim's figures for a log line: how long, and the MB the heap went from and to. */
+export function trimFields(trim: HeapTrim): Record<string, number> {
+  const mb = (n: number) => Math.round(n / 1024 / 1024);
+  return {
+    ms: Math.round(trim.ms),
+    peakMb: mb(trim.peak),
+    beforeMb: mb(trim.before),
+    afterMb: mb(trim.after),
+  };
+}
+
+function startTrimming(options: HeapTrimOptions): () => void {
+  const gc = exposedGc();
+  const minShrink = options.minShrinkBytes ?? 32 * 1024 * 1024;
+  const minInterval = options.minIntervalMs ?? 10_000;
+  let peak = 0;
+  let lastTrim = performance.now();
+  let elu = performance.eventLoopUtilization();
+  const timer = setInterval(() => {
+    const committed = v8.getHeapStatistics().total_heap_size;
+    peak = Math.max(peak, committed);
+    const now = performance.now();
+    const busy = performance.eventLoopUtilization(elu).utilization > 0.5;
+    elu = performance.eventLoopUtilization();
+    if (now - lastTrim < minInterval || peak - committed < minShrink) return;
+    if (busy && (options.busyIntervalMs === undefined || now - lastTrim < options.busyIntervalMs)) return;
+    const started = performance.now();
+    gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    lastTrim = performance.now();
+    const after = v8.getHeapStatistics().total_heap_size;
+    options.onTrim?.({ ms: lastTrim - started, peak, before: committed, after });
+    peak = after;
+  }, options.sampleMs ?? 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}

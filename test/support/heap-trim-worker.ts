@@ -1,0 +1,36 @@
+/**
+ * The heap-trim test's worker (an isolate of its own): builds ~300 MB of small objects, lets V8
+ * collect them as it does on its own (a regular major collection: the heap shrinks, its pages stay
+ * resident), and reports what the trim did and the process RSS around it.
+ */
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { parentPort } from 'node:worker_threads';
+import { type HeapTrim, startHeapTrim } from '../../src/common/heap-trim.ts';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as (options?: object) => void;
+v8.setFlagsFromString('--no-expose-gc');
+
+const trimmed = new Promise<HeapTrim>((resolve) => {
+  const stop = startHeapTrim({
+    sampleMs: 20,
+    minIntervalMs: 0,
+    onTrim: (trim) => {
+      stop();
+      resolve(trim);
+    },
+  });
+});
+const tick = () => new Promise((r) => setTimeout(r, 50));
+let garbage: Array<{ n: number; s: string }> | undefined = [];
+for (let i = 0; i < 3_000_000; i++) garbage.push({ n: i, s: `v${i}` });
+await tick(); // sampled while the heap is at its highest
+const heapBefore = v8.getHeapStatistics().total_heap_size;
+garbage = undefined;
+gc({ type: 'major', execution: 'sync' }); // V8's own kind of collection: the pages stay
+const rssAfterGc = process.memoryUsage.rss();
+const keepAlive = setInterval(() => {}, 1000); // the trim's timer does not hold the thread open
+const trim = await trimmed;
+clearInterval(keepAlive);
+parentPort?.postMessage({ heapBefore, rssAfterGc, rssAfterTrim: process.memoryUsage.rss(), trim });
