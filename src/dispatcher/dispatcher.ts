@@ -5,7 +5,12 @@
  */
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterSink } from '../common/dead-letter-sink.ts';
-import { type DeliveryTask, parseDeliveryTask, webhookIdOf } from '../common/delivery-task.ts';
+import {
+  type DeliveryTask,
+  parseDeliveryTask,
+  serializeDeliveryTask,
+  webhookIdOf,
+} from '../common/delivery-task.ts';
 import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
 import { recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
@@ -567,7 +572,9 @@ export class WebhookDispatcher {
         : {}),
     });
     // Redrive starts over: the stored task has no attempts and no first-attempt time.
-    const value = task ? JSON.stringify({ ...task, attempt: 0, firstAttemptAt: undefined }) : message.value;
+    const value = task
+      ? serializeDeliveryTask({ ...task, attempt: 0, firstAttemptAt: undefined })
+      : message.value;
     await this.#deps.deadLetters.send([
       {
         stage: 'dispatcher',

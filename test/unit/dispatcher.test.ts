@@ -273,10 +273,15 @@ describe('WebhookDispatcher', () => {
 
   test('a task dead-lettered again after a redelivery is stored once', async () => {
     answer = { status: 400 };
-    const message = taskMessage();
+    const message = taskMessage({ attempt: 3, firstAttemptAt: 1_000 });
     await dispatcher().handleBatch([message]);
     await dispatcher().handleBatch([message]);
-    assert.equal((await store.deadLetters.list({})).items.length, 1);
+    const dead = (await store.deadLetters.list({})).items;
+    assert.equal(dead.length, 1);
+    // What a redrive publishes: the task as read, its attempts started over.
+    const { attempt, firstAttemptAt, ...rest } = parseDeliveryTask(message.value);
+    assert.deepEqual(parseDeliveryTask(dead[0]!.value), { ...rest, attempt: 0 });
+    assert.deepEqual([attempt, firstAttemptAt], [3, 1_000]);
   });
 
   test('each task is reported done when it is handled, not when the slowest of its batch is', async () => {
