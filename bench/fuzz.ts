@@ -55,6 +55,8 @@ const { values } = parseArgs({
     'sentinel-events': { type: 'string', default: '20' },
     'sentinel-timeout': { type: 'string', default: '120' },
     keep: { type: 'boolean', default: false },
+    // Seconds to leave the platform idle after the sentinels, then read its RSS again (0: not at all).
+    settle: { type: 'string', default: '30' },
   },
 });
 const REQUESTS = Number(values.requests);
@@ -337,6 +339,10 @@ const sentinelMs = performance.now() - sentinelStarted;
 clearInterval(sampler);
 const final = memoryOf(pid);
 const heapUsed = crash ? Number.NaN : await metricOf('process_heap_bytes');
+// Idle afterwards: what the platform keeps once the burst is over (its threads trim their heaps).
+const SETTLE_S = Number(values.settle);
+if (SETTLE_S > 0 && !crash) await sleep(SETTLE_S * 1000);
+const settled = SETTLE_S > 0 && !crash ? memoryOf(pid) : undefined;
 
 // ---------------------------------------------------------------------------------------------
 // The report.
@@ -369,7 +375,8 @@ for (const [key, finding] of result.dropped) lines.push(...describeFinding(key, 
 lines.push(`platform process: ${crash ? `CRASHED (${crash})` : 'alive'}`);
 lines.push(
   `platform RSS: ${mib(before.rss)} before, peak ${mib(Math.max(final.peak, sampledPeak))} (VmHWM), ` +
-    `${mib(afterFuzz.rss)} after the fuzz, ${mib(final.rss)} at the end (V8 heap in use then: ${mib(heapUsed)})`,
+    `${mib(afterFuzz.rss)} after the fuzz, ${mib(final.rss)} at the end (V8 heap in use then: ${mib(heapUsed)})` +
+    (settled ? `, ${mib(settled.rss)} after ${SETTLE_S} s idle` : ''),
 );
 lines.push(
   `/healthz every 50 ms during the fuzz: ${healthLatencies.length} answered, ${healthReport.failures} failed` +
@@ -432,6 +439,7 @@ if (values.json) {
           peak: Math.max(final.peak, sampledPeak),
           afterFuzz: afterFuzz.rss,
           final: final.rss,
+          ...(settled ? { settled: settled.rss, settleSeconds: SETTLE_S } : {}),
         },
         heapUsed,
         healthz: {

@@ -55,9 +55,13 @@ export interface HttpServerOptions {
 /** Default of `maxDrainBytes`. */
 export const DEFAULT_MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 
-/** How long, and for how many more bytes, a socket answered for a parse error keeps being read. */
+/**
+ * How long, and for how many more bytes, a socket answered for a parse error keeps being read: as
+ * many as an oversized body is drained before its 413, so a client sending a body after headers too
+ * large reads its 431 instead of EPIPE.
+ */
 const LINGER_MS = 5_000;
-const LINGER_BYTES = 8 * 1024 * 1024;
+const LINGER_BYTES = DEFAULT_MAX_DRAIN_BYTES;
 
 /** A Node server wired to the edge; call `listen` to start it. */
 export function createNodeServer(options: HttpServerOptions): Server {
