@@ -109,7 +109,7 @@ export class KafkaConsumer implements ConsumerHandle {
   #lastCommitAt = 0;
   readonly #commitIntervalMs: number;
   /** Ends the wait before the next commit request early (stop). */
-  readonly #commitWaker = new Waker();
+  readonly #commitWaker = new Waker({ unref: true });
   readonly #doneCursors = new Set<Held>();
   #doneTimer: NodeJS.Timeout | undefined;
   /** Nodes with a fetch in flight. */
@@ -119,7 +119,8 @@ export class KafkaConsumer implements ConsumerHandle {
   #planAgain = false;
   /** After a failed fetch, no new one before this time. */
   #fetchBackoffUntil = 0;
-  readonly #waker = new Waker();
+  // Unref'd waits: a consumer left running after its broker went away does not keep the process alive.
+  readonly #waker = new Waker({ unref: true });
   #deadline = Number.POSITIVE_INFINITY;
   #stopping = false;
   #killed = false;
@@ -650,7 +651,7 @@ export class KafkaConsumer implements ConsumerHandle {
               this.#toCommit.set(c.held.cursor.key, c);
           }
           if (this.#stopping) break;
-          await new Promise((resolve) => setTimeout(resolve, 200));
+          await new Promise((resolve) => setTimeout(resolve, 200).unref());
         }
       }
     } finally {
