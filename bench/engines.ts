@@ -24,7 +24,7 @@ export async function startEngines(bus: string, store: string): Promise<EngineRu
   const processes: Array<readonly [string, number | undefined]> = [];
   const stops: Array<() => Promise<void>> = [];
   if (bus === 'kafka') {
-    const broker = await startKafkaBroker();
+    const broker = await startKafkaBroker({ jvm: 'lean' });
     env.WEBHOOKS_BUS = 'kafka';
     env.WEBHOOKS_KAFKA_BROKERS = broker.bootstrap;
     processes.push(['kafka broker', broker.pid]);
@@ -88,7 +88,7 @@ export async function kafkaRawBaseline(options: {
   seconds: number;
   valueBytes: number;
 }): Promise<string[]> {
-  const broker = await startKafkaBroker();
+  const broker = await startKafkaBroker({ jvm: 'lean' });
   const lines: string[] = [];
   try {
     const base = { bootstrapBrokers: [broker.bootstrap], retries: 3 };

@@ -88,7 +88,7 @@ console.log(`node ${process.version}, ${process.platform}/${process.arch}`);
   arrivals.length = 0;
 }
 
-const broker = await startKafkaBroker();
+const broker = await startKafkaBroker({ jvm: 'lean' });
 const dynamo = await startDynalite();
 Object.assign(process.env, {
   WEBHOOKS_BUS: 'kafka',
