@@ -127,22 +127,37 @@ export function serializeDeliveryTask(task: DeliveryTask): string {
   return `${JSON.stringify({ v: 2, ...head })}\n${body}`;
 }
 
+/** A JSON object parsed from `text`; undefined when it is not JSON or not an object. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return isJsonObject(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A task value's head and, in v2, its body: the head line and the rest; otherwise (v1, or not a
+ * task) the whole value as one document, without a body. Undefined when it is not JSON.
+ */
+function splitTask(value: string): { head: Record<string, unknown>; body?: string } | undefined {
+  const newline = value.indexOf('\n');
+  if (newline > 0) {
+    const head = jsonObject(value.slice(0, newline));
+    if (head?.v === 2) return { head, body: value.slice(newline + 1) };
+  }
+  const head = jsonObject(value);
+  return head ? { head } : undefined;
+}
+
 /**
  * The fields of a stored task (a held task's, a dead letter's) without checking them: its head line
  * in v2, the whole document in v1; undefined when it is not JSON. For showing and finding tasks,
  * not for delivering them (`parseDeliveryTask`).
  */
 export function deliveryTaskFields(value: string): Record<string, unknown> | undefined {
-  const newline = value.indexOf('\n');
-  for (const text of newline > 0 ? [value.slice(0, newline), value] : [value]) {
-    try {
-      const parsed: unknown = JSON.parse(text);
-      return isJsonObject(parsed) ? parsed : undefined;
-    } catch {
-      // v1 with a newline of its own (pretty-printed), or not JSON at all.
-    }
-  }
-  return undefined;
+  return splitTask(value)?.head;
 }
 
 /**
@@ -151,27 +166,11 @@ export function deliveryTaskFields(value: string): Record<string, unknown> | und
  * (what earlier builds published, still found on retry topics, held tasks and dead letters).
  */
 export function parseDeliveryTask(value: string): DeliveryTask {
-  let head: unknown;
-  let body: string | undefined;
-  const newline = value.indexOf('\n');
-  if (newline > 0) {
-    try {
-      head = JSON.parse(value.slice(0, newline));
-    } catch {
-      head = undefined;
-    }
-    if (isJsonObject(head) && head.v === 2) body = value.slice(newline + 1);
-  }
-  if (body === undefined) {
-    try {
-      head = JSON.parse(value);
-    } catch (err) {
-      throw new ValidationError('task_invalid', 'the delivery task is not JSON', { cause: err });
-    }
-    if (isJsonObject(head) && head.v === 1 && 'payload' in head) body = JSON.stringify(head.payload);
-  }
+  const split = splitTask(value);
+  if (!split) throw new ValidationError('task_invalid', 'the delivery task is not a JSON object');
+  const { head } = split;
+  const body = split.body ?? (head.v === 1 && 'payload' in head ? JSON.stringify(head.payload) : undefined);
   if (
-    !isJsonObject(head) ||
     body === undefined ||
     body === '' ||
     typeof head.deliveryId !== 'string' ||

@@ -13,6 +13,7 @@
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import type { Logger } from './log.ts';
 
 type GcFunction = (options?: {
   type?: 'major' | 'minor';
@@ -59,6 +60,8 @@ export interface HeapTrimOptions {
   busyIntervalMs?: number;
   /** Told after each trim. */
   onTrim?: (trim: HeapTrim) => void;
+  /** Each trim is logged here (debug): how long it took, and the MB the heap went from and to. */
+  logger?: Logger;
 }
 
 /**
@@ -81,17 +84,6 @@ export function startHeapTrim(options: HeapTrimOptions = {}): () => void {
   };
 }
 
-/** A trim's figures for a log line: how long, and the MB the heap went from and to. */
-export function trimFields(trim: HeapTrim): Record<string, number> {
-  const mb = (n: number) => Math.round(n / 1024 / 1024);
-  return {
-    ms: Math.round(trim.ms),
-    peakMb: mb(trim.peak),
-    beforeMb: mb(trim.before),
-    afterMb: mb(trim.after),
-  };
-}
-
 function startTrimming(options: HeapTrimOptions): () => void {
   const gc = exposedGc();
   const minShrink = options.minShrinkBytes ?? 32 * 1024 * 1024;
@@ -111,7 +103,15 @@ function startTrimming(options: HeapTrimOptions): () => void {
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     lastTrim = performance.now();
     const after = v8.getHeapStatistics().total_heap_size;
-    options.onTrim?.({ ms: lastTrim - started, peak, before: committed, after });
+    const trim = { ms: lastTrim - started, peak, before: committed, after };
+    options.onTrim?.(trim);
+    const mb = (n: number) => Math.round(n / 1024 / 1024);
+    options.logger?.debug('heap trimmed', {
+      ms: Math.round(trim.ms),
+      peakMb: mb(peak),
+      beforeMb: mb(committed),
+      afterMb: mb(after),
+    });
     peak = after;
   }, options.sampleMs ?? 1000);
   timer.unref();

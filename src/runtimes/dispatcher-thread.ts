@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../common/config.ts';
-import { startHeapTrim, trimFields } from '../common/heap-trim.ts';
+import { startHeapTrim } from '../common/heap-trim.ts';
 import { Logger } from '../common/log.ts';
 import { buildPlatform } from './platform.ts';
 import type { HostMessage, ThreadMessage } from './thread-host.ts';
@@ -27,10 +27,7 @@ try {
     onSubscriptionChanged: (change) => send({ type: 'subscription-changed', change }),
   });
   // No requests wait on this thread: its heap is trimmed while busy too, at most once a minute.
-  const stopTrim = startHeapTrim({
-    busyIntervalMs: 60_000,
-    onTrim: (trim) => platform.logger.debug('heap trimmed', trimFields(trim)),
-  });
+  const stopTrim = startHeapTrim({ busyIntervalMs: 60_000, logger: platform.logger });
   // Shows that the host's cache invalidations arrive, restarts included.
   const invalidations = platform.metrics.counter(
     'webhooks_dispatcher_thread_invalidations_total',

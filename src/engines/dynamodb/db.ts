@@ -72,6 +72,15 @@ export class Db {
     return { readUnits: this.#readUnits, writeUnits: this.#writeUnits, calls: { ...this.#calls } };
   }
 
+  /**
+   * The item as it was when a conditional write with `ReturnValuesOnConditionCheckFailure: ALL_OLD`
+   * was refused: the one returned with the refusal, or read (consistently) where the service (an
+   * emulator) returns none; undefined when there is no item.
+   */
+  async refusedItem(err: { Item?: Item }, table: string, key: Item): Promise<Item | undefined> {
+    return err.Item ?? (await this.get(table, key));
+  }
+
   async get(table: string, key: Item, consistent = true): Promise<Item | undefined> {
     const out = await this.#send('GetItem', (c) =>
       c.send(

@@ -198,7 +198,7 @@ export class DynamoDeliveries implements DeliveryRepository {
       return deliveryFrom(item);
     } catch (err) {
       if (!isConditionFailed(err)) throw err;
-      const stored = err.Item ?? (await this.#db.get(this.#table, { id: S(record.id) }));
+      const stored = await this.#db.refusedItem(err, this.#table, { id: S(record.id) });
       return stored ? deliveryFrom(stored) : record;
     }
   }
@@ -250,11 +250,10 @@ export class DynamoDeliveries implements DeliveryRepository {
       } catch (err) {
         if (!isConditionFailed(err)) throw err;
         // Missing or the number taken: thrown; no room left in the item: kept apart, below.
-        // (An emulator may not return the item: it is read then.)
-        refusal(attempt, err.Item ?? (await this.#db.get(this.#table, { id: S(attempt.deliveryId) })));
+        refusal(attempt, await this.#db.refusedItem(err, this.#table, { id: S(attempt.deliveryId) }));
       }
     }
-    await this.#attemptApart(attempt, update);
+    await this.#attemptApart(attempt, doc, update);
   }
 
   /**
@@ -281,7 +280,7 @@ export class DynamoDeliveries implements DeliveryRepository {
       if (inline) await this.#db.put(put);
       else
         await transactRetrying(this.#db, [
-          { Put: this.#attemptItem(attempt, record.updatedAt) },
+          { Put: this.#attemptItem(attempt, doc, record.updatedAt) },
           { Put: put },
         ]);
       return true;
@@ -294,7 +293,7 @@ export class DynamoDeliveries implements DeliveryRepository {
   }
 
   /** An attempt item of its own, with its delivery's update, in one TransactWriteItems. */
-  async #attemptApart(attempt: DeliveryAttempt, update: DeliveryUpdate): Promise<void> {
+  async #attemptApart(attempt: DeliveryAttempt, doc: string, update: DeliveryUpdate): Promise<void> {
     const u = new Expr();
     const attnos = u.n('attnos');
     const changed: TransactWriteItem = {
@@ -307,7 +306,7 @@ export class DynamoDeliveries implements DeliveryRepository {
       },
     };
     try {
-      await transactRetrying(this.#db, [{ Put: this.#attemptItem(attempt, update.updatedAt) }, changed]);
+      await transactRetrying(this.#db, [{ Put: this.#attemptItem(attempt, doc, update.updatedAt) }, changed]);
     } catch (err) {
       const reasons = cancellationReasons(err);
       if (!reasons) throw err;
@@ -319,12 +318,12 @@ export class DynamoDeliveries implements DeliveryRepository {
   }
 
   /** The conditional put of an attempt kept apart (refused when its number is taken); it lives as long as its delivery. */
-  #attemptItem(attempt: DeliveryAttempt, updatedAt: string) {
+  #attemptItem(attempt: DeliveryAttempt, doc: string, updatedAt: string) {
     const a = new Expr();
     const item: Item = {
       deliveryId: S(attempt.deliveryId),
       attempt: N(attempt.attempt),
-      doc: S(JSON.stringify(attempt)),
+      doc: S(doc),
     };
     const ttl = this.#ttl(later(attempt.at, updatedAt));
     if (ttl !== undefined) item.ttl = N(ttl);

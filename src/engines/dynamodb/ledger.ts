@@ -57,7 +57,7 @@ export class DynamoLedger implements IdempotencyLedger {
         return { status: 'claimed', token };
       } catch (err) {
         if (!isConditionFailed(err)) throw err;
-        const held = err.Item ?? (await this.#db.get(this.#table, { key: S(key) }));
+        const held = await this.#db.refusedItem(err, this.#table, { key: S(key) });
         if (held) return { status: str(held, 'status') === COMPLETED ? 'completed' : 'busy' };
         // Released (or purged) between the write and the read: claim again.
         if (tries >= CLAIM_TRIES) return { status: 'busy' };

@@ -1,7 +1,7 @@
 /** The standalone server: the platform behind Node's HTTP server, with graceful shutdown. */
 import type { Server } from 'node:http';
 import type { Config } from '../../common/config.ts';
-import { startHeapTrim, trimFields } from '../../common/heap-trim.ts';
+import { startHeapTrim } from '../../common/heap-trim.ts';
 import { buildPlatform, type Platform, type PlatformOptions } from '../platform.ts';
 import { close, createNodeServer, listen } from './http-server.ts';
 
@@ -32,9 +32,7 @@ export async function startServer(config: Config, options: PlatformOptions = {})
   }
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   // This thread answers requests: its heap is trimmed only while it is not busy.
-  const stopTrim = startHeapTrim({
-    onTrim: (trim) => platform.logger.debug('heap trimmed', trimFields(trim)),
-  });
+  const stopTrim = startHeapTrim({ logger: platform.logger });
   let stopping: Promise<void> | undefined;
   return {
     platform,
