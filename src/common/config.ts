@@ -50,6 +50,13 @@ export interface Config {
   ledger: boolean;
   /** With the dispatcher and another role in one process, the dispatcher runs in its own thread (default). */
   dispatcherThread: boolean;
+  /** With the processor and another role in one process, the processor runs in its own thread (default). */
+  processorThread: boolean;
+  /**
+   * The nice value of the processor's and the dispatcher's threads (Linux, where it is per thread):
+   * above the API's 0, so that under a full CPU the API and its probes answer first.
+   */
+  threadNice: number;
   /** Extra CA certificates (PEM file) trusted for partner endpoints. */
   deliveryCaFile?: string;
   /** Concurrent requests per endpoint unless the partner says otherwise. */
@@ -287,6 +294,8 @@ const ENTRIES: Record<string, Entry> = {
   partnerApiToken: { env: 'WEBHOOKS_PARTNER_API_TOKEN', file: 'partnerApiToken', parse: text },
   ledger: { env: 'WEBHOOKS_LEDGER', file: 'ledger', parse: bool },
   dispatcherThread: { env: 'WEBHOOKS_DISPATCHER_THREAD', file: 'dispatcherThread', parse: bool },
+  processorThread: { env: 'WEBHOOKS_PROCESSOR_THREAD', file: 'processorThread', parse: bool },
+  threadNice: { env: 'WEBHOOKS_THREAD_NICE', file: 'threadNice', parse: int(0, 19) },
   deliveryCaFile: { env: 'WEBHOOKS_DELIVERY_CA_FILE', file: 'deliveryCaFile', parse: text },
   endpointConcurrency: {
     env: 'WEBHOOKS_ENDPOINT_CONCURRENCY',
@@ -403,6 +412,8 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,
     ledger: (values.ledger as boolean | undefined) ?? true,
     dispatcherThread: (values.dispatcherThread as boolean | undefined) ?? true,
+    processorThread: (values.processorThread as boolean | undefined) ?? true,
+    threadNice: (values.threadNice as number | undefined) ?? 5,
     deliveryCaFile: values.deliveryCaFile as string | undefined,
     endpointConcurrency: (values.endpointConcurrency as number | undefined) ?? 16,
     processorRetryDelayMs: (values.processorRetryDelayMs as number | undefined) ?? 30_000,

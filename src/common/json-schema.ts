@@ -127,13 +127,11 @@ export function schemaFingerprint(schema: unknown): string {
 }
 
 /**
- * Problems with a JSON Schema document, each naming where it is (`<fieldPrefix>.<path>`) and with a
- * `code`. Empty when the document is a valid draft 2020-12 schema within the limits above, whose
- * patterns the linear-time engine runs, without a `$ref` cycle that consumes no data, and that
- * compiles (all `$ref`s resolve locally). Its size and depth are checked first, without recursion, so
- * no document overflows the stack.
+ * The first checks of a document, cheap and without recursion: a boolean or an object, draft
+ * 2020-12, and within the size, depth and byte limits. A document that passes them can be handed
+ * to another thread (a structured clone recurses) and checked further there.
  */
-export function validateSchemaDocument(schema: unknown, fieldPrefix = 'schema'): ErrorDetail[] {
+export function schemaShapeProblems(schema: unknown, fieldPrefix = 'schema'): ErrorDetail[] {
   if (typeof schema !== 'boolean' && !isJsonObject(schema)) {
     return [{ field: fieldPrefix, message: 'a JSON Schema must be an object or a boolean', code: 'type' }];
   }
@@ -148,8 +146,21 @@ export function validateSchemaDocument(schema: unknown, fieldPrefix = 'schema'):
     ];
   }
   const tooLarge = sizeProblem(schema, fieldPrefix);
-  if (tooLarge) return [tooLarge];
-  if (!metaAjv.validateSchema(schema)) {
+  return tooLarge ? [tooLarge] : [];
+}
+
+/**
+ * Problems with a JSON Schema document, each naming where it is (`<fieldPrefix>.<path>`) and with a
+ * `code`. Empty when the document is a valid draft 2020-12 schema within the limits above, whose
+ * patterns the linear-time engine runs, without a `$ref` cycle that consumes no data, and that
+ * compiles (all `$ref`s resolve locally). Its size and depth are checked first, without recursion, so
+ * no document overflows the stack.
+ */
+export function validateSchemaDocument(schema: unknown, fieldPrefix = 'schema'): ErrorDetail[] {
+  const shape = schemaShapeProblems(schema, fieldPrefix);
+  if (shape.length > 0) return shape;
+  const document = schema as boolean | Record<string, unknown>;
+  if (!metaAjv.validateSchema(document)) {
     return (metaAjv.errors ?? []).map((e) => toDetail(e, fieldPrefix));
   }
   const index = indexSchema(schema);
@@ -162,7 +173,7 @@ export function validateSchemaDocument(schema: unknown, fieldPrefix = 'schema'):
   let validator: ValidateFunction;
   try {
     // A fresh instance: it and everything it compiled are dropped after the check.
-    validator = createAjv({ metaValidates: false, optimize: false }).compile(schema);
+    validator = createAjv({ metaValidates: false, optimize: false }).compile(document);
   } catch (err) {
     return [
       {

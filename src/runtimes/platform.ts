@@ -50,9 +50,10 @@ import {
   loadPreviousSecretBoxes,
   loadSecretBox,
 } from './local-secrets.ts';
+import { ThreadedSchemaChecks } from './schema-checks.ts';
 import { openSealer } from './sealer.ts';
 import { systemRoutes } from './system-routes.ts';
-import { DispatcherThread, type SubscriptionChange } from './thread-host.ts';
+import { RoleThread, type SchemaChange, type SubscriptionChange, type ThreadRole } from './thread-host.ts';
 import {
   createDispatcher,
   createProcessor,
@@ -75,12 +76,12 @@ export interface PlatformOptions {
   clock?: () => Date;
   roles?: readonly Role[];
   /**
-   * This platform is the dispatcher thread of a host process: the host reports the process gauges
-   * (RSS, heap…), and the host checkpoints the WAL, so that this thread never stalls in a
-   * checkpoint's fsyncs.
+   * This platform is a worker role's thread of a host process (the role it runs): the host reports
+   * the process gauges (RSS, heap…), and the host checkpoints the WAL, so that this thread never
+   * stalls in a checkpoint's fsyncs.
    */
-  hostedThread?: boolean;
-  /** Also told of every subscription change made here (the dispatcher thread tells its host). */
+  hostedThread?: ThreadRole;
+  /** Also told of every subscription change made here (a worker thread tells its host). */
   onSubscriptionChanged?: (change: SubscriptionChange) => void;
   /**
    * Builds the worker cores without consumer groups (default true: they consume): a runtime that is
@@ -112,7 +113,9 @@ export interface Platform {
   adminToken: LocalSecret;
   handle: (raw: RawRequest) => Promise<ApiResponse>;
   /** The dispatcher's worker thread, when it runs in one. */
-  dispatcherThread: DispatcherThread | undefined;
+  dispatcherThread: RoleThread | undefined;
+  /** The processor's worker thread, when it runs in one. */
+  processorThread: RoleThread | undefined;
   /** The worker cores of the roles this process runs (with `consume: false`, for the runtime to drive). */
   processor: EventProcessor | undefined;
   dispatcher: WebhookDispatcher | undefined;
@@ -120,8 +123,10 @@ export interface Platform {
   operations: Operations;
   /** Drops cached copies of a subscription changed elsewhere (by the dispatcher thread or its host). */
   subscriptionChanged(change: SubscriptionChange): void;
-  /** Drops the cached copy of a partner changed elsewhere (the dispatcher thread's host). */
+  /** Drops the cached copy of a partner changed elsewhere (a worker thread's host). */
   partnerChanged(id: string): void;
+  /** Drops the cached versions of a schema changed elsewhere (a worker thread's host). */
+  schemaChanged(change: SchemaChange): void;
   close(): Promise<void>;
 }
 
@@ -168,10 +173,10 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     });
   }
   const background = new BackgroundErrors(logger, metrics);
-  storeCostMetrics(store, metrics, options.hostedThread ? 'dispatcher' : 'main');
+  storeCostMetrics(store, metrics, options.hostedThread ?? 'main');
   let bus: Bus;
   try {
-    bus = await openBus(config, options.hostedThread === true, background);
+    bus = await openBus(config, options.hostedThread !== undefined, background);
     if (options.wrapBus) bus = options.wrapBus(bus, store);
   } catch (err) {
     await store.close();
@@ -195,21 +200,32 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     directory: pipelineDirectory,
   });
   const subscriptionCache = new TtlCache<string, SubscriptionRecord | undefined>({ ttlMs: 5_000 });
+  // In a long-running process, a registration's checks run off the API's thread (Lambda: inline).
+  const schemaChecks =
+    roles.includes('api') && options.consume !== false
+      ? new ThreadedSchemaChecks({ nice: config.threadNice })
+      : undefined;
   const schemaAdmin = new SchemaAdmin({
+    ...(schemaChecks ? { checks: schemaChecks } : {}),
     schemas: store.schemas,
     topics: bus,
     newId: uuidv7,
     clock,
     partitions: config.topicPartitions,
-    onSchemaChanged: (domain, event, version) => lookups.schemaChanged(domain, event, version),
+    // Answered once this thread's caches and the worker threads' have dropped the old copy.
+    onSchemaChanged: async (domain, event, version) => {
+      const change = { domain, event, version };
+      schemaChanged(change);
+      await Promise.all(threads.map((thread) => thread.schemaChanged(change)));
+    },
   });
   const partnerAdmin = new PartnerAdmin({
     partners: store.partners,
     directory,
     clock,
-    onPartnerChanged: (partner, previous) => {
+    onPartnerChanged: async (partner, previous) => {
       partnerChanged(partner.id);
-      dispatcherThread?.partnerChanged(partner.id);
+      await Promise.all(threads.map((thread) => thread.partnerChanged(partner.id)));
       // Active again: what was held while it was INACTIVE goes back to its egress topics now.
       if (partner.status === 'ACTIVE' && previous?.status === 'INACTIVE') {
         operations.releaseHeld().catch((err: unknown) =>
@@ -222,6 +238,8 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     },
   });
   const partnerChanged = (id: string) => lookups.partnerChanged(id);
+  const schemaChanged = (change: SchemaChange) =>
+    lookups.schemaChanged(change.domain, change.event, change.version);
   const subscriptionAdmin = new SubscriptionAdmin({
     subscriptions: store.subscriptions,
     schemas: store.schemas,
@@ -234,10 +252,10 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     clock,
     partitions: config.topicPartitions,
     secretOverlapSeconds: config.secretOverlapSeconds,
-    onSubscriptionChanged: (sub) => {
+    onSubscriptionChanged: async (sub) => {
       const change = { id: sub.id, domain: sub.domain, event: sub.event, partnerId: sub.partnerId };
       subscriptionChanged(change);
-      dispatcherThread?.subscriptionChanged(change);
+      await Promise.all(threads.map((thread) => thread.subscriptionChanged(change)));
       options.onSubscriptionChanged?.(change);
       // Resumed (or disabled) while tasks were held for it: they go back to its egress topic now.
       if (sub.status !== 'PAUSED') {
@@ -256,13 +274,21 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     // A new subscription may have a new egress topic: consumers here look for it now, not at their next listing.
     bus.topicsChanged?.();
   };
-  // The dispatcher gets a thread of its own when it shares the process with another role.
-  const threaded =
-    roles.includes('dispatcher') &&
-    roles.length > 1 &&
-    config.dispatcherThread &&
-    options.clock === undefined;
-  let dispatcherThread: DispatcherThread | undefined;
+  // A worker role gets a thread of its own when it shares the process with another role (a clock
+  // cannot cross to a thread; a runtime that drives the cores itself has nothing to run there).
+  const threadedRoles = (['processor', 'dispatcher'] as const).filter(
+    (role) =>
+      roles.includes(role) &&
+      roles.length > 1 &&
+      (role === 'processor' ? config.processorThread : config.dispatcherThread) &&
+      options.clock === undefined &&
+      options.consume !== false,
+  );
+  const threaded = threadedRoles.length > 0;
+  /** The worker threads started so far (none until the API is built). */
+  const threads: RoleThread[] = [];
+  let dispatcherThread: RoleThread | undefined;
+  let processorThread: RoleThread | undefined;
   const publish = (messages: Parameters<Bus['publish']>[0]) => bus.publish(messages);
   const ingest = new EventIngest({
     versions: (domain, event) => lookups.versions(domain, event),
@@ -313,14 +339,18 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   for (const route of systemRoutes({
     metrics: async () => {
       const own = metrics.render();
-      return dispatcherThread ? mergeExposition(own, await dispatcherThread.metrics()) : own;
+      const theirs = await Promise.all(threads.map((thread) => thread.metrics()));
+      return theirs.reduce((all, one) => mergeExposition(all, one), own);
     },
     readiness: {
       store: () => store.ping(),
       bus: () => bus.ping(),
-      ...(threaded
-        ? { dispatcher: () => dispatcherThread?.ping() ?? Promise.reject(new Error('not started')) }
-        : {}),
+      ...Object.fromEntries(
+        threadedRoles.map((role) => [
+          role,
+          () => threads.find((t) => t.role === role)?.ping() ?? Promise.reject(new Error('not started')),
+        ]),
+      ),
     },
     openapi: () => {
       openapi ??= buildOpenApi(router.routes, VERSION);
@@ -342,7 +372,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   let processor: EventProcessor | undefined;
   let dispatcher: WebhookDispatcher | undefined;
   let stopPurge = () => {};
-  const workerRoles = roles.filter((r) => r !== 'api' && !(threaded && r === 'dispatcher'));
+  const workerRoles = roles.filter((r) => r !== 'api' && !threadedRoles.includes(r as ThreadRole));
   let client: DeliveryClient | undefined = workerRoles.includes('dispatcher')
     ? new UndiciDeliveryClient({
         allowInsecure: config.dev,
@@ -388,7 +418,8 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   }
   let checkpointer: NodeJS.Timeout | undefined;
   const close = async () => {
-    await dispatcherThread?.stop();
+    await Promise.all(threads.map((thread) => thread.stop()));
+    await schemaChecks?.close();
     clearInterval(checkpointer);
     stopPurge();
     await Promise.all(consumers.map((c) => c.stop()));
@@ -397,8 +428,8 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     await store.close();
   };
   if (threaded) {
-    // The thread leaves WAL checkpoints to this thread: besides the ones this thread's own commits
-    // trigger, one every second keeps the WAL short while only the thread writes.
+    // The threads leave WAL checkpoints to this thread: besides the ones this thread's own commits
+    // trigger, one every second keeps the WAL short while only the threads write.
     checkpointer = setInterval(() => {
       try {
         if (store instanceof SqliteStore) store.checkpoint();
@@ -411,11 +442,22 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     // …and deletes consumed records for it (even when no consumer of its own runs here).
     if (bus instanceof EmbeddedLog) bus.startRetention();
     try {
-      dispatcherThread = await DispatcherThread.start({
-        config,
-        logger,
-        onSubscriptionChanged: subscriptionChanged,
-      });
+      for (const role of threadedRoles) {
+        const thread = await RoleThread.start({
+          role,
+          config,
+          logger,
+          // A change made in one thread (the dispatcher disabling a subscription after a 410)
+          // reaches this thread's caches and the other threads'.
+          onSubscriptionChanged: (change) => {
+            subscriptionChanged(change);
+            for (const other of threads) if (other !== thread) void other.subscriptionChanged(change);
+          },
+        });
+        threads.push(thread);
+        if (role === 'processor') processorThread = thread;
+        else dispatcherThread = thread;
+      }
     } catch (err) {
       await close();
       throw err;
@@ -433,11 +475,13 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     adminToken,
     handle,
     dispatcherThread,
+    processorThread,
     processor,
     dispatcher,
     operations,
     subscriptionChanged,
     partnerChanged,
+    schemaChanged,
     close,
   };
 }

@@ -1,17 +1,20 @@
 /**
- * The dispatcher in a worker thread of its own. When one process runs the dispatcher together with
- * another role (`webhooks start`, `--role all`), the dispatcher gets a thread and so a second core:
- * it has its own SQLite connections to the same data dir (the engines handle several connections,
- * as they do for `--role` processes) and its own event loop. The host keeps the process one unit:
- * `/metrics` includes the thread's metrics, `/readyz` asks the thread, admin changes invalidate the
- * thread's caches at once (and a 410 that disables a subscription in the thread invalidates the
- * host's), the thread's log lines go through the host's logger, shutdown drains the thread first,
+ * A pipeline worker (the processor or the dispatcher) in a worker thread of its own. When one
+ * process runs a worker role together with another role (`webhooks start`, `--role all`), each
+ * worker role gets a thread: its own event loop (the API's thread answers while a batch of large
+ * events is being mapped or delivered) and the machine's other cores. A thread has its own SQLite
+ * connections to the same data dir (the engines handle several connections, as they do for
+ * `--role` processes). The host keeps the process one unit: `/metrics` includes the threads'
+ * metrics, `/readyz` asks each thread, admin changes invalidate the threads' caches at once (and a
+ * 410 that disables a subscription in the dispatcher's thread invalidates the host's and the
+ * others'), the threads' log lines go through the host's logger, shutdown drains the threads first,
  * and a thread that dies is started again.
  *
  * Its metrics never look like counter resets to a scraper: when the thread cannot answer (slow,
- * restarting) its last answer is shown again, flagged by `webhooks_dispatcher_thread_metrics_stale`,
+ * restarting) its last answer is shown again, flagged by `webhooks_<role>_thread_metrics_stale`,
  * and a restarted thread's counters and histograms continue the dead one's (carried in the host).
  */
+import { setPriority } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
@@ -31,16 +34,33 @@ export interface SubscriptionChange {
   partnerId?: string;
 }
 
-/** What the host sends the thread. */
+/** An admin change to a schema (a new version), for cache invalidation. */
+export interface SchemaChange {
+  domain: string;
+  event: string;
+  version: number;
+}
+
+/** The roles that can run in a thread of their own. */
+export type ThreadRole = 'processor' | 'dispatcher';
+
+/** A host message that invalidates the thread's caches. */
+export type Invalidation =
+  | { type: 'subscription-changed'; change: SubscriptionChange }
+  | { type: 'partner-changed'; partnerId: string }
+  | { type: 'schema-changed'; change: SchemaChange };
+
+/**
+ * What the host sends the thread. An invalidation with an id is answered once applied; the host
+ * waits for that before the admin change is answered, so an event accepted after the change's
+ * response is handled with it (the event's wake reaches the thread on another channel, in no
+ * order with this one).
+ */
 export type HostMessage =
   | { type: 'metrics'; id: number }
   | { type: 'ping'; id: number }
-  | { type: 'subscription-changed'; change: SubscriptionChange }
-  | { type: 'partner-changed'; partnerId: string }
+  | (Invalidation & { id?: number })
   | { type: 'stop' };
-
-/** A host message that invalidates the thread's caches. */
-type Invalidation = Extract<HostMessage, { type: 'subscription-changed' | 'partner-changed' }>;
 
 /** What the thread sends the host. */
 export type ThreadMessage =
@@ -60,10 +80,12 @@ const STOP_TIMEOUT_MS = 30_000;
 /** At most this many cache invalidations wait for a thread being started again. */
 const MAX_QUEUED_CHANGES = 10_000;
 
-export interface DispatcherThreadOptions {
+export interface RoleThreadOptions {
+  /** The worker role the thread runs. */
+  role: ThreadRole;
   config: Config;
   logger: Logger;
-  /** A subscription changed in the thread (disabled after a 410). */
+  /** A subscription changed in the thread (disabled after a 410 in the dispatcher). */
   onSubscriptionChanged: (change: SubscriptionChange) => void;
 }
 
@@ -73,11 +95,13 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export class DispatcherThread {
-  readonly #options: DispatcherThreadOptions;
+export class RoleThread {
+  readonly #options: RoleThreadOptions;
+  /** The role, as it names the thread in logs and metrics. */
+  readonly role: ThreadRole;
   readonly #pending = new Map<number, Pending>();
   #worker: Worker | undefined;
-  /** The thread once it is ready (its dispatcher consumes, it listens to the host). */
+  /** The thread once it is ready (its worker consumes, it listens to the host). */
   #running: Worker | undefined;
   /** Invalidations made while no thread was running, keyed by change, oldest first. */
   readonly #queued = new Map<string, Invalidation>();
@@ -89,14 +113,8 @@ export class DispatcherThread {
   #generation = 0;
   /** Host-side metrics about the thread, which the thread cannot report itself. */
   readonly #hostMetrics = new MetricsRegistry();
-  readonly #stale = this.#hostMetrics.gauge(
-    'webhooks_dispatcher_thread_metrics_stale',
-    '1 when the dispatcher thread metrics shown are its last answer (it did not answer in time, or is restarting)',
-  );
-  readonly #restarts = this.#hostMetrics.counter(
-    'webhooks_dispatcher_thread_restarts_total',
-    'Times the dispatcher thread exited unexpectedly and was started again',
-  );
+  readonly #stale;
+  readonly #restarts;
   #nextId = 1;
   #stopping = false;
   #restartTimer: NodeJS.Timeout | undefined;
@@ -104,13 +122,22 @@ export class DispatcherThread {
   /** How many times the thread was started (1 once running; more after restarts). */
   starts = 0;
 
-  private constructor(options: DispatcherThreadOptions) {
+  private constructor(options: RoleThreadOptions) {
     this.#options = options;
+    this.role = options.role;
+    this.#stale = this.#hostMetrics.gauge(
+      `webhooks_${options.role}_thread_metrics_stale`,
+      `1 when the ${options.role} thread metrics shown are its last answer (it did not answer in time, or is restarting)`,
+    );
+    this.#restarts = this.#hostMetrics.counter(
+      `webhooks_${options.role}_thread_restarts_total`,
+      `Times the ${options.role} thread exited unexpectedly and was started again`,
+    );
   }
 
-  /** Starts the thread and resolves once its dispatcher consumes; rejects when it cannot start. */
-  static async start(options: DispatcherThreadOptions): Promise<DispatcherThread> {
-    const thread = new DispatcherThread(options);
+  /** Starts the thread and resolves once its worker consumes; rejects when it cannot start. */
+  static async start(options: RoleThreadOptions): Promise<RoleThread> {
+    const thread = new RoleThread(options);
     await thread.#spawn();
     return thread;
   }
@@ -129,7 +156,7 @@ export class DispatcherThread {
   async #refresh(): Promise<boolean> {
     const generation = this.#generation;
     try {
-      const answer = await this.#request('metrics');
+      const answer = await this.#ask({ type: 'metrics' });
       if (generation !== this.#generation) return false;
       ({ exposition: this.#shown, table: this.#carry } = applyCarry(this.#carry, answer));
       return true;
@@ -140,22 +167,34 @@ export class DispatcherThread {
 
   /** Resolves when the thread and its engines answer. */
   async ping(): Promise<void> {
-    await this.#request('ping');
+    await this.#ask({ type: 'ping' });
   }
 
-  /** Invalidates the thread's caches; kept until a thread runs again when it is being restarted. */
-  subscriptionChanged(change: SubscriptionChange): void {
-    this.#invalidate({ type: 'subscription-changed', change });
+  /**
+   * Invalidates the thread's caches; resolves once the thread has (or could not answer in time).
+   * Kept until a thread runs again when it is being restarted (a new thread starts with empty caches).
+   */
+  subscriptionChanged(change: SubscriptionChange): Promise<void> {
+    return this.#invalidate({ type: 'subscription-changed', change });
   }
 
   /** Invalidates the thread's cached copy of a partner (its status, its delivery settings). */
-  partnerChanged(partnerId: string): void {
-    this.#invalidate({ type: 'partner-changed', partnerId });
+  partnerChanged(partnerId: string): Promise<void> {
+    return this.#invalidate({ type: 'partner-changed', partnerId });
   }
 
-  #invalidate(message: Invalidation): void {
-    if (this.#running) this.#running.postMessage(message satisfies HostMessage);
-    else this.#queue(message);
+  /** Invalidates the thread's cached versions of a schema. */
+  schemaChanged(change: SchemaChange): Promise<void> {
+    return this.#invalidate({ type: 'schema-changed', change });
+  }
+
+  /** Never rejects: a thread that does not answer in time is being restarted or is stuck. */
+  async #invalidate(message: Invalidation): Promise<void> {
+    if (!this.#running) {
+      this.#queue(message);
+      return;
+    }
+    await this.#ask(message).catch(() => {});
   }
 
   /**
@@ -163,10 +202,7 @@ export class DispatcherThread {
    * harmless as the new thread starts with empty caches and reads what the change wrote.
    */
   #queue(message: Invalidation): void {
-    const key =
-      message.type === 'partner-changed'
-        ? JSON.stringify(['partner', message.partnerId])
-        : JSON.stringify([message.change.id, message.change.domain, message.change.event]);
+    const key = invalidationKey(message);
     this.#queued.delete(key);
     this.#queued.set(key, message);
     if (this.#queued.size <= MAX_QUEUED_CHANGES) return;
@@ -180,8 +216,8 @@ export class DispatcherThread {
     this.#queued.clear();
     if (this.#droppedChanges === 0) return;
     this.#options.logger.warn(
-      'cache invalidations were dropped while the dispatcher thread restarted (its caches started empty)',
-      { dropped: this.#droppedChanges, kept: MAX_QUEUED_CHANGES },
+      'cache invalidations were dropped while a worker thread restarted (its caches started empty)',
+      { thread: this.role, dropped: this.#droppedChanges, kept: MAX_QUEUED_CHANGES },
     );
     this.#droppedChanges = 0;
   }
@@ -194,7 +230,7 @@ export class DispatcherThread {
     await this.#worker?.terminate();
   }
 
-  /** Stops the dispatcher (in-flight deliveries finish), then the thread. */
+  /** Stops the worker (in-flight batches finish), then the thread. */
   async stop(): Promise<void> {
     this.#stopping = true;
     clearTimeout(this.#restartTimer);
@@ -213,17 +249,23 @@ export class DispatcherThread {
     const outcome = await Promise.race([stopped, timedOut]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      this.#options.logger.warn('the dispatcher thread did not stop in time; terminating it', { timeoutMs });
+      this.#options.logger.warn('a worker thread did not stop in time; terminating it', {
+        thread: this.role,
+        timeoutMs,
+      });
     } else if (outcome) {
-      this.#options.logger.warn('the dispatcher thread stopped with an error', { error: outcome });
+      this.#options.logger.warn('a worker thread stopped with an error', {
+        thread: this.role,
+        error: outcome,
+      });
     }
     await worker.terminate();
   }
 
   #spawn(): Promise<void> {
     this.starts += 1;
-    const worker = new Worker(new URL('./dispatcher-thread.ts', import.meta.url), {
-      workerData: { config: this.#options.config },
+    const worker = new Worker(new URL('./role-thread.ts', import.meta.url), {
+      workerData: { config: this.#options.config, role: this.role },
     });
     this.#worker = worker;
     return new Promise<void>((resolve, reject) => {
@@ -237,7 +279,7 @@ export class DispatcherThread {
             resolve();
             break;
           case 'failed':
-            reject(new Error(`the dispatcher thread could not start: ${message.message}`));
+            reject(new Error(`the ${this.role} thread could not start: ${message.message}`));
             break;
           case 'reply':
             this.#settle(message);
@@ -255,7 +297,7 @@ export class DispatcherThread {
       });
       worker.on('error', (err) => {
         if (!ready) reject(err);
-        else this.#options.logger.error('the dispatcher thread failed', { err });
+        else this.#options.logger.error('a worker thread failed', { thread: this.role, err });
       });
       worker.on('exit', (code) => {
         if (this.#worker === worker) this.#worker = undefined;
@@ -263,11 +305,11 @@ export class DispatcherThread {
         this.#carryOver();
         for (const [id, p] of this.#pending) {
           clearTimeout(p.timer);
-          p.reject(new Error('the dispatcher thread exited'));
+          p.reject(new Error(`the ${this.role} thread exited`));
           this.#pending.delete(id);
         }
         if (!ready) {
-          reject(new Error(`the dispatcher thread exited with code ${code} before it was ready`));
+          reject(new Error(`the ${this.role} thread exited with code ${code} before it was ready`));
           return;
         }
         if (this.#stopping) return;
@@ -289,27 +331,32 @@ export class DispatcherThread {
 
   #restartLater(code: number): void {
     const delayMs = RESTART_DELAY_MS;
-    this.#options.logger.error('the dispatcher thread exited; starting it again', { code, delayMs });
+    this.#options.logger.error('a worker thread exited; starting it again', {
+      thread: this.role,
+      code,
+      delayMs,
+    });
     this.#restartTimer = setTimeout(() => {
       if (this.#stopping) return;
       this.#spawn().catch((err: unknown) => {
-        this.#options.logger.error('the dispatcher thread could not be started again', { err });
+        this.#options.logger.error('a worker thread could not be started again', { thread: this.role, err });
         if (!this.#stopping) this.#restartLater(-1);
       });
     }, delayMs);
   }
 
-  #request(type: 'metrics' | 'ping'): Promise<string> {
-    if (!this.#worker) return Promise.reject(new Error('the dispatcher thread is not running'));
+  /** Sends a message with a new id and resolves with the thread's reply to it. */
+  #ask(message: { type: 'metrics' | 'ping' } | Invalidation): Promise<string> {
+    if (!this.#worker) return Promise.reject(new Error(`the ${this.role} thread is not running`));
     const id = this.#nextId++;
     const timeoutMs = REQUEST_TIMEOUT_MS;
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new Error(`the dispatcher thread did not answer within ${timeoutMs} ms`));
+        reject(new Error(`the ${this.role} thread did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
-      this.#post({ type, id });
+      this.#post({ ...message, id });
     });
   }
 
@@ -324,5 +371,31 @@ export class DispatcherThread {
 
   #post(message: HostMessage): void {
     this.#worker?.postMessage(message);
+  }
+}
+
+/** Invalidations of one thing replace each other while queued: the key of that thing. */
+function invalidationKey(message: Invalidation): string {
+  switch (message.type) {
+    case 'partner-changed':
+      return JSON.stringify(['partner', message.partnerId]);
+    case 'schema-changed':
+      return JSON.stringify(['schema', message.change.domain, message.change.event, message.change.version]);
+    case 'subscription-changed':
+      return JSON.stringify([message.change.id, message.change.domain, message.change.event]);
+  }
+}
+
+/**
+ * Called on a worker thread: runs it below the API's priority, so that under a full CPU the API's
+ * thread (requests, probes) runs first. Linux keeps the nice value per thread; elsewhere it would
+ * lower the whole process, so it is left alone there.
+ */
+export function lowerThreadPriority(nice: number): void {
+  if (process.platform !== 'linux' || nice <= 0) return;
+  try {
+    setPriority(0, nice);
+  } catch {
+    // Not allowed here (a container's seccomp profile): the thread keeps the process's priority.
   }
 }

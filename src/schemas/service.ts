@@ -5,12 +5,12 @@
 import { ConflictError, NotFoundError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import { type JsonValue, pointerSegments } from '../common/json.ts';
-import { schemaFingerprint, validateSchemaDocument } from '../common/json-schema.ts';
 import type { SchemaRecord, SchemaStatus } from '../common/model.ts';
 import type { TopicAdmin } from '../common/ports/bus.ts';
 import type { Page, PageRequest, SchemaRepository } from '../common/ports/store.ts';
 import { ingressTopic, NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
-import { COMPATIBILITY_MODES, checkCompatibility, DEFAULT_COMPATIBILITY_MODE } from './compatibility.ts';
+import { inlineSchemaChecks, type SchemaChecks } from './checks.ts';
+import { COMPATIBILITY_MODES, DEFAULT_COMPATIBILITY_MODE } from './compatibility.ts';
 
 export const SCHEMA_STATUSES: readonly SchemaStatus[] = ['ACTIVE', 'INACTIVE'];
 const MAX_VERSION = 1_000_000;
@@ -23,8 +23,10 @@ export interface SchemaAdminDeps {
   clock: () => Date;
   /** Partitions of new ingress topics. */
   partitions: number;
-  /** Told after a schema version is added or changed (read-through caches invalidate on it). */
-  onSchemaChanged?: (domain: string, event: string, version: number) => void;
+  /** Where the document and compatibility checks run (default: inline, on the caller's thread). */
+  checks?: SchemaChecks;
+  /** Told after a schema version is added or changed (read-through caches invalidate on it); awaited before the change is answered. */
+  onSchemaChanged?: (domain: string, event: string, version: number) => void | Promise<void>;
 }
 
 /** The result of a registration: the version, and whether it was new (201) or already there (200). */
@@ -58,14 +60,19 @@ export class SchemaAdmin {
     const status = input.oneOf('status', SCHEMA_STATUSES) ?? 'ACTIVE';
     const compatibility = input.oneOf('compatibility', COMPATIBILITY_MODES);
     const description = input.string('description', { max: 1000 });
+    const checks = this.#deps.checks ?? inlineSchemaChecks;
+    let fingerprint = '';
     if (!input.has('schema')) input.problem('schema', 'is required', 'required');
-    else input.add(validateSchemaDocument(input.raw('schema'), 'schema'));
+    else {
+      const checked = await checks.document(input.raw('schema'), 'schema');
+      input.add(checked.problems);
+      fingerprint = checked.fingerprint ?? '';
+    }
     input.done('the schema registration is invalid');
     const schema = input.raw('schema') as JsonValue;
     const domain = domainInput!;
     const event = eventInput!;
 
-    const fingerprint = schemaFingerprint(schema);
     const existing = await this.#deps.schemas.listVersions(domain, event);
     const latest = existing.at(-1);
     const identical = existing.find(
@@ -84,7 +91,7 @@ export class SchemaAdmin {
     }
 
     const mode = compatibility ?? latest?.compatibility ?? DEFAULT_COMPATIBILITY_MODE;
-    const breaking = checkCompatibility(
+    const breaking = await checks.compatibility(
       schema,
       existing.map((r) => ({ version: r.version, schema: r.schema })),
       mode,
@@ -131,7 +138,7 @@ export class SchemaAdmin {
       if (winner?.fingerprint === fingerprint) return { record: winner, created: false };
       throw err;
     }
-    this.#deps.onSchemaChanged?.(domain, event, newVersion);
+    await this.#deps.onSchemaChanged?.(domain, event, newVersion);
     return { record, created: true };
   }
 
@@ -173,7 +180,7 @@ export class SchemaAdmin {
       ...(description !== undefined ? { description } : {}),
       updatedAt: this.#deps.clock().toISOString(),
     });
-    this.#deps.onSchemaChanged?.(domain, event, current.version);
+    await this.#deps.onSchemaChanged?.(domain, event, current.version);
     return updated;
   }
 }

@@ -40,7 +40,7 @@ export interface PartnerAdminDeps {
    * Told of every partner created or changed, with what it was before a change (caches drop their
    * copy; a reactivation releases what was held).
    */
-  onPartnerChanged?: (partner: PartnerRecord, previous?: PartnerRecord) => void;
+  onPartnerChanged?: (partner: PartnerRecord, previous?: PartnerRecord) => void | Promise<void>;
 }
 
 /** Use cases of partner administration. */
@@ -81,7 +81,7 @@ export class PartnerAdmin {
       }
       throw err;
     }
-    this.#deps.onPartnerChanged?.(record);
+    await this.#deps.onPartnerChanged?.(record);
     return record;
   }
 
@@ -112,7 +112,7 @@ export class PartnerAdmin {
       ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)),
       updatedAt: this.#deps.clock().toISOString(),
     });
-    this.#deps.onPartnerChanged?.(updated, current);
+    await this.#deps.onPartnerChanged?.(updated, current);
     return updated;
   }
 

@@ -10,11 +10,11 @@ describe('operational endpoints', () => {
   });
   after(() => server.stop());
 
-  test('/healthz and /readyz answer without a token; readyz checks the store, the bus and the dispatcher thread', async () => {
+  test('/healthz and /readyz answer without a token; readyz checks the store, the bus and the worker threads', async () => {
     assert.equal((await server.request('GET', '/healthz', undefined, { token: null })).status, 200);
     const ready = await server.request('GET', '/readyz', undefined, { token: null });
     assert.equal(ready.status, 200);
-    assert.deepEqual(ready.body.checks, { store: 'ok', bus: 'ok', dispatcher: 'ok' });
+    assert.deepEqual(ready.body.checks, { store: 'ok', bus: 'ok', processor: 'ok', dispatcher: 'ok' });
   });
 
   test('HEAD is answered like GET without a body, with the same access rules', async () => {
@@ -32,12 +32,17 @@ describe('operational endpoints', () => {
     assert.equal(await listed.text(), '');
   });
 
-  test('/metrics names every family once, the dispatcher thread’s included', async () => {
+  test('/metrics names every family once, the worker threads’ included', async () => {
     assert.ok(server.running.platform.dispatcherThread, 'the dispatcher runs in its own thread');
+    assert.ok(server.running.platform.processorThread, 'the processor runs in its own thread');
+    assert.equal(server.running.platform.processor, undefined, 'and not on the API thread');
     const res = await server.request('GET', '/metrics', undefined, { token: null });
     const families = [...String(res.body).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]);
-    assert.ok(families.includes('webhook_deliveries_total'), 'dispatcher metrics come from the thread');
-    assert.ok(families.includes('events_processed'), 'processor metrics come from the main thread');
+    assert.ok(families.includes('webhook_deliveries_total'), 'dispatcher metrics come from its thread');
+    assert.ok(families.includes('events_processed'), 'processor metrics come from its thread');
+    assert.ok(families.includes('webhooks_processor_thread_metrics_stale'));
+    assert.ok(families.includes('webhooks_dispatcher_thread_metrics_stale'));
+    assert.ok(families.includes('http_requests_total'), 'the API thread’s own');
     assert.equal(new Set(families).size, families.length, `duplicated: ${families.join(' ')}`);
   });
 

@@ -1,7 +1,7 @@
 /** Conformance of `store.deadLetters` (`dead_letter`), for every engine. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { DeadLetterFilter } from '../../src/common/ports/store.ts';
+import { type DeadLetterFilter, MAX_PAGE_BYTES } from '../../src/common/ports/store.ts';
 import { deadLetterRecord, testId, timeAt } from '../support/fixtures.ts';
 import { conflict, describePurge, invalidCursor, readAllPages, type StoreContext } from './store-support.ts';
 
@@ -62,6 +62,41 @@ export function describeDeadLetters(ctx: StoreContext): void {
         seen.map((d) => d.id),
         expected.map((d) => d.id),
       );
+    });
+
+    test('a page of large dead letters ends after MAX_PAGE_BYTES: fewer than the limit, then next continues', async () => {
+      const eventId = testId('evt-');
+      // Six values of ~600 KB (compressible, as JSON usually is): four pass the budget.
+      const big = (n: number) => JSON.stringify({ n, pad: 'x'.repeat(600_000) });
+      const created = [];
+      for (let i = 0; i < 6; i++) {
+        const rec = deadLetterRecord({ eventId, createdAt: timeAt(i), value: big(i) });
+        await deadLetters().insert(rec);
+        created.push(rec.id);
+      }
+      const first = await deadLetters().list({ eventId }, { limit: 100 });
+      assert.equal(first.items.length, 4, 'the page ends after the item that passes the budget');
+      assert.ok(first.next, 'and says there is more');
+      const size = first.items.reduce((n, d) => n + d.value.length, 0);
+      assert.ok(size >= MAX_PAGE_BYTES && size < MAX_PAGE_BYTES + 700_000, `page of ${size} bytes`);
+      const second = await deadLetters().list({ eventId }, { limit: 100, cursor: first.next });
+      assert.deepEqual(
+        [...first.items, ...second.items].map((d) => d.id),
+        created,
+      );
+      assert.equal(second.next, undefined);
+      // A page that reaches the budget on its last item has no next.
+      const upToFour = await deadLetters().list({ eventId }, { limit: 4 });
+      assert.equal(upToFour.items.length, 4);
+      assert.ok(upToFour.next);
+      const eventOnlyFour = testId('evt-');
+      for (let i = 0; i < 4; i++)
+        await deadLetters().insert(
+          deadLetterRecord({ eventId: eventOnlyFour, createdAt: timeAt(i), value: big(i) }),
+        );
+      const whole = await deadLetters().list({ eventId: eventOnlyFour });
+      assert.equal(whole.items.length, 4);
+      assert.equal(whole.next, undefined, 'nothing follows the fourth');
     });
 
     test('list filters by stage, subscription and event', async () => {

@@ -71,7 +71,9 @@ describe('crash safety and roles (child processes)', () => {
       answer: (n) => (n < 20 ? { status: 200 } : { status: 200, until: gate.opened }),
     });
     cleanup.push(() => receiver.close());
-    const port = String(20000 + Math.floor(Math.random() * 20000));
+    // Below Linux's ephemeral range (32768-60999), so no outgoing connection holds it when the
+    // platform starts again on it (a port from that range once did: EADDRINUSE).
+    const port = String(20000 + Math.floor(Math.random() * 12000));
     const args = ['start', '--port', port, '--data-dir', dataDir];
 
     let running: StartedCli = await startCli(args, ENV);

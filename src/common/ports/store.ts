@@ -26,7 +26,12 @@ import type {
 } from '../model.ts';
 import { type BusMessage, checkBusMessage } from './bus.ts';
 
-/** A page of a listing; `next` is an opaque cursor for the following page. */
+/**
+ * A page of a listing; `next` is an opaque cursor for the following page. A page holds up to its
+ * limit of items, and fewer (with `next`) when they are large: listings of stored messages (dead
+ * letters, deliveries) end a page once its items pass MAX_PAGE_BYTES (always at least one item),
+ * so that 1,000 dead letters of 1 MiB events are not one gigabyte of response.
+ */
 export interface Page<T> {
   items: T[];
   next?: string;
@@ -324,6 +329,11 @@ export interface Store {
 
 export const DEFAULT_PAGE_LIMIT = 100;
 export const MAX_PAGE_LIMIT = 1000;
+/**
+ * A page of stored messages ends after the item that takes it past this many bytes (as stored:
+ * rendered as JSON it may grow by its escapes). Well below the 6 MB an AWS Lambda response holds.
+ */
+export const MAX_PAGE_BYTES = 2 * 1024 * 1024;
 
 /** The page size to use: the default when absent, clamped to 1..MAX_PAGE_LIMIT otherwise. */
 export function pageLimit(limit: number | undefined): number {

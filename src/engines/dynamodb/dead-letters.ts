@@ -131,6 +131,7 @@ export class DynamoDeadLetters implements DeadLetterRepository {
       source: mergeQueries(this.#db, queries, 'tsort', false, streamPageSize(limit + 1, queries.length)),
       records: rereadById(this.#db, this.#table, deadLetterFrom, matches),
       position: (d) => [timeSort(d.createdAt, d.id)],
+      sizeOf: (d) => d.value.length + (d.lastError?.length ?? 0),
     });
   }
 

@@ -5,7 +5,7 @@
  * until it has its page (plus one, to know whether another page follows) or the Queries are done.
  */
 import type { QueryCommandInput } from '@aws-sdk/client-dynamodb';
-import type { Page } from '../../common/ports/store.ts';
+import { MAX_PAGE_BYTES, type Page } from '../../common/ports/store.ts';
 import type { Db, Item } from './db.ts';
 import { encodeCursor, S, str } from './items.ts';
 
@@ -95,6 +95,8 @@ export interface PageSpec<T> {
   records: (items: Item[]) => Promise<Array<T | undefined>>;
   /** A record's position in the listing, as its cursor will hold it. */
   position: (record: T) => Array<string | number>;
+  /** The record's size as stored, for listings whose pages end after MAX_PAGE_BYTES (see `Page`). */
+  sizeOf?: (record: T) => number;
 }
 
 /**
@@ -124,7 +126,9 @@ export function rereadById<T>(
 
 /** One page: `limit` records (reading one more to know whether there is a next page). */
 export async function collectPage<T>(spec: PageSpec<T>): Promise<Page<T>> {
-  const want = spec.limit + 1;
+  let want = spec.limit + 1;
+  let bytes = 0;
+  let cut: number | undefined;
   const out: T[] = [];
   let exhausted = false;
   while (out.length < want && !exhausted) {
@@ -138,12 +142,22 @@ export async function collectPage<T>(spec: PageSpec<T>): Promise<Page<T>> {
       run.push(next.value);
     }
     if (run.length === 0) break;
-    for (const record of await spec.records(run)) if (record !== undefined) out.push(record);
+    for (const record of await spec.records(run)) {
+      if (record === undefined) continue;
+      out.push(record);
+      // Past the byte budget: the page ends at this record, and one more (read or to read) says
+      // whether a next page has anything.
+      bytes += spec.sizeOf?.(record) ?? 0;
+      if (bytes >= MAX_PAGE_BYTES && cut === undefined) {
+        cut = out.length;
+        want = Math.min(want, cut + 1);
+      }
+    }
   }
   await spec.source.return(undefined);
-  const items = out.slice(0, spec.limit);
+  const items = out.slice(0, Math.min(spec.limit, cut ?? spec.limit));
   const last = items.at(-1);
-  return out.length > spec.limit && last
+  return out.length > items.length && last
     ? { items, next: encodeCursor(spec.listing, spec.position(last)) }
     : { items };
 }

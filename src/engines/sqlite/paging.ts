@@ -3,7 +3,7 @@
  * of JSON documents whose statements are compiled once per filter shape.
  */
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { invalidCursor, type Page, pageLimit } from '../../common/ports/store.ts';
+import { invalidCursor, MAX_PAGE_BYTES, type Page, pageLimit } from '../../common/ports/store.ts';
 import { decodeCursor, encodeCursor } from './database.ts';
 
 /** Prepared statements by SQL text, so each filter combination of a listing is compiled once. */
@@ -39,7 +39,8 @@ export interface TimeListing {
 
 /**
  * Rows of `doc` JSON ordered by (created_at, id), one page at a time. Ties on created_at are broken
- * by id, and the cursor holds both, so paging is stable even when many rows share a timestamp.
+ * by id, and the cursor holds both, so paging is stable even when many rows share a timestamp. A
+ * page ends early after MAX_PAGE_BYTES of documents (see `Page`).
  */
 export function listByTime<T extends { createdAt: string; id: string }>(
   statements: StatementCache,
@@ -65,8 +66,19 @@ export function listByTime<T extends { createdAt: string; id: string }>(
   const where = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
   const direction = listing.order === 'desc' ? 'DESC' : 'ASC';
   const sql = `SELECT doc FROM ${listing.table} ${where} ORDER BY created_at ${direction}, id ${direction} LIMIT ?`;
-  const rows = statements.get(sql).all(...params, limit + 1) as Array<{ doc: string }>;
-  const items = rows.slice(0, limit).map((r) => JSON.parse(r.doc) as T);
+  // Read row by row: a page ends at the limit or after the row that passes MAX_PAGE_BYTES, and the
+  // rows after it are never read (1,000 rows of 1 MiB would be a gigabyte in memory at once).
+  const items: T[] = [];
+  let bytes = 0;
+  let more = false;
+  for (const row of statements.get(sql).iterate(...params, limit + 1) as Iterable<{ doc: string }>) {
+    if (items.length === limit || bytes >= MAX_PAGE_BYTES) {
+      more = true;
+      break;
+    }
+    bytes += row.doc.length;
+    items.push(JSON.parse(row.doc) as T);
+  }
   const last = items.at(-1);
-  return rows.length > limit && last ? { items, next: encodeCursor([last.createdAt, last.id]) } : { items };
+  return more && last ? { items, next: encodeCursor([last.createdAt, last.id]) } : { items };
 }

@@ -1,27 +1,28 @@
 /**
- * Entry point of the dispatcher's worker thread (see thread-host.ts): the platform with the
- * dispatcher role only, on its own connections to the same data dir, answering the host's requests
- * for metrics, readiness, cache invalidation and shutdown.
+ * Entry point of a worker role's thread (see thread-host.ts): the platform with that role only (the
+ * processor or the dispatcher), on its own connections to the same data dir, answering the host's
+ * requests for metrics, readiness, cache invalidation and shutdown.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../common/config.ts';
 import { startHeapTrim } from '../common/heap-trim.ts';
 import { Logger } from '../common/log.ts';
 import { buildPlatform } from './platform.ts';
-import type { HostMessage, ThreadMessage } from './thread-host.ts';
+import { type HostMessage, lowerThreadPriority, type ThreadMessage, type ThreadRole } from './thread-host.ts';
 
 const port = parentPort;
-if (!port) throw new Error('dispatcher-thread.ts runs as a worker thread only');
+if (!port) throw new Error('role-thread.ts runs as a worker thread only');
 const send = (message: ThreadMessage) => port.postMessage(message);
-const { config } = workerData as { config: Config };
+const { config, role } = workerData as { config: Config; role: ThreadRole };
+lowerThreadPriority(config.threadNice);
 
 try {
   const platform = await buildPlatform(config, {
-    roles: ['dispatcher'],
-    hostedThread: true,
+    roles: [role],
+    hostedThread: role,
     logger: new Logger({
       level: config.logLevel,
-      bindings: { service: 'webhooks', thread: 'dispatcher' },
+      bindings: { service: 'webhooks', thread: role },
       sink: { write: (line) => send({ type: 'log', line }) },
     }),
     onSubscriptionChanged: (change) => send({ type: 'subscription-changed', change }),
@@ -30,8 +31,8 @@ try {
   const stopTrim = startHeapTrim({ busyIntervalMs: 60_000, logger: platform.logger });
   // Shows that the host's cache invalidations arrive, restarts included.
   const invalidations = platform.metrics.counter(
-    'webhooks_dispatcher_thread_invalidations_total',
-    'Cache invalidations the dispatcher thread received from the host',
+    `webhooks_${role}_thread_invalidations_total`,
+    `Cache invalidations the ${role} thread received from the host`,
   );
   port.on('message', (message: HostMessage) => {
     switch (message.type) {
@@ -45,12 +46,14 @@ try {
         );
         break;
       case 'subscription-changed':
-        invalidations.inc();
-        platform.subscriptionChanged(message.change);
-        break;
       case 'partner-changed':
+      case 'schema-changed':
         invalidations.inc();
-        platform.partnerChanged(message.partnerId);
+        if (message.type === 'subscription-changed') platform.subscriptionChanged(message.change);
+        else if (message.type === 'partner-changed') platform.partnerChanged(message.partnerId);
+        else platform.schemaChanged(message.change);
+        // The host waits for this before it answers the admin change.
+        if (message.id !== undefined) send({ type: 'reply', id: message.id, value: 'ok' });
         break;
       case 'stop':
         stopTrim();
