@@ -64,6 +64,33 @@ export function exceedsJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH): boo
   return false;
 }
 
+/**
+ * True when JSON text holds more than `limit` values, counted from its text before it is parsed:
+ * each `[` and `{` and each `,` outside strings (an upper bound on the values less one per
+ * container, and what parsing costs: a megabyte of `[{},{},…]` is 262,144 objects, 12–50 ms of
+ * JSON.parse and its garbage). A text shorter than `limit` cannot hold more, and is not scanned.
+ */
+export function jsonTextExceeds(text: string, limit: number): boolean {
+  if (text.length <= limit) return false;
+  let count = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: to its closing quote, escapes skipped.
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x2c || c === 0x5b || c === 0x7b) {
+      count += 1;
+      if (count > limit) return true;
+    }
+  }
+  return false;
+}
+
 /** The error detail (`too_deep`) for a value at `field` that nests deeper than `maxDepth`; else undefined. */
 export function jsonDepthProblem(
   value: unknown,

@@ -81,6 +81,8 @@ export interface PlatformOptions {
    * stalls in a checkpoint's fsyncs.
    */
   hostedThread?: ThreadRole;
+  /** In a worker role's thread: it runs the process's WAL checkpoints and log retention. */
+  housekeeping?: boolean;
   /** Also told of every subscription change made here (a worker thread tells its host). */
   onSubscriptionChanged?: (change: SubscriptionChange) => void;
   /**
@@ -158,7 +160,24 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   ])
     if (secret) registerSecret(secret);
   const roles = options.roles ?? ALL_ROLES;
-  const store = await openStore(config, !options.hostedThread);
+  // A worker role gets a thread of its own when it shares the process with another role (a clock
+  // cannot cross to a thread; a runtime that drives the cores itself has nothing to run there).
+  const threadedRoles = (['processor', 'dispatcher'] as const).filter(
+    (role) =>
+      roles.includes(role) &&
+      roles.length > 1 &&
+      (role === 'processor' ? config.processorThread : config.dispatcherThread) &&
+      options.clock === undefined &&
+      options.consume !== false,
+  );
+  const threaded = threadedRoles.length > 0;
+  // The process's WAL checkpoints (one a second besides those commits trigger) and log retention run
+  // on one thread: the processor's when it has one (their fsyncs and deletes never hold the API's
+  // thread, nor the dispatcher's), else the main thread.
+  const housekeeping = options.hostedThread
+    ? options.housekeeping === true
+    : !threadedRoles.includes('processor');
+  const store = await openStore(config, !options.hostedThread || housekeeping);
   // The key must open what the store has sealed (and previous keys' values are re-sealed under it):
   // a wrong key would otherwise fail every delivery, for ever. The host did it for its thread.
   if (!options.hostedThread && options.checkSecretKeys !== false) {
@@ -176,7 +195,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   storeCostMetrics(store, metrics, options.hostedThread ?? 'main');
   let bus: Bus;
   try {
-    bus = await openBus(config, options.hostedThread !== undefined, background);
+    bus = await openBus(config, options.hostedThread !== undefined && !housekeeping, background);
     if (options.wrapBus) bus = options.wrapBus(bus, store);
   } catch (err) {
     await store.close();
@@ -274,17 +293,6 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     // A new subscription may have a new egress topic: consumers here look for it now, not at their next listing.
     bus.topicsChanged?.();
   };
-  // A worker role gets a thread of its own when it shares the process with another role (a clock
-  // cannot cross to a thread; a runtime that drives the cores itself has nothing to run there).
-  const threadedRoles = (['processor', 'dispatcher'] as const).filter(
-    (role) =>
-      roles.includes(role) &&
-      roles.length > 1 &&
-      (role === 'processor' ? config.processorThread : config.dispatcherThread) &&
-      options.clock === undefined &&
-      options.consume !== false,
-  );
-  const threaded = threadedRoles.length > 0;
   /** The worker threads started so far (none until the API is built). */
   const threads: RoleThread[] = [];
   let dispatcherThread: RoleThread | undefined;
@@ -427,9 +435,9 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     await bus.close();
     await store.close();
   };
-  if (threaded) {
-    // The threads leave WAL checkpoints to this thread: besides the ones this thread's own commits
-    // trigger, one every second keeps the WAL short while only the threads write.
+  if (housekeeping && (threaded || options.hostedThread)) {
+    // Threads leave WAL checkpoints to this one: besides the ones this thread's own commits
+    // trigger, one every second keeps the WAL short while other threads write.
     checkpointer = setInterval(() => {
       try {
         if (store instanceof SqliteStore) store.checkpoint();
@@ -439,8 +447,10 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
       }
     }, 1000);
     checkpointer.unref();
-    // …and deletes consumed records for it (even when no consumer of its own runs here).
+    // …and deletes consumed records for them (even when no consumer of its own runs here).
     if (bus instanceof EmbeddedLog) bus.startRetention();
+  }
+  if (threaded) {
     try {
       for (const role of threadedRoles) {
         const thread = await RoleThread.start({

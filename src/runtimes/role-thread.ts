@@ -13,13 +13,18 @@ import { type HostMessage, lowerThreadPriority, type ThreadMessage, type ThreadR
 const port = parentPort;
 if (!port) throw new Error('role-thread.ts runs as a worker thread only');
 const send = (message: ThreadMessage) => port.postMessage(message);
-const { config, role } = workerData as { config: Config; role: ThreadRole };
+const { config, role, housekeeping } = workerData as {
+  config: Config;
+  role: ThreadRole;
+  housekeeping: boolean;
+};
 lowerThreadPriority(config.threadNice);
 
 try {
   const platform = await buildPlatform(config, {
     roles: [role],
     hostedThread: role,
+    housekeeping,
     logger: new Logger({
       level: config.logLevel,
       bindings: { service: 'webhooks', thread: role },

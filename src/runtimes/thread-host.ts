@@ -265,7 +265,8 @@ export class RoleThread {
   #spawn(): Promise<void> {
     this.starts += 1;
     const worker = new Worker(new URL('./role-thread.ts', import.meta.url), {
-      workerData: { config: this.#options.config, role: this.role },
+      // The processor's thread runs the process's WAL checkpoints and log retention (see platform.ts).
+      workerData: { config: this.#options.config, role: this.role, housekeeping: this.role === 'processor' },
     });
     this.#worker = worker;
     return new Promise<void>((resolve, reject) => {

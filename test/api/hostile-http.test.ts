@@ -238,6 +238,21 @@ describe('hostile HTTP against the server (body limit 1 MiB)', () => {
     await assertStillServing();
   });
 
+  test('a megabyte of empty objects to an admin route → 413 body_too_complex, refused before it is parsed', async () => {
+    const many = (n: number) =>
+      JSON.stringify({ id: 'p-many', name: 'Many', metadata: { a: Array(n).fill({}) } });
+    // 262,000 objects in 0.9 MB: the count, not the size, refuses it.
+    const refused = await server.request('POST', '/admin/partners', undefined, { raw: many(262_000) });
+    assert.equal(refused.status, 413);
+    assert.equal(refused.body.error.code, 'body_too_complex');
+    assert.equal(refused.body.error.details[0].field, 'body');
+    // Within the count, the body is parsed and judged on its fields (metadata is at most 16 KiB).
+    const parsed = await server.request('POST', '/admin/partners', undefined, { raw: many(40_000) });
+    assert.equal(parsed.status, 400);
+    assert.equal(parsed.body.error.details[0].field, 'metadata');
+    await assertStillServing();
+  });
+
   test('malformed framing gets 400 with the JSON error body', async () => {
     const outcome = await send({
       method: 'POST',

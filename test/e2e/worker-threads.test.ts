@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
+import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import type { RoleThread } from '../../src/runtimes/thread-host.ts';
 import { orderEvent, publish, startPipelineServer, subscribe } from '../support/pipeline.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
@@ -61,6 +64,27 @@ describe('processor thread', () => {
     const workers = threads.filter((th) => th.comm === 'WorkerThread');
     assert.ok(workers.length >= 2, `the processor and the dispatcher threads: ${JSON.stringify(threads)}`);
     for (const worker of workers) assert.equal(worker.nice, 5);
+  });
+
+  test('log retention runs in the processor’s thread, not the API’s: consumed records are deleted', async () => {
+    const bus = server.running.platform.bus;
+    assert.ok(bus instanceof EmbeddedLog);
+    assert.equal(bus.retaining, false, 'the API thread leaves retention to the processor thread');
+    await subscribe(server, receiver);
+    const event = orderEvent({ amount: 7 });
+    await publish(server, event);
+    await waitFor('the event delivered', () =>
+      receiver.received.some((d) => d.json.orderId === event.data.orderId) ? true : undefined,
+    );
+    const db = new DatabaseSync(join(server.dataDir, 'bus.db'), { readOnly: true });
+    try {
+      const left = db.prepare("SELECT count(*) AS n FROM record WHERE topic LIKE 'ingress.%'");
+      await waitFor('the consumed ingress records deleted', () =>
+        (left.get() as { n: number }).n === 0 ? true : undefined,
+      );
+    } finally {
+      db.close();
+    }
   });
 
   test('a new subscription and a schema made INACTIVE on the API thread reach the processor thread at once', async () => {

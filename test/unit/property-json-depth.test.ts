@@ -9,7 +9,7 @@ import { parseStructuredEvent } from '../../src/common/envelope.ts';
 import { isWebhooksError } from '../../src/common/errors.ts';
 import { validateFilter } from '../../src/common/filter.ts';
 import { InputReader } from '../../src/common/input.ts';
-import { exceedsJsonDepth, type JsonValue, MAX_JSON_DEPTH } from '../../src/common/json.ts';
+import { exceedsJsonDepth, type JsonValue, jsonTextExceeds, MAX_JSON_DEPTH } from '../../src/common/json.ts';
 import { validateMapping } from '../../src/common/mapping.ts';
 import fc from '../support/property.ts';
 
@@ -130,5 +130,33 @@ describe('property: every entry point refuses JSON nested one level too deep', (
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+/** The reference for the text count: containers, plus the separators between their members. */
+function valuesOf(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0;
+  const children = Array.isArray(value) ? value : Object.values(value);
+  return 1 + Math.max(0, children.length - 1) + children.reduce((n: number, c) => n + valuesOf(c), 0);
+}
+
+describe('property: counting JSON values from the text', () => {
+  it('agrees with the parsed value, compact or indented, whatever its strings hold', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.boolean(), fc.integer({ min: 0, max: 40 }), (value, indent, limit) => {
+        const text = JSON.stringify(value, null, indent ? 2 : undefined);
+        // Texts shorter than the limit are not scanned (they cannot hold more): measure the rest.
+        if (text.length <= limit) assert.equal(jsonTextExceeds(text, limit), false);
+        else assert.equal(jsonTextExceeds(text, limit), valuesOf(value) > limit);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('skips commas, brackets and escaped quotes inside strings', () => {
+    const text = JSON.stringify({ a: ',[{,",{[', b: ['x,y', '\\', '"'] });
+    assert.equal(valuesOf(JSON.parse(text)), 5); // the object, its second member, the array, two more elements
+    assert.equal(jsonTextExceeds(text, 5), false);
+    assert.equal(jsonTextExceeds(text, 4), true);
   });
 });

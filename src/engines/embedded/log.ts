@@ -231,6 +231,11 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     await super.close();
   }
 
+  /** Whether this connection deletes consumed records on its timer. */
+  get retaining(): boolean {
+    return this.#retentionTimer !== undefined;
+  }
+
   /** Starts the retention timer (the first consumer does; idempotent; off when the interval is 0). */
   startRetention(): void {
     if (this.#retentionTimer || this.#retentionMs <= 0) return;

@@ -7,11 +7,13 @@ import {
   type ErrorKind,
   ForbiddenError,
   isWebhooksError,
+  PayloadTooLargeError,
   UnsupportedMediaTypeError,
   ValidationError,
 } from '../../common/errors.ts';
 import type { ApiRequest, ApiResponse, Router } from '../../common/http.ts';
 import { uuidv7 } from '../../common/ids.ts';
+import { jsonTextExceeds } from '../../common/json.ts';
 import { type Logger, withCorrelationId } from '../../common/log.ts';
 import type { MetricsRegistry } from '../../common/metrics.ts';
 import type { AuditRecord } from '../../common/model.ts';
@@ -261,6 +263,13 @@ function splitUrl(url: string): { path: string; query: URLSearchParams } {
     : { path: url.slice(0, q), query: new URLSearchParams(url.slice(q + 1)) };
 }
 
+/**
+ * The most JSON values a request body the edge parses may hold (events are parsed by their route,
+ * within the body size limit). Far above what any admin request needs, far below a megabyte of
+ * empty objects, whose parse would hold the thread for tens of milliseconds.
+ */
+export const MAX_BODY_JSON_VALUES = 100_000;
+
 /** Parses a JSON request body; an empty body is `undefined`. */
 function parseJsonBody(raw: RawRequest): unknown {
   if (raw.body.length === 0) return undefined;
@@ -269,6 +278,18 @@ function parseJsonBody(raw: RawRequest): unknown {
     throw new UnsupportedMediaTypeError('unsupported_media_type', `expected application/json, got ${type}`, {
       details: [{ field: 'content-type', message: 'must be application/json' }],
     });
+  }
+  // Refused before it is parsed: no admin request needs more (a schema holds at most 5,000 values).
+  if (jsonTextExceeds(raw.body, MAX_BODY_JSON_VALUES)) {
+    throw new PayloadTooLargeError(
+      'body_too_complex',
+      `the request body holds more than ${MAX_BODY_JSON_VALUES} JSON values`,
+      {
+        details: [
+          { field: 'body', message: `at most ${MAX_BODY_JSON_VALUES} values (arrays, objects, elements)` },
+        ],
+      },
+    );
   }
   try {
     return JSON.parse(raw.body);
