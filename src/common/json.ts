@@ -77,12 +77,16 @@ export function jsonTextExceeds(text: string, limit: number): boolean {
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      // A string: to its closing quote, escapes skipped.
-      for (i++; i < n; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 0x5c) i++;
-        else if (d === 0x22) break;
+      // A string: on to its closing quote, the first not escaped (preceded by an even run of `\`).
+      let end = text.indexOf('"', i + 1);
+      while (end !== -1) {
+        let slashes = 0;
+        while (text.charCodeAt(end - 1 - slashes) === 0x5c) slashes++;
+        if (slashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
       }
+      if (end === -1) return false; // not valid JSON: JSON.parse will say so
+      i = end;
     } else if (c === 0x2c || c === 0x5b || c === 0x7b) {
       count += 1;
       if (count > limit) return true;
