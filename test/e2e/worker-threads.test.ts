@@ -15,35 +15,40 @@ import { startReceiver, type TestReceiver } from '../support/receiver.ts';
 import type { TestServer } from '../support/server.ts';
 import { scrapeMetrics, waitFor } from '../support/wait.ts';
 
-describe('processor thread', () => {
-  let server: TestServer;
-  let receiver: TestReceiver;
+/** A pipeline server and a receiver, started before the suite's tests and stopped after them. */
+function pipelineSuite(): { server: TestServer; receiver: TestReceiver } {
+  const ctx = {} as { server: TestServer; receiver: TestReceiver };
   before(async () => {
-    server = await startPipelineServer();
-    receiver = await startReceiver();
+    ctx.server = await startPipelineServer();
+    ctx.receiver = await startReceiver();
   });
   after(async () => {
-    await server.stop();
-    await receiver.close();
+    await ctx.server.stop();
+    await ctx.receiver.close();
   });
+  return ctx;
+}
+
+describe('processor thread', () => {
+  const ctx = pipelineSuite();
 
   test('the processor runs off the API thread; crashed, it is started again and processes what was accepted meanwhile', async () => {
-    const thread = server.running.platform.processorThread;
+    const thread = ctx.server.running.platform.processorThread;
     assert.ok(thread, 'the processor runs in its own thread');
-    assert.equal(server.running.platform.processor, undefined, 'not on the API thread');
-    await subscribe(server, receiver);
-    await publish(server, orderEvent({ amount: 1 }));
-    await receiver.waitFor(1);
+    assert.equal(ctx.server.running.platform.processor, undefined, 'not on the API thread');
+    await subscribe(ctx.server, ctx.receiver);
+    await publish(ctx.server, orderEvent({ amount: 1 }));
+    await ctx.receiver.waitFor(1);
     await thread.kill();
-    const ready = await server.request('GET', '/readyz', undefined, { token: null });
+    const ready = await ctx.server.request('GET', '/readyz', undefined, { token: null });
     assert.equal(ready.status, 503);
     assert.match(ready.body.checks.processor, /^unavailable/);
     // The API still accepts events: they wait in the log for the next thread.
-    for (let i = 2; i <= 5; i++) await publish(server, orderEvent({ amount: i }));
-    const got = await receiver.waitFor(5, 10_000);
+    for (let i = 2; i <= 5; i++) await publish(ctx.server, orderEvent({ amount: i }));
+    const got = await ctx.receiver.waitFor(5, 10_000);
     assert.deepEqual(got.map((r) => r.json.amount).sort(), [1, 2, 3, 4, 5]);
     assert.equal(thread.starts, 2);
-    assert.equal((await server.request('GET', '/readyz', undefined, { token: null })).status, 200);
+    assert.equal((await ctx.server.request('GET', '/readyz', undefined, { token: null })).status, 200);
   });
 
   test('the worker threads (processor, dispatcher, schema checks) run below the API thread’s CPU priority (nice 5 by default, Linux)', (t) => {
@@ -67,16 +72,16 @@ describe('processor thread', () => {
   });
 
   test('log retention runs in the processor’s thread, not the API’s: consumed records are deleted', async () => {
-    const bus = server.running.platform.bus;
+    const bus = ctx.server.running.platform.bus;
     assert.ok(bus instanceof EmbeddedLog);
     assert.equal(bus.retaining, false, 'the API thread leaves retention to the processor thread');
-    await subscribe(server, receiver);
+    await subscribe(ctx.server, ctx.receiver);
     const event = orderEvent({ amount: 7 });
-    await publish(server, event);
+    await publish(ctx.server, event);
     await waitFor('the event delivered', () =>
-      receiver.received.some((d) => d.json.orderId === event.data.orderId) ? true : undefined,
+      ctx.receiver.received.some((d) => d.json.orderId === event.data.orderId) ? true : undefined,
     );
-    const db = new DatabaseSync(join(server.dataDir, 'bus.db'), { readOnly: true });
+    const db = new DatabaseSync(join(ctx.server.dataDir, 'bus.db'), { readOnly: true });
     try {
       const left = db.prepare("SELECT count(*) AS n FROM record WHERE topic LIKE 'ingress.%'");
       await waitFor('the consumed ingress records deleted', () =>
@@ -91,26 +96,26 @@ describe('processor thread', () => {
     const first = await startReceiver();
     const second = await startReceiver();
     try {
-      await subscribe(server, first);
+      await subscribe(ctx.server, first);
       // The processor thread has the event's subscriptions and schema cached after this one…
       const warm = orderEvent({ amount: 10 });
-      await publish(server, warm);
+      await publish(ctx.server, warm);
       await first.waitFor(1);
       // …a subscription added now (cached for 5 s otherwise) gets the very next event.
-      await subscribe(server, second);
+      await subscribe(ctx.server, second);
       const next = orderEvent({ amount: 11 });
-      await publish(server, next);
+      await publish(ctx.server, next);
       await second.waitFor(1);
       assert.equal(second.received[0]!.json.orderId, next.data.orderId);
 
       // The schema made INACTIVE (cached for 30 s otherwise): an event written straight to its
       // ingress topic (as a Kafka producer would) is dead-lettered, not delivered.
-      const patched = await server.request('PATCH', '/admin/schemas/orders/created/1', {
+      const patched = await ctx.server.request('PATCH', '/admin/schemas/orders/created/1', {
         status: 'INACTIVE',
       });
       assert.equal(patched.status, 200, JSON.stringify(patched.body));
       const late = orderEvent({ amount: 12 });
-      await server.running.platform.bus.publish([
+      await ctx.server.running.platform.bus.publish([
         {
           topic: 'ingress.orders.created.v1',
           key: late.id,
@@ -118,13 +123,13 @@ describe('processor thread', () => {
         },
       ]);
       const letter = await waitFor('the late event dead-lettered by the processor', async () => {
-        const res = await server.request('GET', `/admin/dlq?stage=processor&eventId=${late.id}`);
+        const res = await ctx.server.request('GET', `/admin/dlq?stage=processor&eventId=${late.id}`);
         return res.body.items[0];
       });
       assert.equal(letter.reason, 'schema_inactive');
       assert.ok(!first.received.some((d) => d.json.orderId === late.data.orderId));
     } finally {
-      await server.request('PATCH', '/admin/schemas/orders/created/1', { status: 'ACTIVE' });
+      await ctx.server.request('PATCH', '/admin/schemas/orders/created/1', { status: 'ACTIVE' });
       await first.close();
       await second.close();
     }
@@ -132,48 +137,30 @@ describe('processor thread', () => {
 });
 
 describe('dispatcher thread', () => {
-  let server: TestServer;
-  let receiver: TestReceiver;
-  before(async () => {
-    server = await startPipelineServer();
-    receiver = await startReceiver();
-  });
-  after(async () => {
-    await server.stop();
-    await receiver.close();
-  });
+  const ctx = pipelineSuite();
 
   test('a crashed dispatcher thread is started again and delivers what was published meanwhile', async () => {
-    const thread = server.running.platform.dispatcherThread;
+    const thread = ctx.server.running.platform.dispatcherThread;
     assert.ok(thread, 'the dispatcher runs in its own thread');
-    await subscribe(server, receiver);
-    await publish(server, orderEvent({ amount: 1 }));
-    await receiver.waitFor(1);
+    await subscribe(ctx.server, ctx.receiver);
+    await publish(ctx.server, orderEvent({ amount: 1 }));
+    await ctx.receiver.waitFor(1);
     await thread.kill();
-    const ready = await server.request('GET', '/readyz', undefined, { token: null });
+    const ready = await ctx.server.request('GET', '/readyz', undefined, { token: null });
     assert.equal(ready.status, 503);
     assert.match(ready.body.checks.dispatcher, /^unavailable/);
-    for (let i = 2; i <= 5; i++) await publish(server, orderEvent({ amount: i }));
-    const got = await receiver.waitFor(5, 10_000);
+    for (let i = 2; i <= 5; i++) await publish(ctx.server, orderEvent({ amount: i }));
+    const got = await ctx.receiver.waitFor(5, 10_000);
     assert.deepEqual(got.map((r) => r.json.amount).sort(), [1, 2, 3, 4, 5]);
     assert.equal(thread.starts, 2);
-    assert.equal((await server.request('GET', '/readyz', undefined, { token: null })).status, 200);
+    assert.equal((await ctx.server.request('GET', '/readyz', undefined, { token: null })).status, 200);
   });
 });
 
 describe('dispatcher thread restarts seen from the host', () => {
-  let server: TestServer;
-  let receiver: TestReceiver;
-  before(async () => {
-    server = await startPipelineServer();
-    receiver = await startReceiver();
-  });
-  after(async () => {
-    await server.stop();
-    await receiver.close();
-  });
+  const ctx = pipelineSuite();
 
-  const scrape = () => scrapeMetrics(server.url);
+  const scrape = () => scrapeMetrics(ctx.server.url);
 
   /** Resolves once a thread answers again. */
   function running(thread: RoleThread): Promise<boolean> {
@@ -186,11 +173,11 @@ describe('dispatcher thread restarts seen from the host', () => {
   }
 
   test('its counters never go down in /metrics: kept while it restarts, then carried on', async () => {
-    const thread = server.running.platform.dispatcherThread!;
-    const { partnerId } = await subscribe(server, receiver);
+    const thread = ctx.server.running.platform.dispatcherThread!;
+    const { partnerId } = await subscribe(ctx.server, ctx.receiver);
     const delivered = 'webhook_deliveries_total{outcome="success"}';
     const attempts = `webhook_delivery_duration_seconds_count{partner="${partnerId}"}`;
-    await publish(server, orderEvent({ amount: 1 }));
+    await publish(ctx.server, orderEvent({ amount: 1 }));
     await waitFor('the first delivery counted', async () =>
       (await scrape()).get(delivered) === 1 ? true : undefined,
     );
@@ -208,8 +195,8 @@ describe('dispatcher thread restarts seen from the host', () => {
     assert.equal(back.get(delivered), 1, 'carried onto the new thread, which counts from 0');
     assert.equal(back.get(attempts), 1, 'a series the new thread has not seen yet is carried too');
 
-    await publish(server, orderEvent({ amount: 2 }));
-    await receiver.waitFor(2);
+    await publish(ctx.server, orderEvent({ amount: 2 }));
+    await ctx.receiver.waitFor(2);
     const later = await waitFor('the second delivery counted', async () => {
       const m = await scrape();
       return m.get(delivered) === 2 ? m : undefined; // counted once the attempt was recorded
@@ -219,7 +206,7 @@ describe('dispatcher thread restarts seen from the host', () => {
   });
 
   test('cache invalidations made while it restarts reach the new thread', async () => {
-    const thread = server.running.platform.dispatcherThread!;
+    const thread = ctx.server.running.platform.dispatcherThread!;
     const invalidations = 'webhooks_dispatcher_thread_invalidations_total';
     await thread.ping(); // answered after every invalidation sent before it was handled
     const before = (await scrape()).get(invalidations) ?? 0;
