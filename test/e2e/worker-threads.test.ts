@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
-import type { RoleThread } from '../../src/runtimes/thread-host.ts';
+import type { RoleThread, ThreadRole } from '../../src/runtimes/thread-host.ts';
 import { orderEvent, publish, startPipelineServer, subscribe } from '../support/pipeline.ts';
 import { startReceiver, type TestReceiver } from '../support/receiver.ts';
 import type { TestServer } from '../support/server.ts';
@@ -29,26 +29,35 @@ function pipelineSuite(): { server: TestServer; receiver: TestReceiver } {
   return ctx;
 }
 
+/**
+ * Kills the role's thread after one delivery: /readyz says so, the API still accepts events, and the
+ * thread started again delivers them all.
+ */
+async function survivesACrash(ctx: { server: TestServer; receiver: TestReceiver }, role: ThreadRole) {
+  const { platform } = ctx.server.running;
+  const thread = role === 'processor' ? platform.processorThread : platform.dispatcherThread;
+  assert.ok(thread, `the ${role} runs in its own thread`);
+  await subscribe(ctx.server, ctx.receiver);
+  await publish(ctx.server, orderEvent({ amount: 1 }));
+  await ctx.receiver.waitFor(1);
+  await thread.kill();
+  const ready = await ctx.server.request('GET', '/readyz', undefined, { token: null });
+  assert.equal(ready.status, 503);
+  assert.match(ready.body.checks[role], /^unavailable/);
+  // Accepted meanwhile: they wait in the log for the next thread.
+  for (let i = 2; i <= 5; i++) await publish(ctx.server, orderEvent({ amount: i }));
+  const got = await ctx.receiver.waitFor(5, 10_000);
+  assert.deepEqual(got.map((r) => r.json.amount).sort(), [1, 2, 3, 4, 5]);
+  assert.equal(thread.starts, 2);
+  assert.equal((await ctx.server.request('GET', '/readyz', undefined, { token: null })).status, 200);
+}
+
 describe('processor thread', () => {
   const ctx = pipelineSuite();
 
   test('the processor runs off the API thread; crashed, it is started again and processes what was accepted meanwhile', async () => {
-    const thread = ctx.server.running.platform.processorThread;
-    assert.ok(thread, 'the processor runs in its own thread');
     assert.equal(ctx.server.running.platform.processor, undefined, 'not on the API thread');
-    await subscribe(ctx.server, ctx.receiver);
-    await publish(ctx.server, orderEvent({ amount: 1 }));
-    await ctx.receiver.waitFor(1);
-    await thread.kill();
-    const ready = await ctx.server.request('GET', '/readyz', undefined, { token: null });
-    assert.equal(ready.status, 503);
-    assert.match(ready.body.checks.processor, /^unavailable/);
-    // The API still accepts events: they wait in the log for the next thread.
-    for (let i = 2; i <= 5; i++) await publish(ctx.server, orderEvent({ amount: i }));
-    const got = await ctx.receiver.waitFor(5, 10_000);
-    assert.deepEqual(got.map((r) => r.json.amount).sort(), [1, 2, 3, 4, 5]);
-    assert.equal(thread.starts, 2);
-    assert.equal((await ctx.server.request('GET', '/readyz', undefined, { token: null })).status, 200);
+    await survivesACrash(ctx, 'processor');
   });
 
   test('the worker threads (processor, dispatcher, schema checks) run below the API thread’s CPU priority (nice 5 by default, Linux)', (t) => {
@@ -140,20 +149,7 @@ describe('dispatcher thread', () => {
   const ctx = pipelineSuite();
 
   test('a crashed dispatcher thread is started again and delivers what was published meanwhile', async () => {
-    const thread = ctx.server.running.platform.dispatcherThread;
-    assert.ok(thread, 'the dispatcher runs in its own thread');
-    await subscribe(ctx.server, ctx.receiver);
-    await publish(ctx.server, orderEvent({ amount: 1 }));
-    await ctx.receiver.waitFor(1);
-    await thread.kill();
-    const ready = await ctx.server.request('GET', '/readyz', undefined, { token: null });
-    assert.equal(ready.status, 503);
-    assert.match(ready.body.checks.dispatcher, /^unavailable/);
-    for (let i = 2; i <= 5; i++) await publish(ctx.server, orderEvent({ amount: i }));
-    const got = await ctx.receiver.waitFor(5, 10_000);
-    assert.deepEqual(got.map((r) => r.json.amount).sort(), [1, 2, 3, 4, 5]);
-    assert.equal(thread.starts, 2);
-    assert.equal((await ctx.server.request('GET', '/readyz', undefined, { token: null })).status, 200);
+    await survivesACrash(ctx, 'dispatcher');
   });
 });
 
