@@ -246,6 +246,11 @@ describe('hostile HTTP against the server (body limit 1 MiB)', () => {
     assert.equal(refused.status, 413);
     assert.equal(refused.body.error.code, 'body_too_complex');
     assert.equal(refused.body.error.details[0].field, 'body');
+    // Nesting counts too: 100,000 levels are refused as such (50,000 get the depth limit's 400).
+    const deep = `{"id": "p-deep", "name": "Deep", "metadata": {"a": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}`;
+    const nested = await server.request('POST', '/admin/partners', undefined, { raw: deep });
+    assert.equal(nested.status, 413);
+    assert.equal(nested.body.error.code, 'body_too_complex');
     // Within the count, the body is parsed and judged on its fields (metadata is at most 16 KiB).
     const parsed = await server.request('POST', '/admin/partners', undefined, { raw: many(40_000) });
     assert.equal(parsed.status, 400);
