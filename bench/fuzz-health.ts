@@ -12,13 +12,16 @@ import { parentPort, workerData } from 'node:worker_threads';
 export interface HealthReport {
   /** Latency of each answered poll, in ms. */
   latencies: number[];
+  /** When each answered poll was sent, in ms since the poller started. */
+  sentAt: number[];
   /** Polls that failed (no answer, or not 200), and the last reason. */
   failures: number;
   lastFailure?: string;
 }
 
 const { url, intervalMs } = workerData as { url: string; intervalMs: number };
-const report: HealthReport = { latencies: [], failures: 0 };
+const report: HealthReport = { latencies: [], sentAt: [], failures: 0 };
+const origin = performance.now();
 let stopping = false;
 parentPort!.on('message', (message) => {
   if (message === 'stop') stopping = true;
@@ -38,6 +41,7 @@ function poll(): Promise<void> {
       res.on('end', () => {
         if (res.statusCode === 200) {
           report.latencies.push(performance.now() - started);
+          report.sentAt.push(started - origin);
           resolve();
         } else failed(`status ${res.statusCode}`);
       });

@@ -350,6 +350,10 @@ const settled = SETTLE_S > 0 && !crash ? memoryOf(pid) : undefined;
 const serverErrors = countOf(result.serverErrors);
 const dropped = countOf(result.dropped);
 const healthLatencies = healthReport.latencies;
+/** The polls over 100 ms: their latency, and when they were sent (s into the fuzz). */
+const slowPolls = healthLatencies.flatMap((l, i) =>
+  l > 100 ? [`${Math.round(l)} ms at ${(healthReport.sentAt[i]! / 1000).toFixed(1)} s`] : [],
+);
 const lines: string[] = [];
 lines.push(
   `requests sent: ${result.sent.toLocaleString('en-US')} in ${(elapsedMs / 1000).toFixed(1)} s (${Math.round((result.sent / elapsedMs) * 1000)}/s)`,
@@ -381,7 +385,8 @@ lines.push(
 lines.push(
   `/healthz every 50 ms during the fuzz: ${healthLatencies.length} answered, ${healthReport.failures} failed` +
     `${healthReport.lastFailure ? ` (last: ${healthReport.lastFailure})` : ''}; latency p50 ${ms(percentile(healthLatencies, 50))}, ` +
-    `p99 ${ms(percentile(healthLatencies, 99))}, max ${ms(Math.max(0, ...healthLatencies))}`,
+    `p99 ${ms(percentile(healthLatencies, 99))}, max ${ms(Math.max(0, ...healthLatencies))}; ` +
+    `over 100 ms: ${slowPolls.length}${slowPolls.length > 0 ? ` (${slowPolls.slice(0, 10).join(', ')})` : ''}`,
 );
 if (loopDelay) {
   lines.push(
