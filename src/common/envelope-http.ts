@@ -6,12 +6,7 @@
 import { parseBinaryEvent } from './envelope-binary.ts';
 import type { EventEnvelope } from './envelope-model.ts';
 import { mediaTypeOf } from './envelope-rules.ts';
-import {
-  parseEventBatch,
-  parseJsonText,
-  parseStructuredEvent,
-  withHttpTraceContext,
-} from './envelope-structured.ts';
+import { parseBatchText, parseStructuredText, withHttpTraceContext } from './envelope-structured.ts';
 import { UnsupportedMediaTypeError } from './errors.ts';
 
 const STRUCTURED = 'application/cloudevents+json';
@@ -29,10 +24,9 @@ export function parseHttpEvents(
   const mediaType = effectiveType === undefined ? '' : mediaTypeOf(effectiveType);
 
   if (mediaType === BATCH) {
-    return parseEventBatch(parseJsonText(body)).map((event) => withHttpTraceContext(event, lowered));
+    return parseBatchText(body).map((event) => withHttpTraceContext(event, lowered));
   }
-  if (mediaType === STRUCTURED)
-    return [withHttpTraceContext(parseStructuredEvent(parseJsonText(body)), lowered)];
+  if (mediaType === STRUCTURED) return [withHttpTraceContext(parseStructuredText(body), lowered)];
   if (mediaType.startsWith('application/cloudevents')) {
     throw unsupported(`the ${mediaType} event format is not supported: use ${STRUCTURED} or ${BATCH}`);
   }
@@ -41,7 +35,7 @@ export function parseHttpEvents(
     return [parseBinaryEvent({ ...lowered, 'content-type': effectiveType }, body)];
   }
   if (mediaType === 'application/json') {
-    return [withHttpTraceContext(parseStructuredEvent(parseJsonText(body)), lowered)];
+    return [withHttpTraceContext(parseStructuredText(body), lowered)];
   }
   const got = effectiveType === undefined ? 'no Content-Type' : `Content-Type "${effectiveType}"`;
   throw unsupported(

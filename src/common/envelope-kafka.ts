@@ -9,7 +9,7 @@
 import { type BinaryBinding, parseBinaryMode } from './envelope-binary.ts';
 import { type EventEnvelope, toStructured } from './envelope-model.ts';
 import { mediaTypeOf } from './envelope-rules.ts';
-import { parseJsonText, parseStructuredEvent } from './envelope-structured.ts';
+import { parseStructuredText } from './envelope-structured.ts';
 import { UnsupportedMediaTypeError } from './errors.ts';
 
 const STRUCTURED = 'application/cloudevents+json';
@@ -58,7 +58,7 @@ export function parseKafkaEvent(record: KafkaRecordText): EventEnvelope {
         details: [{ field: 'content-type', message }],
       });
     }
-    return parseStructuredEvent(parseJsonText(record.value, 'value'));
+    return parseStructuredText(record.value, 'value');
   }
   return parseBinaryMode(KAFKA_BINARY, headers, record.value);
 }

@@ -7,7 +7,7 @@ import { isValidTraceparent } from './envelope-rules.ts';
 import { buildEnvelope, envelopeError } from './envelope-validate.ts';
 import type { ErrorDetail } from './errors.ts';
 import { ValidationError } from './errors.ts';
-import { isJsonObject } from './json.ts';
+import { isJsonObject, jsonTextDepth, MAX_JSON_DEPTH } from './json.ts';
 
 /** The most events one batch may carry. */
 export const MAX_BATCH_EVENTS = 1000;
@@ -17,6 +17,7 @@ export function readStructured(
   value: unknown,
   prefix: string,
   details: ErrorDetail[],
+  dataDepthAtMost?: number,
 ): EventEnvelope | undefined {
   if (!isJsonObject(value)) {
     const hint =
@@ -41,7 +42,7 @@ export function readStructured(
   // When data_base64 was refused, "data is required" would only repeat the same problem.
   const hasData = value.data !== undefined || details.length > before;
   const envelope = buildEnvelope(
-    { attributes, hasData, data: value.data },
+    { attributes, hasData, data: value.data, ...(dataDepthAtMost === undefined ? {} : { dataDepthAtMost }) },
     (name) => `${prefix}${name}`,
     details,
   );
@@ -54,15 +55,19 @@ function fieldOrNothing(prefix: string): { field?: string } {
 }
 
 /** Parses one structured-mode event (object already JSON-parsed). Throws ValidationError `envelope_invalid`. */
-export function parseStructuredEvent(value: unknown, fieldPrefix = ''): EventEnvelope {
+export function parseStructuredEvent(
+  value: unknown,
+  fieldPrefix = '',
+  dataDepthAtMost?: number,
+): EventEnvelope {
   const details: ErrorDetail[] = [];
-  const envelope = readStructured(value, fieldPrefix, details);
+  const envelope = readStructured(value, fieldPrefix, details, dataDepthAtMost);
   if (!envelope || details.length > 0) throw envelopeError(details);
   return envelope;
 }
 
 /** Parses a batch (JSON array of structured events); field paths are prefixed "[i]." */
-export function parseEventBatch(value: unknown): EventEnvelope[] {
+export function parseEventBatch(value: unknown, dataDepthAtMost?: number): EventEnvelope[] {
   if (!Array.isArray(value))
     throw envelopeError([{ message: 'a batch must be a JSON array of CloudEvents' }]);
   if (value.length === 0) throw envelopeError([{ message: 'a batch must contain at least one event' }]);
@@ -74,11 +79,33 @@ export function parseEventBatch(value: unknown): EventEnvelope[] {
   const details: ErrorDetail[] = [];
   const envelopes: EventEnvelope[] = [];
   value.forEach((item, index) => {
-    const envelope = readStructured(item, `[${index}].`, details);
+    const envelope = readStructured(item, `[${index}].`, details, dataDepthAtMost);
     if (envelope) envelopes.push(envelope);
   });
   if (details.length > 0) throw envelopeError(details);
   return envelopes;
+}
+
+/** One structured-mode event from its JSON text (`field` names the text in errors). */
+export function parseStructuredText(text: string, field?: string): EventEnvelope {
+  return parseStructuredEvent(parseJsonText(text, field), '', dataDepthBound(text, 1));
+}
+
+/** A batch from its JSON text. */
+export function parseBatchText(text: string): EventEnvelope[] {
+  return parseEventBatch(parseJsonText(text), dataDepthBound(text, 2));
+}
+
+/**
+ * An upper bound on the depth of the events' data, read from their text (4 KiB or more), when it is within the
+ * limit (`wrappers` levels hold the data: 1 for an event, 2 in a batch); else undefined, and the data
+ * is measured as parsed, to name the event at fault.
+ */
+function dataDepthBound(text: string, wrappers: number): number | undefined {
+  // A small event's data is walked as quickly as its text is read.
+  if (text.length < 4096) return undefined;
+  const depth = jsonTextDepth(text, MAX_JSON_DEPTH + wrappers);
+  return depth <= MAX_JSON_DEPTH + wrappers ? Math.max(0, depth - wrappers) : undefined;
 }
 
 /** Parses JSON text; malformed text is ValidationError `invalid_json`. */

@@ -12,4 +12,10 @@ export { parseHttpEvents } from './envelope-http.ts';
 export type { EventEnvelope } from './envelope-model.ts';
 export { toStructured } from './envelope-model.ts';
 export { isValidTraceparent, isValidTracestate } from './envelope-rules.ts';
-export { MAX_BATCH_EVENTS, parseEventBatch, parseStructuredEvent } from './envelope-structured.ts';
+export {
+  MAX_BATCH_EVENTS,
+  parseBatchText,
+  parseEventBatch,
+  parseStructuredEvent,
+  parseStructuredText,
+} from './envelope-structured.ts';

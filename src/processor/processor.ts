@@ -7,7 +7,7 @@
 import { HEADERS } from '../common/bus-headers.ts';
 import type { DeadLetterInput, DeadLetterSink } from '../common/dead-letter-sink.ts';
 import { type DeliveryTask, deliveryIdFor, serializeDeliveryTask } from '../common/delivery-task.ts';
-import { type EventEnvelope, parseStructuredEvent } from '../common/envelope.ts';
+import { type EventEnvelope, parseStructuredText } from '../common/envelope.ts';
 import { bindingHeaders, kafkaEventMode, parseKafkaEvent } from '../common/envelope-kafka.ts';
 import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
 import { matchesFilter } from '../common/filter.ts';
@@ -538,7 +538,7 @@ class Unparsable {
 function parseRecord(message: ConsumedMessage): EventEnvelope | Unparsable {
   try {
     if (kafkaEventMode(message.headers) !== 'platform') return parseKafkaEvent(message);
-    return parseStructuredEvent(JSON.parse(message.value));
+    return parseStructuredText(message.value, 'value');
   } catch (err) {
     return new Unparsable(err);
   }

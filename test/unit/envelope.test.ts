@@ -454,6 +454,34 @@ describe('envelopes: limits', () => {
     assert.deepEqual(parseStructuredEvent(validEvent({ data })).data, data);
   });
 
+  it('from text of 4 KiB or more (depth read from the text): 64 levels pass, 65 are named by their place', () => {
+    // Data of `depth` levels in an event of over 4 KiB: an array holding a long string and the rest.
+    const withData = (data: string) => JSON.stringify(validEvent()).replace(/\}$/, `, "data": ${data}}`);
+    const padded = (depth: number) => `["${'x'.repeat(5000)}", ${nestedArrays(depth - 1)}]`;
+    for (const [depth, problems] of [
+      [64, 0],
+      [65, 1],
+    ] as const) {
+      const deep = padded(depth);
+      const single = () => parseHttpEvents('application/cloudevents+json', {}, withData(deep));
+      const batch = () =>
+        parseHttpEvents('application/cloudevents-batch+json', {}, `[${withData('1')}, ${withData(deep)}]`);
+      if (problems === 0) {
+        assert.deepEqual(single()[0]!.data, JSON.parse(deep));
+        assert.deepEqual(batch()[1]!.data, JSON.parse(deep));
+      } else {
+        assert.deepEqual(
+          detailsOf(single).map((d) => d.field),
+          ['data'],
+        );
+        assert.deepEqual(
+          detailsOf(batch).map((d) => d.field),
+          ['[1].data'],
+        );
+      }
+    }
+  });
+
   it('names the too-deep data by its place in a batch and in binary mode', () => {
     const deep = nestedArrays(100_000);
     const batch = JSON.parse(

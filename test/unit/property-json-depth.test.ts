@@ -9,7 +9,13 @@ import { parseStructuredEvent } from '../../src/common/envelope.ts';
 import { isWebhooksError } from '../../src/common/errors.ts';
 import { validateFilter } from '../../src/common/filter.ts';
 import { InputReader } from '../../src/common/input.ts';
-import { exceedsJsonDepth, type JsonValue, jsonTextExceeds, MAX_JSON_DEPTH } from '../../src/common/json.ts';
+import {
+  exceedsJsonDepth,
+  type JsonValue,
+  jsonTextDepth,
+  jsonTextExceeds,
+  MAX_JSON_DEPTH,
+} from '../../src/common/json.ts';
 import { validateMapping } from '../../src/common/mapping.ts';
 import fc from '../support/property.ts';
 
@@ -51,6 +57,24 @@ describe('property: the nesting-depth checker', () => {
         assert.equal(exceedsJsonDepth(nest(leaf, depth, kinds), limit), depth > limit);
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('reads the same depth from the text as from the parsed value, up to its limit', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.jsonValue(),
+          exactDepth(0, 80).map(({ depth, kinds, leaf }) => nest(leaf, depth, kinds)),
+        ),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 70 }),
+        (value, indent, limit) => {
+          const text = JSON.stringify(value, null, indent ? 2 : undefined);
+          assert.equal(jsonTextDepth(text, limit), Math.min(depthOf(value), limit + 1));
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 
