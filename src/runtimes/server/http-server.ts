@@ -27,6 +27,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Gate } from '../../common/gate.ts';
 import type { ApiResponse } from '../../common/http.ts';
 import type { Logger } from '../../common/log.ts';
@@ -151,7 +152,12 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
   const response =
     body.text.length < LARGE_BODY_CHARS
       ? await options.handle(raw)
-      : await largeBodies.run(() => options.handle(raw));
+      : await largeBodies.run(async () => {
+          // A turn of the event loop before each: requests that arrived meanwhile (/healthz, small
+          // ones) are read between two large bodies, not after the whole queue of them.
+          await nextTurn();
+          return options.handle(raw);
+        });
   write(res, response);
 }
 
