@@ -156,7 +156,9 @@ function splitTask(value: string): { head: Record<string, unknown>; body?: strin
  * in v2, the whole document in v1; undefined when it is not JSON. For showing and finding tasks,
  * not for delivering them (`parseDeliveryTask`).
  */
-export function deliveryTaskFields(value: string): Record<string, unknown> | undefined {
+export function deliveryTaskFields(
+  value: string,
+): ({ deliveryId?: unknown; event?: { id?: unknown } } & Record<string, unknown>) | undefined {
   return splitTask(value)?.head;
 }
 

@@ -26,7 +26,7 @@ let gcFunction: GcFunction | undefined;
 let running: { stop: () => void; users: number } | undefined;
 
 /** V8's `gc` function, as `--expose-gc` gives it, obtained without that flag on the command line. */
-function exposedGc(): GcFunction {
+export function exposedGc(): GcFunction {
   if (gcFunction) return gcFunction;
   v8.setFlagsFromString('--expose-gc');
   try {
@@ -95,15 +95,15 @@ function startTrimming(options: HeapTrimOptions): () => void {
     const committed = v8.getHeapStatistics().total_heap_size;
     peak = Math.max(peak, committed);
     const now = performance.now();
-    const busy = performance.eventLoopUtilization(elu).utilization > 0.5;
-    elu = performance.eventLoopUtilization();
+    const current = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(current, elu).utilization > 0.5;
+    elu = current;
     if (now - lastTrim < minInterval || peak - committed < minShrink) return;
     if (busy && (options.busyIntervalMs === undefined || now - lastTrim < options.busyIntervalMs)) return;
-    const started = performance.now();
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     lastTrim = performance.now();
     const after = v8.getHeapStatistics().total_heap_size;
-    const trim = { ms: lastTrim - started, peak, before: committed, after };
+    const trim = { ms: lastTrim - now, peak, before: committed, after };
     options.onTrim?.(trim);
     const mb = (n: number) => Math.round(n / 1024 / 1024);
     options.logger?.debug('heap trimmed', {

@@ -86,7 +86,7 @@ export class Operations {
     const tasks = await this.#deps.heldTasks.list(subscriptionId, page.limit ?? 100);
     return {
       items: tasks.map((t) => {
-        const task = parseOrUndefined(t.value);
+        const task = deliveryTaskFields(t.value);
         return {
           id: t.id,
           heldAt: t.heldAt,
@@ -275,11 +275,7 @@ function readDeadLetterFilter(query: Record<string, string>, allowed: string[]):
 }
 
 /** The fields of a stored delivery task that operations show (undefined when it is not a task). */
-function parseOrUndefined(value: string): { deliveryId?: unknown; event?: { id?: unknown } } | undefined {
-  return deliveryTaskFields(value);
-}
-
 function deliveryIdOf(value: string): string | undefined {
-  const deliveryId = parseOrUndefined(value)?.deliveryId;
+  const deliveryId = deliveryTaskFields(value)?.deliveryId;
   return typeof deliveryId === 'string' ? deliveryId : undefined;
 }

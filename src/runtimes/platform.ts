@@ -235,7 +235,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     onSchemaChanged: async (domain, event, version) => {
       const change = { domain, event, version };
       schemaChanged(change);
-      await Promise.all(threads.map((thread) => thread.schemaChanged(change)));
+      await inEveryThread((thread) => thread.schemaChanged(change));
     },
   });
   const partnerAdmin = new PartnerAdmin({
@@ -244,7 +244,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     clock,
     onPartnerChanged: async (partner, previous) => {
       partnerChanged(partner.id);
-      await Promise.all(threads.map((thread) => thread.partnerChanged(partner.id)));
+      await inEveryThread((thread) => thread.partnerChanged(partner.id));
       // Active again: what was held while it was INACTIVE goes back to its egress topics now.
       if (partner.status === 'ACTIVE' && previous?.status === 'INACTIVE') {
         operations.releaseHeld().catch((err: unknown) =>
@@ -274,7 +274,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     onSubscriptionChanged: async (sub) => {
       const change = { id: sub.id, domain: sub.domain, event: sub.event, partnerId: sub.partnerId };
       subscriptionChanged(change);
-      await Promise.all(threads.map((thread) => thread.subscriptionChanged(change)));
+      await inEveryThread((thread) => thread.subscriptionChanged(change));
       options.onSubscriptionChanged?.(change);
       // Resumed (or disabled) while tasks were held for it: they go back to its egress topic now.
       if (sub.status !== 'PAUSED') {
@@ -295,8 +295,11 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   };
   /** The worker threads started so far (none until the API is built). */
   const threads: RoleThread[] = [];
-  let dispatcherThread: RoleThread | undefined;
-  let processorThread: RoleThread | undefined;
+  const threadOf = (role: ThreadRole) => threads.find((thread) => thread.role === role);
+  /** Tells every worker thread of an admin change; resolves once each has applied it. */
+  const inEveryThread = async (tell: (thread: RoleThread) => Promise<void>) => {
+    await Promise.all(threads.map(tell));
+  };
   const publish = (messages: Parameters<Bus['publish']>[0]) => bus.publish(messages);
   const ingest = new EventIngest({
     versions: (domain, event) => lookups.versions(domain, event),
@@ -356,7 +359,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
       ...Object.fromEntries(
         threadedRoles.map((role) => [
           role,
-          () => threads.find((t) => t.role === role)?.ping() ?? Promise.reject(new Error('not started')),
+          () => threadOf(role)?.ping() ?? Promise.reject(new Error('not started')),
         ]),
       ),
     },
@@ -465,8 +468,6 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
           },
         });
         threads.push(thread);
-        if (role === 'processor') processorThread = thread;
-        else dispatcherThread = thread;
       }
     } catch (err) {
       await close();
@@ -484,8 +485,8 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     roles,
     adminToken,
     handle,
-    dispatcherThread,
-    processorThread,
+    dispatcherThread: threadOf('dispatcher'),
+    processorThread: threadOf('processor'),
     processor,
     dispatcher,
     operations,

@@ -39,6 +39,11 @@ try {
     `webhooks_${role}_thread_invalidations_total`,
     `Cache invalidations the ${role} thread received from the host`,
   );
+  /** Counts an invalidation applied, and answers it (the host waits for that before it answers the admin change). */
+  const invalidated = (id: number | undefined) => {
+    invalidations.inc();
+    if (id !== undefined) send({ type: 'reply', id, value: 'ok' });
+  };
   port.on('message', (message: HostMessage) => {
     switch (message.type) {
       case 'metrics':
@@ -51,14 +56,16 @@ try {
         );
         break;
       case 'subscription-changed':
+        platform.subscriptionChanged(message.change);
+        invalidated(message.id);
+        break;
       case 'partner-changed':
+        platform.partnerChanged(message.partnerId);
+        invalidated(message.id);
+        break;
       case 'schema-changed':
-        invalidations.inc();
-        if (message.type === 'subscription-changed') platform.subscriptionChanged(message.change);
-        else if (message.type === 'partner-changed') platform.partnerChanged(message.partnerId);
-        else platform.schemaChanged(message.change);
-        // The host waits for this before it answers the admin change.
-        if (message.id !== undefined) send({ type: 'reply', id: message.id, value: 'ok' });
+        platform.schemaChanged(message.change);
+        invalidated(message.id);
         break;
       case 'stop':
         stopTrim();

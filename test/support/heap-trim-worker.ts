@@ -4,13 +4,10 @@
  * resident), and reports what the trim did and the process RSS around it.
  */
 import v8 from 'node:v8';
-import vm from 'node:vm';
 import { parentPort } from 'node:worker_threads';
-import { type HeapTrim, startHeapTrim } from '../../src/common/heap-trim.ts';
+import { exposedGc, type HeapTrim, startHeapTrim } from '../../src/common/heap-trim.ts';
 
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as (options?: object) => void;
-v8.setFlagsFromString('--no-expose-gc');
+const gc = exposedGc();
 
 const trimmed = new Promise<HeapTrim>((resolve) => {
   const stop = startHeapTrim({

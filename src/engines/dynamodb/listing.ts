@@ -126,14 +126,15 @@ export function rereadById<T>(
 
 /** One page: `limit` records (reading one more to know whether there is a next page). */
 export async function collectPage<T>(spec: PageSpec<T>): Promise<Page<T>> {
-  let want = spec.limit + 1;
+  // The page's size: the limit, or fewer once the records pass the byte budget. One record more
+  // (read, or to read) says whether a next page has anything.
+  let size = spec.limit;
   let bytes = 0;
-  let cut: number | undefined;
   const out: T[] = [];
   let exhausted = false;
-  while (out.length < want && !exhausted) {
+  while (out.length <= size && !exhausted) {
     const run: Item[] = [];
-    while (run.length < want - out.length) {
+    while (run.length <= size - out.length) {
       const next = await spec.source.next();
       if (next.done) {
         exhausted = true;
@@ -145,17 +146,12 @@ export async function collectPage<T>(spec: PageSpec<T>): Promise<Page<T>> {
     for (const record of await spec.records(run)) {
       if (record === undefined) continue;
       out.push(record);
-      // Past the byte budget: the page ends at this record, and one more (read or to read) says
-      // whether a next page has anything.
       bytes += spec.sizeOf?.(record) ?? 0;
-      if (bytes >= MAX_PAGE_BYTES && cut === undefined) {
-        cut = out.length;
-        want = Math.min(want, cut + 1);
-      }
+      if (bytes >= MAX_PAGE_BYTES && out.length < size) size = out.length;
     }
   }
   await spec.source.return(undefined);
-  const items = out.slice(0, Math.min(spec.limit, cut ?? spec.limit));
+  const items = out.slice(0, size);
   const last = items.at(-1);
   return out.length > items.length && last
     ? { items, next: encodeCursor(spec.listing, spec.position(last)) }

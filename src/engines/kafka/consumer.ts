@@ -19,6 +19,7 @@
  * handed out and nothing more is fetched from it — until it is due; other partitions keep flowing.
  * Nothing sleeps with a batch in hand and nothing is re-published.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Consumer, type GroupAssignment } from '@platformatic/kafka';
 import { withDeadline } from '../../common/deadline.ts';
 import type {
@@ -651,7 +652,7 @@ export class KafkaConsumer implements ConsumerHandle {
               this.#toCommit.set(c.held.cursor.key, c);
           }
           if (this.#stopping) break;
-          await new Promise((resolve) => setTimeout(resolve, 200).unref());
+          await sleep(200, undefined, { ref: false });
         }
       }
     } finally {

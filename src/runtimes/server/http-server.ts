@@ -57,18 +57,18 @@ export interface HttpServerOptions {
 export const DEFAULT_MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 
 /**
- * How long, and for how many more bytes, a socket answered for a parse error keeps being read: as
- * many as an oversized body is drained before its 413, so a client sending a body after headers too
- * large reads its 431 instead of EPIPE.
+ * How long a socket answered for a parse error keeps being read (and for as many more bytes as an
+ * oversized body is drained before its 413: `maxDrainBytes`), so a client sending a body after
+ * headers too large reads its 431 instead of EPIPE.
  */
 const LINGER_MS = 5_000;
-const LINGER_BYTES = DEFAULT_MAX_DRAIN_BYTES;
 
 /** A Node server wired to the edge; call `listen` to start it. */
 export function createNodeServer(options: HttpServerOptions): Server {
+  const maxDrainBytes = options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES;
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     // A client that goes away mid-request must never take the process down.
-    serve(req, res, options).catch((err: unknown) => failed(err, res, options.logger));
+    serve(req, res, options, maxDrainBytes).catch((err: unknown) => failed(err, res, options.logger));
   };
   const server = options.tls
     ? createHttpsServer(
@@ -96,7 +96,7 @@ export function createNodeServer(options: HttpServerOptions): Server {
   // Sockets answered for a parse error, lingering: their bytesRead when the answer was sent.
   const lingering = new WeakMap<Socket, number>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
-    answerClientError(err, socket, lingering, options.logger),
+    answerClientError(err, socket, lingering, options.logger, maxDrainBytes),
   );
   // Without a listener Node drops a CONNECT without a word; this server is no proxy.
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
@@ -133,8 +133,13 @@ export function close(server: Server): Promise<void> {
   });
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
-  const body = await readBody(req, options.maxBodyBytes, options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES);
+async function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: HttpServerOptions,
+  maxDrainBytes: number,
+): Promise<void> {
+  const body = await readBody(req, options.maxBodyBytes, maxDrainBytes);
   switch (body.kind) {
     case 'gone':
       return;
@@ -268,7 +273,7 @@ function parseErrorAnswer(code: string | undefined): { status: number; code: str
 
 /**
  * Answers a request Node's parser refused, then lingers: the write side is closed at once, what the
- * client still sends is read and dropped until it closes, LINGER_BYTES more arrive or LINGER_MS pass.
+ * client still sends is read and dropped until it closes, `lingerBytes` more arrive or LINGER_MS pass.
  * The parser, failed, reports every later chunk again; those reports are ignored.
  */
 function answerClientError(
@@ -276,10 +281,11 @@ function answerClientError(
   socket: Socket,
   lingering: WeakMap<Socket, number>,
   logger: Logger,
+  lingerBytes: number,
 ): void {
   const answeredAt = lingering.get(socket);
   if (answeredAt !== undefined) {
-    if (socket.bytesRead > answeredAt + LINGER_BYTES) socket.destroy();
+    if (socket.bytesRead > answeredAt + lingerBytes) socket.destroy();
     return;
   }
   // Node's own check: no answer over a response whose bytes are already on the wire.
