@@ -10,7 +10,7 @@ import { ConfigError } from '../common/errors.ts';
 import type { Bus } from '../common/ports/bus.ts';
 import type { Store } from '../common/ports/store.ts';
 import { EmbeddedLog } from '../engines/embedded/log.ts';
-import type { KafkaSettings } from '../engines/kafka/connection.ts';
+import { type KafkaSettings, recordLimitFor } from '../engines/kafka/connection.ts';
 import { SqliteStore } from '../engines/sqlite/store.ts';
 
 /** Opens the store engine named by the configuration. */
@@ -45,6 +45,7 @@ export function kafkaSettings(config: Config): KafkaSettings {
     clientId: kafka.clientId,
     topicConfig: kafka.topicConfig,
     sessionTimeoutMs: kafka.sessionTimeoutMs,
+    maxRecordBytes: recordLimitFor(config.maxBodyBytes),
   };
   if (kafka.tls) {
     let ca: string | undefined;

@@ -95,6 +95,29 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       assert.equal(delivery.correlationId, 'corr-1');
     });
 
+    test('events as large as the body limit allows are delivered whole, also when JSON escaping doubles them', async () => {
+      const r = await receiver();
+      await subscribe(server, r);
+      // Under the 1 MiB body limit as sent: every quote is two bytes of the request (\"). The task
+      // that carries the data's text to the dispatcher escapes it again: about 2 MB per record.
+      const escaped = orderEvent({ note: '"'.repeat(480_000) });
+      // Exactly the limit (1 MiB) as sent: with its headers and key, the record is over Kafka's
+      // default limit of a record batch (1,048,588 bytes).
+      const sized = orderEvent({ note: '' });
+      const plain = {
+        ...sized,
+        data: { ...sized.data, note: 'x'.repeat(1024 * 1024 - JSON.stringify(sized).length) },
+      };
+      assert.equal(JSON.stringify(plain).length, 1024 * 1024);
+      await publish(server, escaped);
+      await publish(server, plain);
+      const got = await r.waitFor(2);
+      for (const g of got) assert.equal(g.verified, true, g.verifyError);
+      const bodies = new Set(got.map((g) => JSON.stringify(g.json)));
+      for (const event of [escaped, plain])
+        assert.ok(bodies.has(JSON.stringify(event.data)), 'delivered whole');
+    });
+
     test('a TLS 1.2-only receiver is refused with a clear attempt error', async () => {
       const r = await receiver({ minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' });
       const { subscriptionId } = await subscribe(server, r, { retry: { maxAttempts: 1 } });

@@ -82,6 +82,59 @@ describe('the Kafka bus on a real broker', () => {
     }
   });
 
+  test('large records: topics made to take the largest the settings allow, publishes cut into requests any topic takes, a record over its topic’s limit refused as record_too_large', {
+    timeout: 120_000,
+  }, async () => {
+    const b = await broker();
+    const roomyBus = new KafkaBus(kafkaSettings(b, { maxRecordBytes: 2_500_000 }));
+    // Without the setting, topics get the broker's default limit (1,048,588 bytes a record batch).
+    const plainBus = new KafkaBus(kafkaSettings(b));
+    const id = randomUUID().slice(0, 8);
+    try {
+      const roomy = `records.roomy.${id}`;
+      const tight = `records.tight.${id}`;
+      await roomyBus.ensureTopic(roomy, { partitions: 1 });
+      await plainBus.ensureTopic(tight, { partitions: 1 });
+      const sizes = [2_000_000, 300_000, 2_000_000, ...Array.from({ length: 10 }, () => 300_000)];
+      const values = sizes.map((size, i) => `${i}:`.padEnd(size, 'x'));
+      // 9 MB in one publish to one partition: more than any one record batch may hold.
+      await roomyBus.publish(values.map((value) => ({ topic: roomy, key: 'k', value })));
+      // Ten records of 300 KB (3 MB) to a topic of the default limit pass, cut into requests.
+      await plainBus.publish(values.slice(3).map((value) => ({ topic: tight, key: 'k', value })));
+      await assert.rejects(
+        plainBus.publish([{ topic: tight, value: values[0]! }]),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'record_too_large');
+          assert.match(err.message, new RegExp(`topic ${tight.replaceAll('.', '\\.')} `));
+          assert.match(err.message, /max\.message\.bytes/);
+          return true;
+        },
+      );
+      const got = new Map<string, string[]>([
+        [roomy, []],
+        [tight, []],
+      ]);
+      const consumer = roomyBus.consume({
+        group: `records-${id}`,
+        topicPrefixes: [`records.roomy.${id}`, `records.tight.${id}`],
+        handler: async (batch) => {
+          for (const m of batch) got.get(m.topic)!.push(m.value);
+          return undefined;
+        },
+      });
+      await waitFor('every record', () => got.get(roomy)!.length + got.get(tight)!.length === 23, 60_000);
+      await consumer.stop();
+      assert.deepEqual(got.get(roomy), values, 'whole and in order');
+      assert.deepEqual(
+        got.get(tight),
+        values.slice(3),
+        'whole and in order; the refused record is not there',
+      );
+    } finally {
+      await Promise.all([roomyBus.close(), plainBus.close()]);
+    }
+  });
+
   test('a keyed message lands on the partition a Java client picks (murmur2, sign bit cleared)', async () => {
     const bus = new KafkaBus(kafkaSettings(await broker()));
     try {

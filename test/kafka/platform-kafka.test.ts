@@ -14,6 +14,7 @@ import { Producer, stringSerializers } from '@platformatic/kafka';
 import { toKafkaRecord } from '../../src/common/envelope-kafka.ts';
 import { parseStructuredEvent } from '../../src/common/envelope-structured.ts';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
+import { egressTopic, ingressTopic } from '../../src/common/topics.ts';
 import { KafkaBus } from '../../src/engines/kafka/bus.ts';
 import { publishToKafka } from '../../src/runtimes/cli/publish.ts';
 import { freePort } from '../../tools/kafka/broker.ts';
@@ -124,6 +125,83 @@ describe('the platform on Kafka with producers outside it', () => {
     });
     assert.equal(dlq.stage, 'processor');
     assert.match(dlq.reason, /invalid|envelope|json/i);
+  });
+
+  test('topics of Kafka’s default record limit (made before, or by hand): a 1 MiB event is answered 503 record_too_large at ingest; the processor tries its record again, then dead-letters it naming the topic, and the partition moves on', {
+    timeout: 120_000,
+  }, async () => {
+    const b = await broker();
+    const bus = new KafkaBus(kafkaSettings(b));
+    const id = randomUUID().slice(0, 8);
+    const partnerId = `tight-${id}`;
+    try {
+      // Made before the platform ensures them, with the broker's default limit (1,048,588 bytes).
+      await bus.ensureTopic(ingressTopic('orders', `bulky${id}`, 1));
+      await bus.ensureTopic(egressTopic(partnerId, 'orders', 'created'));
+    } finally {
+      await bus.close();
+    }
+    const huge = (event: ReturnType<typeof orderEvent>) => ({
+      ...event,
+      data: { ...event.data, note: 'x'.repeat(1024 * 1024 - JSON.stringify(event).length - 12) },
+    });
+    // Ingest: the ingress topic refuses the record. Not the producer's fault (the event is within the
+    // body limit): 503, to be sent again once the topic's limit is raised.
+    const schema = await server.request('POST', '/admin/schemas', {
+      domain: 'orders',
+      event: `bulky${id}`,
+      schema: { type: 'object' },
+    });
+    assert.equal(schema.status, 201, JSON.stringify(schema.body));
+    const bulky = huge(orderEvent({}, { type: `orders.bulky${id}` }));
+    assert.ok(JSON.stringify(bulky).length <= 1024 * 1024);
+    const refused = await publishRaw(bulky);
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'record_too_large');
+    assert.match(refused.body.error.message, /max\.message\.bytes/);
+    // Processing: the egress topic of one partner refuses the task. The record is tried again with
+    // backoff (the topic may be mended meanwhile), then dead-lettered, and its partition moves on.
+    const tight = await startReceiver();
+    try {
+      assert.equal(
+        (await server.request('POST', '/admin/partners', { id: partnerId, name: 'Tight' })).status,
+        201,
+      );
+      const sub = await server.request('POST', '/admin/subscriptions', {
+        partnerId,
+        domain: 'orders',
+        event: 'created',
+        url: `${tight.url}/hooks/${partnerId}`,
+      });
+      assert.equal(sub.status, 201, JSON.stringify(sub.body));
+      tight.secret = sub.body.secret;
+      // One subject, so one ingress partition: the small event comes after the large one.
+      const subject = `same-${id}`;
+      const large = huge(orderEvent({ orderId: `large-${id}` }, { subject }));
+      const small = orderEvent({ orderId: `small-${id}` }, { subject });
+      assert.equal((await publishRaw(large)).status, 202);
+      assert.equal((await publishRaw(small)).status, 202);
+      const [got] = await tight.waitFor(1);
+      assert.equal(got!.json.orderId, `small-${id}`);
+      const dead = await waitFor('the dead letter', async () => {
+        const res = await server.request('GET', '/admin/dlq?stage=processor');
+        return res.body.items.find((d: { eventId?: string }) => d.eventId === large.id);
+      });
+      assert.equal(dead.reason, 'redelivery_exhausted');
+      assert.equal(dead.attempts, 5);
+      assert.match(dead.lastError, /max\.message\.bytes/);
+      assert.match(
+        dead.lastError,
+        new RegExp(egressTopic(partnerId, 'orders', 'created').replaceAll('.', '\\.')),
+      );
+      assert.equal(tight.received.length, 1);
+    } finally {
+      await server.request(
+        'DELETE',
+        `/admin/subscriptions/${(await server.request('GET', `/admin/subscriptions?partnerId=${partnerId}`)).body.items[0]?.id}`,
+      );
+      await tight.close();
+    }
   });
 
   test('webhooks publish --kafka writes events a producer would write, in either mode', async () => {

@@ -14,6 +14,7 @@
  * consumer whose prefixes match a new topic joins its group again with it.
  */
 import { Producer, stringSerializers } from '@platformatic/kafka';
+import { TransientError } from '../../common/errors.ts';
 import {
   type Bus,
   type BusMessage,
@@ -24,7 +25,7 @@ import {
   topicNotFound,
 } from '../../common/ports/bus.ts';
 import { partitionForKey } from '../embedded/partitioner.ts';
-import { clientOptions, type KafkaSettings } from './connection.ts';
+import { clientOptions, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, type KafkaSettings } from './connection.ts';
 import { KafkaConsumer } from './consumer.ts';
 import { describeKafkaError, hasErrorCode } from './errors.ts';
 import { NOT_BEFORE_HEADER } from './headers.ts';
@@ -39,6 +40,69 @@ export interface KafkaBusOptions {
 
 /** How long `connect()` waits for the cluster to answer at start (ms): a start fails well within 30 s. */
 const CONNECT_DEADLINE_MS = 25_000;
+
+/**
+ * The most one produce request carries (bytes of keys, values and headers): under Kafka's default
+ * limit on a record batch, so that topics created with that default take it too. A record larger
+ * than this goes alone (topics the platform creates take the largest it writes).
+ */
+const REQUEST_BYTES = KAFKA_DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024;
+
+interface OutgoingRecord {
+  topic: string;
+  key?: string;
+  value: string;
+  headers: Record<string, string>;
+  partition: number;
+}
+
+/** The record's size on the wire, near enough (its length fields and the batch's header aside). */
+function recordBytes(r: OutgoingRecord): number {
+  let bytes = 32 + Buffer.byteLength(r.value) + (r.key === undefined ? 0 : Buffer.byteLength(r.key));
+  for (const name in r.headers) bytes += name.length + Buffer.byteLength(r.headers[name]!) + 8;
+  return bytes;
+}
+
+/** The records in order, cut into runs of at most `limit` bytes (a larger record alone). */
+export function requestsOf<T extends OutgoingRecord>(records: T[], limit: number): T[][] {
+  const requests: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const size = recordBytes(record);
+    if (current.length > 0 && bytes + size > limit) {
+      requests.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += size;
+  }
+  if (current.length > 0) requests.push(current);
+  return requests;
+}
+
+/**
+ * Why a produce request failed, as the platform's error: transient (503 at ingest; a stage's record
+ * is redelivered with backoff, then dead-lettered), since the cluster may take the records later — a
+ * record the topic refuses as too large too, once its limit is raised: the client is not at fault
+ * (its event is within the body limit), and the message says what the topic needs.
+ */
+function publishError(err: unknown, records: OutgoingRecord[], limit: number): TransientError {
+  if (hasErrorCode(err, 'MESSAGE_TOO_LARGE') || hasErrorCode(err, 'RECORD_LIST_TOO_LARGE')) {
+    const largest = records.reduce((a, b) => (recordBytes(b) > recordBytes(a) ? b : a));
+    return new TransientError(
+      'record_too_large',
+      `a record of ${recordBytes(largest)} bytes for topic ${largest.topic} is over what the topic takes ` +
+        `(its max.message.bytes): the platform creates its topics with ${limit}; a topic created before, ` +
+        'or by hand, needs at least that much',
+      { cause: err },
+    );
+  }
+  return new TransientError('bus_unavailable', 'the Kafka cluster did not acknowledge the records', {
+    cause: err,
+  });
+}
 
 /** How long a topic's partition count is trusted before it is read again (ms). */
 const PARTITIONS_TTL_MS = 5000;
@@ -97,16 +161,23 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
     if (messages.length === 0) return;
     for (const message of messages) checkBusMessage(message);
     const counts = await this.#partitionCounts([...new Set(messages.map((m) => m.topic))]);
-    await this.#producer.send({
-      messages: messages.map((m) => {
-        const headers: Record<string, string> = { ...m.headers };
-        if (m.notBefore !== undefined) headers[NOT_BEFORE_HEADER] = String(m.notBefore);
-        const partition = this.#partitionOf(m, counts.get(m.topic)!);
-        return m.key === undefined
-          ? { topic: m.topic, value: m.value, headers, partition }
-          : { topic: m.topic, key: m.key, value: m.value, headers, partition };
-      }),
+    const records = messages.map((m) => {
+      const headers: Record<string, string> = { ...m.headers };
+      if (m.notBefore !== undefined) headers[NOT_BEFORE_HEADER] = String(m.notBefore);
+      const partition = this.#partitionOf(m, counts.get(m.topic)!);
+      return m.key === undefined
+        ? { topic: m.topic, value: m.value, headers, partition }
+        : { topic: m.topic, key: m.key, value: m.value, headers, partition };
     });
+    // One after the other (the order of a partition's records is kept), in produce requests that
+    // any topic takes: a record batch is refused whole when it is over the topic's limit.
+    for (const chunk of requestsOf(records, REQUEST_BYTES)) {
+      try {
+        await this.#producer.send({ messages: chunk });
+      } catch (err) {
+        throw publishError(err, chunk, this.settings.maxRecordBytes ?? KAFKA_DEFAULT_MAX_MESSAGE_BYTES);
+      }
+    }
   }
 
   consume(options: ConsumerOptions): ConsumerHandle {

@@ -22,6 +22,13 @@ export interface KafkaSettings {
   replicationFactor?: number;
   /** Topic configs for the topics the bus creates (e.g. `min.insync.replicas`, `retention.ms`). */
   topicConfig?: Record<string, string>;
+  /**
+   * The largest record the platform writes (an event as large as the body limit, in its envelope,
+   * with its headers; default Kafka's own limit). Topics the bus creates take record batches this
+   * large (`max.message.bytes`, unless `topicConfig` says otherwise), and a publish is split into
+   * produce requests no larger.
+   */
+  maxRecordBytes?: number;
   /** A consumer whose process died gives its partitions back after this long (default 10,000 ms). */
   sessionTimeoutMs?: number;
   /**
@@ -31,6 +38,20 @@ export interface KafkaSettings {
   commitIntervalMs?: number;
   /** Connecting and each request give up after this long (default 10,000 ms). */
   requestTimeoutMs?: number;
+}
+
+/** Kafka's default limit on a record batch (broker `message.max.bytes`, topic `max.message.bytes`). */
+export const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+
+/** Room for an event's envelope, its attributes and the records' headers beside its body. */
+const RECORD_OVERHEAD_BYTES = 256 * 1024;
+
+/**
+ * The record limit that lets an event of `maxBodyBytes` through every topic the platform writes
+ * (ingress, egress, retry tiers, DLQs): never below Kafka's default.
+ */
+export function recordLimitFor(maxBodyBytes: number): number {
+  return Math.max(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, maxBodyBytes + RECORD_OVERHEAD_BYTES);
 }
 
 /** The connection options every client of the bus shares. */

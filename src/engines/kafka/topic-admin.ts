@@ -1,7 +1,7 @@
 /**
  * Topic administration on Apache Kafka (or Amazon MSK): topics are created with the partitions
- * asked for, the replication factor and topic configs of the settings; partitions are added, never
- * removed. `ensureTopic` resolves once every partition has a leader, so a publish right after it
+ * asked for, the replication factor and topic configs of the settings (and a record limit that
+ * takes the platform's largest record, `maxRecordBytes`); partitions are added, never removed. `ensureTopic` resolves once every partition has a leader, so a publish right after it
  * succeeds.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,7 +34,7 @@ export class KafkaTopicAdmin implements TopicAdmin {
           topics: [name],
           partitions,
           replicas: await this.#replicationFactor(),
-          configs: Object.entries(this.settings.topicConfig ?? {}).map(([configName, value]) => ({
+          configs: Object.entries(this.#topicConfig()).map(([configName, value]) => ({
             name: configName,
             value,
           })),
@@ -83,6 +83,15 @@ export class KafkaTopicAdmin implements TopicAdmin {
 
   async close(): Promise<void> {
     await this.#admin.close();
+  }
+
+  /** The configs of a topic created here: the settings', with room for the platform's largest record. */
+  #topicConfig(): Record<string, string> {
+    const configs = { ...this.settings.topicConfig };
+    const limit = this.settings.maxRecordBytes;
+    if (limit !== undefined && configs['max.message.bytes'] === undefined)
+      configs['max.message.bytes'] = String(limit);
+    return configs;
   }
 
   /** The settings' factor, or 3 on a cluster of 3 brokers or more (1 below: a development cluster). */
