@@ -2,8 +2,7 @@
  * Each function's IAM statements, exactly: actions and resources as they read once deployed (the
  * template's intrinsics evaluated with an example cluster, region and account). The expectations
  * are written out here, table by table and topic by topic, as the specification of least
- * privilege; `docs/aws.md` ("Permissions") explains them. Every function Queries the subscriptions'
- * indexes: its container lists them at start (`prepareSecretKeys`).
+ * privilege; `docs/aws.md` ("Permissions") explains them.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -343,6 +343,21 @@ describe('API Gateway functions (admin, ingest)', () => {
 });
 
 describe('Kafka functions (processor, dispatcher, scheduler)', () => {
+  test('the processor and the dispatcher reuse their containers between invocations: the same store, bus and components', async () => {
+    for (const [kind, handler] of [
+      ['processor', processorHandler],
+      ['dispatcher', dispatcherHandler],
+    ] as const) {
+      assert.deepEqual(await handler(mskEvent([]), lambdaContext()), { batchItemFailures: [] });
+      const first = await container(kind);
+      assert.deepEqual(await handler(mskEvent([]), lambdaContext()), { batchItemFailures: [] });
+      const second = await container(kind);
+      assert.equal(second, first, kind);
+      assert.equal(second.platform.store, first.platform.store, kind);
+      assert.equal(second.platform.bus, first.platform.bus, kind);
+    }
+  });
+
   test('a processor batch of good, schema-invalid, poison and unwritable records: the exact partial batch response, the egress tasks and the dead letters', async () => {
     const fast = await receiver();
     const good = await subscribeVia(fast, 'created');
