@@ -13,6 +13,18 @@ export interface PlatformProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Node options for the platform alone, not the benchmark's own processes: `BENCH_NODE_OPTIONS` (V8
+ * flags to try), and the CPU profiler for the role named by `BENCH_PROFILE`.
+ */
+function platformNodeOptions(role: string): { NODE_OPTIONS?: string } {
+  const options = [process.env.BENCH_NODE_OPTIONS ?? ''];
+  if (process.env.BENCH_PROFILE && role === process.env.BENCH_PROFILE)
+    options.push(`--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR ?? '/tmp'}`);
+  const joined = options.filter(Boolean).join(' ');
+  return joined ? { NODE_OPTIONS: joined } : {};
+}
+
 /** Starts `webhooks start --role <role>` on a data dir and waits for its banner. */
 export function startPlatformProcess(
   role: string,
@@ -26,9 +38,7 @@ export function startPlatformProcess(
       env: {
         ...process.env,
         ...env,
-        ...(process.env.BENCH_PROFILE && role === process.env.BENCH_PROFILE
-          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR ?? '/tmp'}` }
-          : {}),
+        ...platformNodeOptions(role),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
