@@ -14,6 +14,7 @@ import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { egressTopic, ingressTopic } from '../../src/common/topics.ts';
 import { KafkaBus } from '../../src/engines/kafka/bus.ts';
 import { publishDue } from '../../src/operations/scheduled.ts';
+import { PROCESSOR_RETRY_TOPIC } from '../../src/processor/retry.ts';
 import { handler as adminHandler } from '../../src/runtimes/lambda/admin.ts';
 import { closeContainers, container, lambdaConfig } from '../../src/runtimes/lambda/container.ts';
 import { handler as dispatcherHandler } from '../../src/runtimes/lambda/dispatcher.ts';
@@ -539,6 +540,100 @@ describe('Kafka functions (processor, dispatcher, scheduler)', () => {
     assert.equal(await platform.store.scheduled.count(), keptAgain + 1);
     assert.equal(down.received.length, 1, 'not attempted before it is due');
     assert.equal((await deliveries(b.subscriptionId))[0].status, 'PENDING');
+  });
+
+  test('a processor record that fails transiently (the Partner Info API answering 503) waits in the store, comes back through the retry topic, and is routed', async () => {
+    // A processor container whose partners come from a Partner Info API on loopback, down at first.
+    let down = true;
+    const asked: number[] = [];
+    const partnerApi = createServer((req, res) => {
+      const id = decodeURIComponent(req.url!.split('/').pop()!);
+      asked.push(down ? 503 : 200);
+      if (down) res.writeHead(503).end();
+      else
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ id, name: 'Acme (API)' }));
+    });
+    await new Promise<void>((resolve) => partnerApi.listen(0, '127.0.0.1', resolve));
+    await closeContainers();
+    try {
+      const r = await receiver();
+      const { partnerId } = await subscribeVia(r, 'shipped', {
+        mapping: {
+          rules: [
+            { to: 'order', from: 'orderId' },
+            { to: 'partner', from: '$partner.name' },
+          ],
+        },
+      });
+      await container('processor', {
+        env: {
+          ...process.env,
+          WEBHOOKS_PARTNER_API_URL: `http://127.0.0.1:${(partnerApi.address() as AddressInfo).port}`,
+          WEBHOOKS_PARTNER_API_CACHE_TTL_MS: '0',
+        },
+      });
+      const { platform } = await container('processor');
+      const shipped = { ...orderEvent(), type: 'orders.shipped' };
+      const ingress = record(ingressTopic('orders', 'shipped', 1), 0, 0, JSON.stringify(shipped), {
+        'content-type': 'application/cloudevents+json',
+      });
+      const started = Date.now();
+      // Not a failure of the batch: the record goes to the processor's retry topic, due in 30 s,
+      // which is longer than an invocation waits: it is kept in the store meanwhile.
+      assert.deepEqual(await processorHandler(mskEvent([ingress]), lambdaContext()), {
+        batchItemFailures: [],
+      });
+      assert.deepEqual(asked, [503]);
+      const [kept] = (await platform.store.scheduled.due(started + 60_000, 1000)).filter((k) =>
+        k.message.value.includes(shipped.id),
+      );
+      assert.ok(kept, 'kept in the store');
+      assert.equal(kept.message.topic, PROCESSOR_RETRY_TOPIC);
+      assert.equal(kept.message.headers?.[HEADERS.attempt], '1');
+      assert.match(kept.message.headers?.[HEADERS.lastError] ?? '', /Partner Info API/);
+      assert.ok(
+        kept.dueAt >= started + 25_000 && kept.dueAt <= Date.now() + 35_000,
+        `${kept.dueAt - started} ms`,
+      );
+      const dlq = await admin({
+        method: 'GET',
+        path: '/admin/dlq',
+        query: { stage: 'processor', eventId: shipped.id },
+      });
+      assert.deepEqual(dlq.body.items, []);
+
+      // The API is back; the scheduler publishes the record when due, and its mapping reads it.
+      down = false;
+      await publishDue({
+        scheduled: platform.store.scheduled,
+        publish: (m) => platform.bus.publish(m),
+        clock: () => kept.dueAt + 1,
+      });
+      const [again] = (
+        await readTopic(PROCESSOR_RETRY_TOPIC, (got) => got.some((m) => m.value.includes(shipped.id)))
+      ).filter((m) => m.value.includes(shipped.id));
+      assert.deepEqual(await processorHandler(mskEvent([again!]), lambdaContext()), {
+        batchItemFailures: [],
+      });
+      const [task] = await readTopic(egressTopic(partnerId, 'orders', 'shipped'), 1);
+      assert.deepEqual(JSON.parse(parseDeliveryTask(task!.value).body), {
+        order: shipped.data.orderId,
+        partner: 'Acme (API)',
+      });
+      assert.deepEqual(await dispatcherHandler(mskEvent([task!]), lambdaContext()), {
+        batchItemFailures: [],
+      });
+      const [got] = await r.waitFor(1);
+      assert.equal(got!.verified, true, got!.verifyError);
+      assert.deepEqual(got!.json, { order: shipped.data.orderId, partner: 'Acme (API)' });
+      assert.deepEqual(asked, [503, 200]);
+    } finally {
+      // The other tests' functions read partners from the store again.
+      await closeContainers();
+      partnerApi.close();
+    }
   });
 
   test('a retry due at once (a schedule of 0 s) goes to the due topic, which a mapping reads, not to a retry tier', async () => {
