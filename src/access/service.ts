@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { API_KEY_ROLES, type Principal } from '../common/access.ts';
-import { bearerToken, safeEqual } from '../common/auth.ts';
+import { bearerToken, matchesDigest, safeEqual, secretDigest } from '../common/auth.ts';
 import { ConfigError, NotFoundError, UnauthorizedError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import type { ApiKeyRecord, ApiKeyRole } from '../common/model.ts';
@@ -195,6 +195,7 @@ const UNKNOWN_KEY = 'the bearer token is not valid';
 /** Turns an `Authorization` header into a caller, or throws UnauthorizedError (401). */
 export class Authenticator {
   readonly #deps: AuthenticatorDeps;
+  readonly #adminDigest: Buffer;
   readonly #keys: TtlCache<string, ApiKeyRecord | undefined>;
   readonly #touched = new Map<string, number>();
   readonly #touchEveryMs: number;
@@ -205,6 +206,8 @@ export class Authenticator {
       throw new ConfigError('the admin token is not configured');
     }
     this.#deps = deps;
+    // Hashed once: every request compares its token with it.
+    this.#adminDigest = secretDigest(deps.adminToken);
     this.#keys = new TtlCache({ ttlMs: deps.cacheTtlMs ?? 5_000, maxEntries: 10_000 });
     this.#touchEveryMs = deps.touchEveryMs ?? 60_000;
   }
@@ -212,7 +215,7 @@ export class Authenticator {
   /** The caller named by the header: code `unauthorized` (none), `invalid_token`, `key_revoked`, `key_expired`. */
   async authenticate(authorizationHeader: string | undefined): Promise<Principal> {
     const token = bearerToken(authorizationHeader);
-    if (safeEqual(token, this.#deps.adminToken)) return { kind: 'admin-token', role: 'admin' };
+    if (matchesDigest(token, this.#adminDigest)) return { kind: 'admin-token', role: 'admin' };
     if (!token.startsWith(API_KEY_PREFIX)) throw unauthorized('invalid_token', UNKNOWN_KEY);
     const hash = hashApiKey(token);
     const record = await this.#keys.get(hash, () => this.#deps.apiKeys.findByHash(hash));

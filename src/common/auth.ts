@@ -1,5 +1,5 @@
 /** Admin bearer-token authentication for `/admin/*` and `/events`. Pure: no I/O. */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ConfigError, UnauthorizedError } from './errors.ts';
 
 const ADMIN_TOKEN_PREFIX = 'wha_';
@@ -7,12 +7,22 @@ const ADMIN_TOKEN_BYTES = 32;
 // RFC 6750 allows any whitespace run between the scheme and the token; schemes are case-insensitive (RFC 9110).
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
 
-/** Constant-time equality of two strings (hash both with SHA-256, then timingSafeEqual) — no length leak. */
+/** The SHA-256 of a secret: what a presented value is compared with (`matchesDigest`). */
+export function secretDigest(secret: string): Buffer {
+  return hash('sha256', secret, 'buffer');
+}
+
+/**
+ * Whether `presented` hashes to `digest`, in constant time. Hashing first gives equal-length inputs,
+ * so neither the comparison nor its length check leaks the length.
+ */
+export function matchesDigest(presented: string, digest: Buffer): boolean {
+  return timingSafeEqual(secretDigest(presented), digest);
+}
+
+/** Constant-time equality of two strings (both hashed with SHA-256, then timingSafeEqual) — no length leak. */
 export function safeEqual(a: string, b: string): boolean {
-  // Hashing first gives equal-length inputs, so neither the comparison nor its length check leaks the length.
-  const left = createHash('sha256').update(a, 'utf8').digest();
-  const right = createHash('sha256').update(b, 'utf8').digest();
-  return timingSafeEqual(left, right);
+  return matchesDigest(a, secretDigest(b));
 }
 
 /** The token of an `Authorization: Bearer <token>` header; UnauthorizedError code `unauthorized` when missing or malformed. */

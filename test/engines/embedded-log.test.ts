@@ -219,6 +219,56 @@ describe('embedded log', () => {
     );
   });
 
+  test('publishes of one turn share a transaction: one that fails leaves the others written, stamped with a sequence the log clock holds', async () => {
+    const file = join(dir, 'group.db');
+    const log = new EmbeddedLog(file);
+    await log.ensureTopic('a', { partitions: 2 });
+    await log.ensureTopic('b', { partitions: 1 });
+    const reader = new DatabaseSync(file, { readOnly: true });
+    const clock = () => (reader.prepare('SELECT seq FROM log_clock').get() as { seq: number }).seq;
+    const before = clock();
+    // Same turn: one group transaction. The failing call is in the middle (rolled back alone).
+    const results = await Promise.allSettled([
+      log.publish([{ topic: 'a', key: 'x', value: '1' }]),
+      log.publish([{ topic: 'missing', value: '2' }]),
+      log.publish([
+        { topic: 'a', key: 'y', value: '3' },
+        { topic: 'b', value: '4' },
+      ]),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    const after = clock();
+    assert.ok(after > before, 'the clock moved');
+    const stamps = reader
+      .prepare('SELECT topic, part, seq FROM partition_log ORDER BY topic, part')
+      .all() as Array<{
+      topic: string;
+      seq: number;
+    }>;
+    const written = stamps.filter((s) => s.seq > before);
+    assert.ok(written.length >= 2, JSON.stringify(stamps));
+    // Every partition written is stamped with a sequence no later than the clock: a reader of the
+    // changes since `before` sees them all, and the next transaction's stamps come after.
+    for (const s of written) assert.ok(s.seq <= after, JSON.stringify(stamps));
+    await log.publish([{ topic: 'b', value: '5' }]);
+    const next = reader.prepare("SELECT seq FROM partition_log WHERE topic = 'b'").get() as { seq: number };
+    assert.ok(next.seq > after, 'a later transaction stamps a later sequence');
+    reader.close();
+    const seen: string[] = [];
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['a', 'b'],
+      handler: async (batch) => void seen.push(...batch.map((m) => m.value)),
+    });
+    await waitFor('the messages', () => seen.length >= 4);
+    await consumer.stop();
+    await log.close();
+    assert.deepEqual(seen.sort(), ['1', '3', '4', '5']);
+  });
+
   test('retention deletes records every reading group committed past, and keeps the rest', async () => {
     const log = new EmbeddedLog(join(dir, 'retention.db'), { retentionIntervalMs: 0 });
     await log.ensureTopic('read', { partitions: 1 });

@@ -16,12 +16,33 @@ import { nextSeq, sql } from './schema.ts';
 export type RoundRobin = Map<string, number>;
 
 /**
- * Appends every message or none (an unknown topic fails the whole call with `topic_not_found`);
- * runs inside the caller's write transaction.
+ * What the appends of one write transaction share: the change sequence it stamps (bumped once, when
+ * the transaction begins) and the partition counts of the topics read so far (they cannot change
+ * while it holds the write lock).
  */
-export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRobin: RoundRobin): void {
+export interface AppendTransaction {
+  seq: number;
+  partitions: Map<string, number>;
+}
+
+/** Begins what the appends of a write transaction share (call it inside the transaction). */
+export function appendTransaction(db: DatabaseSync): AppendTransaction {
+  return { seq: nextSeq(db), partitions: new Map() };
+}
+
+/**
+ * Appends every message or none (an unknown topic fails the whole call with `topic_not_found`);
+ * runs inside the caller's write transaction (`shared`: what it shares with the other appends of
+ * that transaction; without it, this call bumps the sequence itself).
+ */
+export function appendMessages(
+  db: DatabaseSync,
+  messages: BusMessage[],
+  roundRobin: RoundRobin,
+  shared?: AppendTransaction,
+): void {
   const now = Date.now();
-  const partitionsOf = new Map<string, number>();
+  const partitionsOf = shared?.partitions ?? new Map<string, number>();
   const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
   for (const message of messages) {
     checkBusMessage(message);
@@ -39,7 +60,7 @@ export function appendMessages(db: DatabaseSync, messages: BusMessage[], roundRo
     }
     group.messages.push(message);
   }
-  const seq = nextSeq(db);
+  const seq = shared?.seq ?? nextSeq(db);
   const reserve = sql(
     db,
     `INSERT INTO partition_log (topic, part, next_offset, seq) VALUES (?, ?, ?, ?)

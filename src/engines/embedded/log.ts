@@ -57,7 +57,7 @@ import type {
 } from '../../common/ports/bus.ts';
 import { atomically } from '../sqlite/database.ts';
 import { GroupCommit } from '../sqlite/group-commit.ts';
-import { appendMessages, type RoundRobin } from './appender.ts';
+import { type AppendTransaction, appendMessages, appendTransaction, type RoundRobin } from './appender.ts';
 import { type ConsumerTuning, EmbeddedConsumer } from './consumer.ts';
 import { DEFAULT_UNREAD_MAX_AGE_MS, deleteConsumedRecords } from './retention.ts';
 import { EmbeddedTopicAdmin } from './topic-admin.ts';
@@ -120,6 +120,8 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   readonly #roundRobin: RoundRobin = new Map();
   /** Appends of one turn (or window) share a transaction. */
   readonly #appends: GroupCommit;
+  /** What the appends of the group transaction under way share (set as it begins). */
+  #transaction: AppendTransaction | undefined;
   readonly #consumers = new Set<EmbeddedConsumer>();
   readonly #retentionMs: number;
   readonly #unreadRetentionMs: number;
@@ -143,7 +145,12 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     // Consumers hear of appends once they are committed (readable), before the flush to disk: what a
     // consumer writes in turn is acknowledged only after its own flush, which covers these records too
     // (one WAL), so nothing read early can outlive what it was read from.
-    this.#appends = new GroupCommit(this.db, { onCommit: () => this.#announce('append') });
+    this.#appends = new GroupCommit(this.db, {
+      onBegin: () => {
+        this.#transaction = appendTransaction(this.db);
+      },
+      onCommit: () => this.#announce('append'),
+    });
     this.#retentionMs = options.retentionIntervalMs ?? 1000;
     this.#unreadRetentionMs = options.unreadRetentionMs ?? DEFAULT_UNREAD_MAX_AGE_MS;
     this.#onError = options.onError;
@@ -159,7 +166,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     if (messages.length === 0) return;
     // One WAL for every topic and every offset: `ordered` appends need no flush of their own.
     await this.#appends.run(
-      () => atomically(this.db, () => appendMessages(this.db, messages, this.#roundRobin)),
+      () => atomically(this.db, () => appendMessages(this.db, messages, this.#roundRobin, this.#transaction)),
       {
         durable: options.ordered !== true,
       },

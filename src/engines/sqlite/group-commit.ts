@@ -35,6 +35,8 @@ interface Pending {
 }
 
 export interface GroupCommitOptions {
+  /** Called after each BEGIN, before the operations run (outside their savepoints: never rolled back alone). */
+  onBegin?: () => void;
   /** Called after each COMMIT, before the flush: the writes are visible to other connections now. */
   onCommit?: () => void;
   /** How long the first queued operation waits for others to join it (ms). */
@@ -65,6 +67,7 @@ export class GroupCommit {
   #immediate: NodeJS.Immediate | undefined;
   /** When the current wait for the write lock began (0: not waiting). */
   #busySince = 0;
+  readonly #onBegin: (() => void) | undefined;
   readonly #onCommit: (() => void) | undefined;
   /** When the last transaction was begun (on the clock `now`). */
   #lastFlushAt = Number.NEGATIVE_INFINITY;
@@ -79,6 +82,7 @@ export class GroupCommit {
     this.#rollback = db.prepare('ROLLBACK');
     this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
+    this.#onBegin = options.onBegin;
     this.#onCommit = options.onCommit;
     this.#now = options.now ?? (() => performance.now());
   }
@@ -167,6 +171,13 @@ export class GroupCommit {
     this.#lastFlushAt = this.#now();
     const batch = this.#queue.splice(0, MAX_OPERATIONS);
     if (this.#queue.length > 0 && !wait) this.#flushSoon();
+    try {
+      this.#onBegin?.();
+    } catch (err) {
+      if (this.#db.isTransaction) this.#rollback.run();
+      this.#settleAll(batch, err);
+      return;
+    }
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     for (const p of batch) {
       try {
