@@ -97,7 +97,7 @@ describe('the Kafka bus on a real broker', () => {
       await plainBus.ensureTopic(tight, { partitions: 1 });
       const sizes = [2_000_000, 300_000, 2_000_000, ...Array.from({ length: 10 }, () => 300_000)];
       const values = sizes.map((size, i) => `${i}:`.padEnd(size, 'x'));
-      // 9 MB in one publish to one partition: more than any one record batch may hold.
+      // 7.3 MB in one publish to one partition: more than any one record batch may hold.
       await roomyBus.publish(values.map((value) => ({ topic: roomy, key: 'k', value })));
       // Ten records of 300 KB (3 MB) to a topic of the default limit pass, cut into requests.
       await plainBus.publish(values.slice(3).map((value) => ({ topic: tight, key: 'k', value })));

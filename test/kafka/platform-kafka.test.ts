@@ -159,6 +159,17 @@ describe('the platform on Kafka with producers outside it', () => {
     assert.equal(refused.status, 503, JSON.stringify(refused.body));
     assert.equal(refused.body.error.code, 'record_too_large');
     assert.match(refused.body.error.message, /max\.message\.bytes/);
+    // An event within the body limit that grows past the topics' limit once written out again
+    // (`1e20` is 21 digits in its envelope): refused for good, 413.
+    const grows = orderEvent({ n: [] });
+    const text = JSON.stringify(grows).replace('"n":[]', `"n":[${Array(200_000).fill('1e20').join(',')}]`);
+    assert.ok(text.length <= 1024 * 1024);
+    const tooBig = await server.request('POST', '/events', undefined, {
+      raw: text,
+      headers: { 'content-type': 'application/cloudevents+json' },
+    });
+    assert.equal(tooBig.status, 413, JSON.stringify(tooBig.body));
+    assert.equal(tooBig.body.error.code, 'record_too_large');
     // Processing: the egress topic of one partner refuses the task. The record is tried again with
     // backoff (the topic may be mended meanwhile), then dead-lettered, and its partition moves on.
     const tight = await startReceiver();

@@ -14,7 +14,7 @@
  * consumer whose prefixes match a new topic joins its group again with it.
  */
 import { Producer, stringSerializers } from '@platformatic/kafka';
-import { TransientError } from '../../common/errors.ts';
+import { PayloadTooLargeError, TransientError } from '../../common/errors.ts';
 import {
   type Bus,
   type BusMessage,
@@ -25,7 +25,12 @@ import {
   topicNotFound,
 } from '../../common/ports/bus.ts';
 import { partitionForKey } from '../embedded/partitioner.ts';
-import { clientOptions, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, type KafkaSettings } from './connection.ts';
+import {
+  clientOptions,
+  KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+  type KafkaSettings,
+  recordLimitOf,
+} from './connection.ts';
 import { KafkaConsumer } from './consumer.ts';
 import { describeKafkaError, hasErrorCode } from './errors.ts';
 import { NOT_BEFORE_HEADER } from './headers.ts';
@@ -41,12 +46,8 @@ export interface KafkaBusOptions {
 /** How long `connect()` waits for the cluster to answer at start (ms): a start fails well within 30 s. */
 const CONNECT_DEADLINE_MS = 25_000;
 
-/**
- * The most one produce request carries (bytes of keys, values and headers): under Kafka's default
- * limit on a record batch, so that topics created with that default take it too. A record larger
- * than this goes alone (topics the platform creates take the largest it writes).
- */
-const REQUEST_BYTES = KAFKA_DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024;
+/** Room left in a produce request for the record batch's own header and the records' length fields. */
+const BATCH_MARGIN_BYTES = 64 * 1024;
 
 interface OutgoingRecord {
   topic: string;
@@ -54,48 +55,49 @@ interface OutgoingRecord {
   value: string;
   headers: Record<string, string>;
   partition: number;
+  /** Its size on the wire, near enough (its length fields and the batch's header aside). */
+  bytes: number;
 }
 
-/** The record's size on the wire, near enough (its length fields and the batch's header aside). */
-function recordBytes(r: OutgoingRecord): number {
-  let bytes = 32 + Buffer.byteLength(r.value) + (r.key === undefined ? 0 : Buffer.byteLength(r.key));
-  for (const name in r.headers) bytes += name.length + Buffer.byteLength(r.headers[name]!) + 8;
+function recordBytes(value: string, key: string | undefined, headers: Record<string, string>): number {
+  let bytes = 32 + Buffer.byteLength(value) + (key === undefined ? 0 : Buffer.byteLength(key));
+  for (const name in headers) bytes += name.length + Buffer.byteLength(headers[name]!) + 8;
   return bytes;
 }
 
 /** The records in order, cut into runs of at most `limit` bytes (a larger record alone). */
-export function requestsOf<T extends OutgoingRecord>(records: T[], limit: number): T[][] {
+export function requestsOf<T extends { bytes: number }>(records: T[], limit: number): T[][] {
   const requests: T[][] = [];
   let current: T[] = [];
   let bytes = 0;
   for (const record of records) {
-    const size = recordBytes(record);
-    if (current.length > 0 && bytes + size > limit) {
+    if (current.length > 0 && bytes + record.bytes > limit) {
       requests.push(current);
       current = [];
       bytes = 0;
     }
     current.push(record);
-    bytes += size;
+    bytes += record.bytes;
   }
   if (current.length > 0) requests.push(current);
   return requests;
 }
 
 /**
- * Why a produce request failed, as the platform's error: transient (503 at ingest; a stage's record
- * is redelivered with backoff, then dead-lettered), since the cluster may take the records later — a
- * record the topic refuses as too large too, once its limit is raised: the client is not at fault
- * (its event is within the body limit), and the message says what the topic needs.
+ * Why a produce request failed, as the platform's error. Transient (503 at ingest; a stage's record
+ * is redelivered with backoff, then dead-lettered): the cluster may take the records later. That
+ * holds for a record the topic refuses as too large, too: the record is within the limit the
+ * platform creates its topics with (larger ones are refused before they are sent), so the topic was
+ * made before, or by hand, and takes it once its limit is raised; the message says to what.
  */
 function publishError(err: unknown, records: OutgoingRecord[], limit: number): TransientError {
   if (hasErrorCode(err, 'MESSAGE_TOO_LARGE') || hasErrorCode(err, 'RECORD_LIST_TOO_LARGE')) {
-    const largest = records.reduce((a, b) => (recordBytes(b) > recordBytes(a) ? b : a));
+    const largest = records.reduce((a, b) => (b.bytes > a.bytes ? b : a));
     return new TransientError(
       'record_too_large',
-      `a record of ${recordBytes(largest)} bytes for topic ${largest.topic} is over what the topic takes ` +
+      `a record of ${largest.bytes} bytes for topic ${largest.topic} is over what the topic takes ` +
         `(its max.message.bytes): the platform creates its topics with ${limit}; a topic created before, ` +
-        'or by hand, needs at least that much',
+        'or by hand, needs that much',
       { cause: err },
     );
   }
@@ -161,21 +163,38 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
     if (messages.length === 0) return;
     for (const message of messages) checkBusMessage(message);
     const counts = await this.#partitionCounts([...new Set(messages.map((m) => m.topic))]);
-    const records = messages.map((m) => {
+    const records: OutgoingRecord[] = messages.map((m) => {
       const headers: Record<string, string> = { ...m.headers };
       if (m.notBefore !== undefined) headers[NOT_BEFORE_HEADER] = String(m.notBefore);
       const partition = this.#partitionOf(m, counts.get(m.topic)!);
+      const bytes = recordBytes(m.value, m.key, headers);
       return m.key === undefined
-        ? { topic: m.topic, value: m.value, headers, partition }
-        : { topic: m.topic, key: m.key, value: m.value, headers, partition };
+        ? { topic: m.topic, value: m.value, headers, partition, bytes }
+        : { topic: m.topic, key: m.key, value: m.value, headers, partition, bytes };
     });
-    // One after the other (the order of a partition's records is kept), in produce requests that
-    // any topic takes: a record batch is refused whole when it is over the topic's limit.
-    for (const chunk of requestsOf(records, REQUEST_BYTES)) {
+    // Larger than any topic of the platform takes: refused for good, before anything is sent (an
+    // event within the body limit can still grow this much once written out again: `1e20` is 21
+    // digits in its envelope).
+    const limit = recordLimitOf(this.settings);
+    const oversized = records.find((r) => r.bytes > limit);
+    if (oversized) {
+      throw new PayloadTooLargeError(
+        'record_too_large',
+        `the record for topic ${oversized.topic} would be ${oversized.bytes} bytes, over the ${limit} bytes ` +
+          "the platform's topics take (max.message.bytes)",
+        { details: [{ field: 'body', message: `at most ${limit} bytes once in its record` }] },
+      );
+    }
+    // One after the other (the order of a partition's records is kept), in produce requests the
+    // topics take whole: a record batch over a topic's limit is refused whole. (A request that fails
+    // after others went through leaves those written: a publish is at least once on Kafka, and the
+    // repeat of a redelivery is absorbed downstream by event ids and the dispatcher's ledger.)
+    const requestBytes = Math.min(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, limit) - BATCH_MARGIN_BYTES;
+    for (const chunk of requestsOf(records, requestBytes)) {
       try {
-        await this.#producer.send({ messages: chunk });
+        await this.#producer.send({ messages: chunk.map(({ bytes: _, ...record }) => record) });
       } catch (err) {
-        throw publishError(err, chunk, this.settings.maxRecordBytes ?? KAFKA_DEFAULT_MAX_MESSAGE_BYTES);
+        throw publishError(err, chunk, limit);
       }
     }
   }

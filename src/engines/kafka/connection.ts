@@ -54,6 +54,16 @@ export function recordLimitFor(maxBodyBytes: number): number {
   return Math.max(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, maxBodyBytes + RECORD_OVERHEAD_BYTES);
 }
 
+/**
+ * The most a record may be on the topics the bus creates: their `max.message.bytes` — the one of
+ * `topicConfig` when it says, else `maxRecordBytes`, else Kafka's default.
+ */
+export function recordLimitOf(settings: KafkaSettings): number {
+  const configured = Number(settings.topicConfig?.['max.message.bytes']);
+  if (Number.isInteger(configured) && configured > 0) return configured;
+  return settings.maxRecordBytes ?? KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+}
+
 /** The connection options every client of the bus shares. */
 export function clientOptions(settings: KafkaSettings, role: string) {
   const timeout = settings.requestTimeoutMs ?? 10_000;
