@@ -16,7 +16,11 @@ export function ingestRoutes(ingest: EventIngest): Route[] {
         '202': 'accepted',
         '400': 'not a valid CloudEvent',
         '403': 'a publisher key publishing a source (or type) it does not have',
+        '413':
+          'the body is over the size limit, or an event is larger than the log takes once in its record (`record_too_large`, Kafka)',
         '422': 'no ACTIVE schema for the event type',
+        '503':
+          'the event log did not take it (`bus_unavailable`, or a topic made with a smaller record limit: `record_too_large`); send it again',
       },
       handler: async (req) => {
         const accepted = await ingest.ingest(
