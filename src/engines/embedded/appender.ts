@@ -32,17 +32,17 @@ export function appendTransaction(db: DatabaseSync): AppendTransaction {
 
 /**
  * Appends every message or none (an unknown topic fails the whole call with `topic_not_found`);
- * runs inside the caller's write transaction (`shared`: what it shares with the other appends of
- * that transaction; without it, this call bumps the sequence itself).
+ * runs inside the caller's write transaction, with what it shares with that transaction's other
+ * appends (`appendTransaction`).
  */
 export function appendMessages(
   db: DatabaseSync,
   messages: BusMessage[],
   roundRobin: RoundRobin,
-  shared?: AppendTransaction,
+  transaction: AppendTransaction,
 ): void {
   const now = Date.now();
-  const partitionsOf = shared?.partitions ?? new Map<string, number>();
+  const partitionsOf = transaction.partitions;
   const byPartition = new Map<string, { topic: string; part: number; messages: BusMessage[] }>();
   for (const message of messages) {
     checkBusMessage(message);
@@ -60,7 +60,7 @@ export function appendMessages(
     }
     group.messages.push(message);
   }
-  const seq = shared?.seq ?? nextSeq(db);
+  const { seq } = transaction;
   const reserve = sql(
     db,
     `INSERT INTO partition_log (topic, part, next_offset, seq) VALUES (?, ?, ?, ?)

@@ -120,7 +120,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
   readonly #roundRobin: RoundRobin = new Map();
   /** Appends of one turn (or window) share a transaction. */
   readonly #appends: GroupCommit;
-  /** What the appends of the group transaction under way share (set as it begins). */
+  /** What the appends of the group transaction under way share (set as it begins, before they run). */
   #transaction: AppendTransaction | undefined;
   readonly #consumers = new Set<EmbeddedConsumer>();
   readonly #retentionMs: number;
@@ -166,7 +166,8 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
     if (messages.length === 0) return;
     // One WAL for every topic and every offset: `ordered` appends need no flush of their own.
     await this.#appends.run(
-      () => atomically(this.db, () => appendMessages(this.db, messages, this.#roundRobin, this.#transaction)),
+      () =>
+        atomically(this.db, () => appendMessages(this.db, messages, this.#roundRobin, this.#transaction!)),
       {
         durable: options.ordered !== true,
       },

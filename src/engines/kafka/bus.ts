@@ -55,30 +55,29 @@ interface OutgoingRecord {
   value: string;
   headers: Record<string, string>;
   partition: number;
-  /** Its size on the wire, near enough (its length fields and the batch's header aside). */
-  bytes: number;
 }
 
-function recordBytes(value: string, key: string | undefined, headers: Record<string, string>): number {
-  let bytes = 32 + Buffer.byteLength(value) + (key === undefined ? 0 : Buffer.byteLength(key));
-  for (const name in headers) bytes += name.length + Buffer.byteLength(headers[name]!) + 8;
+/** The record's size on the wire, near enough (its length fields and the batch's header aside). */
+function recordBytes(r: OutgoingRecord): number {
+  let bytes = 32 + Buffer.byteLength(r.value) + (r.key === undefined ? 0 : Buffer.byteLength(r.key));
+  for (const name in r.headers) bytes += name.length + Buffer.byteLength(r.headers[name]!) + 8;
   return bytes;
 }
 
-/** The records in order, cut into runs of at most `limit` bytes (a larger record alone). */
-export function requestsOf<T extends { bytes: number }>(records: T[], limit: number): T[][] {
+/** The records in order, cut into runs of at most `limit` bytes (`sizes[i]` is record i's; a larger record alone). */
+function requestsOf<T>(records: T[], sizes: number[], limit: number): T[][] {
   const requests: T[][] = [];
   let current: T[] = [];
   let bytes = 0;
-  for (const record of records) {
-    if (current.length > 0 && bytes + record.bytes > limit) {
+  records.forEach((record, i) => {
+    if (current.length > 0 && bytes + sizes[i]! > limit) {
       requests.push(current);
       current = [];
       bytes = 0;
     }
     current.push(record);
-    bytes += record.bytes;
-  }
+    bytes += sizes[i]!;
+  });
   if (current.length > 0) requests.push(current);
   return requests;
 }
@@ -92,10 +91,10 @@ export function requestsOf<T extends { bytes: number }>(records: T[], limit: num
  */
 function publishError(err: unknown, records: OutgoingRecord[], limit: number): TransientError {
   if (hasErrorCode(err, 'MESSAGE_TOO_LARGE') || hasErrorCode(err, 'RECORD_LIST_TOO_LARGE')) {
-    const largest = records.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+    const largest = records.reduce((a, b) => (recordBytes(b) > recordBytes(a) ? b : a));
     return new TransientError(
       'record_too_large',
-      `a record of ${largest.bytes} bytes for topic ${largest.topic} is over what the topic takes ` +
+      `a record of ${recordBytes(largest)} bytes for topic ${largest.topic} is over what the topic takes ` +
         `(its max.message.bytes): the platform creates its topics with ${limit}; a topic created before, ` +
         'or by hand, needs that much',
       { cause: err },
@@ -167,20 +166,20 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
       const headers: Record<string, string> = { ...m.headers };
       if (m.notBefore !== undefined) headers[NOT_BEFORE_HEADER] = String(m.notBefore);
       const partition = this.#partitionOf(m, counts.get(m.topic)!);
-      const bytes = recordBytes(m.value, m.key, headers);
       return m.key === undefined
-        ? { topic: m.topic, value: m.value, headers, partition, bytes }
-        : { topic: m.topic, key: m.key, value: m.value, headers, partition, bytes };
+        ? { topic: m.topic, value: m.value, headers, partition }
+        : { topic: m.topic, key: m.key, value: m.value, headers, partition };
     });
+    const sizes = records.map(recordBytes);
     // Larger than any topic of the platform takes: refused for good, before anything is sent (an
     // event within the body limit can still grow this much once written out again: `1e20` is 21
     // digits in its envelope).
     const limit = recordLimitOf(this.settings);
-    const oversized = records.find((r) => r.bytes > limit);
-    if (oversized) {
+    const oversized = sizes.findIndex((size) => size > limit);
+    if (oversized !== -1) {
       throw new PayloadTooLargeError(
         'record_too_large',
-        `the record for topic ${oversized.topic} would be ${oversized.bytes} bytes, over the ${limit} bytes ` +
+        `the record for topic ${records[oversized]!.topic} would be ${sizes[oversized]} bytes, over the ${limit} bytes ` +
           "the platform's topics take (max.message.bytes)",
         { details: [{ field: 'body', message: `at most ${limit} bytes once in its record` }] },
       );
@@ -190,9 +189,9 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
     // after others went through leaves those written: a publish is at least once on Kafka, and the
     // repeat of a redelivery is absorbed downstream by event ids and the dispatcher's ledger.)
     const requestBytes = Math.min(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, limit) - BATCH_MARGIN_BYTES;
-    for (const chunk of requestsOf(records, requestBytes)) {
+    for (const chunk of requestsOf(records, sizes, requestBytes)) {
       try {
-        await this.#producer.send({ messages: chunk.map(({ bytes: _, ...record }) => record) });
+        await this.#producer.send({ messages: chunk });
       } catch (err) {
         throw publishError(err, chunk, limit);
       }

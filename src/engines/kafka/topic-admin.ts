@@ -1,8 +1,8 @@
 /**
  * Topic administration on Apache Kafka (or Amazon MSK): topics are created with the partitions
  * asked for, the replication factor and topic configs of the settings (and a record limit that
- * takes the platform's largest record, `maxRecordBytes`); partitions are added, never removed. `ensureTopic` resolves once every partition has a leader, so a publish right after it
- * succeeds.
+ * takes the platform's largest record, `maxRecordBytes`); partitions are added, never removed.
+ * `ensureTopic` resolves once every partition has a leader, so a publish right after it succeeds.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin } from '@platformatic/kafka';
@@ -87,11 +87,11 @@ export class KafkaTopicAdmin implements TopicAdmin {
 
   /** The configs of a topic created here: the settings', with room for the platform's largest record. */
   #topicConfig(): Record<string, string> {
-    const configs = { ...this.settings.topicConfig };
-    const limit = this.settings.maxRecordBytes;
-    if (limit !== undefined && configs['max.message.bytes'] === undefined)
-      configs['max.message.bytes'] = String(limit);
-    return configs;
+    const { maxRecordBytes, topicConfig } = this.settings;
+    // The settings' own max.message.bytes, when they have one, wins.
+    return maxRecordBytes === undefined
+      ? { ...topicConfig }
+      : { 'max.message.bytes': String(maxRecordBytes), ...topicConfig };
   }
 
   /** The settings' factor, or 3 on a cluster of 3 brokers or more (1 below: a development cluster). */
