@@ -22,8 +22,12 @@ const trimmed = new Promise<HeapTrim>((resolve) => {
 const tick = () => new Promise((r) => setTimeout(r, 50));
 let garbage: Array<{ n: number; s: string }> | undefined = [];
 for (let i = 0; i < 3_000_000; i++) garbage.push({ n: i, s: `v${i}` });
+const built = v8.getHeapStatistics().total_heap_size;
 await tick(); // sampled while the heap is at its highest
-const heapBefore = v8.getHeapStatistics().total_heap_size;
+// Read after the wait, so the objects are certainly alive across it: twice in CI runs the heap read
+// here was far below what they hold (8 and 141 MB against ~350), as if they had been collected.
+if (garbage.length !== 3_000_000) throw new Error('the objects are gone');
+const heapBefore = Math.max(built, v8.getHeapStatistics().total_heap_size);
 garbage = undefined;
 gc({ type: 'major', execution: 'sync' }); // V8's own kind of collection: the pages stay
 const rssAfterGc = process.memoryUsage.rss();
