@@ -378,6 +378,94 @@ describe('durability', () => {
     db.close();
   });
 
+  test('with untilIdle, gathering writes commit on the first turn that brings no more, not when the window ends', async () => {
+    const db = openDatabase(join(dir, 'until-idle.db'), ['CREATE TABLE t (n INTEGER)'], {
+      durability: 'relaxed',
+    });
+    const other = openDatabase(join(dir, 'until-idle.db'), ['CREATE TABLE t (n INTEGER)']);
+    const committed = other.prepare('SELECT count(*) AS n FROM t');
+    const insert = db.prepare('INSERT INTO t (n) VALUES (?)');
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    /** Resolves with `work` if it settles within `turns` event-loop turns, else rejects. */
+    const within = async <T>(work: Promise<T>, turns: number): Promise<T> => {
+      let done = false;
+      const result = work.finally(() => {
+        done = true;
+      });
+      for (let i = 0; i < turns && !done; i++) await turn();
+      if (!done) throw new Error(`not settled within ${turns} turns`);
+      return result;
+    };
+    /** A group whose window never ends within the test, and whose clock says the load is high. */
+    const loaded = (untilIdle: boolean) => {
+      let clock = 0;
+      const commits: number[] = [];
+      const group = new GroupCommit(db, {
+        windowMs: 600_000,
+        untilIdle,
+        now: () => clock,
+        onCommit: () => commits.push(Number(committed.get()!.n)),
+      });
+      return {
+        group,
+        commits,
+        /** 200 writes in the first 100 ms of the clock: from then on writes gather for the window. */
+        async warm() {
+          await Promise.all(Array.from({ length: 200 }, (_, i) => group.run(() => insert.run(i))));
+          clock = 100;
+        },
+      };
+    };
+
+    // Without untilIdle: queued writes wait for the window, turn after turn.
+    const plain = loaded(false);
+    await plain.warm();
+    const before = plain.commits.length;
+    let settled = 0;
+    const waiting = Array.from({ length: 20 }, (_, i) =>
+      plain.group.run(() => insert.run(i)).then(() => settled++),
+    );
+    for (let i = 0; i < 20; i++) await turn();
+    assert.equal(settled, 0, 'committed before the window ended');
+    plain.group.drain();
+    await Promise.all(waiting);
+    assert.equal(plain.commits.length, before + 1);
+
+    // With it: writes that keep coming over several turns gather into one commit, made on the first
+    // turn that brings none.
+    const idle = loaded(true);
+    try {
+      await idle.warm();
+      const start = Number(committed.get()!.n);
+      const commitsBefore = idle.commits.length;
+      const writes: Array<Promise<unknown>> = [];
+      for (let t = 0; t < 5; t++) {
+        for (let i = 0; i < 10; i++) writes.push(idle.group.run(() => insert.run(i)));
+        await turn();
+      }
+      await within(Promise.all(writes), 3);
+      assert.deepEqual(
+        idle.commits.slice(commitsBefore),
+        [start + 50],
+        'one commit for the 50 writes of five turns',
+      );
+      // A closed loop: 8 writers, each writing again once its last write is committed — 40 rounds.
+      await within(
+        Promise.all(
+          Array.from({ length: 8 }, async (_, w) => {
+            for (let r = 0; r < 40; r++) await idle.group.run(() => insert.run(w));
+          }),
+        ),
+        1000,
+      );
+      assert.equal(Number(committed.get()!.n), start + 50 + 320);
+    } finally {
+      idle.group.drain(); // a failed check leaves no timer running
+    }
+    db.close();
+    other.close();
+  });
+
   test('commits never fsync inside COMMIT (synchronous = NORMAL); relaxed durability has no flusher at all', () => {
     const durable = openDatabase(join(dir, 'sync-fsync.db'), [], { durability: 'fsync' });
     const relaxed = openDatabase(join(dir, 'sync-relaxed.db'), [], { durability: 'relaxed' });

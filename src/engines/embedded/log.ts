@@ -150,6 +150,9 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
         this.#transaction = appendTransaction(this.db);
       },
       onCommit: () => this.#announce('append'),
+      // Producers wait for their append before sending the next (a request is answered once its
+      // event is durable): a window waited out with every one of them queued is only delay.
+      untilIdle: true,
     });
     this.#retentionMs = options.retentionIntervalMs ?? 1000;
     this.#unreadRetentionMs = options.unreadRetentionMs ?? DEFAULT_UNREAD_MAX_AGE_MS;

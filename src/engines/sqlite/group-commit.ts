@@ -11,7 +11,11 @@
  * are committed at the end of the turn: a lone write — the ledger claim on the delivery path of one
  * event, the append of one `POST /events` — does not wait 3 ms for company that is not coming. Under
  * load, operations gather until the window since the last commit has passed, so commits stay few
- * and big (and so do their fsyncs).
+ * and big (and so do their fsyncs). With `untilIdle` (the embedded log's appends) they gather only
+ * while they keep coming: the first event-loop turn that brings none commits. Producers answered
+ * once their write is durable (32 clients each waiting for its 202) are all in the queue long
+ * before the window ends, and waiting it out capped them at 32 per 3 ms: one event per request at
+ * concurrency 32 went from 9,300–10,600/s to 11,500–12,900/s (api role alone, alternating runs).
  *
  * Every operation must be atomic on its own (one statement, its own SAVEPOINT, or steps that take
  * themselves back on failure), so one failing
@@ -45,6 +49,13 @@ export interface GroupCommitOptions {
   busyTimeoutMs?: number;
   /** The clock the arrival rate is measured with (ms); tests set the pace with it. */
   now?: () => number;
+  /**
+   * While gathering, commit as soon as an event-loop turn passes without a new operation, instead of
+   * always waiting out the window: for writers that wait for their commit before writing again
+   * (requests answered once their append is durable), where the window would be waited out with
+   * every writer already in the queue.
+   */
+  untilIdle?: boolean;
 }
 
 const DEFAULT_WINDOW_MS = 3;
@@ -65,6 +76,10 @@ export class GroupCommit {
   #queue: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
+  readonly #untilIdle: boolean;
+  /** The check, once per turn while gathering, whether the queue still grows (`untilIdle`). */
+  #idleCheck: NodeJS.Immediate | undefined;
+  #seen = 0;
   /** When the current wait for the write lock began (0: not waiting). */
   #busySince = 0;
   readonly #onBegin: (() => void) | undefined;
@@ -85,6 +100,7 @@ export class GroupCommit {
     this.#onBegin = options.onBegin;
     this.#onCommit = options.onCommit;
     this.#now = options.now ?? (() => performance.now());
+    this.#untilIdle = options.untilIdle === true;
   }
 
   /**
@@ -108,7 +124,10 @@ export class GroupCommit {
       else if (this.#timer === undefined && this.#immediate === undefined) {
         const wait = gathering ? this.#lastFlushAt + this.#windowMs - now : 0;
         if (wait <= 0) this.#flushSoon();
-        else this.#timer = setTimeout(() => this.#flush(), wait);
+        else {
+          this.#timer = setTimeout(() => this.#flush(), wait);
+          if (this.#untilIdle) this.#watchIdle();
+        }
       }
     });
   }
@@ -131,10 +150,23 @@ export class GroupCommit {
   drain(): void {
     clearTimeout(this.#timer);
     clearImmediate(this.#immediate);
+    clearImmediate(this.#idleCheck);
     this.#timer = undefined;
     this.#immediate = undefined;
+    this.#idleCheck = undefined;
     this.#busySince = 0;
     while (this.#queue.length > 0 && this.#db.isOpen) this.#flush(true);
+  }
+
+  /** Commits at the end of the first turn in which the queue did not grow (`untilIdle`). */
+  #watchIdle(): void {
+    this.#seen = this.#queue.length;
+    this.#idleCheck = setImmediate(() => {
+      this.#idleCheck = undefined;
+      if (this.#timer === undefined) return;
+      if (this.#queue.length > this.#seen) this.#watchIdle();
+      else this.#flush();
+    });
   }
 
   #flushSoon(): void {
@@ -145,6 +177,9 @@ export class GroupCommit {
   }
 
   #flush(wait = false): void {
+    clearTimeout(this.#timer);
+    clearImmediate(this.#idleCheck);
+    this.#idleCheck = undefined;
     this.#timer = undefined;
     this.#immediate = undefined;
     if (this.#queue.length === 0) return;
