@@ -78,13 +78,20 @@ export class Operations {
     return found.next ? { items, next: found.next } : { items };
   }
 
-  /** What is held for a PAUSED subscription, oldest first (the first `limit`, up to 1,000). */
+  /**
+   * What is held for a PAUSED subscription, oldest first: the first `limit` (up to 1,000), fewer
+   * when they are large (a list ends after MAX_PAGE_BYTES of tasks), and how many are held in all.
+   */
   async held(
     subscriptionId: string,
     page: PageRequest,
-  ): Promise<{ items: Array<{ id: string; heldAt: string; deliveryId?: string; eventId?: string }> }> {
+  ): Promise<{
+    items: Array<{ id: string; heldAt: string; deliveryId?: string; eventId?: string }>;
+    total: number;
+  }> {
     const tasks = await this.#deps.heldTasks.list(subscriptionId, page.limit ?? 100);
     return {
+      total: await this.#deps.heldTasks.count(subscriptionId),
       items: tasks.map((t) => {
         const task = deliveryTaskFields(t.value);
         return {
@@ -173,7 +180,7 @@ export class Operations {
           tasks.map((t) => t.id),
         );
         released += tasks.length;
-        if (tasks.length < REDRIVE_BATCH) break;
+        // A short list is not the last: lists of large tasks end after MAX_PAGE_BYTES.
       }
     } finally {
       this.#releasing.delete(subscriptionId);

@@ -1,7 +1,7 @@
 /** Conformance of `store.heldTasks` (`held_task`), for every engine. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { HeldTask } from '../../src/common/ports/store.ts';
+import { type HeldTask, MAX_PAGE_BYTES } from '../../src/common/ports/store.ts';
 import { testId } from '../support/fixtures.ts';
 import type { StoreContext } from './store-support.ts';
 
@@ -48,6 +48,33 @@ export function describeHeldTasks(ctx: StoreContext): void {
         (await held().list(sub, 2)).map((t) => t.id),
         tasks.slice(0, 2).map((t) => t.id),
       );
+    });
+
+    test('a list ends with the task that passes MAX_PAGE_BYTES of values (a release never reads 500 large tasks at once)', async () => {
+      const sub = testId('sub-held-large-');
+      const value = JSON.stringify({ blob: 'x'.repeat(900 * 1024) });
+      const tasks = [
+        heldTask(sub, { value }),
+        heldTask(sub, { value }),
+        heldTask(sub, { value }),
+        heldTask(sub, { value }),
+      ];
+      for (const t of tasks) await held().hold(t);
+      assert.equal(MAX_PAGE_BYTES, 2 * 1024 * 1024);
+      assert.deepEqual(
+        (await held().list(sub, 10)).map((t) => t.id),
+        tasks.slice(0, 3).map((t) => t.id),
+      );
+      assert.deepEqual(
+        (await held().list(sub, 2)).map((t) => t.id),
+        tasks.slice(0, 2).map((t) => t.id),
+      );
+      await held().remove(sub, [tasks[0]!.id, tasks[1]!.id, tasks[2]!.id]);
+      assert.deepEqual(
+        (await held().list(sub, 10)).map((t) => t.id),
+        [tasks[3]!.id],
+      );
+      await held().remove(sub, [tasks[3]!.id]);
     });
 
     test('holding the same id again keeps the first', async () => {

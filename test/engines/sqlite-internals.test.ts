@@ -8,7 +8,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { openDatabase, transaction, walFlusherOf } from '../../src/engines/sqlite/database.ts';
-import { GroupCommit } from '../../src/engines/sqlite/group-commit.ts';
+import { GroupCommit, MAX_TRANSACTION_BYTES } from '../../src/engines/sqlite/group-commit.ts';
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
 import { ReadBatch } from '../../src/engines/sqlite/read-batch.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
@@ -466,6 +466,46 @@ describe('durability', () => {
     other.close();
   });
 
+  test('writes over MAX_TRANSACTION_BYTES between them are split over transactions, the event loop running between two', async () => {
+    const db = openDatabase(join(dir, 'split.db'), ['CREATE TABLE t (n INTEGER, v TEXT)'], {
+      durability: 'relaxed',
+    });
+    const marks: string[] = [];
+    const group = new GroupCommit(db, { onCommit: () => marks.push('commit') });
+    const insert = db.prepare('INSERT INTO t (n, v) VALUES (?, ?)');
+    const mib = 'x'.repeat(1024 * 1024);
+    let ticking = true;
+    const tick = () => {
+      marks.push('turn');
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    // Five writes of 1 MiB queued in one turn: at most two per transaction (MAX_TRANSACTION_BYTES).
+    await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        group.run(
+          () => {
+            marks.push('write');
+            insert.run(i, mib);
+          },
+          { bytes: mib.length },
+        ),
+      ),
+    );
+    ticking = false;
+    assert.equal(MAX_TRANSACTION_BYTES, 2 * 1024 * 1024);
+    const sequence = marks.filter((m, i) => m !== 'turn' || marks[i - 1] !== 'turn').join(' ');
+    assert.match(sequence, /^(turn )?write write commit turn write write commit turn write commit/);
+    // Small writes are not held back: all of them in one transaction.
+    marks.length = 0;
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => group.run(() => marks.push(`w${i}`), { bytes: 100 })),
+    );
+    assert.equal(marks.filter((m) => m === 'commit').length, 1);
+    assert.equal(db.prepare('SELECT count(*) AS n FROM t').get()!.n, 5);
+    db.close();
+  });
+
   test('commits never fsync inside COMMIT (synchronous = NORMAL); relaxed durability has no flusher at all', () => {
     const durable = openDatabase(join(dir, 'sync-fsync.db'), [], { durability: 'fsync' });
     const relaxed = openDatabase(join(dir, 'sync-relaxed.db'), [], { durability: 'relaxed' });
@@ -475,6 +515,25 @@ describe('durability', () => {
     assert.equal(walFlusherOf(relaxed), undefined);
     durable.close();
     relaxed.close();
+  });
+
+  test('the embedded log counts what its appends write: publishes of 1.5 MiB in one turn are one transaction each', async () => {
+    const log = new EmbeddedLog(join(dir, 'split-bus.db'), { retentionIntervalMs: 0 });
+    await log.ensureTopic('big', { partitions: 1 });
+    const flusher = walFlusherOf((log as unknown as { db: DatabaseSync }).db)!;
+    const real = flusher.flush.bind(flusher);
+    let transactions = 0;
+    flusher.flush = () => {
+      transactions += 1;
+      return real();
+    };
+    const value = 'y'.repeat(1536 * 1024);
+    await Promise.all([1, 2, 3].map(() => log.publish([{ topic: 'big', value }])));
+    assert.equal(transactions, 3);
+    transactions = 0;
+    await Promise.all([1, 2, 3].map(() => log.publish([{ topic: 'big', value: 'small' }])));
+    assert.equal(transactions, 1);
+    await log.close();
   });
 
   test('an append to the embedded log resolves after its flush, while consumers may read it from the commit on', async () => {

@@ -102,6 +102,40 @@ test('held tasks go back as they were read, for subscriptions no longer PAUSED o
   }
 });
 
+test('held tasks of 900 KiB go back in several publishes of at most MAX_PAGE_BYTES (and one more task), all of them', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    const value = JSON.stringify({ deliveryId: 'msg_large', blob: 'x'.repeat(900 * 1024) });
+    for (let i = 0; i < 7; i++)
+      await store.heldTasks.hold({
+        id: uuidv7(),
+        subscriptionId: 'sub-large',
+        heldAt: new Date().toISOString(),
+        topic: 'egress.acme.orders.created',
+        key: 'sub-large',
+        value,
+        headers: {},
+      });
+    const publishes: number[] = [];
+    const operations = new Operations({
+      deliveries: store.deliveries,
+      deadLetters: store.deadLetters,
+      heldTasks: store.heldTasks,
+      ledger: store.ledger,
+      publish: async (m) => {
+        publishes.push(m.length);
+      },
+      holding: async () => false,
+      clock: () => new Date(),
+    });
+    assert.equal(await operations.releaseHeld('sub-large'), 7);
+    assert.deepEqual(publishes, [3, 3, 1]);
+    assert.deepEqual(await store.heldTasks.subscriptions(), []);
+  } finally {
+    await store.close();
+  }
+});
+
 test('two redrives at once re-publish each dead letter once', async () => {
   const store = new SqliteStore(':memory:');
   try {

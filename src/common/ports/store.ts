@@ -231,7 +231,12 @@ export interface HeldTask {
 export interface HeldTaskRepository {
   /** Keeps a task; one already held under the same id stays as it was. */
   hold(task: HeldTask): Promise<void>;
-  /** The oldest `limit` tasks held for a subscription. */
+  /**
+   * The oldest tasks held for a subscription, in the order held: at most `limit`, and fewer when
+   * they are large — the list ends with the task whose values, counted from the first, pass
+   * MAX_PAGE_BYTES (always at least one task), so a release does not read and publish 500 tasks of
+   * 1 MiB at once.
+   */
   list(subscriptionId: string, limit: number): Promise<HeldTask[]>;
   remove(subscriptionId: string, ids: string[]): Promise<void>;
   /** The subscriptions that have tasks held. */

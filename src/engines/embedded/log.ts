@@ -173,6 +173,7 @@ export class EmbeddedLog extends EmbeddedTopicAdmin implements Bus {
         atomically(this.db, () => appendMessages(this.db, messages, this.#roundRobin, this.#transaction!)),
       {
         durable: options.ordered !== true,
+        bytes: messages.reduce((sum, m) => sum + m.value.length + (m.key?.length ?? 0), 0),
       },
     );
   }

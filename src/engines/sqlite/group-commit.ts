@@ -36,6 +36,8 @@ interface Pending {
   reject: (err: unknown) => void;
   /** Acknowledged once flushed to disk (durability `fsync`), not only committed. */
   durable: boolean;
+  /** About how many bytes it writes (0 when not told). */
+  bytes: number;
 }
 
 export interface GroupCommitOptions {
@@ -65,6 +67,12 @@ const GATHER_MIN = 16;
 const RATE_PERIOD_MS = 100;
 /** A queue this long is committed at once, without waiting for the window. */
 const MAX_OPERATIONS = 1000;
+/**
+ * Operations that write more than this between them (as their callers count it) are split over
+ * transactions, one per event-loop turn: sixteen 1 MiB events appended in one transaction held the
+ * API's thread 70 ms, while `/healthz` and every other request waited.
+ */
+export const MAX_TRANSACTION_BYTES = 2 * 1024 * 1024;
 
 export class GroupCommit {
   readonly #db: DatabaseSync;
@@ -74,6 +82,8 @@ export class GroupCommit {
   readonly #busyTimeoutMs: number;
   readonly #now: () => number;
   #queue: Pending[] = [];
+  /** The bytes the queued operations write, as their callers said. */
+  #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
   readonly #untilIdle: boolean;
@@ -107,20 +117,26 @@ export class GroupCommit {
    * Runs `op` in the next group transaction; resolves with its result once committed and — with
    * durability `fsync`, unless `durable: false` — flushed to disk. `durable: false` is for writes
    * whose loss in an OS crash only repeats work, and that others must see at once (a ledger claim).
+   * `bytes`: about how much it writes; a transaction takes operations up to MAX_TRANSACTION_BYTES
+   * (at least one), the others wait for the next.
    */
-  run<T>(op: () => T | Promise<T>, options: { durable?: boolean } = {}): Promise<T> {
+  run<T>(op: () => T | Promise<T>, options: { durable?: boolean; bytes?: number } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      const bytes = options.bytes ?? 0;
       this.#queue.push({
         run: op,
         resolve: resolve as (v: unknown) => void,
         reject,
         durable: options.durable !== false,
+        bytes,
       });
+      this.#queuedBytes += bytes;
       // Every write counts toward the rate, also those that join a commit already scheduled.
       const now = this.#now();
       const gathering = this.#gathering(now);
       if (this.#busySince !== 0) return; // a retry is already scheduled
-      if (this.#queue.length >= MAX_OPERATIONS) this.#flushSoon();
+      if (this.#queue.length >= MAX_OPERATIONS || this.#queuedBytes >= MAX_TRANSACTION_BYTES)
+        this.#flushSoon();
       else if (this.#timer === undefined && this.#immediate === undefined) {
         const wait = gathering ? this.#lastFlushAt + this.#windowMs - now : 0;
         if (wait <= 0) this.#flushSoon();
@@ -185,7 +201,7 @@ export class GroupCommit {
     if (this.#queue.length === 0) return;
     if (!this.#db.isOpen) {
       this.#busySince = 0;
-      this.#settleAll(this.#queue.splice(0), new Error('the store is closed'));
+      this.#settleAll(this.#takeAll(), new Error('the store is closed'));
       return;
     }
     const begun = this.#tryBegin(wait);
@@ -199,12 +215,12 @@ export class GroupCommit {
         }
       }
       this.#busySince = 0;
-      this.#settleAll(this.#queue.splice(0), begun === 'busy' ? new Error('database is locked') : begun);
+      this.#settleAll(this.#takeAll(), begun === 'busy' ? new Error('database is locked') : begun);
       return;
     }
     this.#busySince = 0;
     this.#lastFlushAt = this.#now();
-    const batch = this.#queue.splice(0, MAX_OPERATIONS);
+    const batch = this.#take();
     if (this.#queue.length > 0 && !wait) this.#flushSoon();
     try {
       this.#onBegin?.();
@@ -260,6 +276,24 @@ export class GroupCommit {
         flushFailed(err);
       }
     } else if (batch.some((p) => p.durable)) flusher.flush().then(() => settle(true), flushFailed);
+  }
+
+  /** The operations of the next transaction: at most MAX_OPERATIONS and MAX_TRANSACTION_BYTES (at least one). */
+  #take(): Pending[] {
+    let bytes = 0;
+    let count = 0;
+    for (const p of this.#queue) {
+      if (count === MAX_OPERATIONS || (count > 0 && bytes + p.bytes > MAX_TRANSACTION_BYTES)) break;
+      bytes += p.bytes;
+      count += 1;
+    }
+    this.#queuedBytes -= bytes;
+    return this.#queue.splice(0, count);
+  }
+
+  #takeAll(): Pending[] {
+    this.#queuedBytes = 0;
+    return this.#queue.splice(0);
   }
 
   /** BEGIN IMMEDIATE (without waiting for the write lock unless `wait`): true, 'busy', or the error. */
