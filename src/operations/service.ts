@@ -154,7 +154,16 @@ export class Operations {
   async releaseHeld(subscriptionId?: string): Promise<number> {
     if (subscriptionId !== undefined) return this.#release(subscriptionId);
     let released = 0;
-    for (const id of await this.#deps.heldTasks.subscriptions()) released += await this.#release(id);
+    let failure: unknown;
+    for (const id of await this.#deps.heldTasks.subscriptions()) {
+      // One subscription's failure does not keep the others' tasks held; it is reported after them.
+      try {
+        released += await this.#release(id);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
     return released;
   }
 
@@ -162,11 +171,15 @@ export class Operations {
     if (this.#releasing.has(subscriptionId)) return 0;
     this.#releasing.add(subscriptionId);
     let released = 0;
+    let removed = new Set<string>();
     try {
       for (;;) {
         if (await this.#deps.holding(subscriptionId)) break;
         const tasks = await this.#deps.heldTasks.list(subscriptionId, REDRIVE_BATCH);
         if (tasks.length === 0) break;
+        // Tasks just removed listed again: the store did not remove them. Stop rather than publish
+        // them again and again; the next release (the sweep) tries once more.
+        if (removed.has(tasks[0]!.id)) throw new Error(`held tasks of ${subscriptionId} were not removed`);
         await this.#deps.publish(
           tasks.map((t) => ({
             topic: t.topic,
@@ -175,10 +188,8 @@ export class Operations {
             headers: t.headers,
           })),
         );
-        await this.#deps.heldTasks.remove(
-          subscriptionId,
-          tasks.map((t) => t.id),
-        );
+        removed = new Set(tasks.map((t) => t.id));
+        await this.#deps.heldTasks.remove(subscriptionId, [...removed]);
         released += tasks.length;
         // A short list is not the last: lists of large tasks end after MAX_PAGE_BYTES.
       }

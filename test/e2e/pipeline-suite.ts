@@ -593,6 +593,11 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       const sentinel = orderEvent({ amount: 2000 });
       await publish(server, sentinel);
       await waitFor('the sentinel to be delivered', () => r.received.some((d) => d.json.amount === 2000));
+      // The release removes each list after publishing it: wait for that fact, not the delivery.
+      await waitFor(
+        'the held tasks to be removed',
+        async () => (await server.request('GET', heldQuery)).body.total === 0,
+      );
       assert.deepEqual(
         (await server.request('GET', heldQuery)).body,
         { items: [], total: 0 },

@@ -12,7 +12,7 @@ import { GroupCommit, MAX_TRANSACTION_BYTES } from '../../src/engines/sqlite/gro
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
 import { ReadBatch } from '../../src/engines/sqlite/read-batch.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
-import { deliveryRecord } from '../support/fixtures.ts';
+import { deadLetterRecord, deliveryRecord } from '../support/fixtures.ts';
 
 let dir: string;
 before(async () => {
@@ -534,6 +534,47 @@ describe('durability', () => {
     await Promise.all([1, 2, 3].map(() => log.publish([{ topic: 'big', value: 'small' }])));
     assert.equal(transactions, 1);
     await log.close();
+  });
+
+  test('the store counts what dead letters and held tasks write: three of 1.5 MiB in one turn are committed one by one', async () => {
+    const path = join(dir, 'split-store.db');
+    const store = new SqliteStore(path, { durability: 'relaxed' });
+    const other = new DatabaseSync(path);
+    const count = (table: string) => Number(other.prepare(`SELECT count(*) AS n FROM ${table}`).get()!.n);
+    const value = JSON.stringify({ blob: 'z'.repeat(1536 * 1024) });
+    // What another connection sees at each turn while they are written: one more each time.
+    const seen = async (table: string, write: (i: number) => Promise<unknown>) => {
+      const counts: number[] = [];
+      let next: NodeJS.Immediate;
+      const look = () => {
+        counts.push(count(table));
+        next = setImmediate(look);
+      };
+      next = setImmediate(look);
+      await Promise.all([0, 1, 2].map(write));
+      clearImmediate(next);
+      counts.push(count(table));
+      return [...new Set(counts)];
+    };
+    assert.deepEqual(
+      await seen('dead_letter', () => store.deadLetters.insert(deadLetterRecord({ value }))),
+      [0, 1, 2, 3],
+    );
+    assert.deepEqual(
+      await seen('held_task', (i) =>
+        store.heldTasks.hold({
+          id: `0190b000-0000-7000-8000-00000000000${i}`,
+          subscriptionId: 'sub-large',
+          heldAt: new Date().toISOString(),
+          topic: 'egress.acme.orders.created',
+          value,
+          headers: {},
+        }),
+      ),
+      [0, 1, 2, 3],
+    );
+    other.close();
+    await store.close();
   });
 
   test('an append to the embedded log resolves after its flush, while consumers may read it from the commit on', async () => {

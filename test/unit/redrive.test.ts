@@ -136,6 +136,49 @@ test('held tasks of 900 KiB go back in several publishes of at most MAX_PAGE_BYT
   }
 });
 
+test('a release whose removals do not take stops after one publish, and the sweep still releases the other subscriptions', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    for (const sub of ['sub-a-stuck', 'sub-b-fine'])
+      await store.heldTasks.hold({
+        id: uuidv7(),
+        subscriptionId: sub,
+        heldAt: new Date().toISOString(),
+        topic: 'egress.acme.orders.created',
+        key: sub,
+        value: JSON.stringify({ deliveryId: `msg_${sub}` }),
+        headers: {},
+      });
+    const published: string[] = [];
+    const operations = new Operations({
+      deliveries: store.deliveries,
+      deadLetters: store.deadLetters,
+      // A store whose removal of the stuck subscription's tasks silently removes nothing.
+      heldTasks: {
+        hold: (t) => store.heldTasks.hold(t),
+        list: (sub, limit) => store.heldTasks.list(sub, limit),
+        count: (sub) => store.heldTasks.count(sub),
+        subscriptions: () => store.heldTasks.subscriptions(),
+        remove: async (sub, ids) => {
+          if (sub !== 'sub-a-stuck') await store.heldTasks.remove(sub, ids);
+        },
+      },
+      ledger: store.ledger,
+      publish: async (m) => {
+        published.push(...m.map((x) => x.key!));
+        if (published.length > 10) throw new Error('published again and again');
+      },
+      holding: async () => false,
+      clock: () => new Date(),
+    });
+    await assert.rejects(operations.releaseHeld(), /held tasks of sub-a-stuck were not removed/);
+    assert.deepEqual(published, ['sub-a-stuck', 'sub-b-fine'], 'each published once');
+    assert.deepEqual(await store.heldTasks.subscriptions(), ['sub-a-stuck']);
+  } finally {
+    await store.close();
+  }
+});
+
 test('two redrives at once re-publish each dead letter once', async () => {
   const store = new SqliteStore(':memory:');
   try {

@@ -159,13 +159,14 @@ export class SqliteStore implements Store {
       },
     };
     this.deadLetters = {
-      insert: (r) => group.run(() => deadLetters.insert(r)),
+      insert: (r) => group.run(() => deadLetters.insert(r), { bytes: r.value.length }),
       list: (f, page) => deadLetters.list(f, page),
       markRedriven: (id, at) => group.run(() => deadLetters.markRedriven(id, at)),
       purgeBefore: (before, limit) => group.run(() => deadLetters.purgeChunk(before, limit)),
     };
     this.heldTasks = {
-      hold: (task) => group.run(() => atomically(this.#db, () => held.hold(task))),
+      hold: (task) =>
+        group.run(() => atomically(this.#db, () => held.hold(task)), { bytes: task.value.length }),
       list: async (subscriptionId, limit) => held.list(subscriptionId, limit),
       remove: (subscriptionId, ids) =>
         group.run(() => atomically(this.#db, () => held.remove(subscriptionId, ids))),
