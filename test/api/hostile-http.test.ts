@@ -255,6 +255,17 @@ describe('hostile HTTP against the server (body limit 1 MiB)', () => {
     const parsed = await server.request('POST', '/admin/partners', undefined, { raw: many(40_000) });
     assert.equal(parsed.status, 400);
     assert.equal(parsed.body.error.details[0].field, 'metadata');
+    // One object of 60,000 members (fewer values than the count allows) is refused unparsed too;
+    // one of 10,000 is parsed and judged.
+    const wide = (n: number) =>
+      `{"id": "p-wide", "name": "Wide", "metadata": {${Array.from({ length: n }, (_, i) => `"key${i}":${i}`).join(',')}}}`;
+    const tooWide = await server.request('POST', '/admin/partners', undefined, { raw: wide(60_000) });
+    assert.equal(tooWide.status, 413);
+    assert.equal(tooWide.body.error.code, 'body_too_complex');
+    assert.match(tooWide.body.error.message, /more than 10000 members/);
+    const wideEnough = await server.request('POST', '/admin/partners', undefined, { raw: wide(10_000) });
+    assert.equal(wideEnough.status, 400);
+    assert.equal(wideEnough.body.error.details[0].field, 'metadata');
     await assertStillServing();
   });
 

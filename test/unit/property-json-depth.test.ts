@@ -12,6 +12,7 @@ import { InputReader } from '../../src/common/input.ts';
 import {
   exceedsJsonDepth,
   type JsonValue,
+  jsonTextComplexity,
   jsonTextDepth,
   jsonTextExceeds,
   MAX_JSON_DEPTH,
@@ -175,6 +176,33 @@ describe('property: counting JSON values from the text', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  it('finds an object of more than maxMembers members, at any depth, as the parsed value has it', () => {
+    const widest = (value: unknown): number => {
+      if (typeof value !== 'object' || value === null) return 0;
+      const children = Array.isArray(value) ? value : Object.values(value);
+      const own = Array.isArray(value) ? 0 : children.length;
+      return Math.max(own, ...children.map(widest));
+    };
+    fc.assert(
+      fc.property(
+        fc.jsonValue(),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 6 }),
+        (value, indent, maxMembers) => {
+          const text = JSON.stringify(value, null, indent ? 2 : undefined);
+          const found = jsonTextComplexity(text, Number.POSITIVE_INFINITY, maxMembers);
+          if (text.length <= maxMembers) assert.equal(found, undefined);
+          else assert.equal(found, widest(value) > maxMembers ? 'members' : undefined);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+    // Arrays are not objects: their elements are no members, however many.
+    assert.equal(jsonTextComplexity(JSON.stringify({ a: [1, 2, 3, 4, 5, 6] }), 100, 2), undefined);
+    assert.equal(jsonTextComplexity(JSON.stringify([{ a: 1, b: 2, c: 3 }]), 100, 2), 'members');
+    assert.equal(jsonTextComplexity(JSON.stringify({ s: 'a,b,c,d', t: { u: 1 } }), 100, 2), undefined);
   });
 
   it('skips commas, brackets and escaped quotes inside strings', () => {

@@ -13,7 +13,7 @@ import {
 } from '../../common/errors.ts';
 import type { ApiRequest, ApiResponse, Router } from '../../common/http.ts';
 import { uuidv7 } from '../../common/ids.ts';
-import { jsonTextExceeds } from '../../common/json.ts';
+import { jsonTextComplexity } from '../../common/json.ts';
 import { type Logger, withCorrelationId } from '../../common/log.ts';
 import type { MetricsRegistry } from '../../common/metrics.ts';
 import type { AuditRecord } from '../../common/model.ts';
@@ -269,6 +269,12 @@ function splitUrl(url: string): { path: string; query: URLSearchParams } {
  * empty objects, whose parse would hold the thread for tens of milliseconds.
  */
 export const MAX_BODY_JSON_VALUES = 100_000;
+/**
+ * The most members one object of such a body may have: twice what the largest admin object needs (a
+ * schema has at most 5,000 nodes, partner metadata 16 KiB), far below the 60,000 of a megabyte of
+ * `"keyN":N`, whose parse held the thread 17–45 ms.
+ */
+export const MAX_BODY_OBJECT_MEMBERS = 10_000;
 
 /** Parses a JSON request body; an empty body is `undefined`. */
 function parseJsonBody(raw: RawRequest): unknown {
@@ -280,7 +286,15 @@ function parseJsonBody(raw: RawRequest): unknown {
     });
   }
   // Refused before it is parsed: no admin request needs more (a schema holds at most 5,000 values).
-  if (jsonTextExceeds(raw.body, MAX_BODY_JSON_VALUES)) {
+  const complexity = jsonTextComplexity(raw.body, MAX_BODY_JSON_VALUES, MAX_BODY_OBJECT_MEMBERS);
+  if (complexity === 'members') {
+    throw new PayloadTooLargeError(
+      'body_too_complex',
+      `an object in the request body has more than ${MAX_BODY_OBJECT_MEMBERS} members`,
+      { details: [{ field: 'body', message: `at most ${MAX_BODY_OBJECT_MEMBERS} members per object` }] },
+    );
+  }
+  if (complexity === 'values') {
     throw new PayloadTooLargeError(
       'body_too_complex',
       `the request body holds more than ${MAX_BODY_JSON_VALUES} JSON values`,
