@@ -577,6 +577,31 @@ describe('durability', () => {
     await store.close();
   });
 
+  test('a topic created on a durable log is flushed off the event loop: ensureTopic resolves after the flush, which never runs synchronously', async () => {
+    const log = new EmbeddedLog(join(dir, 'topic-flush.db'), { retentionIntervalMs: 0 });
+    const db = (log as unknown as { db: DatabaseSync }).db;
+    const flusher = walFlusherOf(db)!;
+    let syncFlushes = 0;
+    flusher.flushSync = () => {
+      syncFlushes += 1;
+    };
+    const { gates } = gatedFlushes(db);
+    let created = false;
+    const ensuring = log.ensureTopic('fresh', { partitions: 2 }).then(() => {
+      created = true;
+    });
+    for (let turn = 0; turn < 100 && gates.length === 0 && !created; turn++)
+      await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(syncFlushes, 0, 'no fdatasync on the calling thread');
+    assert.equal(gates.length, 1, 'flushed by the flusher off the event loop');
+    assert.equal(created, false, 'not acknowledged before its flush');
+    assert.deepEqual(await log.describeTopic('fresh'), { name: 'fresh', partitions: 2 });
+    for (const gate of gates) gate();
+    await ensuring;
+    assert.equal(created, true);
+    await log.close();
+  });
+
   test('an append to the embedded log resolves after its flush, while consumers may read it from the commit on', async () => {
     const log = new EmbeddedLog(join(dir, 'durable-bus.db'), { retentionIntervalMs: 0 });
     await log.ensureTopic('t', { partitions: 1 });

@@ -6,7 +6,12 @@
 import type { DatabaseSync } from 'node:sqlite';
 import type { Durability } from '../../common/config.ts';
 import { checkTopicRequest, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
-import { checkpointPassive, closeDatabase, openDatabase, transaction } from '../sqlite/database.ts';
+import {
+  checkpointPassive,
+  closeDatabase,
+  openDatabase,
+  transactionFlushedAsync,
+} from '../sqlite/database.ts';
 import { BUS_MIGRATIONS, PAGE_SIZE, sql } from './schema.ts';
 
 /** Embedded-log implementation of the topic administration port. */
@@ -32,7 +37,7 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
     const partitions = checkTopicRequest(name, options.partitions ?? this.#defaultPartitions);
     const existing = this.#describe(name);
     if (existing && existing.partitions >= partitions) return existing;
-    return transaction(this.db, () => {
+    return transactionFlushedAsync(this.db, () => {
       const before = this.#describe(name);
       if (before && before.partitions >= partitions) return before;
       sql(
