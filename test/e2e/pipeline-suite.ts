@@ -161,10 +161,15 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
         (d) => d[0]?.status === 'FAILED',
       );
       assert.equal(delivery.attempts, 1);
-      const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
-      assert.equal(dlq.body.items.length, 1);
-      assert.equal(dlq.body.items[0].reason, 'http_400');
-      assert.equal(dlq.body.items[0].stage, 'dispatcher');
+      // The dead letter is written after the delivery reads FAILED: wait for it, not for the status.
+      const items: any[] = await waitFor('the dead letter', async () => {
+        const found: any[] = (await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`)).body
+          .items;
+        return found.length > 0 && found;
+      });
+      assert.equal(items.length, 1);
+      assert.equal(items[0].reason, 'http_400');
+      assert.equal(items[0].stage, 'dispatcher');
     });
 
     test('a 410 disables the subscription', async () => {
@@ -493,8 +498,13 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       );
       assert.equal(a.attempts, 2, 'the partner allows 2 attempts');
       assert.equal(b.attempts, 3, 'the subscription allows 3, at the partner’s pace');
-      const dlq = await server.request('GET', `/admin/dlq?subscriptionId=${capped.subscriptionId}`);
-      assert.equal(dlq.body.items[0]?.reason, 'retries_exhausted');
+      const [dead] = await waitFor('the dead letter', async () => {
+        const found: any[] = (
+          await server.request('GET', `/admin/dlq?subscriptionId=${capped.subscriptionId}`)
+        ).body.items;
+        return found.length > 0 && found;
+      });
+      assert.equal(dead.reason, 'retries_exhausted');
     });
 
     test('redrive by event and redrive of everything pending', async () => {

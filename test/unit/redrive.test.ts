@@ -4,9 +4,36 @@ import { test } from 'node:test';
 import { deliveryTaskFields, webhookIdFor } from '../../src/common/delivery-task.ts';
 import { uuidv7 } from '../../src/common/ids.ts';
 import type { BusMessage } from '../../src/common/ports/bus.ts';
+import type { HeldTask } from '../../src/common/ports/store.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
-import { Operations } from '../../src/operations/service.ts';
+import { Operations, type OperationsDeps } from '../../src/operations/service.ts';
 import { deadLetterRecord, deliveryRecord } from '../support/fixtures.ts';
+
+/** Operations over a store's repositories, nothing paused; `deps` replaces any part. */
+function operationsOn(store: SqliteStore, deps: Partial<OperationsDeps> & Pick<OperationsDeps, 'publish'>) {
+  return new Operations({
+    deliveries: store.deliveries,
+    deadLetters: store.deadLetters,
+    heldTasks: store.heldTasks,
+    ledger: store.ledger,
+    holding: async () => false,
+    clock: () => new Date(),
+    ...deps,
+  });
+}
+
+/** A task held for `subscriptionId`, keyed by it, on the egress topic. */
+function heldTask(subscriptionId: string, value: string): HeldTask {
+  return {
+    id: uuidv7(),
+    subscriptionId,
+    heldAt: new Date().toISOString(),
+    topic: 'egress.acme.orders.created',
+    key: subscriptionId,
+    value,
+    headers: {},
+  };
+}
 
 test('the delivery is PENDING before its task is re-enqueued, so a fast dispatcher’s SUCCESS is not overwritten', async () => {
   const store = new SqliteStore(':memory:');
@@ -106,27 +133,12 @@ test('held tasks of 900 KiB go back in several publishes of at most MAX_PAGE_BYT
   const store = new SqliteStore(':memory:');
   try {
     const value = JSON.stringify({ deliveryId: 'msg_large', blob: 'x'.repeat(900 * 1024) });
-    for (let i = 0; i < 7; i++)
-      await store.heldTasks.hold({
-        id: uuidv7(),
-        subscriptionId: 'sub-large',
-        heldAt: new Date().toISOString(),
-        topic: 'egress.acme.orders.created',
-        key: 'sub-large',
-        value,
-        headers: {},
-      });
+    for (let i = 0; i < 7; i++) await store.heldTasks.hold(heldTask('sub-large', value));
     const publishes: number[] = [];
-    const operations = new Operations({
-      deliveries: store.deliveries,
-      deadLetters: store.deadLetters,
-      heldTasks: store.heldTasks,
-      ledger: store.ledger,
+    const operations = operationsOn(store, {
       publish: async (m) => {
         publishes.push(m.length);
       },
-      holding: async () => false,
-      clock: () => new Date(),
     });
     assert.equal(await operations.releaseHeld('sub-large'), 7);
     assert.deepEqual(publishes, [3, 3, 1]);
@@ -140,19 +152,9 @@ test('a release whose removals do not take stops after one publish, and the swee
   const store = new SqliteStore(':memory:');
   try {
     for (const sub of ['sub-a-stuck', 'sub-b-fine'])
-      await store.heldTasks.hold({
-        id: uuidv7(),
-        subscriptionId: sub,
-        heldAt: new Date().toISOString(),
-        topic: 'egress.acme.orders.created',
-        key: sub,
-        value: JSON.stringify({ deliveryId: `msg_${sub}` }),
-        headers: {},
-      });
+      await store.heldTasks.hold(heldTask(sub, JSON.stringify({ deliveryId: `msg_${sub}` })));
     const published: string[] = [];
-    const operations = new Operations({
-      deliveries: store.deliveries,
-      deadLetters: store.deadLetters,
+    const operations = operationsOn(store, {
       // A store whose removal of the stuck subscription's tasks silently removes nothing.
       heldTasks: {
         hold: (t) => store.heldTasks.hold(t),
@@ -163,13 +165,10 @@ test('a release whose removals do not take stops after one publish, and the swee
           if (sub !== 'sub-a-stuck') await store.heldTasks.remove(sub, ids);
         },
       },
-      ledger: store.ledger,
       publish: async (m) => {
         published.push(...m.map((x) => x.key!));
         if (published.length > 10) throw new Error('published again and again');
       },
-      holding: async () => false,
-      clock: () => new Date(),
     });
     await assert.rejects(operations.releaseHeld(), /held tasks of sub-a-stuck were not removed/);
     assert.deepEqual(published, ['sub-a-stuck', 'sub-b-fine'], 'each published once');
