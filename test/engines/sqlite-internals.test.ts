@@ -100,6 +100,78 @@ describe('store migrations', () => {
   });
 });
 
+describe('sqlite migration v12: dead letters apart from their documents', () => {
+  test('dead letters stored before it keep everything; filters read small rows through indexes, documents for the page only', async () => {
+    const path = join(dir, 'reasons.db');
+    const old = openDatabase(path, MIGRATIONS.slice(0, 11));
+    const before = deadLetterRecord({
+      reason: 'http_400',
+      value: JSON.stringify({ blob: 'b'.repeat(50_000) }),
+    });
+    const redriven = deadLetterRecord({ reason: 'http_500', redrivenAt: new Date().toISOString() });
+    const insert = old.prepare(
+      `INSERT INTO dead_letter (id, stage, event_id, subscription_id, created_at, redriven_at, doc)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const r of [before, redriven])
+      insert.run(
+        r.id,
+        r.stage,
+        null,
+        r.subscriptionId ?? null,
+        r.createdAt,
+        r.redrivenAt ?? null,
+        JSON.stringify(r),
+      );
+    old.close();
+    const store = new SqliteStore(path);
+    try {
+      const after = deadLetterRecord({ reason: 'retries_exhausted' });
+      await store.deadLetters.insert(after);
+      await assert.rejects(store.deadLetters.insert(after), /already exists/);
+      assert.deepEqual((await store.deadLetters.list({ reason: 'http_400' })).items, [before]);
+      assert.deepEqual((await store.deadLetters.list({ reason: 'retries_exhausted' })).items, [after]);
+      assert.deepEqual((await store.deadLetters.list({ reason: 'nothing' })).items, []);
+      assert.deepEqual((await store.deadLetters.list({ pending: false })).items, [redriven]);
+      const at = new Date().toISOString();
+      assert.equal(await store.deadLetters.markRedriven(before.id, at), true);
+      assert.equal(await store.deadLetters.markRedriven(before.id, at), false);
+      assert.deepEqual((await store.deadLetters.list({ pending: false, reason: 'http_400' })).items, [
+        { ...before, redrivenAt: at },
+      ]);
+      // History retention takes entries and documents together.
+      assert.equal(await store.deadLetters.purgeBefore!(new Date(Date.now() + 60_000).toISOString(), 10), 3);
+      assert.deepEqual((await store.deadLetters.list({})).items, []);
+    } finally {
+      await store.close();
+    }
+    const db = openDatabase(path, MIGRATIONS);
+    assert.equal(
+      db.prepare('SELECT count(*) AS n FROM dead_letter_doc').get()!.n,
+      0,
+      'no document left behind',
+    );
+    const plan = db
+      .prepare(
+        `EXPLAIN QUERY PLAN SELECT doc FROM dead_letter JOIN dead_letter_doc USING (id)
+         WHERE reason = ? ORDER BY created_at ASC, id ASC LIMIT ?`,
+      )
+      .all('x', 10)
+      .map((r) => String(r.detail));
+    assert.ok(
+      plan.some((d) => /dead_letter_by_reason/.test(d)),
+      plan.join('\n'),
+    );
+    // The entries' rows hold no document.
+    const columns = db
+      .prepare('SELECT name FROM pragma_table_info(?)')
+      .all('dead_letter')
+      .map((r) => r.name);
+    assert.ok(!columns.includes('doc'), columns.join(', '));
+    db.close();
+  });
+});
+
 describe('connection settings', () => {
   test('temporary storage (the sub-journals of savepoints) stays in memory, not in temp files', () => {
     const db = openDatabase(join(dir, 'settings.db'), ['CREATE TABLE t (n INTEGER)']);

@@ -1,29 +1,42 @@
 /**
  * `dead_letter` in SQLite: entries are kept after a redrive (marked, not deleted) so the history of
- * what failed stays inspectable; a partial index keeps the pending ones cheap to list.
+ * what failed stays inspectable; a partial index keeps the pending ones cheap to list. The record
+ * itself (with its message, up to a megabyte) is in `dead_letter_doc`: listings filter on the small
+ * rows of `dead_letter` and read documents for the page's items only.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { ConflictError } from '../../common/errors.ts';
 import type { DeadLetterRecord } from '../../common/model.ts';
-import type { DeadLetterFilter, DeadLetterRepository, Page, PageRequest } from '../../common/ports/store.ts';
+import type { DeadLetterFilter, Page, PageRequest } from '../../common/ports/store.ts';
 import { type Condition, listByTime, StatementCache } from './paging.ts';
 
-/** The SQLite implementation of the dead-letter repository. */
-export class SqliteDeadLetters implements Omit<DeadLetterRepository, 'purgeBefore'> {
+/** The SQLite implementation of the dead-letter repository (its writes synchronous; the store wraps them). */
+export class SqliteDeadLetters {
   readonly #lists: StatementCache;
   readonly #insert: StatementSync;
+  readonly #insertDoc: StatementSync;
   readonly #markRedriven: StatementSync;
+  readonly #markDoc: StatementSync;
   readonly #purge: StatementSync;
+  readonly #purgeDocs: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#lists = new StatementCache(db);
     this.#insert = db.prepare(
-      `INSERT INTO dead_letter (id, stage, event_id, subscription_id, created_at, redriven_at, doc)
+      `INSERT INTO dead_letter (id, stage, event_id, subscription_id, created_at, redriven_at, reason)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     );
+    this.#insertDoc = db.prepare('INSERT INTO dead_letter_doc (id, doc) VALUES (?, ?)');
     this.#markRedriven = db.prepare(
-      `UPDATE dead_letter SET redriven_at = ?1, doc = json_set(doc, '$.redrivenAt', ?1)
-       WHERE id = ?2 AND redriven_at IS NULL`,
+      'UPDATE dead_letter SET redriven_at = ?1 WHERE id = ?2 AND redriven_at IS NULL',
+    );
+    this.#markDoc = db.prepare(
+      `UPDATE dead_letter_doc SET doc = json_set(doc, '$.redrivenAt', ?1) WHERE id = ?2`,
+    );
+    // The documents first, of the same oldest entries the next statement deletes.
+    this.#purgeDocs = db.prepare(
+      `DELETE FROM dead_letter_doc WHERE id IN
+         (SELECT id FROM dead_letter WHERE created_at < ? ORDER BY created_at, id LIMIT ?)`,
     );
     this.#purge = db.prepare(
       `DELETE FROM dead_letter WHERE id IN
@@ -31,12 +44,14 @@ export class SqliteDeadLetters implements Omit<DeadLetterRepository, 'purgeBefor
     );
   }
 
-  /** One chunk of history retention; run inside one transaction by the store. */
+  /** One chunk of history retention; run inside a savepoint by the store. */
   purgeChunk(before: string, limit: number): number {
+    this.#purgeDocs.run(before, limit);
     return Number(this.#purge.run(before, limit).changes);
   }
 
-  async insert(record: DeadLetterRecord): Promise<void> {
+  /** Inserts the entry and its document; run inside a savepoint by the store (both or neither). */
+  insert(record: DeadLetterRecord): void {
     const { changes } = this.#insert.run(
       record.id,
       record.stage,
@@ -44,9 +59,10 @@ export class SqliteDeadLetters implements Omit<DeadLetterRepository, 'purgeBefor
       record.subscriptionId ?? null,
       record.createdAt,
       record.redrivenAt ?? null,
-      JSON.stringify(record),
+      record.reason,
     );
     if (changes === 0) throw new ConflictError('already_exists', `dead letter ${record.id} already exists`);
+    this.#insertDoc.run(record.id, JSON.stringify(record));
   }
 
   /** Oldest first. `pending: true` lists entries not yet redriven, `pending: false` the redriven ones. */
@@ -56,14 +72,21 @@ export class SqliteDeadLetters implements Omit<DeadLetterRepository, 'purgeBefor
     if (filter.subscriptionId !== undefined)
       conditions.push({ clause: 'subscription_id = ?', value: filter.subscriptionId });
     if (filter.eventId !== undefined) conditions.push({ clause: 'event_id = ?', value: filter.eventId });
-    if (filter.reason !== undefined)
-      conditions.push({ clause: "json_extract(doc, '$.reason') = ?", value: filter.reason });
+    if (filter.reason !== undefined) conditions.push({ clause: 'reason = ?', value: filter.reason });
     if (filter.pending !== undefined)
       conditions.push({ clause: filter.pending ? 'redriven_at IS NULL' : 'redriven_at IS NOT NULL' });
-    return listByTime(this.#lists, { table: 'dead_letter', order: 'asc' }, conditions, page);
+    return listByTime(
+      this.#lists,
+      { table: 'dead_letter JOIN dead_letter_doc USING (id)', order: 'asc' },
+      conditions,
+      page,
+    );
   }
 
-  async markRedriven(id: string, at: string): Promise<boolean> {
-    return this.#markRedriven.run(at, id).changes > 0;
+  /** Marks the entry and its document; run inside a savepoint by the store (both or neither). */
+  markRedriven(id: string, at: string): boolean {
+    if (this.#markRedriven.run(at, id).changes === 0) return false;
+    this.#markDoc.run(at, id);
+    return true;
   }
 }

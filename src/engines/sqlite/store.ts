@@ -159,10 +159,12 @@ export class SqliteStore implements Store {
       },
     };
     this.deadLetters = {
-      insert: (r) => group.run(() => deadLetters.insert(r), { bytes: r.value.length }),
+      insert: (r) =>
+        group.run(() => atomically(this.#db, () => deadLetters.insert(r)), { bytes: r.value.length }),
       list: (f, page) => deadLetters.list(f, page),
-      markRedriven: (id, at) => group.run(() => deadLetters.markRedriven(id, at)),
-      purgeBefore: (before, limit) => group.run(() => deadLetters.purgeChunk(before, limit)),
+      markRedriven: (id, at) => group.run(() => atomically(this.#db, () => deadLetters.markRedriven(id, at))),
+      purgeBefore: (before, limit) =>
+        group.run(() => atomically(this.#db, () => deadLetters.purgeChunk(before, limit))),
     };
     this.heldTasks = {
       hold: (task) =>
