@@ -340,6 +340,26 @@ export const MAX_PAGE_LIMIT = 1000;
  */
 export const MAX_PAGE_BYTES = 2 * 1024 * 1024;
 
+/**
+ * The items of `rows`, in order, up to the one whose sizes (`bytesOf`), counted from the first, pass
+ * MAX_PAGE_BYTES (always at least one); the rows after it are never read (nor `read`).
+ */
+export function withinPageBytes<R, T>(
+  rows: Iterable<R>,
+  read: (row: R) => T,
+  bytesOf: (item: T) => number,
+): T[] {
+  const items: T[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    if (bytes >= MAX_PAGE_BYTES) break;
+    const item = read(row);
+    bytes += bytesOf(item);
+    items.push(item);
+  }
+  return items;
+}
+
 /** The page size to use: the default when absent, clamped to 1..MAX_PAGE_LIMIT otherwise. */
 export function pageLimit(limit: number | undefined): number {
   if (limit === undefined) return DEFAULT_PAGE_LIMIT;

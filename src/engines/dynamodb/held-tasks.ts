@@ -6,7 +6,7 @@
  * TransactWriteItems, so the count (and the marker) never drift from the tasks.
  */
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
-import { type HeldTask, type HeldTaskRepository, MAX_PAGE_BYTES } from '../../common/ports/store.ts';
+import { type HeldTask, type HeldTaskRepository, withinPageBytes } from '../../common/ports/store.ts';
 import { backoff, cancellationReasons, type Db, failedCondition, type Item, transactRetrying } from './db.ts';
 import { docAttributes, Expr, N, num, readDoc, S, str } from './items.ts';
 
@@ -65,15 +65,11 @@ export class DynamoHeldTasks implements HeldTaskRepository {
       Limit: Math.max(1, Math.floor(limit)),
       ...e.params(),
     });
-    const tasks: HeldTask[] = [];
-    let bytes = 0;
-    for (const item of page.items) {
-      if (bytes >= MAX_PAGE_BYTES) break;
-      const task = readDoc<HeldTask>(item);
-      bytes += task.value.length;
-      tasks.push(task);
-    }
-    return tasks;
+    return withinPageBytes(
+      page.items,
+      (item) => readDoc<HeldTask>(item),
+      (task) => task.value.length,
+    );
   }
 
   /**

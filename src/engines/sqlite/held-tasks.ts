@@ -1,6 +1,6 @@
 /** `held_task` in SQLite: the tasks of PAUSED subscriptions, keyed (subscription, time-ordered id). */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { type HeldTask, MAX_PAGE_BYTES } from '../../common/ports/store.ts';
+import { type HeldTask, withinPageBytes } from '../../common/ports/store.ts';
 
 /** The SQLite implementation of the held-task repository (synchronous; the store wraps it). */
 export class SqliteHeldTasks {
@@ -43,15 +43,11 @@ export class SqliteHeldTasks {
 
   list(subscriptionId: string, limit: number): HeldTask[] {
     // Row by row: the rows after the one that passes MAX_PAGE_BYTES are never read.
-    const tasks: HeldTask[] = [];
-    let bytes = 0;
-    for (const row of this.#list.iterate(subscriptionId, limit) as Iterable<{ doc: string }>) {
-      if (bytes >= MAX_PAGE_BYTES) break;
-      const task = JSON.parse(row.doc) as HeldTask;
-      bytes += task.value.length;
-      tasks.push(task);
-    }
-    return tasks;
+    return withinPageBytes(
+      this.#list.iterate(subscriptionId, limit) as Iterable<{ doc: string }>,
+      (row) => JSON.parse(row.doc) as HeldTask,
+      (task) => task.value.length,
+    );
   }
 
   /** Removes tasks, counting them out; run inside a savepoint by the store. */

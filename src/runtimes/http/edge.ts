@@ -276,6 +276,18 @@ export const MAX_BODY_JSON_VALUES = 100_000;
  */
 export const MAX_BODY_OBJECT_MEMBERS = 10_000;
 
+/** How a body refused unparsed is told: its message and the detail on `body`. */
+const TOO_COMPLEX = {
+  values: {
+    message: `the request body holds more than ${MAX_BODY_JSON_VALUES} JSON values`,
+    detail: `at most ${MAX_BODY_JSON_VALUES} values (arrays, objects, elements)`,
+  },
+  members: {
+    message: `an object in the request body has more than ${MAX_BODY_OBJECT_MEMBERS} members`,
+    detail: `at most ${MAX_BODY_OBJECT_MEMBERS} members per object`,
+  },
+} as const;
+
 /** Parses a JSON request body; an empty body is `undefined`. */
 function parseJsonBody(raw: RawRequest): unknown {
   if (raw.body.length === 0) return undefined;
@@ -287,23 +299,11 @@ function parseJsonBody(raw: RawRequest): unknown {
   }
   // Refused before it is parsed: no admin request needs more (a schema holds at most 5,000 values).
   const complexity = jsonTextComplexity(raw.body, MAX_BODY_JSON_VALUES, MAX_BODY_OBJECT_MEMBERS);
-  if (complexity === 'members') {
-    throw new PayloadTooLargeError(
-      'body_too_complex',
-      `an object in the request body has more than ${MAX_BODY_OBJECT_MEMBERS} members`,
-      { details: [{ field: 'body', message: `at most ${MAX_BODY_OBJECT_MEMBERS} members per object` }] },
-    );
-  }
-  if (complexity === 'values') {
-    throw new PayloadTooLargeError(
-      'body_too_complex',
-      `the request body holds more than ${MAX_BODY_JSON_VALUES} JSON values`,
-      {
-        details: [
-          { field: 'body', message: `at most ${MAX_BODY_JSON_VALUES} values (arrays, objects, elements)` },
-        ],
-      },
-    );
+  if (complexity !== undefined) {
+    const { message, detail } = TOO_COMPLEX[complexity];
+    throw new PayloadTooLargeError('body_too_complex', message, {
+      details: [{ field: 'body', message: detail }],
+    });
   }
   try {
     return JSON.parse(raw.body);
