@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import type { HeapTrim } from '../../src/common/heap-trim.ts';
+import { type HeapTrim, trimDue } from '../../src/common/heap-trim.ts';
+import { SERVER_TRIM_BUSY_ABOVE } from '../../src/runtimes/server/server.ts';
 
 test('after a large heap is collected, the trim runs once and the RSS falls by most of what the heap held', async () => {
   const worker = new Worker(new URL('../support/heap-trim-worker.ts', import.meta.url));
@@ -28,4 +29,32 @@ test('after a large heap is collected, the trim runs once and the RSS falls by m
     report.rssAfterGc - report.rssAfterTrim > 100 * 1024 * 1024,
     `RSS ${mb(report.rssAfterGc)} MB after V8's own collection, ${mb(report.rssAfterTrim)} MB after the trim`,
   );
+});
+
+test('a trim is due only after the heap shrank, past the interval, and while the thread is quiet enough', () => {
+  const MB = 1024 * 1024;
+  const shrunk = { now: 20_000, lastTrim: 0, peak: 300 * MB, committed: 100 * MB };
+  // The defaults: busy above half of the sample, never while busy.
+  assert.equal(trimDue({ ...shrunk, utilization: 0.4 }), true);
+  assert.equal(trimDue({ ...shrunk, utilization: 0.6 }), false);
+  assert.equal(
+    trimDue({ ...shrunk, committed: 290 * MB, utilization: 0 }),
+    false,
+    'shrank by less than 32 MB',
+  );
+  assert.equal(trimDue({ ...shrunk, now: 5_000, utilization: 0 }), false, 'within 10 s of the last');
+  // A thread that answers requests: busy above 5 %, so a loop busy 20 % of the last second waits…
+  const server = { busyAbove: SERVER_TRIM_BUSY_ABOVE };
+  assert.equal(trimDue({ ...shrunk, utilization: 0.2 }, server), false);
+  assert.equal(
+    trimDue({ ...shrunk, now: 10_000_000, utilization: 0.2 }, server),
+    false,
+    'however long since the last',
+  );
+  // …and one nearly idle trims.
+  assert.equal(trimDue({ ...shrunk, utilization: 0.03 }, server), true);
+  // A thread no request waits on trims while busy too, once its busy interval has passed.
+  const worker = { busyIntervalMs: 60_000 };
+  assert.equal(trimDue({ ...shrunk, utilization: 0.9 }, worker), false);
+  assert.equal(trimDue({ ...shrunk, now: 61_000, utilization: 0.9 }, worker), true);
 });

@@ -5,6 +5,9 @@ import { startHeapTrim } from '../../common/heap-trim.ts';
 import { buildPlatform, type Platform, type PlatformOptions } from '../platform.ts';
 import { close, createNodeServer, listen } from './http-server.ts';
 
+/** The API's thread trims its heap only after a sample in which its loop was busy at most this share. */
+export const SERVER_TRIM_BUSY_ABOVE = 0.05;
+
 export interface RunningServer {
   platform: Platform;
   server: Server;
@@ -31,8 +34,9 @@ export async function startServer(config: Config, options: PlatformOptions = {})
     throw err;
   }
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  // This thread answers requests: its heap is trimmed only while it is not busy.
-  const stopTrim = startHeapTrim({ logger: platform.logger });
+  // This thread answers requests: its heap is trimmed only while its loop is nearly idle (a trim
+  // holds it 20-120 ms, and anyone asking meanwhile waits that long).
+  const stopTrim = startHeapTrim({ busyAbove: SERVER_TRIM_BUSY_ABOVE, logger: platform.logger });
   let stopping: Promise<void> | undefined;
   return {
     platform,
