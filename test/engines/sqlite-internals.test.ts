@@ -674,6 +674,36 @@ describe('durability', () => {
     await log.close();
   });
 
+  test('a topic created while another connection holds the write lock waits for it without holding the event loop', async () => {
+    const path = join(dir, 'topic-lock.db');
+    const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });
+    await log.ensureTopic('warm', { partitions: 1 });
+    const other = new DatabaseSync(path);
+    other.exec('BEGIN IMMEDIATE');
+    let created = false;
+    let failed: unknown;
+    const ensuring = log.ensureTopic('locked-out', { partitions: 2 }).then(
+      () => {
+        created = true;
+      },
+      (err: unknown) => {
+        failed = err;
+      },
+    );
+    // The call returned while the lock is held (a synchronous wait would have held this thread up
+    // to 750 ms, then failed), and timers keep firing while it waits.
+    for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.equal(failed, undefined);
+    assert.equal(created, false, 'not created while the lock is held');
+    assert.equal(await log.describeTopic('locked-out'), undefined);
+    other.exec('COMMIT');
+    await ensuring;
+    assert.equal(failed, undefined);
+    assert.deepEqual(await log.describeTopic('locked-out'), { name: 'locked-out', partitions: 2 });
+    other.close();
+    await log.close();
+  });
+
   test('an append to the embedded log resolves after its flush, while consumers may read it from the commit on', async () => {
     const log = new EmbeddedLog(join(dir, 'durable-bus.db'), { retentionIntervalMs: 0 });
     await log.ensureTopic('t', { partitions: 1 });
