@@ -39,6 +39,9 @@ export function exposedGc(): GcFunction {
   return gcFunction;
 }
 
+/** A thread that answers requests trims only after a sample in which its loop was busy at most this share. */
+export const SERVING_THREAD_BUSY_ABOVE = 0.05;
+
 export interface HeapTrim {
   /** How long it held the thread (ms). */
   ms: number;

@@ -704,6 +704,20 @@ describe('durability', () => {
     await log.close();
   });
 
+  test('a topic waiting for the write lock when its log is closed fails instead of waiting on', async () => {
+    const path = join(dir, 'topic-lock-close.db');
+    const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });
+    await log.ensureTopic('warm', { partitions: 1 });
+    const other = new DatabaseSync(path);
+    other.exec('BEGIN IMMEDIATE');
+    const ensuring = log.ensureTopic('never', { partitions: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    await log.close();
+    await assert.rejects(ensuring, /not open/);
+    other.exec('ROLLBACK');
+    other.close();
+  });
+
   test('an append to the embedded log resolves after its flush, while consumers may read it from the commit on', async () => {
     const log = new EmbeddedLog(join(dir, 'durable-bus.db'), { retentionIntervalMs: 0 });
     await log.ensureTopic('t', { partitions: 1 });

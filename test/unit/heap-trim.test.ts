@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { type HeapTrim, trimDue } from '../../src/common/heap-trim.ts';
-import { SERVER_TRIM_BUSY_ABOVE } from '../../src/runtimes/server/server.ts';
+import { type HeapTrim, SERVING_THREAD_BUSY_ABOVE, trimDue } from '../../src/common/heap-trim.ts';
 
 test('after a large heap is collected, the trim runs once and the RSS falls by most of what the heap held', async () => {
   const worker = new Worker(new URL('../support/heap-trim-worker.ts', import.meta.url));
@@ -44,17 +43,19 @@ test('a trim is due only after the heap shrank, past the interval, and while the
   );
   assert.equal(trimDue({ ...shrunk, now: 5_000, utilization: 0 }), false, 'within 10 s of the last');
   // A thread that answers requests: busy above 5 %, so a loop busy 20 % of the last second waits…
-  const server = { busyAbove: SERVER_TRIM_BUSY_ABOVE };
+  const server = { busyAbove: SERVING_THREAD_BUSY_ABOVE };
   assert.equal(trimDue({ ...shrunk, utilization: 0.2 }, server), false);
   assert.equal(
     trimDue({ ...shrunk, now: 10_000_000, utilization: 0.2 }, server),
     false,
     'however long since the last',
   );
-  // …and one nearly idle trims.
+  // …and one nearly idle trims (busy exactly the share still counts as quiet).
   assert.equal(trimDue({ ...shrunk, utilization: 0.03 }, server), true);
+  assert.equal(trimDue({ ...shrunk, utilization: SERVING_THREAD_BUSY_ABOVE }, server), true);
   // A thread no request waits on trims while busy too, once its busy interval has passed.
   const worker = { busyIntervalMs: 60_000 };
   assert.equal(trimDue({ ...shrunk, utilization: 0.9 }, worker), false);
-  assert.equal(trimDue({ ...shrunk, now: 61_000, utilization: 0.9 }, worker), true);
+  assert.equal(trimDue({ ...shrunk, now: 59_999, utilization: 0.9 }, worker), false);
+  assert.equal(trimDue({ ...shrunk, now: 60_000, utilization: 0.9 }, worker), true);
 });

@@ -167,16 +167,15 @@ export async function transactionFlushedAsync<T>(db: DatabaseSync, fn: () => T):
 }
 
 /**
- * BEGIN IMMEDIATE, waiting for another connection's write lock in timer turns (1 ms, doubling up to
- * 4 ms) for up to BUSY_TIMEOUT_MS, as group commit does: the event loop runs meanwhile.
+ * BEGIN IMMEDIATE, waiting for another connection's write lock in timer turns (a try every 1 ms) for
+ * up to BUSY_TIMEOUT_MS, as group commit does: the event loop runs meanwhile. A closed database
+ * throws at the next try.
  */
 async function beginImmediateAsync(db: DatabaseSync): Promise<void> {
   const deadline = Date.now() + BUSY_TIMEOUT_MS;
-  let pauseMs = 1;
   while (!tryBeginImmediate(db)) {
     if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
-    pauseMs = Math.min(pauseMs * 2, 4);
+    await new Promise((resolve) => setTimeout(resolve, 1));
   }
 }
 
@@ -192,7 +191,8 @@ function committed<T>(db: DatabaseSync, fn: () => T): T {
     db.exec('COMMIT');
     return result;
   } catch (err) {
-    db.exec('ROLLBACK');
+    // SQLite may have rolled back already (a failed COMMIT, an I/O error): the cause is what counts.
+    if (db.isTransaction) db.exec('ROLLBACK');
     throw err;
   }
 }
