@@ -16,6 +16,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Logger } from './log.ts';
+import type { MetricsRegistry } from './metrics.ts';
 
 type GcFunction = (options?: {
   type?: 'major' | 'minor';
@@ -67,6 +68,8 @@ export interface HeapTrimOptions {
   busyIntervalMs?: number;
   /** Told after each trim. */
   onTrim?: (trim: HeapTrim) => void;
+  /** Told at each sample where a trim was due but the thread was too busy for it. */
+  onDeferred?: () => void;
   /** Each trim is logged here (debug): how long it took, and the MB the heap went from and to. */
   logger?: Logger;
 }
@@ -103,14 +106,40 @@ export interface TrimState {
   utilization: number;
 }
 
-/** Whether a trim is due: the heap shrank enough, long enough after the last, and the thread is quiet enough. */
-export function trimDue(state: TrimState, options: HeapTrimOptions = {}): boolean {
+/**
+ * What a sample decides: `trim` (the heap shrank enough, long enough after the last trim, and the
+ * thread is quiet enough), `busy` (due but the thread is too busy for it now), or `no`.
+ */
+export function trimDecision(state: TrimState, options: HeapTrimOptions = {}): 'trim' | 'busy' | 'no' {
   const minShrink = options.minShrinkBytes ?? 32 * 1024 * 1024;
   const minInterval = options.minIntervalMs ?? 10_000;
   const since = state.now - state.lastTrim;
-  if (since < minInterval || state.peak - state.committed < minShrink) return false;
+  if (since < minInterval || state.peak - state.committed < minShrink) return 'no';
   const busy = state.utilization > (options.busyAbove ?? 0.5);
-  return !busy || (options.busyIntervalMs !== undefined && since >= options.busyIntervalMs);
+  return !busy || (options.busyIntervalMs !== undefined && since >= options.busyIntervalMs) ? 'trim' : 'busy';
+}
+
+/**
+ * The trim's callbacks counting into `webhooks_heap_trims_total{thread}` and
+ * `webhooks_heap_trim_deferrals_total{thread}` (samples at which a trim was due but the thread too
+ * busy: a serving thread that is never quiet keeps its RSS at its peak, and this shows it).
+ */
+export function heapTrimCounters(
+  metrics: MetricsRegistry,
+  thread: string,
+): Pick<HeapTrimOptions, 'onTrim' | 'onDeferred'> {
+  const trims = metrics.counter('webhooks_heap_trims_total', 'Memory-reducing collections run, by thread.', [
+    'thread',
+  ]);
+  const deferrals = metrics.counter(
+    'webhooks_heap_trim_deferrals_total',
+    'Samples at which a heap trim was due but the thread was too busy for it, by thread.',
+    ['thread'],
+  );
+  return {
+    onTrim: () => trims.inc({ thread }),
+    onDeferred: () => deferrals.inc({ thread }),
+  };
 }
 
 function startTrimming(options: HeapTrimOptions): () => void {
@@ -125,7 +154,9 @@ function startTrimming(options: HeapTrimOptions): () => void {
     const current = performance.eventLoopUtilization();
     const utilization = performance.eventLoopUtilization(current, elu).utilization;
     elu = current;
-    if (!trimDue({ now, lastTrim, peak, committed, utilization }, options)) return;
+    const decision = trimDecision({ now, lastTrim, peak, committed, utilization }, options);
+    if (decision === 'busy') options.onDeferred?.();
+    if (decision !== 'trim') return;
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     lastTrim = performance.now();
     const after = v8.getHeapStatistics().total_heap_size;

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../common/config.ts';
-import { startHeapTrim } from '../common/heap-trim.ts';
+import { heapTrimCounters, startHeapTrim } from '../common/heap-trim.ts';
 import { Logger } from '../common/log.ts';
 import { buildPlatform } from './platform.ts';
 import { type HostMessage, lowerThreadPriority, type ThreadMessage, type ThreadRole } from './thread-host.ts';
@@ -33,7 +33,11 @@ try {
     onSubscriptionChanged: (change) => send({ type: 'subscription-changed', change }),
   });
   // No requests wait on this thread: its heap is trimmed while busy too, at most once a minute.
-  const stopTrim = startHeapTrim({ busyIntervalMs: 60_000, logger: platform.logger });
+  const stopTrim = startHeapTrim({
+    busyIntervalMs: 60_000,
+    logger: platform.logger,
+    ...heapTrimCounters(platform.metrics, role),
+  });
   // Shows that the host's cache invalidations arrive, restarts included.
   const invalidations = platform.metrics.counter(
     `webhooks_${role}_thread_invalidations_total`,

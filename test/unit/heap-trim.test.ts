@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { type HeapTrim, SERVING_THREAD_BUSY_ABOVE, trimDue } from '../../src/common/heap-trim.ts';
+import {
+  type HeapTrim,
+  heapTrimCounters,
+  SERVING_THREAD_BUSY_ABOVE,
+  trimDecision,
+} from '../../src/common/heap-trim.ts';
+import { MetricsRegistry } from '../../src/common/metrics.ts';
 
 test('after a large heap is collected, the trim runs once and the RSS falls by most of what the heap held', async () => {
   const worker = new Worker(new URL('../support/heap-trim-worker.ts', import.meta.url));
@@ -34,28 +40,45 @@ test('a trim is due only after the heap shrank, past the interval, and while the
   const MB = 1024 * 1024;
   const shrunk = { now: 20_000, lastTrim: 0, peak: 300 * MB, committed: 100 * MB };
   // The defaults: busy above half of the sample, never while busy.
-  assert.equal(trimDue({ ...shrunk, utilization: 0.4 }), true);
-  assert.equal(trimDue({ ...shrunk, utilization: 0.6 }), false);
+  assert.equal(trimDecision({ ...shrunk, utilization: 0.4 }), 'trim');
+  assert.equal(trimDecision({ ...shrunk, utilization: 0.6 }), 'busy');
   assert.equal(
-    trimDue({ ...shrunk, committed: 290 * MB, utilization: 0 }),
-    false,
+    trimDecision({ ...shrunk, committed: 290 * MB, utilization: 0 }),
+    'no',
     'shrank by less than 32 MB',
   );
-  assert.equal(trimDue({ ...shrunk, now: 5_000, utilization: 0 }), false, 'within 10 s of the last');
+  assert.equal(trimDecision({ ...shrunk, now: 5_000, utilization: 0 }), 'no', 'within 10 s of the last');
   // A thread that answers requests: busy above 5 %, so a loop busy 20 % of the last second waits…
   const server = { busyAbove: SERVING_THREAD_BUSY_ABOVE };
-  assert.equal(trimDue({ ...shrunk, utilization: 0.2 }, server), false);
+  assert.equal(trimDecision({ ...shrunk, utilization: 0.2 }, server), 'busy');
   assert.equal(
-    trimDue({ ...shrunk, now: 10_000_000, utilization: 0.2 }, server),
-    false,
+    trimDecision({ ...shrunk, now: 10_000_000, utilization: 0.2 }, server),
+    'busy',
     'however long since the last',
   );
   // …and one nearly idle trims (busy exactly the share still counts as quiet).
-  assert.equal(trimDue({ ...shrunk, utilization: 0.03 }, server), true);
-  assert.equal(trimDue({ ...shrunk, utilization: SERVING_THREAD_BUSY_ABOVE }, server), true);
+  assert.equal(trimDecision({ ...shrunk, utilization: 0.03 }, server), 'trim');
+  assert.equal(trimDecision({ ...shrunk, utilization: SERVING_THREAD_BUSY_ABOVE }, server), 'trim');
+  // Busy or not, nothing is due before the heap shrank.
+  assert.equal(trimDecision({ ...shrunk, committed: 290 * MB, utilization: 0.9 }, server), 'no');
   // A thread no request waits on trims while busy too, once its busy interval has passed.
   const worker = { busyIntervalMs: 60_000 };
-  assert.equal(trimDue({ ...shrunk, utilization: 0.9 }, worker), false);
-  assert.equal(trimDue({ ...shrunk, now: 59_999, utilization: 0.9 }, worker), false);
-  assert.equal(trimDue({ ...shrunk, now: 60_000, utilization: 0.9 }, worker), true);
+  assert.equal(trimDecision({ ...shrunk, utilization: 0.9 }, worker), 'busy');
+  assert.equal(trimDecision({ ...shrunk, now: 59_999, utilization: 0.9 }, worker), 'busy');
+  assert.equal(trimDecision({ ...shrunk, now: 60_000, utilization: 0.9 }, worker), 'trim');
+});
+
+test("the trim's counters: trims run and samples deferred because the thread was busy, by thread", () => {
+  const metrics = new MetricsRegistry();
+  const api = heapTrimCounters(metrics, 'api');
+  const dispatcher = heapTrimCounters(metrics, 'dispatcher');
+  api.onDeferred!();
+  api.onDeferred!();
+  api.onTrim!({ ms: 40, peak: 3, before: 2, after: 1 });
+  dispatcher.onTrim!({ ms: 90, peak: 3, before: 2, after: 1 });
+  const text = metrics.render();
+  assert.match(text, /^webhooks_heap_trim_deferrals_total\{thread="api"\} 2$/m);
+  assert.match(text, /^webhooks_heap_trims_total\{thread="api"\} 1$/m);
+  assert.match(text, /^webhooks_heap_trims_total\{thread="dispatcher"\} 1$/m);
+  assert.doesNotMatch(text, /deferrals_total\{thread="dispatcher"\}/);
 });

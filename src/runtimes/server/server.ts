@@ -1,7 +1,7 @@
 /** The standalone server: the platform behind Node's HTTP server, with graceful shutdown. */
 import type { Server } from 'node:http';
 import type { Config } from '../../common/config.ts';
-import { SERVING_THREAD_BUSY_ABOVE, startHeapTrim } from '../../common/heap-trim.ts';
+import { heapTrimCounters, SERVING_THREAD_BUSY_ABOVE, startHeapTrim } from '../../common/heap-trim.ts';
 import { buildPlatform, type Platform, type PlatformOptions } from '../platform.ts';
 import { close, createNodeServer, listen } from './http-server.ts';
 
@@ -33,7 +33,11 @@ export async function startServer(config: Config, options: PlatformOptions = {})
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   // This thread answers requests: its heap is trimmed only while its loop is nearly idle (a trim
   // holds it 20-120 ms, and anyone asking meanwhile waits that long).
-  const stopTrim = startHeapTrim({ busyAbove: SERVING_THREAD_BUSY_ABOVE, logger: platform.logger });
+  const stopTrim = startHeapTrim({
+    busyAbove: SERVING_THREAD_BUSY_ABOVE,
+    logger: platform.logger,
+    ...heapTrimCounters(platform.metrics, 'api'),
+  });
   let stopping: Promise<void> | undefined;
   return {
     platform,
