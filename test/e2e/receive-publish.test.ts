@@ -79,7 +79,8 @@ describe('webhooks receive (in-process)', () => {
     assert.equal(res.status, 401);
     const body = (await res.json()) as { error: { code: string; message: string } };
     assert.equal(body.error.code, 'webhook_timestamp_invalid');
-    assert.match(body.error.message, /3600 s old/);
+    // 3601 when a second boundary passes between signing and checking (seen once in CI).
+    assert.match(body.error.message, /^webhook-timestamp is 360[01] s old \(tolerance 300 s\)$/);
   });
 
   test('without a secret every request is accepted and recorded as unverified (null)', async () => {
