@@ -170,6 +170,33 @@ describe('sqlite migration v12: dead letters apart from their documents', () => 
     assert.ok(!columns.includes('doc'), columns.join(', '));
     db.close();
   });
+
+  test('a redrive marks the small row only: the document is not rewritten, and listings show the mark', async () => {
+    const path = join(dir, 'mark-row.db');
+    const store = new SqliteStore(path);
+    const record = deadLetterRecord({ value: JSON.stringify({ blob: 'b'.repeat(200_000) }) });
+    try {
+      await store.deadLetters.insert(record);
+      const docOf = (db: DatabaseSync) =>
+        db.prepare('SELECT doc FROM dead_letter_doc WHERE id = ?').get(record.id)!.doc as string;
+      const reader = new DatabaseSync(path);
+      const stored = docOf(reader);
+      const at = new Date().toISOString();
+      assert.equal(await store.deadLetters.markRedriven(record.id, at), true);
+      // The 200 KB document is the same text: before, json_set rewrote all of it at each mark.
+      assert.equal(docOf(reader), stored);
+      assert.equal(JSON.parse(docOf(reader)).redrivenAt, undefined);
+      assert.deepEqual((await store.deadLetters.list({ pending: false })).items, [
+        { ...record, redrivenAt: at },
+      ]);
+      assert.deepEqual((await store.deadLetters.list({ pending: true })).items, []);
+      assert.equal(await store.deadLetters.markRedriven(record.id, new Date().toISOString()), false);
+      assert.equal((await store.deadLetters.list({})).items[0]?.redrivenAt, at, 'the first mark stays');
+      reader.close();
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe('connection settings', () => {
