@@ -701,12 +701,18 @@ describe('durability', () => {
     await log.close();
   });
 
-  test('a topic created while another connection holds the write lock waits for it without holding the event loop', async () => {
-    const path = join(dir, 'topic-lock.db');
+  /** An embedded log on a new file with one topic, and another connection holding its write lock. */
+  async function logLockedOut(file: string) {
+    const path = join(dir, file);
     const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });
     await log.ensureTopic('warm', { partitions: 1 });
     const other = new DatabaseSync(path);
     other.exec('BEGIN IMMEDIATE');
+    return { log, other };
+  }
+
+  test('a topic created while another connection holds the write lock waits for it without holding the event loop', async () => {
+    const { log, other } = await logLockedOut('topic-lock.db');
     let created = false;
     let failed: unknown;
     const ensuring = log.ensureTopic('locked-out', { partitions: 2 }).then(
@@ -732,11 +738,7 @@ describe('durability', () => {
   });
 
   test('a topic waiting for the write lock when its log is closed fails instead of waiting on', async () => {
-    const path = join(dir, 'topic-lock-close.db');
-    const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });
-    await log.ensureTopic('warm', { partitions: 1 });
-    const other = new DatabaseSync(path);
-    other.exec('BEGIN IMMEDIATE');
+    const { log, other } = await logLockedOut('topic-lock-close.db');
     const ensuring = log.ensureTopic('never', { partitions: 1 });
     await new Promise((resolve) => setTimeout(resolve, 1));
     await log.close();
