@@ -8,11 +8,16 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
+import { appendMessages, appendTransaction } from '../../src/engines/embedded/appender.ts';
+import { Assignment } from '../../src/engines/embedded/assignment.ts';
 import type { EmbeddedConsumer } from '../../src/engines/embedded/consumer.ts';
 import { backoffMs, PartitionCursor, redeliveryPolicy } from '../../src/engines/embedded/cursor.ts';
+import { GroupStore } from '../../src/engines/embedded/group-store.ts';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { murmur2 } from '../../src/engines/embedded/partitioner.ts';
 import { deleteConsumedRecords } from '../../src/engines/embedded/retention.ts';
+import { BUS_MIGRATIONS, sql } from '../../src/engines/embedded/schema.ts';
+import { openDatabase, unflushedTransaction } from '../../src/engines/sqlite/database.ts';
 import { runBusConformance } from '../conformance/bus.ts';
 import { runTopicAdminConformance } from '../conformance/bus-admin.ts';
 
@@ -487,6 +492,97 @@ describe('embedded log', () => {
     await waitFor('every message', () => seen.size === 10);
     await consumer.stop();
     await log.close();
+  });
+
+  test('a member that takes back a partition it lost unseen starts from the committed offset, not its stale cursor', async () => {
+    const db = openDatabase(join(dir, 'retaken.db'), BUS_MIGRATIONS, { durability: 'relaxed' });
+    db.exec(`INSERT INTO topic (name, partitions, created_at) VALUES ('t.x', 1, 'now')`);
+    unflushedTransaction(db, () =>
+      appendMessages(
+        db,
+        Array.from({ length: 20 }, (_, i) => ({ topic: 't.x', value: String(i) })),
+        new Map(),
+        appendTransaction(db),
+      ),
+    );
+    const ttl = 1_000;
+    const t0 = Date.now();
+    const member = (owner: string) =>
+      new Assignment(new GroupStore(db, 'g', owner, ['t.'], ttl), (err) => assert.fail(String(err)));
+    const committed = () =>
+      (sql(db, 'SELECT next_offset FROM committed_offset').get() as { next_offset: number }).next_offset;
+    const a = member('a');
+    const b = member('b');
+    a.heartbeat(t0, true);
+    const stale = a.fetch(10, t0, 100, 1e9, () => {});
+    assert.deepEqual(
+      stale.map((e) => e.message.offset),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    // a stalls longer than the lease: b takes the partition, handles all twenty, commits, leaves.
+    b.heartbeat(t0 + 2 * ttl, true);
+    const all = b.fetch(100, t0 + 2 * ttl, 100, 1e9, () => {});
+    for (const e of all) e.cursor.succeed(e.message.offset);
+    b.commit(new Set(all.map((e) => e.cursor)));
+    assert.equal(committed(), 20);
+    b.leave();
+    // a wakes: its heartbeat takes the free partition again, then its old batch settles.
+    a.heartbeat(t0 + 2 * ttl + 100, true);
+    for (const e of stale) e.cursor.succeed(e.message.offset);
+    a.commit(new Set(stale.map((e) => e.cursor)));
+    assert.equal(committed(), 20, 'the stale batch did not move the offset back');
+    a.heartbeat(t0 + 2 * ttl + 200, true);
+    assert.deepEqual(
+      a.fetch(100, t0 + 2 * ttl + 200, 100, 1e9, () => assert.fail('skipped')),
+      [],
+    );
+    db.close();
+  });
+
+  test('an offset commit whose write failed is written again by the next heartbeat, with no new message', () => {
+    const path = join(dir, 'commit-again.db');
+    const db = openDatabase(path, BUS_MIGRATIONS, { durability: 'relaxed' });
+    db.exec(`INSERT INTO topic (name, partitions, created_at) VALUES ('t.x', 1, 'now')`);
+    unflushedTransaction(db, () =>
+      appendMessages(db, [{ topic: 't.x', value: 'only' }], new Map(), appendTransaction(db)),
+    );
+    const errors: unknown[] = [];
+    const member = new Assignment(new GroupStore(db, 'g', 'a', ['t.'], 3_000), (err) => errors.push(err));
+    const committed = () =>
+      (sql(db, 'SELECT next_offset FROM committed_offset').get() as { next_offset: number } | undefined)
+        ?.next_offset;
+    member.heartbeat(Date.now(), true);
+    const [entry] = member.fetch(10, Date.now(), 100, 1e9, () => {});
+    entry!.cursor.succeed(entry!.message.offset);
+    const holder = new DatabaseSync(path);
+    holder.exec('BEGIN IMMEDIATE');
+    member.commit([entry!.cursor]);
+    holder.exec('ROLLBACK');
+    holder.close();
+    assert.match(String(errors[0]), /database is locked/);
+    assert.equal(committed(), undefined, 'not written while the lock was held');
+    member.heartbeat(Date.now(), true);
+    assert.equal(committed(), 1, 'written by the heartbeat after');
+    assert.equal(errors.length, 1);
+    db.close();
+  });
+
+  test('a lease handed back while another connection holds the write lock waits no longer than the capped lock wait', () => {
+    const path = join(dir, 'release-locked.db');
+    const db = openDatabase(path, BUS_MIGRATIONS, { durability: 'relaxed' });
+    db.exec(`INSERT INTO topic (name, partitions, created_at) VALUES ('t.x', 1, 'now')`);
+    const store = new GroupStore(db, 'g', 'a', ['t.'], 3_000);
+    assert.equal(store.heartbeat(Date.now(), true).held.length, 1);
+    const holder = new DatabaseSync(path);
+    holder.exec('BEGIN IMMEDIATE');
+    const started = performance.now();
+    assert.throws(() => store.release('t.x', 0), /database is locked/);
+    const blocked = performance.now() - started;
+    holder.exec('ROLLBACK');
+    holder.close();
+    // SQLite's busy timeout (5 s) would outlast the 3 s lease of every consumer on this thread.
+    assert.ok(blocked < 2_000, `the thread was blocked ${Math.round(blocked)} ms`);
+    db.close();
   });
 
   test('two connections on one file (two processes) share a group without processing a message twice', async () => {

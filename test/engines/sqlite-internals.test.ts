@@ -1,17 +1,18 @@
 /** SQLite engine internals: the v3 migration, the event-filter query plan, and group commit under a held lock. */
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
-import { openDatabase, transaction, walFlusherOf } from '../../src/engines/sqlite/database.ts';
+import { atomically, openDatabase, transaction, walFlusherOf } from '../../src/engines/sqlite/database.ts';
 import { GroupCommit, MAX_TRANSACTION_BYTES } from '../../src/engines/sqlite/group-commit.ts';
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
 import { ReadBatch } from '../../src/engines/sqlite/read-batch.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
+import { WalFlusher } from '../../src/engines/sqlite/wal-flush.ts';
 import { deadLetterRecord, deliveryRecord } from '../support/fixtures.ts';
 
 let dir: string;
@@ -395,9 +396,68 @@ describe('group commit', () => {
     a.close();
     b.close();
   });
+
+  test('a transaction SQLite rolls back by itself (disk full) commits none of its operations, tells each the cause, and runs the rest in the next', async () => {
+    const path = join(dir, 'full.db');
+    const db = openDatabase(path, ['CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)'], {
+      durability: 'relaxed',
+    });
+    const pages = Number(db.prepare('PRAGMA page_count').get()!.page_count);
+    db.exec(`PRAGMA max_page_count = ${pages + 3}`);
+    const group = new GroupCommit(db);
+    const insert = db.prepare('INSERT INTO t (id, v) VALUES (?, ?)');
+    const outcomes = await Promise.allSettled([
+      group.run(() => atomically(db, () => insert.run(1, 'x'.repeat(100)))),
+      group.run(() => atomically(db, () => insert.run(2, 'y'.repeat(200_000)))), // over the page cap
+      group.run(() => atomically(db, () => insert.run(3, 'z'.repeat(100)))),
+    ]);
+    assert.deepEqual(
+      outcomes.map((o) => (o.status === 'fulfilled' ? 'committed' : (o.reason as Error).message)),
+      ['database or disk is full', 'database or disk is full', 'committed'],
+    );
+    const other = new DatabaseSync(path);
+    assert.deepEqual(
+      other
+        .prepare('SELECT id FROM t')
+        .all()
+        .map((r) => r.id),
+      [3],
+      'what a caller was told failed is not there, and what it was told committed is',
+    );
+    other.close();
+    db.close();
+  });
 });
 
 describe('durability', () => {
+  test('a failed WAL flush is final: later flushes fail with it even when the disk answers again', async () => {
+    const path = join(dir, 'flush-fails.db');
+    writeFileSync(`${path}-wal`, '');
+    let failNext = true;
+    const calls = {
+      sync: (_fd: number, done: (err: NodeJS.ErrnoException | null) => void) =>
+        setImmediate(() => {
+          const fail = failNext;
+          failNext = false;
+          done(fail ? Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }) : null);
+        }),
+      syncNow: () => {},
+    };
+    const flusher = new WalFlusher(path, calls);
+    const first = flusher.flush();
+    const joined = flusher.flush(); // waits for the flush after the one under way
+    await assert.rejects(first, (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'wal_flush_failed');
+      assert.match(err.message, /EIO.*until the process restarts/);
+      return true;
+    });
+    await assert.rejects(joined, /EIO/);
+    // The disk answers again (failNext is false), but what came after the failed flush is not durable.
+    await assert.rejects(flusher.flush(), /EIO/);
+    assert.throws(() => flusher.flushSync(), /EIO/);
+    flusher.close();
+  });
+
   /** Counts the WAL flushes of a connection, and lets the test decide when each one completes. */
   function gatedFlushes(db: DatabaseSync) {
     const flusher = walFlusherOf(db)!;
@@ -734,6 +794,61 @@ describe('durability', () => {
     assert.equal(failed, undefined);
     assert.deepEqual(await log.describeTopic('locked-out'), { name: 'locked-out', partitions: 2 });
     other.close();
+    await log.close();
+  });
+
+  test('two topics created in the same turn are both created: no transaction stays open across an await', async () => {
+    const log = new EmbeddedLog(join(dir, 'topics-same-turn.db'), { retentionIntervalMs: 0 });
+    const both = await Promise.allSettled([
+      log.ensureTopic('first', { partitions: 1 }),
+      log.ensureTopic('second', { partitions: 1 }),
+    ]);
+    assert.deepEqual(
+      both.map((r) => (r.status === 'fulfilled' ? 'ok' : String(r.reason))),
+      ['ok', 'ok'],
+    );
+    assert.deepEqual(await log.describeTopic('first'), { name: 'first', partitions: 1 });
+    assert.deepEqual(await log.describeTopic('second'), { name: 'second', partitions: 1 });
+    await log.close();
+  });
+
+  test('a consumer that commits its offset while a topic is being created loses neither', async () => {
+    const path = join(dir, 'topic-and-commit.db');
+    const log = new EmbeddedLog(path, { retentionIntervalMs: 0 });
+    await log.ensureTopic('t.a', { partitions: 1 });
+    await log.publish([{ topic: 't.a', value: '1' }]);
+    let handled!: () => void;
+    const received = new Promise<void>((resolve) => {
+      handled = resolve;
+    });
+    let settle!: (result: { failed: [] }) => void;
+    const settled = new Promise<{ failed: [] }>((resolve) => {
+      settle = resolve;
+    });
+    const errors: unknown[] = [];
+    const consumer = log.consume({
+      group: 'g',
+      topicPrefixes: ['t.a'],
+      handler: () => {
+        handled();
+        return settled;
+      },
+      onError: (err) => errors.push(err),
+    });
+    await received;
+    // The batch's commit runs in the microtasks that follow, while the topic's transaction is begun.
+    settle({ failed: [] });
+    await log.ensureTopic('t.b', { partitions: 1 });
+    await consumer.stop();
+    assert.deepEqual(errors, []);
+    const reader = new DatabaseSync(path);
+    const offsets = reader.prepare('SELECT grp, next_offset FROM committed_offset').all();
+    reader.close();
+    assert.deepEqual(
+      offsets.map((o) => ({ ...o })),
+      [{ grp: 'g', next_offset: 1 }],
+    );
+    assert.deepEqual(await log.describeTopic('t.b'), { name: 't.b', partitions: 1 });
     await log.close();
   });
 

@@ -19,6 +19,8 @@ export class Assignment {
   readonly #cursors = new Map<string, PartitionCursor>();
   /** Cursors of partitions lost while messages were in flight; re-taking them waits until those settle. */
   readonly #lost = new Map<string, PartitionCursor>();
+  /** Commits taken from their cursors whose write failed: written again at the next commit or heartbeat. */
+  readonly #unwritten = new Map<PartitionCursor, number>();
   #list: PartitionCursor[] = [];
   #rotation = 0;
   /** The earliest time a held partition waiting on notBefore or a pause becomes fetchable. */
@@ -48,6 +50,9 @@ export class Assignment {
     for (const h of result.held) {
       const key = partitionKey(h.topic, h.partition);
       held.add(key);
+      // Taken again after losing it unseen (a stall longer than the lease): the cursor kept from
+      // before would commit its old position over what the member in between committed.
+      if (result.acquired?.has(key)) this.#drop(key);
       if (this.#cursors.has(key) || !acquire) continue;
       // Never hand out a message still in flight here from before the partition was lost.
       if (this.#lost.has(key)) continue;
@@ -63,8 +68,10 @@ export class Assignment {
         .sort((a, b) => a.inFlight - b.inFlight || (a.key < b.key ? 1 : -1));
       for (const cursor of idleFirst.slice(0, over)) cursor.releasing = true;
     }
-    this.#releaseIdle();
     this.#list = [...this.#cursors.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
+    // A quiet partition whose last commit failed to be written would keep it unwritten for good.
+    if (this.#unwritten.size > 0) this.commit([]);
+    else this.#releaseIdle();
     return true;
   }
 
@@ -147,17 +154,22 @@ export class Assignment {
 
   /** Commits how far the partitions' handled prefixes reach, and hands back leases being released. */
   commit(touched: Iterable<PartitionCursor>): void {
-    const held = [...touched].filter((cursor) => this.holds(cursor));
-    const commits: Array<{ topic: string; partition: number; committed: number }> = [];
+    const held = new Set([...touched, ...this.#unwritten.keys()].filter((cursor) => this.holds(cursor)));
+    const commits: Array<{ topic: string; partition: number; committed: number; cursor: PartitionCursor }> =
+      [];
     for (const cursor of held) {
-      const committed = cursor.takeCommit();
+      const committed = cursor.takeCommit() ?? this.#unwritten.get(cursor);
       if (committed !== undefined)
-        commits.push({ topic: cursor.topic, partition: cursor.partition, committed });
+        commits.push({ topic: cursor.topic, partition: cursor.partition, committed, cursor });
     }
     if (commits.length > 0) {
       try {
-        for (const lost of this.#store.commit(commits)) this.#drop(partitionKey(lost.topic, lost.partition));
+        const lost = this.#store.commit(commits);
+        for (const c of commits) this.#unwritten.delete(c.cursor);
+        for (const l of lost) this.#drop(partitionKey(l.topic, l.partition));
       } catch (err) {
+        // The cursors have moved on in memory: keep what they took, to be written again.
+        for (const c of commits) this.#unwritten.set(c.cursor, c.committed);
         this.#report(err);
       }
     }
@@ -184,7 +196,9 @@ export class Assignment {
   /** Hands back the leases being released whose messages are all settled (and so committed). */
   #releaseIdle(): void {
     for (const cursor of [...this.#cursors.values()]) {
-      if (!cursor.releasing || cursor.inFlight > 0) continue;
+      // Handed back only once everything handled is committed: a lease released over an unwritten
+      // commit would have the next owner handle those messages again.
+      if (!cursor.releasing || cursor.inFlight > 0 || this.#unwritten.has(cursor)) continue;
       try {
         this.#store.release(cursor.topic, cursor.partition);
       } catch (err) {
@@ -199,6 +213,7 @@ export class Assignment {
     const cursor = this.#cursors.get(key);
     if (!cursor) return;
     this.#cursors.delete(key);
+    this.#unwritten.delete(cursor);
     if (cursor.inFlight > 0) this.#lost.set(key, cursor);
     this.#list = this.#list.filter((c) => c !== cursor);
   }

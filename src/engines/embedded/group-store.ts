@@ -33,6 +33,12 @@ export interface HeartbeatResult {
   held: HeldPartition[];
   /** How many partitions this member should hold. */
   share: number;
+  /**
+   * Keys (`partitionKey`) of the partitions this heartbeat took rather than renewed. A member that
+   * held one of them before lost it unseen meanwhile (its lease expired and another member may have
+   * moved the offset on): what it kept of that earlier hold is stale.
+   */
+  acquired?: ReadonlySet<string>;
 }
 
 export interface RecordRow {
@@ -121,7 +127,7 @@ export class GroupStore {
       }
       const partitions = this.#partitions(topics);
       const share = Math.ceil(partitions.length / Math.max(1, members));
-      if (acquire) this.#acquire(partitions, share, now, expires);
+      const acquired = acquire ? this.#acquire(partitions, share, now, expires) : undefined;
       const held = sql(
         db,
         `SELECT l.topic, l.part, coalesce(c.next_offset, 0) AS committed
@@ -133,7 +139,7 @@ export class GroupStore {
         .map((h) => ({ topic: h.topic, partition: h.part, committed: h.committed }));
       // Leases of topics this member does not read (none normally) would make the count differ.
       this.#seen = mine.length === held.length ? { topics, members, held: mine, share } : undefined;
-      return { held: mine, share };
+      return acquired && acquired.size > 0 ? { held: mine, share, acquired } : { held: mine, share };
     });
   }
 
@@ -174,11 +180,15 @@ export class GroupStore {
   /** Hands one partition's lease back so another member can take it at once. */
   release(topic: string, partition: number): void {
     this.#seen = undefined;
-    sql(this.#db, 'DELETE FROM lease WHERE grp = ? AND topic = ? AND part = ? AND owner = ?').run(
-      this.#group,
-      topic,
-      partition,
-      this.#owner,
+    // In a transaction like every other write here: its lock wait is capped below the lease TTL,
+    // where a statement on its own would wait out the connection's busy timeout (5 s).
+    transaction(this.#db, () =>
+      sql(this.#db, 'DELETE FROM lease WHERE grp = ? AND topic = ? AND part = ? AND owner = ?').run(
+        this.#group,
+        topic,
+        partition,
+        this.#owner,
+      ),
     );
   }
 
@@ -239,8 +249,9 @@ export class GroupStore {
     share: number,
     now: number,
     expires: number,
-  ) {
+  ): Set<string> {
     const db = this.#db;
+    const acquired = new Set<string>();
     this.reads.leaseScans += 1;
     const leases = sql(db, 'SELECT topic, part, owner, expires_at FROM lease WHERE grp = ?').all(
       this.#group,
@@ -258,7 +269,9 @@ export class GroupStore {
         `INSERT INTO lease (grp, topic, part, owner, expires_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (grp, topic, part) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at`,
       ).run(this.#group, topic, partition, this.#owner, expires);
+      acquired.add(partitionKey(topic, partition));
       mine++;
     }
+    return acquired;
   }
 }

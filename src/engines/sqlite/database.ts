@@ -139,8 +139,12 @@ export function atomically<T>(db: DatabaseSync, fn: () => T): T {
     s.end.run();
     return result;
   } catch (err) {
-    s.undo.run();
-    s.end.run();
+    // Some errors (a full disk, an I/O error) make SQLite roll back the whole transaction, and the
+    // savepoint with it: then there is nothing to undo here, and the cause is what counts.
+    if (db.isTransaction) {
+      s.undo.run();
+      s.end.run();
+    }
     throw err;
   }
 }
@@ -160,23 +164,19 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
  * shared with the commits of the meantime (a synchronous fdatasync held the thread 1–5 ms each).
  */
 export async function transactionFlushedAsync<T>(db: DatabaseSync, fn: () => T): Promise<T> {
-  await beginImmediateAsync(db);
-  const result = committed(db, fn);
-  await flushers.get(db)?.flush();
-  return result;
-}
-
-/**
- * BEGIN IMMEDIATE, waiting for another connection's write lock in timer turns (a try every 1 ms) for
- * up to BUSY_TIMEOUT_MS, as group commit does: the event loop runs meanwhile. A closed database
- * throws at the next try.
- */
-async function beginImmediateAsync(db: DatabaseSync): Promise<void> {
+  // The lock is waited for in timer turns (a try every 1 ms, for up to BUSY_TIMEOUT_MS, as group
+  // commit does), but BEGIN, `fn` and COMMIT run in one synchronous stretch: no await may come
+  // between them, or the connection's other users (consumers committing offsets, another topic
+  // being created) would run their statements inside this transaction. A closed database throws at
+  // the next try.
   const deadline = Date.now() + BUSY_TIMEOUT_MS;
   while (!tryBeginImmediate(db)) {
     if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
+  const result = committed(db, fn);
+  await flushers.get(db)?.flush();
+  return result;
 }
 
 function inTransaction<T>(db: DatabaseSync, fn: () => T): T {

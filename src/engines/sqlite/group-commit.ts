@@ -240,6 +240,20 @@ export class GroupCommit {
       } catch (error) {
         results.push({ ok: false, error });
       }
+      if (!this.#db.isTransaction) {
+        // SQLite rolled the whole transaction back by itself (a full disk, an I/O error): the
+        // operations before this one are undone too, and the next ones would run outside any
+        // transaction, each committed on its own. None of the batch is committed; all of it hears
+        // the cause, and the operations not yet run go to the next transaction.
+        const last = results.at(-1)!;
+        const cause = last.ok ? new Error('the transaction was rolled back by SQLite') : last.error;
+        const rest = batch.splice(results.length);
+        for (const p of rest) this.#queuedBytes += p.bytes;
+        this.#queue.unshift(...rest);
+        this.#settleAll(batch, cause);
+        if (this.#queue.length > 0 && !wait) this.#flushSoon();
+        return;
+      }
     }
     try {
       this.#commit.run();

@@ -13,8 +13,22 @@
  * (which copy frames into the database file) are synced by SQLite itself in NORMAL mode (the WAL
  * before, the database file after). Linux flushes a file's data through any descriptor of it, so
  * flushing our own read-only descriptor of `<db>-wal` covers what SQLite wrote through its own.
+ *
+ * A failed flush is final: after an `fdatasync` error Linux may have dropped the dirty pages it
+ * could not write and marks them clean, so a later flush can succeed while the frames before it are
+ * gone — and recovery stops at the first missing frame, losing every commit after it. Every later
+ * flush therefore fails with the first error (as PostgreSQL treats a failed fsync); the process
+ * must be restarted, and SQLite's recovery then keeps what is really on disk.
  */
 import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+
+/** The two ways a descriptor is flushed (replaceable to inject a failing disk in tests). */
+export interface SyncCalls {
+  sync: (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void;
+  syncNow: (fd: number) => void;
+}
+
+const SYSTEM_SYNC: SyncCalls = { sync: fdatasync, syncNow: fdatasyncSync };
 
 /** Flushes one database's WAL file, synchronously or in the background with group commit. */
 export class WalFlusher {
@@ -24,14 +38,22 @@ export class WalFlusher {
   #next: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   #running = false;
   #closing = false;
+  readonly #calls: SyncCalls;
+  /** The first flush error: every flush after it fails with it. */
+  #failed: Error | undefined;
 
-  constructor(databasePath: string) {
+  constructor(databasePath: string, calls: SyncCalls = SYSTEM_SYNC) {
     this.#path = `${databasePath}-wal`;
+    this.#calls = calls;
   }
 
   /** Resolves once everything committed before this call is on disk. */
   flush(): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (this.#failed) {
+        reject(this.#failed);
+        return;
+      }
       this.#next.push({ resolve, reject });
       if (!this.#running) this.#start();
     });
@@ -39,7 +61,26 @@ export class WalFlusher {
 
   /** Flushes now, blocking the thread (for rare writes that are acknowledged synchronously). */
   flushSync(): void {
-    fdatasyncSync(this.#descriptor());
+    if (this.#failed) throw this.#failed;
+    const fd = this.#descriptor();
+    try {
+      this.#calls.syncNow(fd);
+    } catch (err) {
+      throw this.#fail(err);
+    }
+  }
+
+  /** Remembers a flush error as final; returns the error every later flush fails with. */
+  #fail(err: unknown): Error {
+    const cause = err instanceof Error ? err : new Error(String(err));
+    this.#failed ??= Object.assign(
+      new Error(
+        `flushing ${this.#path} to disk failed (${cause.message}); no later write can be acknowledged as durable until the process restarts`,
+        { cause },
+      ),
+      { code: 'wal_flush_failed' },
+    );
+    return this.#failed;
   }
 
   /** Closes the descriptor (after the database is closed; after the flush in progress, if one is). */
@@ -80,11 +121,18 @@ export class WalFlusher {
       for (const w of waiting) w.reject(err);
       return;
     }
-    fdatasync(fd, (err) => {
+    this.#calls.sync(fd, (err) => {
       this.#running = false;
+      const failed = err ? this.#fail(err) : this.#failed;
       for (const w of waiting) {
-        if (err) w.reject(err);
+        if (failed) w.reject(failed);
         else w.resolve();
+      }
+      if (failed) {
+        // Whoever joined meanwhile fails too: nothing after a failed flush is durable.
+        for (const w of this.#next.splice(0)) w.reject(failed);
+        if (this.#closing) this.#closeDescriptor();
+        return;
       }
       if (this.#next.length > 0 && !this.#closing) this.#start();
       else if (this.#closing) {
