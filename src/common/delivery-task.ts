@@ -33,6 +33,14 @@ export interface DeliveryTask {
   body: string;
   /** Attempts already made. */
   attempt: number;
+  /**
+   * When this copy of the task was due (ms since epoch, the delivery record's `nextAttemptAt` to
+   * the millisecond): 0 for the processor's first copy, the retry's due time for a retry. A copy
+   * due before the record's next attempt is stale — another copy made an attempt since and
+   * scheduled the next (a record handed out again after its retry was published) — and is dropped,
+   * so one event × subscription never has two retry chains. Absent on tasks of earlier builds: not checked.
+   */
+  due?: number;
   /** When the first attempt was made (ms since epoch); absent before it. */
   firstAttemptAt?: number;
   /** When the processor created the task (ms since epoch): ingest→delivery latency starts here or earlier. */

@@ -115,6 +115,8 @@ interface AttemptClaim {
   /** ms since the epoch: the limiter wait, connect, headers and the whole body end by then. */
   deadline: number;
   sent: boolean;
+  /** Handed back already (before the request went out): not to be released twice. */
+  released?: boolean;
 }
 
 /** How long a partner's metric series stay without an update before they are dropped. */
@@ -138,7 +140,8 @@ type TaskOutcome =
   | 'held_paused'
   | 'rescheduled'
   | 'forwarded'
-  | 'skipped';
+  | 'skipped'
+  | 'stale';
 
 /** The dispatcher core, shared by every runtime. */
 export class WebhookDispatcher {
@@ -320,6 +323,12 @@ export class WebhookDispatcher {
       await this.#markSucceeded(task, delivery, now);
       return 'skipped';
     }
+    if (isStaleCopy(task, delivery)) {
+      // Another copy of this step attempted since and scheduled the next attempt: that copy's
+      // retry carries the delivery on, and this one would start a second chain.
+      if (claim.status === 'claimed') await this.#claims.release(task, claim.token);
+      return 'stale';
+    }
     if (claim.status === 'busy') {
       await this.#defer(message, task, 5_000);
       return 'deferred_busy';
@@ -330,7 +339,7 @@ export class WebhookDispatcher {
     } catch (err) {
       // Before the request went out, the claim is handed back; after it, it is kept until it lapses:
       // a partner that answered 2xx is not sent the request again at once because recording it failed.
-      if (!attempt.sent) await this.#claims.release(task, attempt.token);
+      if (!attempt.sent && !attempt.released) await this.#claims.release(task, attempt.token);
       throw err;
     }
   }
@@ -395,6 +404,7 @@ export class WebhookDispatcher {
     const slot = await this.#deps.limiter.acquire(sub.id, limits, claim.deadline);
     if (!slot.ok) {
       await this.#claims.release(task, claim.token);
+      claim.released = true;
       await this.#defer(message, task, slot.retryInMs);
       return 'deferred';
     }
@@ -470,7 +480,8 @@ export class WebhookDispatcher {
         ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}),
         ...(this.#deps.random ? { random: this.#deps.random } : {}),
       });
-      const retryAt = now.getTime() + delay;
+      // To the millisecond, as the record keeps it: the retry's `due` is compared with it.
+      const retryAt = Math.floor(now.getTime() + delay);
       if (
         canRetry({
           attemptsMade: attemptNo,
@@ -480,13 +491,19 @@ export class WebhookDispatcher {
           retryAt,
         })
       ) {
+        // The retry is published before the attempt is recorded: a crash in between leaves this
+        // copy to come again and find itself not stale (the record has not moved), so it tries
+        // again and the retry published first is the stale one. The other way round, the record
+        // would mark this copy stale with no retry to carry the delivery on.
+        const next: DeliveryTask = { ...task, attempt: attemptNo, firstAttemptAt, due: retryAt };
+        await this.#deps.publish([retryMessage(message, next, retryAt - now.getTime(), now.getTime())], {
+          ordered: true,
+        });
         await this.#recordAttempt(
           { ...attempt, outcome: 'retry' },
           { ...common, status: 'PENDING', nextAttemptAt: new Date(retryAt).toISOString() },
           create,
         );
-        const next: DeliveryTask = { ...task, attempt: attemptNo, firstAttemptAt };
-        await this.#deps.publish([retryMessage(message, next, delay, now.getTime())], { ordered: true });
         return 'retry';
       }
     }
@@ -597,4 +614,16 @@ export class WebhookDispatcher {
       },
     ]);
   }
+}
+
+/**
+ * Whether a task is a stale copy: its delivery is PENDING with a next attempt due after this copy
+ * was (see `DeliveryTask.due`). Copies of one step share its due time, so they are not stale to
+ * each other (the ledger claim keeps them from sending twice); a retry published before its record
+ * was written is due after the record's next attempt, so it is not stale either.
+ */
+export function isStaleCopy(task: DeliveryTask, delivery: DeliveryRecord | undefined): boolean {
+  if (task.due === undefined || delivery?.status !== 'PENDING' || delivery.nextAttemptAt === undefined)
+    return false;
+  return task.due < Date.parse(delivery.nextAttemptAt);
 }

@@ -439,6 +439,7 @@ export class EventProcessor {
         },
         body,
         attempt: 0,
+        due: 0,
         createdAt: now,
         ingestedAt,
       };

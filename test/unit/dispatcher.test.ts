@@ -15,7 +15,7 @@ import {
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BatchControl, BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
-import { WebhookDispatcher } from '../../src/dispatcher/dispatcher.ts';
+import { type DispatcherDeps, WebhookDispatcher } from '../../src/dispatcher/dispatcher.ts';
 import { EndpointLimiter } from '../../src/dispatcher/endpoint-limiter.ts';
 import { UndiciDeliveryClient } from '../../src/engines/http/delivery-client.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
@@ -74,7 +74,11 @@ describe('WebhookDispatcher', () => {
     receiver.secret = SECRET;
   });
 
-  const dispatcher = (limiter = new EndpointLimiter(), cachedStatus?: 'PAUSED') =>
+  const dispatcher = (
+    limiter = new EndpointLimiter(),
+    cachedStatus?: 'PAUSED',
+    overrides: Partial<DispatcherDeps> = {},
+  ) =>
     new WebhookDispatcher({
       // A stale cache can say PAUSED while the store says otherwise.
       subscription: async (id) => {
@@ -111,7 +115,23 @@ describe('WebhookDispatcher', () => {
       metrics,
       logger: new Logger({ level: 'info', sink: { write: (line) => logLines.push(JSON.parse(line)) } }),
       clock: () => new Date(),
+      ...overrides,
     });
+
+  /** A published retry as its egress topic hands it out once it is due. */
+  function due(retry: BusMessage): ConsumedMessage {
+    offset += 1;
+    return {
+      topic: 'egress.acme.orders.created',
+      partition: 0,
+      offset,
+      value: retry.value,
+      headers: {},
+      timestamp: Date.now(),
+    };
+  }
+
+  const outcomes = () => metrics.counter('webhook_deliveries_total', '', ['outcome']);
 
   function taskMessage(
     overrides: Partial<DeliveryTask> = {},
@@ -427,6 +447,88 @@ describe('WebhookDispatcher', () => {
       ],
     );
     assert.equal((await store.deliveries.get(deliveryId))?.attempts, 2);
+  });
+
+  test('a record handed out again after its retry was published is a stale copy: no second send, no second retry chain', async () => {
+    answer = { status: 503 };
+    const message = taskMessage({ due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    const d = dispatcher();
+    await d.handleBatch([message]);
+    // The same record again (a rebalance, or a crash before its offset was committed).
+    const again = await d.handleBatch([message]);
+    assert.deepEqual(again.failed, []);
+    assert.equal(receiver.received.length, 1, 'sent once');
+    const retries = published.filter((m) => m.topic.startsWith('retry.'));
+    assert.equal(retries.length, 1, 'one retry chain');
+    assert.equal((await store.deliveries.get(deliveryId))?.attempts, 1);
+    assert.equal(outcomes().get({ outcome: 'stale' }), 1);
+    // The retry itself is not stale: it is the chain.
+    await d.handleBatch([due(retries[0]!)]);
+    assert.equal(receiver.received.length, 2);
+    assert.equal((await store.deliveries.get(deliveryId))?.attempts, 2);
+  });
+
+  test('a crash between publishing a retry and recording its attempt: the copy comes again and tries again, and the orphaned retry is the stale one', async () => {
+    answer = { status: 503 };
+    const message = taskMessage({ due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    let failRecord = true;
+    const crashing = dispatcher(undefined, undefined, {
+      deliveries: {
+        ...store.deliveries,
+        recordAttempt: async (...args: Parameters<SqliteStore['deliveries']['recordAttempt']>) => {
+          if (failRecord) throw new Error('the process died here');
+          return store.deliveries.recordAttempt(...args);
+        },
+      },
+    });
+    const first = await crashing.handleBatch([message]);
+    assert.equal(first.failed.length, 1, 'the record write failed');
+    const orphan = published.find((m) => m.topic.startsWith('retry.'))!;
+    assert.ok(orphan, 'its retry was published first');
+    failRecord = false;
+    const d = dispatcher();
+    await d.handleBatch([message]);
+    assert.equal(receiver.received.length, 2, 'not stale: the record had not moved, so it tried again');
+    const retries = published.filter((m) => m.topic.startsWith('retry.'));
+    assert.equal(retries.length, 2);
+    assert.equal((await store.deliveries.get(deliveryId))?.attempts, 1);
+    // Both retries are due about 5 s on (±20 %), handed out in the order they are due. If the
+    // orphan is due first, it is stale at once (due before the record's next attempt); if it is due
+    // last, the other has tried by then and scheduled the next attempt 10 s on, so it is stale then.
+    const [sooner, later] = [...retries].sort(
+      (a, b) => parseDeliveryTask(a.value).due! - parseDeliveryTask(b.value).due!,
+    );
+    await d.handleBatch([due(sooner!)]);
+    await d.handleBatch([due(later!)]);
+    assert.equal(receiver.received.length, 3, 'one of the two retries sent, the other nothing');
+    assert.equal(outcomes().get({ outcome: 'stale' }), 1);
+    assert.equal(published.filter((m) => m.topic.startsWith('retry.')).length, 3, 'one chain goes on');
+    assert.equal((await store.deliveries.get(deliveryId))?.attempts, 2);
+  });
+
+  test('a deferral whose publish fails hands its claim back once: no claim counted lost', async () => {
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 0 });
+    // The endpoint's four slots are taken: the task is deferred at once.
+    const slots = await Promise.all(
+      Array.from({ length: 4 }, () => limiter.acquire(subscriptionId, { maxConcurrency: 4 })),
+    );
+    const message = taskMessage();
+    const outcome = await dispatcher(limiter, undefined, {
+      publish: async () => {
+        throw new Error('the bus refused the append');
+      },
+    }).handleBatch([message]);
+    assert.equal(outcome.failed.length, 1);
+    assert.equal(receiver.received.length, 0);
+    assert.equal(metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'release' }), 0);
+    assert.equal(
+      (await store.ledger.get(webhookIdOf(parseDeliveryTask(message.value))))?.status,
+      undefined,
+      'the claim was handed back',
+    );
+    for (const slot of slots) if (slot.ok) slot.release();
   });
 
   test('one deadline for the whole attempt: a response that trickles in is cut off, well inside the claim', async () => {
