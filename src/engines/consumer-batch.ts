@@ -145,6 +145,33 @@ export class RecordsSkippedError extends Error {
   }
 }
 
+/** A group offset past the end of its partition's log, and where reading starts again. */
+export interface OffsetPastEnd {
+  topic: string;
+  partition: number;
+  offset: number;
+  /** The log's end offset. */
+  end: number;
+  /** The earliest offset of the log: reading goes on from here. */
+  from: number;
+}
+
+/**
+ * The group's offset was past the end of the log (the topic made again, a log cut short): the
+ * consumer goes on from the earliest record, so what the log holds now is read at least once.
+ */
+export class OffsetPastEndError extends Error {
+  readonly code = 'offset_reset';
+  readonly reset: OffsetPastEnd;
+  constructor(reset: OffsetPastEnd) {
+    super(
+      `offset ${reset.offset} of ${reset.topic}/${reset.partition} is past the end of its log (${reset.end}); reading again from the earliest, ${reset.from}`,
+    );
+    this.name = 'OffsetPastEndError';
+    this.reset = reset;
+  }
+}
+
 /** A consumer's limits from its options, checked: whole numbers of at least 1, and a group. */
 export function consumerLimits(options: ConsumerOptions): {
   maxBatch: number;

@@ -159,8 +159,10 @@ function consumerErrors(deps: WorkerDeps, group: string): (err: unknown) => void
     const raw = (err as { code?: unknown } | null)?.code;
     const code = typeof raw === 'string' ? raw : 'error';
     errors.inc({ group, code });
-    // Records skipped are said every time; a failure that repeats (an outage) once a minute.
+    // Records skipped and offsets reset are said every time; a failure that repeats (an outage) once a minute.
     if (code === 'records_skipped') deps.logger.error('consumer skipped records', { err, group });
+    else if (code === 'offset_reset')
+      deps.logger.error('consumer offset past the log end, reset', { err, group });
     else deps.background.log(`consumer:${group}:${code}`, err, { group });
   };
 }

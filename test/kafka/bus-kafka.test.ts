@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Admin } from '@platformatic/kafka';
 import type { ConsumedMessage, ConsumerHandle } from '../../src/common/ports/bus.ts';
 import { KafkaBus } from '../../src/engines/kafka/bus.ts';
 import { broker, kafkaSettings, stopBroker } from '../support/kafka.ts';
@@ -132,6 +133,91 @@ describe('the Kafka bus on a real broker', () => {
       );
     } finally {
       await Promise.all([roomyBus.close(), plainBus.close()]);
+    }
+  });
+
+  test('a group offset past the end of its log is reset to the earliest, loudly, and the broker’s other partitions keep flowing', async () => {
+    const b = await broker();
+    const bus = new KafkaBus(kafkaSettings(b));
+    const admin = new Admin({ clientId: 'offset-past-end', bootstrapBrokers: [b.bootstrap] });
+    try {
+      const topic = `past-end.${randomUUID().slice(0, 8)}`;
+      const group = `past-end-${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopic(topic, { partitions: 2 });
+      // (murmur2 & 0x7fffffff) % 2: "21" → 0, "abc" → 1.
+      await bus.publish([
+        { topic, key: '21', value: 'on-0' },
+        { topic, key: 'abc', value: 'on-1' },
+      ]);
+      // As after the topic was made again: the group's offset of partition 0 is far past its end.
+      await admin.alterConsumerGroupOffsets({
+        groupId: group,
+        topics: [{ name: topic, partitionOffsets: [{ partition: 0, offset: 1000n }] }],
+      });
+      const got: ConsumedMessage[] = [];
+      const errors: Array<{ code?: string }> = [];
+      const consumer = bus.consume({
+        group,
+        topicPrefixes: [topic],
+        handler: async (batch) => {
+          got.push(...batch);
+          return undefined;
+        },
+        onError: (err) => errors.push(err as { code?: string }),
+      });
+      await waitFor('both messages', () => got.length === 2);
+      await consumer.stop();
+      assert.deepEqual(got.map((m) => [m.partition, m.value]).sort(), [
+        [0, 'on-0'],
+        [1, 'on-1'],
+      ]);
+      assert.deepEqual(
+        errors.map((e) => e.code),
+        ['offset_reset'],
+      );
+      const [listed] = await admin.listConsumerGroupOffsets({ groups: [group] });
+      const committed = listed!.topics
+        .find((t) => t.name === topic)!
+        .partitions.find((p) => p.partitionIndex === 0);
+      assert.equal(committed?.committedOffset, 1n, 'the reset and the handled record committed');
+    } finally {
+      await admin.close();
+      await bus.close();
+    }
+  });
+
+  test('partitions added to a topic a group reads (by another process) are read too', async () => {
+    const b = await broker();
+    const reader = new KafkaBus(kafkaSettings(b), { topicRefreshMs: 200 });
+    const other = new KafkaBus(kafkaSettings(b));
+    try {
+      const topic = `grows.${randomUUID().slice(0, 8)}`;
+      await other.ensureTopic(topic, { partitions: 1 });
+      const got: ConsumedMessage[] = [];
+      const consumer = reader.consume({
+        group: `grows-${randomUUID().slice(0, 8)}`,
+        topicPrefixes: [topic],
+        handler: async (batch) => {
+          got.push(...batch);
+          return undefined;
+        },
+      });
+      await other.publish([{ topic, key: 'abc', value: 'before' }]);
+      await waitFor('the first message', () => got.length === 1);
+      await other.ensureTopic(topic, { partitions: 2 });
+      // (murmur2("abc") & 0x7fffffff) % 2 = 1: the new partition.
+      await other.publish([{ topic, key: 'abc', value: 'after' }]);
+      await waitFor('the message on the new partition', () => got.length === 2, 30_000);
+      await consumer.stop();
+      assert.deepEqual(
+        got.map((m) => [m.partition, m.value]),
+        [
+          [0, 'before'],
+          [1, 'after'],
+        ],
+      );
+    } finally {
+      await Promise.all([reader.close(), other.close()]);
     }
   });
 

@@ -148,7 +148,11 @@ export class KafkaBus extends KafkaTopicAdmin implements Bus {
 
   override async ensureTopic(name: string, options: { partitions?: number } = {}): Promise<TopicDescription> {
     const topic = await super.ensureTopic(name, options);
-    this.#partitions.set(name, { count: topic.partitions, at: Date.now() });
+    // The producer's own metadata must know the count too: it takes a record's partition modulo
+    // the count it knows, so a topic just grown would have keys sent to the old partitions.
+    const metadata = await this.#producer.metadata({ topics: [name], forceUpdate: true });
+    const count = Math.max(topic.partitions, metadata.topics.get(name)?.partitionsCount ?? 0);
+    this.#partitions.set(name, { count, at: Date.now() });
     this.topicsChanged();
     return topic;
   }

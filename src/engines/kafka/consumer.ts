@@ -33,6 +33,7 @@ import {
   type BatchEntry,
   type BatchRunner,
   consumerLimits,
+  OffsetPastEndError,
   RecordsSkippedError,
   sizeOf,
   startBatch,
@@ -103,6 +104,8 @@ export class KafkaConsumer implements ConsumerHandle {
   /** Assignments being adopted (committed offsets being read): the latest wins. */
   #generation = 0;
   readonly #topics = new Set<string>();
+  /** How many partitions each topic read had at the last look: a topic that grows needs a join. */
+  readonly #partitionCounts = new Map<string, number>();
   readonly #batches = new Set<Promise<void>>();
   /** Offsets to commit per partition, sent one request at a time. */
   readonly #toCommit = new Map<string, { held: Held; offset: number }>();
@@ -263,6 +266,19 @@ export class KafkaConsumer implements ConsumerHandle {
             this.#client.topics.track(name);
             this.#joinNeeded = true;
           }
+          // Partitions added to a topic read already (`ensureTopic` grows a topic, as more
+          // partitions are configured): the group's assignment covers only those it knew of, and
+          // producers send keys to the new ones. The client does not join again by itself. (Its
+          // metadata is at most 5 s old; the group's leader, looking too, joins again if its own
+          // was older when this member joined.)
+          if (this.#topics.size > 0) {
+            const metadata = await this.#client.metadata({ topics: [...this.#topics] });
+            for (const [name, topic] of metadata.topics) {
+              const known = this.#partitionCounts.get(name);
+              if (known !== undefined && topic.partitionsCount > known) this.#joinNeeded = true;
+              this.#partitionCounts.set(name, Math.max(known ?? 0, topic.partitionsCount));
+            }
+          }
           if (!this.#joinNeeded || this.#stopping) continue;
           // Joined again with the new topics; until a join succeeds, every check tries again.
           this.#joined = withDeadline(
@@ -300,8 +316,13 @@ export class KafkaConsumer implements ConsumerHandle {
     if (fresh.length === 0) return;
     void this.#startPartitions(fresh, generation).catch((err) => {
       this.#report(err);
-      // Without a starting offset the partitions cannot be read: ask the group again.
-      if (!this.#stopping && generation === this.#generation) this.#joined = this.#client.joinGroup({});
+      // Without a starting offset the partitions cannot be read: ask the group again, as a topic
+      // check does (with its deadline, its errors reported, tried again at the next check). A join
+      // of its own here, unwatched, would end the process when it failed too (the broker gone).
+      if (!this.#stopping && generation === this.#generation) {
+        this.#joinNeeded = true;
+        this.#checkTopics();
+      }
     });
   }
 
@@ -552,7 +573,11 @@ export class KafkaConsumer implements ConsumerHandle {
   #fetchFailed(err: unknown, requested: Array<{ held: Held; offset: number }>): void {
     if (this.#stopping) return;
     if (hasErrorCode(err, 'OFFSET_OUT_OF_RANGE')) {
-      // Retention deleted records this group had not read: go on from the earliest, loudly.
+      // Retention deleted records this group had not read, or the offset is past the log's end (a
+      // topic made again, a log cut short): go on from the earliest, loudly. Not asked again before
+      // the reset is done, nor sooner than a backoff: one partition's error fails the fetch of
+      // every partition led by the same broker.
+      this.#fetchBackoffUntil = Date.now() + 500;
       void this.#resetToEarliest(requested).catch((e) => this.#report(e));
       return;
     }
@@ -564,10 +589,34 @@ export class KafkaConsumer implements ConsumerHandle {
 
   async #resetToEarliest(requested: Array<{ held: Held; offset: number }>): Promise<void> {
     const topics = [...new Set(requested.map((r) => r.held.cursor.topic))];
-    const earliest = await this.#client.listOffsets({ topics, timestamp: -2n });
+    const [earliest, latest] = await Promise.all([
+      this.#client.listOffsets({ topics, timestamp: -2n }),
+      this.#client.listOffsets({ topics, timestamp: -1n }),
+    ]);
     for (const { held, offset } of requested) {
       if (!this.#holds(held) || held.fetchOffset !== offset) continue;
       const first = Number(earliest.get(held.cursor.topic)?.[held.cursor.partition] ?? 0n);
+      const end = Number(latest.get(held.cursor.topic)?.[held.cursor.partition] ?? 0n);
+      if (offset > end) {
+        // Past the end: what is in the log now was never read by this group as it is (at least once).
+        this.#report(
+          new OffsetPastEndError({
+            topic: held.cursor.topic,
+            partition: held.cursor.partition,
+            offset,
+            end,
+            from: first,
+          }),
+        );
+        if (held.cursor.inFlight > 0 || held.cursor.retryAt() !== undefined) continue; // once they settle
+        held.fetchOffset = first;
+        held.cursor.position = first;
+        held.cursor.committed = first;
+        // The group's offset, past the end, is written back to where reading starts again.
+        this.#toCommit.set(held.cursor.key, { held, offset: first });
+        this.#commitDone();
+        continue;
+      }
       if (first <= offset) continue;
       this.#report(
         new RecordsSkippedError({
