@@ -64,3 +64,117 @@ test('offsets that cannot be read after a rebalance, then a join that fails too:
     errors.join('\n'),
   );
 });
+
+test('a partition lost while its records run and given back meanwhile is read again only once they settle', async () => {
+  let client!: Consumer & { assignments: Array<{ topic: string; partitions: number[] }> };
+  prototype.joinGroup = function (this: typeof client) {
+    client = this;
+    this.assignments = [{ topic: 't.a', partitions: [0] }];
+    setImmediate(() => this.emit('consumer:group:join', { assignments: this.assignments }));
+    return Promise.resolve('member');
+  };
+  prototype.listCommittedOffsets = async () => new Map([['t.a', [0n, 0n]]]);
+  prototype.listOffsets = async () => new Map([['t.a', [0n, 0n]]]);
+  prototype.metadata = async () => ({
+    topics: new Map([
+      ['t.a', { id: 'id-a', partitionsCount: 2, partitions: [{ leader: 1 }, { leader: 1 }] }],
+    ]),
+  });
+  prototype.commit = async () => {};
+  prototype.close = () => Promise.resolve();
+  // Three records in each partition; a fetch past them answers nothing after a short wait (maxWait).
+  prototype.fetch = async (request: {
+    topics: Array<{ partitions: Array<{ partition: number; fetchOffset: bigint }> }>;
+  }) => {
+    const partitions = request.topics[0]!.partitions.flatMap(({ partition, fetchOffset }) => {
+      const from = Number(fetchOffset);
+      if (from >= 3) return [];
+      const records = [0, 1, 2]
+        .filter((o) => o >= from)
+        .map((o) => ({
+          offsetDelta: o,
+          timestampDelta: 0n,
+          key: null,
+          value: Buffer.from(`${partition}-${o}`),
+          headers: [],
+        }));
+      return [
+        {
+          partitionIndex: partition,
+          errorCode: 0,
+          records: [
+            {
+              firstOffset: 0n,
+              lastOffsetDelta: 2,
+              partitionLeaderEpoch: 0,
+              attributes: 0,
+              firstTimestamp: 0n,
+              records,
+            },
+          ],
+        },
+      ];
+    });
+    if (partitions.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    return { responses: partitions.length > 0 ? [{ topicId: 'id-a', partitions }] : [] };
+  };
+  const running = new Map<string, number>();
+  let mostAtOnce = 0;
+  const handled: string[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  let firstStarted!: () => void;
+  const started = new Promise<void>((resolve) => {
+    firstStarted = resolve;
+  });
+  const consumer = new KafkaConsumer(
+    {
+      settings: { brokers: ['127.0.0.1:1'], commitIntervalMs: 10 },
+      listTopics: async () => ['t.a'],
+      watchTopics: () => () => {},
+      finished() {},
+    } as unknown as ConstructorParameters<typeof KafkaConsumer>[0],
+    {
+      group: 'g',
+      topicPrefixes: ['t.'],
+      maxBatch: 10,
+      handler: async (batch) => {
+        for (const m of batch) {
+          running.set(m.value, (running.get(m.value) ?? 0) + 1);
+          mostAtOnce = Math.max(mostAtOnce, running.get(m.value)!);
+        }
+        if (batch.some((m) => m.value === '0-0') && handled.length === 0) {
+          firstStarted();
+          await gate; // a slow endpoint
+        }
+        for (const m of batch) {
+          running.set(m.value, running.get(m.value)! - 1);
+          handled.push(m.value);
+        }
+        return undefined;
+      },
+    },
+  );
+  await started;
+  // Partition 0 is taken away, then given back with partition 1, while its first batch still runs.
+  client.assignments = [];
+  client.emit('consumer:group:rebalance', {});
+  client.assignments = [{ topic: 't.a', partitions: [0, 1] }];
+  client.emit('consumer:group:join', { assignments: client.assignments });
+  await waitFor(
+    'partition 1 (read after the assignment)',
+    () => handled.filter((v) => v.startsWith('1-')).length === 3,
+  );
+  assert.deepEqual(
+    handled.filter((v) => v.startsWith('0-')),
+    [],
+    'partition 0 not handed out again meanwhile',
+  );
+  open();
+  // Its first results no longer count (lost); it is read again from the committed offset.
+  await waitFor('partition 0 read again', () => handled.filter((v) => v.startsWith('0-')).length === 6);
+  consumer.kill();
+  assert.equal(mostAtOnce, 1, 'no record ran twice at once');
+});

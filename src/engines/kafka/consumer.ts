@@ -75,6 +75,8 @@ interface Held {
   leaderEpoch: number;
   /** A fetch for it is in flight. */
   fetching: boolean;
+  /** Its records handed out and not yet settled. */
+  outstanding: number;
 }
 
 /** A handed-out message, the cursor of its partition and the partition as this member holds it. */
@@ -99,6 +101,13 @@ export class KafkaConsumer implements ConsumerHandle {
   /** Bytes in the held partitions' buffers (fetched, not yet handed out). */
   #buffered = 0;
   readonly #held = new Map<string, Held>();
+  /**
+   * Partitions lost while records of them were in flight: given back to this member meanwhile,
+   * they are read again only once those settle, or the same records would run twice at once here.
+   */
+  readonly #lost = new Map<string, Held>();
+  /** The partitions of the group's last assignment to this member. */
+  #assigned = new Map<string, { topic: string; partition: number }>();
   #list: Held[] = [];
   #rotation = 0;
   /** Assignments being adopted (committed offsets being read): the latest wins. */
@@ -304,15 +313,24 @@ export class KafkaConsumer implements ConsumerHandle {
     for (const a of assignments)
       for (const partition of a.partitions)
         wanted.set(partitionKey(a.topic, partition), { topic: a.topic, partition });
+    this.#assigned = wanted;
     for (const [key, held] of this.#held) {
       if (wanted.has(key)) continue;
       this.#buffered -= held.bufferBytes;
       this.#held.delete(key);
       this.#toCommit.delete(key);
       this.#doneCursors.delete(held);
+      if (held.outstanding > 0) this.#lost.set(key, held);
     }
-    const fresh = [...wanted].filter(([key]) => !this.#held.has(key)).map(([, tp]) => tp);
+    const fresh = [...wanted]
+      .filter(([key]) => !this.#held.has(key) && !this.#lost.has(key))
+      .map(([, tp]) => tp);
     this.#list = [...this.#held.values()];
+    this.#start(fresh, generation);
+  }
+
+  /** Starts reading partitions given to this member; when that fails, asks the group again. */
+  #start(fresh: Array<{ topic: string; partition: number }>, generation: number): void {
     if (fresh.length === 0) return;
     void this.#startPartitions(fresh, generation).catch((err) => {
       this.#report(err);
@@ -358,6 +376,7 @@ export class KafkaConsumer implements ConsumerHandle {
         fetchOffset: offset,
         leaderEpoch: -1,
         fetching: false,
+        outstanding: 0,
       });
     }
     this.#list = [...this.#held.values()];
@@ -639,6 +658,7 @@ export class KafkaConsumer implements ConsumerHandle {
     for (const entry of batch) {
       this.#inFlight += 1;
       this.#inFlightBytes += entry.bytes;
+      entry.held.outstanding += 1;
     }
     for (const work of startBatch(this.#runner, batch)) this.#track(work);
   }
@@ -652,7 +672,16 @@ export class KafkaConsumer implements ConsumerHandle {
   #release(entry: Entry): boolean {
     this.#inFlight -= 1;
     this.#inFlightBytes -= entry.bytes;
-    return !this.#killed && this.#holds(entry.held);
+    const { held } = entry;
+    held.outstanding -= 1;
+    if (held.outstanding === 0 && this.#lost.get(held.cursor.key) === held) {
+      // The last record of a lost partition settled: if the partition is this member's again, it
+      // is read from the group's committed offset now.
+      this.#lost.delete(held.cursor.key);
+      const again = this.#assigned.get(held.cursor.key);
+      if (again && !this.#held.has(held.cursor.key) && !this.#stopping) this.#start([again], this.#generation);
+    }
+    return !this.#killed && this.#holds(held);
   }
 
   // ---- commits ----
