@@ -6,11 +6,10 @@
  * `lookupAll` for `createDnsResolver` (the check when a subscription is saved).
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import type { LookupAddress } from 'node:dns';
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { LookupAll } from '../../src/engines/dns-resolver.ts';
-import type { AddressLookup } from '../../src/engines/http/guarded-lookup.ts';
+import { type AddressLookup, resolverLookup } from '../../src/engines/http/guarded-lookup.ts';
 
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
@@ -29,6 +28,7 @@ interface Question {
 export class HostileDns {
   readonly #socket: Socket;
   readonly #resolver: Resolver;
+  readonly #lookup: AddressLookup;
   readonly #rounds = new Map<string, string[][]>();
   readonly #silent = new Set<string>();
   /** Queries per `name type`: the Nth query of a type gets the Nth round. */
@@ -38,6 +38,7 @@ export class HostileDns {
     this.#socket = socket;
     this.#resolver = new Resolver({ timeout: 5000, tries: 1 });
     this.#resolver.setServers([`127.0.0.1:${socket.address().port}`]);
+    this.#lookup = resolverLookup(this.#resolver);
     socket.on('message', (msg, from) => this.#answer(msg, from));
   }
 
@@ -60,6 +61,11 @@ export class HostileDns {
     for (const type of [TYPE_A, TYPE_AAAA]) this.#queries.delete(`${key} ${type}`);
   }
 
+  /** The server's address, for a resolver of one's own (`Resolver.setServers`). */
+  get server(): string {
+    return `127.0.0.1:${this.#socket.address().port}`;
+  }
+
   /** Never answers `name`: its queries are dropped, as by a partner's dead name server. Counting starts again. */
   silence(name: string): void {
     const key = name.toLowerCase();
@@ -72,38 +78,22 @@ export class HostileDns {
     return this.#queries.get(`${name.toLowerCase()} ${TYPE_A}`) ?? 0;
   }
 
-  /** A `dns.lookup`-shaped function resolving through this server: the delivery client's seam. */
-  readonly lookup: AddressLookup = (hostname, options, callback) => {
-    this.#resolveAll(hostname, options.family).then(
-      (addresses) => callback(null, addresses),
-      (err: NodeJS.ErrnoException) => callback(err, []),
-    );
-  };
+  /**
+   * A `dns.lookup`-shaped function resolving through this server, as the platform asks DNS
+   * (`resolverLookup`): the delivery client's seam.
+   */
+  readonly lookup: AddressLookup = (hostname, options, callback) => this.#lookup(hostname, options, callback);
 
   /** Every address of a name through this server: the seam of `createDnsResolver`. */
-  readonly lookupAll: LookupAll = (hostname) => this.#resolveAll(hostname, 0);
+  readonly lookupAll: LookupAll = (hostname) =>
+    new Promise((resolve, reject) =>
+      this.#lookup(hostname, { all: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+    );
 
   /** Stops the server; lookups still waiting fail with ECANCELLED. */
   async close(): Promise<void> {
     this.#resolver.cancel();
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
-  }
-
-  /** A then AAAA answers, like `getaddrinfo`; one family's ENODATA is no error when the other has addresses. */
-  async #resolveAll(hostname: string, family: number | string | undefined): Promise<LookupAddress[]> {
-    const families =
-      family === 4 || family === 'IPv4' ? [4] : family === 6 || family === 'IPv6' ? [6] : [4, 6];
-    const settled = await Promise.allSettled(
-      families.map((f) => (f === 4 ? this.#resolver.resolve4(hostname) : this.#resolver.resolve6(hostname))),
-    );
-    const addresses = settled.flatMap((s) =>
-      s.status === 'fulfilled' ? s.value.map((address) => ({ address, family: isIP(address) })) : [],
-    );
-    if (addresses.length > 0) return addresses;
-    const reasons = settled.flatMap((s) =>
-      s.status === 'rejected' ? [s.reason as NodeJS.ErrnoException] : [],
-    );
-    throw reasons.find((r) => r.code !== 'ENODATA') ?? reasons[0];
   }
 
   #answer(msg: Buffer, from: RemoteInfo): void {

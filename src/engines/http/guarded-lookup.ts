@@ -7,6 +7,7 @@
  * those itself (`refuseTarget`).
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns';
+import { Resolver } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
 import { assertDeliveryAddress } from '../../common/delivery-url.ts';
 import { Gate } from '../../common/gate.ts';
@@ -25,6 +26,74 @@ const systemLookup: AddressLookup = (hostname, options, callback) => dnsLookup(h
 
 type LookupCallback = Parameters<AddressLookup>[2];
 
+/** How long one DNS query waits for its answer (ms), and how many times it is sent. */
+export const DNS_TIMEOUT_MS = 2000;
+export const DNS_TRIES = 2;
+
+/**
+ * How delivery targets are resolved by default. With `allowInsecure` (dev mode): the system resolver
+ * (`getaddrinfo`), `/etc/hosts` first, at most MAX_CONCURRENT_LOOKUPS at once. Otherwise DNS first,
+ * asked directly (`dns.Resolver`, c-ares), which holds no thread while a name server keeps it
+ * waiting: partners whose name servers never answer cannot hold up the lookups of the others, as
+ * they did when every lookup took one of two `getaddrinfo` slots (a lookup there runs until the
+ * system resolver gives up, 10–30 s, whatever the connection's timeout). The system resolver still
+ * answers names DNS does not know (`/etc/hosts`), and `localhost`.
+ */
+export function defaultAddressLookup(allowInsecure: boolean): AddressLookup {
+  const system = atMostAtOnce(systemLookup, MAX_CONCURRENT_LOOKUPS);
+  if (allowInsecure) return system;
+  return dnsThenSystem(resolverLookup(new Resolver({ timeout: DNS_TIMEOUT_MS, tries: DNS_TRIES })), system);
+}
+
+/**
+ * Every A and AAAA address of a name from `resolver` (A first), shaped like `dns.lookup` with
+ * `all: true`; one family's ENODATA is no error when the other has addresses.
+ */
+export function resolverLookup(resolver: Resolver): AddressLookup {
+  return (hostname, options, callback) => {
+    const family = options.family;
+    const families =
+      family === 4 || family === 'IPv4' ? [4] : family === 6 || family === 'IPv6' ? [6] : [4, 6];
+    Promise.allSettled(
+      families.map((f) => (f === 4 ? resolver.resolve4(hostname) : resolver.resolve6(hostname))),
+    ).then((settled) => {
+      const addresses = settled.flatMap((s) =>
+        s.status === 'fulfilled' ? s.value.map((address) => ({ address, family: isIP(address) })) : [],
+      );
+      if (addresses.length > 0) {
+        callback(null, addresses);
+        return;
+      }
+      const reasons = settled.flatMap((s) =>
+        s.status === 'rejected' ? [s.reason as NodeJS.ErrnoException] : [],
+      );
+      callback(reasons.find((r) => r.code !== 'ENODATA') ?? reasons[0] ?? null, []);
+    });
+  };
+}
+
+/** What DNS answers when a name server does not: these never go on to the system resolver. */
+const UNANSWERED = new Set(['ETIMEOUT', 'ECANCELLED', 'EDESTRUCTION']);
+
+/**
+ * `dns` first; `system` only for `localhost` names and when DNS failed without waiting (the name
+ * is not in DNS, as a name of `/etc/hosts`; no name server reachable). A name server that keeps
+ * DNS waiting is never asked again through `system`, whose lookups hold a thread of libuv's pool.
+ */
+export function dnsThenSystem(dns: AddressLookup, system: AddressLookup): AddressLookup {
+  return (hostname, options, callback) => {
+    const name = hostname.toLowerCase().replace(/\.$/, '');
+    if (name === 'localhost' || name.endsWith('.localhost')) {
+      system(hostname, options, callback);
+      return;
+    }
+    dns(hostname, options, (err, addresses) => {
+      if (!err || UNANSWERED.has(err.code ?? '')) callback(err, addresses);
+      else system(hostname, options, callback);
+    });
+  };
+}
+
 /**
  * A `lookup` for `net.connect`/`tls.connect` that refuses forbidden addresses (unless allowInsecure).
  * `resolveAll` only finds the addresses; every one of them passes the guard before any is returned.
@@ -32,10 +101,9 @@ type LookupCallback = Parameters<AddressLookup>[2];
  */
 export function guardedLookup(
   allowInsecure: boolean,
-  resolveAll: AddressLookup = systemLookup,
-  maxConcurrentLookups = MAX_CONCURRENT_LOOKUPS,
+  resolveAll: AddressLookup = defaultAddressLookup(allowInsecure),
 ): LookupFunction {
-  const resolveShared = sharedInFlight(atMostAtOnce(resolveAll, maxConcurrentLookups));
+  const resolveShared = sharedInFlight(resolveAll);
   return (hostname, options, callback) => {
     resolveShared(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) {
@@ -51,15 +119,15 @@ export function guardedLookup(
 }
 
 /**
- * Lookups of different names running at once, at most. `getaddrinfo` runs on libuv's thread pool (4
- * threads by default), which also runs the WAL flushes that acknowledge every write: partners'
- * name servers that never answer must not take all of it. Lookups beyond this wait their turn
- * (their connection's connect timeout still bounds each attempt).
+ * System lookups (`getaddrinfo`) of different names running at once, at most. They run on libuv's
+ * thread pool (4 threads by default), which also runs the WAL flushes that acknowledge every write:
+ * names that keep it waiting must not take all of it. Lookups beyond this wait their turn (their
+ * connection's connect timeout still bounds each attempt).
  */
 export const MAX_CONCURRENT_LOOKUPS = 2;
 
 /** `resolveAll` with at most `max` calls in flight; the others queue in order. */
-function atMostAtOnce(resolveAll: AddressLookup, max: number): AddressLookup {
+export function atMostAtOnce(resolveAll: AddressLookup, max: number): AddressLookup {
   const gate = new Gate(max);
   return (hostname, options, callback) => {
     void gate.run(
