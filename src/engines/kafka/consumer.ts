@@ -679,7 +679,8 @@ export class KafkaConsumer implements ConsumerHandle {
       // is read from the group's committed offset now.
       this.#lost.delete(held.cursor.key);
       const again = this.#assigned.get(held.cursor.key);
-      if (again && !this.#held.has(held.cursor.key) && !this.#stopping) this.#start([again], this.#generation);
+      if (again && !this.#held.has(held.cursor.key) && !this.#stopping)
+        this.#start([again], this.#generation);
     }
     return !this.#killed && this.#holds(held);
   }
