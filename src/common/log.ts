@@ -34,7 +34,10 @@ const SECRET_KEY =
  * Credentials recognised in any text, under any field name: signing secrets (`whsec_`), admin
  * tokens (`wha_`), API keys (`whk_`), and the credentials of `Bearer`/`Basic` authorization values.
  */
-const CREDENTIAL = /\b(?:whsec|wha|whk)_[A-Za-z0-9+/=_-]*|\b(Bearer|Basic)(\s+)[A-Za-z0-9+/=._~-]{8,}/gi;
+// Not `\b`: in a URL a credential often follows a percent-escape (`%20whk_…`, `%22whsec_…`), whose
+// last hex digit is a word character. Only a letter before it means it is part of another word.
+const CREDENTIAL =
+  /(?<![A-Za-z])(?:whsec|wha|whk)_[A-Za-z0-9+/=_-]*|(?<![A-Za-z])(Bearer|Basic)(\s+|%20|\+)[A-Za-z0-9+/=._~-]{8,}/gi;
 const CREDENTIAL_HINT = /whsec_|wha_|whk_|bearer|basic/i;
 /** Secret values this process knows (a configured admin token need not look like one). */
 const knownSecrets = new Set<string>();

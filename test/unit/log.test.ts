@@ -199,6 +199,24 @@ describe('redaction', () => {
     assert.ok(out.includes('https://x.test/?q=1'), 'ordinary text stays');
   });
 
+  it('replaces credentials right after a percent-escape, as in a logged URL (`%20whk_…`, `Bearer%20…`)', () => {
+    const apiKey = `whk_${'A'.repeat(43)}`;
+    const secret = `whsec_${'B'.repeat(32)}`;
+    const urls = [
+      `/admin/deliveries?authorization=Bearer%20${apiKey}`,
+      `/admin/deliveries?h=Authorization%3A%20${apiKey}`,
+      `/admin/deliveries?k=%22${secret}%22`,
+      `/x/${encodeURIComponent(`"${apiKey}`)}`,
+      '/admin/deliveries?authorization=Bearer%20opaque-token-1234',
+      '/admin/deliveries?authorization=Bearer+opaque-token-1234',
+    ];
+    const out = JSON.stringify(redact({ urls }));
+    for (const value of [apiKey, secret, 'opaque-token-1234'])
+      assert.ok(!out.includes(value), `${value} in ${out}`);
+    // A letter before the prefix makes it part of another word: not a credential.
+    assert.equal(redact('foowhk_bar'), 'foowhk_bar');
+  });
+
   it('replaces a registered secret (a configured admin token of any shape) in any string', () => {
     registerSecret('plain-configured-token-42');
     const { logger, written } = capture();
