@@ -69,8 +69,11 @@ interface RecordOutputs {
   /** Its delivery tasks, or its copy for the retry topic. */
   messages: BusMessage[];
   dead: DeadLetterInput[];
-  /** The route to record (the idempotency marker), when it was routed. */
-  route?: { event: EventRef; deliveryIds: string[] };
+  /**
+   * The route to record (the idempotency marker), when it was routed, and the record's key in the
+   * in-flight set (`#routing`).
+   */
+  route?: { event: EventRef; deliveryIds: string[]; inFlight: string };
 }
 
 /** What one record became. */
@@ -232,7 +235,7 @@ export class EventProcessor {
 
   /** The in-flight markers of these records' events are no longer needed (written, or given up). */
   #forget(outputs: RecordOutputs[]): void {
-    for (const o of outputs) if (o.route) this.#routing.delete(markerOf(o.route.event));
+    for (const o of outputs) if (o.route) this.#routing.delete(o.route.inFlight);
   }
 
   /**
@@ -301,10 +304,14 @@ export class EventProcessor {
       const parsed = parsedRecord;
       envelope = parsed;
       const event = { id: parsed.id, source: parsed.source };
-      const marker = markerOf(event);
-      const redriven = message.headers[HEADERS.redrive] !== undefined;
+      const redrive = message.headers[HEADERS.redrive];
+      const redriven = redrive !== undefined;
+      // In flight, a redriven record is one dead letter of its event: two dead letters of one event
+      // (one per subscription whose mapping failed) redriven together are both routed, each to its
+      // own subscription. Only a second copy of the same one is a duplicate.
+      const marker = redriven ? `${markerOf(event)}\n${redrive}` : markerOf(event);
       const missed =
-        (this.#written.get(marker) ?? -1) > (this.#lookups.get(lookup) ?? Number.POSITIVE_INFINITY);
+        (this.#written.get(markerOf(event)) ?? -1) > (this.#lookups.get(lookup) ?? Number.POSITIVE_INFINITY);
       if (this.#routing.has(marker) || routedBefore || (!redriven && missed)) return { kind: 'duplicate' };
       // Taken before the lookups below wait: a copy in a batch running meanwhile is a duplicate.
       this.#routing.add(marker);
@@ -320,7 +327,7 @@ export class EventProcessor {
       }
       const tasks = routed.map((r) => r.message);
       out.push(...tasks);
-      output.route = { event, deliveryIds: routed.map((r) => r.deliveryId) };
+      output.route = { event, deliveryIds: routed.map((r) => r.deliveryId), inFlight: marker };
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
       const error = describeError(err);
@@ -509,12 +516,16 @@ function deadLetterFor(
   subscriptionId?: string,
 ): DeadLetterInput {
   const binding = bindingHeaders(message.headers);
+  // A redrive of one subscription's dead letter stays that subscription's when it is dead-lettered
+  // again: a redrive of the new one must not fan the event out to every subscription of its type.
+  const scope = subscriptionId ?? message.headers[HEADERS.onlySubscription];
   return {
     stage: 'processor',
     reason,
     lastError: error,
     attempts,
     ...(envelope ? { eventId: envelope.id, eventType: envelope.type } : {}),
+    ...(scope !== undefined ? { subscriptionId: scope } : {}),
     topic,
     ...(message.key !== undefined ? { key: message.key } : {}),
     value: message.value,

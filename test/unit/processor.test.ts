@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
+import { HEADERS } from '../../src/common/bus-headers.ts';
 import { parseDeliveryTask, webhookIdFor, webhookIdOf } from '../../src/common/delivery-task.ts';
 import { NotFoundError, TransientError } from '../../src/common/errors.ts';
 import { ValidatorCache } from '../../src/common/json-schema.ts';
@@ -507,6 +508,56 @@ describe('EventProcessor', () => {
     const [dead] = (await store.deadLetters.list({})).items;
     assert.equal(dead?.reason, 'mapping_failed');
     assert.equal(dead?.subscriptionId, 'bad');
+  });
+
+  test('two dead letters of one event (one per subscription) redriven together are both routed, each to its subscription', async () => {
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-a', partnerId: 'acme', filter: undefined }),
+    );
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-b', partnerId: 'acme', filter: undefined }),
+    );
+    const event = record({ amount: 7 });
+    // As Operations re-publishes them: one call, keyed alike, so they arrive in one batch.
+    const redriven = (only: string, at: number): ConsumedMessage => ({
+      ...event,
+      offset: at,
+      headers: {
+        [HEADERS.redrive]: `dlq-${only}`,
+        [HEADERS.originTopic]: event.topic,
+        [HEADERS.onlySubscription]: only,
+      },
+    });
+    // With a second copy of the first (a redelivery in the same batch): that one is a duplicate.
+    const result = await make().processBatch([
+      redriven('sub-a', 500),
+      redriven('sub-a', 501),
+      redriven('sub-b', 502),
+    ]);
+    assert.deepEqual(result.failed, []);
+    assert.deepEqual(
+      published
+        .filter((m) => m.topic.startsWith('egress.'))
+        .map((m) => m.key)
+        .sort(),
+      ['sub-a', 'sub-b'],
+    );
+  });
+
+  test('a redrive of one subscription’s dead letter that is dead-lettered again stays that subscription’s', async () => {
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-a', partnerId: 'acme', filter: undefined }),
+    );
+    const event = record({ amount: 7 });
+    // Its last try (maxAttempts 3), while the subscriptions cannot be read.
+    const scoped: ConsumedMessage = {
+      ...event,
+      headers: { [HEADERS.redrive]: 'dlq-a', [HEADERS.onlySubscription]: 'sub-a', [HEADERS.attempt]: '2' },
+    };
+    await make({ lookups: unavailableLookups() }).processBatch([scoped]);
+    const [dead] = (await store.deadLetters.list({ stage: 'processor' })).items;
+    assert.equal(dead?.reason, 'retries_exhausted');
+    assert.equal(dead?.subscriptionId, 'sub-a');
   });
 
   test('a mapping whose output passes the payload limit dead-letters that delivery as mapping_output_too_large', async () => {
