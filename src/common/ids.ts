@@ -103,6 +103,41 @@ export function recordId(
   );
 }
 
+/**
+ * As `recordId`, but ordered by the record's position as well as its time: a UUIDv7 whose 42 bits
+ * after the timestamp are the record's offset, then 32 bits of SHA-256(kind, topic, partition,
+ * offset, extra). Records of one append share their timestamp (every record of an embedded-log
+ * append, often a Kafka producer batch), so ids whose bits after the time are a hash list them in
+ * hash order; held tasks are released in the order of their ids, and must keep their partition's.
+ */
+export function positionalRecordId(
+  kind: string,
+  record: { topic: string; partition: number; offset: number; timestamp: number },
+  extra = '',
+): string {
+  const digest = createHash('sha256')
+    .update(`${kind}\n${record.topic}\n${record.partition}\n${record.offset}\n${extra}`)
+    .digest();
+  const bytes = new Uint8Array(16);
+  let t = Math.max(0, Math.floor(record.timestamp));
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  // 42 bits of the offset: 12 in rand_a, 30 in rand_b (after the version and variant bits).
+  const offset = Math.max(0, Math.floor(record.offset)) % 2 ** 42;
+  const high = Math.floor(offset / 2 ** 30); // 12 bits
+  const low = offset % 2 ** 30; // 30 bits
+  bytes[6] = 0x70 | (high >> 8);
+  bytes[7] = high & 0xff;
+  bytes[8] = 0x80 | (low >>> 24);
+  bytes[9] = (low >>> 16) & 0xff;
+  bytes[10] = (low >>> 8) & 0xff;
+  bytes[11] = low & 0xff;
+  bytes.set(digest.subarray(0, 4), 12);
+  return format(bytes);
+}
+
 /** True for a syntactically valid UUID (any version), lower or upper case. */
 export function isUuid(value: unknown): boolean {
   return typeof value === 'string' && UUID_PATTERN.test(value);

@@ -12,7 +12,7 @@ import {
   webhookIdOf,
 } from '../common/delivery-task.ts';
 import { describeError, isPermanentError, isWebhooksError, permanentErrorCode } from '../common/errors.ts';
-import { recordId } from '../common/ids.ts';
+import { positionalRecordId, recordId } from '../common/ids.ts';
 import { type Logger, withCorrelationId } from '../common/log.ts';
 import type { MetricsRegistry } from '../common/metrics.ts';
 import type {
@@ -372,7 +372,7 @@ export class WebhookDispatcher {
     }
     await this.#deps.heldTasks.hold({
       // One per record read, however often it is read.
-      id: recordId('held', message),
+      id: positionalRecordId('held', message),
       subscriptionId: task.subscriptionId,
       heldAt: now.toISOString(),
       topic: message.topic,

@@ -367,6 +367,20 @@ describe('WebhookDispatcher', () => {
     assert.deepEqual((await store.deadLetters.list({})).items, []);
   });
 
+  test('tasks of one append (one timestamp) are held in their partition’s order, and listed so for release', async () => {
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    const at = Date.now();
+    const messages = Array.from({ length: 12 }, () => ({ ...taskMessage(), timestamp: at }));
+    await dispatcher().handleBatch(messages);
+    const held = await store.heldTasks.list(subscriptionId, 100);
+    assert.deepEqual(
+      held.map((h) => h.value),
+      messages.map((m) => m.value),
+      'in offset order, not in the order of a hash',
+    );
+  });
+
   test('a task of a PAUSED subscription that was delivered already is skipped, not held', async () => {
     const message = taskMessage();
     await completeInLedger(store.ledger, webhookIdOf(parseDeliveryTask(message.value)), 60_000, Date.now());

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ValidationError } from '../../src/common/errors.ts';
-import { isUuid, uuidv7, uuidv7From, uuidv7Time } from '../../src/common/ids.ts';
+import { isUuid, positionalRecordId, uuidv7, uuidv7From, uuidv7Time } from '../../src/common/ids.ts';
 
 describe('uuidv7', () => {
   it('sets version 7 and the RFC 9562 variant', () => {
@@ -86,5 +86,34 @@ describe('uuidv7From', () => {
   it('sorts by time', () => {
     const ids = [3, 1, 2].map((s) => uuidv7From(Date.parse('2026-12-01T10:00:00Z') + s * 1000, 'k'));
     assert.deepEqual([...ids].sort(), [ids[1], ids[2], ids[0]]);
+  });
+});
+
+describe('positionalRecordId', () => {
+  it('sorts records of one millisecond by offset, across the bit boundaries, and stays a UUIDv7 of that time', () => {
+    const at = Date.UTC(2026, 11, 7);
+    const offsets = [0, 1, 4095, 4096, 2 ** 30 - 1, 2 ** 30, 2 ** 31 + 5, 2 ** 41 + 3];
+    const ids = offsets.map((offset) =>
+      positionalRecordId('held', { topic: 't', partition: 0, offset, timestamp: at }),
+    );
+    assert.deepEqual([...ids].sort(), ids);
+    for (const id of ids) {
+      assert.ok(isUuid(id));
+      assert.equal(id[14], '7', 'version 7');
+      assert.equal(uuidv7Time(id), at);
+    }
+  });
+
+  it('is the same for every read of a record, and differs for another record at the same offset', () => {
+    const record = { topic: 't', partition: 2, offset: 9, timestamp: 1_700_000_000_000 };
+    assert.equal(positionalRecordId('held', record), positionalRecordId('held', { ...record }));
+    assert.notEqual(
+      positionalRecordId('held', record),
+      positionalRecordId('held', { ...record, partition: 3 }),
+    );
+    assert.notEqual(
+      positionalRecordId('held', record),
+      positionalRecordId('held', { ...record, topic: 'u' }),
+    );
   });
 });
