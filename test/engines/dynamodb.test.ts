@@ -28,6 +28,7 @@ import {
   deliveryRecord,
   partnerRecord,
   schemaRecord,
+  subscriptionRecord,
   testId,
 } from '../support/fixtures.ts';
 
@@ -150,6 +151,62 @@ describe('dynamodb store: beyond the conformance suite', () => {
     assert.equal(withheld, 5, 'the first batch was answered in part');
     assert.equal(store.capacity().calls.BatchWriteItem, 2, 'the unprocessed rest was sent again');
     assert.deepEqual(await store.scheduled.due(10_000, 100), [], 'every one was removed');
+    await store.close();
+  });
+
+  test('a transaction or a write that meets another transaction on its item (TransactionConflict) is tried again, not failed', async () => {
+    let conflicts = 0;
+    const send = (async (command: unknown) => {
+      const name = (command as { constructor: { name: string } }).constructor.name;
+      if (name === 'TransactWriteItemsCommand' && conflicts === 0) {
+        conflicts += 1;
+        throw Object.assign(new Error('Transaction cancelled'), {
+          name: 'TransactionCanceledException',
+          CancellationReasons: [{ Code: 'None' }, { Code: 'TransactionConflict' }],
+        });
+      }
+      if (name === 'PutItemCommand' && conflicts === 1) {
+        conflicts += 1;
+        throw Object.assign(new Error('Transaction is ongoing for the item'), {
+          name: 'TransactionConflictException',
+        });
+      }
+      return client.send(command as never);
+    }) as DynamoDBClient['send'];
+    const store = await freshStore(send);
+    const sub = subscriptionRecord({ id: testId('sub-tc-'), partnerId: 'p', url: 'https://tc.example/hook' });
+    await store.subscriptions.insert(sub); // its transaction conflicts once
+    const stored = (await store.subscriptions.get(sub.id))!;
+    await store.subscriptions.update({ ...stored, description: 'same endpoint' }); // its PutItem conflicts once
+    assert.equal(conflicts, 2);
+    assert.equal((await store.subscriptions.get(sub.id))?.description, 'same endpoint');
+    assert.equal((await store.subscriptions.findByEndpoint(sub))?.id, sub.id);
+    await store.close();
+  });
+
+  test('an endpoint freed is handed over only to a subscription still on it, whatever a lagging index says', async () => {
+    let staleIndex: string[] | undefined;
+    const send = (async (command: unknown) => {
+      if (command instanceof QueryCommand && command.input.IndexName === 'by_partner' && staleIndex)
+        return { Items: staleIndex.map((id) => ({ id: { S: id } })), Count: staleIndex.length };
+      return client.send(command as never);
+    }) as DynamoDBClient['send'];
+    const store = await freshStore(send);
+    const x = 'https://x.example/hook';
+    const c = subscriptionRecord({ id: testId('sub-c-'), partnerId: 'p', url: x });
+    await store.subscriptions.insert(c);
+    // C moves to W, freeing X; A takes X, then is deleted, while the index still shows C at X.
+    const storedC = (await store.subscriptions.get(c.id))!;
+    await store.subscriptions.update({ ...storedC, url: 'https://w.example/hook' });
+    const a = subscriptionRecord({ id: testId('sub-a-'), partnerId: 'p', url: x });
+    await store.subscriptions.insert(a);
+    staleIndex = [c.id, a.id];
+    assert.equal(await store.subscriptions.delete(a.id), true);
+    staleIndex = undefined;
+    assert.equal(await store.subscriptions.findByEndpoint(a), undefined, 'X is free, not held by C (on W)');
+    const b = subscriptionRecord({ id: testId('sub-b-'), partnerId: 'p', url: x });
+    await store.subscriptions.insert(b);
+    assert.equal((await store.subscriptions.findByEndpoint(b))?.id, b.id);
     await store.close();
   });
 

@@ -201,10 +201,19 @@ export class Db {
     if (this.#ready) await this.#ready;
     this.#calls[operation] = (this.#calls[operation] ?? 0) + 1;
     let out: T;
-    try {
-      out = await call(this.client);
-    } catch (err) {
-      throw translate(err);
+    for (let tries = 1; ; tries++) {
+      try {
+        out = await call(this.client);
+        break;
+      } catch (err) {
+        // A single-item write that met a transaction in flight on its item was not applied, and
+        // the SDK does not retry it: tried again once that transaction has ended.
+        if ((err as { name?: string }).name === 'TransactionConflictException' && tries < BATCH_TRIES) {
+          await backoff(tries);
+          continue;
+        }
+        throw translate(err);
+      }
     }
     const consumed = (out as { ConsumedCapacity?: ConsumedCapacity | ConsumedCapacity[] }).ConsumedCapacity;
     for (const c of Array.isArray(consumed) ? consumed : consumed ? [consumed] : []) {

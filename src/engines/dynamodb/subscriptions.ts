@@ -17,7 +17,15 @@ import type {
 } from '../../common/ports/store.ts';
 import { pageLimit } from '../../common/ports/store.ts';
 import { RevisionedDocs } from './admin.ts';
-import { cancellationReasons, type Db, failedCondition, type Item, isConditionFailed } from './db.ts';
+import {
+  backoff,
+  cancellationReasons,
+  type Db,
+  failedCondition,
+  type Item,
+  isConditionFailed,
+  isTransactionConflict,
+} from './db.ts';
 import { and, composite, decodeCursor, Expr, N, readDoc, S, sha256, str } from './items.ts';
 import { collectPage, mergeQueries, streamPageSize } from './listing.ts';
 
@@ -77,6 +85,12 @@ export class DynamoSubscriptions implements SubscriptionRepository {
           const holder = str(reasons[1]?.Item ?? {}, 'subscriptionId') ?? (await this.#holder(record));
           // The holder left between the write and the read: try again.
           if (holder !== undefined || tries >= WRITE_TRIES) throw endpointTaken(record, holder);
+          continue;
+        }
+        // Another transaction on the endpoint item was in flight (two inserts of one endpoint at
+        // once): tried again, when it has ended, the loser finds the endpoint taken.
+        if (isTransactionConflict(reasons) && tries < WRITE_TRIES) {
+          await backoff(tries);
           continue;
         }
         throw err;
@@ -169,7 +183,8 @@ export class DynamoSubscriptions implements SubscriptionRepository {
         if (failedCondition(reasons, 1)) {
           const holder = str(reasons[1]?.Item ?? {}, 'subscriptionId') ?? (await this.#holder(record));
           if (holder !== undefined || tries >= WRITE_TRIES) throw endpointTaken(record, holder);
-        } else if (!failedCondition(reasons, 2) || tries >= WRITE_TRIES) throw err;
+        } else if (isTransactionConflict(reasons) && tries < WRITE_TRIES) await backoff(tries);
+        else if (!failedCondition(reasons, 2) || tries >= WRITE_TRIES) throw err;
         continue;
       }
       if (held) await this.#handOver(before);
@@ -254,21 +269,49 @@ export class DynamoSubscriptions implements SubscriptionRepository {
       ]),
       ...e.params(),
     });
-    const heir = items
+    const candidates = items
       .map((i) => str(i, 'id')!)
       .filter((id) => id !== left.id)
-      .sort()[0];
-    if (heir === undefined || (await this.get(heir)) === undefined) return;
-    const c = new Expr();
-    try {
-      await this.#db.put({
-        TableName: this.#endpoints,
-        Item: endpointItem(left, heir),
-        ConditionExpression: `attribute_not_exists(${c.n('endpoint')})`,
-        ...c.params(),
-      });
-    } catch (err) {
-      if (!isConditionFailed(err)) throw err;
+      .sort();
+    let conflicts = 0;
+    for (let i = 0; i < candidates.length; i++) {
+      // The index lags: a candidate it lists may have moved to another endpoint since. It is read
+      // (consistently) and handed the endpoint only while it is still on it, as read.
+      const heir = await this.get(candidates[i]!);
+      if (!heir || !sameEndpoint(heir, left)) continue;
+      const c = new Expr();
+      const h = new Expr();
+      try {
+        await this.#db.transact([
+          {
+            Put: {
+              TableName: this.#endpoints,
+              Item: endpointItem(left, heir.id),
+              ConditionExpression: `attribute_not_exists(${c.n('endpoint')})`,
+              ...c.params(),
+            },
+          },
+          {
+            ConditionCheck: {
+              TableName: this.#table,
+              Key: { id: S(heir.id) },
+              ConditionExpression: `${h.n('revision')} = ${h.v(N(heir.revision))}`,
+              ...h.params(),
+            },
+          },
+        ]);
+        return;
+      } catch (err) {
+        const reasons = cancellationReasons(err);
+        if (!reasons) throw err;
+        // Taken meanwhile (by an insert): nothing to hand over.
+        if (failedCondition(reasons, 0)) return;
+        // The heir changed meanwhile: the next candidate, or none.
+        if (failedCondition(reasons, 1)) continue;
+        if (!isTransactionConflict(reasons) || ++conflicts >= WRITE_TRIES) throw err;
+        await backoff(conflicts);
+        i -= 1; // the same candidate again
+      }
     }
   }
 }
