@@ -56,6 +56,9 @@ export class DeadLetterSink {
         ...(r.key !== undefined ? { key: r.key } : {}),
         value: r.value,
         headers: {
+          // A record of the CloudEvents Kafka binding in binary mode is its headers as much as its
+          // value (`ce_id`, `ce_source`, `ce_type`…): kept, so a reader of the DLQ topic can tell it.
+          ...r.headers,
           [HEADERS.dlqId]: r.id,
           [HEADERS.reason]: r.reason,
           [HEADERS.originTopic]: r.topic,

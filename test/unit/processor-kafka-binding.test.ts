@@ -207,6 +207,10 @@ describe('the processor on records of the Kafka binding', () => {
     const [dead] = (await store.deadLetters.list({ stage: 'processor' })).items;
     assert.equal(dead?.reason, 'data_invalid');
     assert.equal(dead?.headers?.ce_id, 'b-3');
+    // Its copy on the DLQ topic too: a reader of the topic can tell which event it was.
+    const onTopic = published.find((m) => m.topic === 'dlq.processor');
+    assert.equal(onTopic?.headers?.ce_id, 'b-3');
+    assert.equal(onTopic?.headers?.['x-webhooks-reason'], 'data_invalid');
     const republished: BusMessage[] = [];
     const operations = new Operations({
       deliveries: store.deliveries,
