@@ -331,6 +331,10 @@ export class EventProcessor {
       return { kind: 'published', tasks: tasks.length };
     } catch (err) {
       const error = describeError(err);
+      // The whole record is retried or dead-lettered: dead letters of single subscriptions made on
+      // this pass (a mapping that failed) would be made again by the retry, or are covered by the
+      // record's own dead letter, whose redrive fans the event out again.
+      dead.length = 0;
       if (
         err instanceof Permanent ||
         (isWebhooksError(err) && err.kind !== 'unavailable' && err.kind !== 'internal') ||

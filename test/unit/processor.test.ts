@@ -560,6 +560,49 @@ describe('EventProcessor', () => {
     assert.equal(dead?.subscriptionId, 'sub-a');
   });
 
+  test('a record retried whole after one subscription’s mapping failed leaves one dead letter in the end, not one per try', async () => {
+    await store.partners.insert(partnerRecord({ id: 'flaky' }));
+    await store.subscriptions.insert(
+      subscriptionRecord({
+        id: 'a-bad',
+        partnerId: 'acme',
+        filter: undefined,
+        mapping: { rules: [{ to: 'n', from: 'amount', transform: 'boolean' }] },
+      }),
+    );
+    await store.subscriptions.insert(
+      subscriptionRecord({
+        id: 'b-flaky',
+        partnerId: 'flaky',
+        filter: undefined,
+        mapping: { rules: [{ to: 'n', from: 'amount' }] },
+      }),
+    );
+    // The second subscription's partner cannot be read (a store outage): the record is retried whole.
+    const partner = lookups.partner.bind(lookups);
+    lookups.partner = async (id) => {
+      if (id === 'flaky') throw new TransientError('store_unavailable', 'store timed out');
+      return partner(id);
+    };
+    const event = record({ amount: 7 });
+    const first = await make().processBatch([event]);
+    assert.deepEqual(
+      first.outcomes?.map((o) => o.kind),
+      ['retry'],
+    );
+    assert.deepEqual(
+      (await store.deadLetters.list({ stage: 'processor' })).items,
+      [],
+      'none yet: the retry decides',
+    );
+    const last = { ...event, offset: event.offset + 1000, headers: { [HEADERS.attempt]: '2' } };
+    await make().processBatch([last]);
+    assert.deepEqual(
+      (await store.deadLetters.list({ stage: 'processor' })).items.map((d) => d.reason),
+      ['retries_exhausted'],
+    );
+  });
+
   test('a mapping whose output passes the payload limit dead-letters that delivery as mapping_output_too_large', async () => {
     await store.subscriptions.insert(
       subscriptionRecord({
