@@ -317,7 +317,11 @@ export class DynamoDeliveries implements DeliveryRepository {
     }
   }
 
-  /** The conditional put of an attempt kept apart (refused when its number is taken); it lives as long as its delivery. */
+  /**
+   * The conditional put of an attempt kept apart (refused when its number is taken). Its TTL is
+   * its delivery's at the time; a later change of the delivery moves only the delivery's (see
+   * docs/dynamodb.md).
+   */
   #attemptItem(attempt: DeliveryAttempt, doc: string, updatedAt: string) {
     const a = new Expr();
     const item: Item = {
