@@ -157,7 +157,9 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
       requestSchema: subscriptionSchema,
       responses: {
         '201': 'created; `secret` is shown this once',
-        '200': 'same partner, event and URL: updated',
+        '200':
+          'same partner, event and URL: updated (with `secret` when signing was turned on and one was made)',
+        '409': 'signing_secret_exists: a `signing.secret` other than the subscription’s (rotate it instead)',
         '422': 'unknown partner or event, or refused URL',
       },
       handler: async (req) => {

@@ -21,7 +21,7 @@ import type { SecretSealer } from '../common/secret-box.ts';
 import { generateSigningSecret } from '../common/signing.ts';
 import { egressTopic, NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
 import { readAuth, readFilter, readMapping, readRetry, readSigning, signingSecretProblems } from './input.ts';
-import { rotateSecrets, sealAuth, sealSigningSecret } from './secrets.ts';
+import { activeSigningSecrets, rotateSecrets, sealAuth, sealSigningSecret } from './secrets.ts';
 
 export const SUBSCRIPTION_STATUSES: readonly SubscriptionStatus[] = ['ACTIVE', 'PAUSED', 'DISABLED'];
 const CREATE_FIELDS = [
@@ -129,7 +129,7 @@ export class SubscriptionAdmin {
     for (let tries = 1; ; tries++) {
       const existing = await this.#deps.subscriptions.findByEndpoint(endpoint);
       try {
-        if (existing) return { record: await this.#updateExisting(existing, fields), created: false };
+        if (existing) return await this.#updateExisting(existing, fields);
         return await this.#create(endpoint, topic, fields);
       } catch (err) {
         const code = (err as { code?: string }).code;
@@ -139,8 +139,39 @@ export class SubscriptionAdmin {
     }
   }
 
-  /** The upsert's update: the fields given replace the existing ones; secrets are kept and not shown. */
-  async #updateExisting(existing: SubscriptionRecord, fields: UpsertFields): Promise<SubscriptionRecord> {
+  /**
+   * The upsert's update: the fields given replace the existing ones; secrets are kept and not shown.
+   * Signing on with no secret yet gets one (the one given, or a new one shown this once), as at
+   * creation: a subscription never says it signs while it sends unsigned. A different secret for
+   * a subscription that has one is refused: rotate-secret changes it (with its overlap).
+   */
+  async #updateExisting(existing: SubscriptionRecord, fields: UpsertFields): Promise<SubscriptionResult> {
+    const now = this.#deps.clock();
+    const enabled = fields.signing?.enabled ?? existing.signing.enabled;
+    const given = fields.signing?.secret;
+    let signing: SubscriptionRecord['signing'] = { ...existing.signing, enabled };
+    let generated: string | undefined;
+    if (enabled && existing.signing.secrets.length === 0) {
+      const secret = given ?? generateSigningSecret();
+      if (given === undefined) generated = secret;
+      signing = {
+        enabled,
+        secrets: [await sealSigningSecret(this.#deps.secretBox, existing.id, secret, now)],
+      };
+    } else if (
+      given !== undefined &&
+      !(await activeSigningSecrets(this.#deps.secretBox, existing, now)).includes(given)
+    ) {
+      throw new ConflictError(
+        'signing_secret_exists',
+        `subscription ${existing.id} has a signing secret already; POST /admin/subscriptions/${existing.id}/rotate-secret replaces it`,
+        {
+          details: [
+            { field: 'signing.secret', message: 'differs from the subscription’s secret; rotate it instead' },
+          ],
+        },
+      );
+    }
     const {
       schemaVersion: _v,
       description: _d,
@@ -150,15 +181,18 @@ export class SubscriptionAdmin {
       retry: _r,
       ...rest
     } = existing;
-    return this.#changed(
+    const record = await this.#changed(
       this.#deps.subscriptions.update({
         ...rest,
         ...(await this.#optional(existing.id, fields)),
         status: fields.status ?? existing.status,
-        signing: { ...existing.signing, enabled: fields.signing?.enabled ?? existing.signing.enabled },
-        updatedAt: this.#deps.clock().toISOString(),
+        signing,
+        updatedAt: now.toISOString(),
       }),
     );
+    return generated === undefined
+      ? { record, created: false }
+      : { record, created: false, secret: generated };
   }
 
   /** The upsert's creation, under a new id; the store refuses it when the endpoint has a subscription. */

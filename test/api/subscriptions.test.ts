@@ -183,6 +183,57 @@ describe('/admin/subscriptions', () => {
     assert.deepEqual(await activeSigningSecrets(box, record!, new Date()), [own]);
   });
 
+  test('signing turned on by posting the same endpoint again gets a secret; another secret for one that has one is 409', async () => {
+    const url = 'https://hooks.partner.test/later-signed';
+    const off = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url,
+      signing: { enabled: false },
+    });
+    assert.equal(off.status, 201);
+    // On again, with nothing given: a secret is made and shown this once, as at creation.
+    const on = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url,
+      signing: { enabled: true },
+    });
+    assert.equal(on.status, 200);
+    assert.match(on.body.secret, /^whsec_/);
+    const record = await server.running.platform.store.subscriptions.get(off.body.id);
+    assert.deepEqual(await activeSigningSecrets(box, record!, new Date()), [on.body.secret]);
+    // The same secret again is fine (an idempotent re-post); another one is refused.
+    const same = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url,
+      signing: { enabled: true, secret: on.body.secret },
+    });
+    assert.equal(same.status, 200);
+    const other = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url,
+      signing: { enabled: true, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' },
+    });
+    assert.equal(other.status, 409);
+    assert.equal(other.body.error.code, 'signing_secret_exists');
+    // And a secret brought when turning signing on is the one used.
+    const url2 = 'https://hooks.partner.test/later-byo';
+    const off2 = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: url2,
+      signing: { enabled: false },
+    });
+    const own = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    const byo = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: url2,
+      signing: { secret: own, enabled: true },
+    });
+    assert.equal(byo.status, 200);
+    assert.equal(byo.body.secret, undefined, 'a secret brought is not echoed');
+    const record2 = await server.running.platform.store.subscriptions.get(off2.body.id);
+    assert.deepEqual(await activeSigningSecrets(box, record2!, new Date()), [own]);
+  });
+
   test('rotate-secret returns a new secret; both verify during the overlap, only the new one after it', async () => {
     const created = await server.request('POST', '/admin/subscriptions', {
       ...base,
