@@ -25,6 +25,7 @@ export type DynamoAction =
   | 'PutItem'
   | 'UpdateItem'
   | 'DeleteItem'
+  | 'ConditionCheckItem'
   | 'Query'
   | 'BatchGetItem'
   | 'BatchWriteItem'
@@ -100,8 +101,13 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
       // DescribeTable is /readyz's store check.
       event_schema: { actions: ['GetItem', 'PutItem', 'Query', 'DescribeTable'], indexes: true },
       partner: { actions: ['GetItem', 'PutItem'], indexes: true },
-      // Subscriptions with their endpoint items: transactions of Put/Delete on both tables.
-      partner_event_subscription: { actions: ['GetItem', 'PutItem', 'DeleteItem'], indexes: true },
+      // Subscriptions with their endpoint items: transactions of Put/Delete on both tables; an
+      // endpoint handed over to the subscription left on it is conditioned on that subscription's
+      // revision (a ConditionCheck, authorized by ConditionCheckItem).
+      partner_event_subscription: {
+        actions: ['GetItem', 'PutItem', 'DeleteItem', 'ConditionCheckItem'],
+        indexes: true,
+      },
       subscription_endpoint: { actions: ['GetItem', 'PutItem', 'DeleteItem'] },
       // Delivery listings: an index Query, then the items read again (BatchGetItem).
       event_delivery_status: { actions: ['GetItem', 'BatchGetItem'], indexes: true },

@@ -76,7 +76,7 @@ const RESTART_DELAY_MS = 1000;
 /** How long a request to the thread may take (ms). */
 const REQUEST_TIMEOUT_MS = 2000;
 /** How long the thread may take to stop before it is terminated (ms). */
-const STOP_TIMEOUT_MS = 30_000;
+export const STOP_TIMEOUT_MS = 30_000;
 /** At most this many cache invalidations wait for a thread being started again. */
 const MAX_QUEUED_CHANGES = 10_000;
 

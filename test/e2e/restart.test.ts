@@ -93,6 +93,52 @@ describe('crash safety and roles (child processes)', () => {
     assert.equal(await exitOf(running.child), 0);
   });
 
+  test('SIGTERM while a partner takes 12 s to answer: the answer is recorded, the process exits 0, and nothing is sent again', {
+    timeout: 120_000,
+  }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'webhooks-stop-slow-'));
+    cleanup.push(() => rm(dataDir, { recursive: true, force: true }));
+    const receiver = await startReceiver({
+      tls: false,
+      answer: (n) => (n === 0 ? { status: 204, delayMs: 12_000 } : { status: 204 }),
+    });
+    cleanup.push(() => receiver.close());
+    const port = String(20000 + Math.floor(Math.random() * 12000));
+    const args = ['start', '--port', port, '--data-dir', dataDir];
+    let running = await startCli(args, ENV);
+    const schema = { domain: 'orders', event: 'created', schema: { type: 'object' } };
+    assert.equal((await api(running.url, TOKEN, 'POST', '/admin/schemas', schema)).status, 201);
+    const partner = { id: 'slow', name: 'Slow', delivery: { timeouts: { headersMs: 20_000 } } };
+    assert.equal((await api(running.url, TOKEN, 'POST', '/admin/partners', partner)).status, 201);
+    const sub = { partnerId: 'slow', domain: 'orders', event: 'created', url: `${receiver.url}/in` };
+    assert.equal((await api(running.url, TOKEN, 'POST', '/admin/subscriptions', sub)).status, 201);
+    const event = (id: string) => ({
+      specversion: '1.0',
+      id,
+      source: '/shop',
+      type: 'orders.created',
+      data: {},
+    });
+    assert.equal((await api(running.url, TOKEN, 'POST', '/events', event('slow-1'))).status, 202);
+    await receiver.waitFor(1, 20_000);
+    running.child.kill('SIGTERM'); // the partner is still taking its time
+    assert.equal(
+      await exitOf(running.child),
+      0,
+      'stopped cleanly once the answer came, not forced out at 10 s',
+    );
+
+    running = await startCli(args, ENV);
+    assert.equal((await api(running.url, TOKEN, 'POST', '/events', event('sentinel-2'))).status, 202);
+    await receiver.waitFor(2, 30_000);
+    const listed = await api(running.url, TOKEN, 'GET', '/admin/deliveries?eventId=slow-1');
+    assert.equal(listed.body.items[0]?.status, 'SUCCESS', 'the answer given during the stop was recorded');
+    running.child.kill('SIGTERM');
+    assert.equal(await exitOf(running.child), 0);
+    const ids = receiver.received.map((d) => d.headers['webhook-id']);
+    assert.equal(new Set(ids).size, ids.length, `nothing sent twice: ${ids.join(', ')}`);
+  });
+
   test('api, processor and dispatcher as three processes on one data dir deliver everything', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'webhooks-roles-'));
     cleanup.push(() => rm(dataDir, { recursive: true, force: true }));

@@ -123,7 +123,7 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
     indexes('event_schema'),
     dynamo('partner', 'GetItem', 'PutItem'),
     indexes('partner'),
-    dynamo('partner_event_subscription', 'GetItem', 'PutItem', 'DeleteItem'),
+    dynamo('partner_event_subscription', 'GetItem', 'PutItem', 'DeleteItem', 'ConditionCheckItem'),
     indexes('partner_event_subscription'),
     dynamo('subscription_endpoint', 'GetItem', 'PutItem', 'DeleteItem'),
     dynamo('event_delivery_status', 'GetItem', 'BatchGetItem'),

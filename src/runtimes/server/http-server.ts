@@ -66,7 +66,16 @@ const LINGER_MS = 5_000;
 /** A Node server wired to the edge; call `listen` to start it. */
 export function createNodeServer(options: HttpServerOptions): Server {
   const maxDrainBytes = options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES;
+  const answering = new Set<ServerResponse>();
   const listener = (req: IncomingMessage, res: ServerResponse) => {
+    // Closing: this answer is the connection's last (a busy keep-alive client would otherwise keep
+    // it, and the server's close, open for as long as it sends). Answers under way when the close
+    // begins are told so by `close`.
+    if (closing.has(server)) res.setHeader('connection', 'close');
+    else {
+      answering.add(res);
+      res.once('close', () => answering.delete(res));
+    }
     // A client that goes away mid-request must never take the process down.
     serve(req, res, options, maxDrainBytes).catch((err: unknown) => failed(err, res, options.logger));
   };
@@ -80,6 +89,7 @@ export function createNodeServer(options: HttpServerOptions): Server {
         listener,
       )
     : createHttpServer(listener);
+  inProgress.set(server, answering);
   server.requestTimeout = 30_000;
   server.headersTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
@@ -125,10 +135,29 @@ export function listen(server: Server, port: number, host: string): Promise<numb
   });
 }
 
-/** Stops accepting connections and waits for in-flight requests (idle keep-alive sockets are closed). */
-export function close(server: Server): Promise<void> {
+/** Servers being closed: their answers close their connections. */
+const closing = new WeakSet<Server>();
+/** The answers each server has under way (not yet sent in full). */
+const inProgress = new WeakMap<Server, Set<ServerResponse>>();
+
+/** How long `close` lets requests in progress finish before it closes their connections too. */
+export const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * Stops accepting connections and waits for the requests in progress: idle keep-alive connections
+ * are closed at once, busy ones after their answer (which says `connection: close`), and any still
+ * open after `graceMs` are closed then.
+ */
+export function close(server: Server, graceMs = CLOSE_GRACE_MS): Promise<void> {
+  closing.add(server);
+  for (const res of inProgress.get(server) ?? []) if (!res.headersSent) res.setHeader('connection', 'close');
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    force.unref();
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }
