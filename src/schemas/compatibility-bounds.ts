@@ -36,11 +36,35 @@ export function evaluateScalar(keyword: string, limit: unknown, value: unknown):
   return typeof value === appliesTo ? undefined : true;
 }
 
-/** True when `value` is an integer multiple of `step` (within floating-point noise). */
+/**
+ * True when the validator takes `value` for a multiple of `step`: as Ajv tests it (without
+ * `multipleOfPrecision`), `value / step` computed in floating point must be a whole number. So
+ * 0.35 is not a multiple of 0.001 (0.35 / 0.001 = 349.99999999999994), nor 0.3 of 0.1.
+ */
 export function isMultiple(value: number, step: number): boolean {
   if (step <= 0) return false;
   const quotient = value / step;
-  return Math.abs(quotient - Math.round(quotient)) < 1e-9;
+  return quotient === Number.parseInt(String(quotient), 10);
+}
+
+/**
+ * True when every number the validator takes for a multiple of `writer` it also takes for a
+ * multiple of `reader`: proven only for equal steps, and for whole steps (safe integers) where the
+ * reader's divides the writer's. Decimal steps in floating point are not exact (0.3 is a multiple
+ * of 0.3 but not of 0.1), so any other pair is unproven, hence breaking.
+ */
+export function stepIncluded(writer: number, reader: number): boolean {
+  if (writer === reader) return true;
+  return Number.isSafeInteger(writer) && Number.isSafeInteger(reader) && reader > 0 && writer % reader === 0;
+}
+
+/**
+ * True when every integer is proven a multiple of `step` for the validator: 1, or a power-of-two
+ * fraction (an integer divided by 0.5 or 0.25 is exact). Other steps are left unproven, hence
+ * breaking, even where floating point happens to agree.
+ */
+export function integersAreMultiples(step: number): boolean {
+  return step > 0 && step <= 1 && Number.isInteger(Math.log2(1 / step));
 }
 
 /** A numeric bound; `exclusive` means the limit itself is not allowed. */

@@ -4,9 +4,10 @@ import {
   describeBound,
   evaluateScalar,
   extremeOf,
-  isMultiple,
+  integersAreMultiples,
   numberBound,
   SCALAR_KEYWORDS,
+  stepIncluded,
 } from './compatibility-bounds.ts';
 import {
   allowedValues,
@@ -143,7 +144,7 @@ function checkNumbers(ws: readonly SchemaNode[], rc: SchemaNode, data: string, i
   const step = schema.multipleOf;
   if (typeof step === 'number') {
     const steps = ws.map((w) => (w.value as SchemaObject).multipleOf).filter((s) => typeof s === 'number');
-    const ok = steps.some((s) => isMultiple(s, step)) || (integers && isMultiple(1, step));
+    const ok = steps.some((s) => stepIncluded(s, step)) || (integers && integersAreMultiples(step));
     if (!ok) {
       const path = childNode(rc, 'multipleOf').pointer;
       out.push(changed(path, `multipleOf of ${subject(data)}`, steps[0]?.toString(), String(step)));

@@ -102,6 +102,18 @@ function compareDocuments(writer: unknown, reader: unknown): Issue[] {
   assertSchema(writer, 'writer');
   assertSchema(reader, 'reader');
   try {
+    // A subschema with an `$id` of its own is a resource of its own: references inside it and to it
+    // resolve against it, which this checker does not model (it would compare the wrong definitions,
+    // or take a changed embedded resource for an unchanged external one). Unchanged, it is fine.
+    const embedded = embeddedResource(writer) ?? embeddedResource(reader);
+    if (embedded !== undefined && canonicalJson(writer) !== canonicalJson(reader)) {
+      return [
+        issue(
+          embedded,
+          `the schema embeds a resource with an \`$id\` of its own (at \`${embedded}\`), whose references cannot be compared, so a change is treated as breaking`,
+        ),
+      ];
+    }
     return compareNodes(newContext(), [rootNode(writer, 'w')], rootNode(reader, 'r'), '');
   } catch (err) {
     // The checker recurses with the documents' nesting: a version stored before registration limited
@@ -109,6 +121,35 @@ function compareDocuments(writer: unknown, reader: unknown): Issue[] {
     if (err instanceof RangeError) return [TOO_DEEP_TO_COMPARE];
     throw err;
   }
+}
+
+/**
+ * The pointer of the first object below the root with a string `$id` (an embedded resource), or
+ * undefined. Walked iteratively (stored versions may be deep); values of `enum`/`const` are walked
+ * too, so an object there with an `$id` member counts (on the conservative side).
+ */
+function embeddedResource(schema: unknown): string | undefined {
+  const stack: Array<{ value: unknown; pointer: string }> = [{ value: schema, pointer: '' }];
+  while (stack.length > 0) {
+    const { value, pointer } = stack.pop()!;
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) stack.push({ value: value[i], pointer: `${pointer}/${i}` });
+    } else if (isJsonObject(value)) {
+      if (pointer !== '' && typeof value.$id === 'string') return pointer;
+      for (const [k, v] of Object.entries(value))
+        stack.push({ value: v, pointer: `${pointer}/${k.replaceAll('~', '~0').replaceAll('/', '~1')}` });
+    }
+  }
+  return undefined;
+}
+
+/** JSON text with object keys sorted: two documents equal as JSON give the same text. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    isJsonObject(v) && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
 }
 
 const TOO_DEEP_TO_COMPARE = issue(

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ValidationError } from '../../src/common/errors.ts';
+import { ValidatorCache } from '../../src/common/json-schema.ts';
 import {
   COMPATIBILITY_MODES,
   type CompatibilityMode,
@@ -438,6 +439,49 @@ describe('schema compatibility: numbers, strings and arrays', () => {
     assert.deepEqual(problems({ type: 'integer', multipleOf: 2 }, { type: 'integer', multipleOf: 4 }), [
       'multipleOf of the root value changed from 2 to 4',
     ]);
+  });
+
+  it('multipleOf with decimal steps: only an equal step is proven, as the validator divides in floating point', () => {
+    const validators = new ValidatorCache();
+    const valid = (schema: Schema, value: number) =>
+      validators.validate(JSON.stringify(schema), schema, value).length === 0;
+    for (const [from, to, witness] of [
+      [0.01, 0.001, 0.35],
+      [0.1, 0.001, 16.1],
+      [0.3, 0.1, 0.3],
+    ] as const) {
+      const writer = { type: 'number', multipleOf: from };
+      const reader = { type: 'number', multipleOf: to };
+      // The validator's view: the witness fits the old step, not the new one.
+      assert.ok(valid(writer, witness) && !valid(reader, witness), `${witness} under ${from} and ${to}`);
+      assert.notDeepEqual(problems(writer, reader), [], `${from} → ${to} is reported`);
+    }
+    assert.deepEqual(problems({ type: 'number', multipleOf: 0.1 }, { type: 'number', multipleOf: 0.1 }), []);
+    // An enum value checked as the validator does: 0.3 is not a multiple of 0.1 for it.
+    assert.ok(!valid({ multipleOf: 0.1 }, 0.3));
+    assert.notDeepEqual(problems({ enum: [0.3] }, { type: 'number', multipleOf: 0.1 }), []);
+    // Integers are proven to fit a step of 1 or a power-of-two fraction; 0.3 they do not fit.
+    assert.deepEqual(problems({ type: 'integer' }, { type: 'number', multipleOf: 0.5 }), []);
+    assert.ok(!valid({ multipleOf: 0.3 }, 1));
+    assert.notDeepEqual(problems({ type: 'integer' }, { type: 'number', multipleOf: 0.3 }), []);
+  });
+
+  it('a schema embedding a resource with its own $id: a change is breaking (its references are not compared), no change is fine', () => {
+    const version = (amount: Record<string, unknown>) => ({
+      type: 'object',
+      $defs: {
+        Line: { $id: 'https://example.com/line', type: 'object', properties: { amount } },
+      },
+      properties: { line: { $ref: 'https://example.com/line' } },
+    });
+    const v1 = version({ type: 'integer' });
+    const v2 = version({ type: 'string' });
+    const validators = new ValidatorCache();
+    const event = { line: { amount: 5 } };
+    assert.deepEqual(validators.validate('v1', v1, event), []);
+    assert.notDeepEqual(validators.validate('v2', v2, event), [], 'v2 refuses what v1 accepted');
+    assert.equal(broken(v1, v2, 'FULL'), 'backward,forward');
+    assert.equal(broken(v1, structuredClone(v1), 'FULL'), '');
   });
 
   it('a lowered maxLength breaks backward', () => {
