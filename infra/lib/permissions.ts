@@ -4,8 +4,8 @@
  * the topics it reads, writes or creates, and its other AWS calls. `policies.ts` turns this into
  * IAM statements; `docs/aws.md` ("Permissions") explains each line.
  *
- * A TransactWriteItems is authorized per action it holds (its Put, Update, Delete: PutItem,
- * UpdateItem, DeleteItem); a BatchWriteItem by `dynamodb:BatchWriteItem` itself.
+ * A TransactWriteItems is authorized per action it holds (its Put, Update, Delete, ConditionCheck:
+ * PutItem, UpdateItem, DeleteItem, ConditionCheckItem).
  */
 import type { TableName } from '../../src/engines/dynamodb/tables.ts';
 import type { FunctionKind } from '../../src/runtimes/lambda/container.ts';
@@ -28,7 +28,6 @@ export type DynamoAction =
   | 'ConditionCheckItem'
   | 'Query'
   | 'BatchGetItem'
-  | 'BatchWriteItem'
   | 'DescribeTable';
 
 /** A function's access to one table: item actions on the table, and Query on its indexes. */
@@ -212,8 +211,8 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
   },
   scheduler: {
     tables: tables(RELEASE_HELD, {
-      // Due messages: a Query per shard of `by_due`, a consistent BatchGetItem, BatchWriteItem deletes.
-      scheduled_message: { actions: ['BatchGetItem', 'BatchWriteItem'], indexes: true },
+      // Due messages: a Query per shard of `by_due`, a consistent BatchGetItem, conditional DeleteItems.
+      scheduled_message: { actions: ['BatchGetItem', 'DeleteItem'], indexes: true },
       // Reconciling the event source mappings lists every subscription (the `by_id` index).
       partner_event_subscription: { actions: [], indexes: true },
     }),

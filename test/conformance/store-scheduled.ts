@@ -134,6 +134,23 @@ export function describeScheduled(ctx: StoreContext): void {
       assert.deepEqual(await repo().due(T + 1000, 10), [twin, again]);
     });
 
+    test('a message kept again, due later, after it was read as due: the removal of the read one leaves the new one', async () => {
+      // The scheduler reads K as due and publishes it; the published copy is deferred and kept
+      // again under the same id (its value unchanged) before the scheduler removes what it read.
+      const k = scheduled(T + 10);
+      await repo().schedule([k]);
+      const [read] = await repo().due(T + 11, 10);
+      assert.deepEqual(read, k);
+      const keptAgain = { ...k, dueAt: T + 60_000, message: { ...k.message, notBefore: T + 60_000 } };
+      await repo().schedule([keptAgain]);
+      await repo().remove([read!]);
+      assert.equal(await repo().count(), 1, 'the message kept again is not lost');
+      assert.deepEqual(await repo().due(T + 11, 10), [], 'not due before its new time');
+      assert.deepEqual(await repo().due(T + 60_001, 10), [keptAgain]);
+      await repo().remove([keptAgain]);
+      assert.equal(await repo().count(), 0);
+    });
+
     test('many messages come back all, in order, over several rounds of due and remove', async () => {
       const total = 300;
       // Distinct due times, scheduled out of order and in several calls; the ids spread over shards.

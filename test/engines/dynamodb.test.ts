@@ -9,8 +9,6 @@ import { after, before, describe, test } from 'node:test';
 import {
   BatchGetItemCommand,
   type BatchGetItemCommandOutput,
-  BatchWriteItemCommand,
-  type BatchWriteItemCommandOutput,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
   DynamoDBClient,
@@ -122,36 +120,6 @@ describe('dynamodb store: beyond the conformance suite', () => {
     } finally {
       await store.close();
     }
-  });
-
-  test('BatchWriteItem: unprocessed items are sent again', async () => {
-    let withheld = 0;
-    const send = (async (command: unknown) => {
-      if (command instanceof BatchWriteItemCommand && withheld === 0) {
-        // The service takes the first two requests and hands the rest back unprocessed.
-        const [table, requests] = Object.entries(command.input.RequestItems ?? {})[0]!;
-        withheld = requests.length - 2;
-        const partial = new BatchWriteItemCommand({
-          ...command.input,
-          RequestItems: { [table]: requests.slice(0, 2) },
-        });
-        const out = (await client.send(partial)) as BatchWriteItemCommandOutput;
-        return { ...out, UnprocessedItems: { [table]: requests.slice(2) } };
-      }
-      return client.send(command as never);
-    }) as DynamoDBClient['send'];
-    const store = await freshStore(send);
-    const kept = Array.from({ length: 7 }, (_, i) => ({
-      id: testId('sched-bw-'),
-      dueAt: 1_000 + i,
-      message: { topic: 'retry.dispatcher.due', value: '{}', headers: {} },
-    }));
-    await store.scheduled.schedule(kept);
-    await store.scheduled.remove(kept);
-    assert.equal(withheld, 5, 'the first batch was answered in part');
-    assert.equal(store.capacity().calls.BatchWriteItem, 2, 'the unprocessed rest was sent again');
-    assert.deepEqual(await store.scheduled.due(10_000, 100), [], 'every one was removed');
-    await store.close();
   });
 
   test('a transaction or a write that meets another transaction on its item (TransactionConflict) is tried again, not failed', async () => {

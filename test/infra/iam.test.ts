@@ -225,7 +225,7 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
     dynamo('partner_event_subscription', 'GetItem'),
     indexes('partner_event_subscription'),
     dynamo('partner', 'GetItem'),
-    dynamo('scheduled_message', 'BatchGetItem', 'BatchWriteItem'),
+    dynamo('scheduled_message', 'BatchGetItem', 'DeleteItem'),
     indexes('scheduled_message'),
     kafka('KafkaCluster', ['Connect', 'WriteDataIdempotently'], [EXAMPLE.clusterArn]),
     kafka(

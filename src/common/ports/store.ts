@@ -260,11 +260,19 @@ export interface ScheduledMessage {
  * expires, whatever its age, until it is removed.
  */
 export interface ScheduledMessageRepository {
-  /** Keeps the messages until they are due (all or none not required; idempotent by id). */
+  /**
+   * Keeps the messages until they are due (all or none not required). One entry per id: the same id
+   * kept again (a redelivered batch) leaves it as it is, unless the new one is due later, which
+   * replaces it — a message published when due and kept again before its entry was removed (a
+   * deferral of the published copy) must not be lost to that removal.
+   */
   schedule(items: ScheduledMessage[]): Promise<void>;
   /** Up to `limit` messages due at or before `now`, earliest first. */
   due(now: number, limit: number): Promise<ScheduledMessage[]>;
-  /** Forgets messages (once published); ids not kept are ignored. */
+  /**
+   * Forgets messages (once published) as they were read: an id whose entry was replaced since
+   * (kept again, due later) stays; ids not kept are ignored.
+   */
   remove(items: ScheduledMessage[]): Promise<void>;
   /** How many messages are kept (for metrics and tests); may be approximate on engines that say so in the doc comment. */
   count(): Promise<number>;

@@ -8,7 +8,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AttributeValue,
   BatchGetItemCommand,
-  BatchWriteItemCommand,
   type CancellationReason,
   type ConsumedCapacity,
   DeleteItemCommand,
@@ -24,7 +23,6 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
   type UpdateItemCommandInput,
-  type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { TransientError, ValidationError } from '../../common/errors.ts';
 
@@ -41,8 +39,7 @@ export interface CapacityReport {
 const BATCH_TRIES = 10;
 const BATCH_BACKOFF_MS = 20;
 const BATCH_BACKOFF_MAX_MS = 1_000;
-/** Items per BatchWriteItem and keys per BatchGetItem (the service's limits). */
-export const BATCH_WRITE_MAX = 25;
+/** Keys per BatchGetItem (the service's limit). */
 export const BATCH_GET_MAX = 100;
 
 const READS = new Set(['GetItem', 'BatchGetItem', 'Query', 'Scan', 'TransactGetItems']);
@@ -172,26 +169,6 @@ export class Db {
       }
     }
     return found;
-  }
-
-  /** Puts and deletes in one table, 25 per call, unprocessed items sent again with a backoff. */
-  async batchWrite(table: string, requests: WriteRequest[]): Promise<void> {
-    for (let i = 0; i < requests.length; i += BATCH_WRITE_MAX) {
-      let pending = requests.slice(i, i + BATCH_WRITE_MAX);
-      for (let tries = 0; pending.length > 0; tries++) {
-        if (tries > 0) await backoff(tries);
-        if (tries >= BATCH_TRIES) throw unprocessed('BatchWriteItem', pending.length);
-        const out = await this.#send('BatchWriteItem', (c) =>
-          c.send(
-            new BatchWriteItemCommand({
-              RequestItems: { [table]: pending },
-              ReturnConsumedCapacity: 'TOTAL',
-            }),
-          ),
-        );
-        pending = out.UnprocessedItems?.[table] ?? [];
-      }
-    }
   }
 
   async #send<T extends { ConsumedCapacity?: ConsumedCapacity | ConsumedCapacity[] } | object>(

@@ -65,14 +65,18 @@ export class DynamoScheduled implements ScheduledMessageRepository {
 
   /**
    * One conditional PutItem per id (BatchWriteItem cannot be conditional), a few at a time; an id
-   * kept already is refused by the condition and stays as it was. Of one id named twice in a call,
-   * the first is kept. All are checked before any is written.
+   * kept already is refused by the condition and stays as it was, unless the new one is due later
+   * (`due` sorts by due time, then id). Of one id named twice in a call, the one due latest is
+   * kept. All are checked before any is written.
    */
   async schedule(items: ScheduledMessage[]): Promise<void> {
     for (const item of items) checkScheduledMessage(item);
-    const firsts = new Map<string, ScheduledMessage>();
-    for (const item of items) if (!firsts.has(item.id)) firsts.set(item.id, item);
-    await mapLimit([...firsts.values()], PUT_CONCURRENCY, (item) => this.#put(item));
+    const latest = new Map<string, ScheduledMessage>();
+    for (const item of items) {
+      const seen = latest.get(item.id);
+      if (!seen || item.dueAt > seen.dueAt) latest.set(item.id, item);
+    }
+    await mapLimit([...latest.values()], PUT_CONCURRENCY, (item) => this.#put(item));
   }
 
   async #put(item: ScheduledMessage): Promise<void> {
@@ -84,14 +88,14 @@ export class DynamoScheduled implements ScheduledMessageRepository {
         Item: {
           id: S(item.id),
           shard: N(shardOf(item.id)),
-          due: S(composite(dueDigits(item.dueAt), item.id)),
+          due: S(dueKey(item)),
           ...docAttributes(doc),
         },
-        ConditionExpression: `attribute_not_exists(${e.n('id')})`,
+        ConditionExpression: `attribute_not_exists(${e.n('id')}) OR ${e.n('due')} < ${e.v(S(dueKey(item)))}`,
         ...e.params(),
       });
     } catch (err) {
-      // Kept already: it stays as it was.
+      // Kept already, due as late or later: it stays as it was.
       if (!isConditionFailed(err)) throw err;
     }
   }
@@ -151,13 +155,26 @@ export class DynamoScheduled implements ScheduledMessageRepository {
     return out;
   }
 
-  /** BatchWriteItem deletes by id (25 per call, unprocessed ones sent again); an id not kept deletes nothing. */
+  /**
+   * One DeleteItem per message, conditional on the entry being the one read (its `due`), a few at a
+   * time: an entry kept again since stays (BatchWriteItem, which cannot be conditional, removed it
+   * too, and the message with it). An id not kept, or kept again, deletes nothing.
+   */
   async remove(items: ScheduledMessage[]): Promise<void> {
-    const ids = [...new Set(items.map((i) => i.id))];
-    await this.#db.batchWrite(
-      this.#table,
-      ids.map((id) => ({ DeleteRequest: { Key: { id: S(id) } } })),
-    );
+    const byId = new Map(items.map((i) => [i.id, i]));
+    await mapLimit([...byId.values()], PUT_CONCURRENCY, async (item) => {
+      const e = new Expr();
+      try {
+        await this.#db.delete({
+          TableName: this.#table,
+          Key: { id: S(item.id) },
+          ConditionExpression: `${e.n('due')} = ${e.v(S(dueKey(item)))}`,
+          ...e.params(),
+        });
+      } catch (err) {
+        if (!isConditionFailed(err)) throw err;
+      }
+    });
   }
 
   /**
@@ -188,4 +205,9 @@ export class DynamoScheduled implements ScheduledMessageRepository {
     );
     return counts.reduce((a, b) => a + b, 0);
   }
+}
+
+/** The `due` attribute of an entry: its due time's digits, then its id (sorts by due time for one id). */
+function dueKey(item: Pick<ScheduledMessage, 'id' | 'dueAt'>): string {
+  return composite(dueDigits(item.dueAt), item.id);
 }

@@ -18,18 +18,21 @@ export class SqliteScheduled {
 
   constructor(db: DatabaseSync) {
     this.#insert = db.prepare(
-      'INSERT INTO scheduled_message (id, due_at, message) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      `INSERT INTO scheduled_message (id, due_at, message) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, message = excluded.message
+       WHERE excluded.due_at > scheduled_message.due_at`,
     );
     this.#due = db.prepare(
       'SELECT id, due_at, message FROM scheduled_message WHERE due_at <= ? ORDER BY due_at, id LIMIT ?',
     );
-    this.#remove = db.prepare('DELETE FROM scheduled_message WHERE id = ?');
+    this.#remove = db.prepare('DELETE FROM scheduled_message WHERE id = ? AND due_at = ?');
     this.#count = db.prepare('SELECT count(*) AS n FROM scheduled_message');
   }
 
   /**
-   * Keeps the messages; an id kept already (or met earlier in the same call) stays as it was. All
-   * are checked before any is written; run inside a savepoint by the store.
+   * Keeps the messages; an id kept already (or met earlier in the same call) stays as it was unless
+   * the new one is due later (see the port). All are checked before any is written; run inside a
+   * savepoint by the store.
    */
   schedule(items: ScheduledMessage[]): void {
     for (const item of items) checkScheduledMessage(item);
@@ -43,9 +46,9 @@ export class SqliteScheduled {
     return rows.map((r) => ({ id: r.id, dueAt: r.due_at, message: JSON.parse(r.message) as BusMessage }));
   }
 
-  /** Forgets the messages by id (ids not kept are ignored); run inside a savepoint by the store. */
+  /** Forgets the messages as read (id and due time; see the port); run inside a savepoint by the store. */
   remove(items: ScheduledMessage[]): void {
-    for (const item of items) this.#remove.run(item.id);
+    for (const item of items) this.#remove.run(item.id, item.dueAt);
   }
 
   count(): number {
