@@ -43,11 +43,18 @@ const RULES: readonly Rule[] = [
   rule('::/128', 'unspecified'),
   rule('::1/128', 'loopback'),
   embedding('::ffff:0:0/96', 96),
+  embedding('::ffff:0:0:0/96', 96), // IPv4-translated (SIIT): `::ffff:0:7f00:1` is 127.0.0.1
   rule('::/96', 'IPv4-compatible (deprecated)'),
   embedding('64:ff9b::/96', 96),
   rule('64:ff9b:1::/48', 'NAT64 local use'),
   rule('100::/64', 'discard'),
+  rule('2001::/32', 'Teredo'), // its IPv4 addresses are hidden (XORed) inside: refused whole
+  rule('2001:2::/48', 'benchmarking'),
+  rule('2001:10::/28', 'ORCHID (deprecated)'),
+  rule('2001:20::/28', 'ORCHIDv2 (not routable)'),
   rule('2001:db8::/32', 'documentation'),
+  rule('3fff::/20', 'documentation'),
+  rule('5f00::/16', 'SRv6 segment identifiers'),
   embedding('2002::/16', 16),
   rule('fd00:ec2::254/128', METADATA), // AWS IMDS over IPv6
   rule('fc00::/7', 'private (unique local)'),

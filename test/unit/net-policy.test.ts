@@ -56,6 +56,16 @@ const forbidden: ReadonlyArray<[ip: string, reason: string]> = [
   ['2001:db8:ffff::1', 'documentation'],
   ['100::1', 'discard'],
   ['100::ffff:ffff:ffff:ffff', 'discard'],
+  ['::ffff:0:7f00:1', 'loopback'], // IPv4-translated (SIIT) 127.0.0.1
+  ['::ffff:0:a9fe:a9fe', 'cloud metadata'],
+  ['2001::1', 'Teredo'],
+  ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo'],
+  ['2001:2::1', 'benchmarking'],
+  ['2001:10::1', 'ORCHID (deprecated)'],
+  ['2001:20::1', 'ORCHIDv2 (not routable)'],
+  ['3fff::1', 'documentation'],
+  ['3fff:fff:ffff::1', 'documentation'],
+  ['5f00::1', 'SRv6 segment identifiers'],
 ];
 
 const allowed: readonly string[] = [
@@ -80,6 +90,11 @@ const allowed: readonly string[] = [
   '2002:808:808::1',
   '100:0:0:1::1',
   '2001:db9::1',
+  '2001:1::1', // PCP anycast: globally reachable
+  '2001:3::1', // AMT
+  '2001:4860::1',
+  '3fff:1000::1',
+  '::ffff:0:808:808', // IPv4-translated public 8.8.8.8
 ];
 
 describe('forbiddenAddressReason', () => {
