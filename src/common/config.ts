@@ -337,6 +337,51 @@ const ENTRIES: Record<string, Entry> = {
   },
 };
 
+/**
+ * Variables of the platform read elsewhere than here: the AWS Lambda functions' event source
+ * mappings (`triggers.ts`), set by the CDK stack.
+ */
+const OTHER_ENV_VARS: readonly string[] = [
+  'WEBHOOKS_MSK_CLUSTER_ARN',
+  'WEBHOOKS_LAMBDA_PROCESSOR_FUNCTION',
+  'WEBHOOKS_LAMBDA_DISPATCHER_FUNCTION',
+  'WEBHOOKS_LAMBDA_ENDPOINT',
+];
+
+/**
+ * A `WEBHOOKS_*` variable the platform does not know is a typo until shown otherwise
+ * (`WEBHOOKS_MAX_BODY_BYTE` would leave the limit at its default without a word): refused at
+ * start, naming the closest known variable.
+ */
+function unknownVariables(env: Raw): ErrorDetail[] {
+  const known = new Set([...CONFIG_ENV_VARS, ...OTHER_ENV_VARS]);
+  const out: ErrorDetail[] = [];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('WEBHOOKS_') || known.has(name)) continue;
+    const closest = [...known].map((k) => ({ k, d: editDistance(name, k) })).sort((a, b) => a.d - b.d)[0];
+    const hint = closest && closest.d <= 3 ? `; did you mean ${closest.k}?` : '';
+    out.push({ field: name, message: `${name} is not a setting of the platform${hint}` });
+  }
+  return out;
+}
+
+/** Levenshtein distance (names are short). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
 /** Every environment variable the platform reads, for documentation and `webhooks config`. */
 export const CONFIG_ENV_VARS: readonly string[] = [
   'WEBHOOKS_CONFIG_FILE',
@@ -447,6 +492,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
   }
   readKafkaSecurity(config.kafka, values, env, details);
   readAwsServices(config, values, env, details);
+  details.push(...unknownVariables(env));
   if (details.length > 0) {
     throw new ConfigError(`invalid configuration: ${details.map((d) => d.message).join('; ')}`, { details });
   }

@@ -34,6 +34,24 @@ describe('loadConfig', () => {
     });
   });
 
+  test('a WEBHOOKS_ variable the platform does not know is refused at start, naming the closest one', () => {
+    assert.throws(
+      () => loadConfig({ WEBHOOKS_MAX_BODY_BYTE: '10485760' }),
+      (err: Error & { details?: Array<{ field: string; message: string }> }) => {
+        assert.deepEqual(err.details, [
+          {
+            field: 'WEBHOOKS_MAX_BODY_BYTE',
+            message:
+              'WEBHOOKS_MAX_BODY_BYTE is not a setting of the platform; did you mean WEBHOOKS_MAX_BODY_BYTES?',
+          },
+        ]);
+        return true;
+      },
+    );
+    // Other variables, and those of the Lambda functions' mappings, are left alone.
+    assert.equal(loadConfig({ HOME: '/root', WEBHOOKS_MSK_CLUSTER_ARN: 'arn:aws:kafka:x' }).port, 8080);
+  });
+
   test('the file adds settings and the environment wins over it', () => {
     const c = loadConfig(
       { WEBHOOKS_PORT: '7000' },
