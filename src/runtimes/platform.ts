@@ -227,6 +227,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   const schemaAdmin = new SchemaAdmin({
     ...(schemaChecks ? { checks: schemaChecks } : {}),
     schemas: store.schemas,
+    ledger: store.ledger,
     topics: bus,
     newId: uuidv7,
     clock,

@@ -33,7 +33,8 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
       responses: {
         '201': 'registered',
         '200': 'identical document already registered',
-        '409': 'incompatible',
+        '409':
+          'incompatible, or another registration of the event kept this one waiting too long (schema_registration_busy)',
       },
       handler: async (req) => {
         const { record, created } = await admin.register(req.body);

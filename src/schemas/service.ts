@@ -7,7 +7,7 @@ import { InputReader } from '../common/input.ts';
 import { type JsonValue, pointerSegments } from '../common/json.ts';
 import type { SchemaRecord, SchemaStatus } from '../common/model.ts';
 import type { TopicAdmin } from '../common/ports/bus.ts';
-import type { Page, PageRequest, SchemaRepository } from '../common/ports/store.ts';
+import type { IdempotencyLedger, Page, PageRequest, SchemaRepository } from '../common/ports/store.ts';
 import { ingressTopic, NAME_PATTERN, NAME_RULE } from '../common/topics.ts';
 import { inlineSchemaChecks, type SchemaChecks } from './checks.ts';
 import { COMPATIBILITY_MODES, DEFAULT_COMPATIBILITY_MODE } from './compatibility.ts';
@@ -27,7 +27,18 @@ export interface SchemaAdminDeps {
   checks?: SchemaChecks;
   /** Told after a schema version is added or changed (read-through caches invalidate on it); awaited before the change is answered. */
   onSchemaChanged?: (domain: string, event: string, version: number) => void | Promise<void>;
+  /**
+   * Serialises the registrations of one event across processes (a claim on
+   * `schema-registration:<domain>.<event>`): without it, two versions registered at once are each
+   * checked against the versions before both, never against each other.
+   */
+  ledger?: Pick<IdempotencyLedger, 'claim' | 'release'>;
 }
+
+/** How long a registration's claim on its event lasts: its checks (up to 10 s) and writes. */
+const REGISTRATION_LEASE_MS = 30_000;
+/** How long a registration waits for another one of the same event before it answers 409. */
+const REGISTRATION_WAIT_MS = 15_000;
 
 /** The result of a registration: the version, and whether it was new (201) or already there (200). */
 export interface Registration {
@@ -72,7 +83,59 @@ export class SchemaAdmin {
     const schema = input.raw('schema') as JsonValue;
     const domain = domainInput!;
     const event = eventInput!;
+    const claim = await this.#claimEvent(domain, event);
+    try {
+      return await this.#registerClaimed({
+        domain,
+        event,
+        version,
+        status,
+        compatibility,
+        description,
+        schema,
+        fingerprint,
+        checks,
+      });
+    } finally {
+      if (claim) await this.#deps.ledger!.release(claim.key, claim.token).catch(() => false);
+    }
+  }
 
+  /**
+   * Claims the event's registrations, waiting (a try every 50 ms, doubling to 1 s) while another one
+   * holds them; undefined without a ledger.
+   */
+  async #claimEvent(domain: string, event: string): Promise<{ key: string; token: string } | undefined> {
+    const ledger = this.#deps.ledger;
+    if (!ledger) return undefined;
+    const key = `schema-registration:${domain}.${event}`;
+    const until = Date.now() + REGISTRATION_WAIT_MS;
+    for (let pause = 50; ; pause = Math.min(pause * 2, 1000)) {
+      const claim = await ledger.claim(key, REGISTRATION_LEASE_MS, this.#deps.clock().getTime());
+      if (claim.status === 'claimed') return { key, token: claim.token };
+      if (Date.now() + pause > until) {
+        throw new ConflictError(
+          'schema_registration_busy',
+          `another registration of ${domain}.${event} is under way; try again`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+
+  /** The registration, its event claimed (no other registration of it runs meanwhile). */
+  async #registerClaimed(r: {
+    domain: string;
+    event: string;
+    version: number | undefined;
+    status: SchemaStatus;
+    compatibility: SchemaRecord['compatibility'] | undefined;
+    description: string | undefined;
+    schema: JsonValue;
+    fingerprint: string;
+    checks: SchemaChecks;
+  }): Promise<Registration> {
+    const { domain, event, version, status, compatibility, description, schema, fingerprint, checks } = r;
     const existing = await this.#deps.schemas.listVersions(domain, event);
     const latest = existing.at(-1);
     const identical = existing.find(

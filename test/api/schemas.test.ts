@@ -76,6 +76,40 @@ describe('POST/GET/PATCH /admin/schemas', () => {
     assert.equal(list.body.items.length, 1, 'nothing was stored');
   });
 
+  test('two versions registered at the same time are checked against each other: one of two conflicting ones is refused', async () => {
+    const closed = (properties: Record<string, unknown>) => ({
+      type: 'object',
+      properties,
+      additionalProperties: false,
+    });
+    const base = { domain: 'race', event: 'changed' };
+    assert.equal(
+      (
+        await server.request('POST', '/admin/schemas', {
+          ...base,
+          schema: closed({ id: { type: 'string' } }),
+        })
+      ).status,
+      201,
+    );
+    // Each adds `note`, one as a string, one as an integer: fine alone, breaking one after the other.
+    const [a, b] = await Promise.all([
+      server.request('POST', '/admin/schemas', {
+        ...base,
+        version: 2,
+        schema: closed({ id: { type: 'string' }, note: { type: 'string' } }),
+      }),
+      server.request('POST', '/admin/schemas', {
+        ...base,
+        version: 3,
+        schema: closed({ id: { type: 'string' }, note: { type: 'integer' } }),
+      }),
+    ]);
+    assert.deepEqual([a.status, b.status].sort(), [201, 409], JSON.stringify([a.body, b.body]));
+    const refused = a.status === 409 ? a : b;
+    assert.match(refused.body.error.code, /^schema_(incompatible|version_not_increasing)$/);
+  });
+
   test('compatibility NONE accepts the same change', async () => {
     await server.request('POST', '/admin/schemas', { domain: 'free', event: 'done', schema: ORDER_SCHEMA });
     const res = await server.request('POST', '/admin/schemas', {
