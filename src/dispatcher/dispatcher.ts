@@ -82,6 +82,8 @@ export interface DispatcherDeps {
   maxHeldPerSubscription: number;
   /** The idempotency ledger (absent when turned off). */
   ledger?: IdempotencyLedger;
+  /** Whether the ledger is on now (a live flag: AppConfig's `ledger`); absent: on whenever `ledger` is given. */
+  ledgerEnabled?: () => boolean;
   ledgerTtlMs: number;
   client: DeliveryClient;
   /**
@@ -176,7 +178,13 @@ export class WebhookDispatcher {
       [],
       [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 60, 300, 3600],
     );
-    this.#claims = new DeliveryClaims(deps.ledger, deps.ledgerTtlMs, deps.metrics, deps.logger);
+    this.#claims = new DeliveryClaims(
+      deps.ledger,
+      deps.ledgerTtlMs,
+      deps.metrics,
+      deps.logger,
+      deps.ledgerEnabled,
+    );
     this.#pauses = new PartitionPauses(deps.limiter);
     this.#heldCap = new HeldCap(deps.heldTasks, deps.maxHeldPerSubscription);
   }

@@ -43,7 +43,8 @@ export interface ProcessorDeps {
    */
   deliveries: Pick<DeliveryRepository, 'recordRouting' | 'routed'>;
   /** Skip an event already routed (the idempotency ledger is on). */
-  dedupe: boolean;
+  /** Whether events are deduplicated by their recorded routes: fixed, or asked at each batch (a live flag). */
+  dedupe: boolean | (() => boolean);
   /** Processor retries of transient failures before the DLQ. */
   maxAttempts: number;
   /** Delay before a transient failure is tried again. */
@@ -269,7 +270,8 @@ export class EventProcessor {
     parsed: Array<EventEnvelope | Unparsable>,
   ): Promise<boolean[]> {
     const seen = batch.map(() => false);
-    if (!this.#deps.dedupe) return seen;
+    const { dedupe } = this.#deps;
+    if (!(typeof dedupe === 'function' ? dedupe() : dedupe)) return seen;
     const asked: number[] = [];
     batch.forEach((message, i) => {
       const p = parsed[i]!;

@@ -412,6 +412,11 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
       clock,
       subscriptionCache,
       ...(options.attemptDeadline ? { attemptDeadline: options.attemptDeadline } : {}),
+      // AppConfig's `ledger` flag is read live (a warm Lambda container lives for hours); the value
+      // at start stands while AppConfig cannot be read.
+      ...(appConfig?.configured
+        ? { ledgerEnabled: () => appConfig.flagNow('ledger', configured.ledger) }
+        : {}),
     };
     // The ledger holds the dispatcher's claims: it is purged where the dispatcher runs.
     if (workerRoles.includes('dispatcher') && options.consume !== false)

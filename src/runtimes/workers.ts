@@ -48,6 +48,11 @@ export interface WorkerDeps {
   subscriptionCache: TtlCache<string, SubscriptionRecord | undefined>;
   /** The latest time an attempt may end (ms since epoch), when the runtime has one (a Lambda invocation's end). */
   attemptDeadline?: () => number | undefined;
+  /**
+   * Whether the idempotency ledger is on now (AppConfig's `ledger` flag, read live); absent: as
+   * `config.ledger` says, for good.
+   */
+  ledgerEnabled?: () => boolean;
 }
 
 /** Topics the workers publish to without an admin creating them first. */
@@ -69,7 +74,7 @@ export function createProcessor(deps: WorkerDeps): EventProcessor {
     publish: (m) => deps.bus.publish(m),
     deadLetters: sink(deps),
     deliveries: deps.store.deliveries,
-    dedupe: deps.config.ledger,
+    dedupe: deps.ledgerEnabled ?? deps.config.ledger,
     maxAttempts: 5,
     retryDelayMs: deps.config.processorRetryDelayMs,
     // A mapped payload is never larger than an event the API would accept.
@@ -108,7 +113,11 @@ export function createDispatcher(deps: WorkerDeps): WebhookDispatcher {
     deliveries: store.deliveries,
     heldTasks: store.heldTasks,
     maxHeldPerSubscription: deps.config.maxHeldPerSubscription,
-    ...(deps.config.ledger ? { ledger: store.ledger } : {}),
+    ...(deps.ledgerEnabled
+      ? { ledger: store.ledger, ledgerEnabled: deps.ledgerEnabled }
+      : deps.config.ledger
+        ? { ledger: store.ledger }
+        : {}),
     ledgerTtlMs: LEDGER_TTL_MS,
     client: deps.client,
     publish: (m, options) => deps.bus.publish(m, options),

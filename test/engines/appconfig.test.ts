@@ -375,6 +375,16 @@ describe('AppConfig settings', { timeout: 60_000 }, () => {
     assert.equal(await source.flag('unknown', true), true);
   });
 
+  it('flagNow answers at once from the last document, and sees a new deployment once it is stale', async () => {
+    fake.deploy({ flags: { ledger: false } });
+    const source = settings(capture().logger, 1);
+    assert.equal(await source.flag('ledger', true), false);
+    fake.deploy({ flags: { ledger: true } });
+    assert.equal(source.flagNow('ledger', false), false, 'the last document, without waiting');
+    // Checked as a dispatcher checks it, at every batch: a check after the max age starts the fetch.
+    await waitFor('the new deployment', () => source.flagNow('ledger', false));
+  });
+
   it('the configuration: all three names or none, a default max age, an endpoint', () => {
     const config = loadConfig({
       WEBHOOKS_APPCONFIG_APPLICATION: 'webhooks',

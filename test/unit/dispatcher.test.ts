@@ -350,6 +350,19 @@ describe('WebhookDispatcher', () => {
     assert.ok(resumed[0]! >= 700, `resumed after ${resumed[0]} ms, before the slow endpoint drained`);
   });
 
+  test('a ledger turned on while running (a live flag) claims the next deliveries; off, it claims none', async () => {
+    let on = false;
+    const d = dispatcher(undefined, undefined, { ledgerEnabled: () => on });
+    const before = taskMessage();
+    await d.handleBatch([before]);
+    assert.equal(await store.ledger.get(webhookIdOf(parseDeliveryTask(before.value))), undefined);
+    on = true;
+    const after = taskMessage();
+    await d.handleBatch([after]);
+    assert.equal((await store.ledger.get(webhookIdOf(parseDeliveryTask(after.value))))?.status, 'COMPLETED');
+    assert.equal(receiver.received.length, 2);
+  });
+
   test('a PAUSED subscription’s task is held in the store as it was read (once), not sent, not dead-lettered', async () => {
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });

@@ -157,6 +157,15 @@ export class AppConfigSettings implements PartnerSettingsSource {
     return (await this.document()).flags.get(name) ?? fallback;
   }
 
+  /**
+   * A feature flag as last read, without waiting: for a check made at every batch. A stale document
+   * starts a fetch of a newer one, which the next checks see.
+   */
+  flagNow(name: string, fallback: boolean): boolean {
+    void this.document().catch(() => {});
+    return this.#document.flags.get(name) ?? fallback;
+  }
+
   async #refresh(): Promise<void> {
     try {
       const provider = await this.#providerOnce();
