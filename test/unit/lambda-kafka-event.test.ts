@@ -111,16 +111,18 @@ describe('Lambda Kafka events', () => {
     }
   });
 
-  test('the partial batch response names the first failed record of each partition, offsets as numbers', () => {
+  test('the partial batch response names every failed record (once), by partition and offset, offsets as numbers', () => {
     const response = partialBatchResponse([
       { topic: 'ingress.orders.created.v1', partition: 2, offset: 41 },
       { topic: 'ingress.orders.created.v1', partition: 2, offset: 40 },
       { topic: 'ingress.orders.created.v1', partition: 0, offset: 7 },
+      { topic: 'ingress.orders.created.v1', partition: 2, offset: 41 },
     ]);
     assert.deepEqual(response, {
       batchItemFailures: [
         { itemIdentifier: { partition: 'ingress.orders.created.v1-0', offset: 7 } },
         { itemIdentifier: { partition: 'ingress.orders.created.v1-2', offset: 40 } },
+        { itemIdentifier: { partition: 'ingress.orders.created.v1-2', offset: 41 } },
       ],
     });
     assert.equal(

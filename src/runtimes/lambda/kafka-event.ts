@@ -71,22 +71,23 @@ export function decodeKafkaEvent(event: unknown): ConsumedMessage[] {
 }
 
 /**
- * The response naming, per partition, the first of `failed` (the records to deliver again). An
- * empty list when everything was handled.
+ * The response naming every record of `failed` (the records to deliver again), by partition and
+ * offset; an empty list when everything was handled. Every one, not only the first of each
+ * partition: if Lambda checkpoints a partition at its lowest failed offset (as it does for
+ * streams), the others change nothing; if it retries the records named, one left out would be lost.
  */
 export function partialBatchResponse(
   failed: Iterable<Pick<ConsumedMessage, 'topic' | 'partition' | 'offset'>>,
 ): KafkaBatchResponse {
-  const first = new Map<string, number>();
+  const named = new Map<string, { partition: string; offset: number }>();
   for (const m of failed) {
-    const key = partitionId(m.topic, m.partition);
-    const known = first.get(key);
-    if (known === undefined || m.offset < known) first.set(key, m.offset);
+    const partition = partitionId(m.topic, m.partition);
+    named.set(`${partition}\n${m.offset}`, { partition, offset: m.offset });
   }
   return {
-    batchItemFailures: [...first]
-      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      .map(([partition, offset]) => ({ itemIdentifier: { partition, offset } })),
+    batchItemFailures: [...named.values()]
+      .sort((a, b) => (a.partition < b.partition ? -1 : a.partition > b.partition ? 1 : a.offset - b.offset))
+      .map((itemIdentifier) => ({ itemIdentifier })),
   };
 }
 
