@@ -551,6 +551,10 @@ export class WebhookDispatcher {
         const next = Math.max(stored?.attempts ?? 0, attempt.attempt) + 1;
         attempt = { ...attempt, attempt: next };
         update = { ...update, attempts: next };
+        // Another copy finished the delivery meanwhile (its retry ran before this attempt was
+        // recorded): this attempt joins the history, but its outcome does not undo the end.
+        if (stored && stored.status !== 'PENDING' && update.status !== 'SUCCESS')
+          update = { attempts: next, updatedAt: update.updatedAt };
         create = undefined;
       }
     }
@@ -596,9 +600,10 @@ export class WebhookDispatcher {
           }
         : {}),
     });
-    // Redrive starts over: the stored task has no attempts and no first-attempt time.
+    // Redrive starts over: the stored task has no attempts, no first-attempt time and no due time
+    // (the chain it ended is over; the redriven copy starts one of its own).
     const value = task
-      ? serializeDeliveryTask({ ...task, attempt: 0, firstAttemptAt: undefined })
+      ? serializeDeliveryTask({ ...task, attempt: 0, firstAttemptAt: undefined, due: undefined })
       : message.value;
     await this.#deps.deadLetters.send([
       {
@@ -631,7 +636,10 @@ export class WebhookDispatcher {
  * was written is due after the record's next attempt, so it is not stale either.
  */
 export function isStaleCopy(task: DeliveryTask, delivery: DeliveryRecord | undefined): boolean {
-  if (task.due === undefined || delivery?.status !== 'PENDING' || delivery.nextAttemptAt === undefined)
-    return false;
+  if (task.due === undefined || delivery === undefined) return false;
+  // FAILED is final: a redrive sets the delivery PENDING before it publishes (and its copy carries
+  // no due time), so a copy with one that finds FAILED is a leftover of the chain that ended.
+  if (delivery.status === 'FAILED') return true;
+  if (delivery.status !== 'PENDING' || delivery.nextAttemptAt === undefined) return false;
   return task.due < Date.parse(delivery.nextAttemptAt);
 }

@@ -151,7 +151,8 @@ export class SubscriptionAdmin {
     const given = fields.signing?.secret;
     let signing: SubscriptionRecord['signing'] = { ...existing.signing, enabled };
     let generated: string | undefined;
-    if (enabled && existing.signing.secrets.length === 0) {
+    if (existing.signing.secrets.length === 0 && (enabled || given !== undefined)) {
+      // None yet: the one brought (signing on or off), or a new one when signing is turned on.
       const secret = given ?? generateSigningSecret();
       if (given === undefined) generated = secret;
       signing = {

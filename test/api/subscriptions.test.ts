@@ -232,6 +232,16 @@ describe('/admin/subscriptions', () => {
     assert.equal(byo.body.secret, undefined, 'a secret brought is not echoed');
     const record2 = await server.running.platform.store.subscriptions.get(off2.body.id);
     assert.deepEqual(await activeSigningSecrets(box, record2!, new Date()), [own]);
+    // A secret brought while signing stays off is kept for when it is turned on (not a 409).
+    const url3 = 'https://hooks.partner.test/later-off';
+    await server.request('POST', '/admin/subscriptions', { ...base, url: url3, signing: { enabled: false } });
+    const kept = await server.request('POST', '/admin/subscriptions', {
+      ...base,
+      url: url3,
+      signing: { enabled: false, secret: own },
+    });
+    assert.equal(kept.status, 200);
+    assert.equal(kept.body.signing.enabled, false);
   });
 
   test('rotate-secret returns a new secret; both verify during the overlap, only the new one after it', async () => {

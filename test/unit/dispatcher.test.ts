@@ -558,6 +558,40 @@ describe('WebhookDispatcher', () => {
     for (const slot of slots) if (slot.ok) slot.release();
   });
 
+  test('a copy whose retry finished the delivery before this attempt was recorded does not undo SUCCESS', async () => {
+    answer = { status: 503 };
+    const message = taskMessage({ due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    // While this copy's request is out, the retry it is about to publish has already run and
+    // succeeded (as on Lambda, where a short retry is published after an inline wait).
+    duringRequest = async () => {
+      const at = new Date().toISOString();
+      await store.deliveries.recordAttempt(
+        { deliveryId, attempt: 1, at, latencyMs: 1, statusCode: 200, outcome: 'success' },
+        { status: 'SUCCESS', attempts: 1, updatedAt: at, completedAt: at },
+        deliveryRecord({ id: deliveryId, subscriptionId, createdAt: at, updatedAt: at }),
+      );
+    };
+    await dispatcher().handleBatch([message]);
+    assert.equal((await store.deliveries.get(deliveryId))?.status, 'SUCCESS');
+    assert.equal((await store.deliveries.attempts(deliveryId)).length, 2, 'its attempt is in the history');
+  });
+
+  test('a copy with a due time that finds its delivery FAILED is a leftover: nothing sent; a dead letter keeps no due time', async () => {
+    answer = { status: 400 }; // final at once: FAILED and dead-lettered
+    const message = taskMessage({ due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    await dispatcher().handleBatch([message]);
+    assert.equal((await store.deliveries.get(deliveryId))?.status, 'FAILED');
+    const [dead] = (await store.deadLetters.list({ stage: 'dispatcher' })).items;
+    assert.equal(parseDeliveryTask(dead!.value).due, undefined, 'its redrive starts a chain of its own');
+    // An orphaned retry of the chain that ended comes late.
+    const orphan = taskMessage({ deliveryId, due: Date.now() - 1000, attempt: 1 });
+    await dispatcher().handleBatch([orphan]);
+    assert.equal(receiver.received.length, 1, 'the leftover sent nothing');
+    assert.equal(outcomes().get({ outcome: 'stale' }), 1);
+  });
+
   test('one deadline for the whole attempt: a response that trickles in is cut off, well inside the claim', async () => {
     const { createServer } = await import('node:http');
     const trickle = createServer((_req, res) => {
