@@ -37,6 +37,8 @@ export interface SchemaAdminDeps {
 
 /** How long a registration's claim on its event lasts: its checks (up to 10 s) and writes. */
 const REGISTRATION_LEASE_MS = 30_000;
+/** The claim must have this much of its lease left when the version is stored. */
+const REGISTRATION_MARGIN_MS = 5_000;
 /** How long a registration waits for another one of the same event before it answers 409. */
 const REGISTRATION_WAIT_MS = 15_000;
 
@@ -86,6 +88,7 @@ export class SchemaAdmin {
     const claim = await this.#claimEvent(domain, event);
     try {
       return await this.#registerClaimed({
+        claimedAt: claim?.at,
         domain,
         event,
         version,
@@ -105,14 +108,17 @@ export class SchemaAdmin {
    * Claims the event's registrations, waiting (a try every 50 ms, doubling to 1 s) while another one
    * holds them; undefined without a ledger.
    */
-  async #claimEvent(domain: string, event: string): Promise<{ key: string; token: string } | undefined> {
+  async #claimEvent(
+    domain: string,
+    event: string,
+  ): Promise<{ key: string; token: string; at: number } | undefined> {
     const ledger = this.#deps.ledger;
     if (!ledger) return undefined;
     const key = `schema-registration:${domain}.${event}`;
     const until = Date.now() + REGISTRATION_WAIT_MS;
     for (let pause = 50; ; pause = Math.min(pause * 2, 1000)) {
       const claim = await ledger.claim(key, REGISTRATION_LEASE_MS, this.#deps.clock().getTime());
-      if (claim.status === 'claimed') return { key, token: claim.token };
+      if (claim.status === 'claimed') return { key, token: claim.token, at: this.#deps.clock().getTime() };
       if (Date.now() + pause > until) {
         throw new ConflictError(
           'schema_registration_busy',
@@ -125,6 +131,7 @@ export class SchemaAdmin {
 
   /** The registration, its event claimed (no other registration of it runs meanwhile). */
   async #registerClaimed(r: {
+    claimedAt: number | undefined;
     domain: string;
     event: string;
     version: number | undefined;
@@ -193,6 +200,17 @@ export class SchemaAdmin {
       updatedAt: now,
       revision: 1,
     };
+    // Past its lease, the claim may be another registration's by now: this one was checked against
+    // versions that may no longer be the latest.
+    if (
+      r.claimedAt !== undefined &&
+      this.#deps.clock().getTime() - r.claimedAt > REGISTRATION_LEASE_MS - REGISTRATION_MARGIN_MS
+    ) {
+      throw new ConflictError(
+        'schema_registration_busy',
+        `the registration of ${domain}.${event} took longer than its claim lasts; try again`,
+      );
+    }
     try {
       await this.#deps.schemas.insert(record);
     } catch (err) {

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { test } from 'node:test';
+import { Logger } from '../../src/common/log.ts';
+import { close, createNodeServer, listen } from '../../src/runtimes/server/http-server.ts';
 import { startTestServer } from '../support/server.ts';
 
 test('a stop while a publisher keeps its one keep-alive connection busy ends, and its answer during it says close', {
@@ -47,4 +49,39 @@ test('a stop while a publisher keeps its one keep-alive connection busy ends, an
   await stopped;
   agent.destroy();
   assert.deepEqual(answers, ['keep-alive', 'keep-alive', 'close']);
+});
+
+test('a stop waits for a handler still at work after its connection was closed, before what follows closes under it', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let handling!: () => void;
+  const started = new Promise<void>((resolve) => {
+    handling = resolve;
+  });
+  const server = createNodeServer({
+    handle: async () => {
+      handling();
+      await gate; // e.g. a registration waiting for its event's claim
+      return { status: 204, headers: {}, body: undefined };
+    },
+    maxBodyBytes: 1024,
+    logger: new Logger({ level: 'error', sink: { write: () => {} } }),
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  const answer = fetch(`http://127.0.0.1:${port}/x`).then(
+    () => 'answered',
+    () => 'cut off',
+  );
+  await started;
+  let closed = false;
+  const closing = close(server, 50).then(() => {
+    closed = true;
+  });
+  assert.equal(await answer, 'cut off', 'the connection was closed after the grace');
+  assert.equal(closed, false, 'the close waits for the handler');
+  release();
+  await closing;
+  assert.equal(closed, true);
 });

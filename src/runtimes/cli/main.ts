@@ -9,7 +9,7 @@ import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts
 import { isWebhooksError } from '../../common/errors.ts';
 import { dynamoOptions } from '../engines.ts';
 import { ALL_ROLES, type Role, VERSION } from '../platform.ts';
-import { CLOSE_GRACE_MS } from '../server/http-server.ts';
+import { CLOSE_GRACE_MS, HANDLER_WAIT_MS } from '../server/http-server.ts';
 import { startServer } from '../server/server.ts';
 import { STOP_TIMEOUT_MS } from '../thread-host.ts';
 import { apiKeysCommand } from './api-keys.ts';
@@ -19,7 +19,7 @@ import { receiveCommand } from './receive.ts';
 import { rotateSecretKey } from './rotate-key.ts';
 
 /** How long `webhooks start` may take to stop on SIGTERM/SIGINT before it exits 1 anyway (ms). */
-const SHUTDOWN_LIMIT_MS = CLOSE_GRACE_MS + STOP_TIMEOUT_MS + 10_000;
+const SHUTDOWN_LIMIT_MS = CLOSE_GRACE_MS + HANDLER_WAIT_MS + STOP_TIMEOUT_MS + 10_000;
 
 const HELP = `webhooks ${VERSION} — partner-webhook delivery platform
 
@@ -104,7 +104,8 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
 
   const shutdown = (signal: string) => {
     platform.logger.info('shutting down', { signal });
-    // The stop has bounds of its own: requests in progress get CLOSE_GRACE_MS, each worker thread
+    // The stop has bounds of its own: requests in progress get CLOSE_GRACE_MS (their handlers
+    // HANDLER_WAIT_MS more), each worker thread
     // STOP_TIMEOUT_MS to finish the deliveries it has in flight (a partner answering in 12 s is
     // recorded, not cut off and sent again after the restart). This is the backstop beyond them.
     const force = setTimeout(() => process.exit(1), SHUTDOWN_LIMIT_MS);

@@ -67,6 +67,7 @@ const LINGER_MS = 5_000;
 export function createNodeServer(options: HttpServerOptions): Server {
   const maxDrainBytes = options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES;
   const answering = new Set<ServerResponse>();
+  const handling = new Set<Promise<void>>();
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     // Closing: this answer is the connection's last (a busy keep-alive client would otherwise keep
     // it, and the server's close, open for as long as it sends). Answers under way when the close
@@ -77,7 +78,11 @@ export function createNodeServer(options: HttpServerOptions): Server {
       res.once('close', () => answering.delete(res));
     }
     // A client that goes away mid-request must never take the process down.
-    serve(req, res, options, maxDrainBytes).catch((err: unknown) => failed(err, res, options.logger));
+    const work = serve(req, res, options, maxDrainBytes).catch((err: unknown) =>
+      failed(err, res, options.logger),
+    );
+    handling.add(work);
+    void work.finally(() => handling.delete(work));
   };
   const server = options.tls
     ? createHttpsServer(
@@ -90,6 +95,7 @@ export function createNodeServer(options: HttpServerOptions): Server {
       )
     : createHttpServer(listener);
   inProgress.set(server, answering);
+  handlers.set(server, handling);
   server.requestTimeout = 30_000;
   server.headersTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
@@ -139,6 +145,11 @@ export function listen(server: Server, port: number, host: string): Promise<numb
 const closing = new WeakSet<Server>();
 /** The answers each server has under way (not yet sent in full). */
 const inProgress = new WeakMap<Server, Set<ServerResponse>>();
+/** The handlers each server has running (a handler may go on after its connection was closed). */
+const handlers = new WeakMap<Server, Set<Promise<void>>>();
+
+/** How long `close` waits, after the connections are closed, for handlers still running. */
+export const HANDLER_WAIT_MS = 10_000;
 
 /** How long `close` lets requests in progress finish before it closes their connections too. */
 export const CLOSE_GRACE_MS = 5_000;
@@ -148,10 +159,10 @@ export const CLOSE_GRACE_MS = 5_000;
  * are closed at once, busy ones after their answer (which says `connection: close`), and any still
  * open after `graceMs` are closed then.
  */
-export function close(server: Server, graceMs = CLOSE_GRACE_MS): Promise<void> {
+export async function close(server: Server, graceMs = CLOSE_GRACE_MS): Promise<void> {
   closing.add(server);
   for (const res of inProgress.get(server) ?? []) if (!res.headersSent) res.setHeader('connection', 'close');
-  return new Promise((resolve) => {
+  await new Promise<void>((resolve) => {
     const force = setTimeout(() => server.closeAllConnections(), graceMs);
     force.unref();
     server.close(() => {
@@ -160,6 +171,21 @@ export function close(server: Server, graceMs = CLOSE_GRACE_MS): Promise<void> {
     });
     server.closeIdleConnections();
   });
+  // A handler whose connection was closed under it may still be at work (a schema registration
+  // waiting for its event's claim): what runs after this — the platform's close — would close the
+  // store and the bus under it. It gets HANDLER_WAIT_MS more.
+  const running = handlers.get(server);
+  if (running && running.size > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...running]),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, HANDLER_WAIT_MS);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+  }
 }
 
 async function serve(
