@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { Consumer } from '@platformatic/kafka';
+import { Consumer, ProtocolError } from '@platformatic/kafka';
 import { KafkaConsumer } from '../../src/engines/kafka/consumer.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -177,4 +177,111 @@ test('a partition lost while its records run and given back meanwhile is read ag
   await waitFor('partition 0 read again', () => handled.filter((v) => v.startsWith('0-')).length === 6);
   consumer.kill();
   assert.equal(mostAtOnce, 1, 'no record ran twice at once');
+});
+
+test('a partition whose group offset is past its log end, with a record in flight: left out of fetches until it settles, then read from the earliest; the broker’s other partition keeps flowing', async () => {
+  let client!: Consumer & { assignments: Array<{ topic: string; partitions: number[] }> };
+  prototype.joinGroup = function (this: typeof client) {
+    client = this;
+    this.assignments = [{ topic: 't.a', partitions: [0, 1] }];
+    setImmediate(() => this.emit('consumer:group:join', { assignments: this.assignments }));
+    return Promise.resolve('member');
+  };
+  prototype.listCommittedOffsets = async () => new Map([['t.a', [5n, 0n]]]);
+  // Partition 0's log now ends at 3 (cut short after offset 5 was read); partition 1's never ends.
+  prototype.listOffsets = async ({ timestamp }: { timestamp: bigint }) =>
+    new Map([['t.a', timestamp === -2n ? [0n, 0n] : [3n, 1_000_000n]]]);
+  prototype.metadata = async () => ({
+    topics: new Map([
+      ['t.a', { id: 'id-a', partitionsCount: 2, partitions: [{ leader: 1 }, { leader: 1 }] }],
+    ]),
+  });
+  prototype.commit = async () => {};
+  prototype.close = () => Promise.resolve();
+  const batchOf = (partition: number, offsets: number[]) => ({
+    partitionIndex: partition,
+    errorCode: 0,
+    records: [
+      {
+        firstOffset: BigInt(offsets[0]!),
+        lastOffsetDelta: offsets.length - 1,
+        partitionLeaderEpoch: 0,
+        attributes: 0,
+        firstTimestamp: 0n,
+        records: offsets.map((o, i) => ({
+          offsetDelta: i,
+          timestampDelta: 0n,
+          key: null,
+          value: Buffer.from(`${partition}-${o}`),
+          headers: [],
+        })),
+      },
+    ],
+  });
+  let firstOfZero = true;
+  prototype.fetch = async (request: {
+    topics: Array<{ partitions: Array<{ partition: number; fetchOffset: bigint }> }>;
+  }) => {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    const partitions = [];
+    for (const { partition, fetchOffset } of request.topics[0]!.partitions) {
+      const from = Number(fetchOffset);
+      if (partition === 1) partitions.push(batchOf(1, [from]));
+      else if (firstOfZero && from === 5) {
+        firstOfZero = false;
+        partitions.push(batchOf(0, [5]));
+      } else if (from >= 3) {
+        // One partition out of range fails the whole request, as the broker's answer does.
+        throw new ProtocolError('OFFSET_OUT_OF_RANGE');
+      } else
+        partitions.push(
+          batchOf(
+            0,
+            [0, 1, 2].filter((o) => o >= from),
+          ),
+        );
+    }
+    return { responses: [{ topicId: 'id-a', partitions }] };
+  };
+  const handled: string[] = [];
+  const errors: Array<{ code?: string }> = [];
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const consumer = new KafkaConsumer(
+    {
+      settings: { brokers: ['127.0.0.1:1'], commitIntervalMs: 10 },
+      listTopics: async () => ['t.a'],
+      watchTopics: () => () => {},
+      finished() {},
+    } as unknown as ConstructorParameters<typeof KafkaConsumer>[0],
+    {
+      group: 'g',
+      topicPrefixes: ['t.'],
+      maxBatch: 10,
+      maxInFlightPerPartition: 10,
+      handler: async (batch) => {
+        await Promise.all(
+          batch.map(async (m) => {
+            if (m.value === '0-5') await gate; // in flight while its partition's log is found cut short
+            handled.push(m.value);
+          }),
+        );
+        return undefined;
+      },
+      onError: (err) => errors.push(err as { code?: string }),
+    },
+  );
+  await waitFor('partition 1 flowing', () => handled.filter((v) => v.startsWith('1-')).length >= 20);
+  assert.deepEqual(
+    errors.map((e) => e.code),
+    ['offset_reset'],
+    'said once, not at every fetch',
+  );
+  open();
+  await waitFor('partition 0 read again from the earliest', () =>
+    ['0-0', '0-1', '0-2'].every((v) => handled.includes(v)),
+  );
+  consumer.kill();
 });

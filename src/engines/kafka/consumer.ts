@@ -77,6 +77,12 @@ interface Held {
   fetching: boolean;
   /** Its records handed out and not yet settled. */
   outstanding: number;
+  /**
+   * The offset to read again from once its records in flight have settled: the group's offset was
+   * past the log's end. Not fetched meanwhile (each fetch would fail, and with it the fetch of
+   * every partition the same broker leads).
+   */
+  resetTo?: number;
 }
 
 /** A handed-out message, the cursor of its partition and the partition as this member holds it. */
@@ -472,6 +478,7 @@ export class KafkaConsumer implements ConsumerHandle {
     if (this.#buffered >= TOTAL_BUFFER_BYTES) return;
     const wanted: Held[] = [];
     for (const held of this.#list) {
+      if (!this.#resetWhenSettled(held)) continue;
       if (held.fetching || held.bufferBytes >= PARTITION_BUFFER_BYTES || held.buffer.length >= this.#maxBatch)
         continue;
       const readyAt = held.cursor.readyAt();
@@ -593,9 +600,9 @@ export class KafkaConsumer implements ConsumerHandle {
     if (this.#stopping) return;
     if (hasErrorCode(err, 'OFFSET_OUT_OF_RANGE')) {
       // Retention deleted records this group had not read, or the offset is past the log's end (a
-      // topic made again, a log cut short): go on from the earliest, loudly. Not asked again before
-      // the reset is done, nor sooner than a backoff: one partition's error fails the fetch of
-      // every partition led by the same broker.
+      // topic made again, a log cut short): go on from the earliest, loudly, after a backoff (one
+      // partition's error fails the fetch of every partition led by the same broker). A partition
+      // past its end with records in flight is left out of fetches until they settle (`resetTo`).
       this.#fetchBackoffUntil = Date.now() + 500;
       void this.#resetToEarliest(requested).catch((e) => this.#report(e));
       return;
@@ -604,6 +611,24 @@ export class KafkaConsumer implements ConsumerHandle {
     for (const r of requested) r.held.leaderEpoch = -1;
     // The client refreshes its metadata on the next call; wait a little before asking again.
     this.#fetchBackoffUntil = Date.now() + 500;
+  }
+
+  /**
+   * Reads a partition waiting for a reset (`resetTo`) again from there, once nothing of it is in
+   * flight or waiting to be tried again; false while something is.
+   */
+  #resetWhenSettled(held: Held): boolean {
+    const first = held.resetTo;
+    if (first === undefined) return true;
+    if (held.cursor.inFlight > 0 || held.cursor.retryAt() !== undefined) return false;
+    held.resetTo = undefined;
+    held.fetchOffset = first;
+    held.cursor.position = first;
+    held.cursor.committed = first;
+    // The group's offset, past the end, is written back to where reading starts again.
+    this.#toCommit.set(held.cursor.key, { held, offset: first });
+    this.#commitDone();
+    return true;
   }
 
   async #resetToEarliest(requested: Array<{ held: Held; offset: number }>): Promise<void> {
@@ -627,13 +652,8 @@ export class KafkaConsumer implements ConsumerHandle {
             from: first,
           }),
         );
-        if (held.cursor.inFlight > 0 || held.cursor.retryAt() !== undefined) continue; // once they settle
-        held.fetchOffset = first;
-        held.cursor.position = first;
-        held.cursor.committed = first;
-        // The group's offset, past the end, is written back to where reading starts again.
-        this.#toCommit.set(held.cursor.key, { held, offset: first });
-        this.#commitDone();
+        held.resetTo = first;
+        this.#resetWhenSettled(held);
         continue;
       }
       if (first <= offset) continue;
