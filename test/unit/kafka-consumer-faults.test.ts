@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Consumer, ProtocolError } from '@platformatic/kafka';
 import { KafkaConsumer } from '../../src/engines/kafka/consumer.ts';
-import { waitFor } from '../support/wait.ts';
+import { latch, waitFor } from '../support/wait.ts';
 
 const prototype = Consumer.prototype as unknown as Record<string, unknown>;
 const original = {
@@ -17,6 +17,14 @@ const original = {
   ),
 };
 after(() => Object.assign(prototype, original));
+
+/** The bus side of a consumer whose client never reaches a broker (its calls are replaced above). */
+const STUB_CONTEXT = {
+  settings: { brokers: ['127.0.0.1:1'], commitIntervalMs: 10 },
+  listTopics: async () => ['t.a'],
+  watchTopics: () => () => {},
+  finished() {},
+} as unknown as ConstructorParameters<typeof KafkaConsumer>[0];
 
 test('offsets that cannot be read after a rebalance, then a join that fails too: reported, and the process goes on', async () => {
   const unhandled: unknown[] = [];
@@ -39,20 +47,12 @@ test('offsets that cannot be read after a rebalance, then a join that fails too:
   prototype.metadata = () =>
     Promise.resolve({ topics: new Map([['t.a', { partitionsCount: 1, partitions: [{ leader: -1 }] }]]) });
   const errors: string[] = [];
-  const consumer = new KafkaConsumer(
-    {
-      settings: { brokers: ['127.0.0.1:1'] },
-      listTopics: async () => ['t.a'],
-      watchTopics: () => () => {},
-      finished() {},
-    } as unknown as ConstructorParameters<typeof KafkaConsumer>[0],
-    {
-      group: 'g',
-      topicPrefixes: ['t.'],
-      handler: async () => undefined,
-      onError: (e) => errors.push(String(e)),
-    },
-  );
+  const consumer = new KafkaConsumer(STUB_CONTEXT, {
+    group: 'g',
+    topicPrefixes: ['t.'],
+    handler: async () => undefined,
+    onError: (e) => errors.push(String(e)),
+  });
   await waitFor('the second join', () => joins >= 2 && errors.some((e) => e.includes('joinGroup')));
   // Turns for a rejection nobody handles to be reported.
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
@@ -121,42 +121,28 @@ test('a partition lost while its records run and given back meanwhile is read ag
   const running = new Map<string, number>();
   let mostAtOnce = 0;
   const handled: string[] = [];
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let firstStarted!: () => void;
-  const started = new Promise<void>((resolve) => {
-    firstStarted = resolve;
-  });
-  const consumer = new KafkaConsumer(
-    {
-      settings: { brokers: ['127.0.0.1:1'], commitIntervalMs: 10 },
-      listTopics: async () => ['t.a'],
-      watchTopics: () => () => {},
-      finished() {},
-    } as unknown as ConstructorParameters<typeof KafkaConsumer>[0],
-    {
-      group: 'g',
-      topicPrefixes: ['t.'],
-      maxBatch: 10,
-      handler: async (batch) => {
-        for (const m of batch) {
-          running.set(m.value, (running.get(m.value) ?? 0) + 1);
-          mostAtOnce = Math.max(mostAtOnce, running.get(m.value)!);
-        }
-        if (batch.some((m) => m.value === '0-0') && handled.length === 0) {
-          firstStarted();
-          await gate; // a slow endpoint
-        }
-        for (const m of batch) {
-          running.set(m.value, running.get(m.value)! - 1);
-          handled.push(m.value);
-        }
-        return undefined;
-      },
+  const { opened: gate, open } = latch();
+  const { opened: started, open: firstStarted } = latch();
+  const consumer = new KafkaConsumer(STUB_CONTEXT, {
+    group: 'g',
+    topicPrefixes: ['t.'],
+    maxBatch: 10,
+    handler: async (batch) => {
+      for (const m of batch) {
+        running.set(m.value, (running.get(m.value) ?? 0) + 1);
+        mostAtOnce = Math.max(mostAtOnce, running.get(m.value)!);
+      }
+      if (batch.some((m) => m.value === '0-0') && handled.length === 0) {
+        firstStarted();
+        await gate; // a slow endpoint
+      }
+      for (const m of batch) {
+        running.set(m.value, running.get(m.value)! - 1);
+        handled.push(m.value);
+      }
+      return undefined;
     },
-  );
+  });
   await started;
   // Partition 0 is taken away, then given back with partition 1, while its first batch still runs.
   client.assignments = [];
@@ -245,34 +231,23 @@ test('a partition whose group offset is past its log end, with a record in fligh
   };
   const handled: string[] = [];
   const errors: Array<{ code?: string }> = [];
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const consumer = new KafkaConsumer(
-    {
-      settings: { brokers: ['127.0.0.1:1'], commitIntervalMs: 10 },
-      listTopics: async () => ['t.a'],
-      watchTopics: () => () => {},
-      finished() {},
-    } as unknown as ConstructorParameters<typeof KafkaConsumer>[0],
-    {
-      group: 'g',
-      topicPrefixes: ['t.'],
-      maxBatch: 10,
-      maxInFlightPerPartition: 10,
-      handler: async (batch) => {
-        await Promise.all(
-          batch.map(async (m) => {
-            if (m.value === '0-5') await gate; // in flight while its partition's log is found cut short
-            handled.push(m.value);
-          }),
-        );
-        return undefined;
-      },
-      onError: (err) => errors.push(err as { code?: string }),
+  const { opened: gate, open } = latch();
+  const consumer = new KafkaConsumer(STUB_CONTEXT, {
+    group: 'g',
+    topicPrefixes: ['t.'],
+    maxBatch: 10,
+    maxInFlightPerPartition: 10,
+    handler: async (batch) => {
+      await Promise.all(
+        batch.map(async (m) => {
+          if (m.value === '0-5') await gate; // in flight while its partition's log is found cut short
+          handled.push(m.value);
+        }),
+      );
+      return undefined;
     },
-  );
+    onError: (err) => errors.push(err as { code?: string }),
+  });
   await waitFor('partition 1 flowing', () => handled.filter((v) => v.startsWith('1-')).length >= 20);
   assert.deepEqual(
     errors.map((e) => e.code),
