@@ -561,7 +561,10 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
         'the other event is untouched',
       );
       const all = await server.request('POST', '/admin/dlq/redrive', { all: true });
-      assert.ok(all.body.redriven >= 2, `redrove ${all.body.redriven}`);
+      assert.ok(
+        all.body.redriven >= 2,
+        `redrove ${all.body.redriven}: ${all.status} ${JSON.stringify(all.body)}`,
+      );
       await ofEvent(two.id)('SUCCESS');
       for (const subscriptionId of mine) {
         assert.equal((await pendingOf(two.id, subscriptionId)).length, 0, 'nothing of it left to redrive');
