@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
-import { atomically, openDatabase, transaction, walFlusherOf } from '../../src/engines/sqlite/database.ts';
+import {
+  assertFlushable,
+  atomically,
+  openDatabase,
+  transaction,
+  walFlusherOf,
+} from '../../src/engines/sqlite/database.ts';
 import { GroupCommit, MAX_TRANSACTION_BYTES } from '../../src/engines/sqlite/group-commit.ts';
 import { MIGRATIONS } from '../../src/engines/sqlite/migrations.ts';
 import { ReadBatch } from '../../src/engines/sqlite/read-batch.ts';
@@ -430,6 +436,26 @@ describe('group commit', () => {
 });
 
 describe('durability', () => {
+  test('a connection whose WAL flush failed says so to readiness checks (assertFlushable), as its writes do', () => {
+    let failing = false;
+    const db = openDatabase(join(dir, 'flush-readiness.db'), ['CREATE TABLE t (n INTEGER)'], {
+      durability: 'fsync',
+      syncCalls: {
+        sync: (_fd, done) => setImmediate(() => done(null)),
+        syncNow: () => {
+          if (failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        },
+      },
+    });
+    transaction(db, () => db.exec('INSERT INTO t (n) VALUES (1)'));
+    assertFlushable(db); // fine so far
+    failing = true;
+    assert.throws(() => transaction(db, () => db.exec('INSERT INTO t (n) VALUES (2)')), /EIO/);
+    failing = false; // the disk answers again: what came after the failure is still not durable
+    assert.throws(() => assertFlushable(db), /until the process restarts/);
+    db.close();
+  });
+
   test('a failed WAL flush is final: later flushes fail with it even when the disk answers again', async () => {
     const path = join(dir, 'flush-fails.db');
     writeFileSync(`${path}-wal`, '');

@@ -7,6 +7,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import type { Durability } from '../../common/config.ts';
 import { checkTopicRequest, type TopicAdmin, type TopicDescription } from '../../common/ports/bus.ts';
 import {
+  assertFlushable,
   checkpointPassive,
   closeDatabase,
   openDatabase,
@@ -67,6 +68,7 @@ export class EmbeddedTopicAdmin implements TopicAdmin {
 
   async ping(): Promise<void> {
     sql(this.db, 'SELECT 1').get();
+    assertFlushable(this.db);
   }
 
   async close(): Promise<void> {

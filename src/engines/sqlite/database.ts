@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Durability } from '../../common/config.ts';
-import { WalFlusher } from './wal-flush.ts';
+import { type SyncCalls, WalFlusher } from './wal-flush.ts';
 
 /** How long a statement waits for another connection's lock before failing (ms). */
 export const BUSY_TIMEOUT_MS = 5000;
@@ -30,7 +30,13 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 export function openDatabase(
   path: string,
   migrations: readonly string[],
-  options: { pageSize?: number; autoCheckpointPages?: number; durability?: Durability } = {},
+  options: {
+    pageSize?: number;
+    autoCheckpointPages?: number;
+    durability?: Durability;
+    /** How the WAL is flushed (tests inject a failing disk); the system's `fdatasync` by default. */
+    syncCalls?: SyncCalls;
+  } = {},
 ): DatabaseSync {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   // The busy timeout is set at open, so even the first statements wait for a concurrent opener.
@@ -43,7 +49,7 @@ export function openDatabase(
   // fsync inside every COMMIT. `relaxed`: an OS crash can lose the last commits.
   db.exec('PRAGMA synchronous = NORMAL');
   if ((options.durability ?? 'fsync') === 'fsync' && path !== ':memory:')
-    flushers.set(db, new WalFlusher(path));
+    flushers.set(db, new WalFlusher(path, options.syncCalls));
   db.exec('PRAGMA foreign_keys = ON');
   // 32 MiB of page cache (default 2 MiB): index pages of large tables stay in memory instead of being re-read.
   db.exec('PRAGMA cache_size = -32768');
@@ -95,6 +101,15 @@ export function walFlusherOf(db: DatabaseSync): WalFlusher | undefined {
 }
 
 const flushers = new WeakMap<DatabaseSync, WalFlusher>();
+
+/**
+ * Throws the connection's WAL flush failure, if a flush failed: from then on no write can be
+ * acknowledged as durable, so a readiness check says so until the process restarts.
+ */
+export function assertFlushable(db: DatabaseSync): void {
+  const failed = flushers.get(db)?.failed;
+  if (failed) throw failed;
+}
 
 /** Closes a connection opened by `openDatabase` (and its WAL flusher). */
 export function closeDatabase(db: DatabaseSync): void {

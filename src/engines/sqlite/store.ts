@@ -23,7 +23,7 @@ import {
   type SubscriptionRepository,
 } from '../../common/ports/store.ts';
 import { SqliteApiKeys, SqliteAudit } from './access.ts';
-import { atomically, checkpointPassive, closeDatabase, openDatabase } from './database.ts';
+import { assertFlushable, atomically, checkpointPassive, closeDatabase, openDatabase } from './database.ts';
 import { SqliteDeadLetters } from './dead-letters.ts';
 import { SqliteDeliveries } from './deliveries.ts';
 import { DocumentTable } from './document-table.ts';
@@ -206,6 +206,7 @@ export class SqliteStore implements Store {
 
   async ping(): Promise<void> {
     this.#db.prepare('SELECT 1').get();
+    assertFlushable(this.#db);
   }
 
   async close(): Promise<void> {

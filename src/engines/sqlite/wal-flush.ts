@@ -47,6 +47,11 @@ export class WalFlusher {
     this.#calls = calls;
   }
 
+  /** The first flush error, once one failed (every flush after it fails with it); undefined before. */
+  get failed(): Error | undefined {
+    return this.#failed;
+  }
+
   /** Resolves once everything committed before this call is on disk. */
   flush(): Promise<void> {
     return new Promise((resolve, reject) => {
