@@ -260,3 +260,20 @@ test('a partition whose group offset is past its log end, with a record in fligh
   );
   consumer.kill();
 });
+
+test('a stop while a join hangs (the brokers gone) ends within its short wait, not the join’s 60 s deadline', async () => {
+  let joins = 0;
+  prototype.joinGroup = () => {
+    joins += 1;
+    return new Promise(() => {}); // never answers
+  };
+  prototype.metadata = async () => ({ topics: new Map() });
+  prototype.close = () => Promise.resolve();
+  const consumer = new KafkaConsumer(STUB_CONTEXT, {
+    group: 'g',
+    topicPrefixes: ['t.'],
+    handler: async () => undefined,
+  });
+  await waitFor('the join under way', () => joins >= 1);
+  await consumer.stop(); // before: held for the join's whole deadline
+});

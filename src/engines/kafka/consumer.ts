@@ -55,6 +55,8 @@ const DONE_COMMIT_MS = 10;
 
 /** A join that has not settled after this long is given up on, and tried again at the next topic check (ms). */
 const JOIN_DEADLINE_MS = 60_000;
+/** How long a stop waits for a join under way before it closes the client anyway (ms). */
+const STOP_JOIN_WAIT_MS = 5_000;
 
 /** What the bus gives a consumer. */
 export interface KafkaConsumerContext {
@@ -249,8 +251,17 @@ export class KafkaConsumer implements ConsumerHandle {
     if (!this.#killed) {
       this.#commitDone();
       await this.#flushCommits();
-      await this.#topicCheck?.catch(() => {});
-      await this.#joined?.catch(() => {});
+      // A join still under way is given a few seconds to end (leaving mid-join is untidy); one
+      // that hangs (the brokers gone) must not hold the stop for its whole 60 s deadline.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([this.#topicCheck, this.#joined]),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, STOP_JOIN_WAIT_MS);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
       try {
         await this.#client.close();
       } catch (err) {
