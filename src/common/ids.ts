@@ -49,17 +49,23 @@ export function uuidv7(): string {
     }
   }
 
-  const bytes = new Uint8Array(16);
-  let ms = lastMs;
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = ms % 256;
-    ms = Math.floor(ms / 256);
-  }
+  const bytes = timedBytes(lastMs);
   bytes[6] = 0x70 | (counter >> 8);
   bytes[7] = counter & 0xff;
   bytes[8] = 0x80 | (random[2]! & 0x3f);
   bytes.set(random.subarray(3), 9);
   return format(bytes);
+}
+
+/** The 16 bytes of a UUIDv7 with its first 48 bits set to `ms` (whole ms since the epoch, at least 0). */
+function timedBytes(ms: number): Uint8Array {
+  const bytes = new Uint8Array(16);
+  let t = Math.max(0, Math.floor(ms));
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  return bytes;
 }
 
 function format(bytes: Uint8Array): string {
@@ -75,12 +81,7 @@ function format(bytes: Uint8Array): string {
  */
 export function uuidv7From(ms: number, key: string): string {
   const digest = createHash('sha256').update(key).digest();
-  const bytes = new Uint8Array(16);
-  let t = Math.max(0, Math.floor(ms));
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = t % 256;
-    t = Math.floor(t / 256);
-  }
+  const bytes = timedBytes(ms);
   bytes[6] = 0x70 | (digest[0]! & 0x0f);
   bytes[7] = digest[1]!;
   bytes[8] = 0x80 | (digest[2]! & 0x3f);
@@ -97,10 +98,16 @@ export function recordId(
   record: { topic: string; partition: number; offset: number; timestamp: number },
   extra = '',
 ): string {
-  return uuidv7From(
-    record.timestamp,
-    `${kind}\n${record.topic}\n${record.partition}\n${record.offset}\n${extra}`,
-  );
+  return uuidv7From(record.timestamp, recordKey(kind, record, extra));
+}
+
+/** What the ids of `recordId` and `positionalRecordId` hash: the kind, the record's position, `extra`. */
+function recordKey(
+  kind: string,
+  record: { topic: string; partition: number; offset: number },
+  extra: string,
+) {
+  return `${kind}\n${record.topic}\n${record.partition}\n${record.offset}\n${extra}`;
 }
 
 /**
@@ -116,14 +123,9 @@ export function positionalRecordId(
   extra = '',
 ): string {
   const digest = createHash('sha256')
-    .update(`${kind}\n${record.topic}\n${record.partition}\n${record.offset}\n${extra}`)
+    .update(recordKey(kind, record, extra))
     .digest();
-  const bytes = new Uint8Array(16);
-  let t = Math.max(0, Math.floor(record.timestamp));
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = t % 256;
-    t = Math.floor(t / 256);
-  }
+  const bytes = timedBytes(record.timestamp);
   // 42 bits of the offset: 12 in rand_a, 30 in rand_b (after the version and variant bits).
   const offset = Math.max(0, Math.floor(record.offset)) % 2 ** 42;
   const high = Math.floor(offset / 2 ** 30); // 12 bits

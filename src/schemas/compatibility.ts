@@ -7,7 +7,7 @@
  */
 
 import { ValidationError } from '../common/errors.ts';
-import { isJsonObject } from '../common/json.ts';
+import { isJsonObject, jsonEqual, pointerTo } from '../common/json.ts';
 import type { SchemaCompatibility } from '../common/model.ts';
 import { compareNodes, newContext } from './compatibility-compare.ts';
 import { type Issue, issue } from './compatibility-facts.ts';
@@ -106,7 +106,7 @@ function compareDocuments(writer: unknown, reader: unknown): Issue[] {
     // resolve against it, which this checker does not model (it would compare the wrong definitions,
     // or take a changed embedded resource for an unchanged external one). Unchanged, it is fine.
     const embedded = embeddedResource(writer) ?? embeddedResource(reader);
-    if (embedded !== undefined && canonicalJson(writer) !== canonicalJson(reader)) {
+    if (embedded !== undefined && !jsonEqual(writer, reader)) {
       return [
         issue(
           embedded,
@@ -133,23 +133,13 @@ function embeddedResource(schema: unknown): string | undefined {
   while (stack.length > 0) {
     const { value, pointer } = stack.pop()!;
     if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) stack.push({ value: value[i], pointer: `${pointer}/${i}` });
+      for (let i = 0; i < value.length; i++) stack.push({ value: value[i], pointer: pointerTo(pointer, i) });
     } else if (isJsonObject(value)) {
       if (pointer !== '' && typeof value.$id === 'string') return pointer;
-      for (const [k, v] of Object.entries(value))
-        stack.push({ value: v, pointer: `${pointer}/${k.replaceAll('~', '~0').replaceAll('/', '~1')}` });
+      for (const [k, v] of Object.entries(value)) stack.push({ value: v, pointer: pointerTo(pointer, k) });
     }
   }
   return undefined;
-}
-
-/** JSON text with object keys sorted: two documents equal as JSON give the same text. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    isJsonObject(v) && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
 }
 
 const TOO_DEEP_TO_COMPARE = issue(

@@ -87,18 +87,84 @@ export class SchemaAdmin {
     const event = eventInput!;
     const claim = await this.#claimEvent(domain, event);
     try {
-      return await this.#registerClaimed({
-        claimedAt: claim?.at,
+      const existing = await this.#deps.schemas.listVersions(domain, event);
+      const latest = existing.at(-1);
+      const identical = existing.find(
+        (r) => r.fingerprint === fingerprint && (version === undefined || r.version === version),
+      );
+      if (identical) return { record: identical, created: false };
+      if (version !== undefined && latest && version <= latest.version) {
+        const taken = existing.some((r) => r.version === version);
+        throw new ConflictError(
+          taken ? 'schema_version_exists' : 'schema_version_not_increasing',
+          taken
+            ? `${domain}.${event} v${version} already exists with a different document`
+            : `${domain}.${event} versions must increase: the latest is v${latest.version}`,
+          { details: [{ field: 'version', message: `must be greater than ${latest.version}` }] },
+        );
+      }
+
+      const mode = compatibility ?? latest?.compatibility ?? DEFAULT_COMPATIBILITY_MODE;
+      const breaking = await checks.compatibility(
+        schema,
+        existing.map((r) => ({ version: r.version, schema: r.schema })),
+        mode,
+      );
+      if (breaking.length > 0) {
+        throw new ConflictError(
+          'schema_incompatible',
+          `the schema is not ${mode} compatible with ${domain}.${event}: ${breaking.map((b) => b.message).join('; ')}`,
+          {
+            details: breaking.map((b) => ({
+              field: ['schema', ...pointerSegments(b.path)].join('.'),
+              message: `${b.message} (${b.direction} incompatible with v${b.againstVersion})`,
+              code: `${b.direction}_incompatible`,
+            })),
+          },
+        );
+      }
+
+      const newVersion = version ?? (latest ? latest.version + 1 : 1);
+      const topic = ingressTopic(domain, event, newVersion);
+      // Ensure the topic first: a stored version always has its topic (ensureTopic is idempotent).
+      await this.#deps.topics.ensureTopic(topic, { partitions: this.#deps.partitions });
+      const now = this.#deps.clock().toISOString();
+      const record: SchemaRecord = {
+        id: this.#deps.newId(),
         domain,
         event,
-        version,
+        version: newVersion,
         status,
-        compatibility,
-        description,
         schema,
         fingerprint,
-        checks,
-      });
+        compatibility: mode,
+        ingressTopic: topic,
+        ...(description !== undefined ? { description } : {}),
+        createdAt: now,
+        updatedAt: now,
+        revision: 1,
+      };
+      // Past its lease, the claim may be another registration's by now: this one was checked against
+      // versions that may no longer be the latest.
+      if (
+        claim !== undefined &&
+        this.#deps.clock().getTime() - claim.at > REGISTRATION_LEASE_MS - REGISTRATION_MARGIN_MS
+      ) {
+        throw new ConflictError(
+          'schema_registration_busy',
+          `the registration of ${domain}.${event} took longer than its claim lasts; try again`,
+        );
+      }
+      try {
+        await this.#deps.schemas.insert(record);
+      } catch (err) {
+        // A concurrent registration of the same version: idempotent if it is the same document.
+        const winner = await this.#deps.schemas.get(domain, event, newVersion);
+        if (winner?.fingerprint === fingerprint) return { record: winner, created: false };
+        throw err;
+      }
+      await this.#deps.onSchemaChanged?.(domain, event, newVersion);
+      return { record, created: true };
     } finally {
       if (claim) await this.#deps.ledger!.release(claim.key, claim.token).catch(() => false);
     }
@@ -127,100 +193,6 @@ export class SchemaAdmin {
       }
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
-  }
-
-  /** The registration, its event claimed (no other registration of it runs meanwhile). */
-  async #registerClaimed(r: {
-    claimedAt: number | undefined;
-    domain: string;
-    event: string;
-    version: number | undefined;
-    status: SchemaStatus;
-    compatibility: SchemaRecord['compatibility'] | undefined;
-    description: string | undefined;
-    schema: JsonValue;
-    fingerprint: string;
-    checks: SchemaChecks;
-  }): Promise<Registration> {
-    const { domain, event, version, status, compatibility, description, schema, fingerprint, checks } = r;
-    const existing = await this.#deps.schemas.listVersions(domain, event);
-    const latest = existing.at(-1);
-    const identical = existing.find(
-      (r) => r.fingerprint === fingerprint && (version === undefined || r.version === version),
-    );
-    if (identical) return { record: identical, created: false };
-    if (version !== undefined && latest && version <= latest.version) {
-      const taken = existing.some((r) => r.version === version);
-      throw new ConflictError(
-        taken ? 'schema_version_exists' : 'schema_version_not_increasing',
-        taken
-          ? `${domain}.${event} v${version} already exists with a different document`
-          : `${domain}.${event} versions must increase: the latest is v${latest.version}`,
-        { details: [{ field: 'version', message: `must be greater than ${latest.version}` }] },
-      );
-    }
-
-    const mode = compatibility ?? latest?.compatibility ?? DEFAULT_COMPATIBILITY_MODE;
-    const breaking = await checks.compatibility(
-      schema,
-      existing.map((r) => ({ version: r.version, schema: r.schema })),
-      mode,
-    );
-    if (breaking.length > 0) {
-      throw new ConflictError(
-        'schema_incompatible',
-        `the schema is not ${mode} compatible with ${domain}.${event}: ${breaking.map((b) => b.message).join('; ')}`,
-        {
-          details: breaking.map((b) => ({
-            field: ['schema', ...pointerSegments(b.path)].join('.'),
-            message: `${b.message} (${b.direction} incompatible with v${b.againstVersion})`,
-            code: `${b.direction}_incompatible`,
-          })),
-        },
-      );
-    }
-
-    const newVersion = version ?? (latest ? latest.version + 1 : 1);
-    const topic = ingressTopic(domain, event, newVersion);
-    // Ensure the topic first: a stored version always has its topic (ensureTopic is idempotent).
-    await this.#deps.topics.ensureTopic(topic, { partitions: this.#deps.partitions });
-    const now = this.#deps.clock().toISOString();
-    const record: SchemaRecord = {
-      id: this.#deps.newId(),
-      domain,
-      event,
-      version: newVersion,
-      status,
-      schema,
-      fingerprint,
-      compatibility: mode,
-      ingressTopic: topic,
-      ...(description !== undefined ? { description } : {}),
-      createdAt: now,
-      updatedAt: now,
-      revision: 1,
-    };
-    // Past its lease, the claim may be another registration's by now: this one was checked against
-    // versions that may no longer be the latest.
-    if (
-      r.claimedAt !== undefined &&
-      this.#deps.clock().getTime() - r.claimedAt > REGISTRATION_LEASE_MS - REGISTRATION_MARGIN_MS
-    ) {
-      throw new ConflictError(
-        'schema_registration_busy',
-        `the registration of ${domain}.${event} took longer than its claim lasts; try again`,
-      );
-    }
-    try {
-      await this.#deps.schemas.insert(record);
-    } catch (err) {
-      // A concurrent registration of the same version: idempotent if it is the same document.
-      const winner = await this.#deps.schemas.get(domain, event, newVersion);
-      if (winner?.fingerprint === fingerprint) return { record: winner, created: false };
-      throw err;
-    }
-    await this.#deps.onSchemaChanged?.(domain, event, newVersion);
-    return { record, created: true };
   }
 
   /** One version (GET /admin/schemas/{domain}/{event}/{version}). */

@@ -18,13 +18,12 @@ import type {
 import { pageLimit } from '../../common/ports/store.ts';
 import { RevisionedDocs } from './admin.ts';
 import {
-  backoff,
   cancellationReasons,
   type Db,
   failedCondition,
   type Item,
   isConditionFailed,
-  isTransactionConflict,
+  transactRetrying,
 } from './db.ts';
 import { and, composite, decodeCursor, Expr, N, readDoc, S, sha256, str } from './items.ts';
 import { collectPage, mergeQueries, streamPageSize } from './listing.ts';
@@ -65,7 +64,7 @@ export class DynamoSubscriptions implements SubscriptionRepository {
     for (let tries = 1; ; tries++) {
       const e = new Expr();
       try {
-        await this.#db.transact([
+        await transactRetrying(this.#db, [
           {
             Put: {
               TableName: this.#table,
@@ -85,12 +84,6 @@ export class DynamoSubscriptions implements SubscriptionRepository {
           const holder = str(reasons[1]?.Item ?? {}, 'subscriptionId') ?? (await this.#holder(record));
           // The holder left between the write and the read: try again.
           if (holder !== undefined || tries >= WRITE_TRIES) throw endpointTaken(record, holder);
-          continue;
-        }
-        // Another transaction on the endpoint item was in flight (two inserts of one endpoint at
-        // once): tried again, when it has ended, the loser finds the endpoint taken.
-        if (isTransactionConflict(reasons) && tries < WRITE_TRIES) {
-          await backoff(tries);
           continue;
         }
         throw err;
@@ -175,7 +168,9 @@ export class DynamoSubscriptions implements SubscriptionRepository {
       ];
       if (held) actions.push(this.#free(before));
       try {
-        await this.#db.transact(actions);
+        // A conflict with another transaction on the endpoint item (two writers of one endpoint at
+        // once) is tried again; then the loser finds the endpoint taken.
+        await transactRetrying(this.#db, actions);
       } catch (err) {
         const reasons = cancellationReasons(err);
         if (!reasons) throw err;
@@ -183,8 +178,7 @@ export class DynamoSubscriptions implements SubscriptionRepository {
         if (failedCondition(reasons, 1)) {
           const holder = str(reasons[1]?.Item ?? {}, 'subscriptionId') ?? (await this.#holder(record));
           if (holder !== undefined || tries >= WRITE_TRIES) throw endpointTaken(record, holder);
-        } else if (isTransactionConflict(reasons) && tries < WRITE_TRIES) await backoff(tries);
-        else if (!failedCondition(reasons, 2) || tries >= WRITE_TRIES) throw err;
+        } else if (!failedCondition(reasons, 2) || tries >= WRITE_TRIES) throw err;
         continue;
       }
       if (held) await this.#handOver(before);
@@ -273,16 +267,15 @@ export class DynamoSubscriptions implements SubscriptionRepository {
       .map((i) => str(i, 'id')!)
       .filter((id) => id !== left.id)
       .sort();
-    let conflicts = 0;
-    for (let i = 0; i < candidates.length; i++) {
+    for (const candidate of candidates) {
       // The index lags: a candidate it lists may have moved to another endpoint since. It is read
       // (consistently) and handed the endpoint only while it is still on it, as read.
-      const heir = await this.get(candidates[i]!);
+      const heir = await this.get(candidate);
       if (!heir || !sameEndpoint(heir, left)) continue;
       const c = new Expr();
       const h = new Expr();
       try {
-        await this.#db.transact([
+        await transactRetrying(this.#db, [
           {
             Put: {
               TableName: this.#endpoints,
@@ -308,9 +301,7 @@ export class DynamoSubscriptions implements SubscriptionRepository {
         if (failedCondition(reasons, 0)) return;
         // The heir changed meanwhile: the next candidate, or none.
         if (failedCondition(reasons, 1)) continue;
-        if (!isTransactionConflict(reasons) || ++conflicts >= WRITE_TRIES) throw err;
-        await backoff(conflicts);
-        i -= 1; // the same candidate again
+        throw err;
       }
     }
   }

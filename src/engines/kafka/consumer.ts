@@ -253,15 +253,11 @@ export class KafkaConsumer implements ConsumerHandle {
       await this.#flushCommits();
       // A join still under way is given a few seconds to end (leaving mid-join is untidy); one
       // that hangs (the brokers gone) must not hold the stop for its whole 60 s deadline.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
+      await withDeadline(
         Promise.allSettled([this.#topicCheck, this.#joined]),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, STOP_JOIN_WAIT_MS);
-          timer.unref();
-        }),
-      ]);
-      clearTimeout(timer);
+        STOP_JOIN_WAIT_MS,
+        () => new Error('the join did not end'),
+      ).catch(() => {});
       try {
         await this.#client.close();
       } catch (err) {

@@ -28,6 +28,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { withDeadline } from '../../common/deadline.ts';
 import { Gate } from '../../common/gate.ts';
 import type { ApiResponse } from '../../common/http.ts';
 import type { Logger } from '../../common/log.ts';
@@ -66,23 +67,18 @@ const LINGER_MS = 5_000;
 /** A Node server wired to the edge; call `listen` to start it. */
 export function createNodeServer(options: HttpServerOptions): Server {
   const maxDrainBytes = options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES;
-  const answering = new Set<ServerResponse>();
-  const handling = new Set<Promise<void>>();
+  const state: ServerState = { closing: false, requests: new Map() };
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     // Closing: this answer is the connection's last (a busy keep-alive client would otherwise keep
     // it, and the server's close, open for as long as it sends). Answers under way when the close
     // begins are told so by `close`.
-    if (closing.has(server)) res.setHeader('connection', 'close');
-    else {
-      answering.add(res);
-      res.once('close', () => answering.delete(res));
-    }
+    if (state.closing) res.setHeader('connection', 'close');
     // A client that goes away mid-request must never take the process down.
     const work = serve(req, res, options, maxDrainBytes).catch((err: unknown) =>
       failed(err, res, options.logger),
     );
-    handling.add(work);
-    void work.finally(() => handling.delete(work));
+    state.requests.set(res, work);
+    void work.finally(() => state.requests.delete(res));
   };
   const server = options.tls
     ? createHttpsServer(
@@ -94,8 +90,7 @@ export function createNodeServer(options: HttpServerOptions): Server {
         listener,
       )
     : createHttpServer(listener);
-  inProgress.set(server, answering);
-  handlers.set(server, handling);
+  states.set(server, state);
   server.requestTimeout = 30_000;
   server.headersTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
@@ -141,12 +136,15 @@ export function listen(server: Server, port: number, host: string): Promise<numb
   });
 }
 
-/** Servers being closed: their answers close their connections. */
-const closing = new WeakSet<Server>();
-/** The answers each server has under way (not yet sent in full). */
-const inProgress = new WeakMap<Server, Set<ServerResponse>>();
-/** The handlers each server has running (a handler may go on after its connection was closed). */
-const handlers = new WeakMap<Server, Set<Promise<void>>>();
+/**
+ * A server's requests in progress, each with its handler (which may go on after its connection was
+ * closed), and whether it is being closed (its answers then close their connections).
+ */
+interface ServerState {
+  closing: boolean;
+  requests: Map<ServerResponse, Promise<void>>;
+}
+const states = new WeakMap<Server, ServerState>();
 
 /** How long `close` waits, after the connections are closed, for handlers still running. */
 export const HANDLER_WAIT_MS = 10_000;
@@ -160,8 +158,9 @@ export const CLOSE_GRACE_MS = 5_000;
  * open after `graceMs` are closed then.
  */
 export async function close(server: Server, graceMs = CLOSE_GRACE_MS): Promise<void> {
-  closing.add(server);
-  for (const res of inProgress.get(server) ?? []) if (!res.headersSent) res.setHeader('connection', 'close');
+  const state = states.get(server);
+  if (state) state.closing = true;
+  for (const res of state?.requests.keys() ?? []) if (!res.headersSent) res.setHeader('connection', 'close');
   await new Promise<void>((resolve) => {
     const force = setTimeout(() => server.closeAllConnections(), graceMs);
     force.unref();
@@ -174,17 +173,12 @@ export async function close(server: Server, graceMs = CLOSE_GRACE_MS): Promise<v
   // A handler whose connection was closed under it may still be at work (a schema registration
   // waiting for its event's claim): what runs after this — the platform's close — would close the
   // store and the bus under it. It gets HANDLER_WAIT_MS more.
-  const running = handlers.get(server);
-  if (running && running.size > 0) {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...running]),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, HANDLER_WAIT_MS);
-        timer.unref();
-      }),
-    ]);
-    clearTimeout(timer);
+  if (state && state.requests.size > 0) {
+    await withDeadline(
+      Promise.allSettled(state.requests.values()),
+      HANDLER_WAIT_MS,
+      () => new Error('handlers still running'),
+    ).catch(() => {});
   }
 }
 
