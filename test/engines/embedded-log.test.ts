@@ -575,13 +575,11 @@ describe('embedded log', () => {
     assert.equal(store.heartbeat(Date.now(), true).held.length, 1);
     const holder = new DatabaseSync(path);
     holder.exec('BEGIN IMMEDIATE');
-    const started = performance.now();
-    assert.throws(() => store.release('t.x', 0), /database is locked/);
-    const blocked = performance.now() - started;
+    // SQLite's busy timeout (5 s) would outlast the 3 s lease of every consumer on this thread: the
+    // error must come from the capped wait (750 ms), not from SQLite's busy handler.
+    assert.throws(() => store.release('t.x', 0), /database is locked \(waited 750 ms/);
     holder.exec('ROLLBACK');
     holder.close();
-    // SQLite's busy timeout (5 s) would outlast the 3 s lease of every consumer on this thread.
-    assert.ok(blocked < 2_000, `the thread was blocked ${Math.round(blocked)} ms`);
     db.close();
   });
 

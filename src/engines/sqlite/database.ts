@@ -186,7 +186,7 @@ export async function transactionFlushedAsync<T>(db: DatabaseSync, fn: () => T):
   // the next try.
   const deadline = Date.now() + BUSY_TIMEOUT_MS;
   while (!tryBeginImmediate(db)) {
-    if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
+    if (Date.now() > deadline) throw lockWaitOver(BUSY_TIMEOUT_MS);
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
   const result = committed(db, fn);
@@ -270,11 +270,21 @@ export function beginImmediate(db: DatabaseSync): void {
   withoutBusyHandler(db, () => {
     let pauseMs = LOCK_POLL_MS;
     while (!beginOnce(db)) {
-      if (Date.now() > deadline) throw Object.assign(new Error('database is locked'), { errcode: 5 });
+      if (Date.now() > deadline) throw lockWaitOver(SYNC_LOCK_WAIT_MS);
       Atomics.wait(pause, 0, 0, pauseMs);
       pauseMs = Math.min(pauseMs * 2, LOCK_POLL_MAX_MS);
     }
   });
+}
+
+/** SQLite's "locked" error (errcode 5, SQLITE_BUSY), saying how long this side waited for the lock. */
+function lockWaitOver(waitedMs: number): Error {
+  return Object.assign(
+    new Error(`database is locked (waited ${waitedMs} ms for another connection's write)`),
+    {
+      errcode: 5,
+    },
+  );
 }
 
 /** Switching a new file to WAL can fail as "locked" while another process does the same; it is retried. */
