@@ -138,6 +138,31 @@ describe('getPartner', () => {
     assert.equal(seen[0]?.authorization, 'Bearer s3cret');
   });
 
+  test('sends a user and password in the base URL as Basic credentials, never in a message', async () => {
+    const withUser = baseUrl.replace('http://', 'http://directory:S3cr%40t-pass-word@');
+    const found = await directory({ baseUrl: withUser }).getPartner('acme');
+    assert.equal(found?.id, 'acme');
+    assert.equal(
+      seen[0]?.authorization,
+      `Basic ${Buffer.from('directory:S3cr@t-pass-word').toString('base64')}`,
+    );
+
+    route = (_req, res) => sendJson(res, 500, { error: 'boom' });
+    const err = await rejectsWithCode(
+      directory({ baseUrl: withUser }).getPartner('acme'),
+      'partner_directory_unavailable',
+    );
+    assert.ok(err.message.includes(`${baseUrl}/partners/acme`), err.message);
+    assert.ok(!/S3cr/.test(err.message), err.message);
+  });
+
+  test('refuses a base URL with a user and password when a token is set too', () => {
+    assert.throws(
+      () => directory({ baseUrl: baseUrl.replace('http://', 'http://u:p@'), token: 'tok-xyz' }),
+      (err: Error & { details?: { field: string }[] }) => err.details?.[0]?.field === 'baseUrl',
+    );
+  });
+
   test('sends no Authorization header without a token', async () => {
     await directory().getPartner('acme');
 
@@ -316,6 +341,34 @@ describe('failures', () => {
     route = (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"id": "acme",');
 
     await rejectsWithCode(directory().getPartner('acme'), 'partner_directory_bad_response');
+  });
+
+  test('an answer longer than 1 MiB is a bad response, read no further', async () => {
+    let written = 0;
+    route = (_req, res) => {
+      // No content-length: streams spaces (valid JSON padding) until the client stops reading.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const more = () => {
+        while (written < 64 * 1024 * 1024 && !res.destroyed) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      res.on('close', () => res.destroy());
+      more();
+    };
+    const err = await rejectsWithCode(directory().getPartner('acme'), 'partner_directory_bad_response');
+    assert.match(err.message, /over 1048576 bytes/);
+    assert.ok(written < 16 * 1024 * 1024, `the API wrote ${written} bytes before the client stopped`);
+
+    route = (_req, res) =>
+      res
+        .writeHead(200, { 'content-type': 'application/json', 'content-length': String(2 * 1024 * 1024) })
+        .end();
+    const declared = await rejectsWithCode(directory().getPartner('acme'), 'partner_directory_bad_response');
+    assert.match(declared.message, /over 1048576 bytes/);
   });
 
   test('a partner without a name is a bad response naming the field', async () => {

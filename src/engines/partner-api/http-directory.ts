@@ -3,7 +3,11 @@
  *
  * Protocol (what a Partner Info API must serve):
  * - `GET {baseUrl}/partners/{id}` (id URL-encoded), `Accept: application/json`, plus
- *   `Authorization: Bearer <token>` when a token is configured.
+ *   `Authorization: Bearer <token>` when a token is configured, or `Authorization: Basic …` when the
+ *   base URL carries a user and password (`https://user:pass@host/v1`; taken out of the URL, which
+ *   fetch refuses with credentials in it; not both).
+ * - An answer's body is read up to `MAX_BODY_BYTES` (1 MiB); a longer one is a bad response, so a
+ *   directory that streams without end cannot fill the process's memory.
  *   200 → `{ id, name, status?, contactEmail?, metadata?, delivery?, createdAt?, updatedAt? }`, or the
  *   same object wrapped as `{ partner: {...} }`. `status` is `ACTIVE` (default) or `INACTIVE`;
  *   `metadata` is any JSON object (default `{}`); `delivery` takes the same settings as
@@ -23,6 +27,7 @@
  * errors and listings are never cached. `invalidate(id?)` forgets one id or everything.
  */
 import { ConfigError, type ErrorDetail, TransientError } from '../../common/errors.ts';
+import { registerSecret } from '../../common/log.ts';
 import type { PartnerRecord } from '../../common/model.ts';
 import type { PartnerDirectory } from '../../common/ports/partner-directory.ts';
 import type { Page, PageRequest } from '../../common/ports/store.ts';
@@ -30,6 +35,8 @@ import { TtlCache } from '../../common/ttl-cache.ts';
 import { parsePartnerAnswer, parsePartnerPage } from './partner-body.ts';
 
 const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
+/** The largest answer read: a partner listing page of a few hundred partners fits many times over. */
+export const MAX_BODY_BYTES = 1024 * 1024;
 
 export interface HttpPartnerDirectoryOptions {
   /** e.g. `http://127.0.0.1:9000/v1`; a trailing slash is ignored. */
@@ -60,10 +67,12 @@ export class HttpPartnerDirectory implements PartnerDirectory {
   readonly #cache: TtlCache<string, PartnerRecord | undefined>;
 
   constructor(o: HttpPartnerDirectoryOptions) {
-    this.#baseUrl = checkOptions(o);
+    const { baseUrl, basic } = checkOptions(o);
+    this.#baseUrl = baseUrl;
     this.#timeoutMs = o.timeoutMs;
     this.#headers = { accept: 'application/json' };
     if (o.token) this.#headers.authorization = `Bearer ${o.token}`;
+    else if (basic) this.#headers.authorization = `Basic ${basic}`;
     this.#fetch = o.fetch ?? globalThis.fetch;
     this.#clock = o.clock ?? Date.now;
     this.#cache = new TtlCache({
@@ -138,12 +147,13 @@ export class HttpPartnerDirectory implements PartnerDirectory {
         throw unavailable(`${where} answered HTTP ${status}`);
       throw badResponse(url, `answered HTTP ${status}`, []);
     }
-    let text: string;
+    let text: string | undefined;
     try {
-      text = await response.text();
+      text = await boundedText(response);
     } catch (cause) {
       throw unavailable(`${where} ${failure(cause, signal, this.#timeoutMs)} while reading the body`, cause);
     }
+    if (text === undefined) throw badResponse(url, `answered with a body over ${MAX_BODY_BYTES} bytes`, []);
     try {
       return { found: true, body: JSON.parse(text) };
     } catch (cause) {
@@ -152,7 +162,27 @@ export class HttpPartnerDirectory implements PartnerDirectory {
   }
 }
 
-function checkOptions(o: HttpPartnerDirectoryOptions): string {
+/** The body as text, or undefined (the rest left unread) once it is longer than `MAX_BODY_BYTES`. */
+async function boundedText(response: Response): Promise<string | undefined> {
+  const declared = Number(response.headers.get('content-length'));
+  if (declared > MAX_BODY_BYTES || response.body === null) {
+    response.body?.cancel().catch(() => {});
+    return declared > MAX_BODY_BYTES ? undefined : '';
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    size += chunk.byteLength;
+    if (size > MAX_BODY_BYTES) {
+      await response.body.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function checkOptions(o: HttpPartnerDirectoryOptions): { baseUrl: string; basic?: string } {
   const details: ErrorDetail[] = [];
   let base: URL | undefined;
   try {
@@ -169,8 +199,31 @@ function checkOptions(o: HttpPartnerDirectoryOptions): string {
   if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
     details.push({ field: 'maxCacheEntries', message: 'must be a positive integer' });
   }
+  const credentials = base !== undefined && (base.username !== '' || base.password !== '');
+  if (credentials && o.token) {
+    details.push({
+      field: 'baseUrl',
+      message: 'carries a user and password while a token is set too: give one or the other',
+    });
+  }
   if (details.length > 0) throw new ConfigError('the Partner Info API settings are invalid', { details });
-  return o.baseUrl.replace(/\/+$/, '');
+  if (!credentials) return { baseUrl: o.baseUrl.replace(/\/+$/, '') };
+  const user = decoded(base!.username);
+  const password = decoded(base!.password);
+  registerSecret(password);
+  return {
+    baseUrl: redact(o.baseUrl).replace(/\/+$/, ''),
+    basic: Buffer.from(`${user}:${password}`).toString('base64'),
+  };
+}
+
+/** A URL's user or password as typed (the URL keeps them percent-encoded). */
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part; // a lone `%` stays as it is
+  }
 }
 
 /** Why a request failed, in words: its own timeout, or the network error under undici's "fetch failed". */
