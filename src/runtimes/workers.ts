@@ -212,9 +212,20 @@ export function startStorePurge(
   let running = false;
   let stopped = false;
   const clock = options.clock ?? (() => new Date());
+  const report = (err: unknown): void => {
+    if (stopped) return;
+    if (options.onError) options.onError(err);
+    else logger.warn('store purge failed', { err });
+  };
   const run = async (): Promise<void> => {
-    const released = (await options.releaseHeld?.()) ?? 0;
-    if (released > 0) logger.info('re-enqueued tasks held for resumed subscriptions', { released });
+    // A release that fails (the Partner Info API down, a store error) is reported on its own: the
+    // purge after it still runs, or the ledger and the history would grow for as long as it fails.
+    try {
+      const released = (await options.releaseHeld?.()) ?? 0;
+      if (released > 0) logger.info('re-enqueued tasks held for resumed subscriptions', { released });
+    } catch (err) {
+      report(err);
+    }
     // What an engine expires by itself (DynamoDB's TTL) has no purge method: nothing to delete here.
     const { deliveries, deadLetters, ledger } = store;
     const now = clock();
@@ -254,11 +265,7 @@ export function startStorePurge(
     if (running) return;
     running = true;
     run()
-      .catch((err: unknown) => {
-        if (stopped) return;
-        if (options.onError) options.onError(err);
-        else logger.warn('store purge failed', { err });
-      })
+      .catch(report)
       .finally(() => {
         running = false;
       });

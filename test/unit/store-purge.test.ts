@@ -127,3 +127,22 @@ test('what an engine expires by itself has no purge method and is left alone; he
     assert.deepEqual(new Set(calls), new Set(expected));
   }
 });
+
+test('a release of held tasks that fails is reported, and the purge after it still runs', async () => {
+  const store = new SqliteStore(':memory:');
+  const now = Date.now();
+  await completeInLedger(store.ledger, 'old', 1, now - 10_000);
+  const errors: unknown[] = [];
+  const stop = startStorePurge(store, quiet, {
+    historyRetentionDays: 0,
+    intervalMs: 20,
+    releaseHeld: async () => {
+      throw new Error('the Partner Info API is unavailable');
+    },
+    onError: (err) => errors.push(err),
+  });
+  await until('the purge', async () => (await store.ledger.get('old')) === undefined);
+  stop();
+  assert.match(String(errors[0]), /Partner Info API is unavailable/);
+  await store.close();
+});
