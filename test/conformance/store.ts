@@ -98,6 +98,20 @@ export function runStoreConformance(
         );
         const b = await store.schemas.list({ domain: 'lf', event: 'b' });
         assert.equal(b.items.length, 1);
+        // Without a domain (every schema, paged by cursor), by event only and by status only.
+        const names = async (filter: Parameters<typeof store.schemas.list>[0]) => {
+          const out: string[] = [];
+          let cursor: string | undefined;
+          do {
+            const page = await store.schemas.list(filter, { limit: 2, ...(cursor ? { cursor } : {}) });
+            out.push(...page.items.map((r) => `${r.domain}.${r.event}.v${r.version}`));
+            cursor = page.next;
+          } while (cursor);
+          return out.filter((n) => n.startsWith('lf.'));
+        };
+        assert.deepEqual(await names({}), ['lf.a.v1', 'lf.a.v2', 'lf.b.v1']);
+        assert.deepEqual(await names({ event: 'b' }), ['lf.b.v1']);
+        assert.deepEqual(await names({ status: 'INACTIVE' }), ['lf.a.v2']);
       });
 
       test('update bumps the revision; a stale revision is a conflict', async () => {

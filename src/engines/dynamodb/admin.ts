@@ -184,7 +184,7 @@ export class DynamoSchemas implements SchemaRepository {
         ConsistentRead: true,
       };
     } else {
-      const gsk = e.n('gsk');
+      // (`#gsk` is named only where a range uses it: DynamoDB refuses an unused attribute name.)
       const from = after ? schemaSort(after[0], after[1], after[2]) + SEP : undefined;
       let range: string | undefined;
       if (filter.domain !== undefined) {
@@ -192,8 +192,8 @@ export class DynamoSchemas implements SchemaRepository {
         const high = `${filter.domain}\u0001`;
         const low = from && compareBytes(from, filter.domain + SEP) > 0 ? from : filter.domain + SEP;
         if (compareBytes(low, high) > 0) return { items: [] };
-        range = `${gsk} BETWEEN ${e.v(S(low))} AND ${e.v(S(high))}`;
-      } else if (from) range = `${gsk} >= ${e.v(S(from))}`;
+        range = `${e.n('gsk')} BETWEEN ${e.v(S(low))} AND ${e.v(S(high))}`;
+      } else if (from) range = `${e.n('gsk')} >= ${e.v(S(from))}`;
       input = {
         TableName: this.#table,
         IndexName: 'by_name',
