@@ -154,6 +154,17 @@ async function readTopic(
   return got;
 }
 
+// First in the file, while the broker has none of the pipeline topics yet.
+test('a cold start that fails after the platform is built (the topics cannot be created) closes what it built', async () => {
+  const sockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+  const before = sockets();
+  // A replication factor of 3 on this one-broker cluster: CreateTopics is refused.
+  const env = { ...process.env, WEBHOOKS_KAFKA_REPLICATION_FACTOR: '3' };
+  for (let i = 0; i < 3; i++) await assert.rejects(container('scheduler', { env }), /replication/i);
+  // Each start opened Kafka and DynamoDB connections; none is left open after its failure.
+  await waitFor('the failed starts’ sockets closed', async () => sockets() <= before, 10_000);
+});
+
 describe('API Gateway functions (admin, ingest)', () => {
   test("answer REST API (1.0) and HTTP API (2.0) events with the standalone server's routes, statuses and error bodies", async () => {
     const standalone = await buildPlatform(lambdaConfig(process.env), { roles: ['api'] });

@@ -130,10 +130,17 @@ async function open(kind: FunctionKind, options: ContainerOptions): Promise<Lamb
       return bus;
     },
   });
-  // The topics the functions publish to without an admin creating them first.
+  // The topics the functions publish to without an admin creating them first. A failure closes the
+  // platform just built (its Kafka and DynamoDB connections, its timers): the next invocation builds
+  // another, and a warm container would pile them up for as long as topic creation fails.
   if (kind === 'admin' || kind === 'scheduler') {
-    await ensurePipelineTopics(platform.bus, config.topicPartitions);
-    await platform.bus.ensureTopic(DISPATCHER_DUE_TOPIC, { partitions: config.topicPartitions });
+    try {
+      await ensurePipelineTopics(platform.bus, config.topicPartitions);
+      await platform.bus.ensureTopic(DISPATCHER_DUE_TOPIC, { partitions: config.topicPartitions });
+    } catch (err) {
+      await platform.close().catch(() => {});
+      throw err;
+    }
   }
   const metrics = createEmfMetrics({ registry: platform.metrics, logger });
   return {
