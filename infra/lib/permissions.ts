@@ -108,8 +108,9 @@ export const FUNCTION_ACCESS: Record<FunctionKind, FunctionAccess> = {
         indexes: true,
       },
       subscription_endpoint: { actions: ['GetItem', 'PutItem', 'DeleteItem'] },
-      // Delivery listings: an index Query, then the items read again (BatchGetItem).
-      event_delivery_status: { actions: ['GetItem', 'BatchGetItem'], indexes: true },
+      // Delivery listings: an index Query, then the items read again (BatchGetItem); a redriven
+      // dispatcher dead letter sets its delivery back to PENDING (UpdateItem).
+      event_delivery_status: { actions: ['GetItem', 'BatchGetItem', 'UpdateItem'], indexes: true },
       delivery_attempt: { actions: ['Query'] },
       // Redrive claims each dead letter in the ledger.
       idempotency_ledger: { actions: ['GetItem', 'UpdateItem', 'DeleteItem'] },

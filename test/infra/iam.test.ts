@@ -126,7 +126,7 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
     dynamo('partner_event_subscription', 'GetItem', 'PutItem', 'DeleteItem', 'ConditionCheckItem'),
     indexes('partner_event_subscription'),
     dynamo('subscription_endpoint', 'GetItem', 'PutItem', 'DeleteItem'),
-    dynamo('event_delivery_status', 'GetItem', 'BatchGetItem'),
+    dynamo('event_delivery_status', 'GetItem', 'BatchGetItem', 'UpdateItem'),
     indexes('event_delivery_status'),
     dynamo('delivery_attempt', 'Query'),
     dynamo('idempotency_ledger', 'GetItem', 'UpdateItem', 'DeleteItem'),
