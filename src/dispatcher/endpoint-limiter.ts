@@ -9,8 +9,14 @@
  * all the same (the endpoint hung after it was queued) is told to defer too.
  *
  * `saturated` tells the dispatcher when an endpoint has enough waiting (its queue is past
- * `softQueueFactor` × its concurrency, or waiting would take too long), so that it stops fetching
- * the endpoint's partition; `whenDrained` calls back once the queue is down to its concurrency again.
+ * `softQueueFactor` × its concurrency, or waiting would take too long, or its rate limit's next
+ * token is further away than `maxRateWaitMs`), so that it stops fetching the endpoint's partition;
+ * `whenDrained` calls back once the queue is down to its concurrency and a token is near again.
+ *
+ * Tasks deferred for the rate limit are spread out at that rate: the k-th deferred in a row is told
+ * to come back k tokens later, not all at the next token (a backlog of N tasks would otherwise go
+ * round the retry tiers every second, each round a ledger claim and several publishes, to send
+ * `rate` of them).
  */
 
 export interface EndpointLimits {
@@ -43,6 +49,10 @@ interface EndpointState {
   latencyMs: number;
   tokens: number;
   refilledAt: number;
+  /** When the last task deferred for the rate limit was told to come back (ms). */
+  deferredUntil: number;
+  /** Checks for drained once the rate limit's next token is near again (set while callbacks wait). */
+  rateTimer: NodeJS.Timeout | undefined;
   /** Last acquire (ms), for forgetting endpoints idle for long. */
   usedAt: number;
 }
@@ -98,10 +108,15 @@ export class EndpointLimiter {
   whenDrained(endpoint: string, callback: () => void): void {
     const state = this.#states.get(endpoint);
     if (!state || this.#drained(state)) callback();
-    else state.drained.push(callback);
+    else {
+      state.drained.push(callback);
+      this.#scheduleRateCheck(state);
+    }
   }
 
   #saturated(state: EndpointState, limits: EndpointLimits): boolean {
+    const rate = limits.ratePerSecond;
+    if (rate !== undefined && this.#rateWait(state, rate) > this.#maxRateWaitMs) return true;
     if (state.active < limits.maxConcurrency) return false;
     if (state.waiters.length >= limits.maxConcurrency * this.#softQueueFactor) return true;
     return this.#expectedWait(state, limits) > this.#maxQueueWaitMs;
@@ -118,14 +133,19 @@ export class EndpointLimiter {
    */
   async acquire(endpoint: string, limits: EndpointLimits, waitUntil?: number): Promise<Acquired> {
     const state = this.#state(endpoint, limits);
+    state.limits = limits;
     const until = Math.min(waitUntil ?? Number.POSITIVE_INFINITY, this.#now() + this.#maxQueueWaitMs);
-    if (limits.ratePerSecond !== undefined) {
+    const rate = limits.ratePerSecond;
+    if (rate !== undefined) {
       const maxWait = Math.min(this.#maxRateWaitMs, until - this.#now());
-      const wait = this.#takeToken(state, limits.ratePerSecond, maxWait);
-      if (wait > maxWait) return { ok: false, retryInMs: wait };
+      const wait = this.#takeToken(state, rate, maxWait);
+      if (wait > maxWait) return { ok: false, retryInMs: this.#rateDeferral(state, rate, wait) };
       if (wait > 0) await sleep(wait);
     }
-    state.limits = limits;
+    // A token taken is given back when the task does not go out after all.
+    const giveBack = () => {
+      if (rate !== undefined) state.tokens = Math.min(rate, state.tokens + 1);
+    };
     if (state.active >= limits.maxConcurrency) {
       const expectedWait = this.#expectedWait(state, limits);
       if (
@@ -133,14 +153,17 @@ export class EndpointLimiter {
         state.waiters.length >= this.#maxQueue ||
         until <= this.#now()
       ) {
+        giveBack();
         return { ok: false, retryInMs: expectedWait };
       }
       const granted = await new Promise<boolean>((resolve) => {
         state.waiters.push({ resolve, until });
         this.#scheduleEviction(state);
       });
-      if (!granted)
+      if (!granted) {
+        giveBack();
         return { ok: false, retryInMs: Math.max(this.#maxQueueWaitMs, this.#expectedWait(state, limits)) };
+      }
     } else {
       state.active += 1;
     }
@@ -236,6 +259,8 @@ export class EndpointLimiter {
         latencyMs: INITIAL_LATENCY_MS,
         tokens: limits.ratePerSecond ?? 0,
         refilledAt: now,
+        deferredUntil: 0,
+        rateTimer: undefined,
         usedAt: now,
       };
       this.#states.set(endpoint, state);
@@ -261,6 +286,37 @@ export class EndpointLimiter {
   /** Endpoints the limiter keeps state for (for tests). */
   get size(): number {
     return this.#states.size;
+  }
+
+  /** Ms until a token is free for one more task (0: one is free now), taking none. */
+  #rateWait(state: EndpointState, rate: number): number {
+    const tokens = Math.min(rate, state.tokens + ((this.#now() - state.refilledAt) / 1000) * rate);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / rate) * 1000);
+  }
+
+  /**
+   * When a task deferred for the rate limit comes back: at its token (`wait` from now), or one token
+   * after the task deferred before it, whichever is later.
+   */
+  #rateDeferral(state: EndpointState, rate: number, wait: number): number {
+    const now = this.#now();
+    const at = Math.max(now + wait, state.deferredUntil + 1000 / rate);
+    state.deferredUntil = at;
+    return Math.ceil(at - now);
+  }
+
+  /** Checks for drained once a rate-saturated endpoint's next token is within `maxRateWaitMs`. */
+  #scheduleRateCheck(state: EndpointState): void {
+    const rate = state.limits.ratePerSecond;
+    if (state.rateTimer !== undefined || rate === undefined || state.drained.length === 0) return;
+    const over = this.#rateWait(state, rate) - this.#maxRateWaitMs;
+    if (over <= 0) return;
+    state.rateTimer = setTimeout(() => {
+      state.rateTimer = undefined;
+      this.#checkDrained(state);
+      this.#scheduleRateCheck(state);
+    }, over + 1);
+    state.rateTimer.unref();
   }
 
   /**

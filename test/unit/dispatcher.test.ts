@@ -350,6 +350,36 @@ describe('WebhookDispatcher', () => {
     assert.ok(resumed[0]! >= 700, `resumed after ${resumed[0]} ms, before the slow endpoint drained`);
   });
 
+  test('a rate-limited endpoint with a backlog pauses its partition, and its deferred tasks come back one token apart', async () => {
+    await store.partners.insert(partnerRecord({ id: 'twice-a-second', delivery: { rateLimitPerSecond: 2 } }));
+    const sub = subscriptionRecord({
+      partnerId: 'twice-a-second',
+      url: `${receiver.url}/r`,
+      filter: undefined,
+    });
+    await store.subscriptions.insert(sub);
+    const tasks = Array.from({ length: 8 }, () =>
+      taskMessage({ subscriptionId: sub.id, partnerId: sub.partnerId }),
+    );
+    let paused = 0;
+    const control: BatchControl = {
+      done: () => {},
+      pause: () => {
+        paused += 1;
+      },
+      resume: () => {},
+    };
+    await dispatcher(new EndpointLimiter({ maxRateWaitMs: 0 })).handleBatch(tasks, control);
+    assert.equal(paused, 1, 'the partition was paused for the saturated endpoint');
+    // Two sent (the bucket's two tokens), six deferred, each due one token (500 ms) after the one before.
+    const due = published
+      .map((m) => Number(m.headers?.[HEADERS.dueAt]))
+      .filter((n) => n > 0)
+      .sort((x, y) => x - y);
+    assert.equal(due.length, 6);
+    for (let i = 1; i < due.length; i++) assert.ok(due[i]! - due[i - 1]! >= 490, `due ${due.join(', ')}`);
+  });
+
   test('a ledger turned on while running (a live flag) claims the next deliveries; off, it claims none', async () => {
     let on = false;
     const d = dispatcher(undefined, undefined, { ledgerEnabled: () => on });

@@ -153,4 +153,53 @@ describe('EndpointLimiter', () => {
     const third = await limiter.acquire('r', { maxConcurrency: 10, ratePerSecond: 1 });
     assert.ok(third.ok, 'a token is back after a second');
   });
+  test('tasks deferred for the rate limit are spread out at the rate, not all sent back for the next token', async () => {
+    const now = 0;
+    const limiter = new EndpointLimiter({ maxRateWaitMs: 0, now: () => now });
+    const limits = { maxConcurrency: 10, ratePerSecond: 10 };
+    for (let i = 0; i < 10; i++) assert.ok((await limiter.acquire('r', limits)).ok, 'the bucket holds 10');
+    const back: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const deferred = await limiter.acquire('r', limits);
+      assert.equal(deferred.ok, false);
+      if (!deferred.ok) back.push(deferred.retryInMs);
+    }
+    // The next token is 100 ms away; each task deferred after the first comes back one token later.
+    assert.deepEqual(back, [100, 200, 300, 400, 500]);
+  });
+
+  test('a rate-limited endpoint whose next token is further away than the wait bound is saturated until a token is near', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ maxRateWaitMs: 50, now: () => now });
+    const limits = { maxConcurrency: 10, ratePerSecond: 20 };
+    // The bucket's 20 tokens, then one more waited for (50 ms, the bound).
+    for (let i = 0; i < 21; i++) {
+      const slot = await limiter.acquire('r', limits);
+      assert.ok(slot.ok);
+      slot.release(1);
+    }
+    assert.equal(limiter.saturated('r', limits), true, 'the next token is 100 ms away');
+    // No request is running or waiting: only the refilling bucket can end the saturation.
+    const drained = new Promise<void>((resolve) => limiter.whenDrained('r', resolve));
+    now = 1_000;
+    await drained;
+    assert.equal(limiter.saturated('r', limits), false);
+  });
+
+  test('a token taken is given back when the task is deferred for concurrency after all', async () => {
+    let now = 0;
+    const limiter = new EndpointLimiter({ maxRateWaitMs: 0, maxQueueWaitMs: 10, now: () => now });
+    const limits = { maxConcurrency: 1, ratePerSecond: 2 };
+    const running = await limiter.acquire('r', limits);
+    assert.ok(running.ok);
+    now = 2_000; // the one running hangs: new tasks are deferred for concurrency
+    assert.equal((await limiter.acquire('r', limits)).ok, false);
+    assert.equal((await limiter.acquire('r', limits)).ok, false);
+    running.release(5);
+    // Two tokens in the bucket (it holds two), none spent on the two deferrals.
+    assert.ok((await limiter.acquire('r', limits)).ok);
+    now += 1;
+    const second = await limiter.acquire('r', { maxConcurrency: 5, ratePerSecond: 2 });
+    assert.ok(second.ok, 'the second token is still there');
+  });
 });
