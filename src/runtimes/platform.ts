@@ -40,6 +40,7 @@ import { prepareSecretKeys } from '../subscriptions/key-rotation.ts';
 import { PartnerAdmin, StorePartnerDirectory } from '../subscriptions/partners.ts';
 import { partnerRoutes, subscriptionRoutes } from '../subscriptions/routes.ts';
 import { SubscriptionAdmin } from '../subscriptions/service.ts';
+import { claimDataDir } from './data-dir-users.ts';
 import { openBus, openStore } from './engines.ts';
 import { createEdge, type RawRequest } from './http/edge.ts';
 import { buildOpenApi } from './http/openapi.ts';
@@ -146,6 +147,9 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
   if (!options.hostedThread) processMetrics(metrics);
 
   ensureDataDir(config.dataDir);
+  // A key rotation must not run under a platform using the data dir's store (see data-dir-users.ts).
+  const unmark =
+    !options.hostedThread && config.store === 'sqlite' ? claimDataDir(config.dataDir, 'platform') : () => {};
   const { box } = loadSecretBox(config.dataDir, config.secretKey);
   // KMS with WEBHOOKS_KMS_KEY_ID (what the local key sealed still opens with it), else the local key.
   const sealer = await openSealer(config, box);
@@ -443,6 +447,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
     await client?.close();
     await bus.close();
     await store.close();
+    unmark();
   };
   if (housekeeping && (threaded || options.hostedThread)) {
     // Threads leave WAL checkpoints to this one: besides the ones this thread's own commits

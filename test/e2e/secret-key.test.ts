@@ -155,4 +155,28 @@ describe('the secret key across restarts (child processes)', () => {
     await deliverOne(second.url, receiver, base + 2);
     await stop(second);
   });
+
+  test('rotate-secret-key refuses while the platform runs on the data dir, and goes ahead once it stopped (a crashed one does not count)', async () => {
+    const dataDir = await newDataDir();
+    const args = ['start', '--port', '0', '--data-dir', dataDir];
+    const running = await startCli(args, ENV);
+    const keyBefore = readFileSync(join(dataDir, 'secret.key'), 'utf8');
+
+    const refused = await run(['rotate-secret-key', '--data-dir', dataDir], ENV);
+    assert.equal(refused.code, 2, refused.stdout);
+    assert.match(
+      refused.stderr,
+      new RegExp(`the platform is running on .* \\(process ${running.child.pid}\\)`),
+    );
+    assert.equal(readFileSync(join(dataDir, 'secret.key'), 'utf8'), keyBefore, 'the key is untouched');
+
+    // Killed without a chance to clean up: its mark is stale, and the rotation goes ahead.
+    running.child.kill('SIGKILL');
+    await exitOf(running.child);
+    const rotation = await run(['rotate-secret-key', '--data-dir', dataDir], ENV);
+    assert.equal(rotation.code, 0, rotation.stderr);
+    assert.notEqual(readFileSync(join(dataDir, 'secret.key'), 'utf8'), keyBefore);
+    const again = await startCli(args, ENV);
+    await stop(again);
+  });
 });

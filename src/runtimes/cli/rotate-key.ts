@@ -12,6 +12,7 @@ import { Logger } from '../../common/log.ts';
 import { SecretBox } from '../../common/secret-box.ts';
 import { SqliteStore } from '../../engines/sqlite/store.ts';
 import { prepareSecretKeys } from '../../subscriptions/key-rotation.ts';
+import { claimDataDir } from '../data-dir-users.ts';
 import {
   loadPreviousSecretBoxes,
   loadSecretBox,
@@ -69,6 +70,8 @@ async function rotateKeyFile(config: Config, out: Out): Promise<void> {
     const message = `there is no ${keyPath}: nothing to rotate (the key is made at the first start)`;
     throw new ConfigError(message, { details: [{ field: '--data-dir', message }] });
   }
+  // Not under a running platform: it would keep the old key (see data-dir-users.ts).
+  const unmark = claimDataDir(config.dataDir, 'rotation');
   const { box: current, secret } = loadSecretBox(config.dataDir, undefined);
   const previous = loadPreviousSecretBoxes(config.dataDir, config.secretKeysPrevious);
   const logger = new Logger({ level: config.logLevel, bindings: { service: 'webhooks' } });
@@ -88,5 +91,6 @@ async function rotateKeyFile(config: Config, out: Out): Promise<void> {
     );
   } finally {
     await store.close();
+    unmark();
   }
 }
