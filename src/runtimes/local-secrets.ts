@@ -35,19 +35,28 @@ export interface LocalSecret {
 }
 
 /**
- * Creates the data dir if needed and makes it owner-only, at every start: the dir 0700 and each
- * file in it 0600 (whatever created them), and this process's umask 077 so the files it creates
- * next (databases, their WAL and shared-memory files) are born owner-only too.
+ * Creates the data dir if needed and makes it owner-only, at every start: the group's and others'
+ * permissions taken from the dir and from each file in it (whatever created them; the owner's stay,
+ * an executable stays executable for its owner), and this process's umask 077 so the files it
+ * creates next (databases, their WAL and shared-memory files) are born owner-only too. A dir anyone
+ * may write to (`/tmp`) is refused: anyone could plant a key file there, and making it owner-only
+ * would take it away from everyone else.
  */
 export function ensureDataDir(dataDir: string): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // A worker thread may not change the umask; its host did, for the whole process.
   if (isMainThread) process.umask(0o077);
-  chmodSync(dataDir, 0o700);
+  const mode = statSync(dataDir).mode;
+  if ((mode & 0o002) !== 0) {
+    const message = `${dataDir} is writable by everyone (mode ${(mode & 0o7777).toString(8)}): give the platform a directory of its own`;
+    throw new ConfigError(message, { details: [{ field: 'dataDir', message }] });
+  }
+  if ((mode & 0o077) !== 0) chmodSync(dataDir, mode & 0o7700);
   for (const entry of readdirSync(dataDir, { withFileTypes: true })) {
     if (!entry.isFile()) continue;
     const path = join(dataDir, entry.name);
-    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+    const fileMode = statSync(path).mode;
+    if ((fileMode & 0o077) !== 0) chmodSync(path, fileMode & 0o7700);
   }
 }
 
