@@ -75,6 +75,46 @@ describe('hostile HTTP against the server (body limit 1 MiB)', () => {
     });
   }
 
+  test('a large request waiting for something else (a registration claim held elsewhere) does not hold up the large requests behind it', async () => {
+    await server.request('POST', '/admin/schemas', {
+      domain: 'gate',
+      event: 'held',
+      schema: { type: 'object' },
+    });
+    // Another process is registering gate.held (its claim lasts 30 s): a registration here waits.
+    const claim = await server.running.platform.store.ledger.claim(
+      'schema-registration:gate.held',
+      30_000,
+      Date.now(),
+    );
+    assert.equal(claim.status, 'claimed');
+    const big = { type: 'object', $comment: 'x'.repeat(70_000) };
+    let registrationAnswered = false;
+    const registration = server
+      .request('POST', '/admin/schemas', { domain: 'gate', event: 'held', schema: big })
+      .then((r) => {
+        registrationAnswered = true;
+        return r;
+      });
+    // The registration has its place at the gate once it waits on the claim (a few milliseconds).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const unauthenticated = await server.request(
+      'POST',
+      '/admin/schemas',
+      { domain: 'gate', event: 'x', schema: big },
+      { token: null },
+    );
+    assert.equal(unauthenticated.status, 401);
+    const other = await server.request('POST', '/admin/schemas', {
+      domain: 'gate',
+      event: 'other',
+      schema: big,
+    });
+    assert.equal(other.status, 201, JSON.stringify(other.body));
+    assert.equal(registrationAnswered, false, 'both were answered while the registration still waited');
+    assert.equal((await registration).status, 409);
+  });
+
   test('after a 413 the keep-alive connection serves the next request', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const call = (method: string, path: string, body?: Buffer) =>

@@ -206,13 +206,38 @@ async function serve(
   const response =
     body.text.length < LARGE_BODY_CHARS
       ? await options.handle(raw)
-      : await largeBodies.run(async () => {
-          // A turn of the event loop before each: requests that arrived meanwhile (/healthz, small
-          // ones) are read between two large bodies, not after the whole queue of them.
-          await nextTurn();
-          return options.handle(raw);
-        });
+      : await (await handleLarge(raw, options)).handled;
   write(res, response);
+}
+
+/**
+ * A large request, in its turn at the gate: the place is held while the request parses and checks
+ * its body, but no longer than LARGE_BODY_HOLD_MS once it waits for something else (a store, the
+ * bus, a schema registration's claim held elsewhere for seconds): what it waits for then is not this
+ * thread's time, and the large requests behind it (even unauthenticated ones) would wait for it all.
+ */
+async function handleLarge(
+  raw: RawRequest,
+  options: HttpServerOptions,
+): Promise<{ handled: Promise<ApiResponse> }> {
+  return largeBodies.run(async () => {
+    // A turn of the event loop before each: requests that arrived meanwhile (/healthz, small ones)
+    // are read between two large bodies, not after the whole queue of them.
+    await nextTurn();
+    const handled = options.handle(raw);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      handled.then(
+        () => {},
+        () => {},
+      ),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, LARGE_BODY_HOLD_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return { handled };
+  });
 }
 
 /**
@@ -223,6 +248,8 @@ async function serve(
  */
 const LARGE_BODY_CHARS = 64 * 1024;
 const LARGE_BODIES_AT_ONCE = 1;
+/** How long one large request keeps its place at most (its parse and checks take ~10–50 ms). */
+const LARGE_BODY_HOLD_MS = 100;
 
 const largeBodies = new Gate(LARGE_BODIES_AT_ONCE);
 
