@@ -103,6 +103,11 @@ function createAjv(options: { metaValidates?: boolean; optimize?: boolean } = {}
   // strict: false because unknown keywords are legal annotations in 2020-12; allErrors to report every problem.
   const ajv = new Ajv2020({
     strict: false,
+    // Event data is plain JSON: `properties` and `required` look at its own members only (a schema
+    // naming `constructor` or `toString` would otherwise find Object.prototype's), and a number is
+    // finite (strict: false would let Infinity pass as a number).
+    ownProperties: true,
+    strictNumbers: true,
     allErrors: true,
     validateFormats: true,
     loadSchema: undefined,
@@ -112,7 +117,39 @@ function createAjv(options: { metaValidates?: boolean; optimize?: boolean } = {}
     logger: false,
   });
   (formatsPlugin as unknown as (a: Ajv2020) => void)(ajv);
+  // Ajv compares array items pairwise (a 20,000-item array of objects took 7 s of the processor's
+  // thread): the same check, in one pass over the items' canonical texts.
+  ajv.removeKeyword('uniqueItems');
+  ajv.addKeyword({
+    keyword: 'uniqueItems',
+    type: 'array',
+    schemaType: 'boolean',
+    errors: true,
+    validate: uniqueItems,
+  });
   return ajv;
+}
+
+/** `uniqueItems`: no two items equal as JSON (key order ignored), with Ajv's own error on the first pair. */
+function uniqueItems(this: unknown, unique: boolean, data: unknown[]): boolean {
+  if (!unique) return true;
+  const seen = new Map<string, number>();
+  for (let j = 0; j < data.length; j++) {
+    const text = canonicalJson(data[j]);
+    const i = seen.get(text);
+    if (i !== undefined) {
+      (uniqueItems as { errors?: Partial<ErrorObject>[] }).errors = [
+        {
+          keyword: 'uniqueItems',
+          message: `must NOT have duplicate items (items ## ${i} and ${j} are identical)`,
+          params: { i, j },
+        },
+      ];
+      return false;
+    }
+    seen.set(text, j);
+  }
+  return true;
 }
 
 /**

@@ -141,6 +141,42 @@ describe('schema registration: boolean schemas', () => {
   });
 });
 
+describe('event data is plain JSON to the validator', () => {
+  test('properties and required look at the data’s own members, never Object.prototype’s', () => {
+    const cache = new ValidatorCache();
+    const optional = {
+      type: 'object',
+      properties: { constructor: { type: 'object' }, valueOf: { type: 'number' } },
+    };
+    assert.deepEqual(cache.validate('opt', optional, { orderId: 'o1' }), [], 'absent, so not checked');
+    const required = { type: 'object', required: ['constructor', 'toString'] };
+    assert.deepEqual(
+      cache.validate('req', required, { orderId: 'o1' }).map((d) => d.message),
+      ['must have required property `constructor`', 'must have required property `toString`'],
+    );
+  });
+
+  test('uniqueItems: equal as JSON whatever the key order, 1 and 1.0 alike, a string and a number not; Ajv’s message', () => {
+    const cache = new ValidatorCache();
+    const unique = { type: 'array', uniqueItems: true };
+    assert.deepEqual(cache.validate('u', unique, [1, '1', [1], [[1]], { a: 1 }]), []);
+    assert.deepEqual(cache.validate('u', unique, [1, { a: 1, b: 2 }, { b: 2, a: 1 }]), [
+      {
+        field: 'data',
+        message: 'must NOT have duplicate items (items ## 1 and 2 are identical)',
+        code: 'uniqueItems',
+      },
+    ]);
+    assert.equal(cache.validate('u', unique, [2, 2.0]).length, 1);
+    assert.deepEqual(cache.validate('off', { type: 'array', uniqueItems: false }, [1, 1]), []);
+  });
+
+  test('Infinity is not a number', () => {
+    const cache = new ValidatorCache();
+    assert.equal(cache.validate('n', { type: 'number' }, Number.POSITIVE_INFINITY).length, 1);
+  });
+});
+
 describe('schema patterns: a linear-time engine', () => {
   for (const { pattern, cases } of EVIL) {
     test(`${pattern} is registered, and gives the right answer on ~100,000 hostile characters`, async () => {
