@@ -108,14 +108,45 @@ function dataDepthBound(text: string, wrappers: number): number | undefined {
   return depth <= MAX_JSON_DEPTH + wrappers ? Math.max(0, depth - wrappers) : undefined;
 }
 
-/** Parses JSON text; malformed text is ValidationError `invalid_json`. */
+/**
+ * Parses JSON text; malformed text is ValidationError `invalid_json`, and so is a number beyond what
+ * a double holds (`1e400`, 309 digits): JSON.parse makes it Infinity, which every JSON text after it
+ * writes as `null` — a partner would receive another value than the producer sent.
+ */
 export function parseJsonText(text: string, field?: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (cause) {
     const message = `not valid JSON: ${(cause as Error).message}`;
     return failJson(message, field, cause);
   }
+  // Only text that may hold such a number (a 3-digit exponent, or 309 digits in a row) is walked.
+  if (MAYBE_OUT_OF_RANGE.test(text) && hasNonFinite(value)) {
+    const message = 'a number is out of range (beyond ±1.8e308)';
+    throw new ValidationError('number_out_of_range', `The request body holds ${message}`, {
+      details: [field === undefined ? { message } : { field, message }],
+    });
+  }
+  return value;
+}
+
+const MAYBE_OUT_OF_RANGE = /[eE][+-]?\d{3}|\d{309}/;
+
+/** Whether a parsed JSON value holds Infinity anywhere (iterative: the value may be deep). */
+function hasNonFinite(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return true;
+    } else if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const key in v) stack.push((v as Record<string, unknown>)[key]);
+    }
+  }
+  return false;
 }
 
 function failJson(message: string, field: string | undefined, cause: unknown): never {

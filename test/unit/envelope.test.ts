@@ -947,3 +947,38 @@ describe('toStructured', () => {
     assert.equal(structured.data, null);
   });
 });
+
+describe('numbers a double cannot hold', () => {
+  it('1e400 or 309 digits in the data are refused (400 number_out_of_range), in either mode; 1e300 and a string "1e400" are fine', () => {
+    const event = (data: string) =>
+      `{"specversion":"1.0","id":"n1","source":"/s","type":"orders.created","data":${data}}`;
+    for (const data of ['{"amount":1e400}', `{"n":${'9'.repeat(309)}}`, '[[-1E+999]]']) {
+      assert.throws(
+        () => parseHttpEvents('application/cloudevents+json', {}, event(data)),
+        (err: unknown) => err instanceof ValidationError && err.code === 'number_out_of_range',
+        data,
+      );
+      assert.throws(
+        () =>
+          parseBinaryEvent(
+            {
+              'ce-specversion': '1.0',
+              'ce-id': 'n1',
+              'ce-source': '/s',
+              'ce-type': 'orders.created',
+              'content-type': 'application/json',
+            },
+            data,
+          ),
+        (err: unknown) => err instanceof ValidationError && err.code === 'number_out_of_range',
+        data,
+      );
+    }
+    const fine = parseHttpEvents(
+      'application/cloudevents+json',
+      {},
+      event('{"a":1e300,"b":"1e400","c":123456}'),
+    );
+    assert.deepEqual(fine[0]?.data, { a: 1e300, b: '1e400', c: 123456 });
+  });
+});
