@@ -6,7 +6,7 @@
 import type { ErrorDetail } from './errors.ts';
 import { ValidationError } from './errors.ts';
 import type { JsonObject } from './json.ts';
-import { isJsonObject, jsonDepthProblem, jsonEqual } from './json.ts';
+import { canonicalJson, isJsonObject, jsonDepthProblem } from './json.ts';
 import { collectPath, parsePath } from './json-path.ts';
 
 /** What a filter sees: the event's `data` and its CloudEvents attributes (`$event.` paths). */
@@ -199,17 +199,17 @@ function compare(op: string, operand: unknown, values: unknown[]): boolean {
     case '$exists':
       return operand === true ? values.length > 0 : values.length === 0;
     case '$eq':
-      return values.some((value) => equalsOrContains(value, operand));
-    case '$neq':
-      return !values.some((value) => equalsOrContains(value, operand));
+    case '$neq': {
+      const candidates = candidatesOf([operand]);
+      const found = values.some((value) => equalsOrContains(value, candidates));
+      return op === '$eq' ? found : !found;
+    }
     case '$in':
-      return values.some((value) =>
-        asArray(operand, op).some((candidate) => equalsOrContains(value, candidate)),
-      );
-    case '$nin':
-      return !values.some((value) =>
-        asArray(operand, op).some((candidate) => equalsOrContains(value, candidate)),
-      );
+    case '$nin': {
+      const candidates = candidatesOf(asArray(operand, op));
+      const found = values.some((value) => equalsOrContains(value, candidates));
+      return op === '$in' ? found : !found;
+    }
     case '$gt':
     case '$gte':
     case '$lt':
@@ -220,11 +220,41 @@ function compare(op: string, operand: unknown, values: unknown[]): boolean {
   }
 }
 
-/** Mongo semantics: an array field matches a non-array operand when any element equals it. */
-function equalsOrContains(value: unknown, operand: unknown): boolean {
-  if (jsonEqual(value, operand)) return true;
+/** The canonical texts of a list of operands: all of them, and those that are not arrays. */
+interface Candidates {
+  all: Set<string>;
+  scalarsAndObjects: Set<string>;
+}
+
+/** Per operand list of a stored filter: worked out once, not once per event and value compared. */
+const candidateCache = new WeakMap<unknown[], Candidates>();
+
+function candidatesOf(list: unknown[]): Candidates {
+  let candidates = candidateCache.get(list);
+  if (!candidates) {
+    candidates = { all: new Set(), scalarsAndObjects: new Set() };
+    for (const candidate of list) {
+      const text = canonicalJson(candidate);
+      candidates.all.add(text);
+      if (!Array.isArray(candidate)) candidates.scalarsAndObjects.add(text);
+    }
+    candidateCache.set(list, candidates);
+  }
+  return candidates;
+}
+
+/**
+ * Whether the value equals one of the candidates (JSON equality, key order ignored), or, Mongo
+ * semantics, is an array with an element equal to a candidate that is not an array. Each value and
+ * element is put in canonical form once: a set lookup per candidate list, not a comparison per
+ * candidate (a 15 KB `$in` against 20,000 array elements took 31 s of one thread).
+ */
+function equalsOrContains(value: unknown, candidates: Candidates): boolean {
+  if (candidates.all.has(canonicalJson(value))) return true;
   return (
-    Array.isArray(value) && !Array.isArray(operand) && value.some((element) => jsonEqual(element, operand))
+    Array.isArray(value) &&
+    candidates.scalarsAndObjects.size > 0 &&
+    value.some((element) => candidates.scalarsAndObjects.has(canonicalJson(element)))
   );
 }
 

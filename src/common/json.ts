@@ -171,7 +171,9 @@ export function canonicalJson(value: unknown): string {
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (isJsonObject(value)) {
-    const out: Record<string, unknown> = {};
+    // Without a prototype, a `__proto__` key is a member like any other (on a plain object the
+    // assignment would set the prototype, and the key would vanish from the text).
+    const out: Record<string, unknown> = Object.create(null);
     for (const key of Object.keys(value).sort()) out[key] = sortKeys(value[key]);
     return out;
   }

@@ -82,6 +82,34 @@ describe('filter matching: literals and paths', () => {
     assert.equal(matches({ 'items.0': { $eq: { sku: 'A-1' } } }), false);
   });
 
+  it('$in and $nin: whole values or, for array fields, elements equal to a non-array candidate (key order ignored)', () => {
+    assert.equal(matches({ items: { $in: [{ qty: 1, sku: 'B-7' }, 'x'] } }), true, 'an element');
+    assert.equal(
+      matches({ items: { $in: [[{ sku: 'A-1', qty: 2 }]] } }),
+      false,
+      'an array is the whole value',
+    );
+    assert.equal(matches({ dims: { $in: [[3, 4]] } }), true, 'the whole array');
+    assert.equal(matches({ dims: { $in: [[4]] } }), false);
+    assert.equal(matches({ amount: { $in: ['120', 121] } }), false, 'a string is not a number');
+    assert.equal(matches({ amount: { $in: [120] } }), true);
+    assert.equal(matches({ tags: { $nin: ['promo'] } }), false);
+    assert.equal(matches({ tags: { $nin: ['old', ['new']] } }), true);
+    // The same stored filter evaluated twice (its candidates worked out once) gives the same answer.
+    const filter = assertValidFilter({ 'customer.tier': { $in: ['silver', 'gold'] } });
+    assert.equal(matchesFilter(filter, context), true);
+    assert.equal(matchesFilter(filter, { ...context, data: { customer: { tier: 'bronze' } } }), false);
+  });
+
+  it('$eq on an object nested under a __proto__ key compares that key too', () => {
+    const data = JSON.parse('{"meta": {"__proto__": {"admin": true}}}');
+    assert.equal(matchesFilter({ meta: { $eq: {} } }, { ...context, data }), false);
+    assert.equal(
+      matchesFilter({ meta: { $eq: JSON.parse('{"__proto__": {"admin": true}}') } }, { ...context, data }),
+      true,
+    );
+  });
+
   it('matches an explicit null only where the value is null', () => {
     assert.equal(matches({ 'customer.note': null }), true);
     assert.equal(matches({ 'customer.missing': null }), false);
