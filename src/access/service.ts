@@ -129,7 +129,8 @@ function readKeyInput(body: unknown, now: Date): KeyInput {
   const role = r.oneOf('role', API_KEY_ROLES, { required: true });
   const sources = readPatterns(r, 'sources');
   const eventTypes = readPatterns(r, 'eventTypes');
-  if (role === 'publisher' && sources === undefined && !r.has('sources')) {
+  // `sources: null` is no list either: a key without sources could publish nothing.
+  if (role === 'publisher' && sources === undefined) {
     r.problem('sources', 'a publisher key needs the sources it may publish (e.g. ["/billing"])', 'required');
   }
   if (role !== undefined && role !== 'publisher') {

@@ -155,6 +155,7 @@ describe('API keys and roles', () => {
       [{ name: 'x', role: 'root' }, 'role'],
       [{ name: 'x', role: 'publisher' }, 'sources'],
       [{ name: 'x', role: 'publisher', sources: [] }, 'sources'],
+      [{ name: 'x', role: 'publisher', sources: null }, 'sources'],
       [{ name: 'x', role: 'publisher', sources: ['/a*b'] }, 'sources[0]'],
       [{ name: 'x', role: 'operator', sources: ['/a'] }, 'sources'],
       [{ name: 'x', role: 'admin', expiresAt: '2001-01-01T00:00:00Z' }, 'expiresAt'],
