@@ -200,6 +200,11 @@ const kmsKeyId = (raw: string) => {
 };
 const token = (raw: string) => {
   if (raw.length < 16) throw new Error('must be at least 16 characters long');
+  // `Authorization: Bearer <token>` carries no whitespace in the token: one with a space or a
+  // trailing newline (a secret mounted from a file) would lock every caller out.
+  if (!/^[\x21-\x7e]+$/.test(raw)) {
+    throw new Error('must be printable ASCII without spaces or line breaks (it is sent as a bearer token)');
+  }
   return raw;
 };
 

@@ -62,6 +62,25 @@ describe('loadConfig', () => {
     assert.deepEqual(c.kafkaBrokers, ['k:9092']);
   });
 
+  test('an admin token with a space or a line break is refused (no bearer header could carry it)', () => {
+    for (const token of [
+      'correct horse battery staple',
+      '0123456789abcdef0123\n',
+      '0123456789abcdef\t0123',
+    ]) {
+      assert.throws(
+        () => loadConfig({ WEBHOOKS_ADMIN_TOKEN: token }),
+        (err: any) =>
+          err.details?.[0]?.field === 'WEBHOOKS_ADMIN_TOKEN' && /without spaces/.test(err.details[0].message),
+        JSON.stringify(token),
+      );
+    }
+    assert.equal(
+      loadConfig({ WEBHOOKS_ADMIN_TOKEN: 'wha_0123456789abcdef-._~+/=' }).adminToken,
+      'wha_0123456789abcdef-._~+/=',
+    );
+  });
+
   test('every bad value is reported at once, naming its variable', () => {
     assert.throws(
       () =>
