@@ -5,7 +5,7 @@
  * I/O only through the injected resolver, so the rules stay testable without a network.
  */
 import { isIP } from 'node:net';
-import { UnprocessableError, ValidationError } from './errors.ts';
+import { TransientError, UnprocessableError, ValidationError } from './errors.ts';
 import { forbiddenAddressReason } from './net-policy.ts';
 
 /** Resolves a host name to all its IP addresses (A and AAAA). Rejects when the name does not resolve. */
@@ -73,6 +73,8 @@ async function assertPublicHost(hostname: string, resolve: HostResolver, field: 
   try {
     addresses = await resolve(name);
   } catch (cause) {
+    // A name server that timed out or failed for now (503) is not a name that does not exist (422).
+    if (cause instanceof TransientError) throw cause;
     throw unresolvable(field, hostname, cause);
   }
   if (addresses.length === 0) throw unresolvable(field, hostname, undefined);

@@ -5,7 +5,12 @@ import {
   type HostResolver,
   validateDeliveryUrl,
 } from '../../src/common/delivery-url.ts';
-import { UnprocessableError, ValidationError, type WebhooksError } from '../../src/common/errors.ts';
+import {
+  TransientError,
+  UnprocessableError,
+  ValidationError,
+  type WebhooksError,
+} from '../../src/common/errors.ts';
 import { createDnsResolver } from '../../src/engines/dns-resolver.ts';
 
 /** A resolver answering from a table, recording what it was asked. */
@@ -183,6 +188,16 @@ describe('validateDeliveryUrl: addresses', () => {
       validateDeliveryUrl('https://unknown.example/', options),
       UnprocessableError,
       'url_unresolvable',
+    );
+  });
+
+  it('a name server that timed out or failed for now is a transient error (503), not url_unresolvable', async () => {
+    const failing = async (): Promise<string[]> => {
+      throw new TransientError('dns_timeout', 'the name server did not answer within 5000 ms');
+    };
+    await assert.rejects(
+      validateDeliveryUrl('https://hooks.partner.example/', { allowInsecure: false, resolve: failing }),
+      (err: unknown) => err instanceof TransientError && err.code === 'dns_timeout',
     );
   });
 
