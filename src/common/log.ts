@@ -36,8 +36,10 @@ const SECRET_KEY =
  */
 // Not `\b`: in a URL a credential often follows a percent-escape (`%20whk_…`, `%22whsec_…`), whose
 // last hex digit is a word character. Only a letter before it means it is part of another word.
+// A credential's `+`, `/` and `=` may come percent-encoded (a query string) or `/` escaped as `\/`
+// (some JSON): the redaction runs through them.
 const CREDENTIAL =
-  /(?<![A-Za-z])(?:whsec|wha|whk)_[A-Za-z0-9+/=_-]*|(?<![A-Za-z])(Bearer|Basic)(\s+|%20|\+)[A-Za-z0-9+/=._~-]{8,}/gi;
+  /(?<![A-Za-z])(?:whsec|wha|whk)_(?:[A-Za-z0-9+/=_-]|%[0-9A-Fa-f]{2}|\\\/)*|(?<![A-Za-z])(Bearer|Basic)(\s+|%20|\+)(?:[A-Za-z0-9+/=._~-]|%[0-9A-Fa-f]{2}|\\\/){8,}/gi;
 const CREDENTIAL_HINT = /whsec_|wha_|whk_|bearer|basic/i;
 /** Secret values this process knows (a configured admin token need not look like one). */
 const knownSecrets = new Set<string>();

@@ -301,6 +301,13 @@ describe('error serialisation', () => {
     ]);
   });
 
+  it('redacts a credential whose +, / and = come percent-encoded or escaped, to its end', () => {
+    const url = 'GET /admin/subscriptions?secret=whsec_MfKQ9r8G%2BTwjUPD8%2FILPZIo2La%3D&x=1';
+    assert.equal(redact(url), 'GET /admin/subscriptions?secret=[REDACTED]&x=1');
+    assert.equal(redact('{"x":"whsec_MfKQ9r8G\\/ILPZIo2LaLaSw"}'), '{"x":"[REDACTED]"}');
+    assert.equal(redact('authorization=Bearer%20abc%2Bdef%2Fghijk'), 'authorization=Bearer%20[REDACTED]');
+  });
+
   it('redacts secrets inside error messages', () => {
     const { logger, written } = capture();
 
