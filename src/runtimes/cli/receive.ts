@@ -30,7 +30,11 @@ export interface ReceiverOptions {
   failStatus?: number;
   delayMs?: number;
   toleranceSeconds?: number;
-  /** How many records `received` keeps (oldest dropped), so a long run does not grow without bound. */
+  /**
+   * How many records `received` keeps (oldest dropped; default 10,000), so a long run does not grow
+   * without bound. `webhooks receive` keeps none: it prints each one, and a record holds its body
+   * (up to 5 MB).
+   */
   keep?: number;
   onRequest?: (record: ReceivedRequest) => void;
 }
@@ -175,6 +179,7 @@ export async function receiveCommand(argv: string[]): Promise<void> {
     failFirst: intOption(values['fail-first'], '--fail-first', 0, 0, Number.MAX_SAFE_INTEGER),
     failStatus: intOption(values['fail-status'], '--fail-status', 500, 200, 599),
     delayMs: intOption(values['delay-ms'], '--delay-ms', 0, 0, 3_600_000),
+    keep: 0,
     ...(values.quiet ? {} : { onRequest: (record: ReceivedRequest) => out(JSON.stringify(record)) }),
   });
   out(`receiving on ${receiver.url}`);
