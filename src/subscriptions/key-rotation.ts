@@ -36,7 +36,17 @@ export interface SealedKeysReport {
   keyIds: Map<string, number>;
   /** Subscriptions holding a value sealed under a previous key (to re-seal), in listing order. */
   stale: string[];
+  /**
+   * Values found damaged (not in the sealed format, or not opening under the key they name): each
+   * breaks its own subscription's deliveries, not the platform's start. At most MAX_DAMAGED listed.
+   */
+  damaged: ConfigError[];
 }
+
+/** Values opened per key at start: one damaged value does not decide for its key. */
+const SAMPLES_PER_KEY = 3;
+/** Damaged values listed in a report (all are counted in the store's own checks at delivery). */
+const MAX_DAMAGED = 100;
 
 /** One sealed value of a subscription, with the associated data it was sealed with. */
 interface SealedValue {
@@ -66,11 +76,17 @@ function boxesById(keys: SecretKeys): Map<string, SecretBox> {
   return boxes;
 }
 
-/** Reads every subscription, opens one value per keyId; ConfigError on an unknown key or a bad value. */
+/**
+ * Reads every subscription, and opens a few values per keyId; ConfigError when a value names a key
+ * the platform does not have (the wrong key: every delivery would fail). A damaged value is
+ * reported, not refused: it breaks its own subscription, which can then be deleted through the API
+ * of a platform that runs.
+ */
 export async function checkSealedKeys(keys: SecretKeys): Promise<SealedKeysReport> {
   const boxes = boxesById(keys);
   const counts = new Map<string, number>();
-  const samples = new Map<string, SealedValue>();
+  const samples = new Map<string, SealedValue[]>();
+  const damaged: ConfigError[] = [];
   const stale: string[] = [];
   let cursor: string | undefined;
   do {
@@ -80,7 +96,15 @@ export async function checkSealedKeys(keys: SecretKeys): Promise<SealedKeysRepor
       for (const value of sealedValues(sub)) {
         const keyId = SecretBox.keyIdOf(value.sealed) ?? MALFORMED;
         counts.set(keyId, (counts.get(keyId) ?? 0) + 1);
-        if (!samples.has(keyId)) samples.set(keyId, value);
+        if (keyId === MALFORMED) {
+          if (damaged.length < MAX_DAMAGED)
+            damaged.push(
+              unreadable(value, 'it is not in the sealed format "enc:v1:<keyId>:…", so it was damaged'),
+            );
+          continue;
+        }
+        const some = samples.get(keyId) ?? [];
+        if (some.length < SAMPLES_PER_KEY) samples.set(keyId, [...some, value]);
         if (keyId !== keys.box.keyId && boxes.has(keyId)) isStale = true;
       }
       if (isStale) stale.push(sub.id);
@@ -90,27 +114,42 @@ export async function checkSealedKeys(keys: SecretKeys): Promise<SealedKeysRepor
 
   const unknown = [...counts.keys()].filter((k) => k !== MALFORMED && !boxes.has(k));
   if (unknown.length > 0) throw keyMismatch(keys, unknown, counts, samples);
-  const malformed = samples.get(MALFORMED);
-  if (malformed)
-    throw unreadable(malformed, 'it is not in the sealed format "enc:v1:<keyId>:…", so it was damaged');
-  // The keyId is only a fingerprint: opening one value per key shows the key really opens what names
-  // it, and a damaged value found here is reported at start rather than met later by a delivery.
-  for (const [keyId, sample] of samples) openOrExplain(boxes.get(keyId)!, sample);
-  return { keyIds: counts, stale };
+  // The keyId is only a fingerprint: opening a few values per key shows the key opens what names it,
+  // and a damaged one found here is reported at start rather than met later by a delivery.
+  for (const [keyId, some] of samples) {
+    for (const sample of some) {
+      try {
+        openOrExplain(boxes.get(keyId)!, sample);
+      } catch (err) {
+        if (damaged.length < MAX_DAMAGED) damaged.push(err as ConfigError);
+      }
+    }
+  }
+  return { keyIds: counts, stale, damaged };
 }
 
-/** Re-seals under the configured key what previous keys sealed, in `ids` (else all); returns the count. */
-export async function resealSubscriptions(keys: SecretKeys, ids?: readonly string[]): Promise<number> {
+/** Told of a value that does not open under the key it names (kept as it is). */
+type OnDamaged = (err: ConfigError) => void;
+
+/**
+ * Re-seals under the configured key what previous keys sealed, in `ids` (else all); returns the
+ * count. A value that does not open is kept as it is and told to `onDamaged`.
+ */
+export async function resealSubscriptions(
+  keys: SecretKeys,
+  ids?: readonly string[],
+  onDamaged: OnDamaged = () => {},
+): Promise<number> {
   const boxes = boxesById(keys);
   let changed = 0;
   if (ids) {
-    for (const id of ids) if (await resealOne(keys, boxes, id)) changed++;
+    for (const id of ids) if (await resealOne(keys, boxes, id, onDamaged)) changed++;
     return changed;
   }
   let cursor: string | undefined;
   do {
     const page = await keys.subscriptions.list({}, { limit: PAGE_LIMIT, ...(cursor ? { cursor } : {}) });
-    for (const sub of page.items) if (await resealOne(keys, boxes, sub.id, sub)) changed++;
+    for (const sub of page.items) if (await resealOne(keys, boxes, sub.id, onDamaged, sub)) changed++;
     cursor = page.next;
   } while (cursor);
   return changed;
@@ -129,6 +168,17 @@ export interface PrepareSecretKeysOptions {
 export async function prepareSecretKeys(options: PrepareSecretKeysOptions): Promise<number> {
   const keys = { subscriptions: options.store.subscriptions, box: options.box, previous: options.previous };
   const report = await checkSealedKeys(keys);
+  const told = new Set<string | undefined>();
+  const damaged = (err: ConfigError) => {
+    const field = err.details[0]?.field;
+    if (told.has(field)) return; // met by the check and again by the re-seal
+    told.add(field);
+    options.logger.error('a sealed secret cannot be opened: its subscription cannot deliver', {
+      field,
+      reason: err.message,
+    });
+  };
+  for (const err of report.damaged) damaged(err);
   const fields = { keyId: options.box.keyId, previousKeyIds: options.previous.map((b) => b.keyId) };
   if (report.stale.length === 0) {
     if (options.previous.length > 0) {
@@ -139,7 +189,7 @@ export async function prepareSecretKeys(options: PrepareSecretKeysOptions): Prom
     }
     return 0;
   }
-  const resealed = await resealSubscriptions(keys, report.stale);
+  const resealed = await resealSubscriptions(keys, report.stale, damaged);
   options.logger.info('re-sealed subscription secrets under the configured key', {
     ...fields,
     subscriptions: resealed,
@@ -152,22 +202,30 @@ async function resealOne(
   keys: SecretKeys,
   boxes: Map<string, SecretBox>,
   id: string,
+  onDamaged: OnDamaged,
   read?: SubscriptionRecord,
 ): Promise<boolean> {
   let current = read ?? (await keys.subscriptions.get(id));
-  for (let tries = 1; ; tries++) {
-    if (!current) return false; // deleted meanwhile: nothing left to re-seal
-    const next = resealed(keys.box, boxes, current);
-    if (!next) return false; // someone re-sealed it meanwhile (another process starting)
-    try {
-      await keys.subscriptions.update(next);
-      return true;
-    } catch (err) {
-      const code = isWebhooksError(err) ? err.code : undefined;
-      if (code === 'not_found') return false;
-      if (code !== 'revision_conflict' || tries >= MAX_TRIES) throw err;
+  // The damaged values of the last try (a conflict re-reads and tries again), told once at the end.
+  let found: ConfigError[] = [];
+  try {
+    for (let tries = 1; ; tries++) {
+      if (!current) return false; // deleted meanwhile: nothing left to re-seal
+      found = [];
+      const next = resealed(keys.box, boxes, current, (err) => found.push(err));
+      if (!next) return false; // someone re-sealed it meanwhile (another process starting)
+      try {
+        await keys.subscriptions.update(next);
+        return true;
+      } catch (err) {
+        const code = isWebhooksError(err) ? err.code : undefined;
+        if (code === 'not_found') return false;
+        if (code !== 'revision_conflict' || tries >= MAX_TRIES) throw err;
+      }
+      current = await keys.subscriptions.get(id);
     }
-    current = await keys.subscriptions.get(id);
+  } finally {
+    for (const err of found) onDamaged(err);
   }
 }
 
@@ -176,6 +234,7 @@ function resealed(
   box: SecretBox,
   boxes: Map<string, SecretBox>,
   sub: SubscriptionRecord,
+  onDamaged: OnDamaged,
 ): SubscriptionRecord | undefined {
   let changed = false;
   const reseal = (value: SealedValue): string => {
@@ -183,8 +242,15 @@ function resealed(
     // Under the configured key, under an unknown one (the check reports those) or not sealed: kept.
     const from = keyId === undefined || keyId === box.keyId ? undefined : boxes.get(keyId);
     if (!from) return value.sealed;
+    let plain: string;
+    try {
+      plain = openOrExplain(from, value);
+    } catch (err) {
+      onDamaged(err as ConfigError);
+      return value.sealed; // damaged: kept as it is; the subscription's other values move on
+    }
     changed = true;
-    return box.seal(openOrExplain(from, value), value.ad);
+    return box.seal(plain, value.ad);
   };
   const secrets = sub.signing.secrets.map((s, i) => ({
     ...s,
@@ -218,12 +284,12 @@ function keyMismatch(
   keys: SecretKeys,
   unknown: string[],
   counts: Map<string, number>,
-  samples: Map<string, SealedValue>,
+  samples: Map<string, SealedValue[]>,
 ): ConfigError {
   const found = unknown
     .map(
       (k) =>
-        `${k} (${counts.get(k)} value${counts.get(k) === 1 ? '' : 's'}, e.g. subscription ${samples.get(k)!.subscriptionId})`,
+        `${k} (${counts.get(k)} value${counts.get(k) === 1 ? '' : 's'}, e.g. subscription ${samples.get(k)![0]!.subscriptionId})`,
     )
     .join(', ');
   const previous =
@@ -242,7 +308,7 @@ function keyMismatch(
 function unreadable(value: SealedValue, reason: string, cause?: unknown): ConfigError {
   const message =
     `the ${value.field} of subscription ${value.subscriptionId} cannot be opened: ${reason}. ` +
-    'Restore the subscription from a backup, or delete it and subscribe again';
+    'Restore the subscription from a backup, or delete it (DELETE /admin/subscriptions/{id}) and subscribe again';
   return new ConfigError(message, {
     details: [
       { field: `subscriptions.${value.subscriptionId}.${value.field}`, message, code: 'secret_unreadable' },

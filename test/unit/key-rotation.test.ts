@@ -87,7 +87,7 @@ describe('the secret key against the store', () => {
 
   it('an empty store passes with any key', async () => {
     const report = await checkSealedKeys({ subscriptions: store.subscriptions, box: boxB, previous: [] });
-    assert.deepEqual(report, { keyIds: new Map(), stale: [] });
+    assert.deepEqual(report, { keyIds: new Map(), stale: [], damaged: [] });
     assert.equal(await prepareSecretKeys({ store, box: boxB, previous: [boxA], logger: silent() }), 0);
   });
 
@@ -202,8 +202,8 @@ describe('the secret key against the store', () => {
     );
   });
 
-  it('a value under the right key but corrupted is reported clearly', async () => {
-    // Listed first (ids are time-ordered), its first value is the sample opened for key B.
+  it('a value under the right key but corrupted is reported clearly, and the start goes on', async () => {
+    // Listed first (ids are time-ordered), its first value is the first one opened for key B.
     const corrupted = await sealedSubscription(boxB);
     const good = await sealedSubscription(boxB);
     const parts = corrupted.signing.secrets[0]!.sealed.split(':');
@@ -213,27 +213,37 @@ describe('the secret key against the store', () => {
     corrupted.signing.secrets[0]!.sealed = parts.join(':');
     await store.subscriptions.insert(corrupted);
     await store.subscriptions.insert(good);
-    await assert.rejects(
-      prepareSecretKeys({ store, box: boxB, previous: [], logger: silent() }),
-      configError(
-        new RegExp(
-          `signing.secrets\\[0\\] of subscription ${corrupted.id} cannot be opened: .*authentication failed under key ${boxB.keyId}.*the key is right`,
-        ),
+    const lines: string[] = [];
+    const logger = new Logger({ level: 'error', sink: { write: (line) => lines.push(line) } });
+    assert.equal(await prepareSecretKeys({ store, box: boxB, previous: [], logger }), 0);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `signing.secrets\\[0\\] of subscription ${corrupted.id} cannot be opened: .*authentication failed under key ${boxB.keyId}.*the key is right`,
       ),
     );
     assert.equal((await store.subscriptions.get(corrupted.id))!.revision, 1, 'nothing was written');
   });
 
-  it('a value copied from another subscription, or not in sealed form, is reported', async () => {
+  it('a value copied from another subscription, or not in sealed form, is reported; the others are re-sealed', async () => {
     const first = await sealedSubscription(boxA);
     const second = await sealedSubscription(boxA);
-    // Under a previous key, the sample (the first value) opens; the bad one is met by the re-seal.
     second.auth = { ...second.auth!, sealed: first.auth!.sealed };
     await store.subscriptions.insert(first);
     await store.subscriptions.insert(second);
-    await assert.rejects(
-      prepareSecretKeys({ store, box: boxB, previous: [boxA], logger: silent() }),
-      configError(new RegExp(`the auth of subscription ${second.id} cannot be opened`)),
+    const lines: string[] = [];
+    const logger = new Logger({ level: 'error', sink: { write: (line) => lines.push(line) } });
+    assert.equal(await prepareSecretKeys({ store, box: boxB, previous: [boxA], logger }), 2);
+    assert.match(lines.join('\n'), new RegExp(`the auth of subscription ${second.id} cannot be opened`));
+    // Everything that opened is under the configured key now; the copied value is kept as it was.
+    const after = (await store.subscriptions.get(second.id))!;
+    assert.equal(SecretBox.keyIdOf(after.signing.secrets[0]!.sealed), boxB.keyId);
+    assert.equal(after.auth!.sealed, first.auth!.sealed);
+    const firstAfter = (await store.subscriptions.get(first.id))!;
+    assert.deepEqual(
+      values(firstAfter).map((v) => boxB.open(v.sealed, v.ad)),
+      values(first).map((v) => boxA.open(v.sealed, v.ad)),
     );
 
     const broken = await sealedSubscription(boxB);
@@ -241,11 +251,11 @@ describe('the secret key against the store', () => {
     await store.subscriptions.delete(first.id);
     await store.subscriptions.delete(second.id);
     await store.subscriptions.insert(broken);
-    await assert.rejects(
-      checkSealedKeys({ subscriptions: store.subscriptions, box: boxB, previous: [] }),
-      configError(
-        new RegExp(`signing.secrets\\[1\\] of subscription ${broken.id} .*not in the sealed format`),
-      ),
+    const report = await checkSealedKeys({ subscriptions: store.subscriptions, box: boxB, previous: [] });
+    assert.equal(report.damaged.length, 1);
+    assert.match(
+      report.damaged[0]!.message,
+      new RegExp(`signing.secrets\\[1\\] of subscription ${broken.id} .*not in the sealed format`),
     );
   });
 });
