@@ -41,6 +41,8 @@ export class WebhooksObservability extends Construct {
   readonly dlqAlarms: Record<MappedStage, cloudwatch.Alarm>;
   readonly failureRateAlarm: cloudwatch.Alarm;
   readonly offsetLagAlarms: Record<MappedStage, cloudwatch.Alarm>;
+  /** The scheduler failing, or not running: due retries and held tasks would wait for ever, unseen. */
+  readonly schedulerAlarms: { failing: cloudwatch.Alarm; notRunning: cloudwatch.Alarm };
   readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
@@ -99,10 +101,40 @@ export class WebhooksObservability extends Construct {
       });
     this.offsetLagAlarms = { processor: lagAlarm('processor'), dispatcher: lagAlarm('dispatcher') };
 
+    // The scheduler runs every minute: retries due later than a batch can wait, held tasks released.
+    // When it fails, nothing else notices — deliveries stay PENDING (no failure rate, no DLQ) and no
+    // offset lag grows.
+    const scheduler = props.functions.scheduler;
+    this.schedulerAlarms = {
+      failing: new cloudwatch.Alarm(this, 'SchedulerFailing', {
+        alarmDescription:
+          'The scheduler failed in two 5-minute periods in a row: due retries and held tasks are not being published',
+        metric: scheduler.metricErrors({ period: PERIOD, statistic: 'Sum' }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      notRunning: new cloudwatch.Alarm(this, 'SchedulerNotRunning', {
+        alarmDescription:
+          'The scheduler was not invoked for 10 minutes (it runs every minute): check its schedule rule and throttles',
+        metric: scheduler.metricInvocations({ period: PERIOD, statistic: 'Sum' }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
+        // No invocations at all is no data: that is exactly what this alarm is for.
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      }),
+    };
+
     const alarms = [
       ...Object.values(this.dlqAlarms),
       this.failureRateAlarm,
       ...Object.values(this.offsetLagAlarms),
+      this.schedulerAlarms.failing,
+      this.schedulerAlarms.notRunning,
     ];
     for (const alarm of alarms) {
       alarm.addAlarmAction(notify);

@@ -30,6 +30,11 @@ export interface StackParameters {
   apiBurstLimit: number;
   /** The offset lag (records) of a stage above which its alarm fires. */
   offsetLagThreshold: number;
+  /**
+   * The replication factor of the topics the functions create: the `KafkaReplicationFactor`
+   * parameter on an existing cluster (a two-broker cluster refuses 3), 3 on a new serverless one.
+   */
+  kafkaReplicationFactor: string;
 }
 
 /** `existingCluster: false` leaves out `MskClusterArn` and `KafkaBootstrapBrokers`. */
@@ -69,6 +74,15 @@ export function stackParameters(scope: Construct, options = { existingCluster: t
     minValue: 1,
     description: 'Records behind (OffsetLag, maximum) above which the processor or dispatcher alarm fires',
   });
+  const replication = options.existingCluster
+    ? new CfnParameter(scope, 'KafkaReplicationFactor', {
+        type: 'Number',
+        default: 3,
+        allowedValues: ['1', '2', '3'],
+        description:
+          'Replication factor of the topics the platform creates: at most the number of brokers (3 on three or more)',
+      }).valueAsString
+    : '3';
   const hasAlarmEmail = new CfnCondition(scope, 'HasAlarmEmail', {
     expression: Fn.conditionNot(Fn.conditionEquals(alarmEmail.valueAsString, '')),
   });
@@ -81,6 +95,7 @@ export function stackParameters(scope: Construct, options = { existingCluster: t
     apiRateLimit: rate.valueAsNumber,
     apiBurstLimit: burst.valueAsNumber,
     offsetLagThreshold: lag.valueAsNumber,
+    kafkaReplicationFactor: replication,
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The stack as a whole: environment-agnostic with no lookups, its parameters, the HTTP API (routes
  * to the right function, IAM on the admin routes, throttled stage with access logs), and the
- * alarms (DLQ growth, delivery failure rate, offset lag) with their SNS topic and the dashboard.
+ * alarms (DLQ growth, delivery failure rate, offset lag, the scheduler failing or not running) with their SNS topic and the dashboard.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -41,6 +41,20 @@ describe('the stack', () => {
     assert.equal(p.ApiRateLimit?.Type, 'Number');
     assert.equal(p.ApiBurstLimit?.Type, 'Number');
     assert.equal(p.OffsetLagThreshold?.Type, 'Number');
+    // A two-broker cluster refuses topics of 3 replicas: the factor is the deployer's to lower.
+    assert.deepEqual(p.KafkaReplicationFactor, {
+      Type: 'Number',
+      Default: 3,
+      AllowedValues: ['1', '2', '3'],
+      Description:
+        'Replication factor of the topics the platform creates: at most the number of brokers (3 on three or more)',
+    });
+    type Env = { Variables?: Record<string, unknown> };
+    const fn = Object.values(resourcesOf(json, 'AWS::Lambda::Function')).find(
+      (r) => (r.Properties?.Environment as Env | undefined)?.Variables?.WEBHOOKS_BUS,
+    );
+    const variables = (fn!.Properties!.Environment as Env).Variables!;
+    assert.deepEqual(variables.WEBHOOKS_KAFKA_REPLICATION_FACTOR, { Ref: 'KafkaReplicationFactor' });
   });
 });
 
@@ -115,12 +129,41 @@ describe('alarms and dashboard', () => {
     assert.deepStrictEqual(json.Conditions?.HasAlarmEmail, {
       'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'AlarmEmail' }, ''] }],
     });
-    assert.equal(alarms.length, 5);
+    assert.equal(alarms.length, 7);
     for (const alarm of alarms) {
       assert.deepStrictEqual(alarm.AlarmActions, [{ Ref: topic }]);
       assert.deepStrictEqual(alarm.OKActions, [{ Ref: topic }]);
-      assert.equal(alarm.TreatMissingData, 'notBreaching');
+      // Missing data is no failure, except for the alarm on the scheduler not running at all.
+      const notRunning = alarm.MetricName === 'Invocations';
+      assert.equal(alarm.TreatMissingData, notRunning ? 'breaching' : 'notBreaching');
     }
+  });
+
+  it('the scheduler failing (Errors > 0 in 2 periods of 5 min) or not running (Invocations < 1 in 2 periods, no data breaching)', () => {
+    const scheduler = { Ref: logicalId(stack, stack.functions.scheduler) };
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: scheduler }],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Invocations',
+      Dimensions: [{ Name: 'FunctionName', Value: scheduler }],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold',
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
+      TreatMissingData: 'breaching',
+    });
   });
 
   type AlarmMetric = {

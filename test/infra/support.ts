@@ -135,6 +135,8 @@ function ref(name: string): string {
       return EXAMPLE.clusterArn;
     case 'KafkaBootstrapBrokers':
       return EXAMPLE.brokers;
+    case 'KafkaReplicationFactor':
+      return '3'; // its default
     default:
       return name;
   }
