@@ -3,7 +3,7 @@
  * objects, so the same handlers serve Node's HTTP server and API Gateway (runtimes adapt both).
  */
 import type { Access, Principal } from './access.ts';
-import { ValidationError } from './errors.ts';
+import { NotFoundError, ValidationError } from './errors.ts';
 
 /** A request as the components see it: body already read and, for JSON, parsed. */
 export interface ApiRequest {
@@ -100,17 +100,28 @@ export class Router {
       }
       const params: Record<string, string> = {};
       let undecodable: string | undefined;
+      let tooLong: string | undefined;
       names.forEach((name, i) => {
         const text = m[i + 1]!;
         const value = decodeParam(text);
         if (value === undefined) undecodable ??= name;
+        else if (value.length > MAX_PARAM_CHARS) tooLong ??= name;
         params[name] = value ?? text;
       });
-      return { route: undecodable === undefined ? route : refusing(route, undecodable), params };
+      if (undecodable !== undefined) return { route: refusing(route, undecodable), params };
+      if (tooLong !== undefined) return { route: unknownId(route, tooLong), params };
+      return { route, params };
     }
     return allow.length > 0 ? { error: 'method_not_allowed', allow } : { error: 'not_found' };
   }
 }
+
+/**
+ * No id, name or version the platform issues or accepts is longer (names are at most 64 characters,
+ * ids are UUIDs): a longer path parameter names nothing. Answered 404 before any store is asked
+ * (DynamoDB refuses a key over 2 KiB with an error, which would be a 500).
+ */
+const MAX_PARAM_CHARS = 256;
 
 /** A path parameter decoded, or undefined when it is not a %-encoding of UTF-8 (`%ff`, `%zz`, `%ed%a0%80`). */
 function decodeParam(text: string): string | undefined {
@@ -119,6 +130,22 @@ function decodeParam(text: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The route with its handler replaced by a 404 `not_found` for a parameter too long to name anything. */
+function unknownId(route: Route, param: string): Route {
+  return {
+    ...route,
+    handler: async () => {
+      throw new NotFoundError(
+        'not_found',
+        `nothing has a ${param} longer than ${MAX_PARAM_CHARS} characters`,
+        {
+          details: [{ field: param, message: `at most ${MAX_PARAM_CHARS} characters` }],
+        },
+      );
+    },
+  };
 }
 
 /**
