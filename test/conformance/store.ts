@@ -181,6 +181,24 @@ export function runStoreConformance(
           return true;
         });
       });
+
+      test('a cursor of another listing, or one altered, is a validation error (never a failure, never a short last page)', async () => {
+        for (const id of ['0cx-1', '0cx-2', '0cx-3']) await store.partners.insert(partnerRecord({ id }));
+        const { next } = await store.partners.list({ limit: 1 });
+        assert.ok(next);
+        const invalid = (err: unknown) => (err as { code?: string }).code === 'cursor_invalid';
+        await assert.rejects(store.apiKeys.list({ limit: 1, cursor: next }), invalid);
+        await assert.rejects(store.subscriptions.list({}, { limit: 1, cursor: next }), invalid);
+        await assert.rejects(store.schemas.list({}, { limit: 1, cursor: next }), invalid);
+        // The cursor's text with an object where a string was (decoded, altered, encoded again).
+        const decoded = JSON.parse(Buffer.from(next, 'base64url').toString('utf8')) as unknown;
+        const altered = JSON.stringify(decoded).replace(/"0cx-1"/, '{"a":1}');
+        assert.notEqual(altered, JSON.stringify(decoded), 'the cursor names the last partner of its page');
+        await assert.rejects(
+          store.partners.list({ limit: 1, cursor: Buffer.from(altered).toString('base64url') }),
+          invalid,
+        );
+      });
     });
 
     describe('partner_event_subscription', () => {

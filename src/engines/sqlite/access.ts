@@ -75,7 +75,7 @@ export class SqliteAudit {
     const limit = pageLimit(page.limit);
     let after: string | undefined;
     if (page.cursor !== undefined) {
-      const key = decodeCursor(page.cursor);
+      const key = decodeCursor(page.cursor, 'audit_log');
       if (key?.length !== 1 || typeof key[0] !== 'string') throw invalidCursor();
       after = key[0];
     }
@@ -90,6 +90,6 @@ export class SqliteAudit {
     ) as Array<{ id: string; doc: string }>;
     const items = rows.slice(0, limit).map((r) => JSON.parse(r.doc) as AuditRecord);
     const last = items.at(-1);
-    return rows.length > limit && last ? { items, next: encodeCursor([last.id]) } : { items };
+    return rows.length > limit && last ? { items, next: encodeCursor('audit_log', [last.id]) } : { items };
   }
 }

@@ -301,17 +301,25 @@ function retryWhileBusy(fn: () => void): void {
   }
 }
 
-/** An opaque page cursor from the sort key of the last row of a page. */
-export function encodeCursor(key: unknown[]): string {
-  return Buffer.from(JSON.stringify(key)).toString('base64url');
+/** An opaque page cursor of a listing (its table) from the sort key of the last row of a page. */
+export function encodeCursor(listing: string, key: Array<string | number>): string {
+  return Buffer.from(JSON.stringify([listing, ...key])).toString('base64url');
 }
 
-/** The sort key inside a cursor, or undefined when the cursor is not one of ours. */
-export function decodeCursor(cursor: string): unknown[] | undefined {
+/**
+ * The sort key inside a cursor of `listing`, or undefined when the cursor is not one of its own: made
+ * up, altered (an object where a string was: SQLite refuses to bind it), or another listing's (a
+ * partners cursor on the API keys would read as an empty last page).
+ */
+export function decodeCursor(cursor: string, listing: string): Array<string | number> | undefined {
+  let parsed: unknown;
   try {
-    const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    return Array.isArray(key) ? key : undefined;
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     return undefined;
   }
+  if (!Array.isArray(parsed) || parsed[0] !== listing) return undefined;
+  const key = parsed.slice(1);
+  const plain = (v: unknown) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
+  return key.every(plain) ? (key as Array<string | number>) : undefined;
 }

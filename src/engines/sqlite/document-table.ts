@@ -14,7 +14,7 @@ import { StatementCache } from './paging.ts';
 export interface TableSpec<T extends { revision: number }> {
   table: string;
   /** Key columns in sort order, and how to read them from a record. */
-  key: Array<[column: string, read: (r: T) => SQLInputValue]>;
+  key: Array<[column: string, read: (r: T) => string | number]>;
   /** Other indexed columns kept in step with the document. */
   columns: Array<[column: string, read: (r: T) => SQLInputValue]>;
 }
@@ -95,10 +95,10 @@ export class DocumentTable<T extends { revision: number }> {
     }
     const keyColumns = this.#spec.key.map(([c]) => c);
     if (page.cursor !== undefined) {
-      const after = decodeCursor(page.cursor);
+      const after = decodeCursor(page.cursor, this.#spec.table);
       if (!after || after.length !== keyColumns.length) throw invalidCursor();
       clauses.push(`(${keyColumns.join(', ')}) > (${keyColumns.map(() => '?').join(', ')})`);
-      params.push(...(after as SQLInputValue[]));
+      params.push(...after);
     }
     const where = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
     const rows = this.#sql
@@ -107,7 +107,13 @@ export class DocumentTable<T extends { revision: number }> {
     const items = rows.slice(0, limit).map((r) => JSON.parse(r.doc) as T);
     const last = items.at(-1);
     return rows.length > limit && last
-      ? { items, next: encodeCursor(this.#spec.key.map(([, read]) => read(last))) }
+      ? {
+          items,
+          next: encodeCursor(
+            this.#spec.table,
+            this.#spec.key.map(([, read]) => read(last)),
+          ),
+        }
       : { items };
   }
 

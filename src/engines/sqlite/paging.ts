@@ -60,7 +60,7 @@ export function listByTime<T extends { createdAt: string; id: string }>(
     if (condition.value !== undefined) params.push(condition.value);
   }
   if (page.cursor !== undefined) {
-    const after = decodeCursor(page.cursor);
+    const after = decodeCursor(page.cursor, listing.table);
     if (after?.length !== 2 || typeof after[0] !== 'string' || typeof after[1] !== 'string') {
       throw invalidCursor();
     }
@@ -86,5 +86,5 @@ export function listByTime<T extends { createdAt: string; id: string }>(
     items.push(read(row) as T);
   }
   const last = items.at(-1);
-  return more && last ? { items, next: encodeCursor([last.createdAt, last.id]) } : { items };
+  return more && last ? { items, next: encodeCursor(listing.table, [last.createdAt, last.id]) } : { items };
 }
