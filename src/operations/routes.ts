@@ -38,7 +38,7 @@ export function operationsRoutes(ops: Operations): Route[] {
       access: 'read',
       tag,
       summary:
-        'Tasks held while the subscription is PAUSED (?limit=, oldest first; fewer when large, after 2 MiB) and `total`, how many are held; they are sent when it is ACTIVE again',
+        'Tasks held while the subscription is PAUSED (?limit=&cursor=, oldest first; fewer when large, after 2 MiB; `next` for the page after) and `total`, how many are held; they are sent when it is ACTIVE again. 404 for an unknown subscription',
       handler: async (req) => json(200, await ops.held(req.params.id!, readPage(req.query))),
     },
     {

@@ -4,18 +4,20 @@
  */
 import { HEADERS } from '../common/bus-headers.ts';
 import { deliveryTaskFields, webhookIdOfDelivery } from '../common/delivery-task.ts';
-import { isWebhooksError, ValidationError } from '../common/errors.ts';
+import { isWebhooksError, NotFoundError, ValidationError } from '../common/errors.ts';
 import { InputReader } from '../common/input.ts';
 import type { DeadLetterRecord, DeliveryAttempt, DeliveryRecord } from '../common/model.ts';
 import type { BusMessage } from '../common/ports/bus.ts';
-import type {
-  DeadLetterFilter,
-  DeadLetterRepository,
-  DeliveryRepository,
-  HeldTaskRepository,
-  IdempotencyLedger,
-  Page,
-  PageRequest,
+import {
+  type DeadLetterFilter,
+  type DeadLetterRepository,
+  type DeliveryRepository,
+  type HeldTaskRepository,
+  type IdempotencyLedger,
+  invalidCursor,
+  type Page,
+  type PageRequest,
+  pageLimit,
 } from '../common/ports/store.ts';
 
 export interface OperationsDeps {
@@ -31,6 +33,8 @@ export interface OperationsDeps {
    * go back, and the dispatcher dead-letters them with the reason).
    */
   holding: (subscriptionId: string) => Promise<boolean>;
+  /** Whether the subscription exists (listing what is held for an unknown one is a 404). */
+  subscriptionExists?: (subscriptionId: string) => Promise<boolean>;
   clock: () => Date;
 }
 
@@ -79,8 +83,10 @@ export class Operations {
   }
 
   /**
-   * What is held for a PAUSED subscription, oldest first: the first `limit` (up to 1,000), fewer
-   * when they are large (a list ends after MAX_PAGE_BYTES of tasks), and how many are held in all.
+   * What is held for a PAUSED subscription, oldest first, a page at a time: `limit` (default 100,
+   * up to 1,000), fewer when they are large (a page ends after MAX_PAGE_BYTES of tasks), `next` for
+   * the page after, and how many are held in all. 404 for a subscription that does not exist and
+   * has nothing held.
    */
   async held(
     subscriptionId: string,
@@ -88,10 +94,25 @@ export class Operations {
   ): Promise<{
     items: Array<{ id: string; heldAt: string; deliveryId?: string; eventId?: string }>;
     total: number;
+    next: string | null;
   }> {
-    const tasks = await this.#deps.heldTasks.list(subscriptionId, page.limit ?? 100);
+    const afterId = page.cursor === undefined ? undefined : heldCursorId(page.cursor, subscriptionId);
+    const held = this.#deps.heldTasks;
+    const tasks = await held.list(subscriptionId, pageLimit(page.limit), afterId);
+    const total = await held.count(subscriptionId);
+    if (tasks.length === 0 && total === 0 && this.#deps.subscriptionExists) {
+      if (!(await this.#deps.subscriptionExists(subscriptionId))) {
+        throw new NotFoundError('subscription_not_found', `no subscription \`${subscriptionId}\``, {
+          details: [{ field: 'id', message: 'no such subscription' }],
+        });
+      }
+    }
+    // A short page is not the last (large tasks end it early): whether one more follows is asked.
+    const last = tasks.at(-1);
+    const more = last !== undefined && (await held.list(subscriptionId, 1, last.id)).length > 0;
     return {
-      total: await this.#deps.heldTasks.count(subscriptionId),
+      total,
+      next: more ? heldCursor(subscriptionId, last.id) : null,
       items: tasks.map((t) => {
         const task = deliveryTaskFields(t.value);
         return {
@@ -296,4 +317,29 @@ function readDeadLetterFilter(query: Record<string, string>, allowed: string[]):
 function deliveryIdOf(value: string): string | undefined {
   const deliveryId = deliveryTaskFields(value)?.deliveryId;
   return typeof deliveryId === 'string' ? deliveryId : undefined;
+}
+
+/** The cursor of a held-task listing: the subscription and the last task's id. */
+function heldCursor(subscriptionId: string, lastId: string): string {
+  return Buffer.from(JSON.stringify(['held', subscriptionId, lastId])).toString('base64url');
+}
+
+/** The id inside a held-task cursor of this subscription; ValidationError `cursor_invalid` otherwise. */
+function heldCursorId(cursor: string, subscriptionId: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  if (
+    Array.isArray(parsed) &&
+    parsed.length === 3 &&
+    parsed[0] === 'held' &&
+    parsed[1] === subscriptionId &&
+    typeof parsed[2] === 'string'
+  ) {
+    return parsed[2];
+  }
+  throw invalidCursor();
 }

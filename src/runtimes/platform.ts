@@ -324,6 +324,7 @@ export async function buildPlatform(configured: Config, options: PlatformOptions
       if (sub?.status === 'PAUSED') return true;
       return sub !== undefined && (await directory.getPartner(sub.partnerId))?.status === 'INACTIVE';
     },
+    subscriptionExists: async (id) => (await store.subscriptions.get(id)) !== undefined,
     clock,
   });
 

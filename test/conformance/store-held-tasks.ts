@@ -50,6 +50,17 @@ export function describeHeldTasks(ctx: StoreContext): void {
       );
     });
 
+    test('a list after a task starts with the one held next (a listing’s pages)', async () => {
+      const sub = testId('sub-held-after-');
+      const tasks = [heldTask(sub), heldTask(sub), heldTask(sub)];
+      for (const t of tasks) await held().hold(t);
+      await held().hold(heldTask(testId('sub-held-after-other-')));
+      const ids = (list: HeldTask[]) => list.map((t) => t.id);
+      assert.deepEqual(ids(await held().list(sub, 10, tasks[0]!.id)), ids(tasks.slice(1)));
+      assert.deepEqual(ids(await held().list(sub, 1, tasks[1]!.id)), [tasks[2]!.id]);
+      assert.deepEqual(await held().list(sub, 10, tasks[2]!.id), []);
+    });
+
     test('a list ends with the task that passes MAX_PAGE_BYTES of values (a release never reads 500 large tasks at once)', async () => {
       const sub = testId('sub-held-large-');
       const value = JSON.stringify({ blob: 'x'.repeat(900 * 1024) });

@@ -596,6 +596,26 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       assert.equal(held.length, 5, 'held in the store, listed for the subscription');
       assert.equal((await server.request('GET', heldQuery)).body.total, 5, 'how many are held in all');
       assert.deepEqual(held.map((h) => h.eventId).sort(), events.map((e) => e.id).sort());
+      // Page by page (two at a time): the same five, in the same order, and no page after the last.
+      const paged: any[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: any = (
+          await server.request('GET', `${heldQuery}?limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+        ).body;
+        paged.push(...page.items);
+        cursor = page.next;
+      } while (cursor);
+      assert.deepEqual(
+        paged.map((h) => h.id),
+        held.map((h) => h.id),
+      );
+      const unknown = await server.request(
+        'GET',
+        '/admin/subscriptions/0190a000-0000-7000-8000-00000000dead/held',
+      );
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.body.error.code, 'subscription_not_found');
       assert.equal(r.received.length, 0, 'nothing is sent while paused');
       // Each task is counted once its handling is over (just after it is stored).
       await waitFor('the five held tasks to be counted', async () => (await heldPaused()) >= heldBefore + 5);
@@ -613,7 +633,7 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       );
       assert.deepEqual(
         (await server.request('GET', heldQuery)).body,
-        { items: [], total: 0 },
+        { items: [], total: 0, next: null },
         'released on the resume',
       );
       const amounts = [...events.map((e) => e.data.amount), 2000].sort();

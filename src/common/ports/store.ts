@@ -235,9 +235,9 @@ export interface HeldTaskRepository {
    * The oldest tasks held for a subscription, in the order held: at most `limit`, and fewer when
    * they are large — the list ends with the task whose values, counted from the first, pass
    * MAX_PAGE_BYTES (always at least one task), so a release does not read and publish 500 tasks of
-   * 1 MiB at once.
+   * 1 MiB at once. With `afterId`, the tasks held after that one (a listing's next page).
    */
-  list(subscriptionId: string, limit: number): Promise<HeldTask[]>;
+  list(subscriptionId: string, limit: number, afterId?: string): Promise<HeldTask[]>;
   remove(subscriptionId: string, ids: string[]): Promise<void>;
   /** The subscriptions that have tasks held. */
   subscriptions(): Promise<string[]>;

@@ -56,11 +56,16 @@ export class DynamoHeldTasks implements HeldTaskRepository {
     }
   }
 
-  async list(subscriptionId: string, limit: number): Promise<HeldTask[]> {
+  async list(subscriptionId: string, limit: number, afterId?: string): Promise<HeldTask[]> {
     const e = new Expr();
+    // After a task: every key past it is a task (the counter, `#count`, sorts before `t#`).
+    const range =
+      afterId === undefined
+        ? `begins_with(${e.n('sk')}, ${e.v(S(TASK))})`
+        : `${e.n('sk')} > ${e.v(S(TASK + afterId))}`;
     const page = await this.#db.query({
       TableName: this.#table,
-      KeyConditionExpression: `${e.n('sub')} = ${e.v(S(subscriptionId))} AND begins_with(${e.n('sk')}, ${e.v(S(TASK))})`,
+      KeyConditionExpression: `${e.n('sub')} = ${e.v(S(subscriptionId))} AND ${range}`,
       ConsistentRead: true,
       Limit: Math.max(1, Math.floor(limit)),
       ...e.params(),

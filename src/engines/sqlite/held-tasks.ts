@@ -6,6 +6,7 @@ import { type HeldTask, withinPageBytes } from '../../common/ports/store.ts';
 export class SqliteHeldTasks {
   readonly #insert: StatementSync;
   readonly #list: StatementSync;
+  readonly #listAfter: StatementSync;
   readonly #remove: StatementSync;
   readonly #subscriptions: StatementSync;
   readonly #count: StatementSync;
@@ -17,6 +18,9 @@ export class SqliteHeldTasks {
       'INSERT INTO held_task (subscription_id, id, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     );
     this.#list = db.prepare('SELECT doc FROM held_task WHERE subscription_id = ? ORDER BY id LIMIT ?');
+    this.#listAfter = db.prepare(
+      'SELECT doc FROM held_task WHERE subscription_id = ? AND id > ? ORDER BY id LIMIT ?',
+    );
     this.#remove = db.prepare('DELETE FROM held_task WHERE subscription_id = ? AND id = ?');
     this.#count = db.prepare('SELECT n FROM held_count WHERE subscription_id = ?');
     this.#add = db.prepare(
@@ -41,10 +45,14 @@ export class SqliteHeldTasks {
       this.#add.run(task.subscriptionId, 1);
   }
 
-  list(subscriptionId: string, limit: number): HeldTask[] {
+  list(subscriptionId: string, limit: number, afterId?: string): HeldTask[] {
+    const rows =
+      afterId === undefined
+        ? this.#list.iterate(subscriptionId, limit)
+        : this.#listAfter.iterate(subscriptionId, afterId, limit);
     // Row by row: the rows after the one that passes MAX_PAGE_BYTES are never read.
     return withinPageBytes(
-      this.#list.iterate(subscriptionId, limit) as Iterable<{ doc: string }>,
+      rows as Iterable<{ doc: string }>,
       (row) => JSON.parse(row.doc) as HeldTask,
       (task) => task.value.length,
     );

@@ -170,7 +170,7 @@ export class SqliteStore implements Store {
     this.heldTasks = {
       hold: (task) =>
         group.run(() => atomically(this.#db, () => held.hold(task)), { bytes: task.value.length }),
-      list: async (subscriptionId, limit) => held.list(subscriptionId, limit),
+      list: async (subscriptionId, limit, afterId) => held.list(subscriptionId, limit, afterId),
       remove: (subscriptionId, ids) =>
         group.run(() => atomically(this.#db, () => held.remove(subscriptionId, ids))),
       subscriptions: async () => held.subscriptions(),
