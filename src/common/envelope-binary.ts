@@ -16,7 +16,7 @@ const encoder = new TextEncoder();
 
 /** Decodes one `ce-*` header value; returns the problem as `{ error }` when it cannot be decoded. */
 export function decodeHeaderValue(raw: string): string | { error: string } {
-  let value = raw.trim();
+  let value = asReceivedText(raw.trim());
   if (value.startsWith('"')) {
     const unquoted = unquote(value);
     if (unquoted === undefined) return { error: 'malformed quoted string' };
@@ -41,6 +41,21 @@ export function decodeHeaderValue(raw: string): string | { error: string } {
     return utf8.decode(new Uint8Array(bytes));
   } catch {
     return { error: 'percent-encoded bytes are not valid UTF-8' };
+  }
+}
+
+/**
+ * Node's HTTP server hands header values over as Latin-1, one character per byte: raw UTF-8 from a
+ * sender that did not percent-encode (`ce-subject: café`) arrives as `cafÃ©`. A value whose
+ * characters are all bytes, some above ASCII, and whose bytes are valid UTF-8 is read as UTF-8;
+ * anything else (real Latin-1 text, a value from a runtime that decoded it already) stays as it is.
+ */
+function asReceivedText(value: string): string {
+  if (!/[\x80-\xff]/.test(value) || /[\u0100-\uffff]/.test(value)) return value;
+  try {
+    return utf8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return value;
   }
 }
 

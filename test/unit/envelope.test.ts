@@ -670,6 +670,18 @@ describe('parseBinaryEvent', () => {
     assert.equal(envelope.subject, 'a "quoted" A');
   });
 
+  it('reads raw UTF-8 in a header as UTF-8 (Node hands it over one Latin-1 character per byte); Latin-1 text stays', () => {
+    const asNodeGivesIt = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+    const raw = parseBinaryEvent(binaryHeaders({ 'ce-subject': asNodeGivesIt('café €') }), '{}');
+    assert.equal(raw.subject, 'café €');
+    // Bytes that are no UTF-8 (a Latin-1 é alone) are taken as the characters they are.
+    const latin1 = parseBinaryEvent(binaryHeaders({ 'ce-subject': 'caf\u00e9' }), '{}');
+    assert.equal(latin1.subject, 'café');
+    // A value already decoded (API Gateway's, with characters above U+00FF) is left as it is.
+    const decoded = parseBinaryEvent(binaryHeaders({ 'ce-subject': 'Ã© €' }), '{}');
+    assert.equal(decoded.subject, 'Ã© €');
+  });
+
   it('keeps a "%" that starts no escape, as senders that do not encode produce', () => {
     const envelope = parseBinaryEvent(binaryHeaders({ 'ce-subject': '50% off' }), '{}');
 
