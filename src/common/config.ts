@@ -478,6 +478,14 @@ export function loadConfig(env: Raw, file?: unknown): Config {
       cacheTtlMs: (values.partnerApiCacheTtlMs as number | undefined) ?? 60000,
       token: values.partnerApiToken as string | undefined,
     };
+  } else {
+    // A setting of a feature that is off would do nothing: said, rather than ignored.
+    requires(
+      values,
+      details,
+      ['partnerApiToken', 'partnerApiTimeoutMs', 'partnerApiCacheTtlMs'],
+      'WEBHOOKS_PARTNER_API_URL',
+    );
   }
   if (values.tlsCert !== undefined || values.tlsKey !== undefined) {
     if (values.tlsCert === undefined || values.tlsKey === undefined) {
@@ -502,6 +510,20 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     throw new ConfigError(`invalid configuration: ${details.map((d) => d.message).join('; ')}`, { details });
   }
   return config;
+}
+
+/** Refuses the settings in `keys` that are set while what they belong to (`needs`) is not. */
+function requires(
+  values: Record<string, unknown>,
+  details: ErrorDetail[],
+  keys: string[],
+  needs: string,
+): void {
+  for (const key of keys) {
+    if (values[key] === undefined) continue;
+    const env = ENTRIES[key]!.env;
+    details.push({ field: env, message: `${env} does nothing without ${needs}` });
+  }
 }
 
 /** KMS sealing and AppConfig settings: each on when its names are set, the AppConfig names together. */
@@ -530,7 +552,15 @@ function readAwsServices(
     WEBHOOKS_APPCONFIG_PROFILE: values.appConfigProfile as string | undefined,
   };
   const missing = Object.entries(names).filter(([, v]) => v === undefined);
-  if (missing.length === 3) return;
+  if (missing.length === 3) {
+    requires(
+      values,
+      details,
+      ['appConfigEndpoint', 'appConfigMaxAgeSeconds'],
+      'WEBHOOKS_APPCONFIG_APPLICATION, _ENVIRONMENT and _PROFILE',
+    );
+    return;
+  }
   if (missing.length > 0) {
     details.push({
       field: missing[0]![0],
@@ -571,6 +601,13 @@ function readKafkaSecurity(
     return;
   }
   if (mechanism === 'AWS_MSK_IAM') {
+    if (username !== undefined || password !== undefined) {
+      details.push({
+        field: 'WEBHOOKS_KAFKA_SASL_USERNAME',
+        message:
+          'WEBHOOKS_KAFKA_SASL_USERNAME and _PASSWORD are not used with AWS_MSK_IAM (the AWS credentials sign in)',
+      });
+    }
     const region = (values.kafkaRegion as string | undefined) ?? env.AWS_REGION;
     if (!region) {
       details.push({

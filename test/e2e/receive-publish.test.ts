@@ -302,4 +302,21 @@ describe('webhooks publish', () => {
     assert.match(result.stderr, /HTTP 400 event_invalid: the event is not valid/);
     assert.match(result.stderr, /- type: is required/);
   });
+
+  test('options that would do nothing are refused (exit 2): a second file, --mode or --schema-version without --kafka; --help prints the help', async () => {
+    const file = join(dir, 'one.json');
+    await writeFile(file, '{}');
+    for (const [args, field] of [
+      [[file, file], 'FILE'],
+      [[file, '--mode', 'structured'], '--mode'],
+      [[file, '--schema-version', '2'], '--schema-version'],
+    ] as const) {
+      const result = await publish([...args, '--token', 'tok-file']);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, new RegExp(`- ${field}: `), result.stderr);
+    }
+    const help = await publish(['--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /webhooks publish/);
+  });
 });

@@ -62,6 +62,52 @@ describe('loadConfig', () => {
     assert.deepEqual(c.kafkaBrokers, ['k:9092']);
   });
 
+  test('a setting of a feature that is off is refused, not ignored', () => {
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [
+        { WEBHOOKS_PARTNER_API_TOKEN: 'tok-0123456789' },
+        'WEBHOOKS_PARTNER_API_TOKEN',
+        /without WEBHOOKS_PARTNER_API_URL/,
+      ],
+      [
+        { WEBHOOKS_PARTNER_API_TIMEOUT_MS: '500' },
+        'WEBHOOKS_PARTNER_API_TIMEOUT_MS',
+        /without WEBHOOKS_PARTNER_API_URL/,
+      ],
+      [
+        { WEBHOOKS_APPCONFIG_ENDPOINT: 'http://127.0.0.1:1/' },
+        'WEBHOOKS_APPCONFIG_ENDPOINT',
+        /without WEBHOOKS_APPCONFIG/,
+      ],
+      [
+        { WEBHOOKS_APPCONFIG_MAX_AGE_SECONDS: '30' },
+        'WEBHOOKS_APPCONFIG_MAX_AGE_SECONDS',
+        /without WEBHOOKS_APPCONFIG/,
+      ],
+      [
+        {
+          WEBHOOKS_BUS: 'kafka',
+          WEBHOOKS_KAFKA_BROKERS: 'b:9098',
+          WEBHOOKS_KAFKA_SASL_MECHANISM: 'AWS_MSK_IAM',
+          WEBHOOKS_KAFKA_AWS_REGION: 'eu-west-1',
+          WEBHOOKS_KAFKA_SASL_USERNAME: 'u',
+        },
+        'WEBHOOKS_KAFKA_SASL_USERNAME',
+        /not used with AWS_MSK_IAM/,
+      ],
+    ];
+    for (const [env, field, message] of cases) {
+      assert.throws(
+        () => loadConfig(env),
+        (err: any) =>
+          err.details?.some(
+            (d: { field: string; message: string }) => d.field === field && message.test(d.message),
+          ),
+        JSON.stringify(env),
+      );
+    }
+  });
+
   test('an admin token with a space or a line break is refused (no bearer header could carry it)', () => {
     for (const token of [
       'correct horse battery staple',

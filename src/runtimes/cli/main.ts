@@ -142,6 +142,11 @@ export async function main(argv: string[]): Promise<void> {
     'api-keys': apiKeysCommand,
   };
   const own = argv[0] === undefined ? undefined : commands[argv[0]];
+  // Each command's options are in the one help (a command's own parser would refuse `--help`).
+  if (own && argv.slice(1).some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(HELP);
+    return;
+  }
   if (own) return own(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,

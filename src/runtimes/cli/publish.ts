@@ -144,6 +144,18 @@ export async function publishCommand(argv: string[]): Promise<void> {
       'schema-version': { type: 'string' },
     },
   });
+  if (positionals.length > 1) {
+    throw invalid(
+      'FILE',
+      `one file at a time (or - for stdin), got ${positionals.length}: ${positionals.join(' ')}`,
+    );
+  }
+  if (values.kafka === undefined) {
+    for (const option of ['mode', 'schema-version'] as const) {
+      if (values[option] !== undefined)
+        throw invalid(`--${option}`, `--${option} goes with --kafka (the API reads both from the events)`);
+    }
+  }
   if (values.kafka !== undefined) {
     const mode = values.mode ?? 'binary';
     if (mode !== 'binary' && mode !== 'structured')
