@@ -115,6 +115,41 @@ describe('hostile HTTP against the server (body limit 1 MiB)', () => {
     assert.equal((await registration).status, 409);
   });
 
+  test('answers made outside the edge carry the JSON error body and the request id: 413, no Host (400), an unknown Expect (417)', async () => {
+    const tooLarge = await send({
+      method: 'POST',
+      target: '/admin/schemas',
+      headers: [...AUTH, ['x-request-id', 'req-413']],
+      body: TWELVE_MB,
+    });
+    assertAnswered(tooLarge, 413, 'payload_too_large');
+    assert.equal(tooLarge.response?.headers['x-request-id'], 'req-413');
+
+    // Written by hand: the client adds a Host to every request it sends.
+    const raw = async (head: string) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.write(head);
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      await once(socket, 'close');
+      const text = Buffer.concat(chunks).toString('utf8');
+      const [headLines = '', body = ''] = text.split('\r\n\r\n');
+      return { status: Number(headLines.split(' ')[1]), head: headLines.toLowerCase(), body };
+    };
+    const noHost = await raw('GET /healthz HTTP/1.1\r\nx-request-id: req-host\r\nconnection: close\r\n\r\n');
+    assert.equal(noHost.status, 400);
+    assert.equal(JSON.parse(noHost.body).error.code, 'host_required');
+    assert.match(noHost.head, /x-request-id: req-host/);
+    const expect = await raw(
+      'POST /events HTTP/1.1\r\nhost: x\r\nexpect: something-else\r\ncontent-length: 0\r\nconnection: close\r\n\r\n',
+    );
+    assert.equal(expect.status, 417);
+    assert.equal(JSON.parse(expect.body).error.code, 'expectation_failed');
+    // HTTP/1.0 needs no Host.
+    const old = await raw('GET /healthz HTTP/1.0\r\n\r\n');
+    assert.equal(old.status, 200);
+  });
+
   test('after a 413 the keep-alive connection serves the next request', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const call = (method: string, path: string, body?: Buffer) =>

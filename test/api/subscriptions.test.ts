@@ -305,6 +305,8 @@ describe('/admin/subscriptions', () => {
       1,
     );
     const deleted = await server.request('DELETE', `/admin/subscriptions/${created.body.id}`);
+    // No body, and no content-length on a 204 (RFC 9110 §8.6).
+    assert.equal(deleted.headers.get('content-length'), null);
     assert.equal(deleted.status, 204);
     assert.equal((await server.request('GET', `/admin/subscriptions/${created.body.id}`)).status, 404);
     assert.equal((await server.request('DELETE', `/admin/subscriptions/${created.body.id}`)).status, 404);

@@ -104,6 +104,15 @@ export interface EdgeOptions {
 /** A request id a client may choose: short and plain (it is echoed, logged and recorded). */
 const PLAIN_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The request's id: the client's `x-request-id` (or `x-correlation-id`) when short and plain, else a fresh one. */
+export function requestIdOf(headers: Record<string, string | string[] | undefined>): string {
+  for (const name of ['x-request-id', 'x-correlation-id']) {
+    const id = headers[name];
+    if (typeof id === 'string' && PLAIN_REQUEST_ID.test(id)) return id;
+  }
+  return uuidv7();
+}
+
 /** Handles one request end to end; never throws. */
 export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<ApiResponse> {
   const requests = options.metrics.counter('http_requests_total', 'HTTP requests by route and status', [
@@ -120,10 +129,7 @@ export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<A
     const started = performance.now();
     // A client's request id is echoed back, carried by every log line and recorded: taken only when
     // short and plain (at most 128 of [A-Za-z0-9._:-]), else a fresh one.
-    const offered = [raw.headers['x-request-id'], raw.headers['x-correlation-id']].find(
-      (id) => id !== undefined && PLAIN_REQUEST_ID.test(id),
-    );
-    const correlationId = offered ?? uuidv7();
+    const correlationId = requestIdOf(raw.headers);
     return withCorrelationId(correlationId, async () => {
       const { path, query } = splitUrl(raw.url);
       const matched = options.router.match(raw.method, path);

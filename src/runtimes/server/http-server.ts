@@ -39,6 +39,7 @@ import {
   errorResponse,
   type RawRequest,
   renderResponse,
+  requestIdOf,
 } from '../http/edge.ts';
 
 export interface HttpServerOptions {
@@ -80,16 +81,18 @@ export function createNodeServer(options: HttpServerOptions): Server {
     state.requests.set(res, work);
     void work.finally(() => state.requests.delete(res));
   };
+  // A missing Host is answered by `serve`, with the JSON error body (Node's own 400 has none).
   const server = options.tls
     ? createHttpsServer(
         {
           cert: readFileSync(options.tls.certFile),
           key: readFileSync(options.tls.keyFile),
           minVersion: 'TLSv1.3',
+          requireHostHeader: false,
         },
         listener,
       )
-    : createHttpServer(listener);
+    : createHttpServer({ requireHostHeader: false }, listener);
   states.set(server, state);
   server.requestTimeout = 30_000;
   server.headersTimeout = 15_000;
@@ -98,11 +101,26 @@ export function createNodeServer(options: HttpServerOptions): Server {
     if (declaredLength(req) > options.maxBodyBytes) {
       // Refused before the body is sent; Node closes the connection after a final answer without a
       // 100, as the client may send the body anyway.
-      write(res, tooLarge(options.maxBodyBytes));
+      write(res, {
+        ...tooLarge(options.maxBodyBytes),
+        headers: { 'x-request-id': requestIdOf(req.headers) },
+      });
       return;
     }
     res.writeContinue();
     listener(req, res);
+  });
+  // An `expect` other than 100-continue: Node's own 417 has no body.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('connection', 'close');
+    write(res, {
+      status: 417,
+      body: errorBody('expectation_failed', 'the only expectation this server meets is 100-continue', [
+        { field: 'expect', message: 'must be 100-continue' },
+      ]),
+      headers: { 'x-request-id': requestIdOf(req.headers) },
+    });
+    req.resume();
   });
   // Sockets answered for a parse error, lingering: their bytesRead when the answer was sent.
   const lingering = new WeakMap<Socket, number>();
@@ -188,15 +206,32 @@ async function serve(
   options: HttpServerOptions,
   maxDrainBytes: number,
 ): Promise<void> {
+  // HTTP/1.1 requires Host (RFC 9112 §3.2); Node's own refusal of its absence has no body.
+  if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+    write(res, {
+      status: 400,
+      body: errorBody('host_required', 'an HTTP/1.1 request must have a Host header', [
+        { field: 'host', message: 'is required' },
+      ]),
+      headers: { connection: 'close', 'x-request-id': requestIdOf(req.headers) },
+    });
+    req.resume();
+    return;
+  }
   const body = await readBody(req, options.maxBodyBytes, maxDrainBytes);
+  // Answered here, outside the edge: they carry the request's id as the edge's answers do.
+  const withId = (response: ApiResponse): ApiResponse => ({
+    ...response,
+    headers: { ...response.headers, 'x-request-id': requestIdOf(req.headers) },
+  });
   switch (body.kind) {
     case 'gone':
       return;
     case 'too_large':
-      write(res, tooLarge(options.maxBodyBytes, !body.drained));
+      write(res, withId(tooLarge(options.maxBodyBytes, !body.drained)));
       return;
     case 'invalid_utf8':
-      write(res, bodyNotUtf8());
+      write(res, withId(bodyNotUtf8()));
       return;
   }
   const headers: Record<string, string | undefined> = {};
@@ -401,7 +436,8 @@ function rawAnswer(status: number, code: string, message: string): string {
 
 function write(res: ServerResponse, response: ApiResponse): void {
   const { headers, payload } = renderResponse(response);
-  headers['content-length'] = String(Buffer.byteLength(payload));
+  // A 204 has no body, and no content-length (RFC 9110 §8.6).
+  if (response.status !== 204) headers['content-length'] = String(Buffer.byteLength(payload));
   res.writeHead(response.status, headers);
   res.end(payload);
 }
