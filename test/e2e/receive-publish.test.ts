@@ -303,6 +303,43 @@ describe('webhooks publish', () => {
     assert.match(result.stderr, /- type: is required/);
   });
 
+  test('without --url and --token it finds the platform as `webhooks start` is configured (a config file: port, host, token)', async () => {
+    answer = { status: 202, body: { accepted: ['cfg-1'] } };
+    recorded.length = 0;
+    const config = join(dir, 'webhooks.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        port: Number(new URL(url).port),
+        host: '0.0.0.0',
+        adminToken: 'tok-config-file-0123456789',
+      }),
+    );
+    const file = join(dir, 'cfg-event.json');
+    await writeFile(file, JSON.stringify({ source: 'shop', type: 'orders.created', data: {} }));
+    for (const command of [
+      ['publish', file],
+      ['api-keys', 'list'],
+    ]) {
+      const child = spawn(process.execPath, [CLI, ...command], {
+        env: cleanEnv({ WEBHOOKS_CONFIG_FILE: config }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      assert.equal(await exitOf(child), 0, stderr);
+    }
+    assert.deepEqual(
+      recorded.map((r) => [r.method, r.url, r.headers.authorization]),
+      [
+        ['POST', '/events', 'Bearer tok-config-file-0123456789'],
+        ['GET', '/admin/api-keys?limit=1000', 'Bearer tok-config-file-0123456789'],
+      ],
+    );
+  });
+
   test('options that would do nothing are refused (exit 2): a second file, --mode or --schema-version without --kafka; --help prints the help', async () => {
     const file = join(dir, 'one.json');
     await writeFile(file, '{}');

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { isJsonObject } from '../../common/json.ts';
 import { callApi } from './api-client.ts';
-import { describeError, invalid, resolveAdminToken } from './publish.ts';
+import { describeError, invalid, platformTarget, reaching } from './publish.ts';
 
 const USAGE = `webhooks api-keys create --name NAME --role admin|operator|publisher [--source S]… [--event-type T]… [--expires-at ISO]
 webhooks api-keys list
@@ -37,30 +37,30 @@ export async function apiKeysCommand(argv: string[]): Promise<void> {
       url: { type: 'string' },
       token: { type: 'string' },
       'data-dir': { type: 'string' },
+      config: { type: 'string' },
     },
   });
   const [action, id] = positionals;
-  const url = values.url ?? `http://127.0.0.1:${process.env.WEBHOOKS_PORT ?? 8080}`;
-  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
-    throw invalid('--url', `--url must be an http(s) URL, got "${url}"`);
-  }
-  const token = resolveAdminToken(values.token, process.env, values['data-dir']);
-  let result: { status: number; body: unknown };
+  const { url, token } = platformTarget(values);
+  let request: () => Promise<{ status: number; body: unknown }>;
   if (action === 'create') {
-    result = await callAdmin(url, token, 'POST', '/admin/api-keys', {
-      name: values.name,
-      role: values.role,
-      ...(values.source ? { sources: values.source } : {}),
-      ...(values['event-type'] ? { eventTypes: values['event-type'] } : {}),
-      ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
-    });
+    request = () =>
+      callAdmin(url, token, 'POST', '/admin/api-keys', {
+        name: values.name,
+        role: values.role,
+        ...(values.source ? { sources: values.source } : {}),
+        ...(values['event-type'] ? { eventTypes: values['event-type'] } : {}),
+        ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
+      });
   } else if (action === 'list') {
-    result = await callAdmin(url, token, 'GET', '/admin/api-keys?limit=1000');
+    request = () => callAdmin(url, token, 'GET', '/admin/api-keys?limit=1000');
   } else if (action === 'revoke' && id !== undefined) {
-    result = await callAdmin(url, token, 'DELETE', `/admin/api-keys/${encodeURIComponent(id)}`);
+    request = () => callAdmin(url, token, 'DELETE', `/admin/api-keys/${encodeURIComponent(id)}`);
   } else {
     throw invalid('command', `usage:\n${USAGE}`);
   }
+  const result = await reaching('api-keys', url, request);
+  if (!result) return;
   process.stdout.write(`${JSON.stringify(result.body, null, 2)}\n`);
   if (result.status >= 200 && result.status < 300) {
     if (action === 'create' && isJsonObject(result.body)) {

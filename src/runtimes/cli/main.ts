@@ -3,7 +3,6 @@
  * The `webhooks` command line: `webhooks start` runs the platform; `webhooks help` lists commands.
  * Runs on Node 24 directly from the TypeScript sources (type stripping).
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CONFIG_ENV_VARS, type Config, loadConfig } from '../../common/config.ts';
 import { isWebhooksError } from '../../common/errors.ts';
@@ -13,6 +12,7 @@ import { CLOSE_GRACE_MS, HANDLER_WAIT_MS } from '../server/http-server.ts';
 import { startServer } from '../server/server.ts';
 import { STOP_TIMEOUT_MS } from '../thread-host.ts';
 import { apiKeysCommand } from './api-keys.ts';
+import { configure } from './configure.ts';
 import { demoCommand } from './demo.ts';
 import { publishCommand } from './publish.ts';
 import { receiveCommand } from './receive.ts';
@@ -30,19 +30,20 @@ Usage:
                    [--cert-file FILE] [--status 204] [--fail-first N] [--fail-status 500]
                    [--delay-ms 0] [--quiet]
       a local partner endpoint: verifies Standard Webhooks signatures, prints one JSON line per request
-  webhooks publish [FILE|-] [--url http://127.0.0.1:8080] [--token T] [--batch] [--data-dir DIR]
-      POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events
+  webhooks publish [FILE|-] [--url U] [--token T] [--batch] [--data-dir DIR] [--config FILE]
+      POSTs a CloudEvent (object), a batch (array or JSON lines) from FILE or stdin to /events; without
+      --url and --token, the platform is found as \`webhooks start\` is configured (port, host, TLS, token)
   webhooks publish [FILE|-] --kafka HOST:PORT[,…] [--mode binary|structured] [--schema-version N]
       writes the events straight to their ingress topics in the CloudEvents Kafka binding, as an
       outside producer would (TLS and SASL from the WEBHOOKS_KAFKA_* variables)
   webhooks demo [--keep] [--port N] [--data-dir DIR]
       the whole flow in one go: platform + HTTPS receiver, schema, partner, subscription, event, delivery
   webhooks api-keys create --name NAME --role admin|operator|publisher [--source S]… [--event-type T]…
-                   [--expires-at ISO] | list | revoke ID   [--url U] [--token T] [--data-dir DIR]
+                   [--expires-at ISO] | list | revoke ID   [--url U] [--token T] [--data-dir DIR] [--config FILE]
       API keys through the running platform (a key is printed once; publisher keys only publish their sources)
   webhooks rotate-secret-key [--data-dir DIR] [--config FILE]
       a new at-rest encryption key; with <data dir>/secret.key, re-seals the store under it and replaces
-      the file (stop the platform first); with WEBHOOKS_SECRET_KEY, prints the key and the steps to roll it out
+      the file (refused while the platform runs on the data dir); with WEBHOOKS_SECRET_KEY, prints the key and the steps to roll it out
   webhooks create-tables [--config FILE]
       creates the DynamoDB store's missing tables (with their indexes and TTL) under
       WEBHOOKS_DYNAMODB_TABLE_PREFIX in WEBHOOKS_DYNAMODB_REGION, once; safe to run again
@@ -55,23 +56,6 @@ WEBHOOKS_CONFIG_FILE adds to it; the environment wins):
 `;
 
 /** Reads the configuration from the environment, the optional file and the command-line overrides. */
-function configure(values: Record<string, string | boolean | undefined>): Config {
-  const env: Record<string, string | undefined> = { ...process.env };
-  if (typeof values.port === 'string') env.WEBHOOKS_PORT = values.port;
-  if (typeof values.host === 'string') env.WEBHOOKS_HOST = values.host;
-  if (typeof values['data-dir'] === 'string') env.WEBHOOKS_DATA_DIR = values['data-dir'];
-  const file = typeof values.config === 'string' ? values.config : env.WEBHOOKS_CONFIG_FILE;
-  let parsed: unknown;
-  if (file) {
-    try {
-      parsed = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new Error(`cannot read the config file ${file}: ${(err as Error).message}`);
-    }
-  }
-  return loadConfig(env, parsed);
-}
-
 /** `all`, or a comma-separated list of api, processor, dispatcher. */
 function parseRoles(text: string): Role[] {
   if (text === 'all') return [...ALL_ROLES];

@@ -17,6 +17,7 @@ import { ingressTopic } from '../../common/topics.ts';
 import { ingressKey } from '../../ingest/service.ts';
 import { kafkaSettings } from '../engines.ts';
 import { callApi } from './api-client.ts';
+import { configure, platformUrl } from './configure.ts';
 
 const STRUCTURED = 'application/cloudevents+json';
 const BATCH = 'application/cloudevents-batch+json';
@@ -83,6 +84,47 @@ export function resolveAdminToken(
   );
 }
 
+/**
+ * The running platform's URL and admin token: `--url` and `--token` when given, else found as
+ * `webhooks start` is configured (environment, config file, port, host, TLS, data dir).
+ */
+export function platformTarget(
+  values: { url?: string; token?: string; 'data-dir'?: string; config?: string },
+  env: Record<string, string | undefined> = process.env,
+): { url: string; token: string } {
+  const needed = values.url === undefined || (values.token === undefined && !env.WEBHOOKS_ADMIN_TOKEN);
+  const config = needed
+    ? configure({ 'data-dir': values['data-dir'], config: values.config }, env)
+    : undefined;
+  const url = values.url ?? platformUrl(config!);
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+    throw invalid('--url', `--url must be an http(s) URL, got "${url}"`);
+  }
+  const token = resolveAdminToken(
+    values.token,
+    { ...env, WEBHOOKS_ADMIN_TOKEN: config?.adminToken ?? env.WEBHOOKS_ADMIN_TOKEN },
+    config?.dataDir ?? values['data-dir'],
+  );
+  return { url, token };
+}
+
+/** The call's answer, or undefined (exit code 1, the cause said) when the platform cannot be reached. */
+export async function reaching<T>(
+  command: string,
+  url: string,
+  call: () => Promise<T>,
+): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (err) {
+    const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    process.stderr.write(`webhooks ${command}: cannot reach ${url}: ${why}\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
+}
+
 /** POSTs the events to `{url}/events`; resolves with the status and the parsed (or raw) body. */
 export function publishEvents(
   url: string,
@@ -142,6 +184,7 @@ export async function publishCommand(argv: string[]): Promise<void> {
       kafka: { type: 'string' },
       mode: { type: 'string' },
       'schema-version': { type: 'string' },
+      config: { type: 'string' },
     },
   });
   if (positionals.length > 1) {
@@ -172,27 +215,15 @@ export async function publishCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${JSON.stringify({ published: written }, null, 2)}\n`);
     return;
   }
-  const url = values.url ?? `http://127.0.0.1:${process.env.WEBHOOKS_PORT ?? 8080}`;
-  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
-    throw invalid('--url', `--url must be an http(s) URL, got "${url}"`);
-  }
-  const token = resolveAdminToken(values.token, process.env, values['data-dir']);
+  const { url, token } = platformTarget(values);
   const file = positionals[0] ?? '-';
   const input = parseEventsInput(
     file === '-' ? await readStdin() : await readFile(file, 'utf8'),
     values.batch,
   );
 
-  let result: { status: number; body: unknown };
-  try {
-    result = await publishEvents(url, token, input);
-  } catch (err) {
-    const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
-    const why = cause?.code ?? cause?.message ?? (err as Error).message;
-    process.stderr.write(`webhooks publish: cannot reach ${url}: ${why}\n`);
-    process.exitCode = 1;
-    return;
-  }
+  const result = await reaching('publish', url, () => publishEvents(url, token, input));
+  if (!result) return;
   process.stdout.write(`${JSON.stringify(result.body, null, 2)}\n`);
   if (result.status >= 200 && result.status < 300) return;
   process.exitCode = 1;
