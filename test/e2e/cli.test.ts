@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -134,20 +135,35 @@ describe('webhooks start (child process)', () => {
     assert.match(err, /WEBHOOKS_BUS must be one of embedded, kafka, got "carrier-pigeon"/);
   });
 
-  test('webhooks demo runs the whole flow and shows a verified, successful delivery', async () => {
-    const child = spawn(process.execPath, [CLI, 'demo'], {
-      env: cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
+  test('webhooks demo runs the whole flow and shows a verified, successful delivery; its own data dir is gone after, a given one works twice', async () => {
+    const demo = async (args: string[], env: Record<string, string> = {}) => {
+      const child = spawn(process.execPath, [CLI, 'demo', ...args], {
+        env: cleanEnv(env),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
+      child.stderr!.on('data', (d) => {
+        out += d;
+      });
+      assert.equal(await exitOf(child), 0, out);
+      assert.match(out, /signature VERIFIED/);
+      assert.match(out, /"status": "SUCCESS"/);
+      return out;
+    };
+    // A shell pointing at another store is not the demo's business: it runs embedded regardless.
+    const first = await demo([], {
+      WEBHOOKS_STORE: 'dynamodb',
+      WEBHOOKS_DYNAMODB_ENDPOINT: 'http://127.0.0.1:9',
     });
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-    });
-    child.stderr!.on('data', (d) => {
-      out += d;
-    });
-    assert.equal(await exitOf(child), 0, out);
-    assert.match(out, /signature VERIFIED/);
-    assert.match(out, /"status": "SUCCESS"/);
+    const own = /data dir (\S+),/.exec(first)![1]!;
+    assert.equal(existsSync(own), false, `${own} removed`);
+    const given = await mkdtemp(join(tmpdir(), 'webhooks-demo-given-'));
+    await demo(['--data-dir', given]);
+    await demo(['--data-dir', given]);
+    assert.equal(existsSync(join(given, 'store.db')), true, 'a given data dir is kept');
+    await rm(given, { recursive: true, force: true });
   });
 });

@@ -4,14 +4,14 @@
  * subscription through the HTTP API, publishes an event, and shows the delivery record.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../common/config.ts';
 import { generateSigningSecret } from '../../common/signing.ts';
 import { startServer } from '../server/server.ts';
-import { startReceiver } from './receive.ts';
+import { type Receiver, startReceiver } from './receive.ts';
 
 /** Runs the demo; with --keep the platform and receiver stay up until Ctrl-C. */
 export async function demoCommand(argv: string[]): Promise<void> {
@@ -20,30 +20,61 @@ export async function demoCommand(argv: string[]): Promise<void> {
     options: { keep: { type: 'boolean' }, port: { type: 'string' }, 'data-dir': { type: 'string' } },
   });
   const out = (line = '') => process.stdout.write(`${line}\n`);
+  // A data dir of its own, removed at the end, unless one is given (then kept, and used again).
+  const ownDir = values['data-dir'] === undefined;
   const dataDir = values['data-dir'] ?? (await mkdtemp(join(tmpdir(), 'webhooks-demo-')));
   const secret = generateSigningSecret();
   const receiver = await startReceiver({ port: 0, tls: true, secrets: [secret], onRequest: () => {} });
-  const token = `demo-${randomUUID()}`;
-  const config = loadConfig({
-    ...process.env,
-    WEBHOOKS_PORT: values.port ?? '0',
-    WEBHOOKS_DATA_DIR: dataDir,
-    WEBHOOKS_ADMIN_TOKEN: token,
-    WEBHOOKS_DEV: '1',
-    WEBHOOKS_DELIVERY_CA_FILE: receiver.certFile!,
-    WEBHOOKS_LOG_LEVEL: process.env.WEBHOOKS_LOG_LEVEL ?? 'warn',
-  });
-  const running = await startServer(config);
-  const call = async (method: string, path: string, body: unknown, contentType = 'application/json') => {
-    const res = await fetch(`${running.url}${path}`, {
+  let running: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    const token = `demo-${randomUUID()}`;
+    // The embedded platform alone, whatever this shell's WEBHOOKS_* variables point at (a real
+    // store or bus must not get the demo's partner, nor run with WEBHOOKS_DEV=1).
+    const config = loadConfig({
+      WEBHOOKS_PORT: values.port ?? '0',
+      WEBHOOKS_DATA_DIR: dataDir,
+      WEBHOOKS_ADMIN_TOKEN: token,
+      WEBHOOKS_DEV: '1',
+      WEBHOOKS_DELIVERY_CA_FILE: receiver.certFile!,
+      WEBHOOKS_LOG_LEVEL: process.env.WEBHOOKS_LOG_LEVEL ?? 'warn',
+    });
+    running = await startServer(config);
+    await demo(running.url, token, receiver, secret, dataDir, values.keep === true, out);
+  } finally {
+    await running?.stop();
+    await receiver.close();
+    if (ownDir) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function demo(
+  url: string,
+  token: string,
+  receiver: Receiver,
+  secret: string,
+  dataDir: string,
+  keep: boolean,
+  out: (line?: string) => void,
+): Promise<void> {
+  const call = async (
+    method: string,
+    path: string,
+    body: unknown,
+    contentType = 'application/json',
+    existing?: string,
+  ) => {
+    const res = await fetch(`${url}${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, 'content-type': contentType },
       body: JSON.stringify(body),
     });
     const json = (await res.json()) as Record<string, unknown>;
+    // A data dir used before has the partner already: that is fine.
+    if (res.status === 409 && (json.error as { code?: string } | undefined)?.code === existing) return json;
     if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
     return json;
   };
+  const running = { url };
 
   out(`platform: ${running.url} (data dir ${dataDir}, WEBHOOKS_DEV=1)`);
   out(`receiver: ${receiver.url} (TLS 1.3, verifies Standard Webhooks signatures)`);
@@ -60,7 +91,13 @@ export async function demoCommand(argv: string[]): Promise<void> {
   out(
     `1. POST /admin/schemas       → orders.created v${schema.version}, ingress topic ${schema.ingressTopic}`,
   );
-  await call('POST', '/admin/partners', { id: 'acme', name: 'ACME Corp' });
+  await call(
+    'POST',
+    '/admin/partners',
+    { id: 'acme', name: 'ACME Corp' },
+    'application/json',
+    'partner_exists',
+  );
   out('2. POST /admin/partners      → partner acme');
   const sub = await call('POST', '/admin/subscriptions', {
     partnerId: 'acme',
@@ -89,7 +126,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   let delivery: Record<string, unknown> | undefined;
   while (Date.now() < deadline) {
     const page = (await (
-      await fetch(`${running.url}/admin/deliveries?eventId=${eventId}`, {
+      await fetch(`${running.url}/admin/deliveries?eventId=${eventId}&subscriptionId=${String(sub.id)}`, {
         headers: { authorization: `Bearer ${token}` },
       })
     ).json()) as { items: Array<Record<string, unknown>> };
@@ -103,17 +140,15 @@ export async function demoCommand(argv: string[]): Promise<void> {
   );
   out(`6. GET /admin/deliveries?eventId=${eventId}:`);
   out(JSON.stringify(delivery, null, 2));
-  if (values.keep) {
+  if (keep) {
     out();
-    out(`Still running. Admin token: ${token}`);
+    out(`Still running. Admin token: ${token} (data dir ${dataDir})`);
     out(`Try: curl -H 'authorization: Bearer ${token}' ${running.url}/admin/deliveries`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
     });
   }
-  await running.stop();
-  await receiver.close();
   if (delivery?.status !== 'SUCCESS' || !seen?.verified) {
     throw new Error('the demo delivery did not succeed');
   }
