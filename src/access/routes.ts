@@ -36,6 +36,7 @@ export function accessRoutes(keys: ApiKeyAdmin, audit: Pick<AuditRepository, 'li
       tag,
       access: 'admin',
       summary: 'API keys (never the key itself), oldest first (?limit=&cursor=)',
+      paged: true,
       handler: async (req) => {
         const page = await keys.list(readPage(req.query));
         return json(200, { items: page.items, next: page.next ?? null });
@@ -64,6 +65,8 @@ export function accessRoutes(keys: ApiKeyAdmin, audit: Pick<AuditRepository, 'li
       tag,
       access: 'admin',
       summary: 'Admin changes (who, what, when, status), newest first (?actor=&limit=&cursor=)',
+      query: ['actor'],
+      paged: true,
       handler: async (req) => {
         const page = await audit.list(queryObject(req.query, ['actor']), readPage(req.query));
         return json(200, { items: page.items, next: page.next ?? null });

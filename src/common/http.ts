@@ -38,8 +38,17 @@ export interface Route {
   access: Access;
   /** Whether the raw body is passed through unparsed (the handler parses it). */
   rawBody?: boolean;
+  /**
+   * The query parameters the handler reads, besides `limit` and `cursor` (`paged`). The edge hands
+   * the handler these and no others, and the OpenAPI document lists them: neither can drift.
+   */
+  query?: readonly string[];
+  /** A listing paged with `?limit=&cursor=`. */
+  paged?: boolean;
   /** OpenAPI fragments: request body schema and success response description. */
   requestSchema?: Record<string, unknown>;
+  /** The request body may be left out. */
+  optionalBody?: boolean;
   responses?: Record<string, string>;
   tag?: string;
   handler: Handler;
@@ -163,4 +172,12 @@ function refusing(route: Route, param: string): Route {
       });
     },
   };
+}
+
+/** The query parameters a route declares (its `query`, and `limit` and `cursor` when paged), the others left out. */
+export function declaredQuery(query: URLSearchParams, route: Route): URLSearchParams {
+  const names = [...(route.query ?? []), ...(route.paged ? ['limit', 'cursor'] : [])];
+  const out = new URLSearchParams();
+  for (const name of names) for (const value of query.getAll(name)) out.append(name, value);
+  return out;
 }

@@ -3,6 +3,9 @@ import { json, type Route } from '../common/http.ts';
 import { queryObject, readPage } from '../common/input.ts';
 import type { Operations } from './service.ts';
 
+const DELIVERY_FILTERS = ['eventId', 'subscriptionId', 'partnerId', 'status'] as const;
+const DEAD_LETTER_FILTERS = ['stage', 'subscriptionId', 'eventId', 'reason', 'pending'] as const;
+
 export function operationsRoutes(ops: Operations): Route[] {
   const tag = 'operations';
   return [
@@ -13,9 +16,10 @@ export function operationsRoutes(ops: Operations): Route[] {
       tag,
       summary:
         'Deliveries with their attempts (?eventId=&subscriptionId=&partnerId=&status=&limit=&cursor=), newest first',
+      query: DELIVERY_FILTERS,
+      paged: true,
       handler: async (req) => {
-        const query = queryObject(req.query, ['eventId', 'subscriptionId', 'partnerId', 'status']);
-        const page = await ops.deliveries(query, readPage(req.query));
+        const page = await ops.deliveries(queryObject(req.query, DELIVERY_FILTERS), readPage(req.query));
         return json(200, { items: page.items, next: page.next ?? null });
       },
     },
@@ -26,9 +30,10 @@ export function operationsRoutes(ops: Operations): Route[] {
       tag,
       summary:
         'Dead letters (?stage=processor|dispatcher&subscriptionId=&eventId=&reason=&pending=true|false), oldest first',
+      query: DEAD_LETTER_FILTERS,
+      paged: true,
       handler: async (req) => {
-        const query = queryObject(req.query, ['stage', 'subscriptionId', 'eventId', 'reason', 'pending']);
-        const page = await ops.deadLetters(query, readPage(req.query));
+        const page = await ops.deadLetters(queryObject(req.query, DEAD_LETTER_FILTERS), readPage(req.query));
         return json(200, { items: page.items, next: page.next ?? null });
       },
     },
@@ -39,6 +44,7 @@ export function operationsRoutes(ops: Operations): Route[] {
       tag,
       summary:
         'Tasks held while the subscription is PAUSED (?limit=&cursor=, oldest first; fewer when large, after 2 MiB; `next` for the page after) and `total`, how many are held; they are sent when it is ACTIVE again. 404 for an unknown subscription',
+      paged: true,
       handler: async (req) => json(200, await ops.held(req.params.id!, readPage(req.query))),
     },
     {

@@ -19,6 +19,8 @@ const registerSchema = {
   additionalProperties: false,
 };
 
+const SCHEMA_FILTERS = ['domain', 'event', 'status'] as const;
+
 /** The routes under /admin/schemas. */
 export function schemaRoutes(admin: SchemaAdmin): Route[] {
   const tag = 'schemas';
@@ -47,11 +49,10 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
       access: 'read',
       tag,
       summary: 'List schema versions (?domain=&event=&status=&limit=&cursor=)',
+      query: SCHEMA_FILTERS,
+      paged: true,
       handler: async (req) => {
-        const page = await admin.list(
-          queryObject(req.query, ['domain', 'event', 'status']),
-          readPage(req.query),
-        );
+        const page = await admin.list(queryObject(req.query, SCHEMA_FILTERS), readPage(req.query));
         return json(200, { items: page.items.map(schemaView), next: page.next ?? null });
       },
     },
@@ -72,7 +73,11 @@ export function schemaRoutes(admin: SchemaAdmin): Route[] {
       summary: 'Change the status (ACTIVE/INACTIVE), compatibility mode or description of a version',
       requestSchema: {
         type: 'object',
-        properties: registerSchema.properties,
+        properties: {
+          status: registerSchema.properties.status,
+          compatibility: registerSchema.properties.compatibility,
+          description: registerSchema.properties.description,
+        },
         additionalProperties: false,
       },
       handler: async (req) =>

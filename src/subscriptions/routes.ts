@@ -68,6 +68,7 @@ const subscriptionSchema = {
         enabled: { type: 'boolean', default: true },
         secret: { type: 'string', pattern: '^whsec_' },
       },
+      additionalProperties: false,
     },
     auth: {
       oneOf: [
@@ -75,6 +76,7 @@ const subscriptionSchema = {
           type: 'object',
           required: ['type', 'token'],
           properties: { type: { const: 'bearer' }, token: { type: 'string' } },
+          additionalProperties: false,
         },
         {
           type: 'object',
@@ -84,11 +86,13 @@ const subscriptionSchema = {
             username: { type: 'string' },
             password: { type: 'string' },
           },
+          additionalProperties: false,
         },
         {
           type: 'object',
           required: ['type', 'name', 'value'],
           properties: { type: { const: 'header' }, name: { type: 'string' }, value: { type: 'string' } },
+          additionalProperties: false,
         },
       ],
     },
@@ -98,6 +102,30 @@ const subscriptionSchema = {
   },
   additionalProperties: false,
 };
+
+/** A partner's PATCH: every field but its id, each optional. */
+const { id: _partnerId, ...partnerFields } = partnerSchema.properties;
+const partnerPatchSchema = { type: 'object', properties: partnerFields, additionalProperties: false };
+
+/** `null` as well: a PATCH clears the field with it. */
+const orNull = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
+
+/** A subscription's PATCH: everything but its partner and event; null clears auth, filter, mapping, retry, version. */
+const { partnerId: _p, domain: _d, event: _e, ...subscriptionFields } = subscriptionSchema.properties;
+const subscriptionPatchSchema = {
+  type: 'object',
+  properties: {
+    ...subscriptionFields,
+    version: orNull(subscriptionFields.version),
+    auth: orNull(subscriptionFields.auth),
+    filter: orNull(subscriptionFields.filter),
+    mapping: orNull(subscriptionFields.mapping),
+    retry: orNull(subscriptionFields.retry),
+  },
+  additionalProperties: false,
+};
+
+const SUBSCRIPTION_FILTERS = ['partnerId', 'domain', 'event', 'status'] as const;
 
 /** The routes under /admin/partners. */
 export function partnerRoutes(admin: PartnerAdmin): Route[] {
@@ -119,6 +147,7 @@ export function partnerRoutes(admin: PartnerAdmin): Route[] {
       access: 'read',
       tag,
       summary: 'List partners (?limit=&cursor=)',
+      paged: true,
       handler: async (req) => {
         const page = await admin.list(readPage(req.query));
         return json(200, { items: page.items.map(partnerView), next: page.next ?? null });
@@ -138,7 +167,7 @@ export function partnerRoutes(admin: PartnerAdmin): Route[] {
       access: 'admin',
       tag,
       summary: 'Change a partner (name, status, contactEmail, metadata, delivery settings)',
-      requestSchema: { ...partnerSchema, required: [] },
+      requestSchema: partnerPatchSchema,
       handler: async (req) => json(200, partnerView(await admin.update(req.params.id!, req.body))),
     },
   ];
@@ -173,9 +202,10 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
       access: 'read',
       tag,
       summary: 'List subscriptions (?partnerId=&domain=&event=&status=&limit=&cursor=)',
+      query: SUBSCRIPTION_FILTERS,
+      paged: true,
       handler: async (req) => {
-        const query = queryObject(req.query, ['partnerId', 'domain', 'event', 'status']);
-        const page = await admin.list(query, readPage(req.query));
+        const page = await admin.list(queryObject(req.query, SUBSCRIPTION_FILTERS), readPage(req.query));
         return json(200, { items: page.items.map(subscriptionView), next: page.next ?? null });
       },
     },
@@ -193,7 +223,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
       access: 'admin',
       tag,
       summary: 'Change a subscription; null clears auth, filter, mapping, retry or version',
-      requestSchema: { type: 'object', properties: subscriptionSchema.properties },
+      requestSchema: subscriptionPatchSchema,
       responses: {
         '200': 'changed',
         '409':
@@ -227,6 +257,7 @@ export function subscriptionRoutes(admin: SubscriptionAdmin): Route[] {
         },
         additionalProperties: false,
       },
+      optionalBody: true,
       handler: async (req) => {
         const { record, secret } = await admin.rotateSecret(req.params.id!, req.body);
         return json(200, { ...subscriptionView(record), ...(secret ? { secret } : {}) });

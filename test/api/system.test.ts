@@ -1,6 +1,8 @@
 /** Operational endpoints: health, readiness, metrics and the OpenAPI document. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../support/server.ts';
 
 describe('operational endpoints', () => {
@@ -79,6 +81,89 @@ describe('operational endpoints', () => {
     }
     assert.deepEqual(res.body.paths['/healthz'].get.security, []);
     assert.ok(res.body.paths['/admin/subscriptions'].post.requestBody);
+  });
+
+  test('/openapi.json says what the server does: request bodies it refuses are invalid there, PATCH nulls valid, query parameters listed', async () => {
+    const doc = (await server.request('GET', '/openapi.json', undefined, { token: null })).body;
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+    const bodySchema = (path: string, method: string) =>
+      doc.paths[path][method].requestBody.content['application/json'].schema as Record<string, unknown>;
+    const valid = (path: string, method: string, body: unknown) =>
+      ajv.validate(bodySchema(path, method), body);
+    await server.request('POST', '/admin/schemas', {
+      domain: 'oa',
+      event: 'doc',
+      schema: { type: 'object' },
+    });
+    await server.request('POST', '/admin/partners', { id: 'oa-partner', name: 'OA' });
+    const sub = await server.request('POST', '/admin/subscriptions', {
+      partnerId: 'oa-partner',
+      domain: 'oa',
+      event: 'doc',
+      url: 'https://hooks.partner.test/oa',
+    });
+    assert.equal(sub.status, 201, JSON.stringify(sub.body));
+    const cases: Array<[method: string, docPath: string, path: string, body: unknown]> = [
+      [
+        'patch',
+        '/admin/schemas/{domain}/{event}/{version}',
+        '/admin/schemas/oa/doc/1',
+        { schema: { type: 'string' } },
+      ],
+      ['patch', '/admin/schemas/{domain}/{event}/{version}', '/admin/schemas/oa/doc/1', { domain: 'x' }],
+      ['patch', '/admin/partners/{id}', '/admin/partners/oa-partner', { id: 'other' }],
+      ['patch', '/admin/subscriptions/{id}', `/admin/subscriptions/${sub.body.id}`, { partnerId: 'other' }],
+      [
+        'patch',
+        '/admin/subscriptions/{id}',
+        `/admin/subscriptions/${sub.body.id}`,
+        { signing: { extra: 1 } },
+      ],
+      [
+        'patch',
+        '/admin/subscriptions/{id}',
+        `/admin/subscriptions/${sub.body.id}`,
+        { auth: { type: 'bearer', token: 't', extra: 1 } },
+      ],
+    ];
+    for (const [method, docPath, path, body] of cases) {
+      assert.equal(
+        valid(docPath, method, body),
+        false,
+        `${method} ${docPath} ${JSON.stringify(body)} valid in the document`,
+      );
+      const res = await server.request(method.toUpperCase(), path, body);
+      assert.equal(res.status, 400, `${method} ${path} ${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
+    }
+    const clearing = { auth: null, filter: null, mapping: null, retry: null, version: null };
+    assert.equal(valid('/admin/subscriptions/{id}', 'patch', clearing), true, JSON.stringify(ajv.errors));
+    const cleared = await server.request('PATCH', `/admin/subscriptions/${sub.body.id}`, clearing);
+    assert.equal(cleared.status, 200, JSON.stringify(cleared.body));
+    assert.equal(doc.paths['/admin/subscriptions/{id}/rotate-secret'].post.requestBody.required, false);
+    const rotated = await fetch(`${server.url}/admin/subscriptions/${sub.body.id}/rotate-secret`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    assert.equal(rotated.status, 200);
+    // Each listing's query parameters, from the route table the handlers read them through.
+    const queryOf = (path: string) =>
+      (doc.paths[path].get.parameters as Array<{ name: string; in: string }>)
+        .filter((p) => p.in === 'query')
+        .map((p) => p.name);
+    assert.deepEqual(queryOf('/admin/deliveries'), [
+      'eventId',
+      'subscriptionId',
+      'partnerId',
+      'status',
+      'limit',
+      'cursor',
+    ]);
+    assert.deepEqual(queryOf('/admin/subscriptions/{id}/held'), ['limit', 'cursor']);
+    for (const route of server.running.platform.router.routes) {
+      const declared = [...(route.query ?? []), ...(route.paged ? ['limit', 'cursor'] : [])];
+      if (route.method === 'GET') assert.deepEqual(queryOf(route.path), declared, route.path);
+    }
   });
 
   test('every response carries a request id, and an incoming one is echoed', async () => {

@@ -11,7 +11,7 @@ import {
   UnsupportedMediaTypeError,
   ValidationError,
 } from '../../common/errors.ts';
-import type { ApiRequest, ApiResponse, Router } from '../../common/http.ts';
+import { type ApiRequest, type ApiResponse, declaredQuery, type Router } from '../../common/http.ts';
 import { uuidv7 } from '../../common/ids.ts';
 import { jsonTextComplexity } from '../../common/json.ts';
 import { type Logger, withCorrelationId } from '../../common/log.ts';
@@ -155,7 +155,7 @@ export function createEdge(options: EdgeOptions): (raw: RawRequest) => Promise<A
             method: raw.method,
             path,
             params: matched.params,
-            query,
+            query: declaredQuery(query, matched.route),
             headers: raw.headers,
             body,
             rawBody: raw.body,

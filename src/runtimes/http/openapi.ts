@@ -33,12 +33,32 @@ const ERROR_SCHEMA = {
 export function buildOpenApi(routes: readonly Route[], version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
-    const params = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+    const params: Array<Record<string, unknown>> = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
       name: m[1],
       in: 'path',
       required: true,
       schema: { type: 'string' },
     }));
+    for (const name of route.query ?? [])
+      params.push({ name, in: 'query', required: false, schema: { type: 'string' } });
+    if (route.paged) {
+      params.push(
+        {
+          name: 'limit',
+          in: 'query',
+          required: false,
+          description: 'items per page (default 100)',
+          schema: { type: 'integer', minimum: 1, maximum: 1000 },
+        },
+        {
+          name: 'cursor',
+          in: 'query',
+          required: false,
+          description: 'the `next` of the page before',
+          schema: { type: 'string' },
+        },
+      );
+    }
     const responses: Record<string, unknown> = {};
     for (const [status, description] of Object.entries(route.responses ?? { '200': 'OK' })) {
       responses[status] = { description };
@@ -59,7 +79,7 @@ export function buildOpenApi(routes: readonly Route[], version: string): Record<
     };
     if (route.requestSchema) {
       operation.requestBody = {
-        required: true,
+        required: route.optionalBody !== true,
         content: { 'application/json': { schema: route.requestSchema } },
       };
     }
