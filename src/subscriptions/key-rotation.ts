@@ -20,6 +20,11 @@ const PAGE_LIMIT = 500;
 const MAX_TRIES = 10;
 /** Stands for the keyId of values that have the sealed prefix but not the sealed format. */
 const MALFORMED = 'malformed';
+/**
+ * What a value found damaged while re-sealing is kept as: still in sealed form (never mistaken for
+ * a plaintext secret; opening it fails), no longer naming a key.
+ */
+const DAMAGED_PREFIX = 'enc:damaged:';
 
 /** The keys a store is checked and re-sealed with. */
 export interface SecretKeys {
@@ -247,7 +252,11 @@ function resealed(
       plain = openOrExplain(from, value);
     } catch (err) {
       onDamaged(err as ConfigError);
-      return value.sealed; // damaged: kept as it is; the subscription's other values move on
+      // Damaged: marked so, not left naming the previous key. Once that key is gone (the rotation
+      // done), a value naming it would read as "sealed under a key the platform does not have" and
+      // refuse every start; marked, it is reported as damaged and breaks only its subscription.
+      changed = true;
+      return `${DAMAGED_PREFIX}${value.sealed}`;
     }
     changed = true;
     return box.seal(plain, value.ad);

@@ -236,10 +236,18 @@ describe('the secret key against the store', () => {
     const logger = new Logger({ level: 'error', sink: { write: (line) => lines.push(line) } });
     assert.equal(await prepareSecretKeys({ store, box: boxB, previous: [boxA], logger }), 2);
     assert.match(lines.join('\n'), new RegExp(`the auth of subscription ${second.id} cannot be opened`));
-    // Everything that opened is under the configured key now; the copied value is kept as it was.
+    // Everything that opened is under the configured key now; the copied value is marked damaged,
+    // naming no key any more.
     const after = (await store.subscriptions.get(second.id))!;
     assert.equal(SecretBox.keyIdOf(after.signing.secrets[0]!.sealed), boxB.keyId);
-    assert.equal(after.auth!.sealed, first.auth!.sealed);
+    assert.equal(after.auth!.sealed, `enc:damaged:${first.auth!.sealed}`);
+    // The previous key gone (the rotation over), a start still goes on: the value is reported damaged.
+    lines.length = 0;
+    assert.equal(await prepareSecretKeys({ store, box: boxB, previous: [], logger }), 0);
+    assert.match(
+      lines.join('\n'),
+      new RegExp(`the auth of subscription ${second.id} cannot be opened.*not in the sealed format`),
+    );
     const firstAfter = (await store.subscriptions.get(first.id))!;
     assert.deepEqual(
       values(firstAfter).map((v) => boxB.open(v.sealed, v.ad)),
