@@ -133,9 +133,15 @@ function createAjv(options: { metaValidates?: boolean; optimize?: boolean } = {}
 /** `uniqueItems`: no two items equal as JSON (key order ignored), with Ajv's own error on the first pair. */
 function uniqueItems(this: unknown, unique: boolean, data: unknown[]): boolean {
   if (!unique) return true;
-  const seen = new Map<string, number>();
+  // Scalars keyed as they are (1 and 1.0 are one number; "1" is not 1), objects and arrays by their
+  // canonical text, each in a map of its own.
+  const scalars = new Map<unknown, number>();
+  const objects = new Map<string, number>();
   for (let j = 0; j < data.length; j++) {
-    const text = canonicalJson(data[j]);
+    const item = data[j];
+    const scalar = item === null || typeof item !== 'object';
+    const seen: Map<unknown, number> = scalar ? scalars : objects;
+    const text = scalar ? item : canonicalJson(item);
     const i = seen.get(text);
     if (i !== undefined) {
       (uniqueItems as { errors?: Partial<ErrorObject>[] }).errors = [

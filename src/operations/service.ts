@@ -337,7 +337,8 @@ function heldCursorId(cursor: string, subscriptionId: string): string {
     parsed.length === 3 &&
     parsed[0] === 'held' &&
     parsed[1] === subscriptionId &&
-    typeof parsed[2] === 'string'
+    typeof parsed[2] === 'string' &&
+    parsed[2].length <= 256 // a task id is far shorter; DynamoDB refuses a sort key over 1 KiB
   ) {
     return parsed[2];
   }

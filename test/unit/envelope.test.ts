@@ -964,7 +964,13 @@ describe('numbers a double cannot hold', () => {
   it('1e400 or 309 digits in the data are refused (400 number_out_of_range), in either mode; 1e300 and a string "1e400" are fine', () => {
     const event = (data: string) =>
       `{"specversion":"1.0","id":"n1","source":"/s","type":"orders.created","data":${data}}`;
-    for (const data of ['{"amount":1e400}', `{"n":${'9'.repeat(309)}}`, '[[-1E+999]]']) {
+    for (const data of [
+      '{"amount":1e400}',
+      `{"n":${'9'.repeat(309)}}`,
+      '[[-1E+999]]',
+      `{"n":1${'0'.repeat(300)}e9}`,
+      `{"n":${'9'.repeat(308)}e1}`,
+    ]) {
       assert.throws(
         () => parseHttpEvents('application/cloudevents+json', {}, event(data)),
         (err: unknown) => err instanceof ValidationError && err.code === 'number_out_of_range',
