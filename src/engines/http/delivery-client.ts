@@ -17,7 +17,10 @@
  * - A 3xx is a response like any other; `Location` is never followed.
  * - Informational (1xx) responses restart undici's headers timeout, so at most
  *   MAX_INFORMATIONAL_RESPONSES are accepted: `102 Processing` sent forever cannot hold a request
- *   open, deadline or not.
+ *   open, deadline or not. A `100 Continue` the request did not ask for is the exception: undici
+ *   (8.13) takes it as a bad response and closes the connection, so an endpoint that sends one to
+ *   every POST fails each attempt as `connect` (UND_ERR_SOCKET) although it got the request —
+ *   RFC 9110 §15.2 says to accept it. Not worked around here (it would mean another HTTP client).
  * - Response headers are capped at MAX_RESPONSE_HEADER_BYTES (more is an attempt error).
  */
 import type { LookupFunction } from 'node:net';
