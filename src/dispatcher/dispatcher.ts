@@ -378,6 +378,11 @@ export class WebhookDispatcher {
       await this.#deadLetter(message, task, 'held_overflow', error, task.attempt);
       return 'failed';
     }
+    // Its delivery record (when an attempt made one) is touched: its retention counts from now, so a
+    // pause shorter than the history retention never purges the record of a task on its way.
+    if (delivery?.status === 'PENDING') {
+      await this.#deps.deliveries.patch(task.deliveryId, { updatedAt: now.toISOString() });
+    }
     await this.#deps.heldTasks.hold({
       // One per record read, however often it is read.
       id: positionalRecordId('held', message),

@@ -410,6 +410,23 @@ describe('WebhookDispatcher', () => {
     assert.deepEqual((await store.deadLetters.list({})).items, []);
   });
 
+  test('holding a task touches its PENDING delivery record: its retention counts from the hold', async () => {
+    const message = taskMessage({ attempt: 1 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    const longAgo = '2026-01-01T00:00:00.000Z';
+    await store.deliveries.ensure(
+      deliveryRecord({ id: deliveryId, subscriptionId, status: 'PENDING', attempts: 1, updatedAt: longAgo }),
+    );
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    const before = Date.now();
+    await dispatcher().handleBatch([message]);
+    assert.equal((await store.heldTasks.list(subscriptionId, 10)).length, 1);
+    const touched = (await store.deliveries.get(deliveryId))!;
+    assert.equal(touched.status, 'PENDING');
+    assert.ok(Date.parse(touched.updatedAt) >= before, `updatedAt ${touched.updatedAt}`);
+  });
+
   test('tasks of one append (one timestamp) are held in their partition’s order, and listed so for release', async () => {
     const sub = (await store.subscriptions.get(subscriptionId))!;
     await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });

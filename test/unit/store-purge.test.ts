@@ -54,6 +54,21 @@ test('history older than the retention goes (more than one chunk of it); newer h
   const stillRetrying = await store.deliveries.ensure(
     deliveryRecord({ createdAt: old, updatedAt: recent, status: 'PENDING' }),
   );
+  const abandoned = await store.deliveries.ensure(
+    deliveryRecord({ createdAt: old, updatedAt: old, status: 'PENDING' }),
+  );
+  // Old and PENDING, but its subscription is paused with a task held: on its way, not abandoned.
+  const held = await store.deliveries.ensure(
+    deliveryRecord({ createdAt: old, updatedAt: old, status: 'PENDING' }),
+  );
+  await store.heldTasks.hold({
+    id: 'held-1',
+    subscriptionId: held.subscriptionId,
+    heldAt: old,
+    topic: 'egress.acme.orders.created',
+    value: '{}',
+    headers: {},
+  });
   const unmatched = { id: 'evt-nobody-wanted', source: '/orders' };
   await store.deliveries.recordRouting(unmatched, [], old);
   await store.deadLetters.insert(deadLetterRecord({ createdAt: old }));
@@ -82,6 +97,16 @@ test('history older than the retention goes (more than one chunk of it); newer h
     (await store.deliveries.get(stillRetrying.id))?.status,
     'PENDING',
     'a PENDING delivery still being retried is not purged',
+  );
+  assert.equal(
+    await store.deliveries.get(abandoned.id),
+    undefined,
+    'an abandoned PENDING delivery (no change in 30 days, nothing held) is purged',
+  );
+  assert.equal(
+    (await store.deliveries.get(held.id))?.status,
+    'PENDING',
+    'a PENDING delivery whose task is held is not purged',
   );
   assert.deepEqual(
     (await store.deadLetters.list({})).items.map((d) => d.id),

@@ -102,10 +102,12 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
       'INSERT INTO route_log (routed_at, event_id, source) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     );
     // Through `delivery_by_time` (created_at, id, status): the status is checked in the index; only a
-    // PENDING row (rare among old ones) is read, for when it was last updated.
+    // PENDING row (rare among old ones) is read, for when it was last updated — and kept while its
+    // subscription has tasks held (paused, or its partner inactive): its task is still on its way.
     this.#oldDeliveries = db.prepare(
       `SELECT id FROM event_delivery_status
-       WHERE created_at < ?1 AND (status != 'PENDING' OR json_extract(doc, '$.updatedAt') < ?1)
+       WHERE created_at < ?1 AND (status != 'PENDING' OR (json_extract(doc, '$.updatedAt') < ?1
+         AND subscription_id NOT IN (SELECT subscription_id FROM held_count)))
        ORDER BY created_at, id LIMIT ?2`,
     );
     this.#deleteAttempts = db.prepare('DELETE FROM delivery_attempt WHERE delivery_id = ?');
