@@ -7,14 +7,20 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { Agent, request, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type RawHttpOutcome, type RawHttpRequest, rawRequest } from '../../bench/fuzz-client.ts';
 import { ValidationError } from '../../src/common/errors.ts';
 import { Logger } from '../../src/common/log.ts';
 import { close, createNodeServer, listen } from '../../src/runtimes/server/http-server.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../support/server.ts';
+import { selfSignedCert } from '../support/tls.ts';
 
 const AUTH: [string, string][] = [
   ['authorization', `Bearer ${ADMIN_TOKEN}`],
@@ -430,5 +436,57 @@ describe('a failure outside the edge', () => {
       lines.some((line) => line.includes('a thing is invalid')),
       lines.join('\n'),
     );
+  });
+});
+
+describe('the platform over HTTPS (WEBHOOKS_TLS_CERT and WEBHOOKS_TLS_KEY)', () => {
+  let server: TestServer;
+  let ca: string;
+  before(async () => {
+    const { key, cert } = await selfSignedCert();
+    ca = cert;
+    const dir = await mkdtemp(join(tmpdir(), 'webhooks-tls-'));
+    writeFileSync(join(dir, 'cert.pem'), cert);
+    writeFileSync(join(dir, 'key.pem'), key);
+    server = await startTestServer({
+      WEBHOOKS_TLS_CERT: join(dir, 'cert.pem'),
+      WEBHOOKS_TLS_KEY: join(dir, 'key.pem'),
+    });
+  });
+  after(() => server.stop());
+
+  /** One request over TLS with the client limited to `version`; the status, or the TLS error code. */
+  const call = (version: 'TLSv1.2' | 'TLSv1.3', method = 'GET', path = '/healthz', body?: Buffer) =>
+    new Promise<{ status?: number; code?: string }>((resolve) => {
+      const req = httpsRequest(
+        `${server.url}${path}`,
+        {
+          method,
+          ca,
+          minVersion: version,
+          maxVersion: version,
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode }));
+        },
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => resolve({ code: err.code }));
+      req.end(body);
+    });
+
+  test('TLS 1.3 is served; a client limited to TLS 1.2 is refused at the handshake', async () => {
+    assert.match(server.url, /^https:/);
+    assert.deepEqual(await call('TLSv1.3'), { status: 200 });
+    const old = await call('TLSv1.2');
+    assert.equal(old.status, undefined);
+    assert.match(old.code ?? '', /ERR_SSL|EPROTO|ECONNRESET/);
+  });
+
+  test('an oversized body gets its 413 over TLS too', async () => {
+    assert.deepEqual(await call('TLSv1.3', 'POST', '/admin/schemas', Buffer.alloc(2 * 1024 * 1024, 0x20)), {
+      status: 413,
+    });
   });
 });

@@ -180,6 +180,12 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       const sub = await server.request('GET', `/admin/subscriptions/${subscriptionId}`);
       assert.equal(sub.body.status, 'DISABLED');
       assert.match(sub.body.statusReason, /410/);
+      const dead = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
+      assert.deepEqual(
+        dead.body.items.map((d: { reason: string }) => d.reason),
+        ['endpoint_gone'],
+        'dead-lettered with the reason operators filter on',
+      );
       // The dispatcher (its own thread) disabled it, and the processor heard at once: the second
       // event is not even routed to it (no second delivery record, no "subscription_disabled").
       const witness = await receiver();
