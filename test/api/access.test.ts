@@ -138,6 +138,23 @@ describe('API keys and roles', () => {
     assert.equal(unknown.body.error.code, 'invalid_token');
   });
 
+  test('a key revoked through one process is refused by another on the same store (its cache lasts 5 s)', async () => {
+    // A second process's platform on the same data dir (SQLite file), as `--role` splits run it.
+    const other = await startTestServer({}, server.dataDir);
+    try {
+      const created = await createKey(server, { name: 'two-processes', role: 'operator' });
+      const use = () => other.request('GET', '/admin/deliveries', undefined, { token: created.key });
+      assert.equal((await use()).status, 200, 'known to the other process (and cached there)');
+      assert.equal((await server.request('DELETE', `/admin/api-keys/${created.id}`)).status, 200);
+      await waitFor('the other process to refuse the revoked key', async () => {
+        const res = await use();
+        return res.status === 401 && res.body.error.code === 'key_revoked';
+      });
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('a key records when it was last used', async () => {
     const created = await createKey(server, { name: 'used', role: 'operator' });
     assert.equal((await server.request('GET', `/admin/api-keys/${created.id}`)).body.lastUsedAt, undefined);

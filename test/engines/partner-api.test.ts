@@ -371,6 +371,14 @@ describe('failures', () => {
     assert.match(declared.message, /over 1048576 bytes/);
   });
 
+  test('metadata nested deeper than 64 levels is a bad response, not a stack for the pipeline to walk', async () => {
+    let deep: unknown = {};
+    for (let i = 0; i < 70; i++) deep = { d: deep };
+    route = partnersById({ acme: { ...ACME, metadata: deep } });
+    const err = await rejectsWithCode(directory().getPartner('acme'), 'partner_directory_bad_response');
+    assert.equal(err.details[0]?.field, 'metadata');
+  });
+
   test('a partner without a name is a bad response naming the field', async () => {
     route = partnersById({ acme: { id: 'acme' } });
 
