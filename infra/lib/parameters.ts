@@ -78,7 +78,8 @@ export function stackParameters(scope: Construct, options = { existingCluster: t
     ? new CfnParameter(scope, 'KafkaReplicationFactor', {
         type: 'Number',
         default: 3,
-        allowedValues: ['1', '2', '3'],
+        minValue: 1,
+        maxValue: 3,
         description:
           'Replication factor of the topics the platform creates: at most the number of brokers (3 on three or more)',
       }).valueAsString

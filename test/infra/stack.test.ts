@@ -45,7 +45,8 @@ describe('the stack', () => {
     assert.deepEqual(p.KafkaReplicationFactor, {
       Type: 'Number',
       Default: 3,
-      AllowedValues: ['1', '2', '3'],
+      MinValue: 1,
+      MaxValue: 3,
       Description:
         'Replication factor of the topics the platform creates: at most the number of brokers (3 on three or more)',
     });
