@@ -1,6 +1,7 @@
 /**
- * Who is using a data dir: each platform process (and a running `webhooks rotate-secret-key`)
- * leaves a file `in-use.<pid>.<what>` in it for as long as it runs. The key rotation re-seals the
+ * Who is using a data dir: each platform (and a running `webhooks rotate-secret-key`) leaves a file
+ * `in-use.<pid>.<n>.<what>` in it for as long as it runs (`n` tells apart the platforms of one
+ * process, as tests build them). The key rotation re-seals the
  * store and deletes the old key: a platform running meanwhile would keep the old key in memory, fail
  * every delivery, and seal what it writes next under a key that no longer exists anywhere. So each
  * side marks its use first, then looks for the other's, and refuses while that one is alive (both
@@ -17,10 +18,13 @@ import { ConfigError } from '../common/errors.ts';
 export type DataDirUse = 'platform' | 'rotation';
 
 const PREFIX = 'in-use.';
+/** Marks made by this process so far. */
+let marks = 0;
 
 /** Marks this process as using the data dir; returns the function that takes the mark away. */
 export function markDataDirUse(dataDir: string, what: DataDirUse): () => void {
-  const path = join(dataDir, `${PREFIX}${process.pid}.${what}`);
+  marks += 1;
+  const path = join(dataDir, `${PREFIX}${process.pid}.${marks}.${what}`);
   writeFileSync(path, `${hostname()}\n`, { mode: 0o600 });
   let removed = false;
   const remove = () => {
@@ -44,7 +48,7 @@ export function otherDataDirUsers(dataDir: string, what: DataDirUse): number[] {
     return pids;
   }
   for (const name of names) {
-    const match = /^in-use\.(\d+)\.([a-z]+)$/.exec(name);
+    const match = /^in-use\.(\d+)\.\d+\.([a-z]+)$/.exec(name);
     if (!match || match[2] !== what) continue;
     const pid = Number(match[1]);
     if (pid === process.pid) continue;

@@ -1,11 +1,12 @@
-/** The data dir at start: owner-only without taking what is not the platform's from its owner; shared dirs refused. */
+/** The data dir at start: owner-only without taking what is not the platform's from its owner; shared dirs refused; marks of use. */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ConfigError } from '../../src/common/errors.ts';
+import { markDataDirUse } from '../../src/runtimes/data-dir-users.ts';
 import { ensureDataDir } from '../../src/runtimes/local-secrets.ts';
 
 const dirs: string[] = [];
@@ -39,4 +40,17 @@ test('group and other permissions are taken away; the owner keeps what it had (a
   assert.equal(mode(dir), '700');
   assert.equal(mode(join(dir, 'run.sh')), '700');
   assert.equal(mode(join(dir, 'notes.txt')), '600');
+});
+
+test('two platforms of one process each keep a mark of their own: the first to close leaves the other’s', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webhooks-datadir-'));
+  dirs.push(dir);
+  const first = markDataDirUse(dir, 'platform');
+  const second = markDataDirUse(dir, 'platform');
+  const marks = () => readdirSync(dir).filter((n) => n.startsWith('in-use.'));
+  assert.equal(marks().length, 2);
+  first();
+  assert.equal(marks().length, 1);
+  second();
+  assert.deepEqual(marks(), []);
 });
