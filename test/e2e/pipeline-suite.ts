@@ -180,9 +180,14 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       const sub = await server.request('GET', `/admin/subscriptions/${subscriptionId}`);
       assert.equal(sub.body.status, 'DISABLED');
       assert.match(sub.body.statusReason, /410/);
-      const dead = await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`);
+      // The dead letter is written after the delivery reads FAILED: wait for it, not for the status.
+      const dead: any[] = await waitFor('the dead letter', async () => {
+        const found: any[] = (await server.request('GET', `/admin/dlq?subscriptionId=${subscriptionId}`)).body
+          .items;
+        return found.length > 0 && found;
+      });
       assert.deepEqual(
-        dead.body.items.map((d: { reason: string }) => d.reason),
+        dead.map((d: { reason: string }) => d.reason),
         ['endpoint_gone'],
         'dead-lettered with the reason operators filter on',
       );
