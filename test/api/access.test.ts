@@ -297,6 +297,24 @@ describe('publisher keys publish their own sources only', () => {
       headers: { 'content-type': 'application/cloudevents+json' },
     });
     assert.equal(accepted.status, 202, 'the good event alone is accepted');
+
+    // Its own source, another type: refused for the type.
+    const otherType = await server.request(
+      'POST',
+      '/events',
+      orderEvent({}, { source: '/shop/eu', type: 'payments.captured' }),
+      { token: shop.key, headers: { 'content-type': 'application/cloudevents+json' } },
+    );
+    assert.equal(otherType.status, 403);
+    assert.equal(otherType.body.error.details[0].field, 'type');
+    // A source named without `*` is that source only, not every source it begins.
+    const exact = await createKey(server, { name: 'billing-only', role: 'publisher', sources: ['/billing'] });
+    const longer = await server.request('POST', '/events', orderEvent({}, { source: '/billing-eu' }), {
+      token: exact.key,
+      headers: { 'content-type': 'application/cloudevents+json' },
+    });
+    assert.equal(longer.status, 403);
+    assert.equal(longer.body.error.details[0].field, 'source');
   });
 
   test('one producer cannot suppress another’s event by publishing its id first', async () => {

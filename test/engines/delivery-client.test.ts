@@ -198,6 +198,18 @@ describe('TLS', () => {
     assert.equal(seen.length, 0);
   });
 
+  test('refuses a TLS 1.2-only server without a CA of its own too (the default trust store, as in production)', async () => {
+    // No `ca`: the client's own connect options carry the TLS minimum. The handshake fails on the
+    // protocol version, before the (untrusted) certificate would be looked at.
+    const result = failure(
+      await client({ ca: undefined }).send(delivery(`https://127.0.0.1:${port(tls12)}/hook`)),
+    );
+
+    assert.equal(result.kind, 'tls');
+    assert.match(result.message, /TLS handshake failed: the endpoint does not support TLS 1\.3/);
+    assert.equal(seen.length, 0);
+  });
+
   test('refuses an untrusted certificate with kind tls', async () => {
     const stranger = await generateCert();
 

@@ -11,6 +11,7 @@ import {
   verifyWebhook,
   webhookHeaders,
 } from '../../src/common/signing.ts';
+import { rotateSecrets } from '../../src/subscriptions/secrets.ts';
 
 const KEY = Buffer.alloc(32, 7);
 const SECRET = `whsec_${KEY.toString('base64')}`;
@@ -263,5 +264,41 @@ describe('verifyWebhook', () => {
   it('honours a custom tolerance', () => {
     assert.equal(verify({ now: 1700000061, toleranceSeconds: 60 }), false);
     assert.equal(verify({ now: 1700000060, toleranceSeconds: 60 }), true);
+  });
+});
+
+describe('rotateSecrets', () => {
+  const secret = (id: string, expiresAt?: string) => ({
+    sealed: id,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    ...(expiresAt ? { expiresAt } : {}),
+  });
+  const now = new Date('2026-06-01T12:00:00.000Z');
+
+  it('keeps the secrets before for the overlap, none past its own end', () => {
+    const rotated = rotateSecrets(
+      [secret('b'), secret('a', '2026-06-01T18:00:00.000Z')],
+      secret('c'),
+      now,
+      86_400,
+    );
+    assert.deepEqual(
+      rotated.map((s) => [s.sealed, s.expiresAt]),
+      [
+        ['c', undefined],
+        ['b', '2026-06-02T12:00:00.000Z'],
+        ['a', '2026-06-01T18:00:00.000Z'],
+      ],
+    );
+  });
+
+  it('an emergency rotation (overlap 0) retires every secret before at once, those still in an earlier overlap too', () => {
+    // A→B with a day's overlap, then B→C at once (B leaked): only C signs from now on.
+    const afterFirst = rotateSecrets([secret('a')], secret('b'), now, 86_400);
+    const later = new Date(now.getTime() + 60_000);
+    assert.deepEqual(
+      rotateSecrets(afterFirst, secret('c'), later, 0).map((s) => s.sealed),
+      ['c'],
+    );
   });
 });
