@@ -117,6 +117,28 @@ describe('EventProcessor', () => {
     assert.equal(metrics.counter('events_processed', '').get(), 1);
   });
 
+  test('a subscription pinned to a schema version gets that version’s events only', async () => {
+    await store.schemas.insert(
+      schemaRecord({ version: 2, schema: { type: 'object', properties: { amount: { type: 'number' } } } }),
+    );
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-any', partnerId: 'acme', filter: undefined }),
+    );
+    await store.subscriptions.insert(
+      subscriptionRecord({ id: 'sub-v1', partnerId: 'acme', filter: undefined, schemaVersion: 1 }),
+    );
+    const v2 = { ...record({ amount: 5 }, { schemaversion: 2 }), topic: 'ingress.orders.created.v2' };
+    await make().processBatch([v2]);
+    assert.deepEqual(
+      published.map((m) => m.key),
+      ['sub-any'],
+      'a v2 event: not to the subscription pinned to v1',
+    );
+    published.length = 0;
+    await make().processBatch([record({ amount: 6 })]);
+    assert.deepEqual(published.map((m) => m.key).sort(), ['sub-any', 'sub-v1']);
+  });
+
   test('the event is linked to its delivery ids when its tasks are published', async () => {
     await store.subscriptions.insert(
       subscriptionRecord({ id: 'sub-a', partnerId: 'acme', filter: undefined }),
