@@ -210,6 +210,18 @@ describe('API keys and roles', () => {
     assert.equal(refused.actorName, 'oncall');
     // Newest first, and the newest entry is the last change made.
     assert.ok(audit[0].id > audit.at(-1).id);
+    // An operator's change (a redrive) is audited as well, not only the admin's.
+    const redrive = await server.request(
+      'POST',
+      '/admin/dlq/redrive',
+      { all: true },
+      { token: keys.operator! },
+    );
+    assert.equal(redrive.status, 200, JSON.stringify(redrive.body));
+    const after = (await server.request('GET', '/admin/audit?limit=1000')).body.items as any[];
+    const redriven = after.find((a) => a.action === 'POST /admin/dlq/redrive');
+    assert.ok(redriven, 'the operator’s redrive is audited');
+    assert.equal(redriven.actorName, 'oncall');
     const mine = (await server.request('GET', `/admin/audit?actor=${encodeURIComponent(entry.actor)}`)).body
       .items;
     assert.ok(mine.every((a: { actor: string }) => a.actor === entry.actor));

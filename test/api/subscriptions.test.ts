@@ -36,6 +36,9 @@ describe('/admin/subscriptions', () => {
     const got = await server.request('GET', `/admin/subscriptions/${res.body.id}`);
     assert.equal(got.body.secret, undefined, 'the secret is shown on creation only');
     assert.equal(JSON.stringify(got.body).includes('whsec_'), false);
+    // Nor its sealed form, in the subscription or in the listing (operators read both).
+    const listed = await server.request('GET', '/admin/subscriptions?limit=1000');
+    for (const body of [got.body, listed.body]) assert.doesNotMatch(JSON.stringify(body), /enc:v1:|kms:v1:/);
   });
 
   test('the secret and the delivery credentials are encrypted at rest, bound to the subscription', async () => {

@@ -424,6 +424,13 @@ describe('schema compatibility: numbers, strings and arrays', () => {
     assert.deepEqual(problems({ type: 'number', minimum: 1 }, { type: 'number', minimum: 0 }), []);
   });
 
+  it('a number minimum 0 made exclusive breaks backward: 0 was valid and is not any more', () => {
+    assert.deepEqual(problems({ type: 'number', minimum: 0 }, { type: 'number', exclusiveMinimum: 0 }), [
+      'lower bound of the root value changed from >= 0 to > 0',
+    ]);
+    assert.deepEqual(problems({ type: 'number', exclusiveMinimum: 0 }, { type: 'number', minimum: 0 }), []);
+  });
+
   it('treats integer minimum 1 and exclusiveMinimum 0 as the same bound', () => {
     assert.deepEqual(problems({ type: 'integer', minimum: 1 }, { type: 'integer', exclusiveMinimum: 0 }), []);
   });
