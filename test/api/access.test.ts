@@ -126,8 +126,9 @@ describe('API keys and roles', () => {
       expiresAt: new Date(Date.now() + 60_000).toISOString(),
     });
     const record = await server.running.platform.store.apiKeys.get(expiring.id);
-    // Moved into the past in the store, as time would: the key is refused from then on.
-    await server.running.platform.store.apiKeys.update({ ...record!, expiresAt: '2020-01-01T00:00:00.000Z' });
+    // Moved just into the past in the store, as time would: the key is refused from then on (no grace).
+    const justNow = new Date(Date.now() - 1000).toISOString();
+    await server.running.platform.store.apiKeys.update({ ...record!, expiresAt: justNow });
     const expired = await server.request('GET', '/admin/deliveries', undefined, { token: expiring.key });
     assert.equal(expired.status, 401);
     assert.equal(expired.body.error.code, 'key_expired');

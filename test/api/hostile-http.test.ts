@@ -156,6 +156,20 @@ describe('hostile HTTP against the server (body limit 1 MiB)', () => {
     assert.equal(old.status, 200);
   });
 
+  test('one byte over the limit is 413, in either framing', async () => {
+    const over = Buffer.alloc(1024 * 1024 + 1, 0x20);
+    for (const chunked of [undefined, 4096]) {
+      const outcome = await send({
+        method: 'POST',
+        target: '/admin/schemas',
+        headers: AUTH,
+        body: over,
+        ...(chunked ? { chunked } : {}),
+      });
+      assertAnswered(outcome, 413, 'payload_too_large');
+    }
+  });
+
   test('after a 413 the keep-alive connection serves the next request', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const call = (method: string, path: string, body?: Buffer) =>

@@ -203,6 +203,18 @@ describe('mapping: transforms', () => {
     });
   }
 
+  it('a time without an offset is UTC whatever the process’s time zone (the tests run in UTC)', () => {
+    const zone = process.env.TZ;
+    process.env.TZ = 'Asia/Kolkata';
+    try {
+      assert.equal(copyWith('unixSeconds', '2024-05-01T10:00:00'), 1714557600);
+      assert.equal(copyWith('isoTime', '2024-05-01T10:00:00'), '2024-05-01T10:00:00.000Z');
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
+  });
+
   it('passes null through every transform', () => {
     assert.equal(copyWith('number', null), null);
     assert.equal(copyWith('isoTime', null), null);
