@@ -7,7 +7,7 @@ import type { BusMessage } from '../../src/common/ports/bus.ts';
 import type { HeldTask } from '../../src/common/ports/store.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { Operations, type OperationsDeps } from '../../src/operations/service.ts';
-import { deadLetterRecord, deliveryRecord } from '../support/fixtures.ts';
+import { completeInLedger, deadLetterRecord, deliveryRecord } from '../support/fixtures.ts';
 
 /** Operations over a store's repositories, nothing paused; `deps` replaces any part. */
 function operationsOn(store: SqliteStore, deps: Partial<OperationsDeps> & Pick<OperationsDeps, 'publish'>) {
@@ -210,6 +210,28 @@ test('two redrives at once re-publish each dead letter once', async () => {
     assert.equal(published.length, 30);
     assert.equal(new Set(published.map((m) => m.headers?.['x-webhooks-redrive'])).size, 30);
     assert.deepEqual((await store.deadLetters.list({ pending: true })).items, []);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a dead letter whose redrive claim is completed already (redriven, its mark not written yet) is not sent again', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    const entry = deadLetterRecord({
+      subscriptionId: 'sub-1',
+      value: JSON.stringify({ deliveryId: 'dlv_done' }),
+    });
+    await store.deadLetters.insert(entry);
+    await completeInLedger(store.ledger, `redrive:${entry.id}`, 60_000, Date.now());
+    const published: BusMessage[] = [];
+    const operations = operationsOn(store, {
+      publish: async (messages: BusMessage[]) => {
+        published.push(...messages);
+      },
+    });
+    await operations.redrive({ subscriptionId: 'sub-1' });
+    assert.deepEqual(published, []);
   } finally {
     await store.close();
   }
