@@ -76,10 +76,11 @@ export function stackParameters(scope: Construct, options = { existingCluster: t
   });
   const replication = options.existingCluster
     ? new CfnParameter(scope, 'KafkaReplicationFactor', {
-        type: 'Number',
-        default: 3,
-        minValue: 1,
-        maxValue: 3,
+        // A String of three values: a Number would let 2.5 or 1e0 deploy, which every function's
+        // configuration check then refuses at start.
+        type: 'String',
+        default: '3',
+        allowedValues: ['1', '2', '3'],
         description:
           'Replication factor of the topics the platform creates: at most the number of brokers (3 on three or more)',
       }).valueAsString

@@ -48,7 +48,8 @@ export function otherDataDirUsers(dataDir: string, what: DataDirUse): number[] {
     return pids;
   }
   for (const name of names) {
-    const match = /^in-use\.(\d+)\.\d+\.([a-z]+)$/.exec(name);
+    // (`in-use.<pid>.<what>`: a mark of a process of the build before, still running.)
+    const match = /^in-use\.(\d+)\.(?:\d+\.)?([a-z]+)$/.exec(name);
     if (!match || match[2] !== what) continue;
     const pid = Number(match[1]);
     if (pid === process.pid) continue;

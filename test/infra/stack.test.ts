@@ -43,10 +43,9 @@ describe('the stack', () => {
     assert.equal(p.OffsetLagThreshold?.Type, 'Number');
     // A two-broker cluster refuses topics of 3 replicas: the factor is the deployer's to lower.
     assert.deepEqual(p.KafkaReplicationFactor, {
-      Type: 'Number',
-      Default: 3,
-      MinValue: 1,
-      MaxValue: 3,
+      Type: 'String',
+      Default: '3',
+      AllowedValues: ['1', '2', '3'],
       Description:
         'Replication factor of the topics the platform creates: at most the number of brokers (3 on three or more)',
     });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ConfigError } from '../../src/common/errors.ts';
-import { markDataDirUse } from '../../src/runtimes/data-dir-users.ts';
+import { markDataDirUse, otherDataDirUsers } from '../../src/runtimes/data-dir-users.ts';
 import { ensureDataDir } from '../../src/runtimes/local-secrets.ts';
 
 const dirs: string[] = [];
@@ -53,4 +53,12 @@ test('two platforms of one process each keep a mark of their own: the first to c
   assert.equal(marks().length, 1);
   second();
   assert.deepEqual(marks(), []);
+});
+
+test('a mark of the build before (in-use.<pid>.<what>) of a live process still counts', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webhooks-datadir-'));
+  dirs.push(dir);
+  // The test runner's parent process is alive and is not this process.
+  writeFileSync(join(dir, `in-use.${process.ppid}.platform`), 'host\n');
+  assert.deepEqual(otherDataDirUsers(dir, 'platform'), [process.ppid]);
 });
