@@ -74,6 +74,8 @@ type Tables = Partial<Record<TableName, TableAccess>>;
 /** The held-task release (admin, dispatcher after a 410, scheduler): tasks, and whether still held. */
 const RELEASE_HELD: Tables = {
   held_task: { actions: ['GetItem', 'Query', 'BatchGetItem', 'DeleteItem', 'UpdateItem'], indexes: true },
+  // A released task's PENDING delivery record is touched (its retention counts from the release).
+  event_delivery_status: { actions: ['GetItem', 'UpdateItem'] },
   partner_event_subscription: { actions: ['GetItem'] },
   partner: { actions: ['GetItem'] },
 };

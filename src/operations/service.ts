@@ -201,6 +201,9 @@ export class Operations {
         // Tasks just removed listed again: the store did not remove them. Stop rather than publish
         // them again and again; the next release (the sweep) tries once more.
         if (removed.has(tasks[0]!.id)) throw new Error(`held tasks of ${subscriptionId} were not removed`);
+        // Their delivery records are touched first: held no more, each is "on its way" again from
+        // now for the history retention, until the dispatcher reaches its task in the egress topic.
+        await this.#touchPending(tasks.map((t) => t.value));
         await this.#deps.publish(
           tasks.map((t) => ({
             topic: t.topic,
@@ -218,6 +221,21 @@ export class Operations {
       this.#releasing.delete(subscriptionId);
     }
     return released;
+  }
+
+  /** Sets `updatedAt` of the PENDING delivery records of these tasks (those that have one) to now. */
+  async #touchPending(values: string[]): Promise<void> {
+    const now = this.#deps.clock().toISOString();
+    await Promise.all(
+      values.map(async (value) => {
+        const id = deliveryTaskFields(value)?.deliveryId;
+        if (typeof id !== 'string') return;
+        if ((await this.#deps.deliveries.get(id))?.status !== 'PENDING') return;
+        await this.#deps.deliveries.patch(id, { updatedAt: now }).catch((err: unknown) => {
+          if (!isWebhooksError(err) || err.code !== 'not_found') throw err; // purged meanwhile: nothing to touch
+        });
+      }),
+    );
   }
 
   async #redrive(

@@ -222,6 +222,7 @@ const EXPECTED: Record<FunctionKind, Expected[]> = {
     ...common('scheduler', false),
     dynamo('held_task', 'GetItem', 'Query', 'BatchGetItem', 'DeleteItem', 'UpdateItem'),
     indexes('held_task'),
+    dynamo('event_delivery_status', 'GetItem', 'UpdateItem'),
     dynamo('partner_event_subscription', 'GetItem'),
     indexes('partner_event_subscription'),
     dynamo('partner', 'GetItem'),

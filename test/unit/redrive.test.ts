@@ -129,6 +129,39 @@ test('held tasks go back as they were read, for subscriptions no longer PAUSED o
   }
 });
 
+test('a released task’s PENDING delivery record is touched: its retention counts from the release, not the hold', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    const longAgo = '2026-01-01T00:00:00.000Z';
+    const record = await store.deliveries.ensure(
+      deliveryRecord({ subscriptionId: 'sub-1', status: 'PENDING', attempts: 1, updatedAt: longAgo }),
+    );
+    const done = await store.deliveries.ensure(
+      deliveryRecord({ subscriptionId: 'sub-1', status: 'SUCCESS', updatedAt: longAgo }),
+    );
+    for (const deliveryId of [record.id, done.id, 'dlv_no_record_yet']) {
+      await store.heldTasks.hold({
+        id: uuidv7(),
+        subscriptionId: 'sub-1',
+        heldAt: longAgo,
+        topic: 'egress.acme.orders.created',
+        value: JSON.stringify({ deliveryId, attempt: 1 }),
+        headers: {},
+      });
+    }
+    const before = Date.now();
+    const operations = operationsOn(store, { publish: async () => {} });
+    assert.equal(await operations.releaseHeld('sub-1'), 3);
+    assert.ok(
+      Date.parse((await store.deliveries.get(record.id))!.updatedAt) >= before,
+      'the PENDING one touched',
+    );
+    assert.equal((await store.deliveries.get(done.id))!.updatedAt, longAgo, 'a finished one left as it was');
+  } finally {
+    await store.close();
+  }
+});
+
 test('held tasks of 900 KiB go back in several publishes of at most MAX_PAGE_BYTES (and one more task), all of them', async () => {
   const store = new SqliteStore(':memory:');
   try {

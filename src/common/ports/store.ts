@@ -151,10 +151,13 @@ export interface DeliveryRepository {
   attempts(deliveryId: string): Promise<DeliveryAttempt[]>;
   /**
    * History retention: deletes up to `limit` deliveries created before `before` that are no longer
-   * PENDING — or are PENDING but were not updated since `before` either: abandoned, as no task can
-   * still be on its way after the retry policy's maximum age (3 days by default) — with their
-   * attempts; and up to `limit` routes of events routed before it (so such an event ingested again
-   * is routed again). Returns how many of each went; call again until both are below `limit`.
+   * PENDING — or are PENDING but were not updated since `before` either and have no task held for
+   * their subscription: abandoned, as no task can still be on its way after the retry policy's
+   * maximum age (3 days by default) — with their attempts; and up to `limit` routes of events routed
+   * before it (so such an event ingested again is routed again). Returns how many of each went; call
+   * again until both are below `limit`. Abandoned PENDING deliveries may be looked through a page at
+   * a time over several calls (those kept are many when subscriptions are paused): a call can come
+   * back short while some are still to go, found by the calls of later passes.
    * Absent where the engine deletes history by itself (DynamoDB's TTL, at no write cost).
    */
   purgeBefore?(before: string, limit: number): Promise<{ deliveries: number; routes: number }>;
