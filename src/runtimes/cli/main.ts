@@ -72,6 +72,14 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   const role = String(values.role ?? 'all');
   const roles = parseRoles(role);
   const config = configure(values);
+  // The signals are heard from the start: one that arrives while the platform starts stops it once
+  // it has started (without a listener, Node would end the process at once, mid-start).
+  let stopRequested: string | undefined;
+  let shutdown = (signal: string) => {
+    stopRequested ??= signal;
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
   const running = await startServer(config, { roles });
   const { platform } = running;
   const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -86,7 +94,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   else out('admin token: from WEBHOOKS_ADMIN_TOKEN');
   out(`OpenAPI document: ${running.url}/openapi.json`);
 
-  const shutdown = (signal: string) => {
+  shutdown = (signal: string) => {
     platform.logger.info('shutting down', { signal });
     // The stop has bounds of its own: requests in progress get CLOSE_GRACE_MS (their handlers
     // HANDLER_WAIT_MS more), each worker thread
@@ -102,8 +110,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  if (stopRequested) shutdown(stopRequested);
 }
 
 /** `webhooks create-tables`: creates the DynamoDB store's missing tables once (what WEBHOOKS_DYNAMODB_CREATE_TABLES=1 does at every start). */
