@@ -200,9 +200,15 @@ function compare(op: string, operand: unknown, values: unknown[]): boolean {
       return operand === true ? values.length > 0 : values.length === 0;
     case '$eq':
     case '$neq': {
-      const found = isScalar(operand)
-        ? values.some((value) => value === operand || (Array.isArray(value) && value.includes(operand)))
-        : values.some((value) => equalsOrContains(value, operandCandidates(operand)));
+      let found: boolean;
+      if (isScalar(operand)) {
+        found = values.some(
+          (value) => value === operand || (Array.isArray(value) && value.includes(operand)),
+        );
+      } else {
+        const candidates = candidatesOf([operand], operand as object);
+        found = values.some((value) => equalsOrContains(value, candidates));
+      }
       return op === '$eq' ? found : !found;
     }
     case '$in':
@@ -268,14 +274,6 @@ function equalsOrContains(value: unknown, candidates: Candidates): boolean {
   }
   return false;
 }
-
-/** `$eq`'s operand as candidates: a scalar compared as it is (no set made); an object or array cached. */
-function operandCandidates(operand: unknown): Candidates {
-  if (isScalar(operand)) return { scalars: new Set([operand]), objects: EMPTY, arrays: EMPTY };
-  return candidatesOf([operand], operand as object);
-}
-
-const EMPTY: Set<string> = new Set();
 
 function orderedAnyElement(op: string, value: unknown, operand: unknown): boolean {
   if (Array.isArray(value)) return value.some((element) => ordered(op, element, operand));

@@ -181,3 +181,8 @@ export function declaredQuery(query: URLSearchParams, route: Route): URLSearchPa
   for (const name of names) for (const value of query.getAll(name)) out.append(name, value);
   return out;
 }
+
+/** The URL of a server listening on `host` and `port` (an IPv6 address in brackets). */
+export function serverUrl(tls: boolean, host: string, port: number): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

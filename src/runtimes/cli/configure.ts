@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { type Config, loadConfig } from '../../common/config.ts';
+import { serverUrl } from '../../common/http.ts';
 
 /** The configuration from the environment, the config file and the command's own options. */
 export function configure(
@@ -31,5 +32,5 @@ export function configure(
 export function platformUrl(config: Config): string {
   const listening = config.host;
   const host = listening === '0.0.0.0' || listening === '::' || listening === '' ? '127.0.0.1' : listening;
-  return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+  return serverUrl(config.tls !== undefined, host, config.port);
 }

@@ -74,9 +74,8 @@ async function demo(
     if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
     return json;
   };
-  const running = { url };
 
-  out(`platform: ${running.url} (data dir ${dataDir}, WEBHOOKS_DEV=1)`);
+  out(`platform: ${url} (data dir ${dataDir}, WEBHOOKS_DEV=1)`);
   out(`receiver: ${receiver.url} (TLS 1.3, verifies Standard Webhooks signatures)`);
   out();
   const schema = await call('POST', '/admin/schemas', {
@@ -126,7 +125,7 @@ async function demo(
   let delivery: Record<string, unknown> | undefined;
   while (Date.now() < deadline) {
     const page = (await (
-      await fetch(`${running.url}/admin/deliveries?eventId=${eventId}&subscriptionId=${String(sub.id)}`, {
+      await fetch(`${url}/admin/deliveries?eventId=${eventId}&subscriptionId=${String(sub.id)}`, {
         headers: { authorization: `Bearer ${token}` },
       })
     ).json()) as { items: Array<Record<string, unknown>> };
@@ -143,7 +142,7 @@ async function demo(
   if (keep) {
     out();
     out(`Still running. Admin token: ${token} (data dir ${dataDir})`);
-    out(`Try: curl -H 'authorization: Bearer ${token}' ${running.url}/admin/deliveries`);
+    out(`Try: curl -H 'authorization: Bearer ${token}' ${url}/admin/deliveries`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());

@@ -260,17 +260,8 @@ async function handleLarge(
     // are read between two large bodies, not after the whole queue of them.
     await nextTurn();
     const handled = options.handle(raw);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      handled.then(
-        () => {},
-        () => {},
-      ),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, LARGE_BODY_HOLD_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    // Its place is given up when it is handled, or LARGE_BODY_HOLD_MS on, whichever is first.
+    await withDeadline(handled, LARGE_BODY_HOLD_MS, () => new Error('still waiting')).catch(() => {});
     return { handled };
   });
 }

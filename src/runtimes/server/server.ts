@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { Config } from '../../common/config.ts';
 import { heapTrimCounters, SERVING_THREAD_BUSY_ABOVE, startHeapTrim } from '../../common/heap-trim.ts';
+import { serverUrl } from '../../common/http.ts';
 import { buildPlatform, type Platform, type PlatformOptions } from '../platform.ts';
 import { close, createNodeServer, listen } from './http-server.ts';
 
@@ -30,7 +31,6 @@ export async function startServer(config: Config, options: PlatformOptions = {})
     await platform.close();
     throw err;
   }
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   // This thread answers requests: its heap is trimmed only while its loop is nearly idle (a trim
   // holds it 20-120 ms, and anyone asking meanwhile waits that long).
   const stopTrim = startHeapTrim({
@@ -43,7 +43,7 @@ export async function startServer(config: Config, options: PlatformOptions = {})
     platform,
     server,
     port,
-    url: `${config.tls ? 'https' : 'http'}://${host}:${port}`,
+    url: serverUrl(config.tls !== undefined, config.host, port),
     stop() {
       stopping ??= (async () => {
         stopTrim();
