@@ -42,6 +42,13 @@ export interface Config {
   /** Bytes of messages a consumer may hold in flight (a cap on memory besides the count). */
   maxInFlightBytes: number;
   maxBodyBytes: number;
+  /**
+   * Request-body bytes the HTTP server holds in memory at once, over all connections; past them,
+   * bodies wait to be read (`runtimes/server/body-budget.ts`). At least `maxBodyBytes`.
+   */
+  maxBufferedBodyBytes: number;
+  /** Connections the HTTP server keeps open at once; more are closed as they come. */
+  maxConnections: number;
   logLevel: LogLevel;
   topicPartitions: number;
   secretOverlapSeconds: number;
@@ -278,6 +285,12 @@ const ENTRIES: Record<string, Entry> = {
     parse: int(1024 * 1024, 16 * 1024 * 1024 * 1024),
   },
   maxBodyBytes: { env: 'WEBHOOKS_MAX_BODY_BYTES', file: 'maxBodyBytes', parse: int(1024, 64 * 1024 * 1024) },
+  maxBufferedBodyBytes: {
+    env: 'WEBHOOKS_MAX_BUFFERED_BODY_BYTES',
+    file: 'maxBufferedBodyBytes',
+    parse: int(1024, 16 * 1024 * 1024 * 1024),
+  },
+  maxConnections: { env: 'WEBHOOKS_MAX_CONNECTIONS', file: 'maxConnections', parse: int(1, 1_000_000) },
   logLevel: { env: 'WEBHOOKS_LOG_LEVEL', file: 'logLevel', parse: oneOf<LogLevel>(...LOG_LEVELS) },
   topicPartitions: { env: 'WEBHOOKS_TOPIC_PARTITIONS', file: 'topicPartitions', parse: int(1, 1024) },
   secretOverlapSeconds: {
@@ -457,6 +470,8 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     maxHeldPerSubscription: (values.maxHeldPerSubscription as number | undefined) ?? 1_000_000,
     maxInFlightBytes: (values.maxInFlightBytes as number | undefined) ?? 64 * 1024 * 1024,
     maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 1024 * 1024,
+    maxBufferedBodyBytes: (values.maxBufferedBodyBytes as number | undefined) ?? 64 * 1024 * 1024,
+    maxConnections: (values.maxConnections as number | undefined) ?? 4096,
     logLevel: (values.logLevel as LogLevel | undefined) ?? 'info',
     topicPartitions: (values.topicPartitions as number | undefined) ?? 4,
     secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,
@@ -496,6 +511,12 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     } else {
       config.tls = { certFile: values.tlsCert as string, keyFile: values.tlsKey as string };
     }
+  }
+  if (config.maxBufferedBodyBytes < config.maxBodyBytes) {
+    details.push({
+      field: 'WEBHOOKS_MAX_BUFFERED_BODY_BYTES',
+      message: `WEBHOOKS_MAX_BUFFERED_BODY_BYTES (${config.maxBufferedBodyBytes}) must be at least WEBHOOKS_MAX_BODY_BYTES (${config.maxBodyBytes}): one body of the largest size must fit`,
+    });
   }
   if (config.bus === 'kafka' && config.kafkaBrokers.length === 0) {
     details.push({

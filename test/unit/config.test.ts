@@ -154,4 +154,20 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig({ WEBHOOKS_TLS_CERT: '/c.pem' }), /go together/);
     assert.throws(() => loadConfig({}, { prot: 1 }), /unknown setting "prot"/);
   });
+
+  test("the HTTP server's bounds: body bytes held at once (at least one body of the largest size) and connections", () => {
+    const d = loadConfig({});
+    assert.deepEqual([d.maxBufferedBodyBytes, d.maxConnections], [64 * 1024 * 1024, 4096]);
+    const c = loadConfig({
+      WEBHOOKS_MAX_BUFFERED_BODY_BYTES: String(8 * 1024 * 1024),
+      WEBHOOKS_MAX_CONNECTIONS: '100',
+    });
+    assert.deepEqual([c.maxBufferedBodyBytes, c.maxConnections], [8 * 1024 * 1024, 100]);
+    assert.throws(
+      () => loadConfig({ WEBHOOKS_MAX_BUFFERED_BODY_BYTES: '500000' }),
+      (err: Error & { details?: Array<{ field: string }> }) =>
+        /must be at least WEBHOOKS_MAX_BODY_BYTES \(1048576\)/.test(err.message) &&
+        err.details?.[0]?.field === 'WEBHOOKS_MAX_BUFFERED_BODY_BYTES',
+    );
+  });
 });

@@ -41,6 +41,7 @@ import {
   renderResponse,
   requestIdOf,
 } from '../http/edge.ts';
+import { BodyBudget, type BudgetReader } from './body-budget.ts';
 
 export interface HttpServerOptions {
   handle: (raw: RawRequest) => Promise<ApiResponse>;
@@ -50,6 +51,15 @@ export interface HttpServerOptions {
    * reads the answer; beyond them the 413 is sent at once and the connection closed. Default 64 MiB.
    */
   maxDrainBytes?: number;
+  /**
+   * Request-body bytes held in memory at once over all connections (`body-budget.ts`); past them,
+   * bodies wait to be read. Default 64 MiB, and never below `maxBodyBytes`.
+   */
+  bodyBudgetBytes?: number;
+  /** How long a body may receive nothing while others wait for the budget before it is cut (ms, default 5,000). */
+  bodyStallMs?: number;
+  /** Connections open at once; more are closed as they come (default 4,096). */
+  maxConnections?: number;
   /** Where failures between the socket and the edge are logged. */
   logger: Logger;
   tls?: { certFile: string; keyFile: string };
@@ -57,6 +67,10 @@ export interface HttpServerOptions {
 
 /** Default of `maxDrainBytes`. */
 export const DEFAULT_MAX_DRAIN_BYTES = 64 * 1024 * 1024;
+/** Default of `bodyBudgetBytes`. */
+export const DEFAULT_BODY_BUDGET_BYTES = 64 * 1024 * 1024;
+/** Default of `maxConnections`. */
+export const DEFAULT_MAX_CONNECTIONS = 4096;
 
 /**
  * How long a socket answered for a parse error keeps being read (and for as many more bytes as an
@@ -68,14 +82,18 @@ const LINGER_MS = 5_000;
 /** A Node server wired to the edge; call `listen` to start it. */
 export function createNodeServer(options: HttpServerOptions): Server {
   const maxDrainBytes = options.maxDrainBytes ?? DEFAULT_MAX_DRAIN_BYTES;
-  const state: ServerState = { closing: false, requests: new Map() };
+  const budget = new BodyBudget({
+    limitBytes: Math.max(options.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET_BYTES, options.maxBodyBytes),
+    ...(options.bodyStallMs !== undefined ? { stallMs: options.bodyStallMs } : {}),
+  });
+  const state: ServerState = { closing: false, requests: new Map(), budget };
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     // Closing: this answer is the connection's last (a busy keep-alive client would otherwise keep
     // it, and the server's close, open for as long as it sends). Answers under way when the close
     // begins are told so by `close`.
     if (state.closing) res.setHeader('connection', 'close');
     // A client that goes away mid-request must never take the process down.
-    const work = serve(req, res, options, maxDrainBytes).catch((err: unknown) =>
+    const work = serve(req, res, options, maxDrainBytes, budget).catch((err: unknown) =>
       failed(err, res, options.logger),
     );
     state.requests.set(res, work);
@@ -94,6 +112,7 @@ export function createNodeServer(options: HttpServerOptions): Server {
       )
     : createHttpServer({ requireHostHeader: false }, listener);
   states.set(server, state);
+  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.requestTimeout = 30_000;
   server.headersTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
@@ -161,8 +180,14 @@ export function listen(server: Server, port: number, host: string): Promise<numb
 interface ServerState {
   closing: boolean;
   requests: Map<ServerResponse, Promise<void>>;
+  budget: BodyBudget;
 }
 const states = new WeakMap<Server, ServerState>();
+
+/** The request-body budget of a server made by `createNodeServer` (for its metrics). */
+export function bodyBudgetOf(server: Server): BodyBudget | undefined {
+  return states.get(server)?.budget;
+}
 
 /** How long `close` waits, after the connections are closed, for handlers still running. */
 export const HANDLER_WAIT_MS = 10_000;
@@ -205,6 +230,7 @@ async function serve(
   res: ServerResponse,
   options: HttpServerOptions,
   maxDrainBytes: number,
+  budget: BodyBudget,
 ): Promise<void> {
   // HTTP/1.1 requires Host (RFC 9112 §3.2); Node's own refusal of its absence has no body.
   if (req.httpVersion === '1.1' && req.headers.host === undefined) {
@@ -218,7 +244,30 @@ async function serve(
     req.resume();
     return;
   }
-  const body = await readBody(req, options.maxBodyBytes, maxDrainBytes);
+  // The body's bytes are held until the request is answered: its text and what is parsed from it live that long.
+  const reader = bodyReader(req);
+  // A request without a body (GET /healthz) never waits for the budget, nor one declaring a small
+  // body (a single event): those are bounded by the connections (WEBHOOKS_MAX_CONNECTIONS), and must
+  // not queue behind a flood of large bodies. They count towards the budget all the same.
+  const declared = declaredLength(req);
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  if (declared > 0 || chunked) budget.open(reader, { mayWait: chunked || declared > SMALL_BODY_BYTES });
+  try {
+    await readAndServe(req, res, options, maxDrainBytes, budget, reader);
+  } finally {
+    budget.close(reader);
+  }
+}
+
+async function readAndServe(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: HttpServerOptions,
+  maxDrainBytes: number,
+  budget: BodyBudget,
+  reader: BodyReader,
+): Promise<void> {
+  const body = await readBody(req, options.maxBodyBytes, maxDrainBytes, budget, reader);
   // Answered here, outside the edge: they carry the request's id as the edge's answers do.
   const withId = (response: ApiResponse): ApiResponse => ({
     ...response,
@@ -232,6 +281,9 @@ async function serve(
       return;
     case 'invalid_utf8':
       write(res, withId(bodyNotUtf8()));
+      return;
+    case 'stalled':
+      write(res, withId(bodyStalled()));
       return;
   }
   const headers: Record<string, string | undefined> = {};
@@ -273,6 +325,8 @@ async function handleLarge(
  * small requests behind it wait for the whole burst.
  */
 const LARGE_BODY_CHARS = 64 * 1024;
+/** A body declared (content-length) at most this large never waits for the body budget. */
+const SMALL_BODY_BYTES = 64 * 1024;
 const LARGE_BODIES_AT_ONCE = 1;
 /** How long one large request keeps its place at most (its parse and checks take ~10–50 ms). */
 const LARGE_BODY_HOLD_MS = 100;
@@ -306,15 +360,54 @@ type Body =
   /** Over the limit; `drained` when it was read to its end (else the connection is closed after the 413). */
   | { kind: 'too_large'; drained: boolean }
   | { kind: 'invalid_utf8' }
+  /** Cut by the budget: it received nothing for a while and others waited for the bytes it held. */
+  | { kind: 'stalled' }
   /** The client went away before the end of the request. */
   | { kind: 'gone' };
+
+/** A body being read, as the budget sees it; `stall` is set by the reading. */
+interface BodyReader extends BudgetReader {
+  stall?: () => void;
+}
+
+function bodyReader(req: IncomingMessage): BodyReader {
+  const reader: BodyReader = {
+    held: 0,
+    lastDataAt: Date.now(),
+    waiting: false,
+    reading: true,
+    pause: () => req.pause(),
+    resume: () => req.resume(),
+    cut: () => reader.stall?.(),
+  };
+  return reader;
+}
+
+/** The answer to a body cut for stalling while others waited: the connection is closed after it. */
+function bodyStalled(): ApiResponse {
+  return {
+    status: 408,
+    body: errorBody(
+      'request_timeout',
+      'the request body stopped arriving while other requests waited for it',
+      [{ field: 'body', message: 'must keep arriving' }],
+    ),
+    headers: { connection: 'close' },
+  };
+}
 
 /**
  * Reads the body: buffered up to `limit`; an oversized one is read to its end and dropped, unless
  * it is (or says it is) over `maxDrainBytes`.
  */
-function readBody(req: IncomingMessage, limit: number, maxDrainBytes: number): Promise<Body> {
-  return new Promise((resolve) => {
+function readBody(
+  req: IncomingMessage,
+  limit: number,
+  maxDrainBytes: number,
+  budget: BodyBudget,
+  reader: BodyReader,
+): Promise<Body> {
+  return new Promise<Body>((resolve) => {
     const declared = declaredLength(req);
     if (declared > maxDrainBytes) {
       resolve({ kind: 'too_large', drained: false });
@@ -323,18 +416,28 @@ function readBody(req: IncomingMessage, limit: number, maxDrainBytes: number): P
     const chunks: Buffer[] = [];
     let size = 0;
     let over = declared > limit;
+    let stalled = false;
+    reader.stall = () => {
+      stalled = true;
+      chunks.length = 0;
+      resolve({ kind: 'stalled' });
+    };
     req.on('data', (chunk: Buffer) => {
+      if (stalled) return;
       size += chunk.length;
       if (over) {
         if (size > maxDrainBytes) resolve({ kind: 'too_large', drained: false });
       } else if (size > limit) {
         over = true;
         chunks.length = 0;
+        budget.drop(reader, reader.held);
       } else {
         chunks.push(chunk);
+        budget.add(reader, chunk.length);
       }
     });
     req.on('end', () => {
+      if (stalled) return;
       if (over) {
         resolve({ kind: 'too_large', drained: true });
         return;
@@ -344,7 +447,7 @@ function readBody(req: IncomingMessage, limit: number, maxDrainBytes: number): P
     });
     // After 'end' this changes nothing; before it, the client is gone (an aborted request closes).
     req.on('close', () => resolve({ kind: 'gone' }));
-  });
+  }).finally(() => budget.finishedReading(reader));
 }
 
 /** The content-length a request declares (Node's parser has checked it is a number), 0 when none. */

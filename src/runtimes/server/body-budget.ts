@@ -1,0 +1,207 @@
+/**
+ * The request-body bytes one server holds in memory at once, over all its connections: a body is
+ * held from its first byte until its request has been answered (its text, and what is parsed from
+ * it, live that long). Without a bound, each connection may hold a body of up to the size limit,
+ * and a thousand connections a thousand of them.
+ *
+ * Past the budget, a body's reading is paused (the connection's bytes wait in the kernel, and the
+ * client is slowed by TCP) until bodies answered give bytes back; paused readers go on in arrival
+ * order. One reader at a time may go past the budget (the first that would be paused while none
+ * does), so that bodies begun together and each paused halfway cannot wait for each other forever.
+ * A body that begins while the budget is spent waits before its first byte; one being read when it
+ * is spent holds the socket read that spent it. So at most `limitBytes` + one body + one socket read
+ * (64 KiB) per connection then reading are held.
+ *
+ * A body declared small (a single event, up to 64 KiB: the server decides) is counted but never
+ * waits: such bodies are bounded by the connections, and a flood of large bodies must not hold up
+ * the small requests. So the bound is `limitBytes` + one body + one socket read per large body being
+ * read + the small bodies.
+ *
+ * A budget is also a lever for an attacker: bodies sent to their last byte and then stalled would
+ * hold it. So while readers wait, a reader that holds bytes and has received nothing for
+ * `stallMs` is cut (the server answers it 408); a slow client is left alone while nobody waits.
+ */
+
+/** A body being read, as the budget sees it. */
+export interface BudgetReader {
+  /** Bytes of its body held now. */
+  held: number;
+  /** When it last received bytes (ms since the epoch). */
+  lastDataAt: number;
+  /** Paused by the budget: waiting for bytes to come back. */
+  waiting: boolean;
+  /** Still reading its body (a finished body holds bytes but cannot stall). */
+  reading: boolean;
+  /** It may be paused (a small body declared as such is counted, but never waits: set by `open`). */
+  mayWait?: boolean;
+  pause(): void;
+  resume(): void;
+  /** Cuts a reader that stalled while others waited. */
+  cut(): void;
+}
+
+export interface BodyBudgetOptions {
+  limitBytes: number;
+  /** How long a reader may receive nothing while others wait for the budget (ms, default 5,000). */
+  stallMs?: number;
+  now?: () => number;
+}
+
+const DEFAULT_STALL_MS = 5_000;
+/** What a resumed reader is reckoned to receive before it can be paused again (a socket read). */
+const WAKE_CHUNK_BYTES = 64 * 1024;
+
+export class BodyBudget {
+  readonly limitBytes: number;
+  readonly #stallMs: number;
+  readonly #now: () => number;
+  #held = 0;
+  #peak = 0;
+  /** The reader allowed past the budget, until its bytes are given back. */
+  #overdraft: BudgetReader | undefined;
+  readonly #waiting: BudgetReader[] = [];
+  readonly #readers = new Set<BudgetReader>();
+  #sweep: NodeJS.Timeout | undefined;
+  /** Readers cut for stalling while others waited. */
+  stalledCuts = 0;
+  /** Called for each reader cut for stalling (a metric). */
+  onStall: (() => void) | undefined;
+
+  constructor(options: BodyBudgetOptions) {
+    this.limitBytes = options.limitBytes;
+    this.#stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Bytes held now. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** The most bytes held at once since the server started. */
+  get peak(): number {
+    return this.#peak;
+  }
+
+  /** Readers paused, waiting for bytes to come back. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * A new body begins (a request without one holds nothing and is never paused): while the budget
+   * is spent, it waits before its first byte is read.
+   */
+  open(reader: BudgetReader, options: { mayWait: boolean }): void {
+    this.#readers.add(reader);
+    reader.mayWait = options.mayWait;
+    if (this.#held >= this.limitBytes) this.#spent(reader);
+  }
+
+  /**
+   * `reader` received `bytes` (already in memory): counted, and the reader is paused if the budget
+   * is spent and it may not go past it.
+   */
+  add(reader: BudgetReader, bytes: number): void {
+    reader.held += bytes;
+    reader.lastDataAt = this.#now();
+    this.#held += bytes;
+    if (this.#held > this.#peak) this.#peak = this.#held;
+    if (this.#held > this.limitBytes) this.#spent(reader);
+  }
+
+  /** The budget is spent: `reader` waits, unless it may go past it. */
+  #spent(reader: BudgetReader): void {
+    if (!reader.mayWait || reader === this.#overdraft || reader.waiting) return;
+    if (this.#overdraft === undefined) {
+      this.#overdraft = reader;
+      return;
+    }
+    reader.waiting = true;
+    reader.pause();
+    this.#waiting.push(reader);
+    this.#startSweep();
+  }
+
+  /** `reader` dropped `bytes` of what it held (a body found too large is dropped as it is read). */
+  drop(reader: BudgetReader, bytes: number): void {
+    const n = Math.min(bytes, reader.held);
+    reader.held -= n;
+    this.#held -= n;
+    this.#wakeWaiting();
+  }
+
+  /** `reader` has its whole body (or stopped reading it): it holds its bytes, but cannot stall. */
+  finishedReading(reader: BudgetReader): void {
+    reader.reading = false;
+  }
+
+  /** `reader`'s request is over: everything it held comes back. Safe to call more than once. */
+  close(reader: BudgetReader): void {
+    if (!this.#readers.delete(reader)) return;
+    this.#held -= reader.held;
+    reader.held = 0;
+    reader.reading = false;
+    if (reader.waiting) {
+      reader.waiting = false;
+      const i = this.#waiting.indexOf(reader);
+      if (i !== -1) this.#waiting.splice(i, 1);
+    }
+    if (this.#overdraft === reader) this.#overdraft = undefined;
+    this.#wakeWaiting();
+  }
+
+  /**
+   * Waiting readers go on, in arrival order: about as many as the free bytes take a chunk each (a
+   * reader resumed gets a chunk before it can be paused again), or, when none are free and no reader
+   * is past the budget, the first, past it.
+   */
+  #wakeWaiting(): void {
+    let free = this.limitBytes - this.#held;
+    if (this.#waiting.length > 0 && free <= 0 && this.#overdraft === undefined) {
+      const next = this.#waiting.shift()!;
+      this.#overdraft = next;
+      this.#go(next);
+    }
+    while (this.#waiting.length > 0 && free > 0) {
+      this.#go(this.#waiting.shift()!);
+      free -= WAKE_CHUNK_BYTES;
+    }
+    if (this.#waiting.length === 0) this.#stopSweep();
+  }
+
+  #go(reader: BudgetReader): void {
+    reader.waiting = false;
+    reader.lastDataAt = this.#now();
+    reader.resume();
+  }
+
+  #startSweep(): void {
+    if (this.#sweep) return;
+    const every = Math.max(10, Math.min(1_000, Math.floor(this.#stallMs / 4)));
+    this.#sweep = setInterval(() => this.#cutStalled(), every);
+    this.#sweep.unref();
+  }
+
+  #stopSweep(): void {
+    clearInterval(this.#sweep);
+    this.#sweep = undefined;
+  }
+
+  /** While readers wait: readers holding bytes that received nothing for `stallMs` are cut. */
+  #cutStalled(): void {
+    if (this.#waiting.length === 0) {
+      this.#stopSweep();
+      return;
+    }
+    const before = this.#now() - this.#stallMs;
+    for (const reader of [...this.#readers]) {
+      if (reader.reading && !reader.waiting && reader.held > 0 && reader.lastDataAt <= before) {
+        this.stalledCuts += 1;
+        this.onStall?.();
+        reader.cut();
+        this.close(reader);
+      }
+    }
+  }
+}
