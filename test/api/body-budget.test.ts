@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { Agent, type IncomingMessage, request, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApiResponse } from '../../src/common/http.ts';
@@ -14,6 +16,7 @@ import { Logger } from '../../src/common/log.ts';
 import type { RawRequest } from '../../src/runtimes/http/edge.ts';
 import type { BodyBudget } from '../../src/runtimes/server/body-budget.ts';
 import { bodyBudgetOf, close, createNodeServer, listen } from '../../src/runtimes/server/http-server.ts';
+import { startTestServer } from '../support/server.ts';
 import { waitFor } from '../support/wait.ts';
 
 const KIB = 1024;
@@ -202,3 +205,45 @@ describe('the request-body budget', () => {
     assert.equal(h.budget.stalledCuts, 0);
   });
 });
+
+describe('the platform server applies its bounds (WEBHOOKS_MAX_BUFFERED_BODY_BYTES, WEBHOOKS_MAX_CONNECTIONS)', () => {
+  test('the budget is the setting, the connections past the cap are closed, and /metrics shows both', async () => {
+    const ts = await startTestServer({
+      WEBHOOKS_MAX_BUFFERED_BODY_BYTES: String(2 * 1024 * 1024),
+      WEBHOOKS_MAX_CONNECTIONS: '2',
+    });
+    const sockets: Socket[] = [];
+    try {
+      assert.equal(bodyBudgetOf(ts.running.server)!.limitBytes, 2 * 1024 * 1024);
+      const { port } = new URL(ts.url);
+      const open = async () => {
+        const socket = connect(Number(port), '127.0.0.1');
+        sockets.push(socket);
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        return socket;
+      };
+      await open();
+      await open();
+      await waitFor('two connections open', async () => (await countConnections(ts.running.server)) === 2);
+      // The third is closed by the server as it comes.
+      const third = await open();
+      await once(third, 'close');
+      for (const s of sockets) s.destroy();
+      await waitFor('the connections closed', async () => (await countConnections(ts.running.server)) === 0);
+      const metrics = await ts.request('GET', '/metrics');
+      assert.match(String(metrics.body), /^webhooks_http_connections_dropped_total 1$/m);
+      assert.match(String(metrics.body), /^webhooks_http_body_bytes_held 0$/m);
+      assert.match(String(metrics.body), /^webhooks_http_bodies_waiting 0$/m);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await ts.stop();
+    }
+  });
+});
+
+function countConnections(server: Server): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+  );
+}
