@@ -354,6 +354,13 @@ const healthLatencies = healthReport.latencies;
 const slowPolls = healthLatencies.flatMap((l, i) =>
   l > 100 ? [`${Math.round(l)} ms at ${(healthReport.sentAt[i]! / 1000).toFixed(1)} s`] : [],
 );
+/** The five slowest polls, slowest first (the first ten are listed as they came). */
+const slowestPolls = healthLatencies
+  .map((l, i) => ({ l, at: healthReport.sentAt[i]! }))
+  .filter((p) => p.l > 100)
+  .sort((a, b) => b.l - a.l)
+  .slice(0, 5)
+  .map((p) => `${Math.round(p.l)} ms at ${(p.at / 1000).toFixed(1)} s`);
 const lines: string[] = [];
 lines.push(
   `requests sent: ${result.sent.toLocaleString('en-US')} in ${(elapsedMs / 1000).toFixed(1)} s (${Math.round((result.sent / elapsedMs) * 1000)}/s)`,
@@ -386,7 +393,8 @@ lines.push(
   `/healthz every 50 ms during the fuzz: ${healthLatencies.length} answered, ${healthReport.failures} failed` +
     `${healthReport.lastFailure ? ` (last: ${healthReport.lastFailure})` : ''}; latency p50 ${ms(percentile(healthLatencies, 50))}, ` +
     `p99 ${ms(percentile(healthLatencies, 99))}, max ${ms(Math.max(0, ...healthLatencies))}; ` +
-    `over 100 ms: ${slowPolls.length}${slowPolls.length > 0 ? ` (${slowPolls.slice(0, 10).join(', ')})` : ''}`,
+    `over 100 ms: ${slowPolls.length}${slowPolls.length > 0 ? ` (${slowPolls.slice(0, 10).join(', ')})` : ''}` +
+    (slowPolls.length > 10 ? `; slowest: ${slowestPolls.join(', ')}` : ''),
 );
 if (loopDelay) {
   lines.push(
