@@ -775,4 +775,208 @@ describe('WebhookDispatcher', () => {
     assert.equal(outcome.failed.length, 1);
     assert.equal(await store.ledger.get(webhookIdOf(task)), undefined, 'no claim left behind');
   });
+
+  test('a retry that would run past maxAgeSeconds of the FIRST attempt is dead-lettered (retries_exhausted)', async () => {
+    answer = { status: 503 };
+    // Attempt 2 of a chain whose first attempt was almost 3 days (the default max age) ago: the
+    // next retry (5 min on the default schedule) would run past the max age.
+    const message = taskMessage({ attempt: 1, firstAttemptAt: Date.now() - 3 * 86_400_000 + 60_000, due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 1);
+    assert.deepEqual(
+      published.filter((m) => m.topic.startsWith('retry.')),
+      [],
+      'no retry past max age',
+    );
+    assert.equal((await store.deliveries.get(deliveryId))?.status, 'FAILED');
+    const dead = (await store.deadLetters.list({ stage: 'dispatcher' })).items;
+    assert.deepEqual(
+      dead.map((d) => d.reason),
+      ['retries_exhausted'],
+    );
+  });
+
+  test('the retry carries the first attempt time of its chain (max age counts from it)', async () => {
+    answer = { status: 503 };
+    const message = taskMessage({ due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    await dispatcher().handleBatch([message]);
+    const [attempt] = await store.deliveries.attempts(deliveryId);
+    const retry = parseDeliveryTask(published.find((m) => m.topic.startsWith('retry.'))!.value);
+    assert.equal(retry.firstAttemptAt, Date.parse(attempt!.at));
+    // And the next attempt keeps it.
+    await dispatcher().handleBatch([due(published.find((m) => m.topic.startsWith('retry.'))!)]);
+    const retries = published.filter((m) => m.topic.startsWith('retry.'));
+    assert.equal(parseDeliveryTask(retries[1]!.value).firstAttemptAt, Date.parse(attempt!.at));
+  });
+
+  test('a Retry-After given as an HTTP-date on a 503 sets the retry time', async () => {
+    const at = new Date(Math.ceil((Date.now() + 120_000) / 1000) * 1000);
+    answer = { status: 503, headers: { 'retry-after': at.toUTCString() } } as typeof answer;
+    await dispatcher().handleBatch([taskMessage({ due: 0 })]);
+    const retry = published.find((m) => m.topic.startsWith('retry.'))!;
+    const dueAt = Number(retry.headers?.[HEADERS.dueAt]);
+    assert.ok(
+      dueAt >= at.getTime() && dueAt <= at.getTime() + 2_000,
+      `due ${dueAt - at.getTime()} ms after the date asked for`,
+    );
+  });
+
+  test('a credentials failure (KMS unreachable) before the POST hands the endpoint slot back', async () => {
+    const limiter = new EndpointLimiter();
+    let fail = true;
+    const d = dispatcher(limiter, undefined, {
+      credentials: {
+        secrets: () => {
+          if (fail) throw new Error('KMS unreachable');
+          return [SECRET];
+        },
+        auth: () => undefined,
+      },
+    });
+    const failed = await d.handleBatch([taskMessage(), taskMessage(), taskMessage(), taskMessage()]);
+    assert.equal(failed.failed.length, 4);
+    assert.equal(limiter.load(subscriptionId).active, 0, 'no slot leaked');
+    fail = false;
+    await d.handleBatch([taskMessage()]);
+    assert.equal(receiver.received.length, 1, 'the endpoint is still served');
+  });
+
+  test('a retry of an old task is signed with the time of the attempt (receivers check the timestamp)', async () => {
+    const message = taskMessage({
+      createdAt: Date.now() - 30 * 60_000,
+      attempt: 2,
+      firstAttemptAt: Date.now() - 30 * 60_000,
+    });
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 1);
+    const ts = Number(receiver.received[0]!.headers['webhook-timestamp']);
+    assert.ok(Math.abs(ts - Date.now() / 1000) < 5, `webhook-timestamp ${ts}`);
+    assert.equal(receiver.received[0]!.verified, true);
+  });
+
+  test('a retry whose publish fails after the 5xx does not release the (already released) claim again', async () => {
+    answer = { status: 503 };
+    const message = taskMessage({ due: 0 });
+    const outcome = await dispatcher(undefined, undefined, {
+      publish: async () => {
+        throw new Error('the bus refused the append');
+      },
+    }).handleBatch([message]);
+    assert.equal(outcome.failed.length, 1);
+    assert.equal(receiver.received.length, 1);
+    assert.equal(
+      metrics.counter('ledger_claims_lost_total', '', ['step']).get({ step: 'release' }),
+      0,
+      'no false lost claim',
+    );
+  });
+
+  test('a 2xx whose recording fails keeps its claim: the redelivered task is not POSTed again at once', async () => {
+    const message = taskMessage({ due: 0 });
+    const ledger = {
+      claim: (...a: Parameters<SqliteStore['ledger']['claim']>) => store.ledger.claim(...a),
+      release: (...a: Parameters<SqliteStore['ledger']['release']>) => store.ledger.release(...a),
+      get: (...a: Parameters<SqliteStore['ledger']['get']>) => store.ledger.get(...a),
+      complete: async () => {
+        throw new Error('store down');
+      },
+    } as unknown as SqliteStore['ledger'];
+    const broken = dispatcher(undefined, undefined, {
+      ledger,
+      deliveries: {
+        ...store.deliveries,
+        recordAttempt: async () => {
+          throw new Error('store down');
+        },
+      },
+    });
+    const first = await broken.handleBatch([message]);
+    assert.equal(first.failed.length, 1);
+    assert.equal(receiver.received.length, 1);
+    // Redelivered (the consumer retries the failed record) once the store is back.
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 1, 'the partner that answered 2xx is not sent it again at once');
+    assert.equal(outcomes().get({ outcome: 'deferred_busy' }), 1);
+  });
+
+  test('a delivery found SUCCESS in its record while the ledger has no entry is completed in the ledger', async () => {
+    const message = taskMessage();
+    const task = parseDeliveryTask(message.value);
+    await store.deliveries.ensure(deliveryRecord({ id: task.deliveryId, subscriptionId, status: 'SUCCESS' }));
+    await dispatcher().handleBatch([message]);
+    assert.equal(receiver.received.length, 0);
+    assert.equal((await store.ledger.get(webhookIdOf(task)))?.status, 'COMPLETED');
+    // Another record of the same webhook-id (the event routed again) is then not sent.
+    const again = taskMessage({ event: task.event, deliveryId: `dlv_${'f'.repeat(32)}` });
+    await dispatcher().handleBatch([again]);
+    assert.equal(receiver.received.length, 0, 'one webhook-id, delivered once');
+  });
+
+  test('a 410 whose subscription could not be disabled (store error) disables it when the task comes again', async () => {
+    answer = { status: 410 };
+    const message = taskMessage({ due: 0 });
+    let fail = true;
+    const disableSubscription = async (id: string, reason: string) => {
+      if (fail) throw new Error('store down');
+      const sub = (await store.subscriptions.get(id))!;
+      await store.subscriptions.update({
+        ...sub,
+        status: 'DISABLED',
+        statusReason: reason,
+        updatedAt: new Date().toISOString(),
+      });
+    };
+    const first = await dispatcher(undefined, undefined, { disableSubscription }).handleBatch([message]);
+    assert.equal(first.failed.length, 1);
+    fail = false;
+    await dispatcher(undefined, undefined, { disableSubscription }).handleBatch([message]); // redelivered
+    assert.equal((await store.subscriptions.get(subscriptionId))?.status, 'DISABLED');
+    const dead = (await store.deadLetters.list({ stage: 'dispatcher' })).items;
+    assert.equal(dead.length, 1, 'dead-lettered');
+  });
+
+  test('an endpoint at a forbidden address is FAILED at once (forbidden_address), not retried', async () => {
+    const message = taskMessage({ due: 0 });
+    const { deliveryId } = parseDeliveryTask(message.value);
+    await dispatcher(undefined, undefined, {
+      client: {
+        send: async () => ({
+          ok: false,
+          kind: 'forbidden_address',
+          message: 'resolves to 169.254.169.254',
+          latencyMs: 0,
+        }),
+        close: async () => {},
+      },
+    }).handleBatch([message]);
+    assert.deepEqual(
+      published.filter((m) => m.topic.startsWith('retry.')),
+      [],
+    );
+    assert.equal((await store.deliveries.get(deliveryId))?.status, 'FAILED');
+    const [dead] = (await store.deadLetters.list({ stage: 'dispatcher' })).items;
+    assert.equal(dead?.reason, 'forbidden_address');
+  });
+
+  test('with the ledger off, a PAUSED subscription’s task already delivered (record SUCCESS) is skipped, not held', async () => {
+    const message = taskMessage();
+    const { deliveryId } = parseDeliveryTask(message.value);
+    await store.deliveries.ensure(deliveryRecord({ id: deliveryId, subscriptionId, status: 'SUCCESS' }));
+    const sub = (await store.subscriptions.get(subscriptionId))!;
+    await store.subscriptions.update({ ...sub, status: 'PAUSED', updatedAt: new Date().toISOString() });
+    await dispatcher(undefined, undefined, { ledgerEnabled: () => false }).handleBatch([message]);
+    assert.deepEqual(await store.heldTasks.list(subscriptionId, 10), []);
+    assert.equal(outcomes().get({ outcome: 'skipped' }), 1);
+  });
+
+  test('a task whose cached partner says INACTIVE is sent when the store says ACTIVE (reactivated meanwhile)', async () => {
+    await dispatcher(undefined, undefined, {
+      partner: async (id) => ({ ...(await store.partners.get(id))!, status: 'INACTIVE' }),
+      partnerNow: (id) => store.partners.get(id),
+    }).handleBatch([taskMessage()]);
+    assert.equal(receiver.received.length, 1);
+    assert.deepEqual(await store.heldTasks.list(subscriptionId, 10), []);
+  });
 });

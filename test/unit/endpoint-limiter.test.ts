@@ -1,7 +1,9 @@
 /** Per-endpoint isolation: concurrency slots, a bounded wait queue, and rate limiting. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { BatchControl, ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { EndpointLimiter } from '../../src/dispatcher/endpoint-limiter.ts';
+import { PartitionPauses } from '../../src/dispatcher/pauses.ts';
 
 describe('EndpointLimiter', () => {
   test('grants up to maxConcurrency at once and queues the next until a release', async () => {
@@ -201,5 +203,67 @@ describe('EndpointLimiter', () => {
     now += 1;
     const second = await limiter.acquire('r', { maxConcurrency: 5, ratePerSecond: 2 });
     assert.ok(second.ok, 'the second token is still there');
+  });
+
+  test('a wait for a slot ends by the caller’s own deadline when it is sooner than the queue bound', async () => {
+    // The queue bound is ten minutes: were the caller's deadline ignored, this would wait that long
+    // (and the test time out) instead of answering "not now" once its 100 ms are up.
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 600_000 });
+    const running = await limiter.acquire('e', { maxConcurrency: 1 });
+    assert.ok(running.ok);
+    const waited = await limiter.acquire('e', { maxConcurrency: 1 }, Date.now() + 100);
+    assert.equal(waited.ok, false);
+    if (running.ok) running.release();
+  });
+
+  test('a task that waited for a slot and was evicted gives its rate token back', async () => {
+    const limiter = new EndpointLimiter({ maxQueueWaitMs: 200, maxRateWaitMs: 0 });
+    const limits = { maxConcurrency: 1, ratePerSecond: 2 };
+    const running = await limiter.acquire('r', limits); // token 1 of 2
+    assert.ok(running.ok);
+    const evicted = await limiter.acquire('r', limits); // takes token 2, queues, evicted after 200 ms
+    assert.equal(evicted.ok, false);
+    if (running.ok) running.release(5);
+    // ~0.4 tokens refilled in 200 ms: only the token given back lets this one go at once.
+    const next = await limiter.acquire('r', limits);
+    assert.ok(next.ok, 'the evicted task’s token was given back');
+  });
+});
+
+describe('PartitionPauses: an egress partition paused for saturated endpoints', () => {
+  /** Two endpoints of one partition pause it; `drained(e)` says endpoint e drained. */
+  function setup() {
+    const drained = new Map<string, () => void>();
+    const limiter = {
+      whenDrained: (endpoint: string, cb: () => void) => drained.set(endpoint, cb),
+    } as unknown as EndpointLimiter;
+    const resumed: ConsumedMessage[] = [];
+    const control = {
+      done: () => {},
+      pause: () => {},
+      resume: (m: ConsumedMessage) => resumed.push(m),
+    } as BatchControl;
+    const message = { topic: 'egress.acme.orders.created', partition: 0, offset: 7 } as ConsumedMessage;
+    const pauses = new PartitionPauses(limiter);
+    pauses.pauseFor('https://a.example/hooks', message, control);
+    pauses.pauseFor('https://b.example/hooks', message, control);
+    return { drained: (e: string) => drained.get(`https://${e}.example/hooks`)!(), resumed };
+  }
+
+  test('resumes when the last endpoint holding it drains, not before', () => {
+    const { drained, resumed } = setup();
+    drained('a');
+    assert.equal(resumed.length, 0, 'b still holds it');
+    drained('b');
+    assert.equal(resumed.length, 1);
+  });
+
+  test('an endpoint whose pause ran out without draining holds it no longer: the next drain resumes it', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const { drained, resumed } = setup();
+    // b's pause (30 s) ran out; the consumer fetched again meanwhile, and b never drained.
+    t.mock.timers.tick(30_001);
+    drained('a');
+    assert.equal(resumed.length, 1);
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { HEADERS } from '../../src/common/bus-headers.ts';
 import { parseDeliveryTask, webhookIdFor, webhookIdOf } from '../../src/common/delivery-task.ts';
-import { NotFoundError, TransientError } from '../../src/common/errors.ts';
+import { NotFoundError, TransientError, WebhooksError } from '../../src/common/errors.ts';
 import { ValidatorCache } from '../../src/common/json-schema.ts';
 import { Logger } from '../../src/common/log.ts';
 import { MetricsRegistry } from '../../src/common/metrics.ts';
@@ -396,7 +396,9 @@ describe('EventProcessor', () => {
       { ...record({}), value: retry.value, headers: { ...retry.headers, 'x-webhooks-attempt': '2' } },
     ]);
     assert.equal(last.outcomes[0]!.kind, 'dlq');
-    assert.equal((await store.deadLetters.list({})).items[0]?.reason, 'retries_exhausted');
+    const [dead] = (await store.deadLetters.list({})).items;
+    assert.equal(dead?.reason, 'retries_exhausted');
+    assert.equal(dead?.attempts, 3, 'the first try and two retries');
   });
 
   test('a copy from the retry topic gets the delivery ids of the record it was first read from', async () => {
@@ -641,5 +643,102 @@ describe('EventProcessor', () => {
     );
     const [dead] = (await store.deadLetters.list({ subscriptionId: 'blowup' })).items;
     assert.equal(dead?.reason, 'mapping_output_too_large');
+  });
+
+  test('after a transient failure, the retry copy is routed by the same processor (not taken for a duplicate)', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const healthy = lookups;
+    let down = true;
+    const flaky = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+    });
+    flaky.subscriptions = async (d, e) => {
+      if (down) throw new TransientError('store_unavailable', 'store timed out');
+      return healthy.subscriptions(d, e);
+    };
+    lookups = flaky;
+    const processor = make();
+    const first = await processor.processBatch([record({ amount: 1 })]);
+    assert.equal(first.outcomes[0]!.kind, 'retry');
+    const retry = published[0]!;
+    published = [];
+    down = false;
+    const copy: ConsumedMessage = {
+      topic: retry.topic,
+      partition: 0,
+      offset: 1,
+      value: retry.value,
+      headers: retry.headers!,
+      timestamp: Date.now(),
+    };
+    const second = await processor.processBatch([copy]);
+    assert.deepEqual(
+      second.outcomes.map((o) => o.kind),
+      ['published'],
+    );
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 1);
+  });
+
+  test('an internal error of a lookup (a bug or a store fault) is retried, not dead-lettered', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const broken = new CachedLookups({
+      schemas: store.schemas,
+      subscriptions: store.subscriptions,
+      directory: new StorePartnerDirectory(store.partners),
+    });
+    broken.subscriptions = async () => {
+      throw new WebhooksError('internal', 'store_corrupt', 'unexpected row');
+    };
+    lookups = broken;
+    const result = await make().processBatch([record({ amount: 1 })]);
+    assert.deepEqual(
+      result.outcomes.map((o) => o.kind),
+      ['retry'],
+    );
+    assert.deepEqual((await store.deadLetters.list({})).items, []);
+  });
+
+  test('a routed event after an unparsable record in the same batch is still recognised as a duplicate', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const good = record({ amount: 1 });
+    await make().processBatch([good]);
+    published = [];
+    const garbage = { ...record({}), value: 'not json' };
+    const again = { ...good, offset: good.offset + 1000 };
+    const result = await make().processBatch([garbage, again]);
+    assert.deepEqual(
+      result.outcomes.map((o) => o.kind),
+      ['dlq', 'duplicate'],
+    );
+    assert.equal(published.filter((m) => m.topic.startsWith('egress.')).length, 0);
+  });
+
+  test('a DISABLED subscription is not routed to', async () => {
+    await store.subscriptions.insert(subscriptionRecord({ filter: undefined, status: 'DISABLED' }));
+    const result = await make().processBatch([record({ amount: 1 })]);
+    assert.deepEqual(result.outcomes, [{ kind: 'published', tasks: 0 }]);
+  });
+
+  test('every subscription of an event is routed to, past the first page of the store', async () => {
+    for (let i = 0; i < 1001; i++)
+      await store.subscriptions.insert(subscriptionRecord({ filter: undefined }));
+    const result = await make().processBatch([record({ amount: 1 })]);
+    assert.deepEqual(result.outcomes, [{ kind: 'published', tasks: 1001 }]);
+  });
+
+  test('mappings that fail for two subscriptions of one event leave two dead letters, one per subscription', async () => {
+    for (const id of ['bad-1', 'bad-2'])
+      await store.subscriptions.insert(
+        subscriptionRecord({
+          id,
+          filter: undefined,
+          mapping: { rules: [{ to: 'n', from: 'amount', transform: 'boolean' }] },
+        }),
+      );
+    await make().processBatch([record({ amount: 7 })]);
+    const dead = (await store.deadLetters.list({})).items;
+    assert.deepEqual(dead.map((d) => d.subscriptionId).sort(), ['bad-1', 'bad-2']);
   });
 });
