@@ -1,6 +1,7 @@
 /** Conformance of `store.deliveries` (`event_delivery_status` + `delivery_attempt`), for every engine. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { HeldTask } from '../../src/common/ports/store.ts';
 import { deliveryAttempt, deliveryRecord, testId, timeAt } from '../support/fixtures.ts';
 import {
   conflict,
@@ -10,6 +11,21 @@ import {
   readAllPages,
   type StoreContext,
 } from './store-support.ts';
+
+/** A held task of `subscriptionId` (held in 2019, before every other test's times). */
+let heldN = 0;
+function heldTaskOf(subscriptionId: string): HeldTask {
+  heldN += 1;
+  return {
+    id: `0190c000-0000-7000-8000-${String(heldN).padStart(12, '0')}`,
+    subscriptionId,
+    heldAt: '2019-01-01T00:00:00.000Z',
+    topic: 'egress.acme.orders.created',
+    key: subscriptionId,
+    value: JSON.stringify({ n: heldN }),
+    headers: {},
+  };
+}
 
 /** Registers the delivery repository's suite. */
 export function describeDeliveries(ctx: StoreContext): void {
@@ -373,5 +389,80 @@ export function describeDeliveries(ctx: StoreContext): void {
       });
       assert.deepEqual(await deliveries().attempts(rec.id), [attempt]);
     });
+  });
+
+  const store = () => ctx.store();
+  /** Purges before `before` with `limit` up to `calls` times (the pending cursor may need a pass). */
+  const purgeCalls = async (before: string, limit: number, calls: number) => {
+    for (let i = 0; i < calls; i++) await store().deliveries.purgeBefore!(before, limit);
+  };
+  describe('event_delivery_status retention: kept rows, released holds, the cutoff', () => {
+    describePurge(
+      ctx,
+      'with chunks of 1, a kept PENDING delivery does not stop the abandoned ones after it from going',
+      () => store().deliveries.purgeBefore,
+      async () => {
+        const before = '2019-06-01T00:00:00.000Z';
+        // Kept: updated after the cutoff. Abandoned: not updated since long before it. Kept sorts first.
+        const kept = await store().deliveries.ensure(
+          deliveryRecord({
+            createdAt: '2019-01-01T00:00:00.000Z',
+            updatedAt: '2019-09-01T00:00:00.000Z',
+            status: 'PENDING',
+          }),
+        );
+        const abandoned = await store().deliveries.ensure(
+          deliveryRecord({
+            createdAt: '2019-01-02T00:00:00.000Z',
+            updatedAt: '2019-01-02T00:00:00.000Z',
+            status: 'PENDING',
+          }),
+        );
+        await purgeCalls(before, 1, 10);
+        assert.equal(await store().deliveries.get(abandoned.id), undefined, 'the abandoned one went');
+        assert.equal((await store().deliveries.get(kept.id))?.status, 'PENDING', 'the kept one stays');
+        await purgeCalls('2019-12-01T00:00:00.000Z', 10, 4);
+        assert.equal(await store().deliveries.get(kept.id), undefined, 'clean-up');
+      },
+    );
+
+    describePurge(
+      ctx,
+      'an old PENDING delivery kept while its subscription held tasks goes once they are all released',
+      () => store().deliveries.purgeBefore,
+      async () => {
+        const before = '2019-06-01T00:00:00.000Z';
+        const d = await store().deliveries.ensure(
+          deliveryRecord({
+            createdAt: '2019-02-01T00:00:00.000Z',
+            updatedAt: '2019-02-01T00:00:00.000Z',
+            status: 'PENDING',
+          }),
+        );
+        const task = heldTaskOf(d.subscriptionId);
+        await store().heldTasks.hold(task);
+        await purgeCalls(before, 10, 4);
+        assert.equal((await store().deliveries.get(d.id))?.status, 'PENDING', 'kept while held');
+        await store().heldTasks.remove(d.subscriptionId, [task.id]);
+        assert.equal(await store().heldTasks.count(d.subscriptionId), 0);
+        await purgeCalls(before, 10, 4);
+        assert.equal(await store().deliveries.get(d.id), undefined, 'nothing held any more: it goes');
+      },
+    );
+
+    describePurge(
+      ctx,
+      'a route logged exactly at the cutoff is not older than it, and stays',
+      () => store().deliveries.purgeBefore,
+      async () => {
+        const before = '2019-06-01T00:00:00.000Z';
+        const event = { id: testId('evt-at-cutoff-'), source: '/orders' };
+        await store().deliveries.recordRouting(event, [], before);
+        await purgeCalls(before, 10, 2);
+        assert.deepEqual(await store().deliveries.routed([event]), [true]);
+        await purgeCalls('2019-06-01T00:00:00.001Z', 10, 2);
+        assert.deepEqual(await store().deliveries.routed([event]), [false], 'clean-up');
+      },
+    );
   });
 }

@@ -121,4 +121,21 @@ export function describeHeldTasks(ctx: StoreContext): void {
       assert.deepEqual(await held().list(sub, 10), [t]);
     });
   });
+
+  describe('held_task: removing what is not held', () => {
+    test('removing ids that are not held (or removed already) does not count them out', async () => {
+      const sub = testId('sub-count-absent-');
+      const [a, b] = [heldTask(sub), heldTask(sub)];
+      await held().hold(a);
+      await held().hold(b);
+      // A second release reading the same page removes what the first removed already.
+      await held().remove(sub, [a.id, 'never-held']);
+      assert.equal(await held().count(sub), 1);
+      await held().remove(sub, [a.id]);
+      assert.equal(await held().count(sub), 1);
+      assert.ok((await held().subscriptions()).includes(sub), 'b is still held');
+      await held().remove(sub, [b.id]);
+      assert.equal(await held().count(sub), 0);
+    });
+  });
 }

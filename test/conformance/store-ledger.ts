@@ -214,4 +214,17 @@ export function describeLedger(ctx: StoreContext): void {
       assert.equal(await ledger().release(held, token), true, 'the token still holds after the reopen');
     });
   });
+
+  describe('idempotency_ledger: a completed key past its ttl', () => {
+    test('a completed key whose ttl ran out but that is not purged yet still claims as completed', async () => {
+      const key = testId('key-expired-done-');
+      const t = 1_767_225_600_000;
+      const claim = await ledger().claim(key, 30_000, t);
+      assert.equal(claim.status, 'claimed');
+      assert.equal(await ledger().complete(key, (claim as { token: string }).token, 20, t), true);
+      // Expired 20 ms after t; nothing purged it: it is done until it goes (see the port).
+      assert.deepEqual(await ledger().claim(key, 30_000, t + 60_000), { status: 'completed' });
+      assert.equal((await ledger().get(key))?.status, 'COMPLETED');
+    });
+  });
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import type { BusMessage } from '../../src/common/ports/bus.ts';
 import type { ScheduledMessage } from '../../src/common/ports/store.ts';
+import { testId } from '../support/fixtures.ts';
 import type { StoreContext } from './store-support.ts';
 
 /** A time well after any the suites write (ms). */
@@ -190,6 +191,22 @@ export function describeScheduled(ctx: StoreContext): void {
       await ctx.reopen();
       assert.deepEqual(await repo().due(T + 7, 10), [m]);
       assert.equal(await repo().count(), 1);
+    });
+  });
+
+  describe('scheduled_message: the same id and due time', () => {
+    test('scheduling an id kept already with the same due time and another message keeps the first', async () => {
+      const dueAt = 1_767_225_600_000 + 5_000;
+      const id = testId('sched-same-due-');
+      const message = { topic: 'egress.acme.orders.created', value: '{"first":true}', headers: {} };
+      await repo().schedule([{ id, dueAt, message }]);
+      await repo().schedule([{ id, dueAt, message: { ...message, value: '{"second":true}' } }]);
+      const due = (await repo().due(dueAt, 1000)).filter((m) => m.id === id);
+      assert.deepEqual(
+        due.map((m) => m.message.value),
+        ['{"first":true}'],
+      );
+      await repo().remove(due);
     });
   });
 }

@@ -10,6 +10,7 @@ import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import {
   assertFlushable,
   atomically,
+  encodeCursor,
   openDatabase,
   transaction,
   walFlusherOf,
@@ -941,5 +942,155 @@ describe('WAL checkpoints left to another connection', () => {
     const after = walFrames();
     assert.equal(after.checkpointed, after.log, 'every frame copied into the database file');
     await log.close();
+  });
+});
+
+const count = (path: string, sql: string): number => {
+  const db = new DatabaseSync(path);
+  try {
+    return Number(db.prepare(sql).get()!.n);
+  } finally {
+    db.close();
+  }
+};
+
+describe('history retention leaves nothing behind', () => {
+  // Mutant H7: the purge deleted only the event's routed marker, never its delivery links.
+  test("purging an old route deletes the event's delivery links too, not only its marker", async () => {
+    const path = join(dir, 'route-links.db');
+    const store = new SqliteStore(path);
+    const old = '2020-01-01T00:00:00.000Z';
+    const d = deliveryRecord({ createdAt: old, status: 'SUCCESS' });
+    await store.deliveries.recordRouting({ id: d.eventId, source: d.eventSource }, [d.id, `${d.id}-b`], old);
+    await store.deliveries.ensure(d);
+    assert.deepEqual(await store.deliveries.purgeBefore!('2020-06-01T00:00:00.000Z', 10), {
+      deliveries: 1,
+      routes: 1,
+    });
+    await store.close();
+    assert.equal(count(path, 'SELECT count(*) AS n FROM event_route'), 0, 'no delivery link left behind');
+    assert.equal(count(path, 'SELECT count(*) AS n FROM route_log'), 0);
+  });
+
+  // Mutant X6: the documents' delete chose its rows in another order than the entries' delete.
+  test('purging dead letters of different ages in chunks leaves no document behind and hides no entry', async () => {
+    const path = join(dir, 'dl-docs.db');
+    const store = new SqliteStore(path);
+    const old = ['2020-01-01', '2020-02-01', '2020-03-01'].map((day) =>
+      deadLetterRecord({ createdAt: `${day}T00:00:00.000Z` }),
+    );
+    for (const d of old) await store.deadLetters.insert(d);
+    const before = '2020-06-01T00:00:00.000Z';
+    assert.equal(await store.deadLetters.purgeBefore!(before, 2), 2);
+    assert.deepEqual(
+      (await store.deadLetters.list({})).items.map((d) => d.id),
+      [old[2]!.id],
+      'the entry the first chunk left is still listed, with its document',
+    );
+    assert.equal(await store.deadLetters.purgeBefore!(before, 2), 1);
+    await store.close();
+    assert.equal(count(path, 'SELECT count(*) AS n FROM dead_letter_doc'), 0, 'no document left behind');
+  });
+});
+
+describe('writes of several statements are all or nothing', () => {
+  // Mutant X7: the dead letter's insert outside its savepoint (the group commits the half written).
+  test('a dead letter whose document cannot be written leaves no entry behind', async () => {
+    const store = new SqliteStore(join(dir, 'dl-half.db'));
+    const good = deadLetterRecord();
+    // Its row is written first; its document (JSON) cannot be (a BigInt).
+    const broken = { ...good, headers: { n: 1n } } as unknown as typeof good;
+    await assert.rejects(store.deadLetters.insert(broken));
+    await store.deadLetters.insert(good);
+    assert.deepEqual((await store.deadLetters.list({ eventId: good.eventId })).items, [good]);
+    await store.close();
+  });
+
+  // Mutant G5: `committed` ran COMMIT instead of ROLLBACK when the function threw.
+  test('transaction() rolls back what the function wrote when it throws', () => {
+    const path = join(dir, 'rollback.db');
+    const db = openDatabase(path, ['CREATE TABLE t (n INTEGER)']);
+    assert.throws(
+      () =>
+        transaction(db, () => {
+          db.prepare('INSERT INTO t (n) VALUES (1)').run();
+          throw new Error('half-way');
+        }),
+      /half-way/,
+    );
+    assert.equal(db.isTransaction, false);
+    assert.equal(db.prepare('SELECT count(*) AS n FROM t').get()!.n, 0);
+    db.close();
+  });
+});
+
+describe('group commit drain', () => {
+  // Mutant G6: drain flushed one transaction only (`if` for `while`); the rest never settled.
+  test('drain commits everything queued, also what needs more than one transaction', async () => {
+    const path = join(dir, 'drain-many.db');
+    const db = openDatabase(path, ['CREATE TABLE t (n INTEGER)']);
+    const group = new GroupCommit(db, { windowMs: 10_000 });
+    const bytes = Math.ceil(MAX_TRANSACTION_BYTES * 0.75);
+    const writes = [1, 2, 3].map((n) =>
+      group.run(() => db.prepare('INSERT INTO t (n) VALUES (?)').run(n).changes, { bytes }),
+    );
+    group.drain();
+    assert.equal(db.prepare('SELECT count(*) AS n FROM t').get()!.n, 3, 'all three committed by drain');
+    const settled = await Promise.race([
+      Promise.all(writes),
+      new Promise((resolve) => setTimeout(() => resolve('not settled'), 500)),
+    ]);
+    assert.deepEqual(settled, [1, 1, 1]);
+    db.close();
+  });
+});
+
+describe('migrations', () => {
+  // Mutant G2: v9 created held_count without counting the tasks held already.
+  test('tasks held before v9 are counted after the upgrade, and keep their PENDING deliveries', async () => {
+    const path = join(dir, 'v8.db');
+    const old = openDatabase(path, MIGRATIONS.slice(0, 8));
+    const d = deliveryRecord({
+      createdAt: '2020-01-01T00:00:00.000Z',
+      updatedAt: '2020-01-01T00:00:00.000Z',
+      status: 'PENDING',
+    });
+    const insert = old.prepare('INSERT INTO held_task (subscription_id, id, doc) VALUES (?, ?, ?)');
+    for (const id of ['t-1', 't-2']) {
+      const task = {
+        id,
+        subscriptionId: d.subscriptionId,
+        heldAt: d.createdAt,
+        topic: 'egress.acme.orders.created',
+        value: '{}',
+        headers: {},
+      };
+      insert.run(d.subscriptionId, id, JSON.stringify(task));
+    }
+    old.close();
+    const store = new SqliteStore(path);
+    try {
+      assert.equal(await store.heldTasks.count(d.subscriptionId), 2);
+      await store.deliveries.ensure(d);
+      for (let i = 0; i < 3; i++) await store.deliveries.purgeBefore!('2020-06-01T00:00:00.000Z', 10);
+      assert.equal((await store.deliveries.get(d.id))?.status, 'PENDING', 'its task is held: kept');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('listing cursors', () => {
+  // Mutant A2: an admin table's cursor with a key of the wrong length reached SQL (a 500, not a 400).
+  test('a cursor of the right listing with a key of the wrong length is a validation error', async () => {
+    const store = new SqliteStore(join(dir, 'cursor.db'));
+    try {
+      await assert.rejects(
+        store.schemas.list({}, { cursor: encodeCursor('event_schema', ['orders']) }),
+        (err: unknown) => (err as { code?: string }).code === 'cursor_invalid',
+      );
+    } finally {
+      await store.close();
+    }
   });
 });
