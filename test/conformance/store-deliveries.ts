@@ -465,4 +465,34 @@ export function describeDeliveries(ctx: StoreContext): void {
       },
     );
   });
+
+  describePurge(
+    ctx,
+    "a delivery kept past its route's retention (its task held) is still found by its event, and its route stays with it",
+    () => ctx.store().deliveries.purgeBefore,
+    async () => {
+      const store = () => ctx.store();
+      const before = '2019-06-01T00:00:00.000Z';
+      const routedAt = '2019-03-01T00:00:00.000Z';
+      const d = await store().deliveries.ensure(
+        deliveryRecord({ createdAt: routedAt, updatedAt: routedAt, status: 'PENDING' }),
+      );
+      const event = { id: d.eventId, source: d.eventSource };
+      await store().deliveries.recordRouting(event, [d.id], routedAt);
+      const task = heldTaskOf(d.subscriptionId);
+      await store().heldTasks.hold(task);
+      for (let i = 0; i < 4; i++) await store().deliveries.purgeBefore!(before, 10);
+      assert.deepEqual(
+        (await store().deliveries.list({ eventId: d.eventId })).items.map((x) => x.id),
+        [d.id],
+        'found by its event',
+      );
+      assert.deepEqual(await store().deliveries.routed([event]), [true], 'its route stays while it is kept');
+      // Released and abandoned: it goes (its route is looked at again a retention period on).
+      await store().heldTasks.remove(d.subscriptionId, [task.id]);
+      for (let i = 0; i < 4; i++) await store().deliveries.purgeBefore!(before, 10);
+      assert.equal(await store().deliveries.get(d.id), undefined);
+      assert.deepEqual((await store().deliveries.list({ eventId: d.eventId })).items, []);
+    },
+  );
 }

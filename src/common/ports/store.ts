@@ -30,7 +30,10 @@ import { type BusMessage, checkBusMessage } from './bus.ts';
  * A page of a listing; `next` is an opaque cursor for the following page. A page holds up to its
  * limit of items, and fewer (with `next`) when they are large: listings of stored messages (dead
  * letters, deliveries) end a page once its items pass MAX_PAGE_BYTES (always at least one item),
- * so that 1,000 dead letters of 1 MiB events are not one gigabyte of response.
+ * so that 1,000 dead letters of 1 MiB events are not one gigabyte of response. A filtered listing
+ * may also end a page early — with fewer items, even none — once it has looked through many
+ * records that do not match (SQLite: after MAX_ROWS_EXAMINED rows); `next` then
+ * goes on from where it stopped. Only a page without `next` is the last.
  */
 export interface Page<T> {
   items: T[];
@@ -154,7 +157,9 @@ export interface DeliveryRepository {
    * PENDING — or are PENDING but were not updated since `before` either and have no task held for
    * their subscription: abandoned, as no task can still be on its way after the retry policy's
    * maximum age (3 days by default) — with their attempts; and up to `limit` routes of events routed
-   * before it (so such an event ingested again is routed again). Returns how many of each went; call
+   * before it (so such an event ingested again is routed again) — but not the route of an event one
+   * of whose deliveries is kept (PENDING, or created since `before`): it stays, so that delivery is
+   * still found by its event, and is looked at again later. Returns how many of each went; call
    * again until both are below `limit`. Abandoned PENDING deliveries may be looked through a page at
    * a time over several calls (those kept are many when subscriptions are paused): a call can come
    * back short while some are still to go, found by the calls of later passes.

@@ -78,6 +78,7 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
   readonly #deleteDelivery: StatementSync;
   readonly #oldRoutes: StatementSync;
   readonly #deleteRoute: StatementSync;
+  readonly #routeKept: StatementSync;
   readonly #deleteLogged: StatementSync;
 
   constructor(db: DatabaseSync) {
@@ -128,6 +129,12 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
       'SELECT routed_at, event_id, source FROM route_log WHERE routed_at < ? ORDER BY routed_at LIMIT ?',
     );
     this.#deleteRoute = db.prepare('DELETE FROM event_route WHERE event_id = ? AND source = ?');
+    // A route one of whose deliveries is kept (PENDING, or newer than the cutoff): its links are
+    // how that delivery is found by its event.
+    this.#routeKept = db.prepare(
+      `SELECT 1 AS kept FROM event_route r JOIN event_delivery_status d ON d.id = r.delivery_id
+       WHERE r.event_id = ?1 AND r.source = ?2 AND (d.status = 'PENDING' OR d.created_at >= ?3) LIMIT 1`,
+    );
     this.#deleteLogged = db.prepare(
       'DELETE FROM route_log WHERE routed_at = ? AND event_id = ? AND source = ?',
     );
@@ -197,11 +204,21 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
       event_id: string;
       source: string;
     }>;
+    // A route whose delivery is kept (its task held for a paused subscription) stays with it, logged
+    // again as of now (or the cutoff, if later): it is looked at again one retention period on.
+    const now = new Date().toISOString();
+    const again = now > before ? now : before;
+    let deleted = 0;
     for (const r of routes) {
-      this.#deleteRoute.run(r.event_id, r.source);
       this.#deleteLogged.run(r.routed_at, r.event_id, r.source);
+      if (this.#routeKept.get(r.event_id, r.source, before)) {
+        this.#logRoute.run(again, r.event_id, r.source);
+        continue;
+      }
+      this.#deleteRoute.run(r.event_id, r.source);
+      deleted += 1;
     }
-    return { deliveries: old.length, routes: routes.length };
+    return { deliveries: old.length, routes: deleted };
   }
 
   /** Whether `recordRouting` was called for the event (synchronous, for read batching). */
@@ -213,19 +230,40 @@ export class SqliteDeliveries implements Omit<DeliveryRepository, 'get' | 'route
     this.#apply(id, update);
   }
 
+  /**
+   * Newest first. By event through `event_route` (an event's links, written when it is routed and
+   * when each record is created); else through the index of the first filter set (subscription,
+   * partner, else time). The other filters are checked row by row, at most MAX_ROWS_EXAMINED rows a
+   * page: a filter that matches few rows must not read a million on the thread that answers requests.
+   */
   async list(filter: DeliveryFilter, page: PageRequest = {}): Promise<Page<DeliveryRecord>> {
     const conditions: Condition[] = [];
+    let index: string | undefined;
     if (filter.eventId !== undefined) {
-      // Through `delivery_by_event`: a delivery kept past its route's retention (its task held) is
-      // still found by its event.
-      conditions.push({ clause: 'event_id = ?', value: filter.eventId });
+      conditions.push({
+        clause: 'id IN (SELECT delivery_id FROM event_route WHERE event_id = ?)',
+        value: filter.eventId,
+      });
     }
-    if (filter.subscriptionId !== undefined)
-      conditions.push({ clause: 'subscription_id = ?', value: filter.subscriptionId });
-    if (filter.partnerId !== undefined)
-      conditions.push({ clause: 'partner_id = ?', value: filter.partnerId });
-    if (filter.status !== undefined) conditions.push({ clause: 'status = ?', value: filter.status });
-    return listByTime(this.#lists, { table: 'event_delivery_status', order: 'desc' }, conditions, page);
+    for (const [column, value, byIndex] of [
+      ['subscription_id', filter.subscriptionId, 'delivery_by_subscription'],
+      ['partner_id', filter.partnerId, 'delivery_by_partner'],
+    ] as const) {
+      if (value === undefined) continue;
+      const leading = conditions.length === 0;
+      if (leading) index = byIndex;
+      conditions.push({ clause: `${column} = ?`, value, residual: !leading });
+    }
+    if (filter.status !== undefined) {
+      if (conditions.length === 0) index = 'delivery_by_time';
+      conditions.push({ clause: 'status = ?', value: filter.status, residual: true });
+    }
+    return listByTime(
+      this.#lists,
+      { table: 'event_delivery_status', order: 'desc', ...(index ? { index } : {}) },
+      conditions,
+      page,
+    );
   }
 
   async attempts(deliveryId: string): Promise<DeliveryAttempt[]> {
