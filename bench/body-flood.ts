@@ -2,9 +2,10 @@
  * A flood of large request bodies that never end: `--connections` sockets each send the headers of
  * a `POST /events` of `--body-bytes` and all of its body but the last byte, then stall; a socket
  * answered (408, cut while others waited) connects again at once. Meanwhile `/healthz` is asked
- * every 100 ms and one small event is published every 500 ms. It reports the platform's peak RSS,
- * the most body bytes its HTTP server held at once (`webhooks_http_body_bytes_held_max`), bodies cut,
- * and the latency of `/healthz` and of the small events.
+ * every 100 ms, one small event is published every 500 ms and one large one (200 KiB, which waits
+ * for the body budget like the flood's) every 2 s. It reports the platform's peak RSS, the most body
+ * bytes its HTTP server held at once (`webhooks_http_body_bytes_held_max`), bodies cut, and the
+ * latency of `/healthz` and of the small and large events (and how the large ones were answered).
  *
  *   npm run bench:flood
  *   npm run bench:flood -- --connections 1000 --seconds 30
@@ -79,16 +80,28 @@ function attack(): void {
   });
 }
 
-async function timed(path: string, init: RequestInit = {}): Promise<number | undefined> {
+async function timed(
+  path: string,
+  init: RequestInit = {},
+  onStatus?: (status: string) => void,
+): Promise<number | undefined> {
   const started = performance.now();
   try {
-    const res = await fetch(`${platform.url}${path}`, { ...init, signal: AbortSignal.timeout(30_000) });
+    const res = await fetch(`${platform.url}${path}`, { ...init, signal: AbortSignal.timeout(60_000) });
     await res.arrayBuffer();
+    onStatus?.(String(res.status));
     return res.status < 500 ? performance.now() - started : undefined;
-  } catch {
+  } catch (err) {
+    onStatus?.((err as Error).name);
     return undefined;
   }
 }
+
+const publishInit = (id: string, data: unknown): RequestInit => ({
+  method: 'POST',
+  headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/cloudevents+json' },
+  body: JSON.stringify({ specversion: '1.0', id, source: '/flood', type: 'flood.legit', data }),
+});
 
 for (let i = 0; i < CONNECTIONS; i++) attack();
 const health: number[] = [];
@@ -107,27 +120,31 @@ const healthLoop = (async () => {
     await sleep(100);
   }
 })();
+const large: number[] = [];
+const largeStatuses = new Map<string, number>();
+const largeLoop = (async () => {
+  let n = 0;
+  while (Date.now() < deadline) {
+    const ms = await timed(
+      '/events',
+      publishInit(`flood-large-${n++}`, { pad: 'x'.repeat(200 * 1024) }),
+      (s) => largeStatuses.set(s, (largeStatuses.get(s) ?? 0) + 1),
+    );
+    if (ms !== undefined) large.push(ms);
+    await sleep(2000);
+  }
+})();
 const publishLoop = (async () => {
   let n = 0;
   while (Date.now() < deadline) {
-    const ms = await timed('/events', {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/cloudevents+json' },
-      body: JSON.stringify({
-        specversion: '1.0',
-        id: `flood-legit-${n++}`,
-        source: '/flood',
-        type: 'flood.legit',
-        data: { n },
-      }),
-    });
+    const ms = await timed('/events', publishInit(`flood-legit-${n++}`, { n }));
     // No schema is registered: 202 is not expected, only an answer (a 4xx counts).
     if (ms === undefined) failedPublishes += 1;
     else publishes.push(ms);
     await sleep(500);
   }
 })();
-await Promise.all([healthLoop, publishLoop]);
+await Promise.all([healthLoop, publishLoop, largeLoop]);
 stopping = true;
 const metrics = await (
   await fetch(`${platform.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
@@ -149,6 +166,10 @@ console.log(
 console.log(
   `small events published: ${publishes.length} answered, ${failedPublishes} not; ` +
     `p50 ${ms(publishes, 50)} · p99 ${ms(publishes, 99)} · max ${ms(publishes, 100)}`,
+);
+console.log(
+  `large events (200 KiB) published: ${[...largeStatuses].map(([s, k]) => `${s} × ${k}`).join(', ')}; ` +
+    `answered in p50 ${ms(large, 50)} · max ${ms(large, 100)}`,
 );
 await platform.stop();
 await rm(dataDir, { recursive: true, force: true });

@@ -471,7 +471,7 @@ export function loadConfig(env: Raw, file?: unknown): Config {
     maxInFlightBytes: (values.maxInFlightBytes as number | undefined) ?? 64 * 1024 * 1024,
     maxBodyBytes: (values.maxBodyBytes as number | undefined) ?? 1024 * 1024,
     maxBufferedBodyBytes: (values.maxBufferedBodyBytes as number | undefined) ?? 64 * 1024 * 1024,
-    maxConnections: (values.maxConnections as number | undefined) ?? 4096,
+    maxConnections: (values.maxConnections as number | undefined) ?? 1024,
     logLevel: (values.logLevel as LogLevel | undefined) ?? 'info',
     topicPartitions: (values.topicPartitions as number | undefined) ?? 4,
     secretOverlapSeconds: (values.secretOverlapSeconds as number | undefined) ?? 86400,

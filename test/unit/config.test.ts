@@ -157,7 +157,7 @@ describe('loadConfig', () => {
 
   test("the HTTP server's bounds: body bytes held at once (at least one body of the largest size) and connections", () => {
     const d = loadConfig({});
-    assert.deepEqual([d.maxBufferedBodyBytes, d.maxConnections], [64 * 1024 * 1024, 4096]);
+    assert.deepEqual([d.maxBufferedBodyBytes, d.maxConnections], [64 * 1024 * 1024, 1024]);
     const c = loadConfig({
       WEBHOOKS_MAX_BUFFERED_BODY_BYTES: String(8 * 1024 * 1024),
       WEBHOOKS_MAX_CONNECTIONS: '100',

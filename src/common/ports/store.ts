@@ -159,7 +159,8 @@ export interface DeliveryRepository {
    * maximum age (3 days by default) — with their attempts; and up to `limit` routes of events routed
    * before it (so such an event ingested again is routed again) — but not the route of an event one
    * of whose deliveries is kept (PENDING, or created since `before`): it stays, so that delivery is
-   * still found by its event, and is looked at again later. Returns how many of each went; call
+   * still found by its event, and is looked at again later. Returns how many of each went (of
+   * routes, how many were looked at: those kept count too, as a full chunk may have more behind it); call
    * again until both are below `limit`. Abandoned PENDING deliveries may be looked through a page at
    * a time over several calls (those kept are many when subscriptions are paused): a call can come
    * back short while some are still to go, found by the calls of later passes.

@@ -34,6 +34,8 @@ export interface BudgetReader {
   reading: boolean;
   /** It may be paused (a small body declared as such is counted, but never waits: set by `open`). */
   mayWait?: boolean;
+  /** Its declared size, counted whole once it is admitted (0: a chunked body, counted as it comes). */
+  reserve?: number;
   pause(): void;
   resume(): void;
   /** Cuts a reader that stalled while others waited. */
@@ -92,10 +94,31 @@ export class BodyBudget {
    * A new body begins (a request without one holds nothing and is never paused): while the budget
    * is spent, it waits before its first byte is read.
    */
-  open(reader: BudgetReader, options: { mayWait: boolean }): void {
+  open(reader: BudgetReader, options: { mayWait: boolean; reserve?: number }): void {
     this.#readers.add(reader);
     reader.mayWait = options.mayWait;
+    reader.reserve = options.reserve ?? 0;
+    if (reader.reserve > 0) {
+      // Its whole declared size, at once: it is never paused halfway (holding bytes while it waits).
+      if (!reader.mayWait || (this.#waiting.length === 0 && this.#fits(reader))) this.#admit(reader);
+      else this.#queue(reader);
+      return;
+    }
     if (this.#held >= this.limitBytes) this.#spent(reader);
+  }
+
+  /** A reserving reader fits: its size is free, or it may be the one past the budget. */
+  #fits(reader: BudgetReader): boolean {
+    return this.#held + (reader.reserve ?? 0) <= this.limitBytes || this.#overdraft === undefined;
+  }
+
+  /** Counts a reserving reader's declared size as held (past the budget: it is the overdraft). */
+  #admit(reader: BudgetReader): void {
+    const bytes = reader.reserve ?? 0;
+    if (reader.mayWait && this.#held + bytes > this.limitBytes) this.#overdraft = reader;
+    reader.held += bytes;
+    this.#held += bytes;
+    if (this.#held > this.#peak) this.#peak = this.#held;
   }
 
   /**
@@ -103,6 +126,11 @@ export class BodyBudget {
    * is spent and it may not go past it.
    */
   add(reader: BudgetReader, bytes: number): void {
+    if ((reader.reserve ?? 0) > 0) {
+      // Counted when it was admitted (a body cannot outgrow its content-length).
+      reader.lastDataAt = this.#now();
+      return;
+    }
     reader.held += bytes;
     reader.lastDataAt = this.#now();
     this.#held += bytes;
@@ -117,6 +145,10 @@ export class BodyBudget {
       this.#overdraft = reader;
       return;
     }
+    this.#queue(reader);
+  }
+
+  #queue(reader: BudgetReader): void {
     reader.waiting = true;
     reader.pause();
     this.#waiting.push(reader);
@@ -152,20 +184,28 @@ export class BodyBudget {
   }
 
   /**
-   * Waiting readers go on, in arrival order: about as many as the free bytes take a chunk each (a
-   * reader resumed gets a chunk before it can be paused again), or, when none are free and no reader
-   * is past the budget, the first, past it.
+   * Waiting readers go on, in arrival order: a reserving one once its size is free (or it may be
+   * the one past the budget); a chunked one while bytes are free (reckoned a socket read each, as it
+   * gets one before it can be paused again), or, when none are and no reader is past the budget,
+   * the first, past it.
    */
   #wakeWaiting(): void {
-    let free = this.limitBytes - this.#held;
-    if (this.#waiting.length > 0 && free <= 0 && this.#overdraft === undefined) {
-      const next = this.#waiting.shift()!;
-      this.#overdraft = next;
+    let credit = this.limitBytes - this.#held;
+    while (this.#waiting.length > 0) {
+      const next = this.#waiting[0]!;
+      if ((next.reserve ?? 0) > 0) {
+        if (!this.#fits(next)) break;
+        this.#admit(next);
+        credit = Math.min(credit, this.limitBytes - this.#held);
+      } else if (credit > 0) {
+        credit -= WAKE_CHUNK_BYTES;
+      } else if (this.#overdraft === undefined) {
+        this.#overdraft = next;
+      } else {
+        break;
+      }
+      this.#waiting.shift();
       this.#go(next);
-    }
-    while (this.#waiting.length > 0 && free > 0) {
-      this.#go(this.#waiting.shift()!);
-      free -= WAKE_CHUNK_BYTES;
     }
     if (this.#waiting.length === 0) this.#stopSweep();
   }

@@ -58,7 +58,7 @@ export interface HttpServerOptions {
   bodyBudgetBytes?: number;
   /** How long a body may receive nothing while others wait for the budget before it is cut (ms, default 5,000). */
   bodyStallMs?: number;
-  /** Connections open at once; more are closed as they come (default 4,096). */
+  /** Connections open at once; more are closed as they come (default 1,024). */
   maxConnections?: number;
   /** Where failures between the socket and the edge are logged. */
   logger: Logger;
@@ -67,10 +67,15 @@ export interface HttpServerOptions {
 
 /** Default of `maxDrainBytes`. */
 export const DEFAULT_MAX_DRAIN_BYTES = 64 * 1024 * 1024;
+/**
+ * What a connection's streams buffer before reading stops: a body waiting for the budget has this
+ * much read into Node (and one socket read more), not counted by the budget. Node's default is 64 KiB.
+ */
+const SOCKET_BUFFER_BYTES = 16 * 1024;
 /** Default of `bodyBudgetBytes`. */
 export const DEFAULT_BODY_BUDGET_BYTES = 64 * 1024 * 1024;
 /** Default of `maxConnections`. */
-export const DEFAULT_MAX_CONNECTIONS = 4096;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /**
  * How long a socket answered for a parse error keeps being read (and for as many more bytes as an
@@ -107,10 +112,11 @@ export function createNodeServer(options: HttpServerOptions): Server {
           key: readFileSync(options.tls.keyFile),
           minVersion: 'TLSv1.3',
           requireHostHeader: false,
+          highWaterMark: SOCKET_BUFFER_BYTES,
         },
         listener,
       )
-    : createHttpServer({ requireHostHeader: false }, listener);
+    : createHttpServer({ requireHostHeader: false, highWaterMark: SOCKET_BUFFER_BYTES }, listener);
   states.set(server, state);
   server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.requestTimeout = 30_000;
@@ -249,9 +255,13 @@ async function serve(
   // A request without a body (GET /healthz) never waits for the budget, nor one declaring a small
   // body (a single event): those are bounded by the connections (WEBHOOKS_MAX_CONNECTIONS), and must
   // not queue behind a flood of large bodies. They count towards the budget all the same.
+  // A declared body takes its whole size when it is admitted, so it is never paused halfway; a body
+  // over the limit is read and dropped (its 413), holding nothing.
   const declared = declaredLength(req);
   const chunked = req.headers['transfer-encoding'] !== undefined;
-  if (declared > 0 || chunked) budget.open(reader, { mayWait: chunked || declared > SMALL_BODY_BYTES });
+  if (chunked) budget.open(reader, { mayWait: true });
+  else if (declared > 0 && declared <= options.maxBodyBytes)
+    budget.open(reader, { mayWait: declared > SMALL_BODY_BYTES, reserve: declared });
   try {
     await readAndServe(req, res, options, maxDrainBytes, budget, reader);
   } finally {
