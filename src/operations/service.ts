@@ -2,6 +2,7 @@
  * Operations: the delivery record (`GET /admin/deliveries`, attempts included), the dead letters
  * (`GET /admin/dlq`) and their redrive (`POST /admin/dlq/redrive`), which re-enqueues and keeps history.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { HEADERS } from '../common/bus-headers.ts';
 import { deliveryTaskFields, webhookIdOfDelivery } from '../common/delivery-task.ts';
 import { isWebhooksError, NotFoundError, ValidationError } from '../common/errors.ts';
@@ -259,7 +260,12 @@ export class Operations {
         const claim = claims[i]!;
         return claim.status === 'claimed' ? [{ d, token: claim.token }] : [];
       });
-      if (mine.length === 0) continue;
+      if (mine.length === 0) {
+        // A page may come back empty after examining many rows (a filter matching few): the event
+        // loop gets a turn before the next, so requests are answered between them.
+        await nextTurn();
+        continue;
+      }
       try {
         await this.#republish(
           mine.map((m) => m.d),
