@@ -1,8 +1,8 @@
 /** Conformance of `store.deliveries` (`event_delivery_status` + `delivery_attempt`), for every engine. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { HeldTask } from '../../src/common/ports/store.ts';
 import { deliveryAttempt, deliveryRecord, testId, timeAt } from '../support/fixtures.ts';
+import { heldTask } from './store-held-tasks.ts';
 import {
   conflict,
   describePurge,
@@ -12,20 +12,9 @@ import {
   type StoreContext,
 } from './store-support.ts';
 
-/** A held task of `subscriptionId` (held in 2019, before every other test's times). */
-let heldN = 0;
-function heldTaskOf(subscriptionId: string): HeldTask {
-  heldN += 1;
-  return {
-    id: `0190c000-0000-7000-8000-${String(heldN).padStart(12, '0')}`,
-    subscriptionId,
-    heldAt: '2019-01-01T00:00:00.000Z',
-    topic: 'egress.acme.orders.created',
-    key: subscriptionId,
-    value: JSON.stringify({ n: heldN }),
-    headers: {},
-  };
-}
+/** A task held in 2019, before every other test's times. */
+const heldTaskOf = (subscriptionId: string) =>
+  heldTask(subscriptionId, { heldAt: '2019-01-01T00:00:00.000Z' });
 
 /** Registers the delivery repository's suite. */
 export function describeDeliveries(ctx: StoreContext): void {

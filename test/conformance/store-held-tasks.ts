@@ -6,7 +6,8 @@ import { testId } from '../support/fixtures.ts';
 import type { StoreContext } from './store-support.ts';
 
 let n = 0;
-function heldTask(subscriptionId: string, overrides: Partial<HeldTask> = {}): HeldTask {
+/** A held task of `subscriptionId` (also used by the delivery suite's retention tests). */
+export function heldTask(subscriptionId: string, overrides: Partial<HeldTask> = {}): HeldTask {
   n += 1;
   return {
     // Time-ordered ids, as the dispatcher's are.
