@@ -4,22 +4,20 @@
  * it, live that long). Without a bound, each connection may hold a body of up to the size limit,
  * and a thousand connections a thousand of them.
  *
- * Past the budget, a body's reading is paused (the connection's bytes wait in the kernel, and the
- * client is slowed by TCP) until bodies answered give bytes back; paused readers go on in arrival
- * order. One reader at a time may go past the budget (the first that would be paused while none
- * does), so that bodies begun together and each paused halfway cannot wait for each other forever.
- * A body that begins while the budget is spent waits before its first byte; one being read when it
- * is spent holds the socket read that spent it. So at most `limitBytes` + one body + one socket read
- * (64 KiB) per connection then reading are held.
+ * A body with a content-length takes its whole declared size when it is admitted, or waits before
+ * its first byte, holding nothing: none is paused halfway, holding bytes while it waits. A chunked
+ * body is counted as it comes and paused once the budget is spent (holding what it read). Waiting
+ * bodies go on in arrival order as bodies answered give bytes back (their bytes wait in the kernel
+ * meanwhile, and TCP slows their clients). One body at a time may go past the budget (the first that
+ * would wait while none does), so that a body larger than what is free, or chunked bodies each
+ * paused halfway, cannot wait forever. A body declared small (a single event, up to 64 KiB: the
+ * server decides) is counted but never waits, so that a flood of large bodies cannot hold up the
+ * small requests. So at most `limitBytes` + one body + a socket read (64 KiB) per chunked body
+ * being read + the small bodies are held.
  *
- * A body declared small (a single event, up to 64 KiB: the server decides) is counted but never
- * waits: such bodies are bounded by the connections, and a flood of large bodies must not hold up
- * the small requests. So the bound is `limitBytes` + one body + one socket read per large body being
- * read + the small bodies.
- *
- * A budget is also a lever for an attacker: bodies sent to their last byte and then stalled would
- * hold it. So while readers wait, a reader that holds bytes and has received nothing for
- * `stallMs` is cut (the server answers it 408); a slow client is left alone while nobody waits.
+ * A budget is also a lever for an attacker: bodies admitted and then stalled before their last byte
+ * would hold it. So while bodies wait, an admitted one that has received nothing for `stallMs` is
+ * cut (the server answers it 408); a slow client is left alone while nobody waits.
  */
 
 /** A body being read, as the budget sees it. */

@@ -253,10 +253,10 @@ async function serve(
   // The body's bytes are held until the request is answered: its text and what is parsed from it live that long.
   const reader = bodyReader(req);
   // A request without a body (GET /healthz) never waits for the budget, nor one declaring a small
-  // body (a single event): those are bounded by the connections (WEBHOOKS_MAX_CONNECTIONS), and must
-  // not queue behind a flood of large bodies. They count towards the budget all the same.
-  // A declared body takes its whole size when it is admitted, so it is never paused halfway; a body
-  // over the limit is read and dropped (its 413), holding nothing.
+  // body (a single event, counted all the same): those are bounded by the connections
+  // (WEBHOOKS_MAX_CONNECTIONS) and must not queue behind a flood of large bodies. A declared body
+  // takes its whole size when it is admitted; a body declared over the limit is read and dropped
+  // (its 413), holding nothing.
   const declared = declaredLength(req);
   const chunked = req.headers['transfer-encoding'] !== undefined;
   if (chunked) budget.open(reader, { mayWait: true });
