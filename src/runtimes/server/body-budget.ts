@@ -10,10 +10,10 @@
  * bodies go on in arrival order as bodies answered give bytes back (their bytes wait in the kernel
  * meanwhile, and TCP slows their clients). One body at a time may go past the budget (the first that
  * would wait while none does), so that a body larger than what is free, or chunked bodies each
- * paused halfway, cannot wait forever. A body declared small (a single event, up to 64 KiB: the
- * server decides) is counted but never waits, so that a flood of large bodies cannot hold up the
- * small requests. So at most `limitBytes` + one body + a socket read (64 KiB) per chunked body
- * being read + the small bodies are held.
+ * paused halfway, cannot wait forever. So at most `limitBytes` + one body + a socket read (64 KiB)
+ * per chunked body being read are held. (The server hands the budget large bodies only: a body
+ * declared small, a single event up to 64 KiB, is neither counted nor made to wait, so that a flood
+ * of large bodies cannot hold up the small requests; such bodies are bounded by the connections.)
  *
  * A budget is also a lever for an attacker: bodies admitted and then stalled before their last byte
  * would hold it. So while bodies wait, an admitted one that has received nothing for `stallMs` is

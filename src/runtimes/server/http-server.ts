@@ -250,23 +250,31 @@ async function serve(
     req.resume();
     return;
   }
-  // The body's bytes are held until the request is answered: its text and what is parsed from it live that long.
-  const reader = bodyReader(req);
-  // A request without a body (GET /healthz) never waits for the budget, nor one declaring a small
-  // body (a single event, counted all the same): those are bounded by the connections
-  // (WEBHOOKS_MAX_CONNECTIONS) and must not queue behind a flood of large bodies. A declared body
-  // takes its whole size when it is admitted; a body declared over the limit is read and dropped
-  // (its 413), holding nothing.
+  // A large body's bytes are held until the request is answered (its text and what is parsed from
+  // it live that long), within the budget: a declared one takes its whole size when it is admitted, a
+  // chunked one is counted as it comes. A request without a body (GET /healthz), or declaring a small
+  // one (a single event), is not counted and never waits: those are bounded by the connections
+  // (WEBHOOKS_MAX_CONNECTIONS) and must not queue behind a flood of large bodies. A body declared
+  // over the limit is read and dropped (its 413), holding nothing.
   const declared = declaredLength(req);
   const chunked = req.headers['transfer-encoding'] !== undefined;
-  if (chunked) budget.open(reader, { mayWait: true });
-  else if (declared > 0 && declared <= options.maxBodyBytes)
-    budget.open(reader, { mayWait: declared > SMALL_BODY_BYTES, reserve: declared });
+  if (!chunked && (declared <= SMALL_BODY_BYTES || declared > options.maxBodyBytes)) {
+    await readAndServe(req, res, options, maxDrainBytes);
+    return;
+  }
+  const reader = bodyReader(req);
+  budget.open(reader, chunked ? { mayWait: true } : { mayWait: true, reserve: declared });
   try {
-    await readAndServe(req, res, options, maxDrainBytes, budget, reader);
+    await readAndServe(req, res, options, maxDrainBytes, { budget, reader });
   } finally {
     budget.close(reader);
   }
+}
+
+/** A body counted by the budget, and how it sees it. */
+interface Tracked {
+  budget: BodyBudget;
+  reader: BodyReader;
 }
 
 async function readAndServe(
@@ -274,10 +282,9 @@ async function readAndServe(
   res: ServerResponse,
   options: HttpServerOptions,
   maxDrainBytes: number,
-  budget: BodyBudget,
-  reader: BodyReader,
+  tracked?: Tracked,
 ): Promise<void> {
-  const body = await readBody(req, options.maxBodyBytes, maxDrainBytes, budget, reader);
+  const body = await readBody(req, options.maxBodyBytes, maxDrainBytes, tracked);
   // Answered here, outside the edge: they carry the request's id as the edge's answers do.
   const withId = (response: ApiResponse): ApiResponse => ({
     ...response,
@@ -335,7 +342,7 @@ async function handleLarge(
  * small requests behind it wait for the whole burst.
  */
 const LARGE_BODY_CHARS = 64 * 1024;
-/** A body declared (content-length) at most this large never waits for the body budget. */
+/** A body declared (content-length) at most this large is not counted by the body budget, and never waits for it. */
 const SMALL_BODY_BYTES = 64 * 1024;
 const LARGE_BODIES_AT_ONCE = 1;
 /** How long one large request keeps its place at most (its parse and checks take ~10–50 ms). */
@@ -414,10 +421,9 @@ function readBody(
   req: IncomingMessage,
   limit: number,
   maxDrainBytes: number,
-  budget: BodyBudget,
-  reader: BodyReader,
+  tracked?: Tracked,
 ): Promise<Body> {
-  return new Promise<Body>((resolve) => {
+  const reading = new Promise<Body>((resolve) => {
     const declared = declaredLength(req);
     if (declared > maxDrainBytes) {
       resolve({ kind: 'too_large', drained: false });
@@ -427,11 +433,13 @@ function readBody(
     let size = 0;
     let over = declared > limit;
     let stalled = false;
-    reader.stall = () => {
-      stalled = true;
-      chunks.length = 0;
-      resolve({ kind: 'stalled' });
-    };
+    if (tracked) {
+      tracked.reader.stall = () => {
+        stalled = true;
+        chunks.length = 0;
+        resolve({ kind: 'stalled' });
+      };
+    }
     req.on('data', (chunk: Buffer) => {
       if (stalled) return;
       size += chunk.length;
@@ -440,10 +448,10 @@ function readBody(
       } else if (size > limit) {
         over = true;
         chunks.length = 0;
-        budget.drop(reader, reader.held);
+        tracked?.budget.drop(tracked.reader, tracked.reader.held);
       } else {
         chunks.push(chunk);
-        budget.add(reader, chunk.length);
+        tracked?.budget.add(tracked.reader, chunk.length);
       }
     });
     req.on('end', () => {
@@ -457,7 +465,8 @@ function readBody(
     });
     // After 'end' this changes nothing; before it, the client is gone (an aborted request closes).
     req.on('close', () => resolve({ kind: 'gone' }));
-  }).finally(() => budget.finishedReading(reader));
+  });
+  return tracked ? reading.finally(() => tracked.budget.finishedReading(tracked.reader)) : reading;
 }
 
 /** The content-length a request declares (Node's parser has checked it is a number), 0 when none. */
