@@ -30,14 +30,12 @@ export interface BudgetReader {
   waiting: boolean;
   /** Still reading its body (a finished body holds bytes but cannot stall). */
   reading: boolean;
-  /** It may be paused (a small body declared as such is counted, but never waits: set by `open`). */
-  mayWait?: boolean;
-  /** Its declared size, counted whole once it is admitted (0: a chunked body, counted as it comes). */
-  reserve?: number;
+  /** Its declared size, counted whole once it is admitted (0: a chunked body, counted as it comes; set by `open`). */
+  reserve: number;
   pause(): void;
   resume(): void;
-  /** Cuts a reader that stalled while others waited. */
-  cut(): void;
+  /** Cuts a reader that stalled while others waited (set by whoever reads the body). */
+  cut: () => void;
 }
 
 export interface BodyBudgetOptions {
@@ -89,16 +87,15 @@ export class BodyBudget {
   }
 
   /**
-   * A new body begins (a request without one holds nothing and is never paused): while the budget
-   * is spent, it waits before its first byte is read.
+   * A new body begins: with `reserve`, its declared size, it is admitted whole or waits before its
+   * first byte; without (chunked), it waits before its first byte while the budget is spent.
    */
-  open(reader: BudgetReader, options: { mayWait: boolean; reserve?: number }): void {
+  open(reader: BudgetReader, reserve = 0): void {
     this.#readers.add(reader);
-    reader.mayWait = options.mayWait;
-    reader.reserve = options.reserve ?? 0;
-    if (reader.reserve > 0) {
+    reader.reserve = reserve;
+    if (reserve > 0) {
       // Its whole declared size, at once: it is never paused halfway (holding bytes while it waits).
-      if (!reader.mayWait || (this.#waiting.length === 0 && this.#fits(reader))) this.#admit(reader);
+      if (this.#waiting.length === 0 && this.#fits(reader)) this.#admit(reader);
       else this.#queue(reader);
       return;
     }
@@ -107,13 +104,16 @@ export class BodyBudget {
 
   /** A reserving reader fits: its size is free, or it may be the one past the budget. */
   #fits(reader: BudgetReader): boolean {
-    return this.#held + (reader.reserve ?? 0) <= this.limitBytes || this.#overdraft === undefined;
+    return this.#held + reader.reserve <= this.limitBytes || this.#overdraft === undefined;
   }
 
   /** Counts a reserving reader's declared size as held (past the budget: it is the overdraft). */
   #admit(reader: BudgetReader): void {
-    const bytes = reader.reserve ?? 0;
-    if (reader.mayWait && this.#held + bytes > this.limitBytes) this.#overdraft = reader;
+    if (this.#held + reader.reserve > this.limitBytes) this.#overdraft = reader;
+    this.#count(reader, reader.reserve);
+  }
+
+  #count(reader: BudgetReader, bytes: number): void {
     reader.held += bytes;
     this.#held += bytes;
     if (this.#held > this.#peak) this.#peak = this.#held;
@@ -124,21 +124,16 @@ export class BodyBudget {
    * is spent and it may not go past it.
    */
   add(reader: BudgetReader, bytes: number): void {
-    if ((reader.reserve ?? 0) > 0) {
-      // Counted when it was admitted (a body cannot outgrow its content-length).
-      reader.lastDataAt = this.#now();
-      return;
-    }
-    reader.held += bytes;
     reader.lastDataAt = this.#now();
-    this.#held += bytes;
-    if (this.#held > this.#peak) this.#peak = this.#held;
+    // A reserving one was counted when it was admitted (a body cannot outgrow its content-length).
+    if (reader.reserve > 0) return;
+    this.#count(reader, bytes);
     if (this.#held > this.limitBytes) this.#spent(reader);
   }
 
   /** The budget is spent: `reader` waits, unless it may go past it. */
   #spent(reader: BudgetReader): void {
-    if (!reader.mayWait || reader === this.#overdraft || reader.waiting) return;
+    if (reader === this.#overdraft || reader.waiting) return;
     if (this.#overdraft === undefined) {
       this.#overdraft = reader;
       return;
@@ -153,11 +148,10 @@ export class BodyBudget {
     this.#startSweep();
   }
 
-  /** `reader` dropped `bytes` of what it held (a body found too large is dropped as it is read). */
-  drop(reader: BudgetReader, bytes: number): void {
-    const n = Math.min(bytes, reader.held);
-    reader.held -= n;
-    this.#held -= n;
+  /** `reader` dropped all it held (a chunked body found too large is dropped as it is read). */
+  dropHeld(reader: BudgetReader): void {
+    this.#held -= reader.held;
+    reader.held = 0;
     this.#wakeWaiting();
   }
 
@@ -191,7 +185,7 @@ export class BodyBudget {
     let credit = this.limitBytes - this.#held;
     while (this.#waiting.length > 0) {
       const next = this.#waiting[0]!;
-      if ((next.reserve ?? 0) > 0) {
+      if (next.reserve > 0) {
         if (!this.#fits(next)) break;
         this.#admit(next);
         credit = Math.min(credit, this.limitBytes - this.#held);

@@ -263,7 +263,7 @@ async function serve(
     return;
   }
   const reader = bodyReader(req);
-  budget.open(reader, chunked ? { mayWait: true } : { mayWait: true, reserve: declared });
+  budget.open(reader, chunked ? 0 : declared);
   try {
     await readAndServe(req, res, options, maxDrainBytes, { budget, reader });
   } finally {
@@ -274,7 +274,7 @@ async function serve(
 /** A body counted by the budget, and how it sees it. */
 interface Tracked {
   budget: BodyBudget;
-  reader: BodyReader;
+  reader: BudgetReader;
 }
 
 async function readAndServe(
@@ -382,22 +382,18 @@ type Body =
   /** The client went away before the end of the request. */
   | { kind: 'gone' };
 
-/** A body being read, as the budget sees it; `stall` is set by the reading. */
-interface BodyReader extends BudgetReader {
-  stall?: () => void;
-}
-
-function bodyReader(req: IncomingMessage): BodyReader {
-  const reader: BodyReader = {
+/** A body being read, as the budget sees it (`readBody` sets how it is cut). */
+function bodyReader(req: IncomingMessage): BudgetReader {
+  return {
     held: 0,
     lastDataAt: Date.now(),
     waiting: false,
     reading: true,
+    reserve: 0,
     pause: () => req.pause(),
     resume: () => req.resume(),
-    cut: () => reader.stall?.(),
+    cut: () => {},
   };
-  return reader;
 }
 
 /** The answer to a body cut for stalling while others waited: the connection is closed after it. */
@@ -434,7 +430,7 @@ function readBody(
     let over = declared > limit;
     let stalled = false;
     if (tracked) {
-      tracked.reader.stall = () => {
+      tracked.reader.cut = () => {
         stalled = true;
         chunks.length = 0;
         resolve({ kind: 'stalled' });
@@ -448,7 +444,7 @@ function readBody(
       } else if (size > limit) {
         over = true;
         chunks.length = 0;
-        tracked?.budget.drop(tracked.reader, tracked.reader.held);
+        tracked?.budget.dropHeld(tracked.reader);
       } else {
         chunks.push(chunk);
         tracked?.budget.add(tracked.reader, chunk.length);
