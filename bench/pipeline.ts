@@ -13,6 +13,8 @@
  *   BENCH_SERIES=1 npm run bench -- --skip baseline,throughput,backlog --rate 5000   # latency second by second
  *   npm run bench -- --bus both --skip backlog            # embedded, then Kafka (a real broker), same run
  *   npm run bench -- --bus kafka --store dynamodb         # Kafka + DynamoDB (dynalite), capacity units per delivery
+ *   npm run bench -- --bus both --skip backlog,latency --warm-events 15000   # throughput of warm processes (JITs done)
+ *   BENCH_TRACE=1 npm run bench -- --skip backlog,latency  # events processed and delivered every 250 ms (which stage lags)
  *
  * With Kafka, each phase gets a fresh single-node broker (tools/kafka/broker.ts) whose CPU is
  * counted with the platform's, and a raw produce→consume loop with the same client
@@ -42,6 +44,7 @@ const { values } = parseArgs({
     skip: { type: 'string', default: '' },
     bus: { type: 'string', default: 'embedded' },
     warmup: { type: 'string', default: '5' },
+    'warm-events': { type: 'string', default: '0' },
     store: { type: 'string', default: 'sqlite' },
   },
 });
@@ -49,6 +52,8 @@ const BUSES = values.bus === 'both' ? ['embedded', 'kafka'] : [values.bus === 'k
 const STORE = values.store === 'dynamodb' ? 'dynamodb' : 'sqlite';
 /** Seconds at the latency phase's rate before it is measured. */
 const WARMUP = Number(values.warmup);
+/** Events delivered before the throughput phase is measured (its JITs warm, as in a running system). */
+const WARM_EVENTS = Number(values['warm-events']);
 const EVENTS = Number(values.events);
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
@@ -175,6 +180,25 @@ async function printSeries(started: number): Promise<void> {
     );
 }
 
+/** BENCH_TRACE=1: every 250 ms, events the processor handled and deliveries that succeeded, cumulative. */
+function traceStages(api: string, started: number) {
+  let stopped = false;
+  void (async () => {
+    while (!stopped) {
+      const text = await (
+        await fetch(`${api}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).text();
+      const processed = /^events_processed (\d+)/m.exec(text)?.[1];
+      const delivered = /^webhook_deliveries_total\{[^}]*outcome="success"[^}]*\} (\d+)/m.exec(text)?.[1];
+      console.log(
+        `  ${String(Date.now() - started).padStart(6)} ms: processed ${processed}, delivered ${delivered}`,
+      );
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return { stop: () => (stopped = true) };
+}
+
 const publishBatch = (url: string, events: unknown[]) =>
   call(url, 'POST', '/events', events, 'application/cloudevents-batch+json');
 
@@ -269,9 +293,16 @@ for (const bus of BUSES) {
     const procs = await startPlatform(dir, engines);
     const api = procs[0]!.url;
     await setUp(api);
+    for (let sent = 0; sent < WARM_EVENTS; sent += 500)
+      await publishBatch(
+        api,
+        Array.from({ length: Math.min(500, WARM_EVENTS - sent) }, (_, i) => event(-1 - sent - i)),
+      );
+    if (WARM_EVENTS > 0) await waitForCount(WARM_EVENTS, 900_000);
     await ask({ cmd: 'reset' });
     const cpuBefore = cpuNow(procs, engines);
     const started = Date.now();
+    const trace = process.env.BENCH_TRACE ? traceStages(api, started) : undefined;
     let sent = 0;
     await Promise.all(
       [0, 1].map(async () => {
@@ -288,6 +319,7 @@ for (const bus of BUSES) {
     );
     const ingestMs = Date.now() - started;
     const stats = await waitForCount(EVENTS, 900_000);
+    trace?.stop();
     console.log(
       `throughput ${EVENTS} events of 1 KB: ingest ${rate(EVENTS, ingestMs)}; deliveries ${rate(stats.unique, stats.lastAt - stats.firstAt)} ` +
         `(first→last delivery), ${rate(stats.unique, stats.lastAt - started)} from first publish; duplicates ${stats.duplicates}; peak RSS ${peaks(procs)}; ` +

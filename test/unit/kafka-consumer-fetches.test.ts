@@ -63,11 +63,13 @@ interface FakeLog {
   failCommit?(offsets: Array<{ partition: number; offset: bigint }>): boolean;
 }
 
-/** Every fetch request's partitions, in order: `{ seq, partition, offset }`. */
+/** Every fetch request's partitions, in order: `{ seq, partition, offset }`, with its maxWaitTime and when it came. */
 interface FetchSeen {
   seq: number;
   partition: number;
   offset: number;
+  maxWaitTime: number;
+  at: number;
 }
 
 /** Installs the fake broker: one topic `t.a`, every partition led by node 1, assigned to this member. */
@@ -108,12 +110,14 @@ function fakeBroker(log: FakeLog, partitions: number[]): { fetches: FetchSeen[] 
   };
   prototype.close = () => Promise.resolve();
   prototype.fetch = async (request: {
+    maxWaitTime: number;
     topics: Array<{ partitions: Array<{ partition: number; fetchOffset: bigint }> }>;
   }) => {
     seq += 1;
     const asked = request.topics[0]!.partitions;
+    const at = Date.now();
     for (const { partition, fetchOffset } of asked) {
-      fetches.push({ seq, partition, offset: Number(fetchOffset) });
+      fetches.push({ seq, partition, offset: Number(fetchOffset), maxWaitTime: request.maxWaitTime, at });
     }
     await new Promise((resolve) => setTimeout(resolve, 1));
     if (asked.some(({ partition, fetchOffset }) => log.outOfRange?.(partition, Number(fetchOffset)))) {
@@ -145,8 +149,9 @@ function fakeBroker(log: FakeLog, partitions: number[]): { fetches: FetchSeen[] 
       }
       if (batches.length > 0) answered.push({ partitionIndex: partition, errorCode: 0, records: batches });
     }
-    // Nothing new: the broker's long poll (maxWaitTime), shortened.
-    if (answered.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Nothing new: the broker's long poll (maxWaitTime), shortened; none when asked not to wait.
+    if (answered.length === 0 && request.maxWaitTime > 0)
+      await new Promise((resolve) => setTimeout(resolve, 5));
     return { responses: answered.length > 0 ? [{ topicId: 'id-a', partitions: answered }] : [] };
   };
   return { fetches };
@@ -295,6 +300,45 @@ test('a group offset past the log end with a record in flight: the partition is 
   await waitFor('partition 0 read again from the earliest', () =>
     ['0-5', '0-0', '0-1', '0-2'].every((v) => handled.includes(v)),
   );
+  consumer.kill();
+});
+
+test('a partition holding records back never waits behind a long poll for partitions that have nothing: meanwhile fetches do not wait at the broker, and the empty ones are polled every 100 ms', async () => {
+  const { fetches } = fakeBroker(
+    { committed: [0n, 0n], entry: (p, o) => (p === 0 && o < 30 ? { value: `0-${o}` } : undefined) },
+    [0, 1],
+  );
+  const { opened: gate, open } = latch();
+  const handled: string[] = [];
+  const consumer = start({
+    group: 'g',
+    topicPrefixes: ['t.'],
+    maxBatch: 10,
+    maxInFlightPerPartition: 10,
+    handler: async (batch) => {
+      // The first batch is slow: partition 0 reaches its in-flight cap with its next 10 records in hand.
+      if (handled.length === 0) await gate;
+      for (const m of batch) handled.push(m.value);
+      return undefined;
+    },
+  });
+  const alone = () => {
+    const seqs = new Map<number, number[]>();
+    for (const f of fetches) seqs.set(f.seq, [...(seqs.get(f.seq) ?? []), f.partition]);
+    return fetches.filter((f) => f.partition === 1 && seqs.get(f.seq)!.length === 1);
+  };
+  // Partition 0 fetched twice (10 in flight, 10 in its buffer), then partition 1 is polled alone.
+  await waitFor('three polls of partition 1 alone', () => alone().length >= 3);
+  const polls = alone();
+  assert.deepEqual(
+    polls.map((f) => f.maxWaitTime),
+    polls.map(() => 0),
+    'no poll waits at the broker while partition 0 holds records back',
+  );
+  for (let i = 1; i < polls.length; i++)
+    assert.ok(polls[i]!.at - polls[i - 1]!.at >= 95, `polls ${polls[i]!.at - polls[i - 1]!.at} ms apart`);
+  open();
+  await waitFor('partition 0 read to its end', () => handled.length === 30);
   consumer.kill();
 });
 

@@ -77,6 +77,8 @@ interface Held {
   leaderEpoch: number;
   /** A fetch for it is in flight. */
   fetching: boolean;
+  /** Its last fetch brought records: it is likely to have more now. */
+  flowing: boolean;
   /** Its records handed out and not yet settled. */
   outstanding: number;
   /**
@@ -140,6 +142,11 @@ export class KafkaConsumer implements ConsumerHandle {
   #planAgain = false;
   /** After a failed fetch, no new one before this time. */
   #fetchBackoffUntil = 0;
+  /**
+   * While a partition holds records back, partitions that showed nothing are polled again no sooner
+   * than this (an empty poll sets it FETCH_WAIT_MS ahead).
+   */
+  #quietUntil = 0;
   // Unref'd waits: a consumer left running after its broker went away does not keep the process alive.
   readonly #waker = new Waker({ unref: true });
   #deadline = Number.POSITIVE_INFINITY;
@@ -389,6 +396,7 @@ export class KafkaConsumer implements ConsumerHandle {
         fetchOffset: offset,
         leaderEpoch: -1,
         fetching: false,
+        flowing: false,
         outstanding: 0,
       });
     }
@@ -484,20 +492,30 @@ export class KafkaConsumer implements ConsumerHandle {
     // Enough fetched and not yet handed out: wait until batches take some.
     if (this.#buffered >= TOTAL_BUFFER_BYTES) return;
     const wanted: Held[] = [];
+    /** A partition left out holds fetched records back (its buffer full, at its in-flight cap, paused). */
+    let holdsBack = false;
     for (const held of this.#list) {
-      if (!this.#resetWhenSettled(held)) continue;
-      if (held.fetching || held.bufferBytes >= PARTITION_BUFFER_BYTES || held.buffer.length >= this.#maxBatch)
-        continue;
-      const readyAt = held.cursor.readyAt();
-      // A failed message waits, or the partition is paused: fetch nothing more from it.
-      if (readyAt === undefined || held.cursor.pausedUntil > now) continue;
-      // Waiting on a not-yet-due message it holds already: nothing newer is needed before then.
-      if (held.cursor.blockedUntil > now && held.buffer.length > 0) continue;
-      wanted.push(held);
+      if (this.#wants(held, now)) wanted.push(held);
+      else if (held.buffer.length > 0 && !held.fetching) holdsBack = true;
     }
     if (wanted.length === 0) return;
+    // A broker answers a fetch that finds nothing after its wait (FETCH_WAIT_MS), and a broker has
+    // one fetch of this member at a time: a partition that holds records back (its buffer full, its
+    // records in flight at the cap, paused) and wants more a moment later would wait behind a long
+    // poll for partitions that have nothing — at a few thousand records a second, a partition
+    // stalled up to 100 ms every time its buffer filled. So while one holds records back, fetches do
+    // not wait at the broker, and partitions that showed nothing are polled every FETCH_WAIT_MS (as
+    // often as long polls would ask).
+    let maxWaitTime = FETCH_WAIT_MS;
+    if (holdsBack) {
+      maxWaitTime = 0;
+      if (!wanted.some((held) => held.flowing) && now < this.#quietUntil) {
+        this.#deadline = Math.min(this.#deadline, this.#quietUntil);
+        return;
+      }
+    }
     this.#planning = true;
-    void this.#startFetches(wanted)
+    void this.#startFetches(wanted, maxWaitTime)
       .catch((err) => {
         this.#report(new Error(`fetch failed: ${describeKafkaError(err)}`, { cause: err }));
         this.#fetchBackoffUntil = Date.now() + 500;
@@ -511,7 +529,19 @@ export class KafkaConsumer implements ConsumerHandle {
       });
   }
 
-  async #startFetches(wanted: Held[]): Promise<void> {
+  /** Whether a partition may take more records now. */
+  #wants(held: Held, now: number): boolean {
+    if (!this.#resetWhenSettled(held)) return false;
+    if (held.fetching || held.bufferBytes >= PARTITION_BUFFER_BYTES || held.buffer.length >= this.#maxBatch)
+      return false;
+    const readyAt = held.cursor.readyAt();
+    // A failed message waits, or the partition is paused: fetch nothing more from it.
+    if (readyAt === undefined || held.cursor.pausedUntil > now) return false;
+    // Waiting on a not-yet-due message it holds already: nothing newer is needed before then.
+    return !(held.cursor.blockedUntil > now && held.buffer.length > 0);
+  }
+
+  async #startFetches(wanted: Held[], maxWaitTime: number): Promise<void> {
     const metadata = await this.#client.metadata({ topics: [...this.#topics] });
     const byNode = new Map<number, Held[]>();
     for (const held of wanted) {
@@ -547,7 +577,7 @@ export class KafkaConsumer implements ConsumerHandle {
         .fetch({
           node,
           topics,
-          maxWaitTime: FETCH_WAIT_MS,
+          maxWaitTime,
           minBytes: 1,
           // The broker returns at least one record batch whatever this says, so a large record still comes.
           maxBytes: Math.max(
@@ -556,7 +586,10 @@ export class KafkaConsumer implements ConsumerHandle {
           ),
         })
         .then(
-          (response) => this.#received(response, ids, requested),
+          (response) => {
+            const records = this.#received(response, ids, requested);
+            if (records === 0 && maxWaitTime === 0) this.#quietUntil = Date.now() + FETCH_WAIT_MS;
+          },
           (err) => this.#fetchFailed(err, requested),
         )
         .finally(() => {
@@ -571,7 +604,8 @@ export class KafkaConsumer implements ConsumerHandle {
     response: Awaited<ReturnType<Consumer['fetch']>>,
     ids: Map<string, string>,
     requested: Array<{ held: Held; offset: number }>,
-  ): void {
+  ): number {
+    let total = 0;
     const byKey = new Map(requested.map((r) => [r.held.cursor.key, r]));
     for (const topicResponse of response.responses) {
       const topic = ids.get(topicResponse.topicId) ?? topicResponse.topicId;
@@ -582,6 +616,7 @@ export class KafkaConsumer implements ConsumerHandle {
         // Reassigned or reset meanwhile: these records are not what this cursor waits for.
         if (!this.#holds(held) || held.fetchOffset !== offset) continue;
         if (part.errorCode !== 0) continue;
+        const before = held.buffer.length;
         for (const batch of part.records ?? []) {
           const last = Number(batch.firstOffset) + batch.lastOffsetDelta;
           if (batch.partitionLeaderEpoch >= 0) held.leaderEpoch = batch.partitionLeaderEpoch;
@@ -599,8 +634,11 @@ export class KafkaConsumer implements ConsumerHandle {
           }
           if (last + 1 > held.fetchOffset) held.fetchOffset = last + 1;
         }
+        held.flowing = held.buffer.length > before;
+        total += held.buffer.length - before;
       }
     }
+    return total;
   }
 
   #fetchFailed(err: unknown, requested: Array<{ held: Held; offset: number }>): void {
