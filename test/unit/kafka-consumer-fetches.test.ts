@@ -303,7 +303,14 @@ test('a group offset past the log end with a record in flight: the partition is 
   consumer.kill();
 });
 
-test('a partition holding records back never waits behind a long poll for partitions that have nothing: meanwhile fetches do not wait at the broker, and the empty ones are polled every 100 ms', async () => {
+/** Polls of partition 1 alone (partition 0 left out of the request). */
+function pollsOfOneAlone(fetches: FetchSeen[]): FetchSeen[] {
+  const partitions = new Map<number, number>();
+  for (const f of fetches) partitions.set(f.seq, (partitions.get(f.seq) ?? 0) + 1);
+  return fetches.filter((f) => f.partition === 1 && partitions.get(f.seq) === 1);
+}
+
+test('a busy partition holding records back never waits behind a long poll for partitions that have nothing: meanwhile fetches do not wait at the broker', async () => {
   const { fetches } = fakeBroker(
     { committed: [0n, 0n], entry: (p, o) => (p === 0 && o < 30 ? { value: `0-${o}` } : undefined) },
     [0, 1],
@@ -322,21 +329,49 @@ test('a partition holding records back never waits behind a long poll for partit
       return undefined;
     },
   });
-  const alone = () => {
-    const seqs = new Map<number, number[]>();
-    for (const f of fetches) seqs.set(f.seq, [...(seqs.get(f.seq) ?? []), f.partition]);
-    return fetches.filter((f) => f.partition === 1 && seqs.get(f.seq)!.length === 1);
+  // Partition 0 fetched twice (10 handed out and in flight, 10 in its buffer), then partition 1 is
+  // polled alone.
+  const afterSecond = () => {
+    const second = fetches.find((f) => f.partition === 0 && f.offset === 10)?.seq ?? Infinity;
+    return pollsOfOneAlone(fetches).filter((f) => f.seq > second);
   };
-  // Partition 0 fetched twice (10 in flight, 10 in its buffer), then partition 1 is polled alone.
-  await waitFor('three polls of partition 1 alone', () => alone().length >= 3);
-  const polls = alone();
-  assert.deepEqual(
-    polls.map((f) => f.maxWaitTime),
-    polls.map(() => 0),
-    'no poll waits at the broker while partition 0 holds records back',
+  await waitFor('a poll of partition 1 alone after that', () => afterSecond().length >= 1);
+  assert.equal(
+    afterSecond()[0]!.maxWaitTime,
+    0,
+    'partition 0 has just handed out a batch: the poll does not wait at the broker',
   );
-  for (let i = 1; i < polls.length; i++)
-    assert.ok(polls[i]!.at - polls[i - 1]!.at >= 95, `polls ${polls[i]!.at - polls[i - 1]!.at} ms apart`);
+  open();
+  await waitFor('partition 0 read to its end', () => handled.length === 30);
+  consumer.kill();
+});
+
+test('a partition that stops handing out records (its records stuck in flight) does not keep the others from long polls, and meanwhile they are not polled in a loop', async () => {
+  const { fetches } = fakeBroker(
+    { committed: [0n, 0n], entry: (p, o) => (p === 0 && o < 30 ? { value: `0-${o}` } : undefined) },
+    [0, 1],
+  );
+  const { opened: gate, open } = latch();
+  const handled: string[] = [];
+  const consumer = start({
+    group: 'g',
+    topicPrefixes: ['t.'],
+    maxBatch: 10,
+    maxInFlightPerPartition: 10,
+    handler: async (batch) => {
+      if (handled.length === 0) await gate;
+      for (const m of batch) handled.push(m.value);
+      return undefined;
+    },
+  });
+  await waitFor('a long poll of partition 1 alone', () =>
+    pollsOfOneAlone(fetches).some((f) => f.maxWaitTime > 0),
+  );
+  const polls = pollsOfOneAlone(fetches);
+  const short = polls.filter((f) => f.maxWaitTime === 0);
+  for (let i = 1; i < short.length; i++)
+    assert.ok(short[i]!.at - short[i - 1]!.at >= 95, `polls ${short[i]!.at - short[i - 1]!.at} ms apart`);
+  assert.ok(short.length <= 3, `${short.length} polls that did not wait, while partition 0 was stuck`);
   open();
   await waitFor('partition 0 read to its end', () => handled.length === 30);
   consumer.kill();

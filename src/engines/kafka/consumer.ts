@@ -79,6 +79,10 @@ interface Held {
   fetching: boolean;
   /** Its last fetch brought records: it is likely to have more now. */
   flowing: boolean;
+  /** Records handed out since `handedSince`, and in the FETCH_WAIT_MS window before it. */
+  handed: number;
+  handedBefore: number;
+  handedSince: number;
   /** Its records handed out and not yet settled. */
   outstanding: number;
   /**
@@ -397,6 +401,9 @@ export class KafkaConsumer implements ConsumerHandle {
         leaderEpoch: -1,
         fetching: false,
         flowing: false,
+        handed: 0,
+        handedBefore: 0,
+        handedSince: 0,
         outstanding: 0,
       });
     }
@@ -466,6 +473,7 @@ export class KafkaConsumer implements ConsumerHandle {
         }
         if (budget <= 0 && out.length > 0) break;
         held.buffer.shift();
+        this.#handedOut(held, now);
         const size = sizeOf(message);
         held.bufferBytes -= size;
         this.#buffered -= size;
@@ -492,20 +500,22 @@ export class KafkaConsumer implements ConsumerHandle {
     // Enough fetched and not yet handed out: wait until batches take some.
     if (this.#buffered >= TOTAL_BUFFER_BYTES) return;
     const wanted: Held[] = [];
-    /** A partition left out holds fetched records back (its buffer full, at its in-flight cap, paused). */
+    /** A busy partition left out holds fetched records back (its buffer full, or at its in-flight cap). */
     let holdsBack = false;
     for (const held of this.#list) {
       if (this.#wants(held, now)) wanted.push(held);
-      else if (held.buffer.length > 0 && !held.fetching) holdsBack = true;
+      else if (held.buffer.length > 0 && !held.fetching && this.#busy(held, now)) holdsBack = true;
     }
     if (wanted.length === 0) return;
     // A broker answers a fetch that finds nothing after its wait (FETCH_WAIT_MS), and a broker has
-    // one fetch of this member at a time: a partition that holds records back (its buffer full, its
-    // records in flight at the cap, paused) and wants more a moment later would wait behind a long
-    // poll for partitions that have nothing — at a few thousand records a second, a partition
-    // stalled up to 100 ms every time its buffer filled. So while one holds records back, fetches do
-    // not wait at the broker, and partitions that showed nothing are polled every FETCH_WAIT_MS (as
-    // often as long polls would ask).
+    // one fetch of this member at a time: a busy partition that holds records back and wants more
+    // a moment later would wait behind a long poll for partitions that have nothing — at a few
+    // thousand records a second, a partition stalled up to 100 ms every time its buffer filled. So
+    // while a busy one holds records back, fetches do not wait at the broker: the others are
+    // fetched along with it each time it wants more, and on their own at most every FETCH_WAIT_MS
+    // (as often as long polls would ask). A partition that hands out fewer records than that (a
+    // slow endpoint, paused, stuck) does not count: waiting up to 100 ms once per buffer costs it
+    // little, and the others keep their long polls, which answer as soon as a record comes.
     let maxWaitTime = FETCH_WAIT_MS;
     if (holdsBack) {
       maxWaitTime = 0;
@@ -527,6 +537,29 @@ export class KafkaConsumer implements ConsumerHandle {
           this.#waker.wake();
         }
       });
+  }
+
+  /** Counts a record handed out of the partition's buffer (for `#busy`). */
+  #handedOut(held: Held, now: number): void {
+    this.#rollHanded(held, now);
+    held.handed += 1;
+  }
+
+  /**
+   * Whether the partition handed out a batch's worth of records (maxBatch) within the last
+   * FETCH_WAIT_MS or two: busy enough to want more before a long poll would end.
+   */
+  #busy(held: Held, now: number): boolean {
+    this.#rollHanded(held, now);
+    return held.handed + held.handedBefore >= this.#maxBatch;
+  }
+
+  #rollHanded(held: Held, now: number): void {
+    const age = now - held.handedSince;
+    if (age < FETCH_WAIT_MS) return;
+    held.handedBefore = age < 2 * FETCH_WAIT_MS ? held.handed : 0;
+    held.handed = 0;
+    held.handedSince = now;
   }
 
   /** Whether a partition may take more records now. */
