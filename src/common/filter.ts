@@ -32,7 +32,7 @@ interface Scope {
 /** Problems with a filter document; empty when valid. `field` paths are prefixed with `fieldPrefix`. */
 export function validateFilter(filter: unknown, fieldPrefix = 'filter'): ErrorDetail[] {
   if (!isJsonObject(filter)) return [{ field: fieldPrefix, message: 'must be a JSON object' }];
-  const state = { details: [] as ErrorDetail[], conditions: 0 };
+  const state: ValidationState = { details: [], conditions: 0, stopped: false };
   validateNode(filter, { root: 'data', segments: [] }, fieldPrefix, 1, state);
   if (
     state.conditions > MAX_FILTER_CONDITIONS &&
@@ -55,6 +55,29 @@ export function assertValidFilter(filter: unknown, fieldPrefix = 'filter'): Json
 interface ValidationState {
   details: ErrorDetail[];
   conditions: number;
+  /** Set once the filter is found too large: nothing more is read, and no more problems are reported. */
+  stopped: boolean;
+}
+
+/**
+ * True once the filter is past MAX_FILTER_CONDITIONS conditions (`adding` more about to be read), or
+ * past as many problems: the first time, reports it at `field`; after that the rest is not read.
+ */
+function overLimit(state: ValidationState, field: string, adding: number): boolean {
+  if (state.stopped) return true;
+  if (
+    state.conditions + adding <= MAX_FILTER_CONDITIONS * 4 &&
+    state.details.length < MAX_FILTER_CONDITIONS
+  ) {
+    return false;
+  }
+  state.stopped = true;
+  state.details.push({
+    field,
+    message: `has more than ${MAX_FILTER_CONDITIONS} conditions`,
+    code: 'too_many_conditions',
+  });
+  return true;
 }
 
 function validateNode(node: JsonObject, scope: Scope, field: string, depth: number, state: ValidationState) {
@@ -62,20 +85,12 @@ function validateNode(node: JsonObject, scope: Scope, field: string, depth: numb
     state.details.push({ field, message: `nests deeper than ${MAX_FILTER_DEPTH} levels` });
     return;
   }
+  if (state.stopped) return;
   const keys = Object.keys(node);
   // A filter has at most MAX_FILTER_CONDITIONS conditions: once past them, or past as many problems,
-  // the rest is not read (a filter of 100,000 keys would otherwise hold the event loop for a while).
-  if (
-    state.conditions + keys.length > MAX_FILTER_CONDITIONS * 4 ||
-    state.details.length >= MAX_FILTER_CONDITIONS
-  ) {
-    state.details.push({
-      field,
-      message: `has more than ${MAX_FILTER_CONDITIONS} conditions`,
-      code: 'too_many_conditions',
-    });
-    return;
-  }
+  // the rest is not read (a filter of 100,000 keys would otherwise hold the event loop for a while,
+  // and a $or of 100,000 elements would be answered with 100,000 details).
+  if (overLimit(state, field, keys.length)) return;
   const hasComparison = keys.some((key) => COMPARISONS.has(key));
   const hasField = keys.some((key) => !key.startsWith('$') || isEventKey(key));
   if (hasComparison && hasField) {
@@ -83,6 +98,7 @@ function validateNode(node: JsonObject, scope: Scope, field: string, depth: numb
     return;
   }
   for (const key of keys) {
+    if (state.stopped) return;
     const value = node[key];
     const at = `${field}.${key}`;
     if (COMPARISONS.has(key)) {
@@ -160,11 +176,12 @@ function validateLogical(
     state.details.push({ field: at, message: `${op} expects a non-empty array of filters` });
     return;
   }
-  value.forEach((element: unknown, index) => {
+  for (const [index, element] of value.entries()) {
     const elementField = `${at}[${index}]`;
+    if (overLimit(state, elementField, 0)) return;
     if (isJsonObject(element)) validateNode(element, scope, elementField, depth + 1, state);
     else state.details.push({ field: elementField, message: 'expects a filter object' });
-  });
+  }
 }
 
 /** True when the event matches the (already validated) filter. */
