@@ -56,8 +56,8 @@ export function operationsRoutes(ops: Operations): Route[] {
       requestSchema: {
         type: 'object',
         properties: {
-          subscriptionId: { type: 'string' },
-          eventId: { type: 'string' },
+          subscriptionId: { type: 'string', minLength: 1 },
+          eventId: { type: 'string', minLength: 1 },
           stage: { enum: ['processor', 'dispatcher'] },
           all: { type: 'boolean' },
           limit: { type: 'integer', minimum: 1, maximum: 10000 },

@@ -139,8 +139,9 @@ export class Operations {
   async redrive(body: unknown): Promise<{ redriven: number; ids: string[]; more: boolean }> {
     const input = new InputReader(body ?? {}, ['stage', 'subscriptionId', 'eventId', 'all', 'limit']);
     const stage = input.oneOf('stage', STAGES);
-    const subscriptionId = input.string('subscriptionId');
-    const eventId = input.string('eventId');
+    // An empty id would filter nothing: `{ "subscriptionId": "" }` must not redrive every dead letter.
+    const subscriptionId = input.string('subscriptionId', { pattern: /./, rule: 'a non-empty id' });
+    const eventId = input.string('eventId', { pattern: /./, rule: 'a non-empty id' });
     const all = input.boolean('all');
     const limit = input.integer('limit', { min: 1, max: MAX_REDRIVE_LIMIT }) ?? DEFAULT_REDRIVE_LIMIT;
     input.done('the redrive request is invalid');
@@ -157,8 +158,8 @@ export class Operations {
       {
         pending: true,
         ...(stage ? { stage } : {}),
-        ...(subscriptionId ? { subscriptionId } : {}),
-        ...(eventId ? { eventId } : {}),
+        ...(subscriptionId !== undefined ? { subscriptionId } : {}),
+        ...(eventId !== undefined ? { eventId } : {}),
       },
       limit,
     );
