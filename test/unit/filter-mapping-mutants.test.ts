@@ -10,18 +10,12 @@ import { parseDeliveryTask } from '../../src/common/delivery-task.ts';
 import { UnprocessableError } from '../../src/common/errors.ts';
 import { matchesFilter, validateFilter } from '../../src/common/filter.ts';
 import type { JsonObject, JsonValue } from '../../src/common/json.ts';
-import { ValidatorCache } from '../../src/common/json-schema.ts';
-import { Logger } from '../../src/common/log.ts';
 import type { MappingDocument, MappingRule } from '../../src/common/mapping.ts';
 import { applyMapping, validateMapping } from '../../src/common/mapping.ts';
-import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
-import { CachedLookups } from '../../src/processor/lookups.ts';
-import { EventProcessor } from '../../src/processor/processor.ts';
-import { StorePartnerDirectory } from '../../src/subscriptions/partners.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord } from '../support/fixtures.ts';
-import { recordingDeadLetterSink } from '../support/sinks.ts';
+import { storeProcessor } from '../support/processor.ts';
 
 /** Validates (as subscription admin does), then applies (as the processor does). */
 function mapped(mapping: unknown, data: unknown, options: { maxOutputBytes?: number } = {}): JsonValue {
@@ -311,28 +305,7 @@ describe('the processor hands filters and mappings the CloudEvents attributes', 
   let published: BusMessage[];
   let offset = 0;
 
-  const processor = () => {
-    const lookups = new CachedLookups({
-      schemas: store.schemas,
-      subscriptions: store.subscriptions,
-      directory: new StorePartnerDirectory(store.partners),
-    });
-    return new EventProcessor({
-      lookups,
-      validators: new ValidatorCache(),
-      publish: async (m) => {
-        published.push(...m);
-      },
-      deadLetters: recordingDeadLetterSink(store, () => published),
-      deliveries: store.deliveries,
-      dedupe: true,
-      maxAttempts: 3,
-      retryDelayMs: 1000,
-      metrics: new MetricsRegistry(),
-      logger: new Logger({ level: 'error', sink: { write: () => {} } }),
-      clock: () => new Date(),
-    });
-  };
+  const processor = () => storeProcessor(store, () => published);
 
   const record = (attrs: Record<string, unknown>): ConsumedMessage => ({
     topic: 'ingress.orders.created.v1',

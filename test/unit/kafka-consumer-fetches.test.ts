@@ -310,7 +310,12 @@ function pollsOfOneAlone(fetches: FetchSeen[]): FetchSeen[] {
   return fetches.filter((f) => f.partition === 1 && partitions.get(f.seq) === 1);
 }
 
-test('a busy partition holding records back never waits behind a long poll for partitions that have nothing: meanwhile fetches do not wait at the broker', async () => {
+/**
+ * Partition 0 has 30 records, partition 1 none; batches of 10, 10 in flight per partition; the first
+ * batch waits for `open()` (a slow endpoint): partition 0 reaches its cap with its next 10 records in
+ * hand, and partition 1 is then polled alone.
+ */
+function partitionZeroHeldUp() {
   const { fetches } = fakeBroker(
     { committed: [0n, 0n], entry: (p, o) => (p === 0 && o < 30 ? { value: `0-${o}` } : undefined) },
     [0, 1],
@@ -323,12 +328,24 @@ test('a busy partition holding records back never waits behind a long poll for p
     maxBatch: 10,
     maxInFlightPerPartition: 10,
     handler: async (batch) => {
-      // The first batch is slow: partition 0 reaches its in-flight cap with its next 10 records in hand.
       if (handled.length === 0) await gate;
       for (const m of batch) handled.push(m.value);
       return undefined;
     },
   });
+  return {
+    fetches,
+    /** Lets the first batch go, and waits until partition 0 is read to its end. */
+    release: async () => {
+      open();
+      await waitFor('partition 0 read to its end', () => handled.length === 30);
+      consumer.kill();
+    },
+  };
+}
+
+test('a busy partition holding records back never waits behind a long poll for partitions that have nothing: meanwhile fetches do not wait at the broker', async () => {
+  const { fetches, release } = partitionZeroHeldUp();
   // Partition 0 fetched twice (10 handed out and in flight, 10 in its buffer), then partition 1 is
   // polled alone.
   const afterSecond = () => {
@@ -341,40 +358,23 @@ test('a busy partition holding records back never waits behind a long poll for p
     0,
     'partition 0 has just handed out a batch: the poll does not wait at the broker',
   );
-  open();
-  await waitFor('partition 0 read to its end', () => handled.length === 30);
-  consumer.kill();
+  await release();
 });
 
 test('a partition that stops handing out records (its records stuck in flight) does not keep the others from long polls, and meanwhile they are not polled in a loop', async () => {
-  const { fetches } = fakeBroker(
-    { committed: [0n, 0n], entry: (p, o) => (p === 0 && o < 30 ? { value: `0-${o}` } : undefined) },
-    [0, 1],
-  );
-  const { opened: gate, open } = latch();
-  const handled: string[] = [];
-  const consumer = start({
-    group: 'g',
-    topicPrefixes: ['t.'],
-    maxBatch: 10,
-    maxInFlightPerPartition: 10,
-    handler: async (batch) => {
-      if (handled.length === 0) await gate;
-      for (const m of batch) handled.push(m.value);
-      return undefined;
-    },
+  const { fetches, release } = partitionZeroHeldUp();
+  // First polls that do not wait (partition 0 busy), then, once it has handed out nothing for a
+  // while, a long poll again.
+  await waitFor('a long poll of partition 1 alone after one that did not wait', () => {
+    const polls = pollsOfOneAlone(fetches);
+    const firstShort = polls.find((f) => f.maxWaitTime === 0)?.seq ?? Infinity;
+    return polls.some((f) => f.maxWaitTime > 0 && f.seq > firstShort);
   });
-  await waitFor('a long poll of partition 1 alone', () =>
-    pollsOfOneAlone(fetches).some((f) => f.maxWaitTime > 0),
-  );
-  const polls = pollsOfOneAlone(fetches);
-  const short = polls.filter((f) => f.maxWaitTime === 0);
+  const short = pollsOfOneAlone(fetches).filter((f) => f.maxWaitTime === 0);
   for (let i = 1; i < short.length; i++)
     assert.ok(short[i]!.at - short[i - 1]!.at >= 95, `polls ${short[i]!.at - short[i - 1]!.at} ms apart`);
   assert.ok(short.length <= 3, `${short.length} polls that did not wait, while partition 0 was stuck`);
-  open();
-  await waitFor('partition 0 read to its end', () => handled.length === 30);
-  consumer.kill();
+  await release();
 });
 
 test('a paused partition is not fetched from while paused (the other partition keeps being fetched)', async () => {

@@ -9,18 +9,12 @@ import { beforeEach, describe, test } from 'node:test';
 import { parseDeliveryTask } from '../../src/common/delivery-task.ts';
 import { kafkaEventMode, parseKafkaEvent, toKafkaRecord } from '../../src/common/envelope-kafka.ts';
 import { parseStructuredEvent } from '../../src/common/envelope-structured.ts';
-import { ValidatorCache } from '../../src/common/json-schema.ts';
-import { Logger } from '../../src/common/log.ts';
-import { MetricsRegistry } from '../../src/common/metrics.ts';
 import type { BusMessage, ConsumedMessage } from '../../src/common/ports/bus.ts';
 import { SqliteStore } from '../../src/engines/sqlite/store.ts';
 import { ingressKey } from '../../src/ingest/service.ts';
 import { Operations } from '../../src/operations/service.ts';
-import { CachedLookups } from '../../src/processor/lookups.ts';
-import { EventProcessor } from '../../src/processor/processor.ts';
-import { StorePartnerDirectory } from '../../src/subscriptions/partners.ts';
 import { partnerRecord, schemaRecord, subscriptionRecord } from '../support/fixtures.ts';
-import { recordingDeadLetterSink } from '../support/sinks.ts';
+import { storeProcessor } from '../support/processor.ts';
 
 let offset = 0;
 function kafkaRecord(value: string, headers: Record<string, string>): ConsumedMessage {
@@ -132,26 +126,7 @@ describe('the CloudEvents Kafka binding', () => {
 describe('the processor on records of the Kafka binding', () => {
   let store: SqliteStore;
   let published: BusMessage[];
-  const make = () =>
-    new EventProcessor({
-      lookups: new CachedLookups({
-        schemas: store.schemas,
-        subscriptions: store.subscriptions,
-        directory: new StorePartnerDirectory(store.partners),
-      }),
-      validators: new ValidatorCache(),
-      publish: async (m) => {
-        published.push(...m);
-      },
-      deadLetters: recordingDeadLetterSink(store, () => published),
-      deliveries: store.deliveries,
-      dedupe: true,
-      maxAttempts: 3,
-      retryDelayMs: 1000,
-      metrics: new MetricsRegistry(),
-      logger: new Logger({ level: 'error', sink: { write: () => {} } }),
-      clock: () => new Date(),
-    });
+  const make = () => storeProcessor(store, () => published);
   beforeEach(async () => {
     store = new SqliteStore(':memory:');
     published = [];

@@ -5,8 +5,9 @@
  * consumer; fetching is this file's own, so that it can be per partition: the client's message
  * stream fetches every assigned partition or none, and the port needs a partition paused (by the
  * handler, or while a failed message waits, or while its next message is not due) while the others
- * flow. Each broker gets one long-poll fetch at a time for the partitions that may take more; the
- * records land in a small buffer per partition, from which batches are handed out.
+ * flow. Each broker gets one fetch at a time for the partitions that may take more — a long poll,
+ * unless a busy partition holds records back and would wait behind it (`#fetchMore`); the records
+ * land in a small buffer per partition, from which batches are handed out.
  *
  * The bookkeeping per partition is the embedded log's `PartitionCursor`: what is in flight, which
  * failed messages wait for their redelivery (alone, after a doubling backoff) or their dead letter,
@@ -147,8 +148,8 @@ export class KafkaConsumer implements ConsumerHandle {
   /** After a failed fetch, no new one before this time. */
   #fetchBackoffUntil = 0;
   /**
-   * While a partition holds records back, partitions that showed nothing are polled again no sooner
-   * than this (an empty poll sets it FETCH_WAIT_MS ahead).
+   * While a busy partition holds records back, partitions that showed nothing are polled again no
+   * sooner than this (a poll that brought nothing sets it FETCH_WAIT_MS ahead).
    */
   #quietUntil = 0;
   // Unref'd waits: a consumer left running after its broker went away does not keep the process alive.
