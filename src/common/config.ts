@@ -166,7 +166,8 @@ const httpUrl = (raw: string) => {
   try {
     url = new URL(raw);
   } catch {
-    throw new Error(`must be an absolute URL, got "${raw}"`);
+    // Echoed without what could be credentials (`user:password@`).
+    throw new Error(`must be an absolute URL, got "${raw.replace(/\/\/.*@/, '//…@')}"`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must be an http(s) URL');
   return raw.replace(/\/+$/, '');

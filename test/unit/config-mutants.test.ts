@@ -427,6 +427,9 @@ describe('loadConfig: secrets are never echoed in a refusal', () => {
         'sekrit-pw',
       ],
       [{ WEBHOOKS_PARTNER_API_TOKEN: 'sekrit-partner' }, undefined, 'sekrit-partner'],
+      // A URL that does not parse is echoed, its credentials left out.
+      [{ WEBHOOKS_PARTNER_API_URL: 'https://svc:sekrit-url@partners example' }, undefined, 'sekrit-url'],
+      [{ WEBHOOKS_DYNAMODB_ENDPOINT: 'http://u:sek/rit-ddb@[::1' }, undefined, 'rit-ddb'],
     ];
     for (const [env, file, secret] of cases) {
       let error: (Error & { details: Detail[] }) | undefined;
