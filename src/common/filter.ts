@@ -85,7 +85,6 @@ function validateNode(node: JsonObject, scope: Scope, field: string, depth: numb
     state.details.push({ field, message: `nests deeper than ${MAX_FILTER_DEPTH} levels` });
     return;
   }
-  if (state.stopped) return;
   const keys = Object.keys(node);
   // A filter has at most MAX_FILTER_CONDITIONS conditions: once past them, or past as many problems,
   // the rest is not read (a filter of 100,000 keys would otherwise hold the event loop for a while,

@@ -465,6 +465,7 @@ export class KafkaConsumer implements ConsumerHandle {
         continue;
       }
       let room = Math.min(limit - out.length, this.#maxPerPartition - cursor.inFlight);
+      const before = out.length;
       while (room > 0 && held.buffer.length > 0) {
         const message = held.buffer[0]!;
         if (message.notBefore !== undefined && message.notBefore > now) {
@@ -474,7 +475,6 @@ export class KafkaConsumer implements ConsumerHandle {
         }
         if (budget <= 0 && out.length > 0) break;
         held.buffer.shift();
-        this.#handedOut(held, now);
         const size = sizeOf(message);
         held.bufferBytes -= size;
         this.#buffered -= size;
@@ -483,6 +483,7 @@ export class KafkaConsumer implements ConsumerHandle {
         room--;
         out.push({ held, cursor, message, bytes: size });
       }
+      if (out.length > before) this.#handedOut(held, now, out.length - before);
     }
     return out;
   }
@@ -540,10 +541,10 @@ export class KafkaConsumer implements ConsumerHandle {
       });
   }
 
-  /** Counts a record handed out of the partition's buffer (for `#busy`). */
-  #handedOut(held: Held, now: number): void {
+  /** Counts records handed out of the partition's buffer (for `#busy`). */
+  #handedOut(held: Held, now: number, records: number): void {
     this.#rollHanded(held, now);
-    held.handed += 1;
+    held.handed += records;
   }
 
   /**
