@@ -64,6 +64,30 @@ export function describeDeadLetters(ctx: StoreContext): void {
       );
     });
 
+    test('an unfiltered listing is oldest first across everything stored, page by page', async () => {
+      // No key filter: an engine that spreads dead letters over several places (DynamoDB's time
+      // shards, by id) must merge them in order, not one place after another, nor newest first.
+      const created: string[] = [];
+      for (const s of [9, 2, 7, 2, 5, 8, 1, 6, 3, 4, 0, 7]) {
+        const rec = deadLetterRecord({ createdAt: timeAt(-3600 + s) });
+        await deadLetters().insert(rec);
+        created.push(rec.id);
+      }
+      const seen = await readAllPages(5, (page) => deadLetters().list({}, page));
+      const order = (a: { createdAt: string; id: string }, b: { createdAt: string; id: string }) =>
+        a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt.localeCompare(b.createdAt);
+      assert.deepEqual(
+        seen.map((d) => d.id),
+        [...seen].sort(order).map((d) => d.id),
+        'the whole listing is in createdAt order',
+      );
+      const listed = new Set(seen.map((d) => d.id));
+      assert.ok(
+        created.every((id) => listed.has(id)),
+        'every dead letter inserted here is listed',
+      );
+    });
+
     test('a page of large dead letters ends after MAX_PAGE_BYTES: fewer than the limit, then next continues', async () => {
       const eventId = testId('evt-');
       // Six values of ~600 KB (compressible, as JSON usually is): four pass the budget.
