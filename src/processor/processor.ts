@@ -327,6 +327,7 @@ export class EventProcessor {
         this.#routing.delete(marker);
         throw err;
       }
+      for (const d of dead) this.#toDlq.inc({ reason: d.reason });
       const tasks = routed.map((r) => r.message);
       out.push(...tasks);
       output.route = { event, deliveryIds: routed.map((r) => r.deliveryId), inFlight: marker };
@@ -427,8 +428,8 @@ export class EventProcessor {
       } catch (err) {
         if (!isWebhooksError(err) || err.kind === 'unavailable') throw err;
         // A mapping that fails for this event dead-letters this subscription's delivery only.
+        // Counted once the record is routed: a record retried whole drops this dead letter.
         const reason = err.code === 'mapping_output_too_large' ? err.code : 'mapping_failed';
-        this.#toDlq.inc({ reason });
         dead.push({
           ...deadLetterFor(message, originTopic, reason, describeError(err), 1, envelope, sub.id),
           subscriptionId: sub.id,
