@@ -451,6 +451,23 @@ export function runPipelineSuite(engines: string, engineEnv: () => Promise<Recor
       } finally {
         gate.open();
       }
+      // The thirty partners now answer: their 1,200 deliveries (many deferred to the 1 s retry tier
+      // while their endpoints were saturated) are let through before the next test, whose retries
+      // would otherwise queue behind them on the same tier (on dynalite, for tens of seconds).
+      await waitFor(
+        'every delivery to the hanging partners to succeed',
+        async () => {
+          for (const id of hangingIds) {
+            const items: any[] = (
+              await server.request('GET', `/admin/deliveries?subscriptionId=${id}&limit=100`)
+            ).body.items;
+            if (items.length < events.length || items.some((d) => d.status !== 'SUCCESS')) return false;
+          }
+          return true;
+        },
+        120_000,
+        200,
+      );
     });
 
     test('the subscription’s credentials reach the partner: bearer, basic and a custom header', async () => {
