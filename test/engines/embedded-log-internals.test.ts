@@ -10,15 +10,13 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConsumedMessage } from '../../src/common/ports/bus.ts';
-import { appendMessages, appendTransaction } from '../../src/engines/embedded/appender.ts';
 import { Assignment } from '../../src/engines/embedded/assignment.ts';
 import { PartitionCursor, redeliveryPolicy } from '../../src/engines/embedded/cursor.ts';
 import { GroupStore } from '../../src/engines/embedded/group-store.ts';
 import { EmbeddedLog } from '../../src/engines/embedded/log.ts';
 import { partitionForKey } from '../../src/engines/embedded/partitioner.ts';
-import { BUS_MIGRATIONS, sql } from '../../src/engines/embedded/schema.ts';
-import { openDatabase, unflushedTransaction } from '../../src/engines/sqlite/database.ts';
+import { sql } from '../../src/engines/embedded/schema.ts';
+import { bareLog, msg } from '../support/embedded-log.ts';
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -26,23 +24,6 @@ async function waitFor(what: string, condition: () => boolean, timeoutMs = 10_00
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(10);
   }
-}
-
-const msg = (offset: number) =>
-  ({ topic: 't', partition: 0, offset, value: '', headers: {}, timestamp: 0 }) as ConsumedMessage;
-
-function bareLog(path: string, partitions: number, count: number) {
-  const db = openDatabase(path, BUS_MIGRATIONS, { durability: 'relaxed' });
-  db.exec(`INSERT INTO topic (name, partitions, created_at) VALUES ('t.x', ${partitions}, 'now')`);
-  unflushedTransaction(db, () =>
-    appendMessages(
-      db,
-      Array.from({ length: count }, (_, i) => ({ topic: 't.x', key: `k${i}`, value: String(i) })),
-      new Map(),
-      appendTransaction(db),
-    ),
-  );
-  return db;
 }
 
 const opened: EmbeddedLog[] = [];
